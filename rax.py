@@ -1,0 +1,1924 @@
+"""rax: automatic differentiation you can read in one sitting.
+
+rax is a small deep-learning library in one file of pure Python, in the functional style
+of JAX. A model is a pure function ``model(params, x, y) -> loss``; calling it builds a
+computation graph; ``loss.backward()`` returns the gradient graph, a copy of that graph in
+which every node holds the derivative of the loss with respect to it; an optimizer maps
+``(params, gradients)`` to new params. It is not a fast array library: it is the smallest
+complete one we could write that is still as fast as hand-written Python lists.
+
+Three ideas carry the whole file:
+
+1. A tensor is a nested list of Python floats (a bare float when it has no axes), with a
+   shape, and it never changes. Because nothing changes, tensors may share inner lists.
+2. Broadcasting is a recursive walk over the leading axis: where a side of 1 meets a
+   longer side, the same inner list is simply repeated.
+3. Reverse mode is a chain of vector-Jacobian products (vjps). Each primitive op states,
+   next to its forward computation, how to turn the gradient of its output into the
+   gradient of each input, using tensor ops, so that gradients are differentiable too.
+
+A short tour:
+
+>>> import rax
+>>> w = rax.Tensor([1.0, -2.0, 3.0])
+>>> loss = (w * w).sum()
+>>> loss
+Tensor(14.0, op='sum')
+>>> g = loss.backward()
+>>> g[w]
+Tensor([2.0, -4.0, 6.0], op='add')
+>>> rax.grad(lambda w: (w ** 3).sum())(w).tolist()
+[3.0, 12.0, 27.0]
+>>> rax.sgd({"w": w}, g, lr=0.5)
+{'w': Tensor([0.0, 0.0, 0.0])}
+
+The file reads top to bottom; each part uses only what stands above it:
+
+1. IEEE-safe scalar math    Python raises where NumPy returns inf or nan; fixed once here.
+2. Nested-list kernels      shapes, broadcasting, map, reduce, matmul, movement; no Tensor.
+3. Tensor                   the value, how it was made, and the constructors.
+4. Primitive ops            unary, movement, binary, reduce, matmul: forward and vjp together.
+5. Composite ops            built from primitives: softmax, mean, stack, ...
+6. Autodiff                 backward, the gradient graph, grad, value_and_grad.
+7. Trees and optimizers     tree_map, sgd, SGD, Adam.
+"""
+
+import builtins
+import itertools
+import math
+import numbers
+import operator
+import random
+from types import MappingProxyType
+
+__all__ = [
+    "Tensor", "GradNode", "AxisError",
+    # constructors
+    "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "randn", "uniform",
+    "one_hot",
+    # unary
+    "neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "relu", "abs", "sigmoid", "square",
+    "reciprocal", "stop_gradient",
+    # binary
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "matmul",
+    "less", "less_equal", "greater", "greater_equal", "equal", "where",
+    # reduce
+    "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
+    # movement
+    "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
+    # autodiff
+    "backward", "grad", "value_and_grad",
+    # trees and optimizers
+    "tree_map", "tree_leaves", "sgd", "SGD", "Adam",
+]
+
+inf = math.inf
+nan = math.nan
+MAX_NDIM = 64  # as NumPy; it also bounds the depth of every recursive kernel
+
+# rax defines tensor versions of sum, max and min; the kernels use Python's own.
+_sum, _max, _min = builtins.sum, builtins.max, builtins.min
+
+
+class AxisError(ValueError, IndexError):
+    """An axis out of range for a tensor's number of dimensions (as numpy.exceptions.AxisError)."""
+
+
+# ============================================================================================
+# 1. IEEE-safe scalar math
+#
+# Python raises where IEEE 754 (and NumPy) return a value: 1/0, math.log(0), math.exp(1000),
+# 0.0 ** -1, math.sqrt(-1); and (-8.0) ** (1/3) is a complex number. The kernels first run the
+# fast C function over a row and, only if it raises, redo that row with these safe versions.
+# ============================================================================================
+
+def _div(x, y):
+    """x / y, where division by zero gives inf, -inf or nan (1/0, -1/0, 1/-0.0, 0/0)."""
+    try:
+        return x / y
+    except ZeroDivisionError:
+        if x == 0.0 or x != x:
+            return nan
+        return math.copysign(inf, x) * math.copysign(1.0, y)  # the sign of a zero counts
+
+
+def _is_odd_integer(y):
+    return y % 2.0 == 1.0
+
+
+def _pow(x, y):
+    """x ** y as numpy.power on floats: never an exception, never a complex number."""
+    try:
+        result = x ** y
+    except ZeroDivisionError:  # 0.0 ** -1
+        return math.copysign(inf, x) if _is_odd_integer(y) else inf
+    except OverflowError:  # 10.0 ** 400, (-10.0) ** 401, (-10.0) ** 400.5
+        if x < 0.0 and not y.is_integer():
+            return nan
+        return -inf if x < 0.0 and _is_odd_integer(y) else inf
+    return nan if type(result) is complex else result  # (-8.0) ** (1/3)
+
+
+def _exp(x):
+    """math.exp, with exp(1000) = inf instead of OverflowError."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return inf
+
+
+def _log(x):
+    """math.log, with log(0) = -inf and log(-1) = nan instead of ValueError."""
+    if x > 0.0:
+        return math.log(x)
+    return -inf if x == 0.0 else nan
+
+
+def _sqrt(x):
+    """math.sqrt, with sqrt(-1) = nan instead of ValueError (sqrt(-0.0) stays -0.0)."""
+    return math.sqrt(x) if x >= 0.0 else nan
+
+
+def _sin(x):
+    """math.sin, with sin(inf) = nan instead of ValueError."""
+    return math.sin(x) if math.isfinite(x) else nan
+
+
+def _cos(x):
+    """math.cos, with cos(inf) = nan instead of ValueError."""
+    return math.cos(x) if math.isfinite(x) else nan
+
+
+def _sigmoid(x):
+    """1 / (1 + e**-x), computed as PyTorch does; e**-x may overflow to inf, giving 0."""
+    return 1.0 / (1.0 + _exp(-x))
+
+
+def _relu(x):
+    """max(x, 0) as PyTorch: relu(-0.0) = -0.0 and relu(nan) = nan."""
+    return 0.0 if x < 0.0 else x
+
+
+def _maximum(x, y):
+    """The larger of x and y; nan if either is nan (numpy.maximum, which returns y on a tie)."""
+    return x if x > y or x != x else y
+
+
+def _minimum(x, y):
+    """The smaller of x and y; nan if either is nan (numpy.minimum, which returns y on a tie)."""
+    return x if x < y or x != x else y
+
+
+def _select(condition, x, y):
+    """x where condition is nonzero (nan counts as nonzero), else y."""
+    return x if condition else y
+
+
+def _max_of(values):
+    """The largest value, nan if any is nan (Python's max would skip a nan, by position)."""
+    return nan if any(map(math.isnan, values)) else _max(values)
+
+
+def _min_of(values):
+    """The smallest value, nan if any is nan."""
+    return nan if any(map(math.isnan, values)) else _min(values)
+
+
+def _sum_of(values):
+    """The sum of the values, as a float even when there are none."""
+    return _sum(values, 0.0)
+
+
+# ============================================================================================
+# 2. Nested-list kernels
+#
+# Plain functions over nested lists of floats; no Tensor here. A tensor of shape (2, 3) is
+# [[a, b, c], [d, e, f]]; a tensor of shape () is a bare float. Kernels recurse over the
+# leading axis, and the innermost level is a comprehension or a map at C speed. Recursion
+# depth is the number of axes, at most MAX_NDIM. No kernel changes its arguments, so kernels
+# may return (parts of) their inputs, and repeated rows may be the same list object.
+# ============================================================================================
+
+_REAL_TYPES = frozenset((float, int, bool))
+
+
+def _full_lists(shape, value):
+    """Nested lists of the given shape, every element `value` (rows shared, not copied)."""
+    data = value
+    for n in reversed(shape):
+        data = [data] * n
+    return data
+
+
+def _flat(x, ndim):
+    """The elements of nested list x, in row-major order, as one flat list."""
+    if ndim == 0:
+        return [x]
+    for _ in range(ndim - 1):
+        x = list(itertools.chain.from_iterable(x))
+    return x
+
+
+def _fold(flat, shape):
+    """The inverse of _flat: fold a flat list of floats into nested lists of `shape`."""
+    if not shape:
+        return flat[0]
+    if 0 in shape:
+        return _full_lists(shape, 0.0)
+    for n in reversed(shape[1:]):
+        flat = [flat[i:i + n] for i in range(0, len(flat), n)]
+    return flat
+
+
+def _copy_lists(x, ndim):
+    """A deep copy of nested list x, with no shared rows."""
+    if ndim == 0:
+        return x
+    if ndim == 1:
+        return list(x)
+    return [_copy_lists(row, ndim - 1) for row in x]
+
+
+def _to_lists(obj, context):
+    """(data, shape) for a number or a rectangular nested list/tuple of numbers.
+
+    The result is a fresh copy with every value a float. On bad input raise an error that
+    says where: ValueError for a ragged list, TypeError for something that is not a number.
+    """
+    shape = []
+    probe = obj
+    while isinstance(probe, (list, tuple)) and len(shape) <= MAX_NDIM:
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    shape = tuple(shape)
+    try:
+        data = _copy_rectangular(obj, shape)
+    except OverflowError:  # float(10 ** 400)
+        data = None
+    if data is None:
+        raise _data_error(obj, "data", context, 0)
+    return data, shape
+
+
+def _copy_rectangular(obj, shape):
+    """Copy obj as nested lists of floats of exactly `shape`, or None if it does not fit."""
+    if not shape:
+        if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
+            return float(obj)
+        return None
+    if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
+        return None
+    if len(shape) == 1:
+        if set(map(type, obj)) <= _REAL_TYPES:  # the common case, checked at C speed
+            return list(map(float, obj))
+        row = [_copy_rectangular(value, ()) for value in obj]
+    else:
+        row = [_copy_rectangular(child, shape[1:]) for child in obj]
+    return None if None in row else row
+
+
+def _data_error(obj, path, context, depth):
+    """The exception for the first place where obj is not a rectangular list of numbers.
+
+    Returns (shape, None) for a good obj below the top level, else (None, exception);
+    at the top level (depth 0) returns just the exception.
+    """
+    shape, error = _shape_or_error(obj, path, context, depth)
+    return error if depth == 0 else (shape, error)
+
+
+def _shape_or_error(obj, path, context, depth):
+    if depth > MAX_NDIM:
+        return None, ValueError(f"{context}: {path} is nested more than {MAX_NDIM} levels deep")
+    if isinstance(obj, Tensor):
+        return None, TypeError(
+            f"{context}: {path} is a Tensor; use rax.stack to combine tensors into one")
+    if isinstance(obj, (list, tuple)):
+        first = None
+        for i, child in enumerate(obj):
+            shape, error = _shape_or_error(child, f"{path}[{i}]", context, depth + 1)
+            if error is not None:
+                return None, error
+            if first is None:
+                first = shape
+            elif shape != first:
+                return None, ValueError(
+                    f"{context}: ragged nested list: {path}[{i}] has shape {shape}, "
+                    f"but {path}[0] has shape {first}")
+        return (len(obj),) + (first or ()), None
+    if isinstance(obj, numbers.Real):
+        try:
+            float(obj)
+        except OverflowError:
+            return None, ValueError(f"{context}: {path} = {obj} is too large for a float")
+        return (), None
+    return None, TypeError(
+        f"{context}: {path} is {obj!r} ({type(obj).__name__}), not a number")
+
+
+def _broadcast_shapes(op, *shapes):
+    """The shape NumPy broadcasting gives: align shapes on the right; sides of 1 stretch."""
+    ndim = _max(len(shape) for shape in shapes)
+    padded = [(1,) * (ndim - len(shape)) + shape for shape in shapes]
+    result = []
+    for sides in zip(*padded):
+        stretched = {n for n in sides if n != 1}
+        if len(stretched) > 1:
+            raise ValueError(f"{op}: shapes {' and '.join(map(str, shapes))} "
+                             f"cannot be broadcast together")
+        result.append(stretched.pop() if stretched else 1)
+    return tuple(result)
+
+
+def broadcast_lists(x, shape, new_shape):
+    """Repeat nested list x of `shape` into `new_shape` (shapes checked by the caller).
+
+    A repeated axis repeats the same inner list object rather than a copy: broadcasting a
+    row across 1000 rows costs 1000 references.
+    """
+    lead = len(new_shape) - len(shape)
+    for _ in range(lead):
+        x = [x]
+    return _expand(x, (1,) * lead + shape, new_shape)
+
+
+def _expand(x, shape, new_shape):
+    if shape == new_shape:
+        return x
+    if shape[0] == new_shape[0]:
+        return [_expand(child, shape[1:], new_shape[1:]) for child in x]
+    return [_expand(x[0], shape[1:], new_shape[1:])] * new_shape[0]
+
+
+def elementwise(fn, operands, ndim, safe=None):
+    """Apply the scalar function fn across equally shaped nested lists, element by element.
+
+    fn runs at C speed through map. If it raises on an IEEE special case (1/0, log(0),
+    exp(1000)), `safe`, its IEEE-safe version, redoes just that row.
+    """
+    if ndim == 0:
+        return (safe or fn)(*operands)
+    if ndim > 1:
+        return [elementwise(fn, rows, ndim - 1, safe) for rows in zip(*operands)]
+    try:
+        return list(map(fn, *operands))
+    except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, domain errors
+        if safe is None:
+            raise
+        return list(map(safe, *operands))
+
+
+def reduce_lists(x, shape, axes, fn):
+    """Reduce nested list x over the sorted `axes` with fn (a sequence of floats -> a float).
+
+    The reduced axes are removed from the result.
+    """
+    if len(axes) == len(shape):
+        return fn(_flat(x, len(shape)))
+    for axis in reversed(axes):  # the last axis first, so the others keep their numbers
+        x = _reduce_axis(x, shape, axis, fn)
+        shape = shape[:axis] + shape[axis + 1:]
+    return x
+
+
+def _reduce_axis(x, shape, axis, fn):
+    if axis > 0:
+        return [_reduce_axis(child, shape[1:], axis - 1, fn) for child in x]
+    if shape[0] == 0:
+        return _full_lists(shape[1:], fn(()))  # e.g. the sum over an empty axis is 0
+    return _reduce_across(x, len(shape) - 1, fn)
+
+
+def _reduce_across(group, depth, fn):
+    """Reduce a list of equally shaped subtrees into one, elementwise: zip pairs them up."""
+    if depth == 0:
+        return fn(group)
+    return [_reduce_across(column, depth - 1, fn) for column in zip(*group)]
+
+
+def matmul_lists(x, y, ndim):
+    """x @ y for nested lists of ndim >= 2 axes whose leading (batch) axes are equal."""
+    if ndim > 2:
+        return [matmul_lists(a, b, ndim - 1) for a, b in zip(x, y)]
+    columns = list(zip(*y))
+    times = operator.mul  # a local name: looked up once, not once per element
+    return [[_sum(map(times, row, column)) for column in columns] for row in x]
+
+
+def transpose_lists(x, shape, axes):
+    """Permute the axes of nested list x: axis i of the result is axis axes[i] of x."""
+    if axes == tuple(range(len(axes))):
+        return x
+    if 0 in shape:
+        return _full_lists(tuple(shape[a] for a in axes), 0.0)
+    front = axes[0]
+    moved = _move_to_front(x, front)
+    rest_shape = shape[:front] + shape[front + 1:]
+    rest_axes = tuple(a - (a > front) for a in axes[1:])
+    return [transpose_lists(child, rest_shape, rest_axes) for child in moved]
+
+
+def _move_to_front(x, axis):
+    """Make `axis` the leading axis, keeping the others in order. zip(*x) does it for axis 1."""
+    if axis == 0:
+        return x
+    return [list(group) for group in zip(*[_move_to_front(child, axis - 1) for child in x])]
+
+
+def index_lists(x, index):
+    """x[index] for a tuple of in-range ints and slices, one per leading axis."""
+    if not index:
+        return x
+    first, rest = index[0], index[1:]
+    if isinstance(first, int):
+        return index_lists(x[first], rest)
+    return [index_lists(child, rest) for child in x[first]]
+
+
+def scatter_lists(g, index, shape):
+    """Zeros of `shape` with g written at [index]: the adjoint of index_lists."""
+    if not index:
+        return g
+    first, rest = index[0], index[1:]
+    out = [_full_lists(shape[1:], 0.0)] * shape[0]
+    if isinstance(first, int):
+        out[first] = scatter_lists(g, rest, shape[1:])
+    else:
+        for position, child in zip(range(shape[0])[first], g):
+            out[position] = scatter_lists(child, rest, shape[1:])
+    return out
+
+
+def concatenate_lists(parts, axis):
+    """Join nested lists along `axis` (shapes checked by the caller)."""
+    if axis == 0:
+        return list(itertools.chain.from_iterable(parts))
+    return [concatenate_lists(group, axis - 1) for group in zip(*parts)]
+
+
+# ============================================================================================
+# 3. Tensor
+# ============================================================================================
+
+_NO_ATTRS = MappingProxyType({})
+
+
+class Tensor:
+    """An immutable n-dimensional array of floats that remembers how it was computed.
+
+    Attributes:
+        data: nested lists of floats (a float for a 0-d tensor). Read it, never change it;
+            ``tolist()`` gives a copy you may change.
+        shape: a tuple of ints.
+        op: the name of the op that made this tensor; None for a leaf.
+        inputs: the tensors it was made from, in order; () for a leaf.
+        vjps: one rule per input, ``rule(g, out) -> gradient for that input`` (None where
+            no gradient flows); () for a leaf.
+        attrs: the op's static arguments (axis, shape, index, ...), a dict.
+
+    ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
+    compares values.
+
+    >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
+    >>> t.shape, t.ndim, t.size
+    ((2, 3), 2, 6)
+    >>> t[1]
+    Tensor([4.0, 5.0, 6.0], op='getitem')
+    >>> (t + 1).tolist()
+    [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
+    """
+
+    __slots__ = ("data", "shape", "op", "inputs", "vjps", "attrs")
+
+    def __init__(self, data):
+        if isinstance(data, Tensor):
+            data, shape = data.data, data.shape  # tensors never change: sharing is copying
+        else:
+            data, shape = _to_lists(data, "Tensor()")
+        self.data, self.shape = data, shape
+        self.op, self.inputs, self.vjps, self.attrs = None, (), (), _NO_ATTRS
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def tolist(self):
+        """The values as fresh nested lists of floats (a float for a 0-d tensor)."""
+        return _copy_lists(self.data, self.ndim)
+
+    def item(self):
+        """The one value of a tensor with exactly one element, as a float."""
+        if self.size != 1:
+            raise ValueError(f"item(): the tensor has {self.size} elements, not 1 "
+                             f"(shape {self.shape})")
+        return _flat(self.data, self.ndim)[0]
+
+    def __float__(self):
+        if self.size != 1:
+            raise TypeError(f"only a tensor with one element converts to float; "
+                            f"this one has shape {self.shape}")
+        return self.item()
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
+                             f"use .sum(), .max() or rax.equal")
+        return bool(self.item())
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self):
+        op = "" if self.op is None else f", op={self.op!r}"
+        if self.size > 100:
+            return f"Tensor(<{self.size} values>, shape={self.shape}{op})"
+        return f"Tensor({self.data!r}{op})"
+
+    def __format__(self, spec):
+        """A one-element tensor formats like its float: f"{loss:.3f}"."""
+        if spec and self.size == 1:
+            return format(self.item(), spec)
+        return format(repr(self), spec)
+
+    def __getitem__(self, key):
+        return _getitem(self, key)
+
+    # Arithmetic, comparisons and matmul: each operator is the function of the same name.
+    def __add__(self, other): return add(self, other)
+    def __radd__(self, other): return add(other, self)
+    def __sub__(self, other): return sub(self, other)
+    def __rsub__(self, other): return sub(other, self)
+    def __mul__(self, other): return mul(self, other)
+    def __rmul__(self, other): return mul(other, self)
+    def __truediv__(self, other): return div(self, other)
+    def __rtruediv__(self, other): return div(other, self)
+    def __pow__(self, other): return pow(self, other)
+    def __rpow__(self, other): return pow(other, self)
+    def __matmul__(self, other): return matmul(self, other)
+    def __rmatmul__(self, other): return matmul(other, self)
+    def __neg__(self): return neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return abs(self)
+    def __lt__(self, other): return less(self, other)
+    def __le__(self, other): return less_equal(self, other)
+    def __gt__(self, other): return greater(self, other)
+    def __ge__(self, other): return greater_equal(self, other)
+    # __eq__ and __hash__ stay those of object (identity), so tensors can be dict keys.
+
+    @property
+    def T(self):
+        """All axes reversed (as NumPy's .T)."""
+        return transpose(self)
+
+    def backward(self, seed=None):
+        """The gradient graph of this tensor (see GradNode); `seed` is d(output)."""
+        return backward(self, seed)
+
+
+def _apply(op, data, shape, inputs, vjps, attrs=_NO_ATTRS):
+    """The output node of a primitive op: its value, and how it was made.
+
+    `vjps` holds one rule per input: rule(g, out) turns g, the gradient of the output, into
+    the gradient of that input. The rules close over the inputs, never over `out`: the engine
+    passes `out` in, so no node refers to itself and freeing a graph needs no garbage
+    collector.
+    """
+    out = Tensor.__new__(Tensor)
+    out.data, out.shape, out.op, out.inputs, out.vjps, out.attrs = (
+        data, shape, op, inputs, vjps, attrs)
+    return out
+
+
+def _leaf(data, shape):
+    """A new leaf tensor from data that is already nested lists of floats of `shape`."""
+    return _apply(None, data, shape, (), ())
+
+
+def _as_tensor(value, op):
+    """value as a Tensor: tensors pass through; numbers and nested lists become leaves."""
+    if isinstance(value, Tensor):
+        return value
+    if type(value) in _REAL_TYPES:
+        return _leaf(float(value), ())
+    if isinstance(value, (list, tuple, numbers.Real)):
+        return _leaf(*_to_lists(value, op))
+    raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
+                    f"got {value!r} ({type(value).__name__})")
+
+
+def _check_shape(op, shape):
+    """shape as a tuple of non-negative ints (an int n means (n,))."""
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"{op}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{op}: shape {shape} has a negative side")
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"{op}: shape {shape} has more than {MAX_NDIM} axes")
+    return shape
+
+
+def _as_rng(rng):
+    """A random.Random from an int seed or a Random; None means Python's global generator."""
+    if rng is None:
+        return random  # the module's functions draw from its global Random instance
+    if isinstance(rng, random.Random):
+        return rng
+    if isinstance(rng, numbers.Integral):
+        return random.Random(rng)
+    raise TypeError(f"rng must be a random.Random, an int seed or None, got {rng!r}")
+
+
+def full(shape, value):
+    """A new leaf of the given shape with every element `value`.
+
+    >>> full((2, 2), 7)
+    Tensor([[7.0, 7.0], [7.0, 7.0]])
+    """
+    shape = _check_shape("full", shape)
+    value = _as_tensor(value, "full")
+    if value.shape:
+        raise ValueError(f"full: value must be a number, got a tensor of shape {value.shape}")
+    return _leaf(_full_lists(shape, value.data), shape)
+
+
+def zeros(shape):
+    """A new leaf of zeros.
+
+    >>> zeros((2, 3))
+    Tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    """
+    return full(shape, 0.0)
+
+
+def ones(shape):
+    """A new leaf of ones.
+
+    >>> ones(3)
+    Tensor([1.0, 1.0, 1.0])
+    """
+    return full(shape, 1.0)
+
+
+def zeros_like(t):
+    """Zeros with the shape of t.
+
+    >>> zeros_like(Tensor([1, 2]))
+    Tensor([0.0, 0.0])
+    """
+    return zeros(_as_tensor(t, "zeros_like").shape)
+
+
+def ones_like(t):
+    """Ones with the shape of t.
+
+    >>> ones_like(Tensor(5))
+    Tensor(1.0)
+    """
+    return ones(_as_tensor(t, "ones_like").shape)
+
+
+def arange(start, stop=None, step=1):
+    """Evenly spaced values in [start, stop), as numpy.arange: arange(n) is 0, 1, ..., n-1.
+
+    >>> arange(4)
+    Tensor([0.0, 1.0, 2.0, 3.0])
+    >>> arange(1, 2, 0.25)
+    Tensor([1.0, 1.25, 1.5, 1.75])
+    """
+    if stop is None:
+        start, stop = 0, start
+    for name, number in (("start", start), ("stop", stop), ("step", step)):
+        if not isinstance(number, numbers.Real) or not math.isfinite(number):
+            raise ValueError(f"arange: {name} must be a finite number, got {number!r}")
+    if step == 0:
+        raise ValueError("arange: step must not be zero")
+    n = _max(0, math.ceil((stop - start) / step))
+    return _leaf([float(start + i * step) for i in range(n)], (n,))
+
+
+def eye(n, m=None):
+    """The identity matrix: n x n (or n x m), ones on the diagonal.
+
+    >>> eye(2)
+    Tensor([[1.0, 0.0], [0.0, 1.0]])
+    """
+    n, m = _check_shape("eye", (n, n if m is None else m))
+    return _leaf([[1.0 if i == j else 0.0 for j in range(m)] for i in range(n)], (n, m))
+
+
+def randn(shape, rng=None):
+    """A new leaf of samples from the standard normal distribution.
+
+    `rng` is a random.Random or an int seed; None uses Python's global random generator.
+
+    >>> randn((2, 3), rng=0).shape
+    (2, 3)
+    """
+    shape, rng = _check_shape("randn", shape), _as_rng(rng)
+    return _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape), shape)
+
+
+def uniform(shape, low=0.0, high=1.0, rng=None):
+    """A new leaf of samples drawn uniformly from [low, high).
+
+    >>> x = uniform((100,), -1, 1, rng=0)
+    >>> -1 <= x.min().item() <= x.max().item() < 1
+    True
+    """
+    shape, rng = _check_shape("uniform", shape), _as_rng(rng)
+    low, high = float(low), float(high)
+    values = [low + (high - low) * rng.random() for _ in range(math.prod(shape))]
+    return _leaf(_fold(values, shape), shape)
+
+
+def one_hot(labels, num_classes):
+    """Rows of zeros with a one at each label: shape labels.shape + (num_classes,).
+
+    The result is a new leaf; no gradient flows to the labels.
+
+    >>> one_hot([2, 0], 3)
+    Tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+    labels = _as_tensor(labels, "one_hot")
+    num_classes = operator.index(num_classes)
+    flat = _flat(labels.data, labels.ndim)
+    for position, label in enumerate(flat):
+        if not (label.is_integer() and 0 <= label < num_classes):
+            raise ValueError(f"one_hot: label {label} at flat position {position} is not an "
+                             f"integer in [0, {num_classes})")
+    rows = [[1.0 if i == label else 0.0 for i in range(num_classes)] for label in flat]
+    shape = labels.shape + (num_classes,)
+    return _leaf(_fold(list(itertools.chain.from_iterable(rows)), shape), shape)
+
+
+# ============================================================================================
+# 4. Primitive ops
+#
+# Each primitive computes its output with a kernel and, in the same body, gives one vjp rule
+# per input: rule(g, out) -> the gradient for that input, of that input's shape. The rules
+# use tensor ops, so the gradients they build are themselves differentiable (grad of grad).
+# The engine (section 6) calls a rule only when that input's gradient is wanted, and sums
+# the contributions when a tensor feeds several ops; a rule never adds into anything.
+# ============================================================================================
+
+def _pointwise(op, inputs, fn, vjps, safe=None):
+    """The output node of an elementwise primitive on inputs of one shape."""
+    x = inputs[0]
+    data = elementwise(fn, [t.data for t in inputs], x.ndim, safe)
+    return _apply(op, data, x.shape, inputs, vjps)
+
+
+# ---- 4a. Unary ------------------------------------------------------------------------------
+
+def neg(x):
+    """-x.   d/dx (-x) = -1
+
+    >>> neg(Tensor([1, -2]))
+    Tensor([-1.0, 2.0], op='neg')
+    """
+    x = _as_tensor(x, "neg")
+    return _pointwise("neg", (x,), operator.neg, (lambda g, out: -g,))
+
+
+def exp(x):
+    """e ** x.   d/dx exp(x) = exp(x)
+
+    >>> exp(Tensor([0, 1000]))
+    Tensor([1.0, inf], op='exp')
+    """
+    x = _as_tensor(x, "exp")
+    return _pointwise("exp", (x,), math.exp, (lambda g, out: g * out,), _exp)
+
+
+def log(x):
+    """The natural logarithm.   d/dx log(x) = 1 / x
+
+    >>> log(Tensor([1, 0, -1]))
+    Tensor([0.0, -inf, nan], op='log')
+    """
+    x = _as_tensor(x, "log")
+    return _pointwise("log", (x,), math.log, (lambda g, out: g / x,), _log)
+
+
+def sqrt(x):
+    """The square root.   d/dx sqrt(x) = 1 / (2 sqrt(x))
+
+    >>> sqrt(Tensor([4, -1]))
+    Tensor([2.0, nan], op='sqrt')
+    """
+    x = _as_tensor(x, "sqrt")
+    return _pointwise("sqrt", (x,), math.sqrt, (lambda g, out: g / (2.0 * out),), _sqrt)
+
+
+def sin(x):
+    """The sine.   d/dx sin(x) = cos(x)
+
+    >>> sin(Tensor(0))
+    Tensor(0.0, op='sin')
+    """
+    x = _as_tensor(x, "sin")
+    return _pointwise("sin", (x,), math.sin, (lambda g, out: g * cos(x),), _sin)
+
+
+def cos(x):
+    """The cosine.   d/dx cos(x) = -sin(x)
+
+    >>> cos(Tensor(0))
+    Tensor(1.0, op='cos')
+    """
+    x = _as_tensor(x, "cos")
+    return _pointwise("cos", (x,), math.cos, (lambda g, out: g * -sin(x),), _cos)
+
+
+def tanh(x):
+    """The hyperbolic tangent.   d/dx tanh(x) = 1 - tanh(x)**2
+
+    >>> tanh(Tensor([0, inf]))
+    Tensor([0.0, 1.0], op='tanh')
+    """
+    x = _as_tensor(x, "tanh")
+    return _pointwise("tanh", (x,), math.tanh, (lambda g, out: g * (1.0 - out * out),))
+
+
+def relu(x):
+    """max(x, 0).   d/dx relu(x) = 1 where relu(x) > 0, else 0 (so 0 at the kink x = 0)
+
+    >>> relu(Tensor([-1, 0, 2]))
+    Tensor([0.0, 0.0, 2.0], op='relu')
+    """
+    x = _as_tensor(x, "relu")
+    # As PyTorch's threshold_backward: select, don't multiply, so an inf in g stays put.
+    return _pointwise("relu", (x,), _relu, (lambda g, out: where(out <= 0.0, 0.0, g),))
+
+
+def abs(x):
+    """|x|.   d/dx |x| = sign(x), which is 0 at the kink x = 0
+
+    >>> abs(Tensor([-2, 0, 3]))
+    Tensor([2.0, 0.0, 3.0], op='abs')
+    """
+    x = _as_tensor(x, "abs")
+    return _pointwise("abs", (x,), builtins.abs, (lambda g, out: g * ((x > 0.0) - (x < 0.0)),))
+
+
+def stop_gradient(x):
+    """The same values, but no gradient flows back through them.
+
+    >>> x = Tensor(3.0)
+    >>> grad(lambda x: x * stop_gradient(x))(x).item()
+    3.0
+    """
+    x = _as_tensor(x, "stop_gradient")
+    return _apply("stop_gradient", x.data, x.shape, (x,), (None,))
+
+
+def _identity(x):
+    """The same tensor as a new node; grad uses it to give each argument its own node."""
+    return _apply("identity", x.data, x.shape, (x,), (lambda g, out: g,))
+
+
+# ---- 4b. Movement ---------------------------------------------------------------------------
+
+def broadcast_to(x, shape):
+    """x repeated along new leading axes and along sides of 1, as numpy.broadcast_to.
+
+    The gradient sums over the repeated axes: d/dx is `sum_to(g, x.shape)`, the one place
+    in rax where broadcasting is undone.
+
+    >>> broadcast_to(Tensor([1, 2]), (2, 2))
+    Tensor([[1.0, 2.0], [1.0, 2.0]], op='broadcast_to')
+    """
+    x = _as_tensor(x, "broadcast_to")
+    shape = _check_shape("broadcast_to", shape)
+    if shape == x.shape:
+        return x
+    lead = len(shape) - len(x.shape)
+    if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
+        raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
+                         f"to shape {shape}")
+    data = broadcast_lists(x.data, x.shape, shape)
+    return _apply("broadcast_to", data, shape, (x,), (lambda g, out: _sum_to(g, x.shape),),
+                  {"shape": shape})
+
+
+def _sum_to(g, shape):
+    """Sum g over the axes that broadcasting from `shape` added or stretched."""
+    lead = g.ndim - len(shape)
+    stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return sum(g, tuple(range(lead)) + stretched).reshape(shape)
+
+
+def _resolve_shape(x, shape):
+    """The new shape for x.reshape(shape), with one -1 filled in; checks the sizes agree."""
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    shape = tuple(operator.index(n) for n in shape)
+    if shape.count(-1) > 1 or any(n < -1 for n in shape):
+        raise ValueError(f"reshape: shape {shape} may have one -1 and no other negative side")
+    known = math.prod(n for n in shape if n != -1)
+    if -1 in shape and known and x.size % known == 0:
+        shape = tuple(x.size // known if n == -1 else n for n in shape)
+    if -1 in shape or math.prod(shape) != x.size:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
+                         f"(size {x.size}) into shape {shape}")
+    return _check_shape("reshape", shape)
+
+
+def reshape(x, shape):
+    """The same elements, in row-major order, in a new shape; one side may be -1.
+
+    >>> reshape(arange(6), (2, -1))
+    Tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], op='reshape')
+    """
+    x = _as_tensor(x, "reshape")
+    shape = _resolve_shape(x, shape)
+    if shape == x.shape:
+        return x
+    data = _fold(_flat(x.data, x.ndim), shape)
+    return _apply("reshape", data, shape, (x,), (lambda g, out: g.reshape(x.shape),),
+                  {"shape": shape})
+
+
+def _normalize_axis(op, axis, ndim):
+    """axis as an int in [0, ndim): negative counts from the end."""
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise AxisError(f"{op}: axis {axis} is out of bounds for a tensor of dimension {ndim}")
+    return axis % ndim
+
+
+def transpose(x, axes=None):
+    """The axes permuted: axis i of the result is axis axes[i] of x; None reverses them.
+
+    >>> transpose(Tensor([[1, 2, 3]]))
+    Tensor([[1.0], [2.0], [3.0]], op='transpose')
+    """
+    x = _as_tensor(x, "transpose")
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    axes = tuple(_normalize_axis("transpose", a, x.ndim) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the axes of a "
+                         f"tensor of shape {x.shape}")
+    if axes == tuple(range(x.ndim)):
+        return x
+    inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
+    shape = tuple(x.shape[a] for a in axes)
+    return _apply("transpose", transpose_lists(x.data, x.shape, axes), shape, (x,),
+                  (lambda g, out: g.transpose(inverse),), {"axes": axes})
+
+
+def _normalize_index(key, shape):
+    """Read an index as one int or slice per leading axis.
+
+    Returns (index, data_shape, shape): `index` has ints made non-negative and trailing
+    full slices dropped; `data_shape` is the shape of x[index]; `shape` adds the new axes
+    of size 1 that None asks for.
+    """
+    key = key if isinstance(key, tuple) else (key,)
+    used = _sum(1 for k in key if k is not None and k is not Ellipsis)
+    if used > len(shape):
+        raise IndexError(f"too many indices for tensor: tensor is {len(shape)}-dimensional, "
+                         f"but {used} were indexed")
+    if _sum(1 for k in key if k is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    index, data_shape, new_shape, axis = [], [], [], 0
+    for k in key:
+        if k is None:
+            new_shape.append(1)
+        elif k is Ellipsis:
+            skipped = len(shape) - used
+            index += [slice(None)] * skipped
+            data_shape += shape[axis:axis + skipped]
+            new_shape += shape[axis:axis + skipped]
+            axis += skipped
+        elif isinstance(k, slice):
+            side = len(range(shape[axis])[k])  # range() checks the slice and applies it
+            index.append(k)
+            data_shape.append(side)
+            new_shape.append(side)
+            axis += 1
+        else:
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+                raise TypeError(f"only integers, slices (:), ellipsis (...) and None are valid "
+                                f"indices, got {k!r} ({type(k).__name__})")
+            n, i = shape[axis], operator.index(k)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+            index.append(i % n)
+            axis += 1
+    data_shape += shape[axis:]
+    new_shape += shape[axis:]
+    while index and index[-1] == slice(None):
+        index.pop()
+    return tuple(index), tuple(data_shape), tuple(new_shape)
+
+
+def _getitem(x, key):
+    """x[key] for ints, slices (any step), ... and None, as NumPy's basic indexing.
+
+    d/dx: the gradient g goes back to the places it was taken from; zeros elsewhere.
+    """
+    index, data_shape, shape = _normalize_index(key, x.shape)
+    out = x
+    if index:
+        out = _apply("getitem", index_lists(x.data, index), data_shape, (x,),
+                     (lambda g, out: _scatter(g, index, x.shape),), {"index": index})
+    return out.reshape(shape)  # only when None added axes
+
+
+def _scatter(g, index, shape):
+    """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
+    return _apply("scatter", scatter_lists(g.data, index, shape), shape, (g,),
+                  (lambda g2, out: _getitem(g2, index),), {"index": index, "shape": shape})
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors of equal shape except along `axis`.
+
+    >>> concatenate([Tensor([[1, 2]]), Tensor([[3, 4]])], axis=1)
+    Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
+    """
+    tensors = tuple(_as_tensor(t, "concatenate") for t in tensors)
+    if not tensors:
+        raise ValueError("concatenate: need at least one tensor")
+    first = tensors[0]
+    if first.ndim == 0:
+        raise ValueError("concatenate: 0-d tensors cannot be concatenated; use rax.stack")
+    axis = _normalize_axis("concatenate", axis, first.ndim)
+    for i, t in enumerate(tensors):
+        if t.ndim != first.ndim or t.shape[:axis] + t.shape[axis + 1:] != (
+                first.shape[:axis] + first.shape[axis + 1:]):
+            raise ValueError(f"concatenate: tensor {i} has shape {t.shape}, but tensor 0 has "
+                             f"shape {first.shape}; all sides but axis {axis} must match")
+    offsets = list(itertools.accumulate((t.shape[axis] for t in tensors), initial=0))
+    shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
+
+    def piece(start, stop):  # the rule for one input: its slice of g
+        key = (slice(None),) * axis + (slice(start, stop),)
+        return lambda g, out: g[key]
+
+    vjps = tuple(piece(offsets[i], offsets[i + 1]) for i in range(len(tensors)))
+    data = concatenate_lists([t.data for t in tensors], axis)
+    return _apply("concatenate", data, shape, tensors, vjps, {"axis": axis})
+
+
+# ---- 4c. Binary -----------------------------------------------------------------------------
+
+def _broadcast(op, *operands):
+    """The operands as tensors of one shape, by NumPy broadcasting (broadcast_to nodes)."""
+    tensors = [_as_tensor(t, op) for t in operands]
+    shapes = {t.shape for t in tensors}
+    if len(shapes) == 1:
+        return tensors
+    shape = _broadcast_shapes(op, *(t.shape for t in tensors))
+    return [broadcast_to(t, shape) for t in tensors]
+
+
+def add(x, y):
+    """x + y.   d/dx = 1, d/dy = 1
+
+    >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
+    Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
+    """
+    x, y = _broadcast("add", x, y)
+    return _pointwise("add", (x, y), operator.add, (lambda g, out: g, lambda g, out: g))
+
+
+def sub(x, y):
+    """x - y.   d/dx = 1, d/dy = -1
+
+    >>> sub(1, Tensor([1, 2]))
+    Tensor([0.0, -1.0], op='sub')
+    """
+    x, y = _broadcast("sub", x, y)
+    return _pointwise("sub", (x, y), operator.sub, (lambda g, out: g, lambda g, out: -g))
+
+
+def mul(x, y):
+    """x * y.   d/dx = y, d/dy = x
+
+    >>> mul(Tensor([1, 2]), 3)
+    Tensor([3.0, 6.0], op='mul')
+    """
+    x, y = _broadcast("mul", x, y)
+    return _pointwise("mul", (x, y), operator.mul,
+                      (lambda g, out: g * y, lambda g, out: g * x))
+
+
+def div(x, y):
+    """x / y, with 1/0 = inf and 0/0 = nan.   d/dx = 1/y, d/dy = -x/y**2 = -out/y
+
+    >>> div(Tensor([1, 0, -1]), 0)
+    Tensor([inf, nan, -inf], op='div')
+    """
+    x, y = _broadcast("div", x, y)
+    return _pointwise("div", (x, y), operator.truediv,
+                      (lambda g, out: g / y, lambda g, out: -g * (out / y)), _div)
+
+
+def pow(x, y):
+    """x ** y, as numpy.power on floats.   d/dx = y x**(y-1), d/dy = x**y log(x)
+
+    As PyTorch, d/dx is 0 where y = 0, and d/dy is 0 where x = 0 and y >= 0.
+
+    >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
+    Tensor([8.0, nan, inf], op='pow')
+    """
+    x, y = _broadcast("pow", x, y)
+
+    def vjp_x(g, out):
+        return where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0)))
+
+    def vjp_y(g, out):
+        return where(equal(x, 0.0) * (y >= 0.0), 0.0, g * (out * log(x)))
+
+    return _pointwise("pow", (x, y), _pow, (vjp_x, vjp_y))
+
+
+def _split_tie(g, x, y, loses):
+    """The gradient for one side of maximum/minimum: none where it loses, half on a tie."""
+    return where(loses, 0.0, where(equal(x, y), g / 2.0, g))
+
+
+def maximum(x, y):
+    """The larger of x and y, elementwise; nan if either is nan.
+
+    The gradient goes to the larger operand; on a tie each gets half (as PyTorch).
+
+    >>> maximum(Tensor([1, 5]), 3)
+    Tensor([3.0, 5.0], op='maximum')
+    """
+    x, y = _broadcast("maximum", x, y)
+    return _pointwise("maximum", (x, y), _maximum,
+                      (lambda g, out: _split_tie(g, x, y, x < y),
+                       lambda g, out: _split_tie(g, x, y, y < x)))
+
+
+def minimum(x, y):
+    """The smaller of x and y, elementwise; nan if either is nan. Ties split the gradient.
+
+    >>> minimum(Tensor([1, 5]), 3)
+    Tensor([1.0, 3.0], op='minimum')
+    """
+    x, y = _broadcast("minimum", x, y)
+    return _pointwise("minimum", (x, y), _minimum,
+                      (lambda g, out: _split_tie(g, x, y, x > y),
+                       lambda g, out: _split_tie(g, x, y, y > x)))
+
+
+def _compare(op, x, y, test):
+    """1.0 where test(x, y) holds, else 0.0. No gradient flows through a comparison."""
+    x, y = _broadcast(op, x, y)
+    return _pointwise(op, (x, y), lambda a, b: 1.0 if test(a, b) else 0.0, (None, None))
+
+
+def less(x, y):
+    """1.0 where x < y, else 0.0 (also the operator <).
+
+    >>> Tensor([1, 2, 3]) < 2
+    Tensor([1.0, 0.0, 0.0], op='less')
+    """
+    return _compare("less", x, y, operator.lt)
+
+
+def less_equal(x, y):
+    """1.0 where x <= y, else 0.0 (also the operator <=)."""
+    return _compare("less_equal", x, y, operator.le)
+
+
+def greater(x, y):
+    """1.0 where x > y, else 0.0 (also the operator >)."""
+    return _compare("greater", x, y, operator.gt)
+
+
+def greater_equal(x, y):
+    """1.0 where x >= y, else 0.0 (also the operator >=)."""
+    return _compare("greater_equal", x, y, operator.ge)
+
+
+def equal(x, y):
+    """1.0 where x == y, else 0.0 (nan equals nothing). ``==`` itself is identity.
+
+    >>> equal(Tensor([1, 2]), Tensor([1, 3]))
+    Tensor([1.0, 0.0], op='equal')
+    """
+    return _compare("equal", x, y, operator.eq)
+
+
+def where(condition, x, y):
+    """x where condition is nonzero, else y (broadcast together).
+
+    Each of x and y gets the gradient where it was chosen; the condition gets none.
+
+    >>> where(Tensor([1, 0]), Tensor([1, 2]), -1)
+    Tensor([1.0, -1.0], op='where')
+    """
+    condition, x, y = _broadcast("where", condition, x, y)
+    return _pointwise("where", (condition, x, y), _select,
+                      (None,
+                       lambda g, out: where(condition, g, 0.0),
+                       lambda g, out: where(condition, 0.0, g)))
+
+
+# ---- 4d. Reduce -----------------------------------------------------------------------------
+
+def _normalize_axes(op, axis, ndim):
+    """axis (None, an int or a tuple of ints) as a sorted tuple of distinct axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    axes = tuple(sorted(_normalize_axis(op, a, ndim) for a in axes))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis} repeats an axis")
+    return axes
+
+
+def _reduce(op, x, axis, keepdims, fn):
+    """Reduce x over `axis` with fn: the output node's data, its shape and the kept shape."""
+    axes = _normalize_axes(op, axis, x.ndim)
+    kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    shape = kept if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    data = reduce_lists(x.data, x.shape, axes, fn)
+    if keepdims:
+        data = _fold(_flat(data, len(x.shape) - len(axes)), shape)
+    return axes, data, shape, kept
+
+
+def sum(x, axis=None, keepdims=False):
+    """The sum over `axis` (None: all axes; an int or a tuple).   d/dx = 1 for every element
+
+    The gradient is g copied back along the summed axes.
+
+    >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
+    Tensor([4.0, 6.0], op='sum')
+    """
+    x = _as_tensor(x, "sum")
+    axes, data, shape, kept = _reduce("sum", x, axis, keepdims, _sum_of)
+    return _apply("sum", data, shape, (x,),
+                  (lambda g, out: broadcast_to(g.reshape(kept), x.shape),),
+                  {"axis": axes, "keepdims": keepdims})
+
+
+def _extremum(op, x, axis, keepdims, fn):
+    """max or min over `axis`. The gradient is split equally among the tied winners."""
+    x = _as_tensor(x, op)
+    axes = _normalize_axes(op, axis, x.ndim)
+    for a in axes:
+        if x.shape[a] == 0:
+            raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
+                             f"(shape {x.shape})")
+    axes, data, shape, kept = _reduce(op, x, axes, keepdims, fn)
+
+    def vjp(g, out):  # as torch.amax: (g / count) * mask, so a nan result spreads nan
+        winners = equal(x, out.reshape(kept))
+        return g.reshape(kept) / sum(winners, axes, keepdims=True) * winners
+
+    return _apply(op, data, shape, (x,), (vjp,), {"axis": axes, "keepdims": keepdims})
+
+
+def max(x, axis=None, keepdims=False):
+    """The largest element over `axis`; nan if any is nan.
+
+    d/dx = 1 at the largest element; tied largest elements share it equally (torch.amax).
+
+    >>> max(Tensor([[1, 5], [7, 2]]), axis=1)
+    Tensor([5.0, 7.0], op='max')
+    """
+    return _extremum("max", x, axis, keepdims, _max_of)
+
+
+def min(x, axis=None, keepdims=False):
+    """The smallest element over `axis`; nan if any is nan. Ties share the gradient.
+
+    >>> min(Tensor([[1, 5], [7, 2]]))
+    Tensor(1.0, op='min')
+    """
+    return _extremum("min", x, axis, keepdims, _min_of)
+
+
+# ---- 4e. Matmul -----------------------------------------------------------------------------
+
+def _matmul(x, y):
+    """x @ y for tensors of >= 2 axes with the same batch axes.   d/dx = g @ y^T, d/dy = x^T @ g"""
+    *batch, n, k = x.shape
+    m = y.shape[-1]
+    shape = (*batch, n, m)
+    data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
+    swap = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)  # transpose the last two axes
+    return _apply("matmul", data, shape, (x, y),
+                  (lambda g, out: _matmul(g, y.transpose(swap)),
+                   lambda g, out: _matmul(x.transpose(swap), g)))
+
+
+def matmul(x, y):
+    """The matrix product x @ y, with NumPy's rules.
+
+    2-D: (n, k) @ (k, m) -> (n, m). A 1-D x is a row and a 1-D y a column, and that axis
+    is dropped from the result. More axes are a batch of matrices, broadcast together.
+
+    >>> matmul(Tensor([[1, 2], [3, 4]]), Tensor([1, 1]))
+    Tensor([3.0, 7.0], op='reshape')
+    """
+    x, y = _as_tensor(x, "matmul"), _as_tensor(y, "matmul")
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least one axis, got shapes "
+                         f"{x.shape} and {y.shape}")
+    if x.shape[-1] != y.shape[-2 if y.ndim > 1 else 0]:
+        raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
+                         f"{x.shape[-1]} (last axis of x) != "
+                         f"{y.shape[-2 if y.ndim > 1 else 0]} (axis -2 of y)")
+    batch = _broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
+    shape = batch + x.shape[-2:-1] + y.shape[-1:] if y.ndim > 1 else batch + x.shape[-2:-1]
+    x2 = x.reshape((1,) + x.shape) if x.ndim == 1 else x
+    y2 = y.reshape(y.shape + (1,)) if y.ndim == 1 else y
+    x2 = broadcast_to(x2, batch + x2.shape[-2:])
+    y2 = broadcast_to(y2, batch + y2.shape[-2:])
+    return _matmul(x2, y2).reshape(shape)
+
+
+# ============================================================================================
+# 5. Composite ops
+#
+# Built from the primitives above, so their gradients come for free. sigmoid alone has a
+# fused rule, for numerical stability.
+# ============================================================================================
+
+def square(x):
+    """x * x.
+
+    >>> square(Tensor([-3, 2]))
+    Tensor([9.0, 4.0], op='mul')
+    """
+    x = _as_tensor(x, "square")
+    return x * x
+
+
+def reciprocal(x):
+    """1 / x.
+
+    >>> reciprocal(Tensor([2, 0]))
+    Tensor([0.5, inf], op='div')
+    """
+    return div(1.0, x)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)).   d/dx sigmoid(x) = sigmoid(x) (1 - sigmoid(x))
+
+    A fused rule: differentiating the formula above gives inf/inf = nan for x < -709.
+
+    >>> sigmoid(Tensor([0, -1000]))
+    Tensor([0.5, 0.0], op='sigmoid')
+    """
+    x = _as_tensor(x, "sigmoid")
+    return _pointwise("sigmoid", (x,), _sigmoid, (lambda g, out: g * (1.0 - out) * out,))
+
+
+def mean(x, axis=None, keepdims=False):
+    """The sum over `axis` divided by the number of elements summed (nan for none).
+
+    >>> mean(Tensor([[1, 2], [3, 4]]), axis=1)
+    Tensor([1.5, 3.5], op='div')
+    """
+    x = _as_tensor(x, "mean")
+    count = math.prod(x.shape[a] for a in _normalize_axes("mean", axis, x.ndim))
+    return sum(x, axis, keepdims) / float(count)
+
+
+def _shift(op, x, axis):
+    """The largest element along `axis` (kept), as a constant: subtracting it before exp
+    keeps exp from overflowing, and changes neither softmax nor its gradient."""
+    axes = _normalize_axes(op, axis, x.ndim)
+    if any(x.shape[a] == 0 for a in axes):
+        return 0.0  # nothing to shift, and max of nothing is undefined
+    return stop_gradient(max(x, axes, keepdims=True))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over `axis`, computed without overflow.
+
+    As PyTorch: -inf when every term is -inf (or there are none), inf when a term is inf.
+
+    >>> logsumexp(Tensor([1000, 1000]))
+    Tensor(1000.6931471805599, op='reshape')
+    """
+    x = _as_tensor(x, "logsumexp")
+    shift = _shift("logsumexp", x, axis)
+    shift = where(equal(abs(shift), inf), 0.0, shift)  # inf - inf would give nan
+    out = log(sum(exp(x - shift), axis, keepdims=True)) + shift
+    if keepdims:
+        return out
+    axes = _normalize_axes("logsumexp", axis, x.ndim)
+    return out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`: positive, summing to 1.
+
+    >>> softmax(Tensor([0, 0, 0, 0]))
+    Tensor([0.25, 0.25, 0.25, 0.25], op='div')
+    """
+    x = _as_tensor(x, "softmax")
+    e = exp(x - _shift("softmax", x, axis))
+    return e / sum(e, axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along `axis`, computed without overflow (as PyTorch).
+
+    >>> log_softmax(Tensor([1000, 1000]))
+    Tensor([-0.6931471805599453, -0.6931471805599453], op='sub')
+    """
+    x = _as_tensor(x, "log_softmax")
+    shifted = x - _shift("log_softmax", x, axis)
+    return shifted - log(sum(exp(shifted), axis, keepdims=True))
+
+
+def flatten(x):
+    """The elements as a 1-D tensor, in row-major order.
+
+    >>> flatten(Tensor([[1, 2], [3, 4]]))
+    Tensor([1.0, 2.0, 3.0, 4.0], op='reshape')
+    """
+    return reshape(x, -1)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis.
+
+    >>> stack([Tensor([1, 2]), Tensor([3, 4])], axis=1)
+    Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
+    """
+    tensors = [_as_tensor(t, "stack") for t in tensors]
+    if not tensors:
+        raise ValueError("stack: need at least one tensor")
+    shape = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.shape != shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape}, but tensor 0 has "
+                             f"shape {shape}; all must have the same shape")
+    axis = _normalize_axis("stack", axis, len(shape) + 1)
+    new_shape = shape[:axis] + (1,) + shape[axis:]
+    return concatenate([t.reshape(new_shape) for t in tensors], axis)
+
+
+# Every unary op, reduction, movement op and the softmax family is also a Tensor method.
+for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
+            sum, mean, max, min, logsumexp, softmax, log_softmax,
+            reshape, transpose, broadcast_to, flatten):
+    setattr(Tensor, _op.__name__, _op)
+del _op
+
+
+# ============================================================================================
+# 6. Autodiff
+#
+# backward(t) builds the gradient graph: one GradNode for each node of t's graph, linked the
+# same way. A node's value, d t / d(its primal), is the sum, over the ops that took the
+# primal as an input, of what their vjp rules give. Values are computed when first read,
+# consumers first, so what nobody reads costs nothing: the gradient with respect to a
+# model's input data would cost as much as a weight's, and is rarely wanted.
+# ============================================================================================
+
+class GradNode:
+    """A node of the gradient graph: the derivative of the graph's root w.r.t. `primal`.
+
+    Attributes:
+        primal: the forward tensor this node mirrors.
+        inputs: the nodes mirroring primal.inputs, in the same order; () for a leaf.
+        value: d root / d primal, contracted with the seed: a Tensor of primal's shape,
+            computed when first read.
+
+    Any node also answers for the whole graph: ``g[x]`` is d root / d x for any tensor x
+    (zeros where x is not in the graph), ``x in g`` says whether it is, and ``g.wrt(tree)``
+    puts the gradient in place of each tensor of a tree.
+
+    >>> x = Tensor(3.0)
+    >>> y = x * x + x
+    >>> g = y.backward()
+    >>> g.primal is y, g.value
+    (True, Tensor(1.0))
+    >>> [node.primal.op for node in g.inputs]
+    ['mul', None]
+    >>> g[x]
+    Tensor(7.0, op='add')
+    """
+
+    __slots__ = ("primal", "inputs", "_consumers", "_value", "_flows", "_nodes")
+
+    def __init__(self, primal, nodes):
+        self.primal = primal
+        self.inputs = ()
+        self._consumers = []  # (node, i): node.primal took this primal as its input i
+        self._value = None  # computed when first read
+        self._flows = False  # whether any gradient reaches this node
+        self._nodes = nodes  # primal -> node, one dict for the whole graph
+
+    @property
+    def value(self):
+        if self._value is None:
+            _fill(self)
+        return self._value
+
+    def __getitem__(self, x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"g[x]: x must be a Tensor, got {type(x).__name__}")
+        node = self._nodes.get(x)
+        return zeros(x.shape) if node is None else node.value
+
+    def __contains__(self, x):
+        return x in self._nodes
+
+    def wrt(self, tree):
+        """tree with each Tensor leaf replaced by its gradient (a number's is 0.0).
+
+        >>> w = Tensor([1.0, 2.0])
+        >>> (w * w).sum().backward().wrt({"w": w, "lr": 0.1})
+        {'lr': Tensor(0.0), 'w': Tensor([2.0, 4.0], op='add')}
+        """
+        return tree_map(lambda leaf: self[leaf] if isinstance(leaf, Tensor) else zeros(()), tree)
+
+    def __repr__(self):
+        return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
+
+
+def _gradient_graph(root, seed):
+    """The gradient graph of root, walked iteratively: deep graphs need no deep recursion."""
+    nodes = {}
+    top = nodes[root] = GradNode(root, nodes)
+    stack = [top]
+    while stack:
+        node = stack.pop()
+        inputs = []
+        for i, x in enumerate(node.primal.inputs):
+            child = nodes.get(x)
+            if child is None:
+                child = nodes[x] = GradNode(x, nodes)
+                stack.append(child)
+            child._consumers.append((node, i))
+            inputs.append(child)
+        node.inputs = tuple(inputs)
+    top._value, top._flows = seed, True
+    return top
+
+
+def _fill(node):
+    """Compute node.value, after the values of all the consumers it needs (without recursion).
+
+    A depth-first walk toward the root over consumers: a node is summed once every consumer
+    pushed after it has been, which is a topological order of just the nodes needed.
+    """
+    stack = [(node, False)]
+    while stack:
+        n, consumers_done = stack.pop()
+        if n._value is not None:
+            continue
+        if consumers_done:
+            _sum_contributions(n)
+        else:
+            stack.append((n, True))
+            stack.extend((c, False) for c, _ in n._consumers if c._value is None)
+
+
+def _sum_contributions(node):
+    """node's value: the sum of what its consumers' vjp rules give for it."""
+    total = None
+    for consumer, i in node._consumers:
+        rule = consumer.primal.vjps[i]
+        if rule is None or not consumer._flows:  # a comparison, stop_gradient, or no gradient
+            continue
+        g = rule(consumer._value, consumer.primal)
+        if g.shape != node.primal.shape:
+            raise ValueError(f"the vjp rule of {consumer.primal.op!r} for input {i} returned "
+                             f"shape {g.shape}, but that input has shape {node.primal.shape}")
+        total = g if total is None else total + g
+    node._flows = total is not None
+    node._value = total if node._flows else zeros(node.primal.shape)
+
+
+def backward(t, seed=None):
+    """The gradient graph of t, a GradNode mirroring t (see GradNode).
+
+    `seed` is the gradient of whatever t feeds into, of t's shape; it may be left out when
+    t has one element (it is then 1).
+
+    >>> x = Tensor([1.0, 2.0])
+    >>> backward(x * x, seed=[1.0, 10.0])[x]
+    Tensor([2.0, 40.0], op='add')
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
+    if seed is None:
+        if t.size != 1:
+            raise ValueError(f"backward: a tensor of shape {t.shape} needs a seed of that shape; "
+                             f"only a tensor with one element has the default seed 1")
+        seed = ones(t.shape)
+    seed = _as_tensor(seed, "backward")
+    if seed.shape != t.shape:
+        raise ValueError(f"backward: the seed has shape {seed.shape}, "
+                         f"but the tensor has shape {t.shape}")
+    return _gradient_graph(t, seed)
+
+
+def _as_argument(leaf):
+    """A leaf of a differentiated argument as its own node (see value_and_grad)."""
+    if isinstance(leaf, Tensor):
+        return _identity(leaf)
+    if isinstance(leaf, numbers.Real):
+        return _as_tensor(leaf, "grad")
+    raise TypeError(f"grad: the leaves of a differentiated argument must be Tensors or "
+                    f"numbers, got {leaf!r} ({type(leaf).__name__})")
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """A function returning f's value and its gradient w.r.t. args[argnums] (as JAX).
+
+    f must return a tensor with one element, or (that tensor, aux) when has_aux is true.
+    The gradient has the structure of args[argnums]: a Tensor, a tree of them, or a 0-d
+    Tensor for a number; a tuple of these when argnums is a tuple. Each leaf of a
+    differentiated argument counts as its own variable, even if the same Tensor appears
+    twice; a tensor that f uses without receiving it as such an argument is a constant.
+
+    >>> loss, g = value_and_grad(lambda w, x: (w * x).sum())(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
+    >>> loss, g
+    (Tensor(11.0, op='sum'), Tensor([3.0, 4.0], op='mul'))
+    """
+    def value_and_grad_f(*args, **kwargs):
+        positions = (argnums,) if isinstance(argnums, numbers.Integral) else tuple(argnums)
+        for p in positions:
+            if not -len(args) <= p < len(args):
+                raise ValueError(f"grad: argnums {argnums} asks for argument {p}, but f got "
+                                 f"{len(args)} positional arguments")
+        args = list(args)
+        for p in positions:
+            args[p] = tree_map(_as_argument, args[p])
+        out = f(*args, **kwargs)
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("grad with has_aux=True: f must return a pair (loss, aux)")
+            loss, aux = out
+        else:
+            loss = out
+        if not isinstance(loss, Tensor) or loss.size != 1:
+            what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
+            raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
+        g = _gradient_graph(loss, ones(loss.shape))
+        grads = tuple(g.wrt(args[p]) for p in positions)
+        if isinstance(argnums, numbers.Integral):
+            grads = grads[0]
+        return ((loss, aux) if has_aux else loss), grads
+
+    return value_and_grad_f
+
+
+def grad(f, argnums=0, has_aux=False):
+    """A function returning the gradient of f w.r.t. args[argnums] (as jax.grad).
+
+    See value_and_grad. With has_aux the function returns (gradient, aux). The gradient is
+    itself differentiable, so grad(grad(f)) is the second derivative.
+
+    >>> f = lambda x: x ** 3
+    >>> grad(f)(2.0).item(), grad(grad(f))(2.0).item()
+    (12.0, 12.0)
+    """
+    value_and_grad_f = value_and_grad(f, argnums, has_aux)
+
+    def grad_f(*args, **kwargs):
+        value, grads = value_and_grad_f(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return grad_f
+
+
+# ============================================================================================
+# 7. Trees and optimizers
+#
+# A tree is a nest of dicts, lists and tuples with tensors (or numbers) at the leaves, such
+# as a model's params. Leaves are visited in order, dict keys sorted (as JAX's tree_util).
+# ============================================================================================
+
+def _leaves_with_paths(tree, path):
+    """[(path, leaf), ...] in order, each path written as Python would index it."""
+    if isinstance(tree, dict):
+        return [item for key in sorted(tree)
+                for item in _leaves_with_paths(tree[key], f"{path}[{key!r}]")]
+    if isinstance(tree, (list, tuple)):
+        return [item for i, child in enumerate(tree)
+                for item in _leaves_with_paths(child, f"{path}[{i}]")]
+    return [(path, tree)]
+
+
+def _rebuild(tree, leaves):
+    """A tree shaped like `tree` whose leaves are taken, in order, from the iterator leaves."""
+    if isinstance(tree, dict):
+        return {key: _rebuild(tree[key], leaves) for key in sorted(tree)}
+    if isinstance(tree, (list, tuple)):
+        children = [_rebuild(child, leaves) for child in tree]
+        if hasattr(tree, "_fields"):  # a namedtuple
+            return type(tree)(*children)
+        return type(tree)(children)
+    return next(leaves)
+
+
+def _matching_leaves(op, tree, other, name, other_name):
+    """The leaves of `other`, which must have the same structure as `tree`."""
+    paths = [path for path, _ in _leaves_with_paths(tree, name)]
+    items = _leaves_with_paths(other, name)
+    if [path for path, _ in items] != paths:
+        mine, theirs = set(paths), {path for path, _ in items}
+        where = sorted(mine ^ theirs) or paths
+        raise ValueError(f"{op}: {other_name} does not have the structure of {name}: "
+                         f"they differ at {where[0]}")
+    return [leaf for _, leaf in items]
+
+
+def tree_leaves(tree):
+    """The leaves of a tree, in order (dict keys sorted).
+
+    >>> tree_leaves({"b": [1, 2], "a": Tensor(3)})
+    [Tensor(3.0), 1, 2]
+    """
+    return [leaf for _, leaf in _leaves_with_paths(tree, "tree")]
+
+
+def tree_map(f, tree, *rest):
+    """A tree of the same structure with f(leaf, *matching leaves of rest) at each leaf.
+
+    >>> tree_map(lambda x, y: x + y, {"a": 1, "b": (2, 3)}, {"a": 10, "b": (20, 30)})
+    {'a': 11, 'b': (22, 33)}
+    """
+    columns = [tree_leaves(tree)]
+    for i, other in enumerate(rest, 1):
+        columns.append(_matching_leaves("tree_map", tree, other, "tree", f"tree {i}"))
+    return _rebuild(tree, iter([f(*leaves) for leaves in zip(*columns)]))
+
+
+def _params_and_grads(op, params, grads):
+    """The leaves of params and of their gradients, as pairs of tensors of equal shapes.
+
+    grads is a gradient graph (a GradNode) or a tree shaped like params.
+    """
+    if isinstance(grads, GradNode):
+        grads = grads.wrt(params)
+    pairs = []
+    grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
+    for (path, p), g in zip(_leaves_with_paths(params, "params"), grad_leaves):
+        p, g = _as_tensor(p, op), _as_tensor(g, op)
+        if p.shape != g.shape:
+            raise ValueError(f"{op}: {path} has shape {p.shape}, "
+                             f"but its gradient has shape {g.shape}")
+        pairs.append((p, g))
+    return pairs
+
+
+def _new_params(params, new_data):
+    """params with each leaf replaced by new data: tensors become fresh leaves, numbers stay
+    numbers."""
+    new_leaves = [_leaf(data, _as_tensor(p, "update").shape) if isinstance(p, Tensor) else data
+                  for p, data in zip(tree_leaves(params), new_data)]
+    return _rebuild(params, iter(new_leaves))
+
+
+def _check_nonnegative(op, **values):
+    for name, value in values.items():
+        if not value >= 0.0:
+            raise ValueError(f"{op}: {name} must be >= 0, got {value}")
+
+
+def sgd(params, grads, lr):
+    """Plain gradient descent: params - lr * grads, leaf by leaf, as new leaves.
+
+    >>> sgd({"w": Tensor([1.0, 2.0])}, {"w": Tensor([10.0, 10.0])}, lr=0.1)
+    {'w': Tensor([0.0, 1.0])}
+    """
+    _check_nonnegative("sgd", lr=lr)
+    pairs = _params_and_grads("sgd", params, grads)
+    return _new_params(params, [elementwise(lambda p, g: p - lr * g, (p.data, g.data), p.ndim)
+                                for p, g in pairs])
+
+
+class _Optimizer:
+    """What SGD and Adam share: state kept per leaf, by the leaf's position in the tree."""
+
+    def _state_for(self, op, pairs, state):
+        """The per-leaf state, checked against this call's params (None before the first)."""
+        if state is None:
+            return [None] * len(pairs)
+        if len(state) != len(pairs):
+            raise ValueError(f"{op}: params has {len(pairs)} leaves, but the optimizer's state "
+                             f"is for {len(state)}; use a new optimizer for new params")
+        return state
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent, exactly as torch.optim.SGD.
+
+    For each leaf, with d the gradient: d = -d if maximize; d = d + weight_decay * p; with
+    momentum, buf = d on the first step and momentum * buf + (1 - dampening) * d after,
+    then d = d + momentum * buf (nesterov) or d = buf; finally p = p - lr * d.
+
+    >>> opt = SGD(lr=0.1, momentum=0.9)
+    >>> p = {"w": Tensor([1.0])}
+    >>> p = opt.update(p, {"w": Tensor([1.0])})
+    >>> p = opt.update(p, {"w": Tensor([1.0])})
+    >>> p["w"].item()  # 1 - 0.1 * 1 - 0.1 * (0.9 * 1 + 1)
+    0.71
+    """
+
+    def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 maximize=False):
+        _check_nonnegative("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
+        if nesterov and (momentum <= 0.0 or dampening != 0.0):
+            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening == 0")
+        self.lr, self.momentum, self.dampening = lr, momentum, dampening
+        self.weight_decay, self.nesterov, self.maximize = weight_decay, nesterov, maximize
+        self.momentum_buffers = None  # one per leaf of params, after the first update
+
+    def update(self, params, grads):
+        """New params from params and their gradients (a GradNode or a tree like params)."""
+        lr, momentum, dampening = self.lr, self.momentum, self.dampening
+        weight_decay = self.weight_decay
+        pairs = _params_and_grads("SGD.update", params, grads)
+        buffers = self._state_for("SGD.update", pairs, self.momentum_buffers)
+        new_data, new_buffers = [], []
+        for (p, g), buf in zip(pairs, buffers):
+            d, ndim = g.data, p.ndim
+            if self.maximize:
+                d = elementwise(operator.neg, (d,), ndim)
+            if weight_decay:
+                d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), ndim)
+            if momentum:
+                buf = d if buf is None else elementwise(
+                    lambda b, d: momentum * b + (1.0 - dampening) * d, (buf, d), ndim)
+                d = elementwise(lambda d, b: d + momentum * b, (d, buf), ndim) \
+                    if self.nesterov else buf
+            new_buffers.append(buf)
+            new_data.append(elementwise(lambda p, d: p - lr * d, (p.data, d), ndim))
+        self.momentum_buffers = new_buffers  # only now: a failed call changes nothing
+        return _new_params(params, new_data)
+
+
+class Adam(_Optimizer):
+    """Adam, exactly as torch.optim.Adam (amsgrad off; weight_decay is added to the gradient).
+
+    For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
+    d = d + weight_decay * p; m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d d;
+    p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps).
+
+    >>> opt = Adam(lr=0.1)
+    >>> opt.update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})["w"].item()  # moves by ~lr
+    0.9000000002
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 maximize=False):
+        _check_nonnegative("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Adam: betas[{i}] must be in [0, 1), got {beta}")
+        self.lr, self.betas, self.eps = lr, tuple(betas), eps
+        self.weight_decay, self.maximize = weight_decay, maximize
+        self.steps = 0
+        self.moments = None  # (m, v) per leaf of params, after the first update
+
+    def update(self, params, grads):
+        """New params from params and their gradients (a GradNode or a tree like params)."""
+        (beta1, beta2), eps, weight_decay = self.betas, self.eps, self.weight_decay
+        pairs = _params_and_grads("Adam.update", params, grads)
+        moments = self._state_for("Adam.update", pairs, self.moments)
+        step = self.steps + 1
+        step_size = self.lr / (1.0 - beta1 ** step)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
+        new_data, new_moments = [], []
+        for (p, g), moment in zip(pairs, moments):
+            d, ndim = g.data, p.ndim
+            m, v = moment or (_full_lists(p.shape, 0.0),) * 2
+            if self.maximize:
+                d = elementwise(operator.neg, (d,), ndim)
+            if weight_decay:
+                d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), ndim)
+            m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (m, d), ndim)
+            v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (v, d), ndim)
+            new_moments.append((m, v))
+            new_data.append(elementwise(
+                lambda p, m, v: p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps),
+                (p.data, m, v), ndim))
+        self.steps, self.moments = step, new_moments  # only now: a failed call changes nothing
+        return _new_params(params, new_data)
