@@ -463,6 +463,7 @@ def concatenate_lists(parts, axis):
 # ============================================================================================
 
 _NO_ATTRS = MappingProxyType({})
+_new_object = object.__new__
 
 
 class Tensor:
@@ -474,8 +475,8 @@ class Tensor:
         shape: a tuple of ints.
         op: the name of the op that made this tensor; None for a leaf.
         inputs: the tensors it was made from, in order; () for a leaf.
-        vjps: one rule per input, ``rule(g, out) -> gradient for that input`` (None where
-            no gradient flows); () for a leaf.
+        vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
+            given g, the gradient of out (None where no gradient flows); () for a leaf.
         attrs: the op's static arguments (axis, shape, index, ...), a dict.
 
     ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
@@ -591,14 +592,17 @@ class Tensor:
 def _apply(op, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     """The output node of a primitive op: its value, and how it was made.
 
-    `vjps` holds one rule per input: rule(g, out) turns g, the gradient of the output, into
-    the gradient of that input. The rules close over the inputs, never over `out`: the engine
-    passes `out` in, so no node refers to itself and freeing a graph needs no garbage
-    collector.
+    `vjps` holds one rule per input (see section 4). A node refers only to its inputs, never
+    to itself or to what consumes it, so a graph is freed as soon as nothing refers to its
+    output, without the garbage collector.
     """
-    out = Tensor.__new__(Tensor)
-    out.data, out.shape, out.op, out.inputs, out.vjps, out.attrs = (
-        data, shape, op, inputs, vjps, attrs)
+    out = _new_object(Tensor)  # skips __init__, which checks and copies user data
+    out.data = data
+    out.shape = shape
+    out.op = op
+    out.inputs = inputs
+    out.vjps = vjps
+    out.attrs = attrs
     return out
 
 
@@ -612,7 +616,7 @@ def _as_tensor(value, op):
     if isinstance(value, Tensor):
         return value
     if type(value) in _REAL_TYPES:
-        return _leaf(float(value), ())
+        return _apply(None, float(value), (), (), ())
     if isinstance(value, (list, tuple, numbers.Real)):
         return _leaf(*_to_lists(value, op))
     raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
@@ -771,21 +775,23 @@ def one_hot(labels, num_classes):
 # ============================================================================================
 # 4. Primitive ops
 #
-# Each primitive computes its output with a kernel and, in the same body, gives one vjp rule
-# per input: rule(g, out) -> the gradient for that input, of that input's shape. The rules
-# use tensor ops, so the gradients they build are themselves differentiable (grad of grad).
+# Each primitive computes its output with a kernel; right below it stand its vjp rules, one
+# per input: rule(g, out, *inputs) is the gradient for that input (of that input's shape),
+# given g, the gradient of out. Rules are written with tensor ops, so the gradients they
+# build are differentiable in turn (grad of grad). A rule takes the inputs as arguments
+# rather than closing over them, so making a node makes no closure (cheap, and nothing for
+# the garbage collector to chase), and a rule serves any node of its op.
 # The engine (section 6) calls a rule only when that input's gradient is wanted, and sums
-# the contributions when a tensor feeds several ops; a rule never adds into anything.
+# the contributions when a tensor feeds several ops: a rule never adds into anything.
 # ============================================================================================
 
-def _pointwise(op, inputs, fn, vjps, safe=None):
-    """The output node of an elementwise primitive on inputs of one shape."""
-    x = inputs[0]
-    data = elementwise(fn, [t.data for t in inputs], x.ndim, safe)
-    return _apply(op, data, x.shape, inputs, vjps)
-
-
 # ---- 4a. Unary ------------------------------------------------------------------------------
+
+def _unary(op, x, fn, safe, vjps):
+    """The output node of an elementwise op on one tensor (fn and safe: see elementwise)."""
+    x = _as_tensor(x, op)
+    return _apply(op, elementwise(fn, (x.data,), len(x.shape), safe), x.shape, (x,), vjps)
+
 
 def neg(x):
     """-x.   d/dx (-x) = -1
@@ -793,8 +799,10 @@ def neg(x):
     >>> neg(Tensor([1, -2]))
     Tensor([-1.0, 2.0], op='neg')
     """
-    x = _as_tensor(x, "neg")
-    return _pointwise("neg", (x,), operator.neg, (lambda g, out: -g,))
+    return _unary("neg", x, operator.neg, None, _neg_vjps)
+
+
+_neg_vjps = (lambda g, out, x: -g,)
 
 
 def exp(x):
@@ -803,8 +811,10 @@ def exp(x):
     >>> exp(Tensor([0, 1000]))
     Tensor([1.0, inf], op='exp')
     """
-    x = _as_tensor(x, "exp")
-    return _pointwise("exp", (x,), math.exp, (lambda g, out: g * out,), _exp)
+    return _unary("exp", x, math.exp, _exp, _exp_vjps)
+
+
+_exp_vjps = (lambda g, out, x: g * out,)
 
 
 def log(x):
@@ -813,8 +823,10 @@ def log(x):
     >>> log(Tensor([1, 0, -1]))
     Tensor([0.0, -inf, nan], op='log')
     """
-    x = _as_tensor(x, "log")
-    return _pointwise("log", (x,), math.log, (lambda g, out: g / x,), _log)
+    return _unary("log", x, math.log, _log, _log_vjps)
+
+
+_log_vjps = (lambda g, out, x: g / x,)
 
 
 def sqrt(x):
@@ -823,8 +835,10 @@ def sqrt(x):
     >>> sqrt(Tensor([4, -1]))
     Tensor([2.0, nan], op='sqrt')
     """
-    x = _as_tensor(x, "sqrt")
-    return _pointwise("sqrt", (x,), math.sqrt, (lambda g, out: g / (2.0 * out),), _sqrt)
+    return _unary("sqrt", x, math.sqrt, _sqrt, _sqrt_vjps)
+
+
+_sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
 
 
 def sin(x):
@@ -833,8 +847,10 @@ def sin(x):
     >>> sin(Tensor(0))
     Tensor(0.0, op='sin')
     """
-    x = _as_tensor(x, "sin")
-    return _pointwise("sin", (x,), math.sin, (lambda g, out: g * cos(x),), _sin)
+    return _unary("sin", x, math.sin, _sin, _sin_vjps)
+
+
+_sin_vjps = (lambda g, out, x: g * cos(x),)
 
 
 def cos(x):
@@ -843,8 +859,10 @@ def cos(x):
     >>> cos(Tensor(0))
     Tensor(1.0, op='cos')
     """
-    x = _as_tensor(x, "cos")
-    return _pointwise("cos", (x,), math.cos, (lambda g, out: g * -sin(x),), _cos)
+    return _unary("cos", x, math.cos, _cos, _cos_vjps)
+
+
+_cos_vjps = (lambda g, out, x: g * -sin(x),)
 
 
 def tanh(x):
@@ -853,8 +871,10 @@ def tanh(x):
     >>> tanh(Tensor([0, inf]))
     Tensor([0.0, 1.0], op='tanh')
     """
-    x = _as_tensor(x, "tanh")
-    return _pointwise("tanh", (x,), math.tanh, (lambda g, out: g * (1.0 - out * out),))
+    return _unary("tanh", x, math.tanh, None, _tanh_vjps)
+
+
+_tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
 
 
 def relu(x):
@@ -863,9 +883,12 @@ def relu(x):
     >>> relu(Tensor([-1, 0, 2]))
     Tensor([0.0, 0.0, 2.0], op='relu')
     """
-    x = _as_tensor(x, "relu")
-    # As PyTorch's threshold_backward: select, don't multiply, so an inf in g stays put.
-    return _pointwise("relu", (x,), _relu, (lambda g, out: where(out <= 0.0, 0.0, g),))
+    return _unary("relu", x, _relu, None, _relu_vjps)
+
+
+# As PyTorch's threshold_backward: select g rather than multiply it by a mask, so that an
+# inf in g is not turned into nan by inf * 0.
+_relu_vjps = (lambda g, out, x: where(out <= 0.0, 0.0, g),)
 
 
 def abs(x):
@@ -874,8 +897,10 @@ def abs(x):
     >>> abs(Tensor([-2, 0, 3]))
     Tensor([2.0, 0.0, 3.0], op='abs')
     """
-    x = _as_tensor(x, "abs")
-    return _pointwise("abs", (x,), builtins.abs, (lambda g, out: g * ((x > 0.0) - (x < 0.0)),))
+    return _unary("abs", x, builtins.abs, None, _abs_vjps)
+
+
+_abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
 
 
 def stop_gradient(x):
@@ -890,8 +915,11 @@ def stop_gradient(x):
 
 
 def _identity(x):
-    """The same tensor as a new node; grad uses it to give each argument its own node."""
-    return _apply("identity", x.data, x.shape, (x,), (lambda g, out: g,))
+    """The same tensor as a new node; grad uses it to give each argument a node of its own."""
+    return _apply("identity", x.data, x.shape, (x,), _identity_vjps)
+
+
+_identity_vjps = (lambda g, out, x: g,)
 
 
 # ---- 4b. Movement ---------------------------------------------------------------------------
@@ -899,8 +927,8 @@ def _identity(x):
 def broadcast_to(x, shape):
     """x repeated along new leading axes and along sides of 1, as numpy.broadcast_to.
 
-    The gradient sums over the repeated axes: d/dx is `sum_to(g, x.shape)`, the one place
-    in rax where broadcasting is undone.
+    The gradient sums g over the repeated axes (_sum_to): the one place where rax undoes
+    broadcasting, since binary ops broadcast their operands with this op first.
 
     >>> broadcast_to(Tensor([1, 2]), (2, 2))
     Tensor([[1.0, 2.0], [1.0, 2.0]], op='broadcast_to')
@@ -913,9 +941,11 @@ def broadcast_to(x, shape):
     if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
         raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
                          f"to shape {shape}")
-    data = broadcast_lists(x.data, x.shape, shape)
-    return _apply("broadcast_to", data, shape, (x,), (lambda g, out: _sum_to(g, x.shape),),
-                  {"shape": shape})
+    return _apply("broadcast_to", broadcast_lists(x.data, x.shape, shape), shape, (x,),
+                  _broadcast_to_vjps, {"shape": shape})
+
+
+_broadcast_to_vjps = (lambda g, out, x: _sum_to(g, x.shape),)
 
 
 def _sum_to(g, shape):
@@ -950,9 +980,11 @@ def reshape(x, shape):
     shape = _resolve_shape(x, shape)
     if shape == x.shape:
         return x
-    data = _fold(_flat(x.data, x.ndim), shape)
-    return _apply("reshape", data, shape, (x,), (lambda g, out: g.reshape(x.shape),),
-                  {"shape": shape})
+    return _apply("reshape", _fold(_flat(x.data, x.ndim), shape), shape, (x,),
+                  _reshape_vjps, {"shape": shape})
+
+
+_reshape_vjps = (lambda g, out, x: g.reshape(x.shape),)
 
 
 def _normalize_axis(op, axis, ndim):
@@ -978,10 +1010,14 @@ def transpose(x, axes=None):
                          f"tensor of shape {x.shape}")
     if axes == tuple(range(x.ndim)):
         return x
-    inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
     shape = tuple(x.shape[a] for a in axes)
     return _apply("transpose", transpose_lists(x.data, x.shape, axes), shape, (x,),
-                  (lambda g, out: g.transpose(inverse),), {"axes": axes})
+                  _transpose_vjps, {"axes": axes})
+
+
+# The inverse permutation puts each axis back: argsort(axes).
+_transpose_vjps = (lambda g, out, x: g.transpose(sorted(range(x.ndim),
+                                                        key=out.attrs["axes"].__getitem__)),)
 
 
 def _normalize_index(key, shape):
@@ -1033,24 +1069,32 @@ def _normalize_index(key, shape):
 def _getitem(x, key):
     """x[key] for ints, slices (any step), ... and None, as NumPy's basic indexing.
 
-    d/dx: the gradient g goes back to the places it was taken from; zeros elsewhere.
+    d/dx: g goes back to the places it was taken from, and zeros everywhere else.
     """
     index, data_shape, shape = _normalize_index(key, x.shape)
     out = x
     if index:
-        out = _apply("getitem", index_lists(x.data, index), data_shape, (x,),
-                     (lambda g, out: _scatter(g, index, x.shape),), {"index": index})
-    return out.reshape(shape)  # only when None added axes
+        out = _apply("getitem", index_lists(x.data, index), data_shape, (x,), _getitem_vjps,
+                     {"index": index})
+    return out.reshape(shape)  # a no-op unless None asked for new axes
+
+
+_getitem_vjps = (lambda g, out, x: _scatter(g, out.attrs["index"], x.shape),)
 
 
 def _scatter(g, index, shape):
     """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
-    return _apply("scatter", scatter_lists(g.data, index, shape), shape, (g,),
-                  (lambda g2, out: _getitem(g2, index),), {"index": index, "shape": shape})
+    return _apply("scatter", scatter_lists(g.data, index, shape), shape, (g,), _scatter_vjps,
+                  {"index": index, "shape": shape})
+
+
+_scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
 
 
 def concatenate(tensors, axis=0):
     """Join tensors of equal shape except along `axis`.
+
+    d/dx for each input is its own slice of g.
 
     >>> concatenate([Tensor([[1, 2]]), Tensor([[3, 4]])], axis=1)
     Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
@@ -1069,26 +1113,28 @@ def concatenate(tensors, axis=0):
                              f"shape {first.shape}; all sides but axis {axis} must match")
     offsets = list(itertools.accumulate((t.shape[axis] for t in tensors), initial=0))
     shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
+    vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
+    return _apply("concatenate", concatenate_lists([t.data for t in tensors], axis), shape,
+                  tensors, vjps, {"axis": axis})
 
-    def piece(start, stop):  # the rule for one input: its slice of g
-        key = (slice(None),) * axis + (slice(start, stop),)
-        return lambda g, out: g[key]
 
-    vjps = tuple(piece(offsets[i], offsets[i + 1]) for i in range(len(tensors)))
-    data = concatenate_lists([t.data for t in tensors], axis)
-    return _apply("concatenate", data, shape, tensors, vjps, {"axis": axis})
+def _slice_rule(axis, start, stop):
+    """The vjp rule of one input of concatenate: its own slice of g along `axis`."""
+    key = (slice(None),) * axis + (slice(start, stop),)
+    return lambda g, out, *inputs: g[key]
 
 
 # ---- 4c. Binary -----------------------------------------------------------------------------
 
-def _broadcast(op, *operands):
-    """The operands as tensors of one shape, by NumPy broadcasting (broadcast_to nodes)."""
-    tensors = [_as_tensor(t, op) for t in operands]
-    shapes = {t.shape for t in tensors}
-    if len(shapes) == 1:
-        return tensors
-    shape = _broadcast_shapes(op, *(t.shape for t in tensors))
-    return [broadcast_to(t, shape) for t in tensors]
+def _binary(op, x, y, fn, safe, vjps):
+    """The output node of an elementwise op on two tensors, broadcast together (NumPy's rule,
+    with broadcast_to nodes, so that no binary rule has to undo broadcasting)."""
+    x, y = _as_tensor(x, op), _as_tensor(y, op)
+    if x.shape != y.shape:
+        shape = _broadcast_shapes(op, x.shape, y.shape)
+        x, y = broadcast_to(x, shape), broadcast_to(y, shape)
+    return _apply(op, elementwise(fn, (x.data, y.data), len(x.shape), safe), x.shape, (x, y),
+                  vjps)
 
 
 def add(x, y):
@@ -1097,8 +1143,11 @@ def add(x, y):
     >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
     Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
     """
-    x, y = _broadcast("add", x, y)
-    return _pointwise("add", (x, y), operator.add, (lambda g, out: g, lambda g, out: g))
+    return _binary("add", x, y, operator.add, None, _add_vjps)
+
+
+_add_vjps = (lambda g, out, x, y: g,
+             lambda g, out, x, y: g)
 
 
 def sub(x, y):
@@ -1107,8 +1156,11 @@ def sub(x, y):
     >>> sub(1, Tensor([1, 2]))
     Tensor([0.0, -1.0], op='sub')
     """
-    x, y = _broadcast("sub", x, y)
-    return _pointwise("sub", (x, y), operator.sub, (lambda g, out: g, lambda g, out: -g))
+    return _binary("sub", x, y, operator.sub, None, _sub_vjps)
+
+
+_sub_vjps = (lambda g, out, x, y: g,
+             lambda g, out, x, y: -g)
 
 
 def mul(x, y):
@@ -1117,9 +1169,11 @@ def mul(x, y):
     >>> mul(Tensor([1, 2]), 3)
     Tensor([3.0, 6.0], op='mul')
     """
-    x, y = _broadcast("mul", x, y)
-    return _pointwise("mul", (x, y), operator.mul,
-                      (lambda g, out: g * y, lambda g, out: g * x))
+    return _binary("mul", x, y, operator.mul, None, _mul_vjps)
+
+
+_mul_vjps = (lambda g, out, x, y: g * y,
+             lambda g, out, x, y: g * x)
 
 
 def div(x, y):
@@ -1128,9 +1182,11 @@ def div(x, y):
     >>> div(Tensor([1, 0, -1]), 0)
     Tensor([inf, nan, -inf], op='div')
     """
-    x, y = _broadcast("div", x, y)
-    return _pointwise("div", (x, y), operator.truediv,
-                      (lambda g, out: g / y, lambda g, out: -g * (out / y)), _div)
+    return _binary("div", x, y, operator.truediv, _div, _div_vjps)
+
+
+_div_vjps = (lambda g, out, x, y: g / y,
+             lambda g, out, x, y: -g * (out / y))  # not x / y**2, which overflows sooner
 
 
 def pow(x, y):
@@ -1141,20 +1197,11 @@ def pow(x, y):
     >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
     Tensor([8.0, nan, inf], op='pow')
     """
-    x, y = _broadcast("pow", x, y)
-
-    def vjp_x(g, out):
-        return where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0)))
-
-    def vjp_y(g, out):
-        return where(equal(x, 0.0) * (y >= 0.0), 0.0, g * (out * log(x)))
-
-    return _pointwise("pow", (x, y), _pow, (vjp_x, vjp_y))
+    return _binary("pow", x, y, _pow, None, _pow_vjps)
 
 
-def _split_tie(g, x, y, loses):
-    """The gradient for one side of maximum/minimum: none where it loses, half on a tie."""
-    return where(loses, 0.0, where(equal(x, y), g / 2.0, g))
+_pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
+             lambda g, out, x, y: where(equal(x, 0.0) * (y >= 0.0), 0.0, g * (out * log(x))))
 
 
 def maximum(x, y):
@@ -1165,10 +1212,17 @@ def maximum(x, y):
     >>> maximum(Tensor([1, 5]), 3)
     Tensor([3.0, 5.0], op='maximum')
     """
-    x, y = _broadcast("maximum", x, y)
-    return _pointwise("maximum", (x, y), _maximum,
-                      (lambda g, out: _split_tie(g, x, y, x < y),
-                       lambda g, out: _split_tie(g, x, y, y < x)))
+    return _binary("maximum", x, y, _maximum, None, _maximum_vjps)
+
+
+def _split_tie(g, x, y, loses):
+    """The gradient for one operand of maximum or minimum: none where it loses, half on a
+    tie (PyTorch's rule, where a nan loses to nothing)."""
+    return where(loses, 0.0, where(equal(x, y), g / 2.0, g))
+
+
+_maximum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x < y),
+                 lambda g, out, x, y: _split_tie(g, x, y, y < x))
 
 
 def minimum(x, y):
@@ -1177,16 +1231,15 @@ def minimum(x, y):
     >>> minimum(Tensor([1, 5]), 3)
     Tensor([1.0, 3.0], op='minimum')
     """
-    x, y = _broadcast("minimum", x, y)
-    return _pointwise("minimum", (x, y), _minimum,
-                      (lambda g, out: _split_tie(g, x, y, x > y),
-                       lambda g, out: _split_tie(g, x, y, y > x)))
+    return _binary("minimum", x, y, _minimum, None, _minimum_vjps)
 
 
-def _compare(op, x, y, test):
-    """1.0 where test(x, y) holds, else 0.0. No gradient flows through a comparison."""
-    x, y = _broadcast(op, x, y)
-    return _pointwise(op, (x, y), lambda a, b: 1.0 if test(a, b) else 0.0, (None, None))
+_minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
+                 lambda g, out, x, y: _split_tie(g, x, y, y > x))
+
+
+# Comparisons give 1.0 or 0.0 and pass no gradient: their rules are None.
+_NO_GRADIENT = (None, None)
 
 
 def less(x, y):
@@ -1195,22 +1248,23 @@ def less(x, y):
     >>> Tensor([1, 2, 3]) < 2
     Tensor([1.0, 0.0, 0.0], op='less')
     """
-    return _compare("less", x, y, operator.lt)
+    return _binary("less", x, y, lambda a, b: 1.0 if a < b else 0.0, None, _NO_GRADIENT)
 
 
 def less_equal(x, y):
     """1.0 where x <= y, else 0.0 (also the operator <=)."""
-    return _compare("less_equal", x, y, operator.le)
+    return _binary("less_equal", x, y, lambda a, b: 1.0 if a <= b else 0.0, None, _NO_GRADIENT)
 
 
 def greater(x, y):
     """1.0 where x > y, else 0.0 (also the operator >)."""
-    return _compare("greater", x, y, operator.gt)
+    return _binary("greater", x, y, lambda a, b: 1.0 if a > b else 0.0, None, _NO_GRADIENT)
 
 
 def greater_equal(x, y):
     """1.0 where x >= y, else 0.0 (also the operator >=)."""
-    return _compare("greater_equal", x, y, operator.ge)
+    return _binary("greater_equal", x, y, lambda a, b: 1.0 if a >= b else 0.0, None,
+                   _NO_GRADIENT)
 
 
 def equal(x, y):
@@ -1219,22 +1273,27 @@ def equal(x, y):
     >>> equal(Tensor([1, 2]), Tensor([1, 3]))
     Tensor([1.0, 0.0], op='equal')
     """
-    return _compare("equal", x, y, operator.eq)
+    return _binary("equal", x, y, lambda a, b: 1.0 if a == b else 0.0, None, _NO_GRADIENT)
 
 
 def where(condition, x, y):
-    """x where condition is nonzero, else y (broadcast together).
+    """x where condition is nonzero, else y (the three broadcast together).
 
-    Each of x and y gets the gradient where it was chosen; the condition gets none.
+    x and y each get the gradient where they were chosen; the condition gets none.
 
     >>> where(Tensor([1, 0]), Tensor([1, 2]), -1)
     Tensor([1.0, -1.0], op='where')
     """
-    condition, x, y = _broadcast("where", condition, x, y)
-    return _pointwise("where", (condition, x, y), _select,
-                      (None,
-                       lambda g, out: where(condition, g, 0.0),
-                       lambda g, out: where(condition, 0.0, g)))
+    tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
+    shape = _broadcast_shapes("where", *(t.shape for t in tensors))
+    condition, x, y = (broadcast_to(t, shape) for t in tensors)
+    data = elementwise(_select, (condition.data, x.data, y.data), len(shape))
+    return _apply("where", data, shape, (condition, x, y), _where_vjps)
+
+
+_where_vjps = (None,
+               lambda g, out, condition, x, y: where(condition, g, 0.0),
+               lambda g, out, condition, x, y: where(condition, 0.0, g))
 
 
 # ---- 4d. Reduce -----------------------------------------------------------------------------
@@ -1250,47 +1309,55 @@ def _normalize_axes(op, axis, ndim):
     return axes
 
 
-def _reduce(op, x, axis, keepdims, fn):
-    """Reduce x over `axis` with fn: the output node's data, its shape and the kept shape."""
+def _kept_shape(shape, axes):
+    """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _reduce(op, x, axis, keepdims, fn, vjps):
+    """The output node of a reduction of x over `axis` with fn (see reduce_lists)."""
     axes = _normalize_axes(op, axis, x.ndim)
-    kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
-    shape = kept if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
     data = reduce_lists(x.data, x.shape, axes, fn)
+    shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
     if keepdims:
-        data = _fold(_flat(data, len(x.shape) - len(axes)), shape)
-    return axes, data, shape, kept
+        shape = _kept_shape(x.shape, axes)
+        data = _fold(_flat(data, x.ndim - len(axes)), shape)
+    return _apply(op, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
 
 
 def sum(x, axis=None, keepdims=False):
     """The sum over `axis` (None: all axes; an int or a tuple).   d/dx = 1 for every element
 
-    The gradient is g copied back along the summed axes.
-
     >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
     Tensor([4.0, 6.0], op='sum')
     """
-    x = _as_tensor(x, "sum")
-    axes, data, shape, kept = _reduce("sum", x, axis, keepdims, _sum_of)
-    return _apply("sum", data, shape, (x,),
-                  (lambda g, out: broadcast_to(g.reshape(kept), x.shape),),
-                  {"axis": axes, "keepdims": keepdims})
+    return _reduce("sum", _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
+
+
+# g copied back along the summed axes.
+_sum_vjps = (lambda g, out, x: broadcast_to(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
+                                            x.shape),)
 
 
 def _extremum(op, x, axis, keepdims, fn):
-    """max or min over `axis`. The gradient is split equally among the tied winners."""
+    """max or min over `axis`; there must be something to choose from."""
     x = _as_tensor(x, op)
-    axes = _normalize_axes(op, axis, x.ndim)
-    for a in axes:
+    for a in _normalize_axes(op, axis, x.ndim):
         if x.shape[a] == 0:
             raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
                              f"(shape {x.shape})")
-    axes, data, shape, kept = _reduce(op, x, axes, keepdims, fn)
+    return _reduce(op, x, axis, keepdims, fn, _extremum_vjps)
 
-    def vjp(g, out):  # as torch.amax: (g / count) * mask, so a nan result spreads nan
-        winners = equal(x, out.reshape(kept))
-        return g.reshape(kept) / sum(winners, axes, keepdims=True) * winners
 
-    return _apply(op, data, shape, (x,), (vjp,), {"axis": axes, "keepdims": keepdims})
+def _extremum_vjp(g, out, x):
+    """g split equally among the elements equal to the result. As torch.amax, it is
+    (g / count) * mask, so a nan result spreads nan."""
+    kept = _kept_shape(x.shape, out.attrs["axis"])
+    winners = equal(x, out.reshape(kept))
+    return g.reshape(kept) / sum(winners, out.attrs["axis"], keepdims=True) * winners
+
+
+_extremum_vjps = (_extremum_vjp,)
 
 
 def max(x, axis=None, keepdims=False):
@@ -1316,15 +1383,21 @@ def min(x, axis=None, keepdims=False):
 # ---- 4e. Matmul -----------------------------------------------------------------------------
 
 def _matmul(x, y):
-    """x @ y for tensors of >= 2 axes with the same batch axes.   d/dx = g @ y^T, d/dy = x^T @ g"""
+    """x @ y for tensors of >= 2 axes with the same batch axes."""
     *batch, n, k = x.shape
-    m = y.shape[-1]
-    shape = (*batch, n, m)
+    shape = (*batch, n, y.shape[-1])
     data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
-    swap = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)  # transpose the last two axes
-    return _apply("matmul", data, shape, (x, y),
-                  (lambda g, out: _matmul(g, y.transpose(swap)),
-                   lambda g, out: _matmul(x.transpose(swap), g)))
+    return _apply("matmul", data, shape, (x, y), _matmul_vjps)
+
+
+def _swap_last(t):
+    """t with its last two axes swapped: the transpose of each matrix in a batch."""
+    return t.transpose(tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2))
+
+
+# d/dx = g @ y^T, d/dy = x^T @ g
+_matmul_vjps = (lambda g, out, x, y: _matmul(g, _swap_last(y)),
+                lambda g, out, x, y: _matmul(_swap_last(x), g))
 
 
 def matmul(x, y):
@@ -1340,17 +1413,16 @@ def matmul(x, y):
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"matmul: operands must have at least one axis, got shapes "
                          f"{x.shape} and {y.shape}")
-    if x.shape[-1] != y.shape[-2 if y.ndim > 1 else 0]:
+    inner = y.shape[-2 if y.ndim > 1 else 0]
+    if x.shape[-1] != inner:
         raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
-                         f"{x.shape[-1]} (last axis of x) != "
-                         f"{y.shape[-2 if y.ndim > 1 else 0]} (axis -2 of y)")
+                         f"{x.shape[-1]} (last axis of x) != {inner} (rows of y)")
     batch = _broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
-    shape = batch + x.shape[-2:-1] + y.shape[-1:] if y.ndim > 1 else batch + x.shape[-2:-1]
+    shape = batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ())
     x2 = x.reshape((1,) + x.shape) if x.ndim == 1 else x
     y2 = y.reshape(y.shape + (1,)) if y.ndim == 1 else y
-    x2 = broadcast_to(x2, batch + x2.shape[-2:])
-    y2 = broadcast_to(y2, batch + y2.shape[-2:])
-    return _matmul(x2, y2).reshape(shape)
+    out = _matmul(broadcast_to(x2, batch + x2.shape[-2:]), broadcast_to(y2, batch + y2.shape[-2:]))
+    return out.reshape(shape)
 
 
 # ============================================================================================
@@ -1387,8 +1459,10 @@ def sigmoid(x):
     >>> sigmoid(Tensor([0, -1000]))
     Tensor([0.5, 0.0], op='sigmoid')
     """
-    x = _as_tensor(x, "sigmoid")
-    return _pointwise("sigmoid", (x,), _sigmoid, (lambda g, out: g * (1.0 - out) * out,))
+    return _unary("sigmoid", x, _sigmoid, None, _sigmoid_vjps)
+
+
+_sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
 
 
 def mean(x, axis=None, keepdims=False):
@@ -1490,11 +1564,12 @@ del _op
 # ============================================================================================
 # 6. Autodiff
 #
-# backward(t) builds the gradient graph: one GradNode for each node of t's graph, linked the
-# same way. A node's value, d t / d(its primal), is the sum, over the ops that took the
-# primal as an input, of what their vjp rules give. Values are computed when first read,
-# consumers first, so what nobody reads costs nothing: the gradient with respect to a
-# model's input data would cost as much as a weight's, and is rarely wanted.
+# backward(t) walks t's graph once to learn which ops consume each tensor, and returns the
+# gradient graph: a GradNode for t, mirroring it. The value of a node, d t / d(its primal),
+# is the sum over the primal's consumers of what their vjp rules give, so it needs its
+# consumers' values first. Values are computed when first read, consumers first; what is
+# never read costs nothing: the gradient with respect to a model's input data would cost as
+# much as a weight's, and is rarely wanted.
 # ============================================================================================
 
 class GradNode:
@@ -1502,7 +1577,8 @@ class GradNode:
 
     Attributes:
         primal: the forward tensor this node mirrors.
-        inputs: the nodes mirroring primal.inputs, in the same order; () for a leaf.
+        inputs: the nodes mirroring primal.inputs, in the same order; () for a leaf. A
+            tensor reached by several paths has one node, as in the forward graph.
         value: d root / d primal, contracted with the seed: a Tensor of primal's shape,
             computed when first read.
 
@@ -1521,30 +1597,26 @@ class GradNode:
     Tensor(7.0, op='add')
     """
 
-    __slots__ = ("primal", "inputs", "_consumers", "_value", "_flows", "_nodes")
+    __slots__ = ("primal", "_graph")
 
-    def __init__(self, primal, nodes):
-        self.primal = primal
-        self.inputs = ()
-        self._consumers = []  # (node, i): node.primal took this primal as its input i
-        self._value = None  # computed when first read
-        self._flows = False  # whether any gradient reaches this node
-        self._nodes = nodes  # primal -> node, one dict for the whole graph
+    def __init__(self, primal, graph):
+        self.primal, self._graph = primal, graph
 
     @property
     def value(self):
-        if self._value is None:
-            _fill(self)
-        return self._value
+        return self._graph.value(self.primal)
+
+    @property
+    def inputs(self):
+        return tuple(self._graph.node(x) for x in self.primal.inputs)
 
     def __getitem__(self, x):
         if not isinstance(x, Tensor):
             raise TypeError(f"g[x]: x must be a Tensor, got {type(x).__name__}")
-        node = self._nodes.get(x)
-        return zeros(x.shape) if node is None else node.value
+        return self._graph.value(x) if x in self._graph.consumers else zeros(x.shape)
 
     def __contains__(self, x):
-        return x in self._nodes
+        return x in self._graph.consumers
 
     def wrt(self, tree):
         """tree with each Tensor leaf replaced by its gradient (a number's is 0.0).
@@ -1559,58 +1631,78 @@ class GradNode:
         return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
 
 
-def _gradient_graph(root, seed):
-    """The gradient graph of root, walked iteratively: deep graphs need no deep recursion."""
-    nodes = {}
-    top = nodes[root] = GradNode(root, nodes)
-    stack = [top]
-    while stack:
-        node = stack.pop()
-        inputs = []
-        for i, x in enumerate(node.primal.inputs):
-            child = nodes.get(x)
-            if child is None:
-                child = nodes[x] = GradNode(x, nodes)
-                stack.append(child)
-            child._consumers.append((node, i))
-            inputs.append(child)
-        node.inputs = tuple(inputs)
-    top._value, top._flows = seed, True
-    return top
+class _GradientGraph:
+    """What the nodes of one gradient graph share: who consumes each tensor, and the values
+    found so far (None for a tensor that no gradient reaches)."""
 
+    __slots__ = ("consumers", "values", "nodes")
 
-def _fill(node):
-    """Compute node.value, after the values of all the consumers it needs (without recursion).
+    def __init__(self, root, seed):
+        # One walk over the forward graph, with a stack rather than recursion, so a chain of
+        # 100,000 ops is fine. consumers[x] lists each op that took x as an input, once.
+        consumers = {root: []}
+        stack = [root]
+        while stack:
+            t = stack.pop()
+            for x in t.inputs:
+                users = consumers.get(x)
+                if users is None:
+                    consumers[x] = [t]
+                    stack.append(x)
+                elif users[-1] is not t:  # t may take x twice, as in x * x
+                    users.append(t)
+        self.consumers = consumers
+        self.values = {root: seed}
+        self.nodes = {}
 
-    A depth-first walk toward the root over consumers: a node is summed once every consumer
-    pushed after it has been, which is a topological order of just the nodes needed.
-    """
-    stack = [(node, False)]
-    while stack:
-        n, consumers_done = stack.pop()
-        if n._value is not None:
-            continue
-        if consumers_done:
-            _sum_contributions(n)
-        else:
-            stack.append((n, True))
-            stack.extend((c, False) for c, _ in n._consumers if c._value is None)
+    def node(self, t):
+        """The one GradNode of tensor t in this graph."""
+        node = self.nodes.get(t)
+        if node is None:
+            node = self.nodes[t] = GradNode(t, self)
+        return node
 
+    def value(self, t):
+        """d root / d t, computing what it needs first (t must be in the graph)."""
+        if t not in self.values:
+            self._fill(t)
+        value = self.values[t]
+        return zeros(t.shape) if value is None else value
 
-def _sum_contributions(node):
-    """node's value: the sum of what its consumers' vjp rules give for it."""
-    total = None
-    for consumer, i in node._consumers:
-        rule = consumer.primal.vjps[i]
-        if rule is None or not consumer._flows:  # a comparison, stop_gradient, or no gradient
-            continue
-        g = rule(consumer._value, consumer.primal)
-        if g.shape != node.primal.shape:
-            raise ValueError(f"the vjp rule of {consumer.primal.op!r} for input {i} returned "
-                             f"shape {g.shape}, but that input has shape {node.primal.shape}")
-        total = g if total is None else total + g
-    node._flows = total is not None
-    node._value = total if node._flows else zeros(node.primal.shape)
+    def _fill(self, t):
+        """Compute the value of t, and first those of the consumers it needs: a node leaves
+        the stack only when all its consumers have values (a walk, not a recursion)."""
+        values, consumers = self.values, self.consumers
+        stack = [t]
+        while stack:
+            u = stack[-1]
+            waiting = False
+            for c in consumers[u]:
+                if c not in values:
+                    stack.append(c)
+                    waiting = True
+            if not waiting:
+                stack.pop()
+                if u not in values:  # u may have been pushed by more than one consumer
+                    values[u] = self._sum_contributions(u)
+
+    def _sum_contributions(self, t):
+        """The sum over t's consumers of their vjp rules for t; None if no gradient flows."""
+        total = None
+        for consumer in self.consumers[t]:
+            g = self.values[consumer]
+            if g is None:
+                continue
+            inputs = consumer.inputs
+            for i, rule in enumerate(consumer.vjps):
+                if inputs[i] is not t or rule is None:
+                    continue
+                contribution = rule(g, consumer, *inputs)
+                if contribution.shape != t.shape:
+                    raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} gave shape "
+                                     f"{contribution.shape}, but that input has shape {t.shape}")
+                total = contribution if total is None else total + contribution
+        return total
 
 
 def backward(t, seed=None):
@@ -1634,7 +1726,7 @@ def backward(t, seed=None):
     if seed.shape != t.shape:
         raise ValueError(f"backward: the seed has shape {seed.shape}, "
                          f"but the tensor has shape {t.shape}")
-    return _gradient_graph(t, seed)
+    return _GradientGraph(t, seed).node(t)
 
 
 def _as_argument(leaf):
@@ -1679,7 +1771,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         if not isinstance(loss, Tensor) or loss.size != 1:
             what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
             raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
-        g = _gradient_graph(loss, ones(loss.shape))
+        g = backward(loss)
         grads = tuple(g.wrt(args[p]) for p in positions)
         if isinstance(argnums, numbers.Integral):
             grads = grads[0]
