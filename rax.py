@@ -347,6 +347,8 @@ def broadcast_lists(x, shape, new_shape):
 def _expand(x, shape, new_shape):
     if shape == new_shape:
         return x
+    if len(shape) == 1:  # [v] -> [v, v, ..., v]
+        return x * new_shape[0]
     if shape[0] == new_shape[0]:
         return [_expand(child, shape[1:], new_shape[1:]) for child in x]
     return [_expand(x[0], shape[1:], new_shape[1:])] * new_shape[0]
@@ -356,18 +358,24 @@ def elementwise(fn, operands, ndim, safe=None):
     """Apply the scalar function fn across equally shaped nested lists, element by element.
 
     fn runs at C speed through map. If it raises on an IEEE special case (1/0, log(0),
-    exp(1000)), `safe`, its IEEE-safe version, redoes just that row.
+    exp(1000)), `safe`, its IEEE-safe version, does the work again.
     """
-    if ndim == 0:
-        return (safe or fn)(*operands)
-    if ndim > 1:
-        return [elementwise(fn, rows, ndim - 1, safe) for rows in zip(*operands)]
     try:
-        return list(map(fn, *operands))
+        return _map_lists(fn, operands, ndim)
     except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, domain errors
         if safe is None:
             raise
-        return list(map(safe, *operands))
+        return _map_lists(safe, operands, ndim)
+
+
+def _map_lists(fn, operands, ndim):
+    if ndim == 1:
+        return list(map(fn, *operands))
+    if ndim == 2:  # the common case, in one comprehension rather than a call per row
+        return [list(map(fn, *rows)) for rows in zip(*operands)]
+    if ndim == 0:
+        return fn(*operands)
+    return [_map_lists(fn, rows, ndim - 1) for rows in zip(*operands)]
 
 
 def reduce_lists(x, shape, axes, fn):
@@ -384,6 +392,8 @@ def reduce_lists(x, shape, axes, fn):
 
 
 def _reduce_axis(x, shape, axis, fn):
+    if axis == len(shape) - 1:  # the innermost axis: fn of each row
+        return _map_lists(fn, (x,), axis)
     if axis > 0:
         return [_reduce_axis(child, shape[1:], axis - 1, fn) for child in x]
     if shape[0] == 0:
@@ -393,8 +403,8 @@ def _reduce_axis(x, shape, axis, fn):
 
 def _reduce_across(group, depth, fn):
     """Reduce a list of equally shaped subtrees into one, elementwise: zip pairs them up."""
-    if depth == 0:
-        return fn(group)
+    if depth == 1:
+        return list(map(fn, zip(*group)))
     return [_reduce_across(column, depth - 1, fn) for column in zip(*group)]
 
 
