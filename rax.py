@@ -44,6 +44,8 @@ The file reads top to bottom; each part uses only what stands above it:
 """
 
 import builtins
+import contextlib
+import gc
 import itertools
 import math
 import numbers
@@ -361,21 +363,17 @@ def elementwise(fn, operands, ndim, safe=None):
     exp(1000)), `safe`, its IEEE-safe version, does the work again.
     """
     try:
-        return _map_lists(fn, operands, ndim)
+        if ndim == 1:
+            return list(map(fn, *operands))
+        if ndim == 2:  # the common case, in one comprehension rather than a call per row
+            return [list(map(fn, *rows)) for rows in zip(*operands)]
+        if ndim == 0:
+            return fn(*operands)
+        return [elementwise(fn, rows, ndim - 1) for rows in zip(*operands)]
     except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, domain errors
         if safe is None:
             raise
-        return _map_lists(safe, operands, ndim)
-
-
-def _map_lists(fn, operands, ndim):
-    if ndim == 1:
-        return list(map(fn, *operands))
-    if ndim == 2:  # the common case, in one comprehension rather than a call per row
-        return [list(map(fn, *rows)) for rows in zip(*operands)]
-    if ndim == 0:
-        return fn(*operands)
-    return [_map_lists(fn, rows, ndim - 1) for rows in zip(*operands)]
+        return elementwise(safe, operands, ndim)
 
 
 def reduce_lists(x, shape, axes, fn):
@@ -393,7 +391,7 @@ def reduce_lists(x, shape, axes, fn):
 
 def _reduce_axis(x, shape, axis, fn):
     if axis == len(shape) - 1:  # the innermost axis: fn of each row
-        return _map_lists(fn, (x,), axis)
+        return elementwise(fn, (x,), axis)
     if axis > 0:
         return [_reduce_axis(child, shape[1:], axis - 1, fn) for child in x]
     if shape[0] == 0:
@@ -1139,7 +1137,10 @@ def _slice_rule(axis, start, stop):
 def _binary(op, x, y, fn, safe, vjps):
     """The output node of an elementwise op on two tensors, broadcast together (NumPy's rule,
     with broadcast_to nodes, so that no binary rule has to undo broadcasting)."""
-    x, y = _as_tensor(x, op), _as_tensor(y, op)
+    if not isinstance(x, Tensor):
+        x = _as_tensor(x, op)
+    if not isinstance(y, Tensor):
+        y = _as_tensor(y, op)
     if x.shape != y.shape:
         shape = _broadcast_shapes(op, x.shape, y.shape)
         x, y = broadcast_to(x, shape), broadcast_to(y, shape)
@@ -1427,12 +1428,19 @@ def matmul(x, y):
     if x.shape[-1] != inner:
         raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
                          f"{x.shape[-1]} (last axis of x) != {inner} (rows of y)")
-    batch = _broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
+    batch = x.shape[:-2] if x.shape[:-2] == y.shape[:-2] else _broadcast_shapes(
+        "matmul", x.shape[:-2], y.shape[:-2])
     shape = batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ())
-    x2 = x.reshape((1,) + x.shape) if x.ndim == 1 else x
-    y2 = y.reshape(y.shape + (1,)) if y.ndim == 1 else y
-    out = _matmul(broadcast_to(x2, batch + x2.shape[-2:]), broadcast_to(y2, batch + y2.shape[-2:]))
-    return out.reshape(shape)
+    if x.ndim == 1:
+        x = x.reshape((1,) + x.shape)  # a row
+    if y.ndim == 1:
+        y = y.reshape(y.shape + (1,))  # a column
+    if x.shape[:-2] != batch:
+        x = broadcast_to(x, batch + x.shape[-2:])
+    if y.shape[:-2] != batch:
+        y = broadcast_to(y, batch + y.shape[-2:])
+    out = _matmul(x, y)
+    return out if out.shape == shape else out.reshape(shape)
 
 
 # ============================================================================================
@@ -1582,6 +1590,20 @@ del _op
 # much as a weight's, and is rarely wanted.
 # ============================================================================================
 
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause Python's cycle collector while walking a graph. A graph has no cycles (a node
+    refers only to its inputs), so each collection the walk's many new lists and tensors
+    would set off could only waste time: up to half of it, on long chains."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class GradNode:
     """A node of the gradient graph: the derivative of the graph's root w.r.t. `primal`.
 
@@ -1652,15 +1674,16 @@ class _GradientGraph:
         # 100,000 ops is fine. consumers[x] lists each op that took x as an input, once.
         consumers = {root: []}
         stack = [root]
-        while stack:
-            t = stack.pop()
-            for x in t.inputs:
-                users = consumers.get(x)
-                if users is None:
-                    consumers[x] = [t]
-                    stack.append(x)
-                elif users[-1] is not t:  # t may take x twice, as in x * x
-                    users.append(t)
+        with _collector_paused():
+            while stack:
+                t = stack.pop()
+                for x in t.inputs:
+                    users = consumers.get(x)
+                    if users is None:
+                        consumers[x] = [t]
+                        stack.append(x)
+                    elif users[-1] is not t:  # t may take x twice, as in x * x
+                        users.append(t)
         self.consumers = consumers
         self.values = {root: seed}
         self.nodes = {}
@@ -1684,17 +1707,18 @@ class _GradientGraph:
         the stack only when all its consumers have values (a walk, not a recursion)."""
         values, consumers = self.values, self.consumers
         stack = [t]
-        while stack:
-            u = stack[-1]
-            waiting = False
-            for c in consumers[u]:
-                if c not in values:
-                    stack.append(c)
-                    waiting = True
-            if not waiting:
-                stack.pop()
-                if u not in values:  # u may have been pushed by more than one consumer
-                    values[u] = self._sum_contributions(u)
+        with _collector_paused():
+            while stack:
+                u = stack[-1]
+                waiting = False
+                for c in consumers[u]:
+                    if c not in values:
+                        stack.append(c)
+                        waiting = True
+                if not waiting:
+                    stack.pop()
+                    if u not in values:  # u may have been pushed by more than one consumer
+                        values[u] = self._sum_contributions(u)
 
     def _sum_contributions(self, t):
         """The sum over t's consumers of their vjp rules for t; None if no gradient flows."""

@@ -1,0 +1,348 @@
+"""How fast is rax next to the fastest hand-written pure Python for the same job?
+
+Each workload is written twice: once with rax, once by hand with nested lists in the
+fastest style we know (zip(*B) for columns, sum(map(mul, ...)), fused comprehensions, a
+hand-derived backward pass). Both run in the same process, interleaved, on the same data
+from random.Random(0); the answers are checked against each other, and the table shows
+the median times and their ratio, rax / hand-written. If micrograd is installed, a column
+shows it too. Nothing here is a test: speed is reported, never asserted.
+
+    python examples/benchmark.py            # the full table (about two minutes)
+    python examples/benchmark.py --quick    # fewer repeats, smaller sizes
+
+The garbage collector stays on, as in any Python program; each run starts after a
+gc.collect(), so no run pays for the garbage of the one before.
+"""
+
+import argparse
+import gc
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from operator import add, mul
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import rax  # noqa: E402
+
+try:
+    from micrograd.engine import Value as MicrogradValue
+except ImportError:
+    MicrogradValue = None
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+def random_matrix(rng, n, m, scale=1.0):
+    return [[rng.gauss(0.0, scale) for _ in range(m)] for _ in range(n)]
+
+
+def mlp_params(rng, sizes):
+    """Weights (fan_in x fan_out) scaled by 1/sqrt(fan_in), small random biases."""
+    params = []
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        params.append((random_matrix(rng, n_in, n_out, 1.0 / math.sqrt(n_in)),
+                       [rng.gauss(0.0, 0.1) for _ in range(n_out)]))
+    return params
+
+
+# ---- hand-written kernels -------------------------------------------------------------------
+
+def hand_matmul(a, b):
+    columns = list(zip(*b))
+    return [[sum(map(mul, row, column)) for column in columns] for row in a]
+
+
+def hand_linear(x, w, b):
+    """x @ w + b, with the bias fused into the comprehension."""
+    columns = list(zip(*w))
+    return [[sum(map(mul, row, column)) + bias for column, bias in zip(columns, b)]
+            for row in x]
+
+
+def hand_relu(z):
+    return [[v if v > 0.0 else 0.0 for v in row] for row in z]
+
+
+def hand_relu_backward(dh, z):
+    return [[d if v > 0.0 else 0.0 for d, v in zip(drow, zrow)] for drow, zrow in zip(dh, z)]
+
+
+def hand_linear_backward(x, w, dz, need_dx):
+    """Gradients of x @ w + b given dz: (dx or None, dw, db)."""
+    dw = hand_matmul(list(zip(*x)), dz)  # x^T @ dz
+    db = [sum(column) for column in zip(*dz)]
+    dx = [[sum(map(mul, drow, wrow)) for wrow in w] for drow in dz] if need_dx else None
+    return dx, dw, db
+
+
+def hand_sgd(params, grads, lr):
+    """New (w, b) per layer: p - lr * g."""
+    return [([[p - lr * g for p, g in zip(prow, grow)] for prow, grow in zip(w, dw)],
+             [p - lr * g for p, g in zip(b, db)])
+            for (w, b), (dw, db) in zip(params, grads)]
+
+
+def hand_mlp_forward(params, x):
+    """The pre-activations and activations of an MLP with ReLU between layers."""
+    zs, hs = [], [x]
+    for i, (w, b) in enumerate(params):
+        z = hand_linear(hs[-1], w, b)
+        zs.append(z)
+        hs.append(hand_relu(z) if i < len(params) - 1 else z)
+    return zs, hs
+
+
+def hand_mlp_backward(params, zs, hs, dout):
+    grads = []
+    dz = dout
+    for i in reversed(range(len(params))):
+        dh, dw, db = hand_linear_backward(hs[i], params[i][0], dz, need_dx=i > 0)
+        grads.append((dw, db))
+        if i > 0:
+            dz = hand_relu_backward(dh, zs[i - 1])
+    return grads[::-1]
+
+
+def hand_step_mse(params, x, y, lr):
+    """One step of an MLP with mean-squared error: forward, backward, SGD."""
+    zs, hs = hand_mlp_forward(params, x)
+    pred = hs[-1]
+    n = len(x) * len(pred[0])
+    diff = [[p - t for p, t in zip(prow, trow)] for prow, trow in zip(pred, y)]
+    loss = sum(d * d for row in diff for d in row) / n
+    dout = [[2.0 * d / n for d in row] for row in diff]
+    return loss, hand_sgd(params, hand_mlp_backward(params, zs, hs, dout), lr)
+
+
+def hand_step_cross_entropy(params, x, labels, lr):
+    """One step of an MLP with softmax cross-entropy: forward, backward, SGD."""
+    zs, hs = hand_mlp_forward(params, x)
+    n = len(x)
+    loss, dout = 0.0, []
+    for row, label in zip(hs[-1], labels):
+        top = max(row)
+        exps = [math.exp(v - top) for v in row]
+        total = sum(exps)
+        loss -= row[label] - top - math.log(total)
+        probs = [e / total for e in exps]
+        probs[label] -= 1.0
+        dout.append([p / n for p in probs])
+    return loss / n, hand_sgd(params, hand_mlp_backward(params, zs, hs, dout), lr)
+
+
+def hand_chain(x, steps):
+    y, dy_dx = x, 1.0
+    for _ in range(steps):
+        y = y * 1.0001 + 0.0001
+        dy_dx = dy_dx * 1.0001
+    return dy_dx
+
+
+# ---- the same with rax ----------------------------------------------------------------------
+
+def rax_params(params):
+    return [{"w": rax.Tensor(w), "b": rax.Tensor(b)} for w, b in params]
+
+
+def rax_mlp(params, x):
+    h = x
+    for i, layer in enumerate(params):
+        h = h @ layer["w"] + layer["b"]
+        if i < len(params) - 1:
+            h = rax.relu(h)
+    return h
+
+
+def rax_step_mse(params, x, y, lr):
+    loss = ((rax_mlp(params, x) - y) ** 2).mean()
+    return loss.item(), rax.sgd(params, loss.backward(), lr)
+
+
+def rax_step_cross_entropy(params, x, labels, lr):
+    log_probs = rax.log_softmax(rax_mlp(params, x), axis=1)
+    loss = -(log_probs * labels).sum(axis=1).mean()
+    return loss.item(), rax.sgd(params, loss.backward(), lr)
+
+
+def rax_chain(x, steps):
+    y = x
+    for _ in range(steps):
+        y = y * 1.0001 + 0.0001
+    return y.backward()[x].item()
+
+
+# ---- micrograd, when installed --------------------------------------------------------------
+
+def micrograd_matmul(a, b):
+    columns = list(zip(*b))
+    return [[sum((u * v for u, v in zip(row, column)), MicrogradValue(0.0))
+             for column in columns] for row in a]
+
+
+def micrograd_chain(x, steps):
+    x = MicrogradValue(x)
+    y = x
+    for _ in range(steps):
+        y = y * 1.0001 + 0.0001
+    y.backward()
+    return x.grad
+
+
+def micrograd_step_mse(params, x, y, lr):
+    params = [([[MicrogradValue(v) for v in row] for row in w], [MicrogradValue(v) for v in b])
+              for w, b in params]
+    h = [[MicrogradValue(v) for v in row] for row in x]
+    for i, (w, b) in enumerate(params):
+        h = [[sum((u * v for u, v in zip(row, column)), bias)
+              for column, bias in zip(zip(*w), b)] for row in h]
+        if i < len(params) - 1:
+            h = [[v.relu() for v in row] for row in h]
+    n = len(x) * len(y[0])
+    loss = sum(((p - t) ** 2 for prow, trow in zip(h, y) for p, t in zip(prow, trow)),
+               MicrogradValue(0.0)) * (1.0 / n)
+    loss.backward()
+    return loss.data, [([[v.data - lr * v.grad for v in row] for row in w],
+                        [v.data - lr * v.grad for v in b]) for w, b in params]
+
+
+# ---- checking and timing --------------------------------------------------------------------
+
+def flat(x):
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in flat(item)]
+    if isinstance(x, dict):
+        return [v for key in sorted(x) for v in flat(x[key])]
+    if isinstance(x, rax.Tensor):
+        return flat(x.tolist())
+    return [float(x)]
+
+
+def check_same(name, got, expected):
+    """Every number in got is close to the same number in expected. Params are compared as
+    (w, b) per layer: rax's layer dicts list their keys in sorted order, b before w."""
+    if isinstance(got, tuple) and isinstance(got[1], list) and isinstance(got[1][0], dict):
+        got = (got[0], [(layer["w"], layer["b"]) for layer in got[1]])
+    got, expected = flat(got), flat(expected)
+    assert len(got) == len(expected), f"{name}: {len(got)} values, expected {len(expected)}"
+    for i, (a, b) in enumerate(zip(got, expected)):
+        if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+            raise AssertionError(f"{name}: value {i} is {a}, the hand-written code gives {b}")
+
+
+def median_times(functions, repeats):
+    """Median seconds of each function, run in turns so that noise hits them alike."""
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for i, f in enumerate(functions):
+            gc.collect()
+            start = time.perf_counter()
+            f()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def peak_memory(f):
+    gc.collect()
+    tracemalloc.start()
+    f()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def workloads(quick):
+    """(id, description, target ratio, hand function, rax function, micrograd function or
+    None, check pair) for each workload."""
+    rng = random.Random(0)
+    rows = []
+    for n in ((16, 64) if quick else (16, 64, 128)):
+        a, b = random_matrix(rng, n, n), random_matrix(rng, n, n)
+        ta, tb = rax.Tensor(a), rax.Tensor(b)
+        micro = None
+        if MicrogradValue is not None and n <= 16:
+            ma = [[MicrogradValue(v) for v in row] for row in a]
+            mb = [[MicrogradValue(v) for v in row] for row in b]
+            micro = (lambda ma=ma, mb=mb: micrograd_matmul(ma, mb))
+        rows.append((f"W1 n={n}", f"A @ B, {n}x{n}, forward", 1.25 if n == 16 else 1.05,
+                     lambda a=a, b=b: hand_matmul(a, b), lambda ta=ta, tb=tb: ta @ tb, micro))
+
+    side = 128 if quick else 256
+    x = random_matrix(rng, side, side)
+    bias = [rng.gauss(0.0, 1.0) for _ in range(side)]
+    tx, tbias = rax.Tensor(x), rax.Tensor(bias)
+    rows.append(("W2", f"(X + b) * X, X {side}x{side}, b ({side},)", 1.55,
+                 lambda: [list(map(mul, map(add, row, bias), row)) for row in x],
+                 lambda: (tx + tbias) * tx, None))
+
+    params = mlp_params(rng, (2, 16, 16, 1))
+    points = random_matrix(rng, 100, 2)
+    targets = [[math.sin(p[0]) * math.cos(p[1])] for p in points]
+    rparams, rpoints, rtargets = rax_params(params), rax.Tensor(points), rax.Tensor(targets)
+    micro = None
+    if MicrogradValue is not None:
+        micro = lambda p=params: micrograd_step_mse(p, points, targets, 0.1)  # noqa: E731
+    rows.append(("W3a", "MLP 2-16-16-1 step, ReLU, MSE, 100 points", 1.3,
+                 lambda p=params: hand_step_mse(p, points, targets, 0.1),
+                 lambda p=rparams: rax_step_mse(p, rpoints, rtargets, 0.1), micro))
+
+    params = mlp_params(rng, (64, 128, 128, 10))
+    batch = random_matrix(rng, 64, 64)
+    labels = [rng.randrange(10) for _ in range(64)]
+    rparams, rbatch = rax_params(params), rax.Tensor(batch)
+    rlabels = rax.one_hot(labels, 10)
+    rows.append(("W3b", "MLP 64-128-128-10 step, ReLU, softmax CE, batch 64", 1.15,
+                 lambda: hand_step_cross_entropy(params, batch, labels, 0.1),
+                 lambda: rax_step_cross_entropy(rparams, rbatch, rlabels, 0.1), None))
+
+    steps = 10_000
+    micro = (lambda: micrograd_chain(0.5, steps)) if MicrogradValue is not None else None
+    x0 = rax.Tensor(0.5)
+    rows.append(("W4", f"{steps:,} x (y * 1.0001 + 0.0001) on 0-d, then dy/dx", 150,
+                 lambda: hand_chain(0.5, steps), lambda: rax_chain(x0, steps), micro))
+    return rows
+
+
+def main(quick=False):
+    repeats = 5 if quick else 11
+    print(f"rax benchmark: Python {platform.python_version()} "
+          f"({platform.python_implementation()}), {platform.machine()}, "
+          f"{platform.system()} {platform.release()}, {os.cpu_count()} cpus")
+    header = f"{'id':<9} {'hand ms':>10} {'rax ms':>10} {'rax/hand':>9} {'target':>7}"
+    if MicrogradValue is not None:
+        header += f" {'micrograd/hand':>15}"
+    print(header + "   workload")
+    results = {}
+    for name, what, target, hand, with_rax, micro in workloads(quick):
+        check_same(name, with_rax(), hand())
+        functions = [hand, with_rax] + ([micro] if micro else [])
+        times = median_times(functions, repeats)
+        ratio = times[1] / times[0]
+        results[name] = ratio
+        line = f"{name:<9} {times[0] * 1e3:>10.3f} {times[1] * 1e3:>10.3f} {ratio:>9.2f} " \
+               f"{'<= ' + format(target, 'g'):>7}"
+        if MicrogradValue is not None:
+            line += f" {times[2] / times[0]:>15.1f}" if micro else f" {'-':>15}"
+        print(line + f"   {what}")
+
+    rng = random.Random(0)
+    params = mlp_params(rng, (2, 16, 16, 1))
+    points = random_matrix(rng, 100, 2)
+    targets = [[math.sin(p[0]) * math.cos(p[1])] for p in points]
+    rparams, rpoints, rtargets = rax_params(params), rax.Tensor(points), rax.Tensor(targets)
+    hand_peak = peak_memory(lambda: hand_step_mse(params, points, targets, 0.1))
+    rax_peak = peak_memory(lambda: rax_step_mse(rparams, rpoints, rtargets, 0.1))
+    results["M"] = rax_peak / hand_peak
+    print(f"{'M':<9} {hand_peak / 1024:>8.0f}kB {rax_peak / 1024:>8.0f}kB "
+          f"{rax_peak / hand_peak:>9.2f} {'<= 3':>7}   peak memory of one W3a step (tracemalloc)")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    main(parser.parse_args().quick)
