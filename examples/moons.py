@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import rax  # noqa: E402  (rax.py sits one folder up; no install needed)
 
 
-def make_moons(n, noise=0.1, seed=0):
+def make_moons(n, noise=0.15, seed=0):
     """n points on two interleaved half-circles, with Gaussian noise; labels 0 and 1."""
     rng = random.Random(seed)
     points, labels = [], []
@@ -65,7 +65,7 @@ def accuracy(params, x, y):
     return hits / len(y)
 
 
-def main(n_points=200, steps=300, lr=0.05, seed=0, verbose=True):
+def main(n_points=200, steps=150, lr=0.05, seed=0, verbose=True):
     """Train with Adam on the full data set; returns (first loss, last loss, accuracy)."""
     x, y = make_moons(n_points, seed=seed)
     params = init_params(seed=seed)
@@ -75,7 +75,7 @@ def main(n_points=200, steps=300, lr=0.05, seed=0, verbose=True):
         value = loss(params, x, y)
         params = opt.update(params, value.backward())
         losses.append(value.item())
-        if verbose and (step % 25 == 0 or step == steps - 1):
+        if verbose and (step % 15 == 0 or step == steps - 1):
             print(f"step {step:4d}   loss {value.item():.4f}")
     acc = accuracy(params, x, y)
     if verbose:
