@@ -483,6 +483,8 @@ class Tensor:
         shape: a tuple of ints.
         op: the name of the op that made this tensor; None for a leaf.
         inputs: the tensors it was made from, in order; () for a leaf.
+        forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again
+            (on other inputs, too); None for a leaf.
         vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
             given g, the gradient of out (None where no gradient flows); () for a leaf.
         attrs: the op's static arguments (axis, shape, index, ...), a dict.
@@ -499,7 +501,7 @@ class Tensor:
     [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
     """
 
-    __slots__ = ("data", "shape", "op", "inputs", "vjps", "attrs")
+    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs")
 
     def __init__(self, data):
         if isinstance(data, Tensor):
@@ -507,7 +509,7 @@ class Tensor:
         else:
             data, shape = _to_lists(data, "Tensor()")
         self.data, self.shape = data, shape
-        self.op, self.inputs, self.vjps, self.attrs = None, (), (), _NO_ATTRS
+        self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
 
     @property
     def ndim(self):
@@ -597,8 +599,9 @@ class Tensor:
         return backward(self, seed)
 
 
-def _apply(op, data, shape, inputs, vjps, attrs=_NO_ATTRS):
-    """The output node of a primitive op: its value, and how it was made.
+def _apply(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
+    """The output node of a primitive op: its value, and how it was made (the op's name, the
+    function that computes it, the inputs, their vjp rules and the op's static arguments).
 
     `vjps` holds one rule per input (see section 4). A node refers only to its inputs, never
     to itself or to what consumes it, so a graph is freed as soon as nothing refers to its
@@ -608,6 +611,7 @@ def _apply(op, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     out.data = data
     out.shape = shape
     out.op = op
+    out.forward = forward
     out.inputs = inputs
     out.vjps = vjps
     out.attrs = attrs
@@ -616,7 +620,7 @@ def _apply(op, data, shape, inputs, vjps, attrs=_NO_ATTRS):
 
 def _leaf(data, shape):
     """A new leaf tensor from data that is already nested lists of floats of `shape`."""
-    return _apply(None, data, shape, (), ())
+    return _apply(None, None, data, shape, (), ())
 
 
 def _as_tensor(value, op):
@@ -624,7 +628,7 @@ def _as_tensor(value, op):
     if isinstance(value, Tensor):
         return value
     if type(value) in _REAL_TYPES:
-        return _apply(None, float(value), (), (), ())
+        return _apply(None, None, float(value), (), (), ())
     if isinstance(value, (list, tuple, numbers.Real)):
         return _leaf(*_to_lists(value, op))
     raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
@@ -795,10 +799,13 @@ def one_hot(labels, num_classes):
 
 # ---- 4a. Unary ------------------------------------------------------------------------------
 
-def _unary(op, x, fn, safe, vjps):
-    """The output node of an elementwise op on one tensor (fn and safe: see elementwise)."""
+def _unary(forward, x, fn, safe, vjps):
+    """The output node of the elementwise op `forward` on one tensor: fn (and safe, see
+    elementwise) applied to every element."""
+    op = forward.__name__
     x = _as_tensor(x, op)
-    return _apply(op, elementwise(fn, (x.data,), len(x.shape), safe), x.shape, (x,), vjps)
+    return _apply(op, forward, elementwise(fn, (x.data,), len(x.shape), safe), x.shape, (x,),
+                  vjps)
 
 
 def neg(x):
@@ -807,7 +814,7 @@ def neg(x):
     >>> neg(Tensor([1, -2]))
     Tensor([-1.0, 2.0], op='neg')
     """
-    return _unary("neg", x, operator.neg, None, _neg_vjps)
+    return _unary(neg, x, operator.neg, None, _neg_vjps)
 
 
 _neg_vjps = (lambda g, out, x: -g,)
@@ -819,7 +826,7 @@ def exp(x):
     >>> exp(Tensor([0, 1000]))
     Tensor([1.0, inf], op='exp')
     """
-    return _unary("exp", x, math.exp, _exp, _exp_vjps)
+    return _unary(exp, x, math.exp, _exp, _exp_vjps)
 
 
 _exp_vjps = (lambda g, out, x: g * out,)
@@ -831,7 +838,7 @@ def log(x):
     >>> log(Tensor([1, 0, -1]))
     Tensor([0.0, -inf, nan], op='log')
     """
-    return _unary("log", x, math.log, _log, _log_vjps)
+    return _unary(log, x, math.log, _log, _log_vjps)
 
 
 _log_vjps = (lambda g, out, x: g / x,)
@@ -843,7 +850,7 @@ def sqrt(x):
     >>> sqrt(Tensor([4, -1]))
     Tensor([2.0, nan], op='sqrt')
     """
-    return _unary("sqrt", x, math.sqrt, _sqrt, _sqrt_vjps)
+    return _unary(sqrt, x, math.sqrt, _sqrt, _sqrt_vjps)
 
 
 _sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
@@ -855,7 +862,7 @@ def sin(x):
     >>> sin(Tensor(0))
     Tensor(0.0, op='sin')
     """
-    return _unary("sin", x, math.sin, _sin, _sin_vjps)
+    return _unary(sin, x, math.sin, _sin, _sin_vjps)
 
 
 _sin_vjps = (lambda g, out, x: g * cos(x),)
@@ -867,7 +874,7 @@ def cos(x):
     >>> cos(Tensor(0))
     Tensor(1.0, op='cos')
     """
-    return _unary("cos", x, math.cos, _cos, _cos_vjps)
+    return _unary(cos, x, math.cos, _cos, _cos_vjps)
 
 
 _cos_vjps = (lambda g, out, x: g * -sin(x),)
@@ -879,7 +886,7 @@ def tanh(x):
     >>> tanh(Tensor([0, inf]))
     Tensor([0.0, 1.0], op='tanh')
     """
-    return _unary("tanh", x, math.tanh, None, _tanh_vjps)
+    return _unary(tanh, x, math.tanh, None, _tanh_vjps)
 
 
 _tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
@@ -891,7 +898,7 @@ def relu(x):
     >>> relu(Tensor([-1, 0, 2]))
     Tensor([0.0, 0.0, 2.0], op='relu')
     """
-    return _unary("relu", x, _relu, None, _relu_vjps)
+    return _unary(relu, x, _relu, None, _relu_vjps)
 
 
 # As PyTorch's threshold_backward: select g rather than multiply it by a mask, so that an
@@ -905,7 +912,7 @@ def abs(x):
     >>> abs(Tensor([-2, 0, 3]))
     Tensor([2.0, 0.0, 3.0], op='abs')
     """
-    return _unary("abs", x, builtins.abs, None, _abs_vjps)
+    return _unary(abs, x, builtins.abs, None, _abs_vjps)
 
 
 _abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
@@ -919,12 +926,12 @@ def stop_gradient(x):
     3.0
     """
     x = _as_tensor(x, "stop_gradient")
-    return _apply("stop_gradient", x.data, x.shape, (x,), (None,))
+    return _apply("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
 
 
 def _identity(x):
     """The same tensor as a new node; grad uses it to give each argument a node of its own."""
-    return _apply("identity", x.data, x.shape, (x,), _identity_vjps)
+    return _apply("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
 
 
 _identity_vjps = (lambda g, out, x: g,)
@@ -949,8 +956,9 @@ def broadcast_to(x, shape):
     if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
         raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
                          f"to shape {shape}")
-    return _apply("broadcast_to", broadcast_lists(x.data, x.shape, shape), shape, (x,),
-                  _broadcast_to_vjps, {"shape": shape})
+    data = broadcast_lists(x.data, x.shape, shape)
+    return _apply("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
+                  {"shape": shape})
 
 
 _broadcast_to_vjps = (lambda g, out, x: _sum_to(g, x.shape),)
@@ -988,7 +996,7 @@ def reshape(x, shape):
     shape = _resolve_shape(x, shape)
     if shape == x.shape:
         return x
-    return _apply("reshape", _fold(_flat(x.data, x.ndim), shape), shape, (x,),
+    return _apply("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
                   _reshape_vjps, {"shape": shape})
 
 
@@ -1019,7 +1027,7 @@ def transpose(x, axes=None):
     if axes == tuple(range(x.ndim)):
         return x
     shape = tuple(x.shape[a] for a in axes)
-    return _apply("transpose", transpose_lists(x.data, x.shape, axes), shape, (x,),
+    return _apply("transpose", transpose, transpose_lists(x.data, x.shape, axes), shape, (x,),
                   _transpose_vjps, {"axes": axes})
 
 
@@ -1074,16 +1082,16 @@ def _normalize_index(key, shape):
     return tuple(index), tuple(data_shape), tuple(new_shape)
 
 
-def _getitem(x, key):
-    """x[key] for ints, slices (any step), ... and None, as NumPy's basic indexing.
+def _getitem(x, index):
+    """x[index] for ints, slices (any step), ... and None, as NumPy's basic indexing.
 
     d/dx: g goes back to the places it was taken from, and zeros everywhere else.
     """
-    index, data_shape, shape = _normalize_index(key, x.shape)
+    index, data_shape, shape = _normalize_index(index, x.shape)
     out = x
     if index:
-        out = _apply("getitem", index_lists(x.data, index), data_shape, (x,), _getitem_vjps,
-                     {"index": index})
+        out = _apply("getitem", _getitem, index_lists(x.data, index), data_shape, (x,),
+                     _getitem_vjps, {"index": index})
     return out.reshape(shape)  # a no-op unless None asked for new axes
 
 
@@ -1092,8 +1100,8 @@ _getitem_vjps = (lambda g, out, x: _scatter(g, out.attrs["index"], x.shape),)
 
 def _scatter(g, index, shape):
     """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
-    return _apply("scatter", scatter_lists(g.data, index, shape), shape, (g,), _scatter_vjps,
-                  {"index": index, "shape": shape})
+    return _apply("scatter", _scatter, scatter_lists(g.data, index, shape), shape, (g,),
+                  _scatter_vjps, {"index": index, "shape": shape})
 
 
 _scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
@@ -1122,8 +1130,13 @@ def concatenate(tensors, axis=0):
     offsets = list(itertools.accumulate((t.shape[axis] for t in tensors), initial=0))
     shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
     vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
-    return _apply("concatenate", concatenate_lists([t.data for t in tensors], axis), shape,
-                  tensors, vjps, {"axis": axis})
+    data = concatenate_lists([t.data for t in tensors], axis)
+    return _apply("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
+
+
+def _concatenate(*tensors, axis):
+    """concatenate, called as node.forward(*node.inputs, **node.attrs) is."""
+    return concatenate(tensors, axis)
 
 
 def _slice_rule(axis, start, stop):
@@ -1134,9 +1147,10 @@ def _slice_rule(axis, start, stop):
 
 # ---- 4c. Binary -----------------------------------------------------------------------------
 
-def _binary(op, x, y, fn, safe, vjps):
+def _binary(forward, x, y, fn, safe, vjps):
     """The output node of an elementwise op on two tensors, broadcast together (NumPy's rule,
     with broadcast_to nodes, so that no binary rule has to undo broadcasting)."""
+    op = forward.__name__
     if not isinstance(x, Tensor):
         x = _as_tensor(x, op)
     if not isinstance(y, Tensor):
@@ -1144,8 +1158,8 @@ def _binary(op, x, y, fn, safe, vjps):
     if x.shape != y.shape:
         shape = _broadcast_shapes(op, x.shape, y.shape)
         x, y = broadcast_to(x, shape), broadcast_to(y, shape)
-    return _apply(op, elementwise(fn, (x.data, y.data), len(x.shape), safe), x.shape, (x, y),
-                  vjps)
+    return _apply(op, forward, elementwise(fn, (x.data, y.data), len(x.shape), safe), x.shape,
+                  (x, y), vjps)
 
 
 def add(x, y):
@@ -1154,7 +1168,7 @@ def add(x, y):
     >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
     Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
     """
-    return _binary("add", x, y, operator.add, None, _add_vjps)
+    return _binary(add, x, y, operator.add, None, _add_vjps)
 
 
 _add_vjps = (lambda g, out, x, y: g,
@@ -1167,7 +1181,7 @@ def sub(x, y):
     >>> sub(1, Tensor([1, 2]))
     Tensor([0.0, -1.0], op='sub')
     """
-    return _binary("sub", x, y, operator.sub, None, _sub_vjps)
+    return _binary(sub, x, y, operator.sub, None, _sub_vjps)
 
 
 _sub_vjps = (lambda g, out, x, y: g,
@@ -1180,7 +1194,7 @@ def mul(x, y):
     >>> mul(Tensor([1, 2]), 3)
     Tensor([3.0, 6.0], op='mul')
     """
-    return _binary("mul", x, y, operator.mul, None, _mul_vjps)
+    return _binary(mul, x, y, operator.mul, None, _mul_vjps)
 
 
 _mul_vjps = (lambda g, out, x, y: g * y,
@@ -1193,7 +1207,7 @@ def div(x, y):
     >>> div(Tensor([1, 0, -1]), 0)
     Tensor([inf, nan, -inf], op='div')
     """
-    return _binary("div", x, y, operator.truediv, _div, _div_vjps)
+    return _binary(div, x, y, operator.truediv, _div, _div_vjps)
 
 
 _div_vjps = (lambda g, out, x, y: g / y,
@@ -1208,7 +1222,7 @@ def pow(x, y):
     >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
     Tensor([8.0, nan, inf], op='pow')
     """
-    return _binary("pow", x, y, _pow, None, _pow_vjps)
+    return _binary(pow, x, y, _pow, None, _pow_vjps)
 
 
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
@@ -1223,7 +1237,7 @@ def maximum(x, y):
     >>> maximum(Tensor([1, 5]), 3)
     Tensor([3.0, 5.0], op='maximum')
     """
-    return _binary("maximum", x, y, _maximum, None, _maximum_vjps)
+    return _binary(maximum, x, y, _maximum, None, _maximum_vjps)
 
 
 def _split_tie(g, x, y, loses):
@@ -1242,7 +1256,7 @@ def minimum(x, y):
     >>> minimum(Tensor([1, 5]), 3)
     Tensor([1.0, 3.0], op='minimum')
     """
-    return _binary("minimum", x, y, _minimum, None, _minimum_vjps)
+    return _binary(minimum, x, y, _minimum, None, _minimum_vjps)
 
 
 _minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
@@ -1259,22 +1273,22 @@ def less(x, y):
     >>> Tensor([1, 2, 3]) < 2
     Tensor([1.0, 0.0, 0.0], op='less')
     """
-    return _binary("less", x, y, lambda a, b: 1.0 if a < b else 0.0, None, _NO_GRADIENT)
+    return _binary(less, x, y, lambda a, b: 1.0 if a < b else 0.0, None, _NO_GRADIENT)
 
 
 def less_equal(x, y):
     """1.0 where x <= y, else 0.0 (also the operator <=)."""
-    return _binary("less_equal", x, y, lambda a, b: 1.0 if a <= b else 0.0, None, _NO_GRADIENT)
+    return _binary(less_equal, x, y, lambda a, b: 1.0 if a <= b else 0.0, None, _NO_GRADIENT)
 
 
 def greater(x, y):
     """1.0 where x > y, else 0.0 (also the operator >)."""
-    return _binary("greater", x, y, lambda a, b: 1.0 if a > b else 0.0, None, _NO_GRADIENT)
+    return _binary(greater, x, y, lambda a, b: 1.0 if a > b else 0.0, None, _NO_GRADIENT)
 
 
 def greater_equal(x, y):
     """1.0 where x >= y, else 0.0 (also the operator >=)."""
-    return _binary("greater_equal", x, y, lambda a, b: 1.0 if a >= b else 0.0, None,
+    return _binary(greater_equal, x, y, lambda a, b: 1.0 if a >= b else 0.0, None,
                    _NO_GRADIENT)
 
 
@@ -1284,7 +1298,7 @@ def equal(x, y):
     >>> equal(Tensor([1, 2]), Tensor([1, 3]))
     Tensor([1.0, 0.0], op='equal')
     """
-    return _binary("equal", x, y, lambda a, b: 1.0 if a == b else 0.0, None, _NO_GRADIENT)
+    return _binary(equal, x, y, lambda a, b: 1.0 if a == b else 0.0, None, _NO_GRADIENT)
 
 
 def where(condition, x, y):
@@ -1299,7 +1313,7 @@ def where(condition, x, y):
     shape = _broadcast_shapes("where", *(t.shape for t in tensors))
     condition, x, y = (broadcast_to(t, shape) for t in tensors)
     data = elementwise(_select, (condition.data, x.data, y.data), len(shape))
-    return _apply("where", data, shape, (condition, x, y), _where_vjps)
+    return _apply("where", where, data, shape, (condition, x, y), _where_vjps)
 
 
 _where_vjps = (None,
@@ -1325,15 +1339,17 @@ def _kept_shape(shape, axes):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def _reduce(op, x, axis, keepdims, fn, vjps):
-    """The output node of a reduction of x over `axis` with fn (see reduce_lists)."""
+def _reduce(forward, x, axis, keepdims, fn, vjps):
+    """The output node of the reduction `forward` of x over `axis`, with fn (see
+    reduce_lists)."""
+    op = forward.__name__
     axes = _normalize_axes(op, axis, x.ndim)
     data = reduce_lists(x.data, x.shape, axes, fn)
     shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
     if keepdims:
         shape = _kept_shape(x.shape, axes)
         data = _fold(_flat(data, x.ndim - len(axes)), shape)
-    return _apply(op, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
+    return _apply(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
 
 
 def sum(x, axis=None, keepdims=False):
@@ -1342,7 +1358,7 @@ def sum(x, axis=None, keepdims=False):
     >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
     Tensor([4.0, 6.0], op='sum')
     """
-    return _reduce("sum", _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
+    return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
 
 
 # g copied back along the summed axes.
@@ -1350,14 +1366,15 @@ _sum_vjps = (lambda g, out, x: broadcast_to(g.reshape(_kept_shape(x.shape, out.a
                                             x.shape),)
 
 
-def _extremum(op, x, axis, keepdims, fn):
+def _extremum(forward, x, axis, keepdims, fn):
     """max or min over `axis`; there must be something to choose from."""
+    op = forward.__name__
     x = _as_tensor(x, op)
     for a in _normalize_axes(op, axis, x.ndim):
         if x.shape[a] == 0:
             raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
                              f"(shape {x.shape})")
-    return _reduce(op, x, axis, keepdims, fn, _extremum_vjps)
+    return _reduce(forward, x, axis, keepdims, fn, _extremum_vjps)
 
 
 def _extremum_vjp(g, out, x):
@@ -1379,7 +1396,7 @@ def max(x, axis=None, keepdims=False):
     >>> max(Tensor([[1, 5], [7, 2]]), axis=1)
     Tensor([5.0, 7.0], op='max')
     """
-    return _extremum("max", x, axis, keepdims, _max_of)
+    return _extremum(max, x, axis, keepdims, _max_of)
 
 
 def min(x, axis=None, keepdims=False):
@@ -1388,7 +1405,7 @@ def min(x, axis=None, keepdims=False):
     >>> min(Tensor([[1, 5], [7, 2]]))
     Tensor(1.0, op='min')
     """
-    return _extremum("min", x, axis, keepdims, _min_of)
+    return _extremum(min, x, axis, keepdims, _min_of)
 
 
 # ---- 4e. Matmul -----------------------------------------------------------------------------
@@ -1398,7 +1415,7 @@ def _matmul(x, y):
     *batch, n, k = x.shape
     shape = (*batch, n, y.shape[-1])
     data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
-    return _apply("matmul", data, shape, (x, y), _matmul_vjps)
+    return _apply("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
 
 
 def _swap_last(t):
@@ -1477,7 +1494,7 @@ def sigmoid(x):
     >>> sigmoid(Tensor([0, -1000]))
     Tensor([0.5, 0.0], op='sigmoid')
     """
-    return _unary("sigmoid", x, _sigmoid, None, _sigmoid_vjps)
+    return _unary(sigmoid, x, _sigmoid, None, _sigmoid_vjps)
 
 
 _sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
