@@ -41,6 +41,7 @@ The file reads top to bottom; each part uses only what stands above it:
 5. Composite ops            built from primitives: softmax, mean, stack, ...
 6. Autodiff                 backward, the gradient graph, grad, value_and_grad.
 7. Trees and optimizers     tree_map, sgd, SGD, Adam.
+8. Tools                    your own primitives, check_grads, draw, to_dot.
 """
 
 import builtins
@@ -72,6 +73,8 @@ __all__ = [
     "backward", "grad", "value_and_grad",
     # trees and optimizers
     "tree_map", "tree_leaves", "sgd", "SGD", "Adam",
+    # tools
+    "primitive", "check_grads", "draw", "to_dot",
 ]
 
 inf = math.inf
@@ -1749,9 +1752,12 @@ class _GradientGraph:
                 if inputs[i] is not t or rule is None:
                     continue
                 contribution = rule(g, consumer, *inputs)
+                if not isinstance(contribution, Tensor):  # a rule of one's own may give a list
+                    contribution = _as_tensor(contribution, consumer.op)
                 if contribution.shape != t.shape:
-                    raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} gave shape "
-                                     f"{contribution.shape}, but that input has shape {t.shape}")
+                    raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} "
+                                     f"({_where_defined(rule)}) gave shape {contribution.shape}, "
+                                     f"but that input has shape {t.shape}")
                 total = contribution if total is None else total + contribution
         return total
 
@@ -2065,3 +2071,322 @@ class Adam(_Optimizer):
                 (p.data, m, v), ndim))
         self.steps, self.moments = step, new_moments  # only now: a failed call changes nothing
         return _new_params(params, new_data)
+
+
+# ============================================================================================
+# 8. Tools: your own primitives, gradient checks that point at the guilty op, pictures
+# ============================================================================================
+
+def primitive(op, forward, vjps):
+    """A new primitive op, made from a forward function and one vjp rule per input.
+
+    forward(*inputs, **attrs) computes the value from the input tensors, with rax ops
+    (their graph is dropped: the result is a single node) or with nested lists; it may
+    return a Tensor, a nested list or a number. vjps[i](g, out, *inputs) is the gradient
+    for input i given g, the gradient of out, written with rax ops (None if no gradient
+    flows), exactly like the rules of rax's own primitives. Keyword arguments of the new
+    op are passed to forward and kept as the node's attrs.
+
+    >>> softplus = primitive("softplus", lambda x: log(1.0 + exp(x)),
+    ...                      [lambda g, out, x: g * sigmoid(x)])
+    >>> x = Tensor([0.0, 2.0])
+    >>> y = softplus(x)
+    >>> y.op, y.inputs[0] is x
+    ('softplus', True)
+    >>> [round(v, 4) for v in grad(lambda x: softplus(x).sum())(x).tolist()]
+    [0.5, 0.8808]
+    """
+    vjps = tuple(vjps)
+    for i, rule in enumerate(vjps):
+        if rule is not None and not callable(rule):
+            raise TypeError(f"primitive {op!r}: vjps[{i}] must be a function or None, "
+                            f"got {rule!r}")
+
+    def new_op(*inputs, **attrs):
+        if len(inputs) != len(vjps):
+            raise TypeError(f"{op}: takes {len(vjps)} input(s), one per vjp rule, "
+                            f"got {len(inputs)}")
+        inputs = tuple(_as_tensor(t, op) for t in inputs)
+        value = _as_tensor(forward(*inputs, **attrs), f"{op} (the value forward returned)")
+        return _apply(op, new_op, value.data, value.shape, inputs, vjps,
+                      MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
+
+    new_op.__name__ = new_op.__qualname__ = op
+    new_op.__doc__ = forward.__doc__
+    return new_op
+
+
+def _where_defined(fn):
+    """'file.py, line 12' for a function defined in Python, else its name."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return getattr(fn, "__name__", repr(fn))
+    return f"{code.co_filename}, line {code.co_firstlineno}"
+
+
+def _topological_order(root):
+    """Every node of root's graph once, each after its inputs: leaves first, root last.
+    A walk with a stack, so deep graphs are fine."""
+    order, expanded = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(t)
+        elif t not in expanded:
+            expanded.add(t)
+            stack.append((t, True))
+            stack.extend((x, False) for x in reversed(t.inputs) if x not in expanded)
+    return order
+
+
+def _replace_flat(t, j, delta):
+    """A leaf like t with delta added to its j-th element (in row-major order)."""
+    flat = list(_flat(t.data, t.ndim))
+    flat[j] += delta
+    return _leaf(_fold(flat, t.shape), t.shape)
+
+
+def _index_of(j, shape):
+    """The multi-index of flat position j in a tensor of `shape`, as text: [1, 2]."""
+    index = []
+    for n in reversed(shape):
+        j, i = divmod(j, n)
+        index.append(i)
+    return str(index[::-1])
+
+
+def _close(analytic, numeric, atol, rtol):
+    if analytic == numeric:  # also equal infinities
+        return True
+    return builtins.abs(analytic - numeric) <= atol + rtol * builtins.abs(numeric)
+
+
+def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0):
+    """Check grad(f) against central differences, for every Tensor leaf of the tuple args.
+
+    f(*args) must return a tensor with one element. Each element x of each Tensor leaf is
+    checked: |analytic - numeric| <= atol + rtol * |numeric|, where numeric is
+    (f(x + eps) - f(x - eps)) / (2 eps) (the defaults are torch.autograd.gradcheck's).
+    With directions=k, each leaf is checked instead along k random directions v, one
+    comparison each whatever its size: <grad, v> against (f(x + eps v) - f(x - eps v)) / 2eps.
+
+    On a mismatch it raises AssertionError naming the argument (args[0]['w']), the index
+    and both values; then it checks the vjp rule of every op of f's graph on that op alone,
+    and names the first one that is wrong, with the file and line of the rule.
+
+    >>> check_grads(lambda x, y: (x * y.exp()).sum(), (Tensor([1.0, 2.0]), Tensor([0.5, -1.0])))
+    >>> bad_square = primitive("bad_square", lambda x: x * x, [lambda g, out, x: g * x])
+    >>> check_grads(lambda x: bad_square(x).sum(), (Tensor([3.0]),))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0... op 'bad_square' ...
+    """
+    args = tuple(args)
+    rng = _as_rng(rng)
+    items = _leaves_with_paths(args, "args")
+    gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
+
+    def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
+        leaves = [new_leaf if k == position else leaf for k, (_, leaf) in enumerate(items)]
+        return _as_tensor(f(*_rebuild(args, iter(leaves))), "check_grads").item()
+
+    for position, ((path, leaf), gradient) in enumerate(zip(items, gradients)):
+        if not isinstance(leaf, Tensor):
+            continue
+        analytic_flat = _flat(gradient.data, gradient.ndim)
+        if directions is None:
+            for j in range(leaf.size):
+                numeric = (f_with(position, _replace_flat(leaf, j, eps))
+                           - f_with(position, _replace_flat(leaf, j, -eps))) / (2.0 * eps)
+                if not _close(analytic_flat[j], numeric, atol, rtol):
+                    raise AssertionError(
+                        f"check_grads: d f / d {path} at {_index_of(j, leaf.shape)} is "
+                        f"{analytic_flat[j]!r} by backward, but {numeric!r} by central "
+                        f"differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
+                        + _blame(f, args, eps, atol, rtol, rng))
+        else:
+            for _ in range(directions):
+                v = [rng.gauss(0.0, 1.0) for _ in range(leaf.size)]
+                plus, minus = (_leaf(_fold([a + s * eps * b for a, b in
+                                            zip(_flat(leaf.data, leaf.ndim), v)], leaf.shape),
+                                     leaf.shape) for s in (1.0, -1.0))
+                numeric = (f_with(position, plus) - f_with(position, minus)) / (2.0 * eps)
+                analytic = _sum(map(operator.mul, analytic_flat, v))
+                if not _close(analytic, numeric, atol, rtol):
+                    raise AssertionError(
+                        f"check_grads: along a random direction v, <d f / d {path}, v> is "
+                        f"{analytic!r} by backward, but {numeric!r} by central differences "
+                        f"(eps={eps}, atol={atol}, rtol={rtol}).\n"
+                        + _blame(f, args, eps, atol, rtol, rng))
+
+
+def _blame(f, args, eps, atol, rtol, rng):
+    """Check each op of f's graph on its own, inputs first, and describe the first op whose
+    vjp rule disagrees with central differences of that op's forward function."""
+    out = f(*args)
+    nodes = [t for t in _topological_order(out) if t.forward is not None]
+    for number, node in enumerate(nodes, 1):
+        w = _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(node.size)], node.shape),
+                  node.shape)
+        w_flat = _flat(w.data, w.ndim)
+
+        def local(i, new_input):  # <w, node's op applied with input i replaced>
+            inputs = node.inputs[:i] + (new_input,) + node.inputs[i + 1:]
+            value = node.forward(*inputs, **node.attrs)
+            return _sum(map(operator.mul, w_flat, _flat(value.data, value.ndim)))
+
+        for i, (x, rule) in enumerate(zip(node.inputs, node.vjps)):
+            if rule is None:
+                continue
+            analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
+            if analytic.shape != x.shape:
+                return (f"The vjp rule of op {node.op!r} for input {i} ({_where_defined(rule)}) "
+                        f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
+            analytic_flat = _flat(analytic.data, analytic.ndim)
+            for j in range(x.size):
+                numeric = (local(i, _replace_flat(x, j, eps))
+                           - local(i, _replace_flat(x, j, -eps))) / (2.0 * eps)
+                if not _close(analytic_flat[j], numeric, atol, rtol):
+                    shapes = ", ".join(str(t.shape) for t in node.inputs)
+                    return (f"The first op whose vjp rule disagrees with central differences "
+                            f"on that op alone is op {node.op!r} (op {number} of {len(nodes)}, "
+                            f"inputs of shapes {shapes}): for input {i} at "
+                            f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
+                            f"{analytic_flat[j]!r} but central differences give {numeric!r}. "
+                            f"The rule is at {_where_defined(rule)}. (Unless the input sits on "
+                            f"a kink, such as relu at 0, where no derivative exists.)")
+    return ("Every op's vjp rule agrees with central differences on that op alone, so look "
+            "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
+            "or too small for f, or randomness or changing state inside f.")
+
+
+def _summary(t, digits=4):
+    """A few words for a tensor's values: all of them when there are few, else statistics."""
+    flat = _flat(t.data, t.ndim)
+    if t.size <= 4:
+        return _format_nested(t.data, t.ndim, digits)
+    mean_value = _sum(flat) / len(flat)
+    return (f"mean {mean_value:.{digits}g}, min {_min_of(flat):.{digits}g}, "
+            f"max {_max_of(flat):.{digits}g}")
+
+
+def _format_nested(data, ndim, digits):
+    if ndim == 0:
+        return format(data, f".{digits}g")
+    return "[" + ", ".join(_format_nested(row, ndim - 1, digits) for row in data) + "]"
+
+
+def _labels(names):
+    """{tensor: name} from a tree of tensors, such as params: the path of each leaf."""
+    if names is None:
+        return {}
+    return {leaf: path.strip("[]'\"").replace("']['", ".").replace("][", ".")
+            for path, leaf in _leaves_with_paths(names, "") if isinstance(leaf, Tensor)}
+
+
+def _describe(t, labels):
+    """The op of t with its static arguments, or the leaf's name."""
+    if t.op is None:
+        return labels.get(t, "leaf")
+    attrs = ", ".join(f"{key}={value}" for key, value in t.attrs.items())
+    return f"{t.op}({attrs})" if attrs else t.op
+
+
+def _too_big(nodes, max_nodes):
+    counts = {}
+    for t in nodes:
+        counts[t.op or "leaf"] = counts.get(t.op or "leaf", 0) + 1
+    ops = ", ".join(f"{op} {n:,}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    root = nodes[-1]
+    return (f"a graph of {len(nodes):,} nodes, more than max_nodes={max_nodes} to draw: "
+            f"{ops}; the root is {_describe(root, {})} of shape {root.shape}")
+
+
+def draw(t, grads=None, names=None, max_nodes=200):
+    """A text picture of t's graph: t first, and below each node its inputs, indented.
+
+    Each line shows a node's number, op (or the leaf's name from `names`, a tree of
+    tensors such as params), shape and values; with `grads`, the gradient graph from
+    backward, each node's gradient stands beside its value. A node reached a second time
+    is not drawn again but referred to by its number. A graph of more than max_nodes nodes
+    gets a one-line summary instead.
+
+    >>> w = Tensor([1.0, -2.0])
+    >>> loss = (w * w).sum()
+    >>> print(draw(loss, loss.backward(), names={"w": w}))
+    #0 sum(axis=(0,), keepdims=False) ()  5        grad 1
+    `-- #1 mul (2,)                       [1, 4]   grad [1, 1]
+        |-- #2 w (2,)                     [1, -2]  grad [2, -4]
+        `-- #2 (see above)
+    """
+    nodes = _topological_order(t)
+    if len(nodes) > max_nodes:
+        return _too_big(nodes, max_nodes)
+    labels = _labels(names)
+    numbers, rows = {}, []  # rows: (tree text, value text, gradient text)
+    stack = [(t, "", "")]  # (node, what precedes it on its line, what precedes its inputs)
+    while stack:
+        node, head, indent = stack.pop()
+        if node in numbers:
+            rows.append((f"{head}#{numbers[node]} (see above)", "", ""))
+            continue
+        numbers[node] = len(numbers)
+        gradient = "" if grads is None else "grad " + _summary(grads[node])
+        rows.append((f"{head}#{numbers[node]} {_describe(node, labels)} {node.shape}",
+                     _summary(node), gradient))
+        last = len(node.inputs) - 1
+        for k in reversed(range(len(node.inputs))):
+            stack.append((node.inputs[k], indent + ("`-- " if k == last else "|-- "),
+                          indent + ("    " if k == last else "|   ")))
+    tree_width = _max(len(row[0]) for row in rows)
+    value_width = _max(len(row[1]) for row in rows)
+    return "\n".join(f"{tree:<{tree_width}}  {value:<{value_width}}  {gradient}".rstrip()
+                     for tree, value, gradient in rows)
+
+
+def _dot_text(text):
+    """text as a quoted DOT string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(t, grads=None, names=None):
+    """Graphviz DOT text for t's graph (render it with `dot -Tsvg graph.dot -o graph.svg`).
+
+    Each node shows its op (or leaf name from `names`), shape and values, and arrows run
+    from inputs to the ops that use them. With `grads`, the gradient graph from backward
+    stands beside it, node for node, its arrows pointing the way gradients flow.
+
+    >>> x = Tensor(2.0)
+    >>> print(to_dot(x * x))  # doctest: +ELLIPSIS
+    digraph rax {
+    ...
+      n0 -> n1;
+      n0 -> n1;
+    }
+    """
+    labels = _labels(names)
+    nodes = _topological_order(t)
+    number = {node: k for k, node in enumerate(nodes)}
+    lines = ["digraph rax {", "  rankdir=BT;",
+             '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica, '
+             'fontsize=10];',
+             "  subgraph cluster_forward {", '    label="forward graph";']
+    for node, k in number.items():
+        shape = "ellipse" if node.op is None else "box"
+        text = f"{_describe(node, labels)}\n{node.shape}\n{_summary(node)}"
+        lines.append(f"    n{k} [label={_dot_text(text)}, shape={shape}];")
+    lines.append("  }")
+    if grads is not None:
+        lines += ["  subgraph cluster_gradient {", '    label="gradient graph";']
+        for node, k in number.items():
+            text = f"d/d {_describe(node, labels)}\n{node.shape}\n{_summary(grads[node])}"
+            lines.append(f"    g{k} [label={_dot_text(text)}, fillcolor=lightyellow];")
+        lines.append("  }")
+    for node, k in number.items():
+        for x in node.inputs:
+            lines.append(f"  n{number[x]} -> n{k};")
+            if grads is not None:  # laid out like the forward edge, drawn pointing back
+                lines.append(f"  g{number[x]} -> g{k} [dir=back, color=darkorange];")
+    lines.append("}")
+    return "\n".join(lines)
