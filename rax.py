@@ -159,26 +159,6 @@ def _sigmoid(x):
     return 1.0 / (1.0 + _exp(-x))
 
 
-def _relu(x):
-    """max(x, 0) as PyTorch: relu(-0.0) = -0.0 and relu(nan) = nan."""
-    return 0.0 if x < 0.0 else x
-
-
-def _maximum(x, y):
-    """The larger of x and y; nan if either is nan (numpy.maximum, which returns y on a tie)."""
-    return x if x > y or x != x else y
-
-
-def _minimum(x, y):
-    """The smaller of x and y; nan if either is nan (numpy.minimum, which returns y on a tie)."""
-    return x if x < y or x != x else y
-
-
-def _select(condition, x, y):
-    """x where condition is nonzero (nan counts as nonzero), else y."""
-    return x if condition else y
-
-
 def _max_of(values):
     """The largest value, nan if any is nan (Python's max would skip a nan, by position)."""
     return nan if any(map(math.isnan, values)) else _max(values)
@@ -377,6 +357,67 @@ def elementwise(fn, operands, ndim, safe=None):
         if safe is None:
             raise
         return elementwise(safe, operands, ndim)
+
+
+def rowwise(row_fn, operands, ndim):
+    """Apply row_fn, which maps equally long rows of floats to a row, to each innermost row
+    of equally shaped nested lists. For rules best said as a comprehension (below), which
+    runs about twice as fast as map with a Python function."""
+    if ndim == 1:
+        return row_fn(*operands)
+    if ndim == 2:
+        return [row_fn(*rows) for rows in zip(*operands)]
+    if ndim == 0:
+        return row_fn(*([v] for v in operands))[0]
+    return [rowwise(row_fn, rows, ndim - 1) for rows in zip(*operands)]
+
+
+def _relu_rows(x):
+    """max(v, 0) as PyTorch: relu(-0.0) = -0.0 and relu(nan) = nan."""
+    return [0.0 if v < 0.0 else v for v in x]
+
+
+def _relu_backward_rows(g, out):
+    """g where relu's output is > 0, else 0: selected, not multiplied by a mask, so that an
+    inf in g does not turn into inf * 0 = nan (PyTorch's threshold_backward)."""
+    return [0.0 if y <= 0.0 else d for d, y in zip(g, out)]
+
+
+def _maximum_rows(x, y):
+    """The larger of each pair, nan if either is nan (numpy.maximum, which gives y on a tie)."""
+    return [a if a > b or a != a else b for a, b in zip(x, y)]
+
+
+def _minimum_rows(x, y):
+    """The smaller of each pair, nan if either is nan (numpy.minimum)."""
+    return [a if a < b or a != a else b for a, b in zip(x, y)]
+
+
+def _select_rows(condition, x, y):
+    """x where condition is nonzero (nan counts as nonzero), else y."""
+    return [a if c else b for c, a, b in zip(condition, x, y)]
+
+
+# Comparisons give 1.0 or 0.0. One comprehension each, since calling operator.lt for every
+# element would take twice as long.
+def _less_rows(x, y):
+    return [1.0 if a < b else 0.0 for a, b in zip(x, y)]
+
+
+def _less_equal_rows(x, y):
+    return [1.0 if a <= b else 0.0 for a, b in zip(x, y)]
+
+
+def _greater_rows(x, y):
+    return [1.0 if a > b else 0.0 for a, b in zip(x, y)]
+
+
+def _greater_equal_rows(x, y):
+    return [1.0 if a >= b else 0.0 for a, b in zip(x, y)]
+
+
+def _equal_rows(x, y):
+    return [1.0 if a == b else 0.0 for a, b in zip(x, y)]
 
 
 def reduce_lists(x, shape, axes, fn):
@@ -802,13 +843,14 @@ def one_hot(labels, num_classes):
 
 # ---- 4a. Unary ------------------------------------------------------------------------------
 
-def _unary(forward, x, fn, safe, vjps):
-    """The output node of the elementwise op `forward` on one tensor: fn (and safe, see
-    elementwise) applied to every element."""
+def _unary(forward, x, fn, vjps, safe=None, rows=False):
+    """The output node of the elementwise op `forward` on one tensor: fn applied to every
+    element (see elementwise, and `safe` there), or with rows=True to every row (rowwise)."""
     op = forward.__name__
     x = _as_tensor(x, op)
-    return _apply(op, forward, elementwise(fn, (x.data,), len(x.shape), safe), x.shape, (x,),
-                  vjps)
+    ndim = len(x.shape)
+    data = rowwise(fn, (x.data,), ndim) if rows else elementwise(fn, (x.data,), ndim, safe)
+    return _apply(op, forward, data, x.shape, (x,), vjps)
 
 
 def neg(x):
@@ -817,7 +859,7 @@ def neg(x):
     >>> neg(Tensor([1, -2]))
     Tensor([-1.0, 2.0], op='neg')
     """
-    return _unary(neg, x, operator.neg, None, _neg_vjps)
+    return _unary(neg, x, operator.neg, _neg_vjps)
 
 
 _neg_vjps = (lambda g, out, x: -g,)
@@ -829,7 +871,7 @@ def exp(x):
     >>> exp(Tensor([0, 1000]))
     Tensor([1.0, inf], op='exp')
     """
-    return _unary(exp, x, math.exp, _exp, _exp_vjps)
+    return _unary(exp, x, math.exp, _exp_vjps, _exp)
 
 
 _exp_vjps = (lambda g, out, x: g * out,)
@@ -841,7 +883,7 @@ def log(x):
     >>> log(Tensor([1, 0, -1]))
     Tensor([0.0, -inf, nan], op='log')
     """
-    return _unary(log, x, math.log, _log, _log_vjps)
+    return _unary(log, x, math.log, _log_vjps, _log)
 
 
 _log_vjps = (lambda g, out, x: g / x,)
@@ -853,7 +895,7 @@ def sqrt(x):
     >>> sqrt(Tensor([4, -1]))
     Tensor([2.0, nan], op='sqrt')
     """
-    return _unary(sqrt, x, math.sqrt, _sqrt, _sqrt_vjps)
+    return _unary(sqrt, x, math.sqrt, _sqrt_vjps, _sqrt)
 
 
 _sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
@@ -865,7 +907,7 @@ def sin(x):
     >>> sin(Tensor(0))
     Tensor(0.0, op='sin')
     """
-    return _unary(sin, x, math.sin, _sin, _sin_vjps)
+    return _unary(sin, x, math.sin, _sin_vjps, _sin)
 
 
 _sin_vjps = (lambda g, out, x: g * cos(x),)
@@ -877,7 +919,7 @@ def cos(x):
     >>> cos(Tensor(0))
     Tensor(1.0, op='cos')
     """
-    return _unary(cos, x, math.cos, _cos, _cos_vjps)
+    return _unary(cos, x, math.cos, _cos_vjps, _cos)
 
 
 _cos_vjps = (lambda g, out, x: g * -sin(x),)
@@ -889,7 +931,7 @@ def tanh(x):
     >>> tanh(Tensor([0, inf]))
     Tensor([0.0, 1.0], op='tanh')
     """
-    return _unary(tanh, x, math.tanh, None, _tanh_vjps)
+    return _unary(tanh, x, math.tanh, _tanh_vjps)
 
 
 _tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
@@ -901,12 +943,21 @@ def relu(x):
     >>> relu(Tensor([-1, 0, 2]))
     Tensor([0.0, 0.0, 2.0], op='relu')
     """
-    return _unary(relu, x, _relu, None, _relu_vjps)
+    return _unary(relu, x, _relu_rows, _relu_vjps, rows=True)
 
 
-# As PyTorch's threshold_backward: select g rather than multiply it by a mask, so that an
-# inf in g is not turned into nan by inf * 0.
-_relu_vjps = (lambda g, out, x: where(out <= 0.0, 0.0, g),)
+_relu_vjps = (lambda g, out, x: _relu_backward(g, out),)
+
+
+def _relu_backward(g, out):
+    """g where out > 0, else 0: relu's rule fused into one pass, as PyTorch's
+    threshold_backward (it is linear in g, so its own rule for g is itself)."""
+    data = rowwise(_relu_backward_rows, (g.data, out.data), g.ndim)
+    return _apply("relu_backward", _relu_backward, data, g.shape, (g, out),
+                  _relu_backward_vjps)
+
+
+_relu_backward_vjps = (lambda g2, out2, g, out: _relu_backward(g2, out), None)
 
 
 def abs(x):
@@ -915,7 +966,7 @@ def abs(x):
     >>> abs(Tensor([-2, 0, 3]))
     Tensor([2.0, 0.0, 3.0], op='abs')
     """
-    return _unary(abs, x, builtins.abs, None, _abs_vjps)
+    return _unary(abs, x, builtins.abs, _abs_vjps)
 
 
 _abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
@@ -1150,9 +1201,10 @@ def _slice_rule(axis, start, stop):
 
 # ---- 4c. Binary -----------------------------------------------------------------------------
 
-def _binary(forward, x, y, fn, safe, vjps):
-    """The output node of an elementwise op on two tensors, broadcast together (NumPy's rule,
-    with broadcast_to nodes, so that no binary rule has to undo broadcasting)."""
+def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
+    """The output node of the elementwise op `forward` on two tensors, broadcast together
+    (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting);
+    fn, safe and rows as in _unary."""
     op = forward.__name__
     if not isinstance(x, Tensor):
         x = _as_tensor(x, op)
@@ -1161,8 +1213,10 @@ def _binary(forward, x, y, fn, safe, vjps):
     if x.shape != y.shape:
         shape = _broadcast_shapes(op, x.shape, y.shape)
         x, y = broadcast_to(x, shape), broadcast_to(y, shape)
-    return _apply(op, forward, elementwise(fn, (x.data, y.data), len(x.shape), safe), x.shape,
-                  (x, y), vjps)
+    ndim = len(x.shape)
+    operands = (x.data, y.data)
+    data = rowwise(fn, operands, ndim) if rows else elementwise(fn, operands, ndim, safe)
+    return _apply(op, forward, data, x.shape, (x, y), vjps)
 
 
 def add(x, y):
@@ -1171,7 +1225,7 @@ def add(x, y):
     >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
     Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
     """
-    return _binary(add, x, y, operator.add, None, _add_vjps)
+    return _binary(add, x, y, operator.add, _add_vjps)
 
 
 _add_vjps = (lambda g, out, x, y: g,
@@ -1184,7 +1238,7 @@ def sub(x, y):
     >>> sub(1, Tensor([1, 2]))
     Tensor([0.0, -1.0], op='sub')
     """
-    return _binary(sub, x, y, operator.sub, None, _sub_vjps)
+    return _binary(sub, x, y, operator.sub, _sub_vjps)
 
 
 _sub_vjps = (lambda g, out, x, y: g,
@@ -1197,7 +1251,7 @@ def mul(x, y):
     >>> mul(Tensor([1, 2]), 3)
     Tensor([3.0, 6.0], op='mul')
     """
-    return _binary(mul, x, y, operator.mul, None, _mul_vjps)
+    return _binary(mul, x, y, operator.mul, _mul_vjps)
 
 
 _mul_vjps = (lambda g, out, x, y: g * y,
@@ -1210,7 +1264,7 @@ def div(x, y):
     >>> div(Tensor([1, 0, -1]), 0)
     Tensor([inf, nan, -inf], op='div')
     """
-    return _binary(div, x, y, operator.truediv, _div, _div_vjps)
+    return _binary(div, x, y, operator.truediv, _div_vjps, _div)
 
 
 _div_vjps = (lambda g, out, x, y: g / y,
@@ -1225,7 +1279,7 @@ def pow(x, y):
     >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
     Tensor([8.0, nan, inf], op='pow')
     """
-    return _binary(pow, x, y, _pow, None, _pow_vjps)
+    return _binary(pow, x, y, _pow, _pow_vjps)
 
 
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
@@ -1240,7 +1294,7 @@ def maximum(x, y):
     >>> maximum(Tensor([1, 5]), 3)
     Tensor([3.0, 5.0], op='maximum')
     """
-    return _binary(maximum, x, y, _maximum, None, _maximum_vjps)
+    return _binary(maximum, x, y, _maximum_rows, _maximum_vjps, rows=True)
 
 
 def _split_tie(g, x, y, loses):
@@ -1259,7 +1313,7 @@ def minimum(x, y):
     >>> minimum(Tensor([1, 5]), 3)
     Tensor([1.0, 3.0], op='minimum')
     """
-    return _binary(minimum, x, y, _minimum, None, _minimum_vjps)
+    return _binary(minimum, x, y, _minimum_rows, _minimum_vjps, rows=True)
 
 
 _minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
@@ -1276,23 +1330,22 @@ def less(x, y):
     >>> Tensor([1, 2, 3]) < 2
     Tensor([1.0, 0.0, 0.0], op='less')
     """
-    return _binary(less, x, y, lambda a, b: 1.0 if a < b else 0.0, None, _NO_GRADIENT)
+    return _binary(less, x, y, _less_rows, _NO_GRADIENT, rows=True)
 
 
 def less_equal(x, y):
     """1.0 where x <= y, else 0.0 (also the operator <=)."""
-    return _binary(less_equal, x, y, lambda a, b: 1.0 if a <= b else 0.0, None, _NO_GRADIENT)
+    return _binary(less_equal, x, y, _less_equal_rows, _NO_GRADIENT, rows=True)
 
 
 def greater(x, y):
     """1.0 where x > y, else 0.0 (also the operator >)."""
-    return _binary(greater, x, y, lambda a, b: 1.0 if a > b else 0.0, None, _NO_GRADIENT)
+    return _binary(greater, x, y, _greater_rows, _NO_GRADIENT, rows=True)
 
 
 def greater_equal(x, y):
     """1.0 where x >= y, else 0.0 (also the operator >=)."""
-    return _binary(greater_equal, x, y, lambda a, b: 1.0 if a >= b else 0.0, None,
-                   _NO_GRADIENT)
+    return _binary(greater_equal, x, y, _greater_equal_rows, _NO_GRADIENT, rows=True)
 
 
 def equal(x, y):
@@ -1301,7 +1354,7 @@ def equal(x, y):
     >>> equal(Tensor([1, 2]), Tensor([1, 3]))
     Tensor([1.0, 0.0], op='equal')
     """
-    return _binary(equal, x, y, lambda a, b: 1.0 if a == b else 0.0, None, _NO_GRADIENT)
+    return _binary(equal, x, y, _equal_rows, _NO_GRADIENT, rows=True)
 
 
 def where(condition, x, y):
@@ -1315,7 +1368,7 @@ def where(condition, x, y):
     tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
     shape = _broadcast_shapes("where", *(t.shape for t in tensors))
     condition, x, y = (broadcast_to(t, shape) for t in tensors)
-    data = elementwise(_select, (condition.data, x.data, y.data), len(shape))
+    data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
     return _apply("where", where, data, shape, (condition, x, y), _where_vjps)
 
 
@@ -1497,7 +1550,7 @@ def sigmoid(x):
     >>> sigmoid(Tensor([0, -1000]))
     Tensor([0.5, 0.0], op='sigmoid')
     """
-    return _unary(sigmoid, x, _sigmoid, None, _sigmoid_vjps)
+    return _unary(sigmoid, x, _sigmoid, _sigmoid_vjps)
 
 
 _sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
