@@ -515,6 +515,7 @@ def concatenate_lists(parts, axis):
 # ============================================================================================
 
 _NO_ATTRS = MappingProxyType({})
+_CONSTANT = MappingProxyType({"constant": True})  # the attrs of a leaf an op made from a number
 _new_object = object.__new__
 
 
@@ -531,7 +532,8 @@ class Tensor:
             (on other inputs, too); None for a leaf.
         vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
             given g, the gradient of out (None where no gradient flows); () for a leaf.
-        attrs: the op's static arguments (axis, shape, index, ...), a dict.
+        attrs: the op's static arguments (axis, shape, index, ...), a dict; for a leaf
+            that an op made from a Python number or list, {"constant": True}.
 
     ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
     compares values.
@@ -604,9 +606,12 @@ class Tensor:
 
     def __format__(self, spec):
         """A one-element tensor formats like its float: f"{loss:.3f}"."""
-        if spec and self.size == 1:
-            return format(self.item(), spec)
-        return format(repr(self), spec)
+        if not spec:
+            return repr(self)
+        if self.size != 1:
+            raise TypeError(f"format spec {spec!r} needs a tensor with one element; this one "
+                            f"has shape {self.shape} (format t.tolist() instead)")
+        return format(self.item(), spec)
 
     def __getitem__(self, key):
         return _getitem(self, key)
@@ -672,9 +677,9 @@ def _as_tensor(value, op):
     if isinstance(value, Tensor):
         return value
     if type(value) in _REAL_TYPES:
-        return _apply(None, None, float(value), (), (), ())
+        return _apply(None, None, float(value), (), (), (), _CONSTANT)
     if isinstance(value, (list, tuple, numbers.Real)):
-        return _leaf(*_to_lists(value, op))
+        return _apply(None, None, *_to_lists(value, op), (), (), _CONSTANT)
     raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
                     f"got {value!r} ({type(value).__name__})")
 
@@ -1742,14 +1747,17 @@ class _GradientGraph:
 
     __slots__ = ("consumers", "values", "nodes")
 
-    def __init__(self, root, seed):
+    def __init__(self, root, seed, stop=frozenset()):
         # One walk over the forward graph, with a stack rather than recursion, so a chain of
         # 100,000 ops is fine. consumers[x] lists each op that took x as an input, once.
+        # Tensors in `stop` count as leaves: the walk does not go below them.
         consumers = {root: []}
         stack = [root]
         with _collector_paused():
             while stack:
                 t = stack.pop()
+                if t in stop:
+                    continue
                 for x in t.inputs:
                     users = consumers.get(x)
                     if users is None:
@@ -1871,6 +1879,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         args = list(args)
         for p in positions:
             args[p] = tree_map(_as_argument, args[p])
+        arguments = frozenset(leaf for p in positions for leaf in tree_leaves(args[p]))
         out = f(*args, **kwargs)
         if has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):
@@ -1881,7 +1890,9 @@ def value_and_grad(f, argnums=0, has_aux=False):
         if not isinstance(loss, Tensor) or loss.size != 1:
             what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
             raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
-        g = backward(loss)
+        # The walk stops at the arguments: what made them (a previous step of a loop, say)
+        # does not matter here, and may be long.
+        g = _GradientGraph(loss, ones(loss.shape), arguments).node(loss)
         grads = tuple(g.wrt(args[p]) for p in positions)
         if isinstance(argnums, numbers.Integral):
             grads = grads[0]
@@ -2341,8 +2352,8 @@ def _labels(names):
 def _describe(t, labels):
     """The op of t with its static arguments, or the leaf's name."""
     if t.op is None:
-        return labels.get(t, "leaf")
-    attrs = ", ".join(f"{key}={value}" for key, value in t.attrs.items())
+        return labels.get(t, "constant" if t.attrs.get("constant") else "leaf")
+    attrs = ", ".join(f"{key}={value}" for key, value in t.attrs.items() if value is not False)
     return f"{t.op}({attrs})" if attrs else t.op
 
 
@@ -2368,9 +2379,9 @@ def draw(t, grads=None, names=None, max_nodes=200):
     >>> w = Tensor([1.0, -2.0])
     >>> loss = (w * w).sum()
     >>> print(draw(loss, loss.backward(), names={"w": w}))
-    #0 sum(axis=(0,), keepdims=False) ()  5        grad 1
-    `-- #1 mul (2,)                       [1, 4]   grad [1, 1]
-        |-- #2 w (2,)                     [1, -2]  grad [2, -4]
+    #0 sum(axis=(0,)) ()    5        grad 1
+    `-- #1 mul (2,)         [1, 4]   grad [1, 1]
+        |-- #2 w (2,)       [1, -2]  grad [2, -4]
         `-- #2 (see above)
     """
     nodes = _topological_order(t)

@@ -3,11 +3,14 @@
 What it teaches: the whole rax loop. A model is a pure function of its params; calling it
 builds a graph; loss.backward() gives the gradient graph; an optimizer turns params and
 gradients into new params. The data come from the standard library, so this runs on a
-fresh clone with nothing installed:
+fresh clone with nothing installed, and ends with the loss curve and the decision regions
+drawn in the terminal:
 
     python examples/moons.py
+    python examples/moons.py --plot moons.png    # also save a figure, if matplotlib is there
 """
 
+import argparse
 import math
 import os
 import random
@@ -15,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import rax  # noqa: E402  (rax.py sits one folder up; no install needed)
+import termplot  # noqa: E402  (beside this file)
 
 
 def make_moons(n, noise=0.15, seed=0):
@@ -58,15 +62,23 @@ def loss(params, x, y):
     return -(log_probs * rax.one_hot(y, 2)).sum(axis=1).mean()
 
 
+def classify(params, x):
+    """The predicted class of each point: the index of its larger logit."""
+    return [row.index(max(row)) for row in predict(params, x).tolist()]
+
+
 def accuracy(params, x, y):
     """The fraction of points whose larger logit is their label."""
-    logits = predict(params, x).tolist()
-    hits = sum(row.index(max(row)) == label for row, label in zip(logits, y))
+    hits = sum(predicted == label for predicted, label in zip(classify(params, x), y))
     return hits / len(y)
 
 
-def main(n_points=200, steps=150, lr=0.05, seed=0, verbose=True):
-    """Train with Adam on the full data set; returns (first loss, last loss, accuracy)."""
+def main(n_points=200, steps=150, lr=0.05, seed=0, verbose=True, plot=None):
+    """Train with Adam on the full data set; returns (first loss, last loss, accuracy).
+
+    With verbose, the loss curve and the decision regions are drawn in the terminal; `plot`
+    is a file name for the same as a figure (saved only if matplotlib is installed).
+    """
     x, y = make_moons(n_points, seed=seed)
     params = init_params(seed=seed)
     opt = rax.Adam(lr=lr)
@@ -78,10 +90,32 @@ def main(n_points=200, steps=150, lr=0.05, seed=0, verbose=True):
         if verbose and (step % 15 == 0 or step == steps - 1):
             print(f"step {step:4d}   loss {value.item():.4f}")
     acc = accuracy(params, x, y)
+
+    def classify_points(points):  # the trained model, as the plots want it
+        return classify(params, rax.Tensor(points))
+
     if verbose:
-        print(f"training accuracy: {acc:.1%}")
+        print(f"training accuracy: {acc:.1%}\n")
+        print(termplot.line_plot(losses, title="cross-entropy loss (log scale)", log_scale=True))
+        print()
+        print(termplot.decision_boundary(classify_points, x, y,
+                                         title="what the network learned (o, x: the moons)"))
+    if plot:
+        termplot.save_figure(plot, losses, title="cross-entropy loss", log_scale=True,
+                             boundary=(classify_points, x, y))
     return losses[0], losses[-1], acc
 
 
+def parse_args(argv=None):
+    """The command line: sizes and --plot, named like main's keyword arguments."""
+    # Flags left out are left out of main's arguments too, so main's defaults hold.
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--n-points", type=int, help="size of the data set")
+    parser.add_argument("--steps", type=int, help="training steps")
+    parser.add_argument("--plot", metavar="FILE.png", help="save a figure (needs matplotlib)")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    main()
+    main(**vars(parse_args()))
