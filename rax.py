@@ -1287,8 +1287,10 @@ def pow(x, y):
     return _binary(pow, x, y, _pow, _pow_vjps)
 
 
+# As PyTorch's rules, term for term (where the where stands decides what an inf or nan in
+# g turns into).
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
-             lambda g, out, x, y: where(equal(x, 0.0) * (y >= 0.0), 0.0, g * (out * log(x))))
+             lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
 
 
 def maximum(x, y):
@@ -1529,13 +1531,12 @@ def matmul(x, y):
 # ============================================================================================
 
 def square(x):
-    """x * x.
+    """x ** 2, as torch.square, whose gradient g * (2 * x) overflows where 2 * x does.
 
     >>> square(Tensor([-3, 2]))
-    Tensor([9.0, 4.0], op='mul')
+    Tensor([9.0, 4.0], op='pow')
     """
-    x = _as_tensor(x, "square")
-    return x * x
+    return pow(x, 2.0)
 
 
 def reciprocal(x):
@@ -1582,21 +1583,31 @@ def _shift(op, x, axis):
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) over `axis`, computed without overflow.
+    """log(sum(exp(x))) over `axis`, computed without overflow.   d/dx = exp(x - out)
 
     As PyTorch: -inf when every term is -inf (or there are none), inf when a term is inf.
+    It has a rule of its own so that its gradient is PyTorch's, exp(x - out), even where
+    rounding makes that differ from the gradient of the formula (at 1e16, say).
 
     >>> logsumexp(Tensor([1000, 1000]))
-    Tensor(1000.6931471805599, op='reshape')
+    Tensor(1000.6931471805599, op='logsumexp')
     """
     x = _as_tensor(x, "logsumexp")
-    shift = _shift("logsumexp", x, axis)
-    shift = where(equal(abs(shift), inf), 0.0, shift)  # inf - inf would give nan
-    out = log(sum(exp(x - shift), axis, keepdims=True)) + shift
-    if keepdims:
-        return out
     axes = _normalize_axes("logsumexp", axis, x.ndim)
-    return out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+    shift = _shift("logsumexp", x, axes)
+    shift = where(equal(abs(shift), inf), 0.0, shift)  # inf - inf would give nan
+    value = log(sum(exp(x - shift), axes, keepdims=True)) + shift
+    shape = value.shape if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    return _apply("logsumexp", logsumexp, _fold(_flat(value.data, value.ndim), shape), shape,
+                  (x,), _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
+
+
+def _logsumexp_vjp(g, out, x):
+    kept = _kept_shape(x.shape, out.attrs["axis"])
+    return g.reshape(kept) * exp(x - out.reshape(kept))
+
+
+_logsumexp_vjps = (_logsumexp_vjp,)
 
 
 def softmax(x, axis=-1):
