@@ -1508,8 +1508,11 @@ def matmul(x, y):
     if x.shape[-1] != inner:
         raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
                          f"{x.shape[-1]} (last axis of x) != {inner} (rows of y)")
-    batch = x.shape[:-2] if x.shape[:-2] == y.shape[:-2] else _broadcast_shapes(
-        "matmul", x.shape[:-2], y.shape[:-2])
+    try:
+        batch = _broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: the batch axes of shapes {x.shape} and {y.shape} cannot be "
+                         f"broadcast together") from None
     shape = batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ())
     if x.ndim == 1:
         x = x.reshape((1,) + x.shape)  # a row
@@ -1961,16 +1964,35 @@ def _rebuild(tree, leaves):
     return next(leaves)
 
 
+def _structure_difference(a, b, path):
+    """Where trees a and b first differ in structure, in words; None if they do not."""
+    if isinstance(a, (dict, list, tuple)) or isinstance(b, (dict, list, tuple)):
+        if type(a) is not type(b):
+            return f"{path} is a {type(a).__name__} in one and a {type(b).__name__} in the other"
+        if isinstance(a, dict):
+            if sorted(a) != sorted(b):
+                key = sorted(a.keys() ^ b.keys())[0]
+                return f"{path}[{key!r}] is in one but not in the other"
+            pairs = [(a[key], b[key], f"{path}[{key!r}]") for key in sorted(a)]
+        else:
+            if len(a) != len(b):
+                return (f"{path}[{_min(len(a), len(b))}] is in one but not in the other "
+                        f"({len(a)} items against {len(b)})")
+            pairs = [(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
+        for x, y, where in pairs:
+            difference = _structure_difference(x, y, where)
+            if difference:
+                return difference
+    return None
+
+
 def _matching_leaves(op, tree, other, name, other_name):
     """The leaves of `other`, which must have the same structure as `tree`."""
-    paths = [path for path, _ in _leaves_with_paths(tree, name)]
-    items = _leaves_with_paths(other, name)
-    if [path for path, _ in items] != paths:
-        mine, theirs = set(paths), {path for path, _ in items}
-        where = sorted(mine ^ theirs) or paths
+    difference = _structure_difference(tree, other, name)
+    if difference:
         raise ValueError(f"{op}: {other_name} does not have the structure of {name}: "
-                         f"they differ at {where[0]}")
-    return [leaf for _, leaf in items]
+                         f"{difference}")
+    return tree_leaves(other)
 
 
 def tree_leaves(tree):

@@ -1,8 +1,39 @@
 """Tests for rax: forward values against math, gradients against hand-derived formulas and
-central differences, engine properties, optimizers and errors."""
+central differences, engine properties, optimizers and errors.
 
+No expected value is computed by rax itself: references are plain Python over flat lists of
+floats (row-major), with math.* per element. rax's doctests run with these tests
+(--doctest-modules, see pyproject.toml) and are not repeated here.
+
+Sections:
+    1. Hypothesis profiles
+    2. Reference helpers (pure Python) and strategies
+    3. Elementwise tables: unary and binary ops, numbers on either side, comparisons, where
+    4. Matmul
+    5. Reductions and the softmax family
+    6. Movement: reshape, transpose, .T, broadcast_to, flatten, indexing, concatenate, stack
+    7. Kinks, ties and IEEE special values
+    8. Tensor basics and constructors
+    9. Engine: the gradient graph, immutability, long chains, grad and value_and_grad
+   10. Trees and optimizers
+   11. Bad inputs
+   12. Examples and tools
+"""
+
+import collections
+import copy
+import importlib.util
+import inspect
+import itertools
 import math
+import operator
 import os
+import pathlib
+import random
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -10,18 +41,1557 @@ from hypothesis import given, settings, strategies as st
 import rax
 from rax import Tensor
 
+# ============================================================================================
+# 1. Hypothesis profiles
+# ============================================================================================
+
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.register_profile("ci", deadline=None, max_examples=50, derandomize=True,
                           print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+inf, nan = math.inf, math.nan
 
-@given(st.lists(st.floats(-3, 3), min_size=1, max_size=5))
-def test_sum_of_squares_gradient_is_twice_x(values):
-    """d/dx sum(x * x) = 2x, elementwise."""
-    x = Tensor(values)
-    g = (x * x).sum().backward()
-    assert g[x].tolist() == pytest.approx([2 * v for v in values])
+# ============================================================================================
+# 2. Reference helpers and strategies
+#
+# An Array is a flat list of floats in row-major order with a shape: the test's own view of
+# a tensor, used to build inputs and to compute every expected value.
+# ============================================================================================
+
+Array = collections.namedtuple("Array", "flat shape")
+
+
+def indices(shape):
+    """Every index of `shape`, in row-major order."""
+    return itertools.product(*(range(n) for n in shape))
+
+
+def offset(index, shape):
+    """The row-major flat position of `index` in `shape`."""
+    position = 0
+    for i, n in zip(index, shape):
+        position = position * n + i
+    return position
+
+
+def fold(flat, shape):
+    """Nested lists of `shape` from a flat row-major list (a bare value for shape ())."""
+    if not shape:
+        return flat[0]
+    step = math.prod(shape[1:])
+    return [fold(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def unfold(nested, shape):
+    """The flat list of nested lists that must be exactly of `shape`, with float leaves."""
+    if not shape:
+        assert type(nested) is float, f"expected a float, got {nested!r}"
+        return [nested]
+    assert isinstance(nested, list) and len(nested) == shape[0], (
+        f"expected a list of {shape[0]}, got {nested!r}")
+    return [value for child in nested for value in unfold(child, shape[1:])]
+
+
+def tensor(a):
+    """A leaf Tensor holding Array a (through rax.zeros when it has no elements, since a
+    nested list such as [] does not say its inner sides)."""
+    return Tensor(fold(a.flat, a.shape)) if math.prod(a.shape) else rax.zeros(a.shape)
+
+
+def close(got, expected, rel=1e-9, abs_tol=1e-12):
+    """Float comparison with nan equal to nan and infinities compared exactly."""
+    if math.isnan(expected):
+        return math.isnan(got)
+    if math.isinf(expected):
+        return got == expected
+    return math.isclose(got, expected, rel_tol=rel, abs_tol=abs_tol)
+
+
+def assert_values(t, flat, shape, rel=1e-9, abs_tol=1e-12, what="value"):
+    """t has `shape` and, element by element, the values `flat` (nan-aware)."""
+    assert isinstance(t, Tensor), f"expected a Tensor, got {t!r}"
+    assert t.shape == tuple(shape), f"{what}: shape {t.shape}, expected {tuple(shape)}"
+    got = unfold(t.tolist(), t.shape)
+    assert len(got) == len(flat)
+    for i, (a, b) in enumerate(zip(got, flat)):
+        assert close(a, b, rel, abs_tol), (
+            f"{what} at flat index {i}: rax gives {a}, expected {b}")
+
+
+def same_float(a, b):
+    """Exactly the same float, nan equal to nan and the sign of zero counting."""
+    if math.isnan(b):
+        return math.isnan(a)
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def broadcast_shape(*shapes):
+    """NumPy's broadcast shape, computed here by hand (shapes are known to fit)."""
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for sides in zip(*[(1,) * (ndim - len(s)) + tuple(s) for s in shapes]):
+        stretched = {n for n in sides if n != 1}
+        assert len(stretched) <= 1
+        result.append(stretched.pop() if stretched else 1)
+    return tuple(result)
+
+
+def source(out_index, shape):
+    """The flat position, in an operand of `shape`, that broadcasting reads at out_index."""
+    tail = out_index[len(out_index) - len(shape):]
+    return offset(tuple(0 if n == 1 else i for i, n in zip(tail, shape)), shape)
+
+
+def contract(out, w):
+    """The scalar (out * w).sum() for a cotangent Array w of out's shape."""
+    return (out * tensor(w)).sum()
+
+
+EPS = 1e-5
+
+
+def assert_central_differences(f, arrays, rel=1e-4, abs_tol=1e-6):
+    """The gradient from backward of the one-element f(*tensors) agrees, at every element of
+    every argument, with the central difference (f(x + eps) - f(x - eps)) / 2 eps."""
+    tensors = [tensor(a) for a in arrays]
+    g = f(*tensors).backward()
+    for i, (a, t) in enumerate(zip(arrays, tensors)):
+        got = unfold(g[t].tolist(), a.shape)
+        for j in range(len(a.flat)):
+            def at(delta):
+                moved = list(a.flat)
+                moved[j] += delta
+                args = list(tensors)
+                args[i] = tensor(Array(moved, a.shape))
+                return f(*args).item()
+            numeric = (at(EPS) - at(-EPS)) / (2 * EPS)
+            assert math.isclose(got[j], numeric, rel_tol=rel, abs_tol=abs_tol), (
+                f"argument {i}, flat index {j}: backward gives {got[j]}, "
+                f"central differences give {numeric}")
+
+
+# ---- strategies -----------------------------------------------------------------------------
+
+# Sides 1-3, and now and then 0 (shrinking towards 1).
+SIDES = st.integers(1, 10).map(lambda k: 0 if k == 10 else (k - 1) % 3 + 1)
+NONZERO_SIDES = st.integers(1, 3)
+
+
+@st.composite
+def shapes(draw, min_rank=0, max_rank=3, zero_sides=True):
+    """A shape of rank min_rank..max_rank, sides 1-3 (and some 0 when zero_sides)."""
+    rank = draw(st.integers(min_rank, max_rank))
+    return tuple(draw(SIDES if zero_sides else NONZERO_SIDES) for _ in range(rank))
+
+
+def arrays(shape, elements):
+    """An Array of `shape`: exactly prod(shape) numbers drawn from `elements`."""
+    n = math.prod(shape)
+    return st.lists(elements, min_size=n, max_size=n).map(lambda flat: Array(flat, shape))
+
+
+@st.composite
+def broadcastable_shapes(draw, count=2, max_rank=3):
+    """`count` shapes that broadcast together: suffixes of one shape with some sides 1."""
+    target = draw(shapes(max_rank=max_rank))
+    result = []
+    for _ in range(count):
+        rank = draw(st.integers(0, len(target)))
+        result.append(tuple(1 if draw(st.integers(0, 3)) == 0 else n
+                            for n in target[len(target) - rank:]))
+    return tuple(result)
+
+
+def signed(magnitudes):
+    """Numbers of either sign with magnitude drawn from `magnitudes`."""
+    return st.tuples(magnitudes, st.booleans()).map(lambda p: -p[0] if p[1] else p[0])
+
+
+# Per-op domains, chosen so that derivatives are of order one.
+REALS = st.floats(-3.0, 3.0)
+MODERATE = st.floats(-3.0, 3.0)  # for exp: no exp(x - 200) that would make checks vacuous
+POSITIVE = st.floats(0.25, 4.0)  # log, sqrt, a base for **
+AWAY_FROM_ZERO = signed(st.floats(0.25, 3.0))  # relu, abs (kinks), denominators
+EXPONENTS = st.floats(-2.0, 2.0)
+COTANGENTS = st.floats(-2.0, 2.0)
+# maximum/minimum: x on a grid of quarters, y on the grid shifted by an eighth, each with a
+# jitter of at most 0.05: never a tie, and at least 0.075 apart.
+GRID_A = st.tuples(st.integers(-8, 8), st.floats(0.0, 0.05)).map(lambda p: p[0] / 4 + p[1])
+GRID_B = st.tuples(st.integers(-8, 8), st.floats(0.0, 0.05)).map(
+    lambda p: p[0] / 4 + 0.125 + p[1])
+# Values with ties: comparisons, maximum/minimum ties, max/min ties.
+SMALL_INTS = st.integers(0, 2).map(float)
+
+
+def distinct_arrays(shape):
+    """An Array of distinct values at least 1/8 apart (max and min without ties)."""
+    n = math.prod(shape)
+    return st.lists(st.integers(-40, 40), min_size=n, max_size=n, unique=True).map(
+        lambda ks: Array([k / 8 for k in ks], shape))
+
+
+# ============================================================================================
+# 3. Elementwise tables
+# ============================================================================================
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+UNARY = [
+    # (name, rax_fn, python_fn, derivative_fn, domain)
+    ("neg", rax.neg, lambda x: -x, lambda x: -1.0, REALS),
+    ("-t", operator.neg, lambda x: -x, lambda x: -1.0, REALS),
+    ("relu", rax.relu, lambda x: x if x > 0 else 0.0, lambda x: 1.0 if x > 0 else 0.0,
+     AWAY_FROM_ZERO),
+    ("exp", rax.exp, math.exp, math.exp, MODERATE),
+    ("log", rax.log, math.log, lambda x: 1.0 / x, POSITIVE),
+    ("sqrt", rax.sqrt, math.sqrt, lambda x: 0.5 / math.sqrt(x), POSITIVE),
+    ("square", rax.square, lambda x: x * x, lambda x: 2.0 * x, REALS),
+    ("abs", rax.abs, math.fabs, lambda x: math.copysign(1.0, x), AWAY_FROM_ZERO),
+    ("abs(t)", abs, math.fabs, lambda x: math.copysign(1.0, x), AWAY_FROM_ZERO),
+    ("tanh", rax.tanh, math.tanh, lambda x: 1.0 - math.tanh(x) ** 2, REALS),
+    ("sigmoid", rax.sigmoid, _sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x)), REALS),
+    ("sin", rax.sin, math.sin, math.cos, REALS),
+    ("cos", rax.cos, math.cos, lambda x: -math.sin(x), REALS),
+    ("reciprocal", rax.reciprocal, lambda x: 1.0 / x, lambda x: -1.0 / (x * x),
+     AWAY_FROM_ZERO),
+    # ** with a fixed Python number: integer exponents of negative bases, and a number base
+    ("t ** 3", lambda t: t ** 3, lambda x: math.pow(x, 3), lambda x: 3.0 * x * x, REALS),
+    ("t ** -1", lambda t: t ** -1, lambda x: 1.0 / x, lambda x: -1.0 / (x * x),
+     AWAY_FROM_ZERO),
+    ("t ** 0", lambda t: t ** 0, lambda x: 1.0, lambda x: 0.0, REALS),
+    ("t ** 0.5", lambda t: t ** 0.5, math.sqrt, lambda x: 0.5 / math.sqrt(x), POSITIVE),
+    ("2.5 ** t", lambda t: 2.5 ** t, lambda x: math.pow(2.5, x),
+     lambda x: math.pow(2.5, x) * math.log(2.5), REALS),
+]
+UNARY_IDS = [row[0] for row in UNARY]
+
+
+@st.composite
+def unary_case(draw, domain):
+    """(x, w): an input Array from the domain and a cotangent of the same shape."""
+    shape = draw(shapes())
+    return draw(arrays(shape, domain)), draw(arrays(shape, COTANGENTS))
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, derivative_fn, domain", UNARY, ids=UNARY_IDS)
+@given(data=st.data())
+def test_unary_forward_matches_math(name, rax_fn, python_fn, derivative_fn, domain, data):
+    """Each unary op gives, element by element, the math.* value, in the input's shape."""
+    x, _ = data.draw(unary_case(domain))
+    out = rax_fn(tensor(x))
+    assert_values(out, [python_fn(v) for v in x.flat], x.shape)
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, derivative_fn, domain", UNARY, ids=UNARY_IDS)
+@given(data=st.data())
+def test_unary_gradient_matches_hand_derivative(name, rax_fn, python_fn, derivative_fn,
+                                                domain, data):
+    """d/dx sum(f(x) * w) = w * f'(x), elementwise, with f' derived by hand."""
+    x, w = data.draw(unary_case(domain))
+    t = tensor(x)
+    g = contract(rax_fn(t), w).backward()
+    expected = [wi * derivative_fn(v) for v, wi in zip(x.flat, w.flat)]
+    assert_values(g[t], expected, x.shape, rel=1e-8, abs_tol=1e-10, what="gradient")
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, derivative_fn, domain", UNARY, ids=UNARY_IDS)
+@given(data=st.data())
+def test_unary_gradient_matches_central_differences(name, rax_fn, python_fn, derivative_fn,
+                                                    domain, data):
+    """The gradient of sum(f(x) * w) agrees with central differences at every element."""
+    x, w = data.draw(unary_case(domain))
+    assert_central_differences(lambda t: contract(rax_fn(t), w), [x])
+
+
+@pytest.mark.parametrize("name", ["neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "relu",
+                                  "abs", "sigmoid", "square", "reciprocal"])
+def test_unary_ops_are_also_tensor_methods(name):
+    """t.NAME() is rax.NAME(t): the same values and the same op."""
+    t = Tensor([[0.5, 1.5], [2.0, 3.0]])
+    by_method, by_function = getattr(t, name)(), getattr(rax, name)(t)
+    assert by_method.tolist() == by_function.tolist()
+    assert by_method.op == by_function.op
+
+
+BINARY = [
+    # (name, rax_fn, python_fn, d/dx, d/dy, x domain, y domain)
+    ("add", operator.add, lambda x, y: x + y, lambda x, y: 1.0, lambda x, y: 1.0,
+     REALS, REALS),
+    ("sub", operator.sub, lambda x, y: x - y, lambda x, y: 1.0, lambda x, y: -1.0,
+     REALS, REALS),
+    ("mul", operator.mul, lambda x, y: x * y, lambda x, y: y, lambda x, y: x, REALS, REALS),
+    ("div", operator.truediv, lambda x, y: x / y, lambda x, y: 1.0 / y,
+     lambda x, y: -x / (y * y), REALS, AWAY_FROM_ZERO),
+    ("pow", operator.pow, math.pow, lambda x, y: y * math.pow(x, y - 1.0),
+     lambda x, y: math.pow(x, y) * math.log(x), POSITIVE, EXPONENTS),
+    ("maximum", rax.maximum, max, lambda x, y: float(x > y), lambda x, y: float(y > x),
+     GRID_A, GRID_B),
+    ("minimum", rax.minimum, min, lambda x, y: float(x < y), lambda x, y: float(y < x),
+     GRID_A, GRID_B),
+]
+BINARY_IDS = [row[0] for row in BINARY]
+
+
+@st.composite
+def binary_case(draw, x_domain, y_domain):
+    """(x, y, w): two Arrays of broadcastable shapes and a cotangent of the result's shape."""
+    x_shape, y_shape = draw(broadcastable_shapes())
+    x, y = draw(arrays(x_shape, x_domain)), draw(arrays(y_shape, y_domain))
+    w = draw(arrays(broadcast_shape(x_shape, y_shape), COTANGENTS))
+    return x, y, w
+
+
+def binary_reference(python_fn, x, y):
+    """The broadcast result of python_fn on Arrays x and y, as an Array."""
+    shape = broadcast_shape(x.shape, y.shape)
+    return Array([python_fn(x.flat[source(i, x.shape)], y.flat[source(i, y.shape)])
+                  for i in indices(shape)], shape)
+
+
+def binary_gradients(dx, dy, x, y, w):
+    """The gradients of sum(f(x, y) * w) by hand: w * df, summed where x or y broadcast."""
+    gx, gy = [0.0] * len(x.flat), [0.0] * len(y.flat)
+    for i, wi in zip(indices(w.shape), w.flat):
+        a, b = source(i, x.shape), source(i, y.shape)
+        gx[a] += wi * dx(x.flat[a], y.flat[b])
+        gy[b] += wi * dy(x.flat[a], y.flat[b])
+    return gx, gy
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, dx, dy, x_domain, y_domain", BINARY,
+                         ids=BINARY_IDS)
+@given(data=st.data())
+def test_binary_forward_matches_math_with_broadcasting(name, rax_fn, python_fn, dx, dy,
+                                                       x_domain, y_domain, data):
+    """Each binary op broadcasts as NumPy and gives python_fn of the matching elements."""
+    x, y, _ = data.draw(binary_case(x_domain, y_domain))
+    expected = binary_reference(python_fn, x, y)
+    assert_values(rax_fn(tensor(x), tensor(y)), expected.flat, expected.shape)
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, dx, dy, x_domain, y_domain", BINARY,
+                         ids=BINARY_IDS)
+@given(data=st.data())
+def test_binary_gradient_matches_hand_derivative(name, rax_fn, python_fn, dx, dy, x_domain,
+                                                 y_domain, data):
+    """d/dx and d/dy of sum(f(x, y) * w) are w * df/dx and w * df/dy, summed over the axes
+    along which each operand was broadcast."""
+    x, y, w = data.draw(binary_case(x_domain, y_domain))
+    tx, ty = tensor(x), tensor(y)
+    g = contract(rax_fn(tx, ty), w).backward()
+    gx, gy = binary_gradients(dx, dy, x, y, w)
+    assert_values(g[tx], gx, x.shape, rel=1e-8, abs_tol=1e-10, what="d/dx")
+    assert_values(g[ty], gy, y.shape, rel=1e-8, abs_tol=1e-10, what="d/dy")
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, dx, dy, x_domain, y_domain", BINARY,
+                         ids=BINARY_IDS)
+@given(data=st.data())
+def test_binary_gradient_matches_central_differences(name, rax_fn, python_fn, dx, dy,
+                                                     x_domain, y_domain, data):
+    """The gradients of sum(f(x, y) * w) agree with central differences, both arguments."""
+    x, y, w = data.draw(binary_case(x_domain, y_domain))
+    assert_central_differences(lambda a, b: contract(rax_fn(a, b), w), [x, y])
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn, dx, dy, x_domain, y_domain", BINARY,
+                         ids=BINARY_IDS)
+@given(data=st.data())
+def test_binary_op_with_a_python_number_on_either_side(name, rax_fn, python_fn, dx, dy,
+                                                       x_domain, y_domain, data):
+    """f(t, c) and f(c, t) for a Python number c: the math values, and the gradient of the
+    tensor operand by hand (the number is a constant)."""
+    number_on_left = data.draw(st.booleans(), label="number on the left")
+    t_domain, c_domain = (y_domain, x_domain) if number_on_left else (x_domain, y_domain)
+    shape = data.draw(shapes())
+    a = data.draw(arrays(shape, t_domain))
+    c = data.draw(c_domain, label="number")
+    w = data.draw(arrays(shape, COTANGENTS))
+    t = tensor(a)
+    if number_on_left:
+        out, pairs, derivative = rax_fn(c, t), [(c, v) for v in a.flat], dy
+    else:
+        out, pairs, derivative = rax_fn(t, c), [(v, c) for v in a.flat], dx
+    assert_values(out, [python_fn(p, q) for p, q in pairs], shape)
+    expected = [wi * derivative(p, q) for (p, q), wi in zip(pairs, w.flat)]
+    assert_values(contract(out, w).backward()[t], expected, shape, rel=1e-8, abs_tol=1e-10,
+                  what="gradient")
+
+
+@pytest.mark.parametrize("expression, expected", [
+    (lambda t: t + 2, [3.5, -1.0]),
+    (lambda t: 2 + t, [3.5, -1.0]),
+    (lambda t: t - 2, [-0.5, -5.0]),
+    (lambda t: 2 - t, [0.5, 5.0]),
+    (lambda t: t * 3, [4.5, -9.0]),
+    (lambda t: 3 * t, [4.5, -9.0]),
+    (lambda t: t / 2, [0.75, -1.5]),
+    (lambda t: 3 / t, [2.0, -1.0]),
+    (lambda t: t ** 2, [2.25, 9.0]),
+    (lambda t: 2 ** t, [2.0 ** 1.5, 0.125]),
+    (lambda t: rax.maximum(t, 0), [1.5, 0.0]),
+    (lambda t: rax.minimum(0, t), [0.0, -3.0]),
+    (lambda t: t + True, [2.5, -2.0]),
+], ids=["t+2", "2+t", "t-2", "2-t", "t*3", "3*t", "t/2", "3/t", "t**2", "2**t",
+        "maximum(t,0)", "minimum(0,t)", "t+True"])
+def test_binary_ops_accept_int_and_bool_numbers(expression, expected):
+    """Python ints and bools work on either side of a binary op, as floats."""
+    assert_values(expression(Tensor([1.5, -3.0])), expected, (2,))
+
+
+@pytest.mark.parametrize("function, operator_form", [
+    (rax.add, operator.add), (rax.sub, operator.sub), (rax.mul, operator.mul),
+    (rax.div, operator.truediv), (rax.pow, operator.pow), (rax.matmul, operator.matmul),
+    (rax.less, operator.lt), (rax.less_equal, operator.le), (rax.greater, operator.gt),
+    (rax.greater_equal, operator.ge),
+], ids=lambda f: getattr(f, "__name__", ""))
+def test_binary_functions_equal_their_operators(function, operator_form):
+    """rax.add(a, b) is a + b, and so on for every operator with a function."""
+    a, b = Tensor([[1.0, 2.0], [3.0, 0.5]]), Tensor([[2.0, 2.0], [0.25, 4.0]])
+    assert function(a, b).tolist() == operator_form(a, b).tolist()
+
+
+COMPARISONS = [
+    # (name, rax_fn, python_fn)
+    ("<", operator.lt, operator.lt),
+    ("<=", operator.le, operator.le),
+    (">", operator.gt, operator.gt),
+    (">=", operator.ge, operator.ge),
+    ("less", rax.less, operator.lt),
+    ("greater_equal", rax.greater_equal, operator.ge),
+    ("equal", rax.equal, operator.eq),
+]
+
+
+@pytest.mark.parametrize("name, rax_fn, python_fn", COMPARISONS,
+                         ids=[row[0] for row in COMPARISONS])
+@given(data=st.data())
+def test_comparisons_give_zero_or_one_and_no_gradient(name, rax_fn, python_fn, data):
+    """Comparisons give 1.0 where the relation holds and 0.0 elsewhere (with broadcasting and
+    ties), and pass no gradient to either operand."""
+    x, y, w = data.draw(binary_case(SMALL_INTS, SMALL_INTS))
+    tx, ty = tensor(x), tensor(y)
+    out = rax_fn(tx, ty)
+    expected = binary_reference(lambda a, b: 1.0 if python_fn(a, b) else 0.0, x, y)
+    assert_values(out, expected.flat, expected.shape)
+    g = contract(out, w).backward()
+    assert unfold(g[tx].tolist(), x.shape) == [0.0] * len(x.flat)
+    assert unfold(g[ty].tolist(), y.shape) == [0.0] * len(y.flat)
+
+
+def test_comparisons_with_nan_are_false_and_numbers_work_on_either_side():
+    """Every comparison with nan is 0.0 (IEEE), and a Python number may stand on either side."""
+    t = Tensor([nan, 1.0, 2.0])
+    assert (t < 1.5).tolist() == [0.0, 1.0, 0.0]
+    assert (1.5 < t).tolist() == [0.0, 0.0, 1.0]
+    assert (t >= 1.0).tolist() == [0.0, 1.0, 1.0]
+    assert rax.equal(t, t).tolist() == [0.0, 1.0, 1.0]
+    assert rax.equal(2, t).tolist() == [0.0, 0.0, 1.0]
+
+
+CONDITIONS = st.sampled_from([0.0, 1.0, -2.0, 0.5, nan])
+
+
+@given(data=st.data())
+def test_where_picks_values_and_routes_gradients_by_hand(data):
+    """where(c, a, b) takes a where c is nonzero (nan counts) and b elsewhere, broadcasting all
+    three; a and b get w where they were chosen (summed over broadcast axes), c gets none."""
+    c_shape, a_shape, b_shape = data.draw(broadcastable_shapes(count=3))
+    c = data.draw(arrays(c_shape, CONDITIONS))
+    a, b = data.draw(arrays(a_shape, REALS)), data.draw(arrays(b_shape, REALS))
+    shape = broadcast_shape(c_shape, a_shape, b_shape)
+    w = data.draw(arrays(shape, COTANGENTS))
+    tc, ta, tb = tensor(c), tensor(a), tensor(b)
+    out = rax.where(tc, ta, tb)
+    chosen = [bool(c.flat[source(i, c_shape)]) for i in indices(shape)]
+    expected = [a.flat[source(i, a_shape)] if pick else b.flat[source(i, b_shape)]
+                for i, pick in zip(indices(shape), chosen)]
+    assert_values(out, expected, shape)
+    ga, gb = [0.0] * len(a.flat), [0.0] * len(b.flat)
+    for i, pick, wi in zip(indices(shape), chosen, w.flat):
+        if pick:
+            ga[source(i, a_shape)] += wi
+        else:
+            gb[source(i, b_shape)] += wi
+    g = contract(out, w).backward()
+    assert_values(g[ta], ga, a_shape, what="d/da")
+    assert_values(g[tb], gb, b_shape, what="d/db")
+    assert unfold(g[tc].tolist(), c_shape) == [0.0] * len(c.flat)
+
+
+@given(data=st.data())
+def test_where_gradient_matches_central_differences(data):
+    """The gradients of sum(where(c, a, b) * w) for a and b agree with central differences."""
+    c_shape, a_shape, b_shape = data.draw(broadcastable_shapes(count=3))
+    c = tensor(data.draw(arrays(c_shape, CONDITIONS)))
+    a, b = data.draw(arrays(a_shape, REALS)), data.draw(arrays(b_shape, REALS))
+    w = data.draw(arrays(broadcast_shape(c_shape, a_shape, b_shape), COTANGENTS))
+    assert_central_differences(lambda ta, tb: contract(rax.where(c, ta, tb), w), [a, b])
+
+
+# ============================================================================================
+# 4. Matmul
+# ============================================================================================
+
+@st.composite
+def matmul_case(draw):
+    """(x, y, w) for x @ y: 1-D and 2-D operands, and batches with broadcast batch axes."""
+    n, m, k = draw(SIDES), draw(SIDES), draw(SIDES)  # an inner side k of 0 gives zeros
+    x_core = draw(st.sampled_from([(k,), (n, k)]))
+    y_core = draw(st.sampled_from([(k,), (k, m)]))
+    x_batch, y_batch = draw(broadcastable_shapes(max_rank=2))
+    x_batch = tuple(min(s, 2) for s in x_batch) if len(x_core) == 2 else ()
+    y_batch = tuple(min(s, 2) for s in y_batch) if len(y_core) == 2 else ()
+    x = draw(arrays(x_batch + x_core, REALS))
+    y = draw(arrays(y_batch + y_core, REALS))
+    out_shape, _ = matmul_reference(x, y)
+    return x, y, draw(arrays(out_shape, COTANGENTS))
+
+
+def matmul_reference(x, y):
+    """NumPy's matmul by hand: (out shape, [[(x position, y position), ...] per output])."""
+    xs = (1,) + x.shape if len(x.shape) == 1 else x.shape
+    ys = y.shape + (1,) if len(y.shape) == 1 else y.shape
+    batch = broadcast_shape(xs[:-2], ys[:-2])
+    (n, k), m = xs[-2:], ys[-1]
+    terms = []
+    for b in indices(batch):
+        for i, j in indices((n, m)):
+            terms.append([(source(b + (i, kk), xs), source(b + (kk, j), ys))
+                          for kk in range(k)])
+    shape = batch + (xs[-2:-1] if len(x.shape) > 1 else ()) + (
+        ys[-1:] if len(y.shape) > 1 else ())
+    return shape, terms
+
+
+@given(matmul_case())
+def test_matmul_forward_matches_sums_of_products(case):
+    """x @ y has NumPy's shape (1-D operands promoted then dropped, batch axes broadcast) and
+    each element is the sum over k of x[..., i, k] * y[..., k, j]."""
+    x, y, _ = case
+    shape, terms = matmul_reference(x, y)
+    expected = [math.fsum(x.flat[a] * y.flat[b] for a, b in products) for products in terms]
+    assert_values(tensor(x) @ tensor(y), expected, shape)
+    assert_values(rax.matmul(tensor(x), tensor(y)), expected, shape)
+
+
+@given(matmul_case())
+def test_matmul_gradient_matches_hand_derivative(case):
+    """d/dx sum((x @ y) * w) adds w * y[k, j] at x[i, k], and d/dy adds w * x[i, k] at
+    y[k, j] (summed over broadcast batch axes)."""
+    x, y, w = case
+    _, terms = matmul_reference(x, y)
+    gx, gy = [0.0] * len(x.flat), [0.0] * len(y.flat)
+    for wi, products in zip(w.flat, terms):
+        for a, b in products:
+            gx[a] += wi * y.flat[b]
+            gy[b] += wi * x.flat[a]
+    tx, ty = tensor(x), tensor(y)
+    g = contract(tx @ ty, w).backward()
+    assert_values(g[tx], gx, x.shape, rel=1e-8, abs_tol=1e-10, what="d/dx")
+    assert_values(g[ty], gy, y.shape, rel=1e-8, abs_tol=1e-10, what="d/dy")
+
+
+@given(matmul_case())
+def test_matmul_gradient_matches_central_differences(case):
+    """The gradients of sum((x @ y) * w) agree with central differences."""
+    x, y, w = case
+    assert_central_differences(lambda a, b: contract(a @ b, w), [x, y])
+
+
+def test_matmul_of_two_vectors_is_a_0d_dot_product():
+    """1-D @ 1-D is the dot product, a 0-d tensor; its gradients are the other vector."""
+    x, y = Tensor([1.0, 2.0, 3.0]), Tensor([4.0, -5.0, 6.0])
+    out = x @ y
+    assert out.shape == () and out.item() == 12.0
+    g = out.backward()
+    assert g[x].tolist() == [4.0, -5.0, 6.0] and g[y].tolist() == [1.0, 2.0, 3.0]
+
+
+# ============================================================================================
+# 5. Reductions and the softmax family
+# ============================================================================================
+
+@st.composite
+def axis_specs(draw, ndim):
+    """An axis argument for a tensor of ndim axes: None, an int (maybe negative), a tuple of
+    distinct axes in any order (maybe negative), or ()."""
+    kinds = ["none", "empty"] + (["int", "tuple"] if ndim else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "none":
+        return None
+    if kind == "empty":
+        return ()
+    if kind == "int":
+        return draw(st.integers(-ndim, ndim - 1))
+    axes = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
+    return tuple(a - ndim if draw(st.booleans()) else a for a in axes)
+
+
+def reduce_groups(shape, axis, keepdims):
+    """(out shape, [[flat positions reduced into each output element], ...]) by hand."""
+    ndim = len(shape)
+    if axis is None:
+        axes = set(range(ndim))
+    else:
+        axes = {a % ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+    kept = [i for i in range(ndim) if i not in axes]
+    groups = {index: [] for index in indices(tuple(shape[i] for i in kept))}
+    for index in indices(shape):
+        groups[tuple(index[i] for i in kept)].append(offset(index, shape))
+    out_shape = (tuple(1 if i in axes else n for i, n in enumerate(shape)) if keepdims
+                 else tuple(shape[i] for i in kept))
+    return out_shape, list(groups.values())
+
+
+def _mean(values):
+    return math.fsum(values) / len(values) if values else nan
+
+
+def _logsumexp(values):
+    if not values:
+        return -inf
+    top = max(values)
+    return top + math.log(math.fsum(math.exp(v - top) for v in values))
+
+
+def _argmax_derivative(values, j):
+    return 1.0 if values[j] == max(values) else 0.0
+
+
+def _argmin_derivative(values, j):
+    return 1.0 if values[j] == min(values) else 0.0
+
+
+REDUCTIONS = [
+    # (name, python reduction, d/d(element j) of the reduction of values, arrays, zero sides)
+    ("sum", math.fsum, lambda values, j: 1.0, lambda s: arrays(s, REALS), True),
+    ("mean", _mean, lambda values, j: 1.0 / len(values), lambda s: arrays(s, REALS), True),
+    ("max", max, _argmax_derivative, distinct_arrays, False),
+    ("min", min, _argmin_derivative, distinct_arrays, False),
+    ("logsumexp", _logsumexp, lambda values, j: math.exp(values[j] - _logsumexp(values)),
+     lambda s: arrays(s, REALS), True),
+]
+REDUCTION_IDS = [row[0] for row in REDUCTIONS]
+
+
+@st.composite
+def reduce_case(draw, make_array, zero_sides):
+    """(x, axis, keepdims, use_method, w) for a reduction."""
+    x = draw(shapes(zero_sides=zero_sides).flatmap(make_array))
+    axis = draw(axis_specs(len(x.shape)))
+    keepdims = draw(st.booleans())
+    out_shape, _ = reduce_groups(x.shape, axis, keepdims)
+    return x, axis, keepdims, draw(st.booleans()), draw(arrays(out_shape, COTANGENTS))
+
+
+def call_reduction(name, t, axis, keepdims, use_method):
+    """rax.NAME(t, axis, keepdims) or t.NAME(axis=axis, keepdims=keepdims)."""
+    if use_method:
+        return getattr(t, name)(axis=axis, keepdims=keepdims)
+    return getattr(rax, name)(t, axis, keepdims)
+
+
+@pytest.mark.parametrize("name, reduction, derivative, make_array, zero_sides", REDUCTIONS,
+                         ids=REDUCTION_IDS)
+@given(data=st.data())
+def test_reduction_forward_matches_python(name, reduction, derivative, make_array, zero_sides,
+                                          data):
+    """A reduction over axis None / int / negative / tuple / () with or without keepdims has
+    NumPy's shape and the Python reduction of each group of elements."""
+    x, axis, keepdims, use_method, _ = data.draw(reduce_case(make_array, zero_sides))
+    out_shape, groups = reduce_groups(x.shape, axis, keepdims)
+    out = call_reduction(name, tensor(x), axis, keepdims, use_method)
+    expected = [reduction([x.flat[j] for j in group]) for group in groups]
+    assert_values(out, expected, out_shape)
+
+
+@pytest.mark.parametrize("name, reduction, derivative, make_array, zero_sides", REDUCTIONS,
+                         ids=REDUCTION_IDS)
+@given(data=st.data())
+def test_reduction_gradient_matches_hand_derivative(name, reduction, derivative, make_array,
+                                                    zero_sides, data):
+    """d/dx[j] sum(reduce(x) * w) = w[group of j] * d reduce / d x[j], derived by hand (1 for
+    sum, 1/n for mean, 1 at the unique extremum for max/min, softmax for logsumexp)."""
+    x, axis, keepdims, use_method, w = data.draw(reduce_case(make_array, zero_sides))
+    _, groups = reduce_groups(x.shape, axis, keepdims)
+    expected = [0.0] * len(x.flat)
+    for wi, group in zip(w.flat, groups):
+        values = [x.flat[j] for j in group]
+        for position, j in enumerate(group):
+            expected[j] += wi * derivative(values, position)
+    t = tensor(x)
+    g = contract(call_reduction(name, t, axis, keepdims, use_method), w).backward()
+    assert_values(g[t], expected, x.shape, rel=1e-8, abs_tol=1e-10, what="gradient")
+
+
+@pytest.mark.parametrize("name, reduction, derivative, make_array, zero_sides", REDUCTIONS,
+                         ids=REDUCTION_IDS)
+@given(data=st.data())
+def test_reduction_gradient_matches_central_differences(name, reduction, derivative,
+                                                        make_array, zero_sides, data):
+    """The gradient of sum(reduce(x) * w) agrees with central differences."""
+    x, axis, keepdims, use_method, w = data.draw(reduce_case(make_array, zero_sides))
+    assert_central_differences(
+        lambda t: contract(call_reduction(name, t, axis, keepdims, use_method), w), [x])
+
+
+def _softmax(values):
+    if not values:
+        return []
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = math.fsum(exps)
+    return [e / total for e in exps]
+
+
+def _softmax_vjp(values, w):
+    s = _softmax(values)
+    inner = math.fsum(wi * si for wi, si in zip(w, s))
+    return [si * (wi - inner) for wi, si in zip(w, s)]
+
+
+def _log_softmax_vjp(values, w):
+    s = _softmax(values)
+    total = math.fsum(w)
+    return [wi - si * total for wi, si in zip(w, s)]
+
+
+SOFTMAXES = [
+    # (name, python function of a group, vector-Jacobian product of a group, by hand)
+    ("softmax", _softmax, _softmax_vjp),
+    ("log_softmax", lambda values: [math.log(s) for s in _softmax(values)], _log_softmax_vjp),
+]
+
+
+@st.composite
+def softmax_case(draw):
+    """(x, axis or None for the default, use_method, w): rank 1-3, maybe zero sides."""
+    x = draw(shapes(min_rank=1).flatmap(lambda s: arrays(s, REALS)))
+    axis = draw(st.one_of(st.none(), st.integers(-len(x.shape), len(x.shape) - 1)))
+    return x, axis, draw(st.booleans()), draw(arrays(x.shape, COTANGENTS))
+
+
+def call_softmax(name, t, axis, use_method):
+    """The softmax-family op along `axis`; None means leaving the argument out (-1)."""
+    fn = getattr(t, name) if use_method else lambda *a: getattr(rax, name)(t, *a)
+    return fn() if axis is None else fn(axis)
+
+
+def softmax_reference(x, axis, group_fn, w=None):
+    """group_fn applied along `axis` (each group along it), by hand, as a flat list."""
+    _, groups = reduce_groups(x.shape, -1 if axis is None else axis, False)
+    out = [0.0] * len(x.flat)
+    for group in groups:
+        values = [x.flat[j] for j in group]
+        results = group_fn(values) if w is None else group_fn(values, [w.flat[j] for j in group])
+        for j, value in zip(group, results):
+            out[j] = value
+    return out
+
+
+@pytest.mark.parametrize("name, python_fn, vjp", SOFTMAXES, ids=[r[0] for r in SOFTMAXES])
+@given(data=st.data())
+def test_softmax_family_forward_and_gradient_by_hand(name, python_fn, vjp, data):
+    """softmax and log_softmax along an axis (default -1, negative allowed) match math, and
+    their gradients match the hand-derived vector-Jacobian products."""
+    x, axis, use_method, w = data.draw(softmax_case())
+    t = tensor(x)
+    out = call_softmax(name, t, axis, use_method)
+    assert_values(out, softmax_reference(x, axis, python_fn), x.shape)
+    g = contract(out, w).backward()
+    assert_values(g[t], softmax_reference(x, axis, vjp, w), x.shape, rel=1e-8, abs_tol=1e-10,
+                  what="gradient")
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@given(data=st.data())
+def test_softmax_family_gradient_matches_central_differences(name, data):
+    """The gradient of sum(softmax(x) * w) (and log_softmax) agrees with central differences."""
+    x, axis, use_method, w = data.draw(softmax_case())
+    assert_central_differences(lambda t: contract(call_softmax(name, t, axis, use_method), w),
+                               [x])
+
+
+def test_softmax_family_is_stable_for_large_inputs():
+    """softmax, log_softmax and logsumexp of large inputs give the shifted results, no nan."""
+    t = Tensor([1000.0, 1001.0])
+    e = math.exp(1.0)
+    assert_values(rax.softmax(t), [1 / (1 + e), e / (1 + e)], (2,))
+    assert_values(rax.log_softmax(t), [-math.log1p(e), 1 - math.log1p(e)], (2,))
+    assert_values(rax.logsumexp(t), [1000.0 + math.log1p(e)], ())
+    assert_values(rax.logsumexp(Tensor([-1000.0, -1000.0])), [-1000.0 + math.log(2.0)], ())
+
+
+# ============================================================================================
+# 6. Movement
+#
+# Each case is (input Arrays, rax function, output shape, sources) where sources[i] is the
+# (argument, flat position) that output element i is read from: forward values and the
+# gradient (w scattered back to its sources) follow by hand.
+# ============================================================================================
+
+MoveCase = collections.namedtuple("MoveCase", "args fn shape sources")
+
+
+@st.composite
+def shapes_of_size(draw, n):
+    """A shape of rank 0-3 whose sides multiply to n (n = prod of sides <= 3, or 0)."""
+    if n == 0:
+        rank = draw(st.integers(1, 3))
+        sides = [draw(NONZERO_SIDES) for _ in range(rank)]
+        sides[draw(st.integers(0, rank - 1))] = 0
+        return tuple(sides)
+    factors = []
+    for p in (2, 3):
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+    assert n == 1
+    rank = draw(st.integers(1 if factors else 0, 3))
+    sides = [1] * rank
+    for p in factors:
+        sides[draw(st.integers(0, rank - 1))] *= p
+    return tuple(sides)
+
+
+@st.composite
+def reshape_case(draw):
+    x = draw(shapes().flatmap(lambda s: arrays(s, REALS)))
+    n = len(x.flat)
+    new = draw(shapes_of_size(n))
+    spec = new
+    if new and draw(st.booleans()):  # one side given as -1
+        i = draw(st.integers(0, len(new) - 1))
+        if math.prod(new[:i] + new[i + 1:]):
+            spec = new[:i] + (-1,) + new[i + 1:]
+    if draw(st.booleans()):
+        return MoveCase([x], lambda t: t.reshape(spec), new, [(0, i) for i in range(n)])
+    return MoveCase([x], lambda t: rax.reshape(t, spec), new, [(0, i) for i in range(n)])
+
+
+def transpose_sources(shape, axes):
+    """Sources for a transpose: output axis i is input axis axes[i]."""
+    out_shape = tuple(shape[a] for a in axes)
+    sources = []
+    for out_index in indices(out_shape):
+        index = [0] * len(shape)
+        for i, a in enumerate(axes):
+            index[a] = out_index[i]
+        sources.append((0, offset(index, shape)))
+    return out_shape, sources
+
+
+@st.composite
+def transpose_case(draw):
+    x = draw(shapes().flatmap(lambda s: arrays(s, REALS)))
+    ndim = len(x.shape)
+    if draw(st.booleans()):
+        axes = tuple(reversed(range(ndim)))
+        out_shape, sources = transpose_sources(x.shape, axes)
+        fn = draw(st.sampled_from([lambda t: rax.transpose(t), lambda t: t.transpose()]))
+        return MoveCase([x], fn, out_shape, sources)
+    axes = tuple(draw(st.permutations(range(ndim))))
+    spec = tuple(a - ndim if draw(st.booleans()) else a for a in axes)
+    out_shape, sources = transpose_sources(x.shape, axes)
+    fn = draw(st.sampled_from([lambda t: rax.transpose(t, spec), lambda t: t.transpose(spec)]))
+    return MoveCase([x], fn, out_shape, sources)
+
+
+@st.composite
+def dot_t_case(draw):
+    x = draw(shapes().flatmap(lambda s: arrays(s, REALS)))
+    out_shape, sources = transpose_sources(x.shape, tuple(reversed(range(len(x.shape)))))
+    return MoveCase([x], lambda t: t.T, out_shape, sources)
+
+
+@st.composite
+def broadcast_to_case(draw):
+    target = draw(shapes())
+    rank = draw(st.integers(0, len(target)))
+    shape = tuple(1 if draw(st.booleans()) else n for n in target[len(target) - rank:])
+    x = draw(arrays(shape, REALS))
+    fn = draw(st.sampled_from([lambda t: rax.broadcast_to(t, target),
+                               lambda t: t.broadcast_to(target)]))
+    return MoveCase([x], fn, target, [(0, source(i, shape)) for i in indices(target)])
+
+
+@st.composite
+def flatten_case(draw):
+    x = draw(shapes().flatmap(lambda s: arrays(s, REALS)))
+    fn = draw(st.sampled_from([rax.flatten, lambda t: t.flatten()]))
+    return MoveCase([x], fn, (len(x.flat),), [(0, i) for i in range(len(x.flat))])
+
+
+OPTIONAL_BOUNDS = st.one_of(st.none(), st.integers(-4, 4))
+
+
+@st.composite
+def index_keys(draw, shape):
+    """A basic index for `shape`: ints (maybe negative), slices (any step, maybe negative
+    bounds), an ellipsis standing for some axes, and None for new axes."""
+    items = []
+    for n in shape:
+        if n and draw(st.booleans()):
+            items.append(draw(st.integers(-n, n - 1)))
+        else:
+            items.append(slice(draw(OPTIONAL_BOUNDS), draw(OPTIONAL_BOUNDS),
+                               draw(st.sampled_from([None, 1, 2, 3, -1, -2]))))
+    if draw(st.booleans()):  # an ellipsis in place of items[a:b]
+        a = draw(st.integers(0, len(items)))
+        b = draw(st.integers(a, len(items)))
+        key = items[:a] + [Ellipsis] + items[b:]
+    else:
+        key = items[:draw(st.integers(0, len(items)))]
+    for _ in range(draw(st.integers(0, 2))):
+        key.insert(draw(st.integers(0, len(key))), None)
+    if len(key) == 1 and draw(st.booleans()):
+        return key[0]
+    return tuple(key)
+
+
+def index_sources(shape, key):
+    """(out shape, sources) of x[key] by hand: NumPy's basic indexing."""
+    key = key if isinstance(key, tuple) else (key,)
+    used = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if not any(k is Ellipsis for k in key):
+        key = key + (Ellipsis,)
+    plan, axis = [], 0  # per output axis: ("new",), or ("range", input axis, positions)
+    fixed = {}  # input axis -> position, for int indices
+    for k in key:
+        if k is None:
+            plan.append(("new",))
+        elif k is Ellipsis:
+            for _ in range(len(shape) - used):
+                plan.append(("range", axis, list(range(shape[axis]))))
+                axis += 1
+        elif isinstance(k, slice):
+            plan.append(("range", axis, list(range(shape[axis]))[k]))
+            axis += 1
+        else:
+            fixed[axis] = k % shape[axis]
+            axis += 1
+    out_shape = tuple(1 if p[0] == "new" else len(p[2]) for p in plan)
+    sources = []
+    for out_index in indices(out_shape):
+        index = [0] * len(shape)
+        for a, position in fixed.items():
+            index[a] = position
+        for p, i in zip(plan, out_index):
+            if p[0] == "range":
+                index[p[1]] = p[2][i]
+        sources.append((0, offset(index, shape)))
+    return out_shape, sources
+
+
+@st.composite
+def getitem_case(draw):
+    x = draw(shapes().flatmap(lambda s: arrays(s, REALS)))
+    key = draw(index_keys(x.shape))
+    out_shape, sources = index_sources(x.shape, key)
+    return MoveCase([x], lambda t: t[key], out_shape, sources)
+
+
+@st.composite
+def concatenate_case(draw):
+    base = draw(shapes(min_rank=1))
+    axis = draw(st.integers(-len(base), len(base) - 1))
+    a = axis % len(base)
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        shape = base[:a] + (draw(SIDES),) + base[a + 1:]
+        parts.append(draw(arrays(shape, REALS)))
+    out_shape = base[:a] + (sum(p.shape[a] for p in parts),) + base[a + 1:]
+    sources = []
+    for out_index in indices(out_shape):
+        i, position = 0, out_index[a]
+        while position >= parts[i].shape[a]:
+            position -= parts[i].shape[a]
+            i += 1
+        index = out_index[:a] + (position,) + out_index[a + 1:]
+        sources.append((i, offset(index, parts[i].shape)))
+    return MoveCase(parts, lambda *ts: rax.concatenate(ts, axis=axis), out_shape, sources)
+
+
+@st.composite
+def stack_case(draw):
+    base = draw(shapes(max_rank=2))
+    axis = draw(st.integers(-len(base) - 1, len(base)))
+    a = axis % (len(base) + 1)
+    parts = [draw(arrays(base, REALS)) for _ in range(draw(st.integers(1, 3)))]
+    out_shape = base[:a] + (len(parts),) + base[a:]
+    sources = [(index[a], offset(index[:a] + index[a + 1:], base)) for index in indices(out_shape)]
+    return MoveCase(parts, lambda *ts: rax.stack(list(ts), axis=axis), out_shape, sources)
+
+
+MOVEMENT = {
+    "reshape": reshape_case(),
+    "transpose": transpose_case(),
+    ".T": dot_t_case(),
+    "broadcast_to": broadcast_to_case(),
+    "flatten": flatten_case(),
+    "getitem": getitem_case(),
+    "concatenate": concatenate_case(),
+    "stack": stack_case(),
+}
+
+
+@pytest.mark.parametrize("name", MOVEMENT)
+@given(data=st.data())
+def test_movement_forward_reads_each_element_from_its_source(name, data):
+    """Each movement op has NumPy's output shape, and each output element is the input
+    element that NumPy's semantics say it is read from."""
+    case = data.draw(MOVEMENT[name])
+    out = case.fn(*[tensor(a) for a in case.args])
+    expected = [case.args[i].flat[j] for i, j in case.sources]
+    assert_values(out, expected, case.shape, rel=0.0, abs_tol=0.0)
+
+
+@pytest.mark.parametrize("name", MOVEMENT)
+@given(data=st.data())
+def test_movement_gradient_scatters_the_cotangent_back(name, data):
+    """The gradient of sum(move(x) * w) is w added back at each element's source (zeros
+    where nothing was read, sums where an element was read several times)."""
+    case = data.draw(MOVEMENT[name])
+    w = data.draw(arrays(case.shape, COTANGENTS))
+    tensors = [tensor(a) for a in case.args]
+    g = contract(case.fn(*tensors), w).backward()
+    expected = [[0.0] * len(a.flat) for a in case.args]
+    for (i, j), wi in zip(case.sources, w.flat):
+        expected[i][j] += wi
+    for t, a, flat in zip(tensors, case.args, expected):
+        assert_values(g[t], flat, a.shape, what="gradient")
+
+
+@pytest.mark.parametrize("name", MOVEMENT)
+@given(data=st.data())
+def test_movement_gradient_matches_central_differences(name, data):
+    """The gradient of sum(move(x) * w) agrees with central differences."""
+    case = data.draw(MOVEMENT[name])
+    w = data.draw(arrays(case.shape, COTANGENTS))
+    assert_central_differences(lambda *ts: contract(case.fn(*ts), w), case.args)
+
+
+def test_indexing_examples_as_numpy():
+    """A few indexing results written out: ints, negative steps, ..., None."""
+    t = Tensor([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
+    assert t[1].tolist() == [4.0, 5.0, 6.0, 7.0]
+    assert t[-1, -2].item() == 10.0
+    assert t[::-1, 1].tolist() == [9.0, 5.0, 1.0]
+    assert t[:, 3:0:-2].tolist() == [[3.0, 1.0], [7.0, 5.0], [11.0, 9.0]]
+    assert t[..., 0].tolist() == [0.0, 4.0, 8.0]
+    assert t[None, 0].shape == (1, 4)
+    assert t[:, None, 2].tolist() == [[2.0], [6.0], [10.0]]
+    assert t[5:].shape == (0, 4)
+    assert Tensor(3.0)[None].tolist() == [3.0]
+    assert Tensor(3.0)[...].item() == 3.0
+
+
+def test_reshape_with_minus_one_and_a_zero_side():
+    """reshape fills in one -1, also for tensors with no elements (as NumPy)."""
+    assert rax.arange(6).reshape((3, -1)).shape == (3, 2)
+    assert rax.arange(6).reshape((-1,)).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert rax.zeros((0, 3)).reshape((-1, 3)).shape == (0, 3)
+    assert Tensor(5.0).reshape((1, 1, -1)).shape == (1, 1, 1)
+    assert Tensor(5.0).flatten().tolist() == [5.0]
+
+
+def test_one_hot_values_shape_and_no_gradient():
+    """one_hot(labels, n) has shape labels.shape + (n,), a one at each label, and is a leaf:
+    no gradient flows to the labels."""
+    labels = Tensor([[2, 0], [1, 1]])
+    out = rax.one_hot(labels, 3)
+    assert out.shape == (2, 2, 3)
+    assert out.tolist() == [[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]],
+                            [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]]
+    assert out.inputs == () and out.op is None
+    assert rax.one_hot([0, 2], 3).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert rax.one_hot(1, 2).tolist() == [0.0, 1.0]
+    g = (rax.one_hot(labels, 3) * labels.reshape((2, 2, 1))).sum().backward()
+    assert g[labels].tolist() == [[1.0, 1.0], [1.0, 1.0]]  # only through the direct use
+
+
+@given(shapes(max_rank=2), st.integers(1, 4), st.data())
+def test_one_hot_matches_hand_reference(shape, num_classes, data):
+    """one_hot puts 1.0 at position label of each row and 0.0 elsewhere."""
+    labels = data.draw(arrays(shape, st.integers(0, num_classes - 1)))
+    out = rax.one_hot(tensor(Array([float(v) for v in labels.flat], shape)), num_classes)
+    expected = [1.0 if c == label else 0.0 for label in labels.flat for c in range(num_classes)]
+    assert_values(out, expected, shape + (num_classes,), rel=0.0, abs_tol=0.0)
+
+
+@given(shapes().flatmap(lambda s: arrays(s, REALS)))
+def test_stop_gradient_passes_values_but_no_gradient(x):
+    """stop_gradient(x) has x's values; d/dx sum(stop_gradient(x) * x) = x, and nothing flows
+    through stop_gradient alone."""
+    t = tensor(x)
+    stopped = rax.stop_gradient(t)
+    assert_values(stopped, x.flat, x.shape, rel=0.0, abs_tol=0.0)
+    assert_values((stopped * t).sum().backward()[t], x.flat, x.shape, what="gradient")
+    assert_values(rax.stop_gradient(t).sum().backward()[t], [0.0] * len(x.flat), x.shape)
+
+
+# ============================================================================================
+# 7. Kinks, ties and IEEE special values
+# ============================================================================================
+
+def test_relu_and_abs_have_zero_gradient_at_the_kink():
+    """relu'(0) = 0 and abs'(0) = 0, for 0.0 and -0.0 (PyTorch)."""
+    x = Tensor([0.0, -0.0, 2.0, -2.0])
+    assert rax.relu(x).sum().backward()[x].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert rax.abs(x).sum().backward()[x].tolist() == [0.0, 0.0, 1.0, -1.0]
+
+
+@pytest.mark.parametrize("op, x_wins", [(rax.maximum, operator.gt), (rax.minimum, operator.lt)],
+                         ids=["maximum", "minimum"])
+@given(data=st.data())
+def test_maximum_and_minimum_split_the_gradient_on_ties(op, x_wins, data):
+    """maximum/minimum send w to the winning operand and w/2 to each operand on a tie, summed
+    over broadcast axes (PyTorch)."""
+    x, y, w = data.draw(binary_case(SMALL_INTS, SMALL_INTS))
+
+    def share(a, b):
+        return 0.5 if a == b else float(x_wins(a, b))
+    gx, gy = binary_gradients(share, lambda a, b: share(b, a), x, y, w)
+    tx, ty = tensor(x), tensor(y)
+    g = contract(op(tx, ty), w).backward()
+    assert_values(g[tx], gx, x.shape, what="d/dx")
+    assert_values(g[ty], gy, y.shape, what="d/dy")
+
+
+@pytest.mark.parametrize("name, pick", [("max", max), ("min", min)])
+@given(data=st.data())
+def test_max_and_min_split_the_gradient_among_ties(name, pick, data):
+    """max/min reductions (axis None, int or tuple; keepdims or not) give each of the k tied
+    extreme elements of a group w/k (torch.amax/amin)."""
+    x, axis, keepdims, use_method, w = data.draw(
+        reduce_case(lambda s: arrays(s, SMALL_INTS), False))
+    _, groups = reduce_groups(x.shape, axis, keepdims)
+    expected = [0.0] * len(x.flat)
+    for wi, group in zip(w.flat, groups):
+        best = pick(x.flat[j] for j in group)
+        winners = [j for j in group if x.flat[j] == best]
+        for j in winners:
+            expected[j] = wi / len(winners)
+    t = tensor(x)
+    g = contract(call_reduction(name, t, axis, keepdims, use_method), w).backward()
+    assert_values(g[t], expected, x.shape, what="gradient")
+
+
+def test_max_ties_written_out():
+    """Two tied maxima share the gradient: [1, 3, 3] -> [0, 0.5, 0.5]; per row with axis."""
+    x = Tensor([1.0, 3.0, 3.0])
+    assert x.max().backward()[x].tolist() == [0.0, 0.5, 0.5]
+    m = Tensor([[2.0, 2.0, 2.0], [1.0, 0.0, 1.0]])
+    g = m.min(axis=1).sum().backward()[m]
+    assert_values(g, [1 / 3, 1 / 3, 1 / 3, 0.0, 1.0, 0.0], (2, 3))
+
+
+def test_pow_gradient_at_zero_base_follows_pytorch():
+    """x ** y at x = 0: d/dx is 0 where y == 0; d/dy is 0 where y >= 0 (PyTorch); elsewhere
+    the formulas y x**(y-1) and x**y log(x) give their IEEE values."""
+    x = Tensor([0.0, 0.0, 0.0, 0.0, 0.0, 3.0])
+    y = Tensor([0.0, 0.5, 1.0, 2.0, -1.0, 0.0])
+    g = (x ** y).sum().backward()
+    assert g[x].tolist() == [0.0, inf, 1.0, 0.0, -inf, 0.0]
+    assert g[y].tolist() == [0.0, 0.0, 0.0, 0.0, -inf, math.log(3.0)]
+
+
+IEEE = [
+    # (expression, expected value)
+    ("1 / 0", lambda: Tensor(1.0) / 0, inf),
+    ("-1 / 0", lambda: Tensor(-1.0) / 0, -inf),
+    ("0 / 0", lambda: Tensor(0.0) / 0.0, nan),
+    ("1 / -0.0", lambda: 1 / Tensor(-0.0), -inf),
+    ("reciprocal(0)", lambda: rax.reciprocal(Tensor(0.0)), inf),
+    ("log(0)", lambda: rax.log(Tensor(0.0)), -inf),
+    ("log(-1)", lambda: rax.log(Tensor(-1.0)), nan),
+    ("sqrt(-1)", lambda: rax.sqrt(Tensor(-1.0)), nan),
+    ("sqrt(-0.0)", lambda: rax.sqrt(Tensor(-0.0)), -0.0),
+    ("exp(1000)", lambda: rax.exp(Tensor(1000.0)), inf),
+    ("exp(-1000)", lambda: rax.exp(Tensor(-1000.0)), 0.0),
+    ("(-8) ** (1/3)", lambda: Tensor(-8.0) ** (1 / 3), nan),
+    ("0 ** -1", lambda: Tensor(0.0) ** -1, inf),
+    ("-0.0 ** -1", lambda: Tensor(-0.0) ** -1, -inf),
+    ("0 ** -2.5", lambda: Tensor(0.0) ** Tensor(-2.5), inf),
+    ("0 ** 0", lambda: Tensor(0.0) ** 0, 1.0),
+    ("10 ** 400", lambda: Tensor(10.0) ** 400, inf),
+    ("(-10) ** 401", lambda: Tensor(-10.0) ** 401, -inf),
+    ("(-2) ** 3", lambda: Tensor(-2.0) ** 3, -8.0),
+    ("nan ** 0", lambda: Tensor(nan) ** 0, 1.0),
+    ("inf - inf", lambda: Tensor(inf) - inf, nan),
+    ("inf * 0", lambda: Tensor(inf) * 0, nan),
+    ("-0.0 * 1", lambda: Tensor(-0.0) * 1, -0.0),
+    ("sigmoid(-1000)", lambda: rax.sigmoid(Tensor(-1000.0)), 0.0),
+    ("sigmoid(1000)", lambda: rax.sigmoid(Tensor(1000.0)), 1.0),
+    ("tanh(inf)", lambda: rax.tanh(Tensor(inf)), 1.0),
+    ("sin(inf)", lambda: rax.sin(Tensor(inf)), nan),
+    ("relu(nan)", lambda: rax.relu(Tensor(nan)), nan),
+    ("maximum(nan, 1)", lambda: rax.maximum(Tensor(nan), 1.0), nan),
+    ("maximum(1, nan)", lambda: rax.maximum(1.0, Tensor(nan)), nan),
+    ("minimum(nan, 1)", lambda: rax.minimum(Tensor(nan), 1.0), nan),
+    ("max over a nan", lambda: rax.max(Tensor([1.0, nan, 2.0])), nan),
+    ("min over a nan", lambda: rax.min(Tensor([1.0, nan, 2.0])), nan),
+    ("logsumexp of all -inf", lambda: rax.logsumexp(Tensor([-inf, -inf])), -inf),
+    ("logsumexp with an inf", lambda: rax.logsumexp(Tensor([inf, 1.0])), inf),
+    ("sum of nothing", lambda: rax.sum(rax.zeros((0,))), 0.0),
+    ("mean of nothing", lambda: rax.mean(rax.zeros((0,))), nan),
+    ("mean overflows as a sum", lambda: rax.mean(Tensor([1e308, 1e308])), inf),
+]
+
+
+@pytest.mark.parametrize("name, expression, expected", IEEE, ids=[row[0] for row in IEEE])
+def test_ieee_special_values_without_exceptions(name, expression, expected):
+    """Arithmetic gives NumPy's IEEE 754 result (inf, nan, signed zeros), never a Python
+    exception."""
+    got = expression().item()
+    assert same_float(got, expected), f"{name}: rax gives {got}, expected {expected}"
+
+
+def test_reductions_over_an_empty_axis():
+    """Summing an empty axis gives 0, its mean is nan, and its max/min is a ValueError."""
+    t = rax.zeros((2, 0))
+    assert t.sum(axis=1).tolist() == [0.0, 0.0]
+    assert t.sum(axis=0).tolist() == []
+    assert all(math.isnan(v) for v in t.mean(axis=1).tolist())
+    assert rax.logsumexp(t, axis=1).tolist() == [-inf, -inf]
+    with pytest.raises(ValueError, match=r"max: .*axis 1.*size 0"):
+        t.max(axis=1)
+    with pytest.raises(ValueError, match=r"min: .*size 0"):
+        t.min()
+    assert t.max(axis=0).tolist() == []  # the reduced axis is not empty
+
+
+def test_nan_propagates_through_relu_maximum_and_max_gradients():
+    """A nan input gives a nan output for relu, maximum and max, and their gradients keep
+    nan where it reached (as PyTorch)."""
+    x = Tensor([nan, 1.0])
+    assert math.isnan(rax.max(x).item())
+    assert all(math.isnan(v) for v in rax.max(x).backward()[x].tolist())
+    out = rax.maximum(x, Tensor([0.0, 0.0]))
+    assert math.isnan(out.tolist()[0]) and out.tolist()[1] == 1.0
+
+
+# ============================================================================================
+# 8. Tensor basics and constructors
+# ============================================================================================
+
+def test_tensor_attributes_and_floats():
+    """A Tensor from ints and bools stores floats, with shape, ndim, size, op and inputs."""
+    t = Tensor([[1, True], [3, 4.5]])
+    assert t.data == [[1.0, 1.0], [3.0, 4.5]]
+    assert all(type(v) is float for row in t.data for v in row)
+    assert (t.shape, t.ndim, t.size, t.op, t.inputs) == ((2, 2), 2, 4, None, ())
+    s = Tensor(7)
+    assert type(s.data) is float and s.shape == () and s.size == 1
+    e = Tensor([])
+    assert e.shape == (0,) and e.size == 0
+    assert Tensor([[]]).shape == (1, 0)
+    assert Tensor(((1, 2), (3, 4))).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    u = t + 1
+    assert u.op == "add" and u.inputs[0] is t
+
+
+def test_tensor_of_a_tensor_is_a_leaf_with_the_same_values():
+    """Tensor(t) holds t's values and is a new leaf."""
+    t = Tensor([1.0, 2.0]) * 2
+    copy_ = Tensor(t)
+    assert copy_.tolist() == [2.0, 4.0] and copy_.op is None and copy_.inputs == ()
+
+
+def test_repr_shows_values_and_op():
+    """repr gives the values and, for a computed tensor, the op that made it."""
+    assert repr(Tensor([1, 2])) == "Tensor([1.0, 2.0])"
+    assert repr(Tensor(3.5)) == "Tensor(3.5)"
+    r = repr(Tensor([1.0]) + 1)
+    assert "2.0" in r and "add" in r
+    big = repr(rax.zeros((20, 20)))
+    assert "(20, 20)" in big and len(big) < 200
+
+
+def test_tolist_item_float_len_and_iteration():
+    """tolist is a fresh copy, item/float give the one value, len and iteration go over the
+    first axis."""
+    t = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    listed = t.tolist()
+    listed[0][0] = 99.0
+    assert t.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert Tensor([[5.0]]).item() == 5.0 and float(Tensor([[5.0]])) == 5.0
+    assert type(Tensor(2).item()) is float
+    assert len(t) == 2
+    rows = list(t)
+    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
+    assert len(rax.zeros((0, 3))) == 0 and list(rax.zeros((0, 3))) == []
+
+
+def test_tolist_rows_are_never_shared():
+    """tolist of a broadcast tensor (whose rows may be one object inside) gives independent
+    rows: changing one changes no other."""
+    t = rax.broadcast_to(Tensor([1.0, 2.0]), (3, 2))
+    listed = t.tolist()
+    listed[0][0] = 99.0
+    assert listed[1][0] == 1.0 and t.tolist() == [[1.0, 2.0]] * 3
+
+
+def test_equality_and_hash_are_identity():
+    """== and hash are identity, so tensors with equal values are distinct dict keys."""
+    a, b = Tensor([1.0, 2.0]), Tensor([1.0, 2.0])
+    assert a == a and not (a == b) and a != b
+    d = {a: "a", b: "b"}
+    assert d[a] == "a" and d[b] == "b" and len({a, b, a}) == 2
+
+
+def test_dot_T_reverses_all_axes():
+    """.T reverses every axis (NumPy), not just the last two."""
+    t = rax.arange(24).reshape((2, 3, 4))
+    assert t.T.shape == (4, 3, 2)
+    assert t.T.tolist()[3][1][0] == t.tolist()[0][1][3]
+    assert Tensor(1.0).T.shape == ()
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 3), (2, 0, 1)])
+def test_zeros_ones_full_and_likes(shape):
+    """zeros, ones, full and the *_like constructors fill the given shape with floats."""
+    n = math.prod(shape)
+    for t, value in [(rax.zeros(shape), 0.0), (rax.ones(shape), 1.0),
+                     (rax.full(shape, 2.5), 2.5), (rax.full(shape, 3), 3.0)]:
+        assert_values(t, [value] * n, shape, rel=0.0, abs_tol=0.0)
+        assert t.op is None and t.inputs == ()
+    like = rax.full(shape, 7.0)
+    assert_values(rax.zeros_like(like), [0.0] * n, shape)
+    assert_values(rax.ones_like(like), [1.0] * n, shape)
+
+
+@pytest.mark.parametrize("args", [(5,), (0,), (2, 5), (1, 2, 0.25), (5, 1, -1.5), (0, 1, 0.1),
+                                  (0.1, 0.4, 0.1), (3, 1), (-2, 2), (1.5,)])
+def test_arange_as_numpy(args):
+    """arange(stop), arange(start, stop), arange(start, stop, step): ceil((stop - start) /
+    step) values start + i * step (numpy.arange)."""
+    start, stop, step = (0, args[0], 1) if len(args) == 1 else (args + (1,))[:3]
+    n = max(0, math.ceil((stop - start) / step))
+    assert_values(rax.arange(*args), [start + i * step for i in range(n)], (n,))
+
+
+def test_eye():
+    """eye(n) is the n x n identity; eye(n, m) is n x m with ones on the diagonal."""
+    assert rax.eye(3).tolist() == [[1.0 if i == j else 0.0 for j in range(3)] for i in range(3)]
+    assert rax.eye(2, 3).tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    assert rax.eye(0).shape == (0, 0)
+
+
+def test_randn_and_uniform_with_seeds_and_generators():
+    """randn and uniform: an int seed is the same as random.Random(seed); the same seed gives
+    the same values, a generator advances between calls; shapes are as asked."""
+    assert rax.randn((2, 3), rng=5).tolist() == rax.randn((2, 3), rng=5).tolist()
+    assert rax.randn((2, 3), rng=5).tolist() == rax.randn((2, 3), rng=random.Random(5)).tolist()
+    assert rax.randn((2, 3), rng=5).tolist() != rax.randn((2, 3), rng=6).tolist()
+    rng = random.Random(0)
+    assert rax.randn((4,), rng=rng).tolist() != rax.randn((4,), rng=rng).tolist()
+    assert rax.uniform((3,), rng=1).tolist() == rax.uniform((3,), rng=random.Random(1)).tolist()
+    assert rax.randn((2, 0, 3), rng=0).shape == (2, 0, 3)
+    assert rax.randn((), rng=0).shape == ()
+    assert type(rax.randn((), rng=0).data) is float
+    assert rax.randn((3,)).shape == (3,)  # the global generator
+
+
+def test_randn_and_uniform_have_the_right_distribution():
+    """With a fixed seed, 20,000 samples have mean ~0 and variance ~1 (randn), and lie in
+    [low, high) with mean ~(low + high) / 2 (uniform)."""
+    samples = rax.randn((20_000,), rng=1).tolist()
+    mean = math.fsum(samples) / len(samples)
+    variance = math.fsum((v - mean) ** 2 for v in samples) / len(samples)
+    assert abs(mean) < 0.05 and abs(variance - 1.0) < 0.05
+    samples = rax.uniform((20_000,), -2.0, 4.0, rng=2).tolist()
+    assert all(-2.0 <= v < 4.0 for v in samples)
+    assert abs(math.fsum(samples) / len(samples) - 1.0) < 0.05
+
+
+# ============================================================================================
+# 9. Engine
+# ============================================================================================
+
+def forward_nodes(t):
+    """Every tensor of t's graph (t and everything it was made from), by identity."""
+    seen, stack = {}, [t]
+    while stack:
+        u = stack.pop()
+        if id(u) not in seen:
+            seen[id(u)] = u
+            stack.extend(u.inputs)
+    return list(seen.values())
+
+
+def assert_mirrors(g, t):
+    """The gradient graph g mirrors t's forward graph node by node."""
+    nodes = {}  # forward tensor -> its gradient node
+    stack = [g]
+    while stack:
+        node = stack.pop()
+        u = node.primal
+        if u in nodes:
+            assert nodes[u] is node, "a tensor reached twice has two gradient nodes"
+            continue
+        nodes[u] = node
+        assert isinstance(node.inputs, tuple) and len(node.inputs) == len(u.inputs)
+        for child, x in zip(node.inputs, u.inputs):
+            assert child.primal is x
+        if not u.inputs:
+            assert node.inputs == ()
+        assert node.value.shape == u.shape
+        stack.extend(node.inputs)
+    assert len(nodes) == len(forward_nodes(t))
+
+
+def test_diamond_and_reused_nodes_sum_their_gradients():
+    """x * x gives 2x; a node used by two paths (a diamond) sums both contributions."""
+    x = Tensor(3.0)
+    assert (x * x).backward()[x].item() == 6.0
+    a = x * 2.0          # used twice below
+    y = a * a + a.exp()  # d/dx = (2a + exp(a)) * 2
+    assert math.isclose(y.backward()[x].item(), (2 * 6.0 + math.exp(6.0)) * 2, rel_tol=1e-12)
+    v = Tensor([1.0, 2.0])
+    z = (v + v + v).sum()
+    assert z.backward()[v].tolist() == [3.0, 3.0]
+
+
+def test_gradient_graph_mirrors_the_forward_graph():
+    """backward returns a node whose primal is the output and whose value is the seed; its
+    inputs mirror the output's inputs in order, recursively; a tensor reached twice has one
+    node; leaves have inputs == (); every value has its primal's shape."""
+    x, w = Tensor([[1.0, -2.0], [0.5, 3.0]]), Tensor([0.5, -1.0])
+    h = rax.tanh(x @ w)
+    out = (h * h + rax.stop_gradient(h) + (x > 0).sum() - 2.0 ** h).mean()
+    g = out.backward()
+    assert g.primal is out
+    assert g.value.tolist() == 1.0
+    assert [n.primal for n in g.inputs] == list(out.inputs)
+    assert_mirrors(g, out)
+    sq = x * x
+    gs = sq.backward(rax.ones_like(sq))
+    assert gs.inputs[0] is gs.inputs[1]
+    assert gs.inputs[0].primal is x and gs.inputs[0].inputs == ()
+
+
+def test_every_node_value_is_the_gradient_of_the_root_for_its_primal():
+    """Each node's value is d root / d primal: here, for y = (a * b).sum() with a = 2x,
+    the node of a holds b and the node of x holds 2b."""
+    x, b = Tensor([1.0, 2.0]), Tensor([3.0, 5.0])
+    a = x * 2.0
+    y = (a * b).sum()
+    g = y.backward()
+    node_mul = g.inputs[0]
+    node_a, node_b = node_mul.inputs
+    assert node_a.primal is a and node_a.value.tolist() == [3.0, 5.0]
+    assert node_b.value.tolist() == [2.0, 4.0]
+    assert node_a.inputs[0].value.tolist() == [6.0, 10.0]
+
+
+def test_gradient_values_do_not_depend_on_the_order_they_are_read():
+    """The gradient graph computes values when first read: reading the leaves first, the
+    root's inputs first, or a node twice gives the same values."""
+    x, w = Tensor([[1.0, -2.0], [0.5, 3.0]]), Tensor([0.5, -1.0])
+    h = rax.tanh(x @ w)
+    out = (h * h).sum() + (h * x[0]).sum()
+    g1, g2 = out.backward(), out.backward()
+    leaves_first = [g1[x].tolist(), g1[w].tolist(), g1[h].tolist()]
+    inner = g2.inputs[0].inputs[0].value.tolist()  # d out / d (h * h)
+    inner_again = g2.inputs[0].inputs[0].value.tolist()
+    assert inner == inner_again == [1.0, 1.0]
+    assert [g2[h].tolist(), g2[w].tolist(), g2[x].tolist()] == leaves_first[::-1]
+
+
+def test_indexing_the_gradient_graph():
+    """g[x] is d out / d x, zeros of x's shape for a tensor outside the graph; `x in g` says
+    which; g[non-tensor] is a TypeError."""
+    x, outside = Tensor([1.0, 2.0]), Tensor([[1.0, 2.0, 3.0]])
+    y = (x * 3.0).sum()
+    g = y.backward()
+    assert x in g and y in g and outside not in g
+    assert g[x].tolist() == [3.0, 3.0]
+    assert g[outside].tolist() == [[0.0, 0.0, 0.0]]
+    assert g[y].tolist() == 1.0
+    with pytest.raises(TypeError, match="Tensor"):
+        g[[1.0, 2.0]]
+
+
+def test_wrt_maps_a_tree_of_tensors_to_gradients():
+    """g.wrt(tree) has tree's structure with each Tensor replaced by its gradient (zeros for
+    one outside the graph, a 0-d zero for a number)."""
+    w, b, unused = Tensor([[1.0, 2.0]]), Tensor(3.0), Tensor([5.0])
+    loss = (w * b).sum()
+    params = {"w": w, "extra": [b, unused], "lr": 0.1}
+    grads = loss.backward().wrt(params)
+    assert sorted(grads) == ["extra", "lr", "w"]
+    assert grads["w"].tolist() == [[3.0, 3.0]]
+    assert isinstance(grads["extra"], list)
+    assert grads["extra"][0].item() == 3.0 and grads["extra"][1].tolist() == [0.0]
+    assert grads["lr"].shape == () and grads["lr"].item() == 0.0
+
+
+@given(st.lists(shapes(zero_sides=False), min_size=1, max_size=4))
+def test_gradients_are_shaped_like_params(param_shapes):
+    """For any params of any shapes, every gradient has its param's shape."""
+    params = [rax.full(shape, 0.5) for shape in param_shapes]
+    loss = rax.sum(Tensor(0.0))
+    for p in params:
+        loss = loss + (p * p).sum()
+    grads = loss.backward().wrt(params)
+    assert [gr.shape for gr in grads] == [p.shape for p in params]
+
+
+def snapshot(tensors):
+    """The data objects of the tensors and deep copies of their values."""
+    return [(t.data, copy.deepcopy(t.data), t.tolist()) for t in tensors]
+
+
+def assert_unchanged(tensors, before):
+    """The tensors still hold the same data objects with the same values."""
+    for t, (data, values, listed) in zip(tensors, before):
+        assert t.data is data and t.data == values and t.tolist() == listed
+
+
+@given(data=st.data())
+def test_nothing_mutates_its_inputs(data):
+    """Ops, backward, gradient reads and optimizer updates leave every input tensor (its data
+    object and values) unchanged."""
+    a_shape, b_shape = data.draw(broadcastable_shapes())
+    a = tensor(data.draw(arrays(a_shape, POSITIVE)))
+    b = tensor(data.draw(arrays(b_shape, POSITIVE)))
+    before = snapshot([a, b])
+    outs = [a + b, a - b, a * b, a / b, a ** b, rax.maximum(a, b), rax.minimum(a, b), a < b,
+            rax.where(a > 1.0, a, b)]
+    for f in (rax.neg, rax.exp, rax.log, rax.sqrt, rax.relu, rax.abs, rax.tanh, rax.sigmoid,
+              rax.sin, rax.cos, rax.square, rax.reciprocal, rax.flatten, rax.transpose,
+              lambda t: t.T, lambda t: t.sum(), lambda t: t.mean(axis=()),
+              lambda t: rax.logsumexp(t), lambda t: t[..., None], lambda t: t.reshape(-1),
+              lambda t: rax.stack([t, t]), lambda t: rax.concatenate([t[None], t[None]])):
+        outs.append(f(a))
+    if a.ndim and a.size:
+        outs += [rax.softmax(a), rax.log_softmax(a), a.max(axis=0), a.min(axis=-1)]
+    outs_before = snapshot(outs)
+    loss = rax.sum(Tensor(0.0))
+    for out in outs:
+        loss = loss + out.sum()
+    g = loss.backward()
+    assert g[a].shape == a.shape and g[b].shape == b.shape
+    params = {"a": a, "b": b}
+    rax.sgd(params, g, lr=0.1)
+    rax.SGD(lr=0.1, momentum=0.9, weight_decay=0.1).update(params, g)
+    rax.Adam(lr=0.1, weight_decay=0.1).update(params, g)
+    assert_unchanged([a, b], before)
+    assert_unchanged(outs, outs_before)
+
+
+def test_tensor_copies_the_callers_list():
+    """Changing the caller's list after Tensor(list) does not reach the tensor."""
+    rows = [[1.0, 2.0], [3.0, 4.0]]
+    t = Tensor(rows)
+    rows[0][0] = 99.0
+    rows.append([5.0, 6.0])
+    assert t.tolist() == [[1.0, 2.0], [3.0, 4.0]] and t.shape == (2, 2)
 
 
 def test_chain_of_100000_nodes_backward_without_recursion():
@@ -30,3 +1600,919 @@ def test_chain_of_100000_nodes_backward_without_recursion():
     for _ in range(100_000):
         y = y + 1.0
     assert y.backward()[x].item() == 1.0
+
+
+def test_grad_of_grad_through_a_long_chain():
+    """grad(grad(f)) where f is x * x followed by a 20,000-op chain: the second derivative 2,
+    with no RecursionError at either order."""
+    def f(x):
+        y = x * x
+        for _ in range(20_000):
+            y = y * 1.0
+        return y
+    assert rax.grad(rax.grad(f))(3.0).item() == 2.0
+
+
+SECOND_DERIVATIVES = [
+    # (name, f, hand-derived f'', domain)
+    ("x ** 3", lambda x: x ** 3, lambda x: 6.0 * x, REALS),
+    ("sin", rax.sin, lambda x: -math.sin(x), REALS),
+    ("cos", rax.cos, lambda x: -math.cos(x), REALS),
+    ("exp", rax.exp, math.exp, MODERATE),
+    ("log", rax.log, lambda x: -1.0 / (x * x), POSITIVE),
+    ("sqrt", rax.sqrt, lambda x: -0.25 * x ** -1.5, POSITIVE),
+    ("tanh", rax.tanh, lambda x: -2.0 * math.tanh(x) * (1.0 - math.tanh(x) ** 2), REALS),
+    ("sigmoid", rax.sigmoid,
+     lambda x: _sigmoid(x) * (1 - _sigmoid(x)) * (1 - 2 * _sigmoid(x)), REALS),
+    ("reciprocal", rax.reciprocal, lambda x: 2.0 / x ** 3, AWAY_FROM_ZERO),
+    ("x * exp(x)", lambda x: x * rax.exp(x), lambda x: (x + 2.0) * math.exp(x), REALS),
+    ("relu(x) * x", lambda x: rax.relu(x) * x, lambda x: 2.0 if x > 0 else 0.0,
+     AWAY_FROM_ZERO),
+]
+
+
+@pytest.mark.parametrize("name, f, second, domain", SECOND_DERIVATIVES,
+                         ids=[row[0] for row in SECOND_DERIVATIVES])
+@given(data=st.data())
+def test_grad_of_grad_is_the_second_derivative(name, f, second, domain, data):
+    """grad(grad(f))(x) equals the hand-derived second derivative."""
+    x = data.draw(domain)
+    got = rax.grad(rax.grad(f))(x)
+    assert isinstance(got, Tensor) and got.shape == ()
+    assert close(got.item(), second(x), rel=1e-8, abs_tol=1e-10)
+
+
+@given(REALS, REALS)
+def test_mixed_second_derivatives_of_a_product_of_two_arguments(x, y):
+    """For f(x, y) = x * y ** 2 + sin(x * y): d2f/dxdy, d2f/dydx and d2f/dy2 by hand."""
+    def f(a, b):
+        return a * b * b + rax.sin(a * b)
+    dxdy = 2 * y + math.cos(x * y) - x * y * math.sin(x * y)
+    dydy = 2 * x - x * x * math.sin(x * y)
+    assert close(rax.grad(rax.grad(f, argnums=0), argnums=1)(x, y).item(), dxdy, 1e-8, 1e-10)
+    assert close(rax.grad(rax.grad(f, argnums=1), argnums=0)(x, y).item(), dxdy, 1e-8, 1e-10)
+    assert close(rax.grad(rax.grad(f, argnums=1), argnums=1)(x, y).item(), dydy, 1e-8, 1e-10)
+
+
+@given(shapes(max_rank=2).flatmap(lambda s: arrays(s, REALS)))
+def test_grad_of_grad_on_tensors_and_third_derivative(x):
+    """d/dx sum(grad(sum(x ** 3))) = 6x elementwise, and the third derivative of x ** 4 at a
+    point is 24x."""
+    t = tensor(x)
+    got = rax.grad(lambda u: rax.grad(lambda v: (v ** 3).sum())(u).sum())(t)
+    assert_values(got, [6.0 * v for v in x.flat], x.shape, rel=1e-9, abs_tol=1e-12)
+    point = x.flat[0] if x.flat else 1.0
+    third = rax.grad(rax.grad(rax.grad(lambda u: u ** 4)))(point)
+    assert close(third.item(), 24.0 * point, 1e-9, 1e-12)
+
+
+def test_value_and_grad_with_argnums_int_and_tuple():
+    """argnums picks the argument(s); a tuple gives a tuple of gradients; the value is f's."""
+    def f(a, b, c):
+        return (a * b + c).sum()
+    a, b, c = Tensor([1.0, 2.0]), Tensor([3.0, 4.0]), Tensor([5.0, 6.0])
+    value, gb = rax.value_and_grad(f, argnums=1)(a, b, c)
+    assert value.item() == 22.0 and gb.tolist() == [1.0, 2.0]
+    ga, gc = rax.grad(f, argnums=(0, 2))(a, b, c)
+    assert ga.tolist() == [3.0, 4.0] and gc.tolist() == [1.0, 1.0]
+    assert rax.grad(f)(a, b, c).tolist() == [3.0, 4.0]
+    (single,) = rax.grad(f, argnums=(1,))(a, b, c)
+    assert single.tolist() == [1.0, 2.0]
+
+
+def test_grad_with_has_aux():
+    """has_aux: f returns (loss, aux); grad gives (gradient, aux) and value_and_grad gives
+    ((loss, aux), gradient), aux passed through untouched."""
+    aux = {"note": [1, 2]}
+
+    def f(x):
+        return (x * x).sum(), aux
+    x = Tensor([1.0, -2.0])
+    g, got_aux = rax.grad(f, has_aux=True)(x)
+    assert g.tolist() == [2.0, -4.0] and got_aux is aux
+    (value, got_aux), g = rax.value_and_grad(f, has_aux=True)(x)
+    assert value.item() == 5.0 and got_aux is aux and g.tolist() == [2.0, -4.0]
+
+
+def test_grad_of_numbers_is_a_0d_tensor():
+    """A number argument (int or float) gets a 0-d Tensor gradient."""
+    for x in (2, 2.0):
+        g = rax.grad(lambda v: v * v * v)(x)
+        assert isinstance(g, Tensor) and g.shape == () and g.item() == 12.0
+    gx, gy = rax.grad(lambda a, b: a * b, argnums=(0, 1))(3.0, 4)
+    assert gx.item() == 4.0 and gy.item() == 3.0
+
+
+def test_grad_of_trees_has_the_structure_of_the_argument():
+    """A tree argument (dict, list, tuple, numbers) gets a gradient tree of its structure;
+    the same Tensor appearing twice counts as two variables."""
+    w, b = Tensor([1.0, 2.0]), Tensor(0.5)
+
+    def loss(params, x):
+        return (params["w"] * x).sum() + params["b"][0] * params["b"][1] + params["c"]
+
+    grads = rax.grad(loss)({"w": w, "b": (b, 3.0), "c": 1.0}, Tensor([10.0, 20.0]))
+    assert sorted(grads) == ["b", "c", "w"]
+    assert grads["w"].tolist() == [10.0, 20.0]
+    assert isinstance(grads["b"], tuple)
+    assert grads["b"][0].item() == 3.0 and grads["b"][1].item() == 0.5
+    assert grads["c"].shape == () and grads["c"].item() == 1.0
+    ga, gb = rax.grad(lambda p, q: (p * q).sum(), argnums=(0, 1))(w, w)
+    assert ga.tolist() == [1.0, 2.0] and gb.tolist() == [1.0, 2.0]
+    twice = rax.grad(lambda pair: (pair[0] * pair[1]).sum())([w, w])
+    assert [t.tolist() for t in twice] == [[1.0, 2.0], [1.0, 2.0]]
+
+
+def test_grad_treats_closed_over_tensors_as_constants():
+    """A tensor that f uses without receiving it as a differentiated argument is a constant."""
+    c = Tensor([2.0, 3.0])
+    assert rax.grad(lambda x: (x * c * c).sum())(Tensor([1.0, 1.0])).tolist() == [4.0, 9.0]
+    assert rax.grad(lambda x, y: (x * y).sum())(c, c).tolist() == [2.0, 3.0]
+
+
+def test_backward_seed_rules():
+    """The seed defaults to ones for a one-element tensor of any shape; a larger tensor needs
+    a seed of its shape; the root's value is the seed and scales every gradient."""
+    x = Tensor([[2.0]])
+    g = (x * x).backward()
+    assert g.value.tolist() == [[1.0]] and g[x].tolist() == [[4.0]]
+    v = Tensor([1.0, 2.0])
+    seed = Tensor([10.0, -1.0])
+    g = (v * v).backward(seed)
+    assert g.value.tolist() == [10.0, -1.0] and g[v].tolist() == [20.0, -4.0]
+    assert rax.backward(v * v, [1.0, 1.0])[v].tolist() == [2.0, 4.0]
+    with pytest.raises(ValueError, match=r"\(2,\).*seed"):
+        (v * v).backward()
+    with pytest.raises(ValueError, match=r"seed has shape \(3,\).*\(2,\)"):
+        (v * v).backward(Tensor([1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"seed has shape \(1,\).*\(\)"):
+        (v * v).sum().backward(Tensor([1.0]))
+
+
+# ============================================================================================
+# 10. Trees and optimizers
+# ============================================================================================
+
+Pair = collections.namedtuple("Pair", "first second")
+
+
+def test_tree_leaves_order_sorted_keys_lists_tuples_namedtuples():
+    """tree_leaves visits dict keys sorted, lists and tuples (namedtuples too) in order."""
+    t = Tensor(1.0)
+    tree = {"b": [1, (2, 3)], "a": Pair(t, {"z": 4, "y": 5}), "c": 6}
+    assert rax.tree_leaves(tree) == [t, 5, 4, 1, 2, 3, 6]
+    assert rax.tree_leaves([]) == [] and rax.tree_leaves(7) == [7]
+
+
+def test_tree_map_rebuilds_the_same_structure():
+    """tree_map keeps dicts, lists, tuples and namedtuples (their types), applies f leaf by
+    leaf with the matching leaves of the other trees."""
+    tree = {"b": [1, (2, 3)], "a": Pair(4, 5)}
+    other = {"a": Pair(40, 50), "b": [10, (20, 30)]}
+    out = rax.tree_map(lambda x, y: x + y, tree, other)
+    assert out == {"a": Pair(44, 55), "b": [11, (22, 33)]}
+    assert type(out["a"]) is Pair and type(out["b"]) is list and type(out["b"][1]) is tuple
+    assert rax.tree_map(lambda x: x * 2, 3) == 6
+
+
+@pytest.mark.parametrize("tree, other, where", [
+    ({"a": 1}, {"b": 1}, r"\['a'\]|\['b'\]"),
+    ([1, 2], [1, 2, 3], r"\[2\]"),
+    ([1, [2]], [1, 2], r"\[1\]"),
+    ({"a": (1, 2)}, {"a": (1,)}, r"\['a'\]\[1\]"),
+], ids=["keys", "lengths", "nesting", "nested tuple"])
+def test_tree_map_rejects_mismatched_structures(tree, other, where):
+    """tree_map of trees with different structures is a ValueError naming where they differ."""
+    with pytest.raises(ValueError, match=where):
+        rax.tree_map(lambda x, y: x, tree, other)
+
+
+@pytest.mark.parametrize("tree, other", [([1, 2], (1, 2)), ({0: 1}, [1])],
+                         ids=["list vs tuple", "dict vs list"])
+def test_tree_map_rejects_different_container_types(tree, other):
+    """Trees whose containers differ in type (list vs tuple, dict vs list) do not match."""
+    with pytest.raises(ValueError):
+        rax.tree_map(lambda x, y: x, tree, other)
+
+
+def sgd_by_hand(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                maximize=False):
+    """torch.optim.SGD on one float, written out: the param after each step."""
+    buf, history = None, []
+    for g in grads:
+        d = -g if maximize else g
+        if weight_decay != 0:
+            d = d + weight_decay * p
+        if momentum != 0:
+            buf = d if buf is None else momentum * buf + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        p = p - lr * d
+        history.append(p)
+    return history
+
+
+def adam_by_hand(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
+    """torch.optim.Adam (amsgrad off) on one float, written out: the param after each step."""
+    beta1, beta2 = betas
+    m = v = 0.0
+    history = []
+    for step, g in enumerate(grads, 1):
+        d = -g if maximize else g
+        if weight_decay != 0:
+            d = d + weight_decay * p
+        m = beta1 * m + (1 - beta1) * d
+        v = beta2 * v + (1 - beta2) * d * d
+        step_size = lr / (1 - beta1 ** step)
+        denominator = math.sqrt(v) / math.sqrt(1 - beta2 ** step) + eps
+        p = p - step_size * m / denominator
+        history.append(p)
+    return history
+
+
+# Params and four steps of gradients, as flat values per leaf in the tree's leaf order.
+OPT_SHAPES = {"b": (3,), "w": (2, 2)}
+OPT_START = {"b": [0.5, -1.0, 2.0], "w": [1.0, -0.25, 3.0, 0.0]}
+OPT_GRADS = [
+    {"b": [0.1, -0.2, 0.3], "w": [1.0, 0.5, -2.0, 0.25]},
+    {"b": [-0.4, 0.0, 0.6], "w": [0.75, -1.5, 1.0, 0.0]},
+    {"b": [0.2, 0.2, -0.1], "w": [-0.5, 2.0, 0.125, 1.0]},
+    {"b": [1.0, -1.0, 0.5], "w": [0.3, -0.3, 0.6, -0.6]},
+]
+
+
+def opt_tree(values):
+    return {k: tensor(Array(list(values[k]), OPT_SHAPES[k])) for k in OPT_SHAPES}
+
+
+def run_optimizer(opt, steps=len(OPT_GRADS)):
+    """Run opt.update for the given steps; returns the params after each step as flat
+    values, and checks that each update leaves its inputs unchanged."""
+    params, history = opt_tree(OPT_START), []
+    for grads in OPT_GRADS[:steps]:
+        grad_tree = opt_tree(grads)
+        before = snapshot(list(params.values()) + list(grad_tree.values()))
+        new = opt.update(params, grad_tree)
+        assert_unchanged(list(params.values()) + list(grad_tree.values()), before)
+        assert sorted(new) == sorted(params)
+        for k in new:
+            assert new[k] is not params[k] and new[k].op is None and new[k].inputs == ()
+        params = new
+        history.append({k: unfold(params[k].tolist(), OPT_SHAPES[k]) for k in params})
+    return history
+
+
+def expected_history(by_hand, steps=len(OPT_GRADS), **options):
+    """by_hand applied to every element of every leaf: the params after each step."""
+    history = [{k: [] for k in OPT_SHAPES} for _ in range(steps)]
+    for k in OPT_SHAPES:
+        for j, p in enumerate(OPT_START[k]):
+            for step, value in enumerate(by_hand(p, [g[k][j] for g in OPT_GRADS[:steps]],
+                                                 **options)):
+                history[step][k].append(value)
+    return history
+
+
+def assert_histories_close(got, expected):
+    for step, (got_step, expected_step) in enumerate(zip(got, expected)):
+        for k in OPT_SHAPES:
+            for j, (a, b) in enumerate(zip(got_step[k], expected_step[k])):
+                assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15), (
+                    f"step {step + 1}, {k}[{j}]: rax gives {a}, by hand {b}")
+
+
+SGD_OPTIONS = [
+    dict(momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+         maximize=maximize)
+    for momentum, dampening, weight_decay, nesterov, maximize in itertools.product(
+        [0.0, 0.9], [0.0, 0.3], [0.0, 0.1], [False, True], [False, True])
+    if not (nesterov and (momentum == 0.0 or dampening != 0.0))
+]
+
+
+@pytest.mark.parametrize("options", SGD_OPTIONS,
+                         ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in SGD_OPTIONS])
+def test_SGD_matches_the_torch_formulas_by_hand(options):
+    """Four steps of rax.SGD, for every option combination, give the params that the
+    torch.optim.SGD formulas give when written out on floats."""
+    got = run_optimizer(rax.SGD(lr=0.1, **options))
+    assert_histories_close(got, expected_history(sgd_by_hand, lr=0.1, **options))
+
+
+ADAM_OPTIONS = [
+    dict(betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+    for betas, eps, weight_decay, maximize in itertools.product(
+        [(0.9, 0.999), (0.5, 0.75), (0.0, 0.0)], [1e-8, 0.1], [0.0, 0.1], [False, True])
+]
+
+
+@pytest.mark.parametrize("options", ADAM_OPTIONS,
+                         ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in ADAM_OPTIONS])
+def test_Adam_matches_the_torch_formulas_by_hand(options):
+    """Four steps of rax.Adam, for every combination of betas, eps, weight_decay and
+    maximize, give the params of the torch.optim.Adam formulas written out on floats."""
+    got = run_optimizer(rax.Adam(lr=0.05, **options))
+    assert_histories_close(got, expected_history(adam_by_hand, lr=0.05, **options))
+
+
+def test_Adam_defaults_are_torch_defaults():
+    """Adam() uses lr=1e-3, betas=(0.9, 0.999), eps=1e-8, no weight decay."""
+    got = run_optimizer(rax.Adam())
+    assert_histories_close(got, expected_history(adam_by_hand, lr=1e-3))
+
+
+def test_sgd_function_is_params_minus_lr_times_grads():
+    """rax.sgd(params, grads, lr) is params - lr * grads leaf by leaf, as fresh leaves, with
+    grads as a tree or a gradient graph, and numbers staying numbers."""
+    w, b = Tensor([[1.0, 2.0]]), Tensor(3.0)
+    new = rax.sgd({"w": w, "b": b}, {"w": Tensor([[10.0, -10.0]]), "b": Tensor(1.0)}, lr=0.5)
+    assert new["w"].tolist() == [[-4.0, 7.0]] and new["b"].item() == 2.5
+    assert new["w"].op is None and new["w"].inputs == ()
+    assert w.tolist() == [[1.0, 2.0]]
+    loss = (w * w).sum() + b
+    from_graph = rax.sgd([w, b], loss.backward(), lr=0.25)
+    assert isinstance(from_graph, list)
+    assert from_graph[0].tolist() == [[0.5, 1.0]] and from_graph[1].item() == 2.75
+    with_number = rax.sgd({"w": w, "c": 2.0}, {"w": rax.zeros((1, 2)), "c": 1.0}, lr=0.5)
+    assert with_number["c"] == 1.5 and not isinstance(with_number["c"], Tensor)
+
+
+@pytest.mark.parametrize("make", [lambda: rax.SGD(lr=0.1, momentum=0.9, weight_decay=0.1),
+                                  lambda: rax.Adam(lr=0.1, weight_decay=0.1)],
+                         ids=["SGD", "Adam"])
+def test_optimizers_accept_a_gradient_graph_or_a_tree(make):
+    """update(params, loss.backward()) gives the same params as update(params, grad tree)."""
+    params = opt_tree(OPT_START)
+    by_graph, by_tree = make(), make()
+    for _ in range(3):
+        loss = sum(((p * p * 0.5).sum() for p in params.values()), Tensor(0.0))
+        grads = {k: Tensor(p.tolist()) for k, p in params.items()}  # d/dp (p^2 / 2) = p
+        a = by_graph.update(params, loss.backward())
+        b = by_tree.update(params, grads)
+        for k in params:
+            assert_values(a[k], unfold(b[k].tolist(), OPT_SHAPES[k]), OPT_SHAPES[k],
+                          rel=1e-15, abs_tol=0.0)
+        params = a
+
+
+def test_optimizer_state_is_kept_by_position():
+    """The state follows the position of a leaf in the tree, not the Tensor object: fresh
+    tensors of the same structure continue the momentum."""
+    opt = rax.SGD(lr=0.1, momentum=0.9)
+    params = opt_tree(OPT_START)
+    for grads in OPT_GRADS:
+        params = opt.update(opt_tree({k: unfold(p.tolist(), OPT_SHAPES[k])
+                                      for k, p in params.items()}), opt_tree(grads))
+    got = {k: unfold(p.tolist(), OPT_SHAPES[k]) for k, p in params.items()}
+    assert_histories_close([got], expected_history(sgd_by_hand, lr=0.1, momentum=0.9)[-1:])
+
+
+@pytest.mark.parametrize("make, by_hand, options", [
+    (lambda: rax.SGD(lr=0.1, momentum=0.9, nesterov=True), sgd_by_hand,
+     dict(lr=0.1, momentum=0.9, nesterov=True)),
+    (lambda: rax.Adam(lr=0.1), adam_by_hand, dict(lr=0.1)),
+], ids=["SGD", "Adam"])
+def test_a_failed_update_changes_nothing(make, by_hand, options):
+    """An update that raises (wrong gradient shape, wrong structure, other params) leaves the
+    optimizer state as it was: the next good steps give the by-hand values."""
+    opt = make()
+    params = opt.update(opt_tree(OPT_START), opt_tree(OPT_GRADS[0]))
+    bad_shape = dict(opt_tree(OPT_GRADS[1]), b=Tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"params\['b'\].*\(3,\).*\(2,\)"):
+        opt.update(params, bad_shape)
+    with pytest.raises(ValueError, match=r"structure"):
+        opt.update(params, {"w": opt_tree(OPT_GRADS[1])["w"]})
+    with pytest.raises(ValueError, match=r"leaves"):
+        opt.update({"w": params["w"]}, {"w": opt_tree(OPT_GRADS[1])["w"]})
+    for grads in OPT_GRADS[1:]:
+        params = opt.update(params, opt_tree(grads))
+    got = {k: unfold(p.tolist(), OPT_SHAPES[k]) for k, p in params.items()}
+    assert_histories_close([got], expected_history(by_hand, **options)[-1:])
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: rax.SGD(lr=-0.1), "lr"),
+    (lambda: rax.SGD(lr=0.1, momentum=-0.5), "momentum"),
+    (lambda: rax.SGD(lr=0.1, weight_decay=-1.0), "weight_decay"),
+    (lambda: rax.SGD(lr=0.1, nesterov=True), "nesterov"),
+    (lambda: rax.SGD(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
+    (lambda: rax.SGD(lr=nan), "lr"),
+    (lambda: rax.Adam(lr=-1.0), "lr"),
+    (lambda: rax.Adam(eps=-1e-8), "eps"),
+    (lambda: rax.Adam(weight_decay=-0.1), "weight_decay"),
+    (lambda: rax.Adam(betas=(1.0, 0.999)), r"betas\[0\]"),
+    (lambda: rax.Adam(betas=(0.9, -0.1)), r"betas\[1\]"),
+    (lambda: rax.sgd({"w": Tensor(1.0)}, {"w": Tensor(1.0)}, lr=-1.0), "lr"),
+], ids=["SGD lr<0", "SGD momentum<0", "SGD weight_decay<0", "nesterov without momentum",
+        "nesterov with dampening", "SGD lr nan", "Adam lr<0", "Adam eps<0",
+        "Adam weight_decay<0", "Adam beta1=1", "Adam beta2<0", "sgd lr<0"])
+def test_optimizer_arguments_are_validated(make, match):
+    """Bad optimizer hyperparameters are a ValueError naming the argument (as PyTorch)."""
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# ============================================================================================
+# 11. Bad inputs
+#
+# Each row: (id, exception, message pattern, call). The call gets a dict of standard tensors
+# and, after the exception, every one of them must be unchanged.
+# ============================================================================================
+
+def _nested(depth):
+    data = [1.0]
+    for _ in range(depth):
+        data = [data]
+    return data
+
+
+def standard_tensors():
+    return {"a23": Tensor([[1, 2, 3], [4, 5, 6]]), "a32": Tensor([[1, 2], [3, 4], [5, 6]]),
+            "v3": Tensor([1, 2, 3]), "v2": Tensor([1, 2]), "s": Tensor(2.0),
+            "a223": rax.ones((2, 2, 3)), "a334": rax.ones((3, 3, 4))}
+
+
+BINARY_FUNCTIONS = [("add", rax.add), ("sub", rax.sub), ("mul", rax.mul), ("div", rax.div),
+                    ("pow", rax.pow), ("maximum", rax.maximum), ("minimum", rax.minimum),
+                    ("less", rax.less), ("less_equal", rax.less_equal),
+                    ("greater", rax.greater), ("greater_equal", rax.greater_equal),
+                    ("equal", rax.equal), ("add", operator.add), ("sub", operator.sub),
+                    ("mul", operator.mul), ("div", operator.truediv), ("pow", operator.pow),
+                    ("less", operator.lt), ("greater_equal", operator.ge)]
+
+
+def _binary_row(name, fn):
+    return (f"{name} {getattr(fn, '__name__', '')} (2, 3) vs (3, 2)", ValueError,
+            rf"{name}: shapes \(2, 3\) and \(3, 2\)", lambda t: fn(t["a23"], t["a32"]))
+
+
+BAD_CALLS = [_binary_row(name, fn) for name, fn in BINARY_FUNCTIONS] + [
+    ("ragged list", ValueError, r"ragged.*data\[1\] has shape \(1,\), but data\[0\] has "
+     r"shape \(2,\)", lambda t: Tensor([[1, 2], [3]])),
+    ("ragged deeper", ValueError, r"data\[1\]\[1\] has shape \(1,\), but data\[1\]\[0\] has "
+     r"shape \(\)", lambda t: Tensor([[1, 2], [3, [4]]])),
+    ("number then list", ValueError, r"data\[1\].*data\[0\]", lambda t: Tensor([1, [2]])),
+    ("string in data", TypeError, r"data\[1\] is 'a' \(str\)", lambda t: Tensor([1, "a"])),
+    ("None in data", TypeError, r"data\[0\]\[1\] is None", lambda t: Tensor([[1, None]])),
+    ("complex", TypeError, r"data is \(1\+2j\) \(complex\)", lambda t: Tensor(1 + 2j)),
+    ("int too large", ValueError, r"data\[1\] = 1000+ is too large for a float",
+     lambda t: Tensor([1, 10 ** 400])),
+    ("nested 10,000 deep", ValueError, r"nested more than 64 levels",
+     lambda t: Tensor(_nested(10_000))),
+    ("a dict", TypeError, r"data is \{'a': 1\}", lambda t: Tensor({"a": 1})),
+    ("tensor inside a list", TypeError, r"data\[0\] is a Tensor",
+     lambda t: Tensor([t["v2"], t["v2"]])),
+    ("where shapes", ValueError, r"where: shapes \(2, 3\) and \(3, 2\)",
+     lambda t: rax.where(t["a23"], t["a32"], 0.0)),
+    ("matmul inner sides", ValueError, r"matmul: shapes \(2, 3\) and \(2, 3\)",
+     lambda t: t["a23"] @ t["a23"]),
+    ("matmul vectors", ValueError, r"matmul: shapes \(3,\) and \(2,\)",
+     lambda t: rax.matmul(t["v3"], t["v2"])),
+    ("matmul 0-d", ValueError, r"matmul: .*\(\) and \(3,\)", lambda t: t["s"] @ t["v3"]),
+    ("reshape size", ValueError, r"reshape: .*\(2, 3\).*\(4,\)",
+     lambda t: t["a23"].reshape((4,))),
+    ("reshape two -1", ValueError, r"reshape: .*-1", lambda t: t["a23"].reshape((-1, -1))),
+    ("reshape -1 no fit", ValueError, r"reshape: .*\(2, 3\).*\(4, -1\)",
+     lambda t: t["a23"].reshape((4, -1))),
+    ("concatenate sides", ValueError, r"concatenate: tensor 1 has shape \(3, 2\).*tensor 0 "
+     r"has shape \(2, 3\)", lambda t: rax.concatenate([t["a23"], t["a32"]])),
+    ("concatenate ranks", ValueError, r"concatenate: tensor 1 has shape \(3,\)",
+     lambda t: rax.concatenate([t["a23"], t["v3"]], axis=1)),
+    ("concatenate 0-d", ValueError, r"concatenate: 0-d",
+     lambda t: rax.concatenate([t["s"], t["s"]])),
+    ("concatenate nothing", ValueError, r"concatenate", lambda t: rax.concatenate([])),
+    ("stack shapes", ValueError, r"stack: tensor 1 has shape \(3, 2\).*\(2, 3\)",
+     lambda t: rax.stack([t["a23"], t["a32"]])),
+    ("stack nothing", ValueError, r"stack", lambda t: rax.stack([])),
+    ("broadcast_to", ValueError, r"broadcast_to: .*\(2, 3\).*\(3,\)",
+     lambda t: rax.broadcast_to(t["a23"], (3,))),
+    ("broadcast_to side", ValueError, r"broadcast_to: .*\(3,\).*\(2, 2\)",
+     lambda t: t["v3"].broadcast_to((2, 2))),
+    ("sum axis", rax.AxisError, r"sum: axis 2 .*dimension 2", lambda t: t["a23"].sum(axis=2)),
+    ("mean axis", rax.AxisError, r"mean: axis -3 .*dimension 2",
+     lambda t: t["a23"].mean(axis=-3)),
+    ("max axis tuple", rax.AxisError, r"max: axis 5", lambda t: t["a23"].max(axis=(0, 5))),
+    ("min axis 0-d", rax.AxisError, r"min: axis 0 .*dimension 0", lambda t: t["s"].min(0)),
+    ("logsumexp axis", rax.AxisError, r"logsumexp: axis 2",
+     lambda t: rax.logsumexp(t["a23"], 2)),
+    ("softmax axis", rax.AxisError, r"softmax: axis 2", lambda t: t["a23"].softmax(2)),
+    ("log_softmax axis", rax.AxisError, r"log_softmax: axis -3",
+     lambda t: rax.log_softmax(t["a23"], -3)),
+    ("concatenate axis", rax.AxisError, r"concatenate: axis 2",
+     lambda t: rax.concatenate([t["a23"], t["a23"]], axis=2)),
+    ("stack axis", rax.AxisError, r"stack: axis 3", lambda t: rax.stack([t["a23"]], axis=3)),
+    ("transpose axis", rax.AxisError, r"transpose: axis 2",
+     lambda t: t["a23"].transpose((0, 2))),
+    ("transpose not a permutation", ValueError, r"transpose: axes \(0, 0\)",
+     lambda t: t["a23"].transpose((0, 0))),
+    ("repeated axis", ValueError, r"sum: axis \(1, -1\) repeats",
+     lambda t: t["a23"].sum(axis=(1, -1))),
+    ("index too big", IndexError, r"index 3 is out of bounds for axis 0 with size 3",
+     lambda t: t["v3"][3]),
+    ("index too negative", IndexError, r"index -4 is out of bounds for axis 1 with size 3",
+     lambda t: t["a23"][0, -4]),
+    ("index on axis 1", IndexError, r"index 2 is out of bounds for axis 0 with size 2",
+     lambda t: t["a23"][2, 0]),
+    ("index of an empty axis", IndexError, r"index 0 is out of bounds for axis 0 with size 0",
+     lambda t: rax.zeros((0, 2))[0]),
+    ("too many indices", IndexError, r"too many indices.*2-dimensional.*3",
+     lambda t: t["a23"][0, 0, 0]),
+    ("index 0-d", IndexError, r"too many indices", lambda t: t["s"][0]),
+    ("two ellipses", IndexError, r"ellipsis", lambda t: t["a23"][..., ...]),
+    ("float index", TypeError, r"1\.5", lambda t: t["v3"][1.5]),
+    ("item of many", ValueError, r"item\(\).*6 elements", lambda t: t["a23"].item()),
+    ("float of many", TypeError, r"\(2, 3\)", lambda t: float(t["a23"])),
+    ("len of 0-d", TypeError, r"0-d", lambda t: len(t["s"])),
+    ("iter of 0-d", TypeError, r"0-d", lambda t: iter(t["s"])),
+    ("one_hot too big", ValueError, r"one_hot: label 3\.0 at flat position 1",
+     lambda t: rax.one_hot([0, 3], 3)),
+    ("one_hot negative", ValueError, r"one_hot: label -1\.0 at flat position 0",
+     lambda t: rax.one_hot([-1], 3)),
+    ("one_hot fraction", ValueError, r"one_hot: label 1\.5", lambda t: rax.one_hot([1.5], 3)),
+    ("max of nothing", ValueError, r"max: .*size 0", lambda t: rax.max(rax.zeros((0,)))),
+    ("min of nothing", ValueError, r"min: .*size 0", lambda t: rax.zeros((2, 0)).min(axis=1)),
+    ("arange step 0", ValueError, r"arange: step", lambda t: rax.arange(0, 1, 0)),
+    ("arange inf", ValueError, r"arange: stop", lambda t: rax.arange(inf)),
+    ("full of a vector", ValueError, r"full: .*\(3,\)", lambda t: rax.full((2,), t["v3"])),
+    ("negative side", ValueError, r"zeros|full.*negative", lambda t: rax.zeros((2, -1))),
+    ("randn bad rng", TypeError, r"rng", lambda t: rax.randn((2,), rng="seed")),
+    ("backward of a number", TypeError, r"backward", lambda t: rax.backward(3.0)),
+    ("backward needs a seed", ValueError, r"backward: .*\(2, 3\)",
+     lambda t: t["a23"].backward()),
+    ("seed shape", ValueError, r"seed has shape \(3,\).*\(2, 3\)",
+     lambda t: (t["a23"] * 1).backward(t["v3"])),
+    ("grad of a vector output", TypeError, r"grad: .*\(3,\)",
+     lambda t: rax.grad(lambda x: x * 2)(t["v3"])),
+    ("grad argnums", ValueError, r"argnums 2", lambda t: rax.grad(lambda x: x, 2)(t["s"])),
+    ("grad has_aux", TypeError, r"has_aux", lambda t: rax.grad(lambda x: x, has_aux=True)(1.0)),
+    ("grad of a float output", TypeError, r"grad: .*float",
+     lambda t: rax.grad(lambda x: 1.0)(t["s"])),
+    ("grad of a string", TypeError, r"'a'", lambda t: rax.grad(lambda x: x)("a")),
+    ("sgd structure", ValueError, r"sgd: grads .*structure",
+     lambda t: rax.sgd({"w": t["v3"]}, {"v": t["v3"]}, lr=0.1)),
+    ("sgd shapes", ValueError, r"sgd: params\['w'\] has shape \(3,\).*\(2,\)",
+     lambda t: rax.sgd({"w": t["v3"]}, {"w": t["v2"]}, lr=0.1)),
+]
+
+
+@pytest.mark.parametrize("name, exception, match, call", BAD_CALLS,
+                         ids=[row[0] for row in BAD_CALLS])
+def test_bad_input_raises_a_clear_error_and_changes_nothing(name, exception, match, call):
+    """Bad input raises the documented exception type with a message naming the op, shapes,
+    position or index; the tensors involved are unchanged afterwards."""
+    tensors = standard_tensors()
+    before = snapshot(list(tensors.values()))
+    with pytest.raises(exception, match=match):
+        call(tensors)
+    assert_unchanged(list(tensors.values()), before)
+
+
+def test_axis_error_is_both_a_value_error_and_an_index_error():
+    """An axis out of range raises rax.AxisError, which is a ValueError and an IndexError (as
+    numpy.exceptions.AxisError)."""
+    with pytest.raises(ValueError):
+        rax.zeros((2,)).sum(axis=1)
+    with pytest.raises(IndexError):
+        rax.zeros((2,)).sum(axis=1)
+
+
+def test_a_failed_constructor_leaves_the_callers_list_alone():
+    """Tensor() of a bad list raises and does not change the list."""
+    data = [[1.0, 2.0], [3.0, "x"]]
+    with pytest.raises(TypeError, match=r"data\[1\]\[1\]"):
+        Tensor(data)
+    assert data == [[1.0, 2.0], [3.0, "x"]]
+
+
+def test_matmul_batch_mismatch_names_both_operand_shapes():
+    """matmul of batches that do not broadcast names both operands' shapes (DESIGN, Errors)."""
+    with pytest.raises(ValueError, match=r"matmul: .*\(2, 2, 3\).*\(3, 3, 4\)"):
+        rax.ones((2, 2, 3)) @ rax.ones((3, 3, 4))
+
+
+# ============================================================================================
+# 12. Examples and tools
+# ============================================================================================
+
+EXAMPLES = pathlib.Path(__file__).parent / "examples"
+
+
+def load_example(name, monkeypatch):
+    """Import examples/NAME.py as `python examples/NAME.py` would see it: its own folder first
+    on sys.path, so that it finds its helper modules."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The lessons, imported as `python examples/NAME.py` sees them: their folder first on the path.
+sys.path.insert(0, str(EXAMPLES))
+import custom_op  # noqa: E402
+import graph  # noqa: E402
+import moons  # noqa: E402
+import newton  # noqa: E402
+import regression  # noqa: E402
+import spiral  # noqa: E402
+import termplot  # noqa: E402
+
+LESSONS = (moons, regression, spiral, newton, custom_op, graph)
+
+
+@pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
+@pytest.mark.parametrize("title", [None, "loss"])
+def test_line_plot_has_the_requested_size(width, height, title):
+    """line_plot gives `height` lines, the longest `width` characters, with one curve or
+    several, on a linear or a log scale, even with a nan in the values."""
+    curves = [[math.exp(-i / 10.0) for i in range(100)],
+              {"a": [3.0, 2.0, 1.0], "b": [1.0, math.nan, 0.5, 0.25, 0.1]}]
+    for values in curves:
+        for log_scale in (False, True):
+            lines = termplot.line_plot(values, width=width, height=height, title=title,
+                                       log_scale=log_scale).split("\n")
+            assert len(lines) == height
+            assert max(len(line) for line in lines) == width
+
+
+def test_line_plot_draws_a_falling_curve_from_top_left_to_bottom_right():
+    """The first value of a falling curve is drawn in the top row, the last in the bottom."""
+    lines = termplot.line_plot([5.0, 4.0, 3.0, 2.0, 1.0], width=30, height=8).split("\n")
+    plot_rows = lines[:-2]  # less the x axis and its ticks
+    assert plot_rows[0].split("+", 1)[1].startswith("*")
+    assert plot_rows[-1].endswith("*")
+
+
+@pytest.mark.parametrize("width, height, title", [(60, 20, None), (30, 10, "regions")])
+def test_decision_boundary_has_the_requested_size_and_shows_points_and_regions(
+        width, height, title):
+    """decision_boundary gives `height` lines, the longest `width` characters; it shades
+    both classes' regions and draws the points of both classes."""
+    points = [(math.cos(t / 5.0), math.sin(t / 5.0)) for t in range(32)]
+    labels = [int(x > 0) for x, _ in points]
+    text = termplot.decision_boundary(lambda centres: [int(x > 0) for x, _ in centres],
+                                      points, labels, width=width, height=height, title=title)
+    lines = text.split("\n")
+    assert len(lines) == height
+    assert max(len(line) for line in lines) == width
+    grid = "".join(lines[(2 if title else 1):-2])
+    for mark in (termplot.POINT_MARKS[0], termplot.POINT_MARKS[1], termplot.REGION_MARKS[1]):
+        assert mark in grid
+
+
+def test_moons_lesson_learns_the_two_moons():
+    """moons.main, run small: the loss falls and the training accuracy is high."""
+    first, last, accuracy = moons.main(n_points=60, steps=50, verbose=False)
+    assert last < first / 5
+    assert accuracy >= 0.9
+
+
+def test_regression_lesson_agrees_with_the_normal_equations():
+    """regression.main, run small: for the line and the cubic the loss falls and gradient
+    descent ends within 1e-5 of the closed-form least-squares coefficients."""
+    results = regression.main(n_points=40, steps=800, verbose=False)
+    assert set(results) == {"line", "cubic"}
+    for first, last, gap in results.values():
+        assert last < first
+        assert gap < 1e-5
+
+
+def test_regression_solve_solves_a_system_that_needs_pivoting():
+    """The lesson's Gaussian elimination solves A v = b even with a zero first pivot."""
+    assert regression.solve([[0.0, 2.0], [3.0, 1.0]], [4.0, 5.0]) == pytest.approx([1.0, 2.0])
+
+
+def test_spiral_lesson_separates_the_three_arms():
+    """spiral.main, run small: the loss falls and the training accuracy is at least 90%."""
+    first, last, accuracy = spiral.main(n_per_class=15, steps=60, verbose=False)
+    assert last < first / 5
+    assert accuracy >= 0.9
+
+
+def test_newton_lesson_converges_in_few_steps_and_fewer_than_gradient_descent():
+    """newton.main: Newton in 1-D reaches sqrt(2) to 1e-12 within 6 steps; Newton-CG
+    (Hessian-vector products) reaches |grad| <= tol within 10 steps, and gradient descent
+    with the same line search also converges but takes more steps."""
+    tol = 1e-6
+    results = newton.main(tol=tol, verbose=False)
+    steps_1d, error_1d = results["newton_1d"]
+    assert steps_1d <= 6 and error_1d < 1e-12
+    newton_steps, newton_norm = results["newton_cg"]
+    descent_steps, descent_norm = results["gradient_descent"]
+    assert newton_steps <= 10 and newton_norm <= tol
+    assert descent_norm <= tol
+    assert newton_steps < descent_steps
+
+
+def test_newton_hessian_vector_product_matches_the_hand_derived_hessian():
+    """hessian_vector_product(boyd, x, e_i) is column i of boyd's Hessian, by hand."""
+    x = newton.rax.Tensor([-1.0, 1.0])
+    p, q, r = math.exp(1.9), math.exp(-4.1), math.exp(0.9)  # the three exponentials at x
+    hessian = [[p + q + r, 3 * (p - q)], [3 * (p - q), 9 * (p + q)]]
+    for i in range(2):
+        e = newton.rax.Tensor([1.0 if j == i else 0.0 for j in range(2)])
+        column = newton.hessian_vector_product(newton.boyd, x, e).tolist()
+        assert column == pytest.approx([hessian[0][i], hessian[1][i]])
+
+
+def test_custom_op_lesson_check_grads_names_the_broken_rule_and_its_line():
+    """custom_op.main returns check_grads' message for the buggy rule: it names the op
+    buggy_softplus and the file and line where its vjp rule is defined."""
+    message = custom_op.main(n_examples=5, verbose=False)
+    line = custom_op.buggy_softplus_vjp.__code__.co_firstlineno
+    assert "'buggy_softplus'" in message
+    assert f"custom_op.py, line {line}" in message
+
+
+def test_custom_op_softplus_is_finite_where_the_composed_formula_overflows():
+    """The primitive softplus gives 1000 and gradient 1 at x = 1000, where log(1 + exp(x))
+    composed of rax ops gives inf and nan."""
+    assert custom_op.softplus(1000.0).item() == 1000.0
+    assert custom_op.derivative(custom_op.softplus, 1000.0) == 1.0
+    assert custom_op.naive_softplus(1000.0).item() == math.inf
+    assert math.isnan(custom_op.derivative(custom_op.naive_softplus, 1000.0))
+
+
+def test_custom_op_property_tests_are_skipped_with_a_note_without_hypothesis(monkeypatch):
+    """Without hypothesis, the lesson's property tests are skipped, with a note saying so."""
+    monkeypatch.setitem(sys.modules, "hypothesis", None)  # makes `import hypothesis` fail
+    notes = []
+    assert custom_op.property_tests(5, say=notes.append) is None
+    assert "hypothesis is not installed" in notes[0]
+
+
+def test_graph_lesson_writes_dot_and_draws_one_line_per_node(tmp_path):
+    """graph.main writes DOT text starting with "digraph" to the file it is given; the
+    drawing has one numbered line per node of the forward graph (plus one "see above" line
+    per extra use of a node), and the gradient graph has as many nodes as the forward one."""
+    path = tmp_path / "graph.dot"
+    result = graph.main(out=str(path), steps=5, verbose=False)
+    assert result["dot"].startswith("digraph")
+    assert path.read_text() == result["dot"] + "\n"
+    lines = result["drawing"].split("\n")
+    drawn = [line for line in lines if "(see above)" not in line]
+    assert len(drawn) == result["n_nodes"]
+    assert all(f"#{k} " in text for k, text in enumerate(drawn))
+    assert result["n_gradient_nodes"] == result["n_nodes"]
+    assert result["losses"][-1] < result["losses"][0]
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda module: module.__name__)
+def test_lesson_command_line_matches_main(lesson):
+    """Every lesson's command line, --plot included, gives keyword arguments its main
+    accepts, and every lesson starts with a docstring that says how to run it."""
+    arguments = vars(lesson.parse_args(["--plot", "figure.png"]))
+    assert arguments["plot"] == "figure.png"
+    inspect.signature(lesson.main).bind(**arguments)
+    assert f"python examples/{lesson.__name__}.py" in lesson.__doc__
+
+
+def test_plot_without_matplotlib_prints_a_note_and_carries_on(monkeypatch, capsys, tmp_path):
+    """--plot never needs matplotlib: without it, save_figure prints a one-line note,
+    saves nothing and returns False."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    path = tmp_path / "figure.png"
+    assert termplot.save_figure(str(path), [3.0, 2.0, 1.0]) is False
+    out = capsys.readouterr().out
+    assert "matplotlib" in out and out.count("\n") == 1
+    assert not path.exists()
+
+
+def test_benchmark_example_runs_quick(monkeypatch, capsys):
+    """examples/benchmark.py main(quick=True) runs to the end (it checks rax's answers against
+    the hand-written ones; its timings are printed, never asserted here)."""
+    load_example("benchmark", monkeypatch).main(quick=True)
+    assert "rax" in capsys.readouterr().out
+
+
+def test_check_grads_passes_a_right_gradient_and_names_a_wrong_one():
+    """check_grads returns quietly when grad(f) agrees with central differences, and raises
+    AssertionError naming the argument, the index and both values when it does not."""
+    x, y = Tensor([1.0, 2.0]), Tensor([[0.5, -1.0]])
+    rax.check_grads(lambda a, b: (a * b.exp()).sum(), (x, y))
+    rax.check_grads(lambda p: (p["w"] ** 2).sum(), ({"w": x},))
+    # stop_gradient hides one of the two factors from backward: half the true gradient
+    with pytest.raises(AssertionError, match=r"args\[1\] at \[0, 0\] is 1\.0 .*, but 2\.0"):
+        rax.check_grads(lambda a, b: (a * rax.stop_gradient(b) * b).sum(),
+                        (x, Tensor([[1.0, -2.0]])))
+
+
+def test_draw_and_to_dot_describe_the_graph():
+    """draw shows each op with its shape and values (gradients beside them when given);
+    to_dot is Graphviz text with one edge per input, a 100,000-node chain included."""
+    w = Tensor([1.0, -2.0])
+    loss = (w * w).sum()
+    picture = rax.draw(loss, loss.backward())
+    assert "sum" in picture and "mul" in picture and "(2,)" in picture
+    assert "grad" in picture and "-4" in picture
+    dot = rax.to_dot(loss)
+    assert dot.lstrip().startswith("digraph") and dot.rstrip().endswith("}")
+    assert dot.count("->") == 3  # w -> mul twice, mul -> sum
+    assert "->" in rax.to_dot(loss, loss.backward())
+    x = y = Tensor(1.0)
+    for _ in range(100_000):
+        y = y + 1.0
+    assert isinstance(rax.draw(y), str)
+    assert rax.to_dot(y).count("->") == 2 * 100_000
+
+
+# ---- tools ----------------------------------------------------------------------------------
+
+DOT_STATEMENT = re.compile(
+    r'^\s*(digraph \w+ \{|\}|rankdir=\w+;|subgraph \w+ \{|label="[^"]*";'
+    r'|node \[.*\];|[ng]\d+ \[label="(?:[^"\\]|\\.)*"(, [\w]+=[\w"]+)*\];'
+    r'|[ng]\d+ -> [ng]\d+( \[dir=back, color=\w+\])?;)$')
+
+
+def check_dot_syntax(text):
+    """Every line of rax's DOT is one statement of the few kinds it writes, quotes escaped,
+    braces balanced: enough for Graphviz to read it."""
+    lines = text.split("\n")
+    assert lines[0] == "digraph rax {" and lines[-1] == "}"
+    for line in lines:
+        assert DOT_STATEMENT.match(line), line
+    assert text.count("{") == text.count("}")
+
+
+def test_to_dot_is_valid_graphviz_and_renders_when_dot_is_installed(tmp_path):
+    """to_dot's text, with and without gradients, and with names holding quotes and
+    backslashes, passes the syntax check; when Graphviz's dot is on the path it renders the
+    text to SVG without complaint."""
+    w, x = Tensor([[1.0, -2.0]]), Tensor([[0.5], [3.0]])
+    loss = rax.relu(w @ x + 1.0).sum()
+    texts = [rax.to_dot(loss), rax.to_dot(loss, loss.backward(), names={'a "w"\\': w})]
+    for text in texts:
+        check_dot_syntax(text)
+    assert 'a \\"w\\"\\\\' in texts[1]  # the name, escaped for DOT
+    if shutil.which("dot"):
+        for text in texts:
+            done = subprocess.run(["dot", "-Tsvg"], input=text, capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 0 and not done.stderr and "<svg" in done.stdout
+
+
+def test_draw_numbers_each_node_once_and_puts_gradients_beside_values():
+    """draw has one line per use of a node; a node used twice is drawn once and then
+    referred to by its number; with grads each line ends with that node's gradient."""
+    x = Tensor([3.0])
+    y = x * x + x
+    lines = rax.draw(y, y.backward(), names={"x": x}).split("\n")
+    assert len(lines) == 5  # add, mul, x, x again (see above), x again (see above)
+    assert lines[0].startswith("#0 add") and lines[0].endswith("grad [1]")
+    assert sum("(see above)" in line for line in lines) == 2
+    assert any(line.lstrip("|` -").startswith("#2 x (1,)") and line.endswith("grad [7]")
+               for line in lines)
+
+
+def test_draw_of_a_huge_graph_is_a_summary():
+    """draw of a graph with more nodes than max_nodes is a one-line summary with counts."""
+    y = Tensor(1.0)
+    for _ in range(1000):
+        y = y * 2.0
+    summary = rax.draw(y, max_nodes=100)
+    assert "\n" not in summary and "2,001 nodes" in summary and "mul 1,000" in summary
+
+
+def test_check_grads_blames_the_first_wrong_rule_by_name_and_line():
+    """A primitive whose vjp rule is wrong makes check_grads fail with a message that names
+    the argument and index, and then that op, the input, and the file and line of its rule,
+    even when it sits between correct ops."""
+    def wrong_rule(g, out, x):
+        return g * 3.0 * x  # d/dx x**3 is 3 x**2
+    cube = rax.primitive("cube", lambda x: x * x * x, [wrong_rule])
+    w = Tensor([[0.5, -1.5], [2.0, 1.0]])
+    with pytest.raises(AssertionError) as caught:
+        rax.check_grads(lambda w: rax.tanh(cube(w.T @ w) * 0.1).sum(), (w,))
+    message = str(caught.value)
+    assert "d f / d args[0] at [" in message
+    assert "op 'cube'" in message and "for input 0" in message
+    assert f"line {wrong_rule.__code__.co_firstlineno}" in message
+
+
+def test_check_grads_random_directions_catch_a_wrong_rule():
+    """check_grads with directions=k compares <grad, v> with central differences along k
+    random directions: a right gradient passes, a wrong one fails naming the argument."""
+    half = rax.primitive("half", lambda x: x * 0.5, [lambda g, out, x: g])  # should be g / 2
+    x = rax.randn((4, 5), rng=3)
+    rax.check_grads(lambda x: (x.sin() * x).sum(), (x,), directions=3)
+    with pytest.raises(AssertionError, match=r"(?s)random direction.*args\[0\].*op 'half'"):
+        rax.check_grads(lambda x: half(x).sum(), (x,), directions=2)
+
+
+def test_primitive_makes_one_node_with_its_own_rule_and_attrs():
+    """An op made by rax.primitive is one node (its op name, its inputs, keyword arguments as
+    attrs) whose gradient is its rule's; its forward may return nested lists; node.forward
+    makes it again; a rule giving the wrong shape is named in a ValueError."""
+    scale = rax.primitive("scale", lambda x, factor: [v * factor for v in x.tolist()],
+                          [lambda g, out, x: g * out.attrs["factor"]])
+    x = Tensor([1.0, 2.0])
+    y = scale(x, factor=3.0)
+    assert (y.op, y.inputs, dict(y.attrs), y.tolist()) == ("scale", (x,), {"factor": 3.0},
+                                                         [3.0, 6.0])
+    assert y.backward(seed=[1.0, 1.0])[x].tolist() == [3.0, 3.0]
+    assert y.forward(*y.inputs, **y.attrs).tolist() == [3.0, 6.0]
+    with pytest.raises(TypeError, match="scale: takes 1 input"):
+        scale(x, x, factor=1.0)
+    bad = rax.primitive("bad", lambda x: x, [lambda g, out, x: g.sum()])
+    with pytest.raises(ValueError, match=r"'bad' for input 0 .* gave shape \(\), but that "
+                                         r"input has shape \(2,\)"):
+        bad(x).sum().backward()[x]
