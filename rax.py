@@ -346,12 +346,12 @@ def elementwise(fn, operands, ndim, safe=None):
     exp(1000)), `safe`, its IEEE-safe version, does the work again.
     """
     try:
+        if ndim == 0:
+            return fn(*operands)
         if ndim == 1:
             return list(map(fn, *operands))
         if ndim == 2:  # the common case, in one comprehension rather than a call per row
             return [list(map(fn, *rows)) for rows in zip(*operands)]
-        if ndim == 0:
-            return fn(*operands)
         return [elementwise(fn, rows, ndim - 1) for rows in zip(*operands)]
     except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, domain errors
         if safe is None:
@@ -363,12 +363,12 @@ def rowwise(row_fn, operands, ndim):
     """Apply row_fn, which maps equally long rows of floats to a row, to each innermost row
     of equally shaped nested lists. For rules best said as a comprehension (below), which
     runs about twice as fast as map with a Python function."""
+    if ndim == 0:
+        return row_fn(*([v] for v in operands))[0]
     if ndim == 1:
         return row_fn(*operands)
     if ndim == 2:
         return [row_fn(*rows) for rows in zip(*operands)]
-    if ndim == 0:
-        return row_fn(*([v] for v in operands))[0]
     return [rowwise(row_fn, rows, ndim - 1) for rows in zip(*operands)]
 
 
