@@ -25,14 +25,15 @@ A short tour:
 >>> loss
 Tensor(14.0, op='sum')
 >>> g = loss.backward()
->>> g[w]
+>>> g[w]  # w * w uses w twice: the engine adds both contributions
 Tensor([2.0, -4.0, 6.0], op='add')
 >>> rax.grad(lambda w: (w ** 3).sum())(w).tolist()
 [3.0, 12.0, 27.0]
 >>> rax.sgd({"w": w}, g, lr=0.5)
 {'w': Tensor([0.0, 0.0, 0.0])}
 
-The file reads top to bottom; each part uses only what stands above it:
+The file reads top to bottom; each part's forward code uses only what stands above it (vjp
+rules run later, during backward, and may call any op):
 
 1. IEEE-safe scalar math    Python raises where NumPy returns inf or nan; fixed once here.
 2. Nested-list kernels      shapes, broadcasting, map, reduce, matmul, movement; no Tensor.
@@ -75,14 +76,17 @@ __all__ = [
     "tree_map", "tree_leaves", "sgd", "SGD", "Adam",
     # tools
     "primitive", "check_grads", "draw", "to_dot",
+    # kernels: nested lists in, nested lists out (for the forward of a primitive of one's own)
+    "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
+    "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
 ]
 
 inf = math.inf
 nan = math.nan
 MAX_NDIM = 64  # as NumPy; it also bounds the depth of every recursive kernel
 
-# rax defines tensor versions of sum, max and min; the kernels use Python's own.
-_sum, _max, _min = builtins.sum, builtins.max, builtins.min
+# rax defines tensor versions of sum, max, min and abs; the kernels use Python's own.
+_sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
 
 
 class AxisError(ValueError, IndexError):
@@ -94,7 +98,7 @@ class AxisError(ValueError, IndexError):
 #
 # Python raises where IEEE 754 (and NumPy) return a value: 1/0, math.log(0), math.exp(1000),
 # 0.0 ** -1, math.sqrt(-1); and (-8.0) ** (1/3) is a complex number. The kernels first run the
-# fast C function over a row and, only if it raises, redo that row with these safe versions.
+# fast C function and, only if it raises somewhere, redo the whole op with these safe versions.
 # ============================================================================================
 
 def _div(x, y):
@@ -181,11 +185,10 @@ def _sum_of(values):
 # [[a, b, c], [d, e, f]]; a tensor of shape () is a bare float. Kernels recurse over the
 # leading axis, and the innermost level is a comprehension or a map at C speed. Recursion
 # depth is the number of axes, at most MAX_NDIM. No kernel changes its arguments, so kernels
-# may return (parts of) their inputs, and repeated rows may be the same list object.
+# may return (parts of) their inputs, and repeated rows may be the same list object. The
+# kernels without a leading underscore are public: the forward of a primitive of your own
+# (section 8) may use them.
 # ============================================================================================
-
-_REAL_TYPES = frozenset((float, int, bool))
-
 
 def _full_lists(shape, value):
     """Nested lists of the given shape, every element `value` (rows shared, not copied)."""
@@ -224,85 +227,6 @@ def _copy_lists(x, ndim):
     return [_copy_lists(row, ndim - 1) for row in x]
 
 
-def _to_lists(obj, context):
-    """(data, shape) for a number or a rectangular nested list/tuple of numbers.
-
-    The result is a fresh copy with every value a float. On bad input raise an error that
-    says where: ValueError for a ragged list, TypeError for something that is not a number.
-    """
-    shape = []
-    probe = obj
-    while isinstance(probe, (list, tuple)) and len(shape) <= MAX_NDIM:
-        shape.append(len(probe))
-        if not probe:
-            break
-        probe = probe[0]
-    shape = tuple(shape)
-    try:
-        data = _copy_rectangular(obj, shape)
-    except OverflowError:  # float(10 ** 400)
-        data = None
-    if data is None:
-        raise _data_error(obj, "data", context, 0)
-    return data, shape
-
-
-def _copy_rectangular(obj, shape):
-    """Copy obj as nested lists of floats of exactly `shape`, or None if it does not fit."""
-    if not shape:
-        if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
-            return float(obj)
-        return None
-    if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
-        return None
-    if len(shape) == 1:
-        if set(map(type, obj)) <= _REAL_TYPES:  # the common case, checked at C speed
-            return list(map(float, obj))
-        row = [_copy_rectangular(value, ()) for value in obj]
-    else:
-        row = [_copy_rectangular(child, shape[1:]) for child in obj]
-    return None if None in row else row
-
-
-def _data_error(obj, path, context, depth):
-    """The exception for the first place where obj is not a rectangular list of numbers.
-
-    Returns (shape, None) for a good obj below the top level, else (None, exception);
-    at the top level (depth 0) returns just the exception.
-    """
-    shape, error = _shape_or_error(obj, path, context, depth)
-    return error if depth == 0 else (shape, error)
-
-
-def _shape_or_error(obj, path, context, depth):
-    if depth > MAX_NDIM:
-        return None, ValueError(f"{context}: {path} is nested more than {MAX_NDIM} levels deep")
-    if isinstance(obj, Tensor):
-        return None, TypeError(
-            f"{context}: {path} is a Tensor; use rax.stack to combine tensors into one")
-    if isinstance(obj, (list, tuple)):
-        first = None
-        for i, child in enumerate(obj):
-            shape, error = _shape_or_error(child, f"{path}[{i}]", context, depth + 1)
-            if error is not None:
-                return None, error
-            if first is None:
-                first = shape
-            elif shape != first:
-                return None, ValueError(
-                    f"{context}: ragged nested list: {path}[{i}] has shape {shape}, "
-                    f"but {path}[0] has shape {first}")
-        return (len(obj),) + (first or ()), None
-    if isinstance(obj, numbers.Real):
-        try:
-            float(obj)
-        except OverflowError:
-            return None, ValueError(f"{context}: {path} = {obj} is too large for a float")
-        return (), None
-    return None, TypeError(
-        f"{context}: {path} is {obj!r} ({type(obj).__name__}), not a number")
-
-
 def _broadcast_shapes(op, *shapes):
     """The shape NumPy broadcasting gives: align shapes on the right; sides of 1 stretch."""
     ndim = _max(len(shape) for shape in shapes)
@@ -322,6 +246,9 @@ def broadcast_lists(x, shape, new_shape):
 
     A repeated axis repeats the same inner list object rather than a copy: broadcasting a
     row across 1000 rows costs 1000 references.
+
+    >>> broadcast_lists([1.0, 2.0], (2,), (2, 2))
+    [[1.0, 2.0], [1.0, 2.0]]
     """
     lead = len(new_shape) - len(shape)
     for _ in range(lead):
@@ -344,6 +271,11 @@ def elementwise(fn, operands, ndim, safe=None):
 
     fn runs at C speed through map. If it raises on an IEEE special case (1/0, log(0),
     exp(1000)), `safe`, its IEEE-safe version, does the work again.
+
+    >>> elementwise(operator.add, ([[1.0, 2.0]], [[10.0, 20.0]]), 2)
+    [[11.0, 22.0]]
+    >>> elementwise(operator.truediv, ([1.0, 0.0], [0.0, 0.0]), 1, safe=_div)
+    [inf, nan]
     """
     try:
         if ndim == 0:
@@ -362,7 +294,11 @@ def elementwise(fn, operands, ndim, safe=None):
 def rowwise(row_fn, operands, ndim):
     """Apply row_fn, which maps equally long rows of floats to a row, to each innermost row
     of equally shaped nested lists. For rules best said as a comprehension (below), which
-    runs about twice as fast as map with a Python function."""
+    runs about twice as fast as map with a Python function.
+
+    >>> rowwise(lambda row: [v * v for v in row], ([[1.0, 2.0], [3.0, 4.0]],), 2)
+    [[1.0, 4.0], [9.0, 16.0]]
+    """
     if ndim == 0:
         return row_fn(*([v] for v in operands))[0]
     if ndim == 1:
@@ -378,8 +314,8 @@ def _relu_rows(x):
 
 
 def _relu_backward_rows(g, out):
-    """g where relu's output is > 0, else 0: selected, not multiplied by a mask, so that an
-    inf in g does not turn into inf * 0 = nan (PyTorch's threshold_backward)."""
+    """g where relu's output is > 0, else 0 (selected, as PyTorch does: an inf in g does not
+    become inf * 0 = nan)."""
     return [0.0 if y <= 0.0 else d for d, y in zip(g, out)]
 
 
@@ -424,6 +360,9 @@ def reduce_lists(x, shape, axes, fn):
     """Reduce nested list x over the sorted `axes` with fn (a sequence of floats -> a float).
 
     The reduced axes are removed from the result.
+
+    >>> reduce_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), (0,), _sum_of)
+    [4.0, 6.0]
     """
     if len(axes) == len(shape):
         return fn(_flat(x, len(shape)))
@@ -435,7 +374,7 @@ def reduce_lists(x, shape, axes, fn):
 
 def _reduce_axis(x, shape, axis, fn):
     if axis == len(shape) - 1:  # the innermost axis: fn of each row
-        return elementwise(fn, (x,), axis)
+        return elementwise(fn, (x,), axis)  # one level short: each "element" is a row
     if axis > 0:
         return [_reduce_axis(child, shape[1:], axis - 1, fn) for child in x]
     if shape[0] == 0:
@@ -451,7 +390,11 @@ def _reduce_across(group, depth, fn):
 
 
 def matmul_lists(x, y, ndim):
-    """x @ y for nested lists of ndim >= 2 axes whose leading (batch) axes are equal."""
+    """x @ y for nested lists of ndim >= 2 axes whose leading (batch) axes are equal.
+
+    >>> matmul_lists([[1.0, 2.0]], [[3.0], [4.0]], 2)
+    [[11.0]]
+    """
     if ndim > 2:
         return [matmul_lists(a, b, ndim - 1) for a, b in zip(x, y)]
     columns = list(zip(*y))
@@ -460,7 +403,11 @@ def matmul_lists(x, y, ndim):
 
 
 def transpose_lists(x, shape, axes):
-    """Permute the axes of nested list x: axis i of the result is axis axes[i] of x."""
+    """Permute the axes of nested list x: axis i of the result is axis axes[i] of x.
+
+    >>> transpose_lists([[1.0, 2.0, 3.0]], (1, 3), (1, 0))
+    [[1.0], [2.0], [3.0]]
+    """
     if axes == tuple(range(len(axes))):
         return x
     if 0 in shape:
@@ -480,7 +427,11 @@ def _move_to_front(x, axis):
 
 
 def index_lists(x, index):
-    """x[index] for a tuple of in-range ints and slices, one per leading axis."""
+    """x[index] for a tuple of in-range ints and slices, one per leading axis.
+
+    >>> index_lists([[1.0, 2.0], [3.0, 4.0]], (slice(None), 1))
+    [2.0, 4.0]
+    """
     if not index:
         return x
     first, rest = index[0], index[1:]
@@ -490,7 +441,11 @@ def index_lists(x, index):
 
 
 def scatter_lists(g, index, shape):
-    """Zeros of `shape` with g written at [index]: the adjoint of index_lists."""
+    """Zeros of `shape` with g written at [index]: the adjoint of index_lists.
+
+    >>> scatter_lists([2.0, 4.0], (slice(None), 1), (2, 2))
+    [[0.0, 2.0], [0.0, 4.0]]
+    """
     if not index:
         return g
     first, rest = index[0], index[1:]
@@ -504,7 +459,11 @@ def scatter_lists(g, index, shape):
 
 
 def concatenate_lists(parts, axis):
-    """Join nested lists along `axis` (shapes checked by the caller)."""
+    """Join nested lists along `axis` (shapes checked by the caller).
+
+    >>> concatenate_lists([[[1.0]], [[2.0]]], 1)
+    [[1.0, 2.0]]
+    """
     if axis == 0:
         return list(itertools.chain.from_iterable(parts))
     return [concatenate_lists(group, axis - 1) for group in zip(*parts)]
@@ -512,7 +471,84 @@ def concatenate_lists(parts, axis):
 
 # ============================================================================================
 # 3. Tensor
+#
+# First, turning Python data into nested lists of floats, with errors that say where it goes
+# wrong; then the Tensor class, the making of nodes, and the constructors.
 # ============================================================================================
+
+_REAL_TYPES = frozenset((float, int, bool))
+
+
+def _to_lists(obj, context):
+    """(data, shape) for a number or a rectangular nested list/tuple of numbers.
+
+    The result is a fresh copy with every value a float. On bad input raise an error that
+    says where: ValueError for a ragged list, TypeError for something that is not a number.
+    """
+    shape = []
+    probe = obj
+    while isinstance(probe, (list, tuple)) and len(shape) <= MAX_NDIM:
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    shape = tuple(shape)
+    try:
+        data = _copy_rectangular(obj, shape)
+    except OverflowError:  # float(10 ** 400)
+        data = None
+    if data is None:
+        raise _shape_or_error(obj, "data", context, 0)[1]
+    return data, shape
+
+
+def _copy_rectangular(obj, shape):
+    """Copy obj as nested lists of floats of exactly `shape`, or None if it does not fit."""
+    if not shape:
+        if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
+            return float(obj)
+        return None
+    if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
+        return None
+    if len(shape) == 1:
+        if set(map(type, obj)) <= _REAL_TYPES:  # the common case, checked at C speed
+            return list(map(float, obj))
+        row = [_copy_rectangular(value, ()) for value in obj]
+    else:
+        row = [_copy_rectangular(child, shape[1:]) for child in obj]
+    return None if None in row else row
+
+
+def _shape_or_error(obj, path, context, depth):
+    """(shape of obj, None) if obj is a number or a rectangular nested list of numbers, else
+    (None, the exception that names the first place where it is not)."""
+    if depth > MAX_NDIM:
+        return None, ValueError(f"{context}: {path} is nested more than {MAX_NDIM} levels deep")
+    if isinstance(obj, Tensor):
+        return None, TypeError(
+            f"{context}: {path} is a Tensor; use rax.stack to combine tensors into one")
+    if isinstance(obj, (list, tuple)):
+        first = None
+        for i, child in enumerate(obj):
+            shape, error = _shape_or_error(child, f"{path}[{i}]", context, depth + 1)
+            if error is not None:
+                return None, error
+            if first is None:
+                first = shape
+            elif shape != first:
+                return None, ValueError(
+                    f"{context}: ragged nested list: {path}[{i}] has shape {shape}, "
+                    f"but {path}[0] has shape {first}")
+        return (len(obj),) + (first or ()), None
+    if isinstance(obj, numbers.Real):
+        try:
+            float(obj)
+        except OverflowError:
+            return None, ValueError(f"{context}: {path} = {obj} is too large for a float")
+        return (), None
+    return None, TypeError(
+        f"{context}: {path} is {obj!r} ({type(obj).__name__}), not a number")
+
 
 _NO_ATTRS = MappingProxyType({})
 _CONSTANT = MappingProxyType({"constant": True})  # the attrs of a leaf an op made from a number
@@ -528,15 +564,18 @@ class Tensor:
         shape: a tuple of ints.
         op: the name of the op that made this tensor; None for a leaf.
         inputs: the tensors it was made from, in order; () for a leaf.
-        forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again
-            (on other inputs, too); None for a leaf.
+        forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again,
+            on other inputs too (check_grads uses this to test each op on its own); None for
+            a leaf.
         vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
             given g, the gradient of out (None where no gradient flows); () for a leaf.
         attrs: the op's static arguments (axis, shape, index, ...), a dict; for a leaf
             that an op made from a Python number or list, {"constant": True}.
 
     ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
-    compares values.
+    compares values. The operators are the ops of section 4 (``t * u`` is ``mul(t, u)``),
+    and every unary op, reduction, movement op and the softmax family is also a method
+    (``t.exp()``, ``t.sum(axis=0)``), attached at the end of section 5.
 
     >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
     >>> t.shape, t.ndim, t.size
@@ -644,11 +683,16 @@ class Tensor:
         return transpose(self)
 
     def backward(self, seed=None):
-        """The gradient graph of this tensor (see GradNode); `seed` is d(output)."""
+        """The gradient graph of this tensor: see rax.backward and GradNode.
+
+        >>> x = Tensor(3.0)
+        >>> (x * x).backward()[x]
+        Tensor(6.0, op='add')
+        """
         return backward(self, seed)
 
 
-def _apply(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
+def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     """The output node of a primitive op: its value, and how it was made (the op's name, the
     function that computes it, the inputs, their vjp rules and the op's static arguments).
 
@@ -669,7 +713,15 @@ def _apply(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
 
 def _leaf(data, shape):
     """A new leaf tensor from data that is already nested lists of floats of `shape`."""
-    return _apply(None, None, data, shape, (), ())
+    return _node(None, None, data, shape, (), ())
+
+
+def _source_location(fn):
+    """'file.py, line 12' for a function defined in Python, else its name."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return getattr(fn, "__name__", repr(fn))
+    return f"{code.co_filename}, line {code.co_firstlineno}"
 
 
 def _as_tensor(value, op):
@@ -677,14 +729,14 @@ def _as_tensor(value, op):
     if isinstance(value, Tensor):
         return value
     if type(value) in _REAL_TYPES:
-        return _apply(None, None, float(value), (), (), (), _CONSTANT)
+        return _node(None, None, float(value), (), (), (), _CONSTANT)
     if isinstance(value, (list, tuple, numbers.Real)):
-        return _apply(None, None, *_to_lists(value, op), (), (), _CONSTANT)
+        return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
     raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
                     f"got {value!r} ({type(value).__name__})")
 
 
-def _check_shape(op, shape):
+def _as_shape(op, shape):
     """shape as a tuple of non-negative ints (an int n means (n,))."""
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
@@ -716,7 +768,7 @@ def full(shape, value):
     >>> full((2, 2), 7)
     Tensor([[7.0, 7.0], [7.0, 7.0]])
     """
-    shape = _check_shape("full", shape)
+    shape = _as_shape("full", shape)
     value = _as_tensor(value, "full")
     if value.shape:
         raise ValueError(f"full: value must be a number, got a tensor of shape {value.shape}")
@@ -770,8 +822,10 @@ def arange(start, stop=None, step=1):
     if stop is None:
         start, stop = 0, start
     for name, number in (("start", start), ("stop", stop), ("step", step)):
-        if not isinstance(number, numbers.Real) or not math.isfinite(number):
-            raise ValueError(f"arange: {name} must be a finite number, got {number!r}")
+        if not isinstance(number, numbers.Real):
+            raise TypeError(f"arange: {name} must be a number, got {number!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"arange: {name} must be finite, got {number!r}")
     if step == 0:
         raise ValueError("arange: step must not be zero")
     n = _max(0, math.ceil((stop - start) / step))
@@ -784,7 +838,7 @@ def eye(n, m=None):
     >>> eye(2)
     Tensor([[1.0, 0.0], [0.0, 1.0]])
     """
-    n, m = _check_shape("eye", (n, n if m is None else m))
+    n, m = _as_shape("eye", (n, n if m is None else m))
     return _leaf([[1.0 if i == j else 0.0 for j in range(m)] for i in range(n)], (n, m))
 
 
@@ -796,7 +850,7 @@ def randn(shape, rng=None):
     >>> randn((2, 3), rng=0).shape
     (2, 3)
     """
-    shape, rng = _check_shape("randn", shape), _as_rng(rng)
+    shape, rng = _as_shape("randn", shape), _as_rng(rng)
     return _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape), shape)
 
 
@@ -807,7 +861,7 @@ def uniform(shape, low=0.0, high=1.0, rng=None):
     >>> -1 <= x.min().item() <= x.max().item() < 1
     True
     """
-    shape, rng = _check_shape("uniform", shape), _as_rng(rng)
+    shape, rng = _as_shape("uniform", shape), _as_rng(rng)
     low, high = float(low), float(high)
     values = [low + (high - low) * rng.random() for _ in range(math.prod(shape))]
     return _leaf(_fold(values, shape), shape)
@@ -841,7 +895,8 @@ def one_hot(labels, num_classes):
 # given g, the gradient of out. Rules are written with tensor ops, so the gradients they
 # build are differentiable in turn (grad of grad). A rule takes the inputs as arguments
 # rather than closing over them, so making a node makes no closure (cheap, and nothing for
-# the garbage collector to chase), and a rule serves any node of its op.
+# the garbage collector to chase), and a rule serves any node of its op. (concatenate, whose
+# rules need each input's offset, is the one exception.)
 # The engine (section 6) calls a rule only when that input's gradient is wanted, and sums
 # the contributions when a tensor feeds several ops: a rule never adds into anything.
 # ============================================================================================
@@ -855,7 +910,7 @@ def _unary(forward, x, fn, vjps, safe=None, rows=False):
     x = _as_tensor(x, op)
     ndim = len(x.shape)
     data = rowwise(fn, (x.data,), ndim) if rows else elementwise(fn, (x.data,), ndim, safe)
-    return _apply(op, forward, data, x.shape, (x,), vjps)
+    return _node(op, forward, data, x.shape, (x,), vjps)
 
 
 def neg(x):
@@ -951,14 +1006,16 @@ def relu(x):
     return _unary(relu, x, _relu_rows, _relu_vjps, rows=True)
 
 
+# relu's rule is where(out <= 0, 0, g), fused into one pass for speed (relu is everywhere),
+# as PyTorch's threshold_backward.
 _relu_vjps = (lambda g, out, x: _relu_backward(g, out),)
 
 
 def _relu_backward(g, out):
-    """g where out > 0, else 0: relu's rule fused into one pass, as PyTorch's
-    threshold_backward (it is linear in g, so its own rule for g is itself)."""
+    """g where out > 0, else 0: the gradient of relu. It is linear in g, so its own rule for
+    g is itself; out, a mask here, gets none."""
     data = rowwise(_relu_backward_rows, (g.data, out.data), g.ndim)
-    return _apply("relu_backward", _relu_backward, data, g.shape, (g, out),
+    return _node("relu_backward", _relu_backward, data, g.shape, (g, out),
                   _relu_backward_vjps)
 
 
@@ -971,7 +1028,7 @@ def abs(x):
     >>> abs(Tensor([-2, 0, 3]))
     Tensor([2.0, 0.0, 3.0], op='abs')
     """
-    return _unary(abs, x, builtins.abs, _abs_vjps)
+    return _unary(abs, x, _abs, _abs_vjps)
 
 
 _abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
@@ -985,12 +1042,12 @@ def stop_gradient(x):
     3.0
     """
     x = _as_tensor(x, "stop_gradient")
-    return _apply("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
+    return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
 
 
 def _identity(x):
     """The same tensor as a new node; grad uses it to give each argument a node of its own."""
-    return _apply("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
+    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
 
 
 _identity_vjps = (lambda g, out, x: g,)
@@ -1008,7 +1065,7 @@ def broadcast_to(x, shape):
     Tensor([[1.0, 2.0], [1.0, 2.0]], op='broadcast_to')
     """
     x = _as_tensor(x, "broadcast_to")
-    shape = _check_shape("broadcast_to", shape)
+    shape = _as_shape("broadcast_to", shape)
     if shape == x.shape:
         return x
     lead = len(shape) - len(x.shape)
@@ -1016,7 +1073,7 @@ def broadcast_to(x, shape):
         raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
                          f"to shape {shape}")
     data = broadcast_lists(x.data, x.shape, shape)
-    return _apply("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
+    return _node("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
                   {"shape": shape})
 
 
@@ -1042,11 +1099,13 @@ def _resolve_shape(x, shape):
     if -1 in shape or math.prod(shape) != x.size:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
                          f"(size {x.size}) into shape {shape}")
-    return _check_shape("reshape", shape)
+    return _as_shape("reshape", shape)
 
 
 def reshape(x, shape):
     """The same elements, in row-major order, in a new shape; one side may be -1.
+
+    d/dx: g reshaped back to x's shape.
 
     >>> reshape(arange(6), (2, -1))
     Tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], op='reshape')
@@ -1055,7 +1114,7 @@ def reshape(x, shape):
     shape = _resolve_shape(x, shape)
     if shape == x.shape:
         return x
-    return _apply("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
+    return _node("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
                   _reshape_vjps, {"shape": shape})
 
 
@@ -1073,6 +1132,8 @@ def _normalize_axis(op, axis, ndim):
 def transpose(x, axes=None):
     """The axes permuted: axis i of the result is axis axes[i] of x; None reverses them.
 
+    d/dx: g with the axes permuted back.
+
     >>> transpose(Tensor([[1, 2, 3]]))
     Tensor([[1.0], [2.0], [3.0]], op='transpose')
     """
@@ -1086,21 +1147,21 @@ def transpose(x, axes=None):
     if axes == tuple(range(x.ndim)):
         return x
     shape = tuple(x.shape[a] for a in axes)
-    return _apply("transpose", transpose, transpose_lists(x.data, x.shape, axes), shape, (x,),
+    return _node("transpose", transpose, transpose_lists(x.data, x.shape, axes), shape, (x,),
                   _transpose_vjps, {"axes": axes})
 
 
-# The inverse permutation puts each axis back: argsort(axes).
-_transpose_vjps = (lambda g, out, x: g.transpose(sorted(range(x.ndim),
-                                                        key=out.attrs["axes"].__getitem__)),)
+# g goes back through the inverse permutation: axis i of x is axis axes.index(i) of out.
+_transpose_vjps = (lambda g, out, x: g.transpose([out.attrs["axes"].index(i)
+                                                  for i in range(x.ndim)]),)
 
 
 def _normalize_index(key, shape):
     """Read an index as one int or slice per leading axis.
 
-    Returns (index, data_shape, shape): `index` has ints made non-negative and trailing
-    full slices dropped; `data_shape` is the shape of x[index]; `shape` adds the new axes
-    of size 1 that None asks for.
+    Returns (index, data_shape, new_shape) for a tensor of `shape`: `index` has ints made
+    non-negative and trailing full slices dropped; `data_shape` is the shape of x[index];
+    `new_shape` adds the axes of size 1 that None asks for.
     """
     key = key if isinstance(key, tuple) else (key,)
     used = _sum(1 for k in key if k is not None and k is not Ellipsis)
@@ -1149,7 +1210,7 @@ def _getitem(x, index):
     index, data_shape, shape = _normalize_index(index, x.shape)
     out = x
     if index:
-        out = _apply("getitem", _getitem, index_lists(x.data, index), data_shape, (x,),
+        out = _node("getitem", _getitem, index_lists(x.data, index), data_shape, (x,),
                      _getitem_vjps, {"index": index})
     return out.reshape(shape)  # a no-op unless None asked for new axes
 
@@ -1159,7 +1220,7 @@ _getitem_vjps = (lambda g, out, x: _scatter(g, out.attrs["index"], x.shape),)
 
 def _scatter(g, index, shape):
     """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
-    return _apply("scatter", _scatter, scatter_lists(g.data, index, shape), shape, (g,),
+    return _node("scatter", _scatter, scatter_lists(g.data, index, shape), shape, (g,),
                   _scatter_vjps, {"index": index, "shape": shape})
 
 
@@ -1190,7 +1251,7 @@ def concatenate(tensors, axis=0):
     shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
     vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
     data = concatenate_lists([t.data for t in tensors], axis)
-    return _apply("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
+    return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
 
 
 def _concatenate(*tensors, axis):
@@ -1211,17 +1272,14 @@ def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
     (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting);
     fn, safe and rows as in _unary."""
     op = forward.__name__
-    if not isinstance(x, Tensor):
-        x = _as_tensor(x, op)
-    if not isinstance(y, Tensor):
-        y = _as_tensor(y, op)
+    x, y = _as_tensor(x, op), _as_tensor(y, op)
     if x.shape != y.shape:
         shape = _broadcast_shapes(op, x.shape, y.shape)
         x, y = broadcast_to(x, shape), broadcast_to(y, shape)
     ndim = len(x.shape)
     operands = (x.data, y.data)
     data = rowwise(fn, operands, ndim) if rows else elementwise(fn, operands, ndim, safe)
-    return _apply(op, forward, data, x.shape, (x, y), vjps)
+    return _node(op, forward, data, x.shape, (x, y), vjps)
 
 
 def add(x, y):
@@ -1287,8 +1345,7 @@ def pow(x, y):
     return _binary(pow, x, y, _pow, _pow_vjps)
 
 
-# As PyTorch's rules, term for term (where the where stands decides what an inf or nan in
-# g turns into).
+# Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
              lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
 
@@ -1341,17 +1398,29 @@ def less(x, y):
 
 
 def less_equal(x, y):
-    """1.0 where x <= y, else 0.0 (also the operator <=)."""
+    """1.0 where x <= y, else 0.0 (also the operator <=).
+
+    >>> Tensor([1, 2, 3]) <= 2
+    Tensor([1.0, 1.0, 0.0], op='less_equal')
+    """
     return _binary(less_equal, x, y, _less_equal_rows, _NO_GRADIENT, rows=True)
 
 
 def greater(x, y):
-    """1.0 where x > y, else 0.0 (also the operator >)."""
+    """1.0 where x > y, else 0.0 (also the operator >).
+
+    >>> Tensor([1, 2, 3]) > 2
+    Tensor([0.0, 0.0, 1.0], op='greater')
+    """
     return _binary(greater, x, y, _greater_rows, _NO_GRADIENT, rows=True)
 
 
 def greater_equal(x, y):
-    """1.0 where x >= y, else 0.0 (also the operator >=)."""
+    """1.0 where x >= y, else 0.0 (also the operator >=).
+
+    >>> Tensor([1, 2, 3]) >= 2
+    Tensor([0.0, 1.0, 1.0], op='greater_equal')
+    """
     return _binary(greater_equal, x, y, _greater_equal_rows, _NO_GRADIENT, rows=True)
 
 
@@ -1376,7 +1445,7 @@ def where(condition, x, y):
     shape = _broadcast_shapes("where", *(t.shape for t in tensors))
     condition, x, y = (broadcast_to(t, shape) for t in tensors)
     data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
-    return _apply("where", where, data, shape, (condition, x, y), _where_vjps)
+    return _node("where", where, data, shape, (condition, x, y), _where_vjps)
 
 
 _where_vjps = (None,
@@ -1412,7 +1481,7 @@ def _reduce(forward, x, axis, keepdims, fn, vjps):
     if keepdims:
         shape = _kept_shape(x.shape, axes)
         data = _fold(_flat(data, x.ndim - len(axes)), shape)
-    return _apply(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
+    return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
 
 
 def sum(x, axis=None, keepdims=False):
@@ -1463,7 +1532,9 @@ def max(x, axis=None, keepdims=False):
 
 
 def min(x, axis=None, keepdims=False):
-    """The smallest element over `axis`; nan if any is nan. Ties share the gradient.
+    """The smallest element over `axis`; nan if any is nan.
+
+    d/dx = 1 at the smallest element; tied smallest elements share it equally (torch.amin).
 
     >>> min(Tensor([[1, 5], [7, 2]]))
     Tensor(1.0, op='min')
@@ -1478,7 +1549,7 @@ def _matmul(x, y):
     *batch, n, k = x.shape
     shape = (*batch, n, y.shape[-1])
     data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
-    return _apply("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
+    return _node("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
 
 
 def _swap_last(t):
@@ -1494,10 +1565,11 @@ _matmul_vjps = (lambda g, out, x, y: _matmul(g, _swap_last(y)),
 def matmul(x, y):
     """The matrix product x @ y, with NumPy's rules.
 
-    2-D: (n, k) @ (k, m) -> (n, m). A 1-D x is a row and a 1-D y a column, and that axis
-    is dropped from the result. More axes are a batch of matrices, broadcast together.
+    2-D: (n, k) @ (k, m) -> (n, m), and d/dx = g @ y^T, d/dy = x^T @ g. A 1-D x is a row
+    and a 1-D y a column: they are made 2-D, and the result reshaped back without that
+    axis. More axes are a batch of matrices, broadcast together.
 
-    >>> matmul(Tensor([[1, 2], [3, 4]]), Tensor([1, 1]))
+    >>> matmul(Tensor([[1, 2], [3, 4]]), Tensor([1, 1]))  # a reshape of a (2, 1) matmul
     Tensor([3.0, 7.0], op='reshape')
     """
     x, y = _as_tensor(x, "matmul"), _as_tensor(y, "matmul")
@@ -1529,12 +1601,12 @@ def matmul(x, y):
 # ============================================================================================
 # 5. Composite ops
 #
-# Built from the primitives above, so their gradients come for free. sigmoid alone has a
-# fused rule, for numerical stability.
+# Built from the primitives above, so their gradients come for free. Two have rules of their
+# own: sigmoid, for numerical stability, and logsumexp, so that its gradient is PyTorch's.
 # ============================================================================================
 
 def square(x):
-    """x ** 2, as torch.square, whose gradient g * (2 * x) overflows where 2 * x does.
+    """x ** 2.   d/dx = 2x (computed as pow(x, 2), as torch.square does)
 
     >>> square(Tensor([-3, 2]))
     Tensor([9.0, 4.0], op='pow')
@@ -1543,7 +1615,7 @@ def square(x):
 
 
 def reciprocal(x):
-    """1 / x.
+    """1 / x.   d/dx = -1 / x**2
 
     >>> reciprocal(Tensor([2, 0]))
     Tensor([0.5, inf], op='div')
@@ -1566,7 +1638,9 @@ _sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
 
 
 def mean(x, axis=None, keepdims=False):
-    """The sum over `axis` divided by the number of elements summed (nan for none).
+    """The sum over `axis` divided by n, the number of elements summed (nan for none).
+
+    d/dx = 1/n for every element.
 
     >>> mean(Tensor([[1, 2], [3, 4]]), axis=1)
     Tensor([1.5, 3.5], op='div')
@@ -1599,10 +1673,10 @@ def logsumexp(x, axis=None, keepdims=False):
     axes = _normalize_axes("logsumexp", axis, x.ndim)
     shift = _shift("logsumexp", x, axes)
     shift = where(equal(abs(shift), inf), 0.0, shift)  # inf - inf would give nan
-    value = log(sum(exp(x - shift), axes, keepdims=True)) + shift
+    value = log(sum(exp(x - shift), axes, keepdims=True)) + shift  # only its data is kept
     shape = value.shape if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
-    return _apply("logsumexp", logsumexp, _fold(_flat(value.data, value.ndim), shape), shape,
-                  (x,), _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
+    return _node("logsumexp", logsumexp, value.reshape(shape).data, shape, (x,),
+                 _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
 
 
 def _logsumexp_vjp(g, out, x):
@@ -1616,6 +1690,8 @@ _logsumexp_vjps = (_logsumexp_vjp,)
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along `axis`: positive, summing to 1.
 
+    d/dx: out * (g - sum(g * out)) along the axis (what the composite's rules give).
+
     >>> softmax(Tensor([0, 0, 0, 0]))
     Tensor([0.25, 0.25, 0.25, 0.25], op='div')
     """
@@ -1626,6 +1702,8 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     """log(softmax(x)) along `axis`, computed without overflow (as PyTorch).
+
+    d/dx: g - softmax(x) * sum(g) along the axis (what the composite's rules give).
 
     >>> log_softmax(Tensor([1000, 1000]))
     Tensor([-0.6931471805599453, -0.6931471805599453], op='sub')
@@ -1677,9 +1755,9 @@ del _op
 # backward(t) walks t's graph once to learn which ops consume each tensor, and returns the
 # gradient graph: a GradNode for t, mirroring it. The value of a node, d t / d(its primal),
 # is the sum over the primal's consumers of what their vjp rules give, so it needs its
-# consumers' values first. Values are computed when first read, consumers first; what is
-# never read costs nothing: the gradient with respect to a model's input data would cost as
-# much as a weight's, and is rarely wanted.
+# consumers' values first. Values are computed only when read, consumers first: asking for
+# the weights' gradients never pays for the gradient with respect to the input data, which
+# would cost as much.
 # ============================================================================================
 
 @contextlib.contextmanager
@@ -1831,7 +1909,7 @@ class _GradientGraph:
                     contribution = _as_tensor(contribution, consumer.op)
                 if contribution.shape != t.shape:
                     raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} "
-                                     f"({_where_defined(rule)}) gave shape {contribution.shape}, "
+                                     f"({_source_location(rule)}) gave shape {contribution.shape}, "
                                      f"but that input has shape {t.shape}")
                 total = contribution if total is None else total + contribution
         return total
@@ -1840,8 +1918,8 @@ class _GradientGraph:
 def backward(t, seed=None):
     """The gradient graph of t, a GradNode mirroring t (see GradNode).
 
-    `seed` is the gradient of whatever t feeds into, of t's shape; it may be left out when
-    t has one element (it is then 1).
+    `seed` is the gradient arriving from whatever uses t, of t's shape: every value in the
+    graph is contracted with it. It may be left out when t has one element (it is then 1).
 
     >>> x = Tensor([1.0, 2.0])
     >>> backward(x * x, seed=[1.0, 10.0])[x]
@@ -1922,8 +2000,8 @@ def grad(f, argnums=0, has_aux=False):
     itself differentiable, so grad(grad(f)) is the second derivative.
 
     >>> f = lambda x: x ** 3
-    >>> grad(f)(2.0).item(), grad(grad(f))(2.0).item()
-    (12.0, 12.0)
+    >>> grad(f)(3.0).item(), grad(grad(f))(3.0).item()  # 3 x**2 and 6 x
+    (27.0, 18.0)
     """
     value_and_grad_f = value_and_grad(f, argnums, has_aux)
 
@@ -1941,15 +2019,21 @@ def grad(f, argnums=0, has_aux=False):
 # as a model's params. Leaves are visited in order, dict keys sorted (as JAX's tree_util).
 # ============================================================================================
 
-def _leaves_with_paths(tree, path):
-    """[(path, leaf), ...] in order, each path written as Python would index it."""
+def _leaves_with_keys(tree, keys=()):
+    """[(keys, leaf), ...] in order; keys are the dict keys and list positions that lead from
+    the root of the tree to the leaf."""
     if isinstance(tree, dict):
         return [item for key in sorted(tree)
-                for item in _leaves_with_paths(tree[key], f"{path}[{key!r}]")]
+                for item in _leaves_with_keys(tree[key], keys + (key,))]
     if isinstance(tree, (list, tuple)):
         return [item for i, child in enumerate(tree)
-                for item in _leaves_with_paths(child, f"{path}[{i}]")]
-    return [(path, tree)]
+                for item in _leaves_with_keys(child, keys + (i,))]
+    return [(keys, tree)]
+
+
+def _path(name, keys):
+    """The keys of a leaf written as Python indexes with them: params['w'][0]."""
+    return name + "".join(f"[{key!r}]" for key in keys)
 
 
 def _rebuild(tree, leaves):
@@ -1979,8 +2063,8 @@ def _structure_difference(a, b, path):
                 return (f"{path}[{_min(len(a), len(b))}] is in one but not in the other "
                         f"({len(a)} items against {len(b)})")
             pairs = [(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
-        for x, y, where in pairs:
-            difference = _structure_difference(x, y, where)
+        for x, y, child_path in pairs:
+            difference = _structure_difference(x, y, child_path)
             if difference:
                 return difference
     return None
@@ -2001,7 +2085,7 @@ def tree_leaves(tree):
     >>> tree_leaves({"b": [1, 2], "a": Tensor(3)})
     [Tensor(3.0), 1, 2]
     """
-    return [leaf for _, leaf in _leaves_with_paths(tree, "tree")]
+    return [leaf for _, leaf in _leaves_with_keys(tree)]
 
 
 def tree_map(f, tree, *rest):
@@ -2025,10 +2109,10 @@ def _params_and_grads(op, params, grads):
         grads = grads.wrt(params)
     pairs = []
     grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
-    for (path, p), g in zip(_leaves_with_paths(params, "params"), grad_leaves):
+    for (keys, p), g in zip(_leaves_with_keys(params), grad_leaves):
         p, g = _as_tensor(p, op), _as_tensor(g, op)
         if p.shape != g.shape:
-            raise ValueError(f"{op}: {path} has shape {p.shape}, "
+            raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
                              f"but its gradient has shape {g.shape}")
         pairs.append((p, g))
     return pairs
@@ -2037,7 +2121,7 @@ def _params_and_grads(op, params, grads):
 def _new_params(params, new_data):
     """params with each leaf replaced by new data: tensors become fresh leaves, numbers stay
     numbers."""
-    new_leaves = [_leaf(data, _as_tensor(p, "update").shape) if isinstance(p, Tensor) else data
+    new_leaves = [_leaf(data, p.shape) if isinstance(p, Tensor) else data
                   for p, data in zip(tree_leaves(params), new_data)]
     return _rebuild(params, iter(new_leaves))
 
@@ -2060,20 +2144,29 @@ def sgd(params, grads, lr):
                                 for p, g in pairs])
 
 
-class _Optimizer:
-    """What SGD and Adam share: state kept per leaf, by the leaf's position in the tree."""
-
-    def _state_for(self, op, pairs, state):
-        """The per-leaf state, checked against this call's params (None before the first)."""
-        if state is None:
-            return [None] * len(pairs)
-        if len(state) != len(pairs):
-            raise ValueError(f"{op}: params has {len(pairs)} leaves, but the optimizer's state "
-                             f"is for {len(state)}; use a new optimizer for new params")
-        return state
+def _state_for(op, pairs, state):
+    """An optimizer's state, one item per leaf of params by position, checked against this
+    call's params; a list of None before the first call."""
+    if state is None:
+        return [None] * len(pairs)
+    if len(state) != len(pairs):
+        raise ValueError(f"{op}: params has {len(pairs)} leaves, but the optimizer's state "
+                         f"is for {len(state)}; use a new optimizer for new params")
+    return state
 
 
-class SGD(_Optimizer):
+def _gradient_step_start(p, g, maximize, weight_decay):
+    """The first two steps of torch's SGD and Adam: d = -g if maximize, then
+    d = d + weight_decay * p. Returns d's data."""
+    d = g.data
+    if maximize:
+        d = elementwise(operator.neg, (d,), p.ndim)
+    if weight_decay:
+        d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), p.ndim)
+    return d
+
+
+class SGD:
     """Stochastic gradient descent, exactly as torch.optim.SGD.
 
     For each leaf, with d the gradient: d = -d if maximize; d = d + weight_decay * p; with
@@ -2100,16 +2193,11 @@ class SGD(_Optimizer):
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
         lr, momentum, dampening = self.lr, self.momentum, self.dampening
-        weight_decay = self.weight_decay
         pairs = _params_and_grads("SGD.update", params, grads)
-        buffers = self._state_for("SGD.update", pairs, self.momentum_buffers)
+        buffers = _state_for("SGD.update", pairs, self.momentum_buffers)
         new_data, new_buffers = [], []
         for (p, g), buf in zip(pairs, buffers):
-            d, ndim = g.data, p.ndim
-            if self.maximize:
-                d = elementwise(operator.neg, (d,), ndim)
-            if weight_decay:
-                d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), ndim)
+            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
             if momentum:
                 buf = d if buf is None else elementwise(
                     lambda b, d: momentum * b + (1.0 - dampening) * d, (buf, d), ndim)
@@ -2121,7 +2209,7 @@ class SGD(_Optimizer):
         return _new_params(params, new_data)
 
 
-class Adam(_Optimizer):
+class Adam:
     """Adam, exactly as torch.optim.Adam (amsgrad off; weight_decay is added to the gradient).
 
     For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
@@ -2146,20 +2234,16 @@ class Adam(_Optimizer):
 
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
-        (beta1, beta2), eps, weight_decay = self.betas, self.eps, self.weight_decay
+        (beta1, beta2), eps = self.betas, self.eps
         pairs = _params_and_grads("Adam.update", params, grads)
-        moments = self._state_for("Adam.update", pairs, self.moments)
+        moments = _state_for("Adam.update", pairs, self.moments)
         step = self.steps + 1
         step_size = self.lr / (1.0 - beta1 ** step)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
         new_data, new_moments = [], []
         for (p, g), moment in zip(pairs, moments):
-            d, ndim = g.data, p.ndim
+            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
             m, v = moment or (_full_lists(p.shape, 0.0),) * 2
-            if self.maximize:
-                d = elementwise(operator.neg, (d,), ndim)
-            if weight_decay:
-                d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), ndim)
             m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (m, d), ndim)
             v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (v, d), ndim)
             new_moments.append((m, v))
@@ -2205,20 +2289,12 @@ def primitive(op, forward, vjps):
                             f"got {len(inputs)}")
         inputs = tuple(_as_tensor(t, op) for t in inputs)
         value = _as_tensor(forward(*inputs, **attrs), f"{op} (the value forward returned)")
-        return _apply(op, new_op, value.data, value.shape, inputs, vjps,
+        return _node(op, new_op, value.data, value.shape, inputs, vjps,
                       MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
 
     new_op.__name__ = new_op.__qualname__ = op
     new_op.__doc__ = forward.__doc__
     return new_op
-
-
-def _where_defined(fn):
-    """'file.py, line 12' for a function defined in Python, else its name."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return getattr(fn, "__name__", repr(fn))
-    return f"{code.co_filename}, line {code.co_firstlineno}"
 
 
 def _topological_order(root):
@@ -2237,10 +2313,14 @@ def _topological_order(root):
     return order
 
 
-def _replace_flat(t, j, delta):
-    """A leaf like t with delta added to its j-th element (in row-major order)."""
+def _moved(t, direction, step):
+    """A leaf like t moved by `step` along `direction`: the flat position of one element, or
+    a vector of t's size in row-major order."""
     flat = list(_flat(t.data, t.ndim))
-    flat[j] += delta
+    if isinstance(direction, int):
+        flat[direction] += step
+    else:
+        flat = [a + step * b for a, b in zip(flat, direction)]
     return _leaf(_fold(flat, t.shape), t.shape)
 
 
@@ -2256,7 +2336,7 @@ def _index_of(j, shape):
 def _close(analytic, numeric, atol, rtol):
     if analytic == numeric:  # also equal infinities
         return True
-    return builtins.abs(analytic - numeric) <= atol + rtol * builtins.abs(numeric)
+    return _abs(analytic - numeric) <= atol + rtol * _abs(numeric)
 
 
 def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0):
@@ -2281,7 +2361,7 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0)
     """
     args = tuple(args)
     rng = _as_rng(rng)
-    items = _leaves_with_paths(args, "args")
+    items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
     gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
 
     def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
@@ -2292,30 +2372,23 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0)
         if not isinstance(leaf, Tensor):
             continue
         analytic_flat = _flat(gradient.data, gradient.ndim)
-        if directions is None:
-            for j in range(leaf.size):
-                numeric = (f_with(position, _replace_flat(leaf, j, eps))
-                           - f_with(position, _replace_flat(leaf, j, -eps))) / (2.0 * eps)
-                if not _close(analytic_flat[j], numeric, atol, rtol):
-                    raise AssertionError(
-                        f"check_grads: d f / d {path} at {_index_of(j, leaf.shape)} is "
-                        f"{analytic_flat[j]!r} by backward, but {numeric!r} by central "
-                        f"differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
-                        + _blame(f, args, eps, atol, rtol, rng))
+        if directions is None:  # each element on its own
+            probes = [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j, analytic_flat[j])
+                      for j in range(leaf.size)]
         else:
+            probes = []
             for _ in range(directions):
                 v = [rng.gauss(0.0, 1.0) for _ in range(leaf.size)]
-                plus, minus = (_leaf(_fold([a + s * eps * b for a, b in
-                                            zip(_flat(leaf.data, leaf.ndim), v)], leaf.shape),
-                                     leaf.shape) for s in (1.0, -1.0))
-                numeric = (f_with(position, plus) - f_with(position, minus)) / (2.0 * eps)
-                analytic = _sum(map(operator.mul, analytic_flat, v))
-                if not _close(analytic, numeric, atol, rtol):
-                    raise AssertionError(
-                        f"check_grads: along a random direction v, <d f / d {path}, v> is "
-                        f"{analytic!r} by backward, but {numeric!r} by central differences "
-                        f"(eps={eps}, atol={atol}, rtol={rtol}).\n"
-                        + _blame(f, args, eps, atol, rtol, rng))
+                probes.append((f"along a random direction v, <d f / d {path}, v>", v,
+                               _sum(map(operator.mul, analytic_flat, v))))
+        for what, direction, analytic in probes:
+            numeric = (f_with(position, _moved(leaf, direction, eps))
+                       - f_with(position, _moved(leaf, direction, -eps))) / (2.0 * eps)
+            if not _close(analytic, numeric, atol, rtol):
+                raise AssertionError(
+                    f"check_grads: {what} is {analytic!r} by backward, but {numeric!r} by "
+                    f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
+                    + _blame(f, args, eps, atol, rtol, rng))
 
 
 def _blame(f, args, eps, atol, rtol, rng):
@@ -2338,12 +2411,12 @@ def _blame(f, args, eps, atol, rtol, rng):
                 continue
             analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
             if analytic.shape != x.shape:
-                return (f"The vjp rule of op {node.op!r} for input {i} ({_where_defined(rule)}) "
+                return (f"The vjp rule of op {node.op!r} for input {i} ({_source_location(rule)}) "
                         f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
             analytic_flat = _flat(analytic.data, analytic.ndim)
             for j in range(x.size):
-                numeric = (local(i, _replace_flat(x, j, eps))
-                           - local(i, _replace_flat(x, j, -eps))) / (2.0 * eps)
+                numeric = (local(i, _moved(x, j, eps))
+                           - local(i, _moved(x, j, -eps))) / (2.0 * eps)
                 if not _close(analytic_flat[j], numeric, atol, rtol):
                     shapes = ", ".join(str(t.shape) for t in node.inputs)
                     return (f"The first op whose vjp rule disagrees with central differences "
@@ -2351,7 +2424,7 @@ def _blame(f, args, eps, atol, rtol, rng):
                             f"inputs of shapes {shapes}): for input {i} at "
                             f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
                             f"{analytic_flat[j]!r} but central differences give {numeric!r}. "
-                            f"The rule is at {_where_defined(rule)}. (Unless the input sits on "
+                            f"The rule is at {_source_location(rule)}. (Unless the input sits on "
                             f"a kink, such as relu at 0, where no derivative exists.)")
     return ("Every op's vjp rule agrees with central differences on that op alone, so look "
             "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
@@ -2375,17 +2448,18 @@ def _format_nested(data, ndim, digits):
 
 
 def _labels(names):
-    """{tensor: name} from a tree of tensors, such as params: the path of each leaf."""
+    """{tensor: name} from a tree of tensors, such as params: its keys joined by dots."""
     if names is None:
         return {}
-    return {leaf: path.strip("[]'\"").replace("']['", ".").replace("][", ".")
-            for path, leaf in _leaves_with_paths(names, "") if isinstance(leaf, Tensor)}
+    return {leaf: ".".join(map(str, keys))
+            for keys, leaf in _leaves_with_keys(names) if isinstance(leaf, Tensor)}
 
 
 def _describe(t, labels):
     """The op of t with its static arguments, or the leaf's name."""
     if t.op is None:
         return labels.get(t, "constant" if t.attrs.get("constant") else "leaf")
+    # keepdims=False is the default: leaving it out keeps the lines short.
     attrs = ", ".join(f"{key}={value}" for key, value in t.attrs.items() if value is not False)
     return f"{t.op}({attrs})" if attrs else t.op
 
@@ -2421,16 +2495,16 @@ def draw(t, grads=None, names=None, max_nodes=200):
     if len(nodes) > max_nodes:
         return _too_big(nodes, max_nodes)
     labels = _labels(names)
-    numbers, rows = {}, []  # rows: (tree text, value text, gradient text)
+    number_of, rows = {}, []  # rows: (tree text, value text, gradient text)
     stack = [(t, "", "")]  # (node, what precedes it on its line, what precedes its inputs)
     while stack:
         node, head, indent = stack.pop()
-        if node in numbers:
-            rows.append((f"{head}#{numbers[node]} (see above)", "", ""))
+        if node in number_of:
+            rows.append((f"{head}#{number_of[node]} (see above)", "", ""))
             continue
-        numbers[node] = len(numbers)
+        number_of[node] = len(number_of)
         gradient = "" if grads is None else "grad " + _summary(grads[node])
-        rows.append((f"{head}#{numbers[node]} {_describe(node, labels)} {node.shape}",
+        rows.append((f"{head}#{number_of[node]} {_describe(node, labels)} {node.shape}",
                      _summary(node), gradient))
         last = len(node.inputs) - 1
         for k in reversed(range(len(node.inputs))):
