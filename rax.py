@@ -1827,7 +1827,9 @@ class GradNode:
         >>> (w * w).sum().backward().wrt({"w": w, "lr": 0.1})
         {'lr': Tensor(0.0), 'w': Tensor([2.0, 4.0], op='add')}
         """
-        return tree_map(lambda leaf: self[leaf] if isinstance(leaf, Tensor) else zeros(()), tree)
+        with _collector_paused():  # one pause for all the leaves, rather than one each
+            return tree_map(lambda leaf: self[leaf] if isinstance(leaf, Tensor) else zeros(()),
+                            tree)
 
     def __repr__(self):
         return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
@@ -1854,7 +1856,8 @@ class _GradientGraph:
                     users = consumers.get(x)
                     if users is None:
                         consumers[x] = [t]
-                        stack.append(x)
+                        if x.inputs:  # a leaf has nothing below it to walk
+                            stack.append(x)
                     elif users[-1] is not t:  # t may take x twice, as in x * x
                         users.append(t)
         self.consumers = consumers
