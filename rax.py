@@ -1337,17 +1337,47 @@ _div_vjps = (lambda g, out, x, y: g / y,
 def pow(x, y):
     """x ** y, as numpy.power on floats.   d/dx = y x**(y-1), d/dy = x**y log(x)
 
-    As PyTorch, d/dx is 0 where y = 0, and d/dy is 0 where x = 0 and y >= 0.
+    As PyTorch, d/dx is 0 where y = 0, and d/dy is 0 where x = 0 and y >= 0. A number y
+    is not a tensor input but the exponent of a one-input op (see _power), as in PyTorch.
 
     >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
     Tensor([8.0, nan, inf], op='pow')
+    >>> pow(Tensor([1, 2, 3]), 2)
+    Tensor([1.0, 4.0, 9.0], op='pow')
     """
+    if isinstance(y, numbers.Real) and not isinstance(x, numbers.Real):
+        return _power(x, float(y))
     return _binary(pow, x, y, _pow, _pow_vjps)
 
 
 # Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
              lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
+
+
+def _power(x, exponent):
+    """x ** exponent for a number exponent, kept in attrs.   d/dx = exponent x**(exponent-1)
+
+    x ** 2 is everywhere (square, squared errors), and a rule with a number exponent takes
+    half the ops of the rule for a tensor exponent.
+    """
+    x = _as_tensor(x, "pow")
+    exponents = _full_lists(x.shape, exponent)
+    if exponent.is_integer():  # C's pow, with _pow only if it raises (0.0 ** -1)
+        data = elementwise(operator.pow, (x.data, exponents), x.ndim, _pow)
+    else:  # a negative base would give Python a complex number, not nan
+        data = elementwise(_pow, (x.data, exponents), x.ndim)
+    return _node("pow", _power, data, x.shape, (x,), _power_vjps, {"exponent": exponent})
+
+
+def _power_vjp(g, out, x):
+    exponent = out.attrs["exponent"]
+    if exponent == 0.0:
+        return zeros(x.shape)  # as PyTorch: x ** 0 is 1, whatever g is
+    return g * (exponent * x ** (exponent - 1.0))
+
+
+_power_vjps = (_power_vjp,)
 
 
 def maximum(x, y):

@@ -7,8 +7,8 @@ from random.Random(0); the answers are checked against each other, and the table
 the median times and their ratio, rax / hand-written. If micrograd is installed, a column
 shows it too. Nothing here is a test: speed is reported, never asserted.
 
-    python examples/benchmark.py            # the full table (about two minutes)
-    python examples/benchmark.py --quick    # fewer repeats, smaller sizes
+    python examples/benchmark.py            # the full table (about half a minute)
+    python examples/benchmark.py --quick    # fewer repeats, smaller sizes (seconds)
 
 The garbage collector stays on, as in any Python program; each run starts after a
 gc.collect(), so no run pays for the garbage of the one before.
@@ -52,12 +52,15 @@ def mlp_params(rng, sizes):
 
 # ---- hand-written kernels -------------------------------------------------------------------
 
-def hand_matmul(a, b):
+# Builtins and operators are bound as default arguments, local names being the fastest to
+# look up: the hand-written code should be the fastest we can write.
+
+def hand_matmul(a, b, sum=sum, mul=mul):
     columns = list(zip(*b))
     return [[sum(map(mul, row, column)) for column in columns] for row in a]
 
 
-def hand_linear(x, w, b):
+def hand_linear(x, w, b, sum=sum, mul=mul):
     """x @ w + b, with the bias fused into the comprehension."""
     columns = list(zip(*w))
     return [[sum(map(mul, row, column)) + bias for column, bias in zip(columns, b)]
@@ -72,7 +75,7 @@ def hand_relu_backward(dh, z):
     return [[d if v > 0.0 else 0.0 for d, v in zip(drow, zrow)] for drow, zrow in zip(dh, z)]
 
 
-def hand_linear_backward(x, w, dz, need_dx):
+def hand_linear_backward(x, w, dz, need_dx, sum=sum, mul=mul):
     """Gradients of x @ w + b given dz: (dx or None, dw, db)."""
     dw = hand_matmul(list(zip(*x)), dz)  # x^T @ dz
     db = [sum(column) for column in zip(*dz)]
@@ -234,10 +237,12 @@ def check_same(name, got, expected):
             raise AssertionError(f"{name}: value {i} is {a}, the hand-written code gives {b}")
 
 
-def median_times(functions, repeats):
-    """Median seconds of each function, run in turns so that noise hits them alike."""
+def median_times(functions, seconds, least=11):
+    """Median seconds of each function, run in turns so that noise hits them alike, as many
+    turns as fit in about `seconds` (at least `least`)."""
     times = [[] for _ in functions]
-    for _ in range(repeats):
+    started = time.perf_counter()
+    while len(times[0]) < least or time.perf_counter() - started < seconds:
         for i, f in enumerate(functions):
             gc.collect()
             start = time.perf_counter()
@@ -308,7 +313,7 @@ def workloads(quick):
 
 
 def main(quick=False):
-    repeats = 5 if quick else 11
+    seconds = 0.2 if quick else 3.0  # of timing per workload
     print(f"rax benchmark: Python {platform.python_version()} "
           f"({platform.python_implementation()}), {platform.machine()}, "
           f"{platform.system()} {platform.release()}, {os.cpu_count()} cpus")
@@ -320,7 +325,7 @@ def main(quick=False):
     for name, what, target, hand, with_rax, micro in workloads(quick):
         check_same(name, with_rax(), hand())
         functions = [hand, with_rax] + ([micro] if micro else [])
-        times = median_times(functions, repeats)
+        times = median_times(functions, seconds, least=3 if quick else 11)
         ratio = times[1] / times[0]
         results[name] = ratio
         line = f"{name:<9} {times[0] * 1e3:>10.3f} {times[1] * 1e3:>10.3f} {ratio:>9.2f} " \
