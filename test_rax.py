@@ -2523,8 +2523,9 @@ def test_numbers_are_shared_constants_and_grad_arguments_stay_variables():
     which keep their signs; a number given to grad is a variable of its own, even when the
     same number is a constant in f or in a vjp rule."""
     x = Tensor([1.0, 2.0])
-    a, b = x * 3.0, x + 3.0
-    assert a.inputs[1] is b.inputs[1] and a.inputs[1].attrs["constant"]
+    a, b = x * 3.0, x + 3.0  # 3.0 is broadcast to x's shape first
+    three = a.inputs[1].inputs[0]
+    assert three is b.inputs[1].inputs[0] and three.attrs["constant"] and three.item() == 3.0
     assert math.copysign(1.0, (x * 0.0).tolist()[0]) == 1.0
     assert math.copysign(1.0, (x * -0.0).tolist()[0]) == -1.0
     assert rax.grad(rax.grad(lambda v: v ** 3))(3.0).item() == 18.0  # 6 v, not 3 v**2
