@@ -1878,8 +1878,10 @@ class GradNode:
         {'lr': Tensor(0.0), 'w': Tensor([2.0, 4.0], op='add')}
         """
         with _collector_paused():  # one pause for all the leaves, rather than one each
-            return tree_map(lambda leaf: self[leaf] if isinstance(leaf, Tensor) else zeros(()),
-                            tree)
+            return tree_map(self._of_leaf, tree)
+
+    def _of_leaf(self, leaf):
+        return self[leaf] if isinstance(leaf, Tensor) else zeros(())
 
     def __repr__(self):
         return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
@@ -2158,11 +2160,14 @@ def _params_and_grads(op, params, grads):
 
     grads is a gradient graph (a GradNode) or a tree shaped like params.
     """
-    if isinstance(grads, GradNode):
-        grads = grads.wrt(params)
+    items = _leaves_with_keys(params)
+    if isinstance(grads, GradNode):  # as grads.wrt(params), without building the tree
+        with _collector_paused():
+            grad_leaves = [grads._of_leaf(p) for _, p in items]
+    else:
+        grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
     pairs = []
-    grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
-    for (keys, p), g in zip(_leaves_with_keys(params), grad_leaves):
+    for (keys, p), g in zip(items, grad_leaves):
         p, g = _as_tensor(p, op), _as_tensor(g, op)
         if p.shape != g.shape:
             raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
