@@ -44,21 +44,10 @@ def loss(params, x, y):
     return (error * error).mean()
 
 
-def forward_nodes(root):
-    """Every tensor of root's graph once, found by following .inputs (with a stack: a graph
-    may be deep)."""
+def graph_nodes(root):
+    """Every node of a graph once, found by following .inputs (with a stack: a graph may be
+    deep). Tensors and GradNodes both have .inputs, so this walks either graph."""
     seen, stack = {root}, [root]
-    while stack:
-        for t in stack.pop().inputs:
-            if t not in seen:
-                seen.add(t)
-                stack.append(t)
-    return seen
-
-
-def gradient_nodes(root_node):
-    """Every node of a gradient graph once, following GradNode.inputs the same way."""
-    seen, stack = {root_node}, [root_node]
     while stack:
         for node in stack.pop().inputs:
             if node not in seen:
@@ -81,7 +70,7 @@ def main(out="graph.dot", steps=60, lr=1.0, verbose=True, plot=None):
     names = {"w": params["w"], "b": params["b"], "x": x, "y": y}  # names for the leaves
 
     drawing = rax.draw(value, grads, names=names)
-    n_nodes, n_gradient_nodes = len(forward_nodes(value)), len(gradient_nodes(grads))
+    n_nodes, n_gradient_nodes = len(graph_nodes(value)), len(graph_nodes(grads))
     say("The forward graph, the loss first and each node's inputs below it, with every\n"
         "node's value and, beside it, its gradient d loss / d node (a node used twice is\n"
         "drawn once and then referred to by its number):\n")
