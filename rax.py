@@ -621,6 +621,12 @@ class Tensor:
                             f"this one has shape {self.shape}")
         return self.item()
 
+    def __int__(self):
+        return int(float(self))
+
+    def __round__(self, digits=None):
+        return round(float(self), digits)
+
     def __bool__(self):
         if self.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
@@ -640,7 +646,10 @@ class Tensor:
     def __repr__(self):
         op = "" if self.op is None else f", op={self.op!r}"
         if self.size > 100:
-            return f"Tensor(<{self.size} values>, shape={self.shape}{op})"
+            flat = _flat(self.data, self.ndim)
+            return (f"Tensor(<{self.size} values: min {_min_of(flat):.4g}, mean "
+                    f"{_sum(flat) / len(flat):.4g}, max {_max_of(flat):.4g}>, "
+                    f"shape={self.shape}{op})")
         return f"Tensor({self.data!r}{op})"
 
     def __format__(self, spec):
@@ -714,6 +723,12 @@ def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
 def _leaf(data, shape):
     """A new leaf tensor from data that is already nested lists of floats of `shape`."""
     return _node(None, None, data, shape, (), ())
+
+
+def _add_note(error, note):
+    """Say where an error from user code came from (Python 3.11 prints notes below it)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
 
 
 def _source_location(fn):
@@ -1122,8 +1137,9 @@ def _resolve_shape(x, shape):
     return _as_shape("reshape", shape)
 
 
-def reshape(x, shape):
+def reshape(x, shape, *more_sides):
     """The same elements, in row-major order, in a new shape; one side may be -1.
+    The sides may also be given one by one: t.reshape(2, 3).
 
     d/dx: g reshaped back to x's shape.
 
@@ -1131,7 +1147,7 @@ def reshape(x, shape):
     Tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], op='reshape')
     """
     x = _as_tensor(x, "reshape")
-    shape = _resolve_shape(x, shape)
+    shape = _resolve_shape(x, (shape,) + more_sides if more_sides else shape)
     if shape == x.shape:
         return x
     return _node("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
@@ -1149,8 +1165,9 @@ def _normalize_axis(op, axis, ndim):
     return axis % ndim
 
 
-def transpose(x, axes=None):
+def transpose(x, axes=None, *more_axes):
     """The axes permuted: axis i of the result is axis axes[i] of x; None reverses them.
+    The axes may also be given one by one: t.transpose(1, 0).
 
     d/dx: g with the axes permuted back.
 
@@ -1158,6 +1175,8 @@ def transpose(x, axes=None):
     Tensor([[1.0], [2.0], [3.0]], op='transpose')
     """
     x = _as_tensor(x, "transpose")
+    if more_axes:
+        axes = (axes,) + more_axes
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
     axes = tuple(_normalize_axis("transpose", a, x.ndim) for a in axes)
@@ -1959,7 +1978,12 @@ class _GradientGraph:
             for i, rule in enumerate(consumer.vjps):
                 if inputs[i] is not t or rule is None:
                     continue
-                contribution = rule(g, consumer, *inputs)
+                try:
+                    contribution = rule(g, consumer, *inputs)
+                except Exception as error:
+                    _add_note(error, f"in the vjp rule of {consumer.op!r} for input {i} "
+                                     f"({_source_location(rule)})")
+                    raise
                 if not isinstance(contribution, Tensor):  # a rule of one's own may give a list
                     contribution = _as_tensor(contribution, consumer.op)
                 if contribution.shape != t.shape:
@@ -2103,23 +2127,27 @@ def _rebuild(tree, leaves):
     return next(leaves)
 
 
-def _structure_difference(a, b, path):
-    """Where trees a and b first differ in structure, in words; None if they do not."""
+def _structure_difference(a, b, path, names):
+    """Where trees a and b (called names[0] and names[1]) first differ in structure, in
+    words; None if they do not."""
     if isinstance(a, (dict, list, tuple)) or isinstance(b, (dict, list, tuple)):
         if type(a) is not type(b):
-            return f"{path} is a {type(a).__name__} in one and a {type(b).__name__} in the other"
+            return (f"{path} is a {type(a).__name__} in {names[0]} and a {type(b).__name__} "
+                    f"in {names[1]}")
         if isinstance(a, dict):
             if sorted(a) != sorted(b):
                 key = sorted(a.keys() ^ b.keys())[0]
-                return f"{path}[{key!r}] is in one but not in the other"
+                has, lacks = names if key in a else names[::-1]
+                return f"{path}[{key!r}] is in {has} but not in {lacks}"
             pairs = [(a[key], b[key], f"{path}[{key!r}]") for key in sorted(a)]
         else:
             if len(a) != len(b):
-                return (f"{path}[{_min(len(a), len(b))}] is in one but not in the other "
+                has, lacks = names if len(a) > len(b) else names[::-1]
+                return (f"{path}[{_min(len(a), len(b))}] is in {has} but not in {lacks} "
                         f"({len(a)} items against {len(b)})")
             pairs = [(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
         for x, y, child_path in pairs:
-            difference = _structure_difference(x, y, child_path)
+            difference = _structure_difference(x, y, child_path, names)
             if difference:
                 return difference
     return None
@@ -2127,7 +2155,7 @@ def _structure_difference(a, b, path):
 
 def _matching_leaves(op, tree, other, name, other_name):
     """The leaves of `other`, which must have the same structure as `tree`."""
-    difference = _structure_difference(tree, other, name)
+    difference = _structure_difference(tree, other, name, (name, other_name))
     if difference:
         raise ValueError(f"{op}: {other_name} does not have the structure of {name}: "
                          f"{difference}")
@@ -2162,6 +2190,10 @@ def _params_and_grads(op, params, grads):
     """
     items = _leaves_with_keys(params)
     if isinstance(grads, GradNode):  # as grads.wrt(params), without building the tree
+        tensors = [p for _, p in items if isinstance(p, Tensor)]
+        if tensors and not any(p in grads for p in tensors):
+            raise ValueError(f"{op}: no tensor of params is in the gradient graph, so every "
+                             f"gradient would be zero; was the loss computed from these params?")
         with _collector_paused():
             grad_leaves = [grads._of_leaf(p) for _, p in items]
     else:
@@ -2248,6 +2280,11 @@ class SGD:
         self.weight_decay, self.nesterov, self.maximize = weight_decay, nesterov, maximize
         self.momentum_buffers = None  # one per leaf of params, after the first update
 
+    def __repr__(self):
+        return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
+                f"weight_decay={self.weight_decay}, nesterov={self.nesterov}, "
+                f"maximize={self.maximize})")
+
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
         lr, momentum, dampening = self.lr, self.momentum, self.dampening
@@ -2289,6 +2326,11 @@ class Adam:
         self.weight_decay, self.maximize = weight_decay, maximize
         self.steps = 0
         self.moments = None  # (m, v) per leaf of params, after the first update
+
+    def __repr__(self):
+        return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay}, maximize={self.maximize}, "
+                f"steps taken={self.steps})")
 
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
@@ -2346,12 +2388,18 @@ def primitive(op, forward, vjps):
             raise TypeError(f"{op}: takes {len(vjps)} input(s), one per vjp rule, "
                             f"got {len(inputs)}")
         inputs = tuple(_as_tensor(t, op) for t in inputs)
-        value = _as_tensor(forward(*inputs, **attrs), f"{op} (the value forward returned)")
+        try:
+            value = forward(*inputs, **attrs)
+        except Exception as error:
+            _add_note(error, f"in the forward function of {op!r} ({_source_location(forward)})")
+            raise
+        value = _as_tensor(value, f"{op} (the value forward returned)")
         return _node(op, new_op, value.data, value.shape, inputs, vjps,
                       MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
 
     new_op.__name__ = new_op.__qualname__ = op
     new_op.__doc__ = forward.__doc__
+    new_op.made_by_primitive = True  # check_grads then also checks inputs without a rule
     return new_op
 
 
@@ -2417,6 +2465,13 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0)
     ...
     AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0...
     """
+    if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
+        raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
+                        f"got {type(args).__name__}")
+    if directions is not None and (isinstance(directions, bool) or
+                                   not isinstance(directions, int) or directions < 1):
+        raise ValueError(f"check_grads: directions must be None or a positive int, "
+                         f"got {directions!r}")
     args = tuple(args)
     rng = _as_rng(rng)
     items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
@@ -2455,35 +2510,50 @@ def _blame(f, args, eps, atol, rtol, rng):
     out = f(*args)
     nodes = [t for t in _topological_order(out) if t.forward is not None]
     for number, node in enumerate(nodes, 1):
-        w = _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(node.size)], node.shape),
-                  node.shape)
-        w_flat = _flat(w.data, w.ndim)
+        w_flat = [rng.gauss(0.0, 1.0) for _ in range(node.size)]  # a random cotangent
+        w = _leaf(_fold(w_flat, node.shape), node.shape)
+        shapes = ", ".join(str(t.shape) for t in node.inputs)
+        op = f"op {node.op!r} (op {number} of {len(nodes)}, inputs of shapes {shapes})"
 
         def local(i, new_input):  # <w, node's op applied with input i replaced>
             inputs = node.inputs[:i] + (new_input,) + node.inputs[i + 1:]
             value = node.forward(*inputs, **node.attrs)
             return _sum(map(operator.mul, w_flat, _flat(value.data, value.ndim)))
 
+        def numeric(i, direction):
+            x = node.inputs[i]
+            return (local(i, _moved(x, direction, eps))
+                    - local(i, _moved(x, direction, -eps))) / (2.0 * eps)
+
         for i, (x, rule) in enumerate(zip(node.inputs, node.vjps)):
+            if rule is None and not getattr(node.forward, "made_by_primitive", False):
+                continue  # rax's own ops pass no gradient there on purpose (x < y, where's cond)
             if rule is None:
-                continue
-            analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
-            if analytic.shape != x.shape:
-                return (f"The vjp rule of op {node.op!r} for input {i} ({_source_location(rule)}) "
-                        f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
-            analytic_flat = _flat(analytic.data, analytic.ndim)
+                analytic_flat = [0.0] * x.size
+            else:
+                analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
+                if analytic.shape != x.shape:
+                    return (f"The vjp rule of {op} for input {i} ({_source_location(rule)}) "
+                            f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
+                analytic_flat = _flat(analytic.data, analytic.ndim)
+            v = [rng.gauss(0.0, 1.0) for _ in range(x.size)]  # one look along a random line,
+            if _close(_sum(map(operator.mul, analytic_flat, v)), numeric(i, v), atol, rtol):
+                continue  # and element by element only to say where it is wrong
             for j in range(x.size):
-                numeric = (local(i, _moved(x, j, eps))
-                           - local(i, _moved(x, j, -eps))) / (2.0 * eps)
-                if not _close(analytic_flat[j], numeric, atol, rtol):
-                    shapes = ", ".join(str(t.shape) for t in node.inputs)
-                    return (f"The first op whose vjp rule disagrees with central differences "
-                            f"on that op alone is op {node.op!r} (op {number} of {len(nodes)}, "
-                            f"inputs of shapes {shapes}): for input {i} at "
-                            f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
-                            f"{analytic_flat[j]!r} but central differences give {numeric!r}. "
-                            f"The rule is at {_source_location(rule)}. (Unless the input sits on "
-                            f"a kink, such as relu at 0, where no derivative exists.)")
+                expected = numeric(i, j)
+                if _close(analytic_flat[j], expected, atol, rtol):
+                    continue
+                if rule is None:
+                    return (f"The first op whose gradient disagrees with central differences "
+                            f"on that op alone is {op}: it has no vjp rule for input {i}, yet "
+                            f"its output depends on that input (at {_index_of(j, x.shape)}, "
+                            f"central differences give {expected!r}).")
+                return (f"The first op whose vjp rule disagrees with central differences "
+                        f"on that op alone is {op}: for input {i} at "
+                        f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
+                        f"{analytic_flat[j]!r} but central differences give {expected!r}. "
+                        f"The rule is at {_source_location(rule)}. (Unless the input sits on "
+                        f"a kink, such as relu at 0, where no derivative exists.)")
     return ("Every op's vjp rule agrees with central differences on that op alone, so look "
             "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
             "or too small for f, or randomness or changing state inside f.")
@@ -2579,28 +2649,33 @@ def _dot_text(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(t, grads=None, names=None):
+def to_dot(t, grads=None, names=None, max_nodes=2000):
     """Graphviz DOT text for t's graph (render it with `dot -Tsvg graph.dot -o graph.svg`).
 
     Each node shows its op (or leaf name from `names`), shape and values, and arrows run
-    from inputs to the ops that use them. With `grads`, the gradient graph from backward
-    stands beside it, node for node, its arrows pointing the way gradients flow.
+    from inputs to the ops that use them, numbered 0, 1, ... where an op has several. With
+    `grads`, the gradient graph from backward stands beside it, node for node, its arrows
+    pointing the way gradients flow. A graph of more than max_nodes nodes (None: no limit)
+    becomes one box with a summary.
 
     >>> x = Tensor(2.0)
     >>> print(to_dot(x * x))  # doctest: +ELLIPSIS
     digraph rax {
     ...
-      n0 -> n1;
-      n0 -> n1;
+      n0 -> n1 [label=0];
+      n0 -> n1 [label=1];
     }
     """
     labels = _labels(names)
     nodes = _topological_order(t)
+    header = ["digraph rax {", "  rankdir=BT;",
+              '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica, '
+              'fontsize=10];']
+    if max_nodes is not None and len(nodes) > max_nodes:
+        return "\n".join(header + [f"  n0 [label={_dot_text(_too_big(nodes, max_nodes))}];",
+                                   "}"])
     number = {node: k for k, node in enumerate(nodes)}
-    lines = ["digraph rax {", "  rankdir=BT;",
-             '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica, '
-             'fontsize=10];',
-             "  subgraph cluster_forward {", '    label="forward graph";']
+    lines = header + ["  subgraph cluster_forward {", '    label="forward graph";']
     for node, k in number.items():
         shape = "ellipse" if node.op is None else "box"
         text = f"{_describe(node, labels)}\n{node.shape}\n{_summary(node)}"
@@ -2613,8 +2688,9 @@ def to_dot(t, grads=None, names=None):
             lines.append(f"    g{k} [label={_dot_text(text)}, fillcolor=lightyellow];")
         lines.append("  }")
     for node, k in number.items():
-        for x in node.inputs:
-            lines.append(f"  n{number[x]} -> n{k};")
+        for i, x in enumerate(node.inputs):
+            label = f" [label={i}]" if len(node.inputs) > 1 else ""
+            lines.append(f"  n{number[x]} -> n{k}{label};")
             if grads is not None:  # laid out like the forward edge, drawn pointing back
                 lines.append(f"  g{number[x]} -> g{k} [dir=back, color=darkorange];")
     lines.append("}")

@@ -2412,7 +2412,10 @@ def test_draw_and_to_dot_describe_the_graph():
     for _ in range(100_000):
         y = y + 1.0
     assert isinstance(rax.draw(y), str)
-    assert rax.to_dot(y).count("->") == 2 * 100_000
+    assert rax.to_dot(y, max_nodes=None).count("->") == 2 * 100_000
+    summary = rax.to_dot(y)  # more than max_nodes: one box with a summary
+    check_dot_syntax(summary)
+    assert "->" not in summary and "100,002 nodes" in summary
 
 
 # ---- tools ----------------------------------------------------------------------------------
@@ -2420,7 +2423,7 @@ def test_draw_and_to_dot_describe_the_graph():
 DOT_STATEMENT = re.compile(
     r'^\s*(digraph \w+ \{|\}|rankdir=\w+;|subgraph \w+ \{|label="[^"]*";'
     r'|node \[.*\];|[ng]\d+ \[label="(?:[^"\\]|\\.)*"(, [\w]+=[\w"]+)*\];'
-    r'|[ng]\d+ -> [ng]\d+( \[dir=back, color=\w+\])?;)$')
+    r'|[ng]\d+ -> [ng]\d+( \[label=\d+\]| \[dir=back, color=\w+\])?;)$')
 
 
 def check_dot_syntax(text):

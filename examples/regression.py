@@ -5,8 +5,9 @@ regression on the features 1, x, x^2, ..., x^d, so both models are one function,
 predict = features @ w. Gradient descent on the mean squared error finds w step by step;
 the normal equations (X^T X) w = X^T y give the same w at once, here solved in plain Python
 by Gaussian elimination. The two answers are printed side by side with their largest gap,
-and the terminal plot shows the excess loss (loss minus the least-squares loss) falling on
-a straight line on a log scale: gradient descent on a quadratic converges geometrically.
+and the terminal plot shows the excess loss (loss minus the least-squares loss) on a log
+scale: gradient descent on a quadratic converges geometrically, a straight line there, until
+it reaches the roundoff of float64 (the line gets there within a few dozen steps).
 
     python examples/regression.py
     python examples/regression.py --plot regression.png   # a figure, if matplotlib is there
