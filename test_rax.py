@@ -2533,3 +2533,58 @@ def test_numbers_are_shared_constants_and_grad_arguments_stay_variables():
     assert math.copysign(1.0, (x * -0.0).tolist()[0]) == -1.0
     assert rax.grad(rax.grad(lambda v: v ** 3))(3.0).item() == 18.0  # 6 v, not 3 v**2
     assert rax.grad(lambda v: v * 3.0)(3.0).item() == 3.0
+
+
+def test_check_grads_blames_a_primitive_that_lacks_a_rule_and_validates_its_arguments():
+    """A primitive with no rule (None) for an input its output depends on is named by
+    check_grads; a bare tensor for args, or a directions that is not a positive int, is an
+    error rather than a silent pass."""
+    hypot = rax.primitive("hypot", lambda a, b: rax.sqrt(a * a + b * b),
+                          [lambda g, out, a, b: g * a / out, None])
+    a, b = Tensor([3.0, 1.0]), Tensor([4.0, 2.0])
+    with pytest.raises(AssertionError, match=r"(?s)args\[1\].*'hypot'.*no vjp rule for input 1"):
+        rax.check_grads(lambda a, b: hypot(a, b).sum(), (a, b))
+    with pytest.raises(TypeError, match="args must be a tuple"):
+        rax.check_grads(lambda a: a.sum(), a)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="directions must be None or a positive int"):
+            rax.check_grads(lambda a: a.sum(), (a,), directions=bad)
+
+
+def test_optimizers_refuse_a_gradient_graph_that_does_not_contain_the_params():
+    """A gradient graph computed from other tensors would give every param a zero gradient:
+    sgd, SGD and Adam raise a ValueError instead of silently leaving the params as they
+    are, and change nothing."""
+    params = {"w": Tensor([1.0, 2.0])}
+    unrelated = (Tensor([3.0]) * 2.0).sum().backward()
+    for update in (lambda p, g: rax.sgd(p, g, 0.1), rax.SGD(lr=0.1, momentum=0.9).update,
+                   rax.Adam().update):
+        with pytest.raises(ValueError, match="no tensor of params is in the gradient graph"):
+            update(params, unrelated)
+    assert params["w"].tolist() == [1.0, 2.0]
+
+
+def test_errors_inside_ones_own_rule_or_forward_say_which_op():
+    """An exception raised inside the forward function or a vjp rule of a primitive of
+    one's own propagates unchanged, with a note naming the op (Python 3.11 and later)."""
+    wrong_signature = rax.primitive("wrong_signature", lambda x: x, [lambda g, out: g])
+    broken = rax.primitive("broken", lambda x: 1 / 0, [lambda g, out, x: g])
+    x = Tensor([1.0])
+    with pytest.raises(TypeError) as caught:
+        rax.grad(lambda x: wrong_signature(x).sum())(x)
+    with pytest.raises(ZeroDivisionError) as caught_forward:
+        broken(x)
+    if hasattr(caught.value, "add_note"):
+        assert "'wrong_signature' for input 0" in caught.value.__notes__[0]
+        assert "forward function of 'broken'" in caught_forward.value.__notes__[0]
+
+
+def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
+    """t.reshape(2, 3) and t.transpose(1, 0) read like NumPy; int() and round() of a
+    one-element tensor are those of its float; a big tensor's repr summarises its values."""
+    t = rax.arange(6)
+    assert t.reshape(2, 3).shape == (2, 3) and t.reshape(2, 3).transpose(1, 0).shape == (3, 2)
+    assert t.reshape(2, 3).tolist() == t.reshape((2, 3)).tolist()
+    assert int(Tensor(2.7)) == 2 and round(Tensor(2.718), 2) == 2.72
+    text = repr(rax.arange(200))
+    assert "200 values" in text and "min 0" in text and "max 199" in text
