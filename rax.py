@@ -493,6 +493,8 @@ def _to_lists(obj, context):
             break
         probe = probe[0]
     shape = tuple(shape)
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"{context}: data is nested more than {MAX_NDIM} levels deep")
     try:
         data = _copy_rectangular(obj, shape)
     except OverflowError:  # float(10 ** 400)
