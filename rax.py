@@ -228,16 +228,20 @@ def _copy_lists(x, ndim):
 
 
 def _broadcast_shapes(op, *shapes):
-    """The shape NumPy broadcasting gives: align shapes on the right; sides of 1 stretch."""
-    ndim = _max(len(shape) for shape in shapes)
-    padded = [(1,) * (ndim - len(shape)) + shape for shape in shapes]
+    """The shape NumPy broadcasting gives: shapes align on the right (missing sides count as
+    1); on each axis the sides must agree, except that a side of 1 stretches."""
+    ndim = _max(map(len, shapes))
     result = []
-    for sides in zip(*padded):
-        stretched = {n for n in sides if n != 1}
-        if len(stretched) > 1:
-            raise ValueError(f"{op}: shapes {' and '.join(map(str, shapes))} "
-                             f"cannot be broadcast together")
-        result.append(stretched.pop() if stretched else 1)
+    for axis in range(-ndim, 0):
+        side = 1
+        for shape in shapes:
+            n = shape[axis] if len(shape) >= -axis else 1
+            if n != 1 and n != side:
+                if side != 1:
+                    raise ValueError(f"{op}: shapes {' and '.join(map(str, shapes))} "
+                                     f"cannot be broadcast together")
+                side = n
+        result.append(side)
     return tuple(result)
 
 
@@ -1103,15 +1107,20 @@ def broadcast_to(x, shape):
     """
     x = _as_tensor(x, "broadcast_to")
     shape = _as_shape("broadcast_to", shape)
-    if shape == x.shape:
-        return x
     lead = len(shape) - len(x.shape)
     if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
         raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
                          f"to shape {shape}")
+    return _broadcast(x, shape)
+
+
+def _broadcast(x, shape):
+    """broadcast_to, for a shape already checked (by _broadcast_shapes, say)."""
+    if shape == x.shape:
+        return x
     data = broadcast_lists(x.data, x.shape, shape)
     return _node("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
-                  {"shape": shape})
+                 {"shape": shape})
 
 
 _broadcast_to_vjps = (lambda g, out, x: _sum_to(g, x.shape),)
@@ -1316,7 +1325,7 @@ def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
     x, y = _as_tensor(x, op), _as_tensor(y, op)
     if x.shape != y.shape:
         shape = _broadcast_shapes(op, x.shape, y.shape)
-        x, y = broadcast_to(x, shape), broadcast_to(y, shape)
+        x, y = _broadcast(x, shape), _broadcast(y, shape)
     ndim = len(x.shape)
     operands = (x.data, y.data)
     data = rowwise(fn, operands, ndim) if rows else elementwise(fn, operands, ndim, safe)
@@ -1514,7 +1523,7 @@ def where(condition, x, y):
     """
     tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
     shape = _broadcast_shapes("where", *(t.shape for t in tensors))
-    condition, x, y = (broadcast_to(t, shape) for t in tensors)
+    condition, x, y = (_broadcast(t, shape) for t in tensors)
     data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
     return _node("where", where, data, shape, (condition, x, y), _where_vjps)
 
@@ -1565,8 +1574,8 @@ def sum(x, axis=None, keepdims=False):
 
 
 # g copied back along the summed axes.
-_sum_vjps = (lambda g, out, x: broadcast_to(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
-                                            x.shape),)
+_sum_vjps = (lambda g, out, x: _broadcast(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
+                                          x.shape),)
 
 
 def _extremum(forward, x, axis, keepdims, fn):
@@ -1662,9 +1671,9 @@ def matmul(x, y):
     if y.ndim == 1:
         y = y.reshape(y.shape + (1,))  # a column
     if x.shape[:-2] != batch:
-        x = broadcast_to(x, batch + x.shape[-2:])
+        x = _broadcast(x, batch + x.shape[-2:])
     if y.shape[:-2] != batch:
-        y = broadcast_to(y, batch + y.shape[-2:])
+        y = _broadcast(y, batch + y.shape[-2:])
     out = _matmul(x, y)
     return out if out.shape == shape else out.reshape(shape)
 
