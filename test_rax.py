@@ -602,6 +602,27 @@ def test_matmul_gradient_matches_central_differences(case):
     assert_central_differences(lambda a, b: contract(a @ b, w), [x, y])
 
 
+@st.composite
+def wide_matmul_case(draw):
+    """(x, y, w) for x @ y with an inner side of 1 or 2 and a y at least 4 times as wide:
+    the shapes for which matmul adds up scaled rows of y instead of taking dot products."""
+    k = draw(st.integers(1, 2))
+    n, m = draw(st.integers(0, 3)), draw(st.integers(4 * k, 4 * k + 5))
+    x, y = draw(arrays((n, k), REALS)), draw(arrays((k, m), REALS))
+    return x, y, draw(arrays((n, m), COTANGENTS))
+
+
+@given(wide_matmul_case())
+def test_matmul_with_a_small_inner_side_matches_sums_of_products_and_their_gradients(case):
+    """For (n, 1 or 2) @ (1 or 2, m >= 4k) each element is still the sum over k of
+    x[i, k] * y[k, j], and the gradients are those of that sum."""
+    x, y, w = case
+    shape, terms = matmul_reference(x, y)
+    expected = [math.fsum(x.flat[a] * y.flat[b] for a, b in products) for products in terms]
+    assert_values(tensor(x) @ tensor(y), expected, shape)
+    assert_central_differences(lambda a, b: contract(a @ b, w), [x, y])
+
+
 def test_matmul_of_two_vectors_is_a_0d_dot_product():
     """1-D @ 1-D is the dot product, a 0-d tensor; its gradients are the other vector."""
     x, y = Tensor([1.0, 2.0, 3.0]), Tensor([4.0, -5.0, 6.0])
