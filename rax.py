@@ -53,6 +53,8 @@ import math
 import numbers
 import operator
 import random
+import threading
+import weakref
 from types import MappingProxyType
 
 __all__ = [
@@ -604,7 +606,7 @@ class Tensor:
     [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
     """
 
-    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs")
+    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs", "__weakref__")
 
     def __init__(self, data):
         if isinstance(data, Tensor):
@@ -1147,8 +1149,13 @@ def _sum_to(g, shape):
 
 def _resolve_shape(x, shape):
     """The new shape for x.reshape(shape), with one -1 filled in; checks the sizes agree."""
-    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-    shape = tuple(operator.index(n) for n in shape)
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"reshape: shape must be an int or a tuple of ints, "
+                        f"got {shape!r}") from None
     if shape.count(-1) > 1 or any(n < -1 for n in shape):
         raise ValueError(f"reshape: shape {shape} may have one -1 and no other negative side")
     known = math.prod(n for n in shape if n != -1)
@@ -1182,6 +1189,8 @@ _reshape_vjps = (lambda g, out, x: g.reshape(x.shape),)
 
 def _normalize_axis(op, axis, ndim):
     """axis as an int in [0, ndim): negative counts from the end."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{op}: an axis must be an int, got {axis!r} ({type(axis).__name__})")
     axis = operator.index(axis)
     if not -ndim <= axis < ndim:
         raise AxisError(f"{op}: axis {axis} is out of bounds for a tensor of dimension {ndim}")
@@ -1202,6 +1211,10 @@ def transpose(x, axes=None, *more_axes):
         axes = (axes,) + more_axes
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
+    if isinstance(axes, numbers.Integral):  # t.transpose(0) of a 1-D t, as NumPy
+        axes = (axes,)
+    if not isinstance(axes, (tuple, list)):
+        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {axes!r}")
     axes = tuple(_normalize_axis("transpose", a, x.ndim) for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the axes of a "
@@ -1297,7 +1310,7 @@ def concatenate(tensors, axis=0):
     >>> concatenate([Tensor([[1, 2]]), Tensor([[3, 4]])], axis=1)
     Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
     """
-    tensors = tuple(_as_tensor(t, "concatenate") for t in tensors)
+    tensors = tuple(_as_tensor(t, "concatenate") for t in _as_sequence("concatenate", tensors))
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
     first = tensors[0]
@@ -1314,6 +1327,15 @@ def concatenate(tensors, axis=0):
     vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
     data = concatenate_lists([t.data for t in tensors], axis)
     return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
+
+
+def _as_sequence(op, tensors):
+    """The tensors that concatenate and stack join, from any iterable (a tensor gives its rows,
+    as in NumPy)."""
+    try:
+        return tuple(tensors)
+    except TypeError:
+        raise TypeError(f"{op}: expected a sequence of tensors, got {tensors!r}") from None
 
 
 def _concatenate(*tensors, axis):
@@ -1551,6 +1573,8 @@ def _normalize_axes(op, axis, ndim):
     """axis (None, an int or a tuple of ints) as a sorted tuple of distinct axes."""
     if axis is None:
         return tuple(range(ndim))
+    if not isinstance(axis, (numbers.Integral, tuple, list)):
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     axes = tuple(sorted(_normalize_axis(op, a, ndim) for a in axes))
     if len(set(axes)) != len(axes):
@@ -1820,7 +1844,7 @@ def stack(tensors, axis=0):
     >>> stack([Tensor([1, 2]), Tensor([3, 4])], axis=1)
     Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
     """
-    tensors = [_as_tensor(t, "stack") for t in tensors]
+    tensors = [_as_tensor(t, "stack") for t in _as_sequence("stack", tensors)]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
     shape = tensors[0].shape
@@ -1852,18 +1876,35 @@ del _op
 # would cost as much.
 # ============================================================================================
 
+# Pausing Python's cycle collector during a walk buys 15% on W4 (a 10,000-op chain and its
+# gradient): a graph has no cycles (a node refers only to its inputs), so the collections set
+# off by the walk's many new lists and tensors could only waste time. The switch is
+# process-wide, so pauses are counted under a lock: the collector comes back when the last
+# pause in any thread ends, and only if it was on when the first began (a user's own
+# gc.disable() is respected). Each pause is a token in _pauses, added inside the protected
+# block, so an interrupt at any point leaves nothing behind.
+_pause_lock = threading.Lock()
+_pauses = set()  # the tokens of the pauses running now, in any thread
+_resume = [False]  # whether to turn the collector back on when the last pause ends
+
+
 @contextlib.contextmanager
 def _collector_paused():
-    """Pause Python's cycle collector while walking a graph. A graph has no cycles (a node
-    refers only to its inputs), so each collection the walk's many new lists and tensors
-    would set off could only waste time: up to half of it, on long chains."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    """Pause Python's cycle collector while walking a graph (see above)."""
+    token = object()
     try:
+        with _pause_lock:
+            if not _pauses:
+                _resume[0] = gc.isenabled()
+                gc.disable()
+            _pauses.add(token)
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses.discard(token)
+            if not _pauses and _resume[0]:
+                _resume[0] = False
+                gc.enable()
 
 
 class GradNode:
@@ -1891,7 +1932,7 @@ class GradNode:
     Tensor(7.0, op='add')
     """
 
-    __slots__ = ("primal", "_graph")
+    __slots__ = ("primal", "_graph", "__weakref__")
 
     def __init__(self, primal, graph):
         self.primal, self._graph = primal, graph
@@ -1910,6 +1951,8 @@ class GradNode:
         return self._graph.value(x) if x in self._graph.consumers else zeros(x.shape)
 
     def __contains__(self, x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x in g: x must be a Tensor, got {type(x).__name__}")
         return x in self._graph.consumers
 
     def wrt(self, tree):
@@ -1923,7 +1966,12 @@ class GradNode:
             return tree_map(self._of_leaf, tree)
 
     def _of_leaf(self, leaf):
-        return self[leaf] if isinstance(leaf, Tensor) else zeros(())
+        if isinstance(leaf, Tensor):
+            return self[leaf]
+        if isinstance(leaf, numbers.Real):
+            return zeros(())
+        raise TypeError(f"g.wrt: the leaves of the tree must be Tensors or numbers, "
+                        f"got {leaf!r} ({type(leaf).__name__})")
 
     def __repr__(self):
         return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
@@ -1931,7 +1979,12 @@ class GradNode:
 
 class _GradientGraph:
     """What the nodes of one gradient graph share: who consumes each tensor, and the values
-    found so far (None for a tensor that no gradient reaches)."""
+    found so far (None for a tensor that no gradient reaches).
+
+    The graph holds its GradNodes weakly (each node holds the graph), so that nothing here is
+    a reference cycle: a graph and its gradients are freed by reference counting alone, as
+    soon as the last GradNode goes. A node kept by the user stays the one node of its tensor.
+    """
 
     __slots__ = ("consumers", "values", "nodes")
 
@@ -1956,7 +2009,7 @@ class _GradientGraph:
                         users.append(t)
         self.consumers = consumers
         self.values = {root: seed}
-        self.nodes = {}
+        self.nodes = weakref.WeakValueDictionary()
 
     def node(self, t):
         """The one GradNode of tensor t in this graph."""
@@ -2051,6 +2104,18 @@ def _as_argument(leaf):
                     f"numbers, got {leaf!r} ({type(leaf).__name__})")
 
 
+def _as_argnums(f, argnums):
+    """argnums as a tuple of ints, checking f and argnums when grad is called."""
+    if not callable(f):
+        raise TypeError(f"grad: f must be a function, got {f!r} ({type(f).__name__})")
+    positions = (argnums,) if isinstance(argnums, numbers.Integral) else argnums
+    if not isinstance(positions, (tuple, list)) or not positions or not all(
+            isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in positions):
+        raise TypeError(f"grad: argnums must be an int or a non-empty tuple of ints, "
+                        f"got {argnums!r}")
+    return tuple(operator.index(p) for p in positions)
+
+
 def value_and_grad(f, argnums=0, has_aux=False):
     """A function returning f's value and its gradient w.r.t. args[argnums] (as JAX).
 
@@ -2064,8 +2129,9 @@ def value_and_grad(f, argnums=0, has_aux=False):
     >>> loss, g
     (Tensor(11.0, op='sum'), Tensor([3.0, 4.0], op='mul'))
     """
+    positions = _as_argnums(f, argnums)
+
     def value_and_grad_f(*args, **kwargs):
-        positions = (argnums,) if isinstance(argnums, numbers.Integral) else tuple(argnums)
         for p in positions:
             if not -len(args) <= p < len(args):
                 raise ValueError(f"grad: argnums {argnums} asks for argument {p}, but f got "
@@ -2400,6 +2466,13 @@ def primitive(op, forward, vjps):
     >>> [round(v, 4) for v in grad(lambda x: softplus(x).sum())(x).tolist()]
     [0.5, 0.8808]
     """
+    if not isinstance(op, str):
+        raise TypeError(f"primitive: the op's name must be a str, got {op!r}")
+    if not callable(forward):
+        raise TypeError(f"primitive {op!r}: forward must be a function, got {forward!r}")
+    if not isinstance(vjps, (list, tuple)):
+        raise TypeError(f"primitive {op!r}: vjps must be a list with one rule (or None) per "
+                        f"input, got {vjps!r}")
     vjps = tuple(vjps)
     for i, rule in enumerate(vjps):
         if rule is not None and not callable(rule):
@@ -2491,6 +2564,12 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0)
     if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
         raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
                         f"got {type(args).__name__}")
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"check_grads: {name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value >= 0.0) or (name == "eps" and value == 0.0):
+            raise ValueError(f"check_grads: {name} must be finite and "
+                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
     if directions is not None and (isinstance(directions, bool) or
                                    not isinstance(directions, int) or directions < 1):
         raise ValueError(f"check_grads: directions must be None or a positive int, "
@@ -2625,6 +2704,17 @@ def _too_big(nodes, max_nodes):
             f"{ops}; the root is {_describe(root, {})} of shape {root.shape}")
 
 
+def _check_picture_arguments(op, t, grads, max_nodes):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: t must be a Tensor, got {t!r} ({type(t).__name__})")
+    if grads is not None and not isinstance(grads, GradNode):
+        raise TypeError(f"{op}: grads must be the gradient graph that backward returns (a "
+                        f"GradNode), got {type(grads).__name__}")
+    if max_nodes is not None and (isinstance(max_nodes, bool) or
+                                  not isinstance(max_nodes, numbers.Integral)):
+        raise TypeError(f"{op}: max_nodes must be an int or None, got {max_nodes!r}")
+
+
 def draw(t, grads=None, names=None, max_nodes=200):
     """A text picture of t's graph: t first, and below each node its inputs, indented.
 
@@ -2632,7 +2722,7 @@ def draw(t, grads=None, names=None, max_nodes=200):
     tensors such as params), shape and values; with `grads`, the gradient graph from
     backward, each node's gradient stands beside its value. A node reached a second time
     is not drawn again but referred to by its number. A graph of more than max_nodes nodes
-    gets a one-line summary instead.
+    gets a one-line summary instead (None: no limit).
 
     >>> w = Tensor([1.0, -2.0])
     >>> loss = (w * w).sum()
@@ -2642,8 +2732,9 @@ def draw(t, grads=None, names=None, max_nodes=200):
         |-- #2 w (2,)       [1, -2]  grad [2, -4]
         `-- #2 (see above)
     """
+    _check_picture_arguments("draw", t, grads, max_nodes)
     nodes = _topological_order(t)
-    if len(nodes) > max_nodes:
+    if max_nodes is not None and len(nodes) > max_nodes:
         return _too_big(nodes, max_nodes)
     labels = _labels(names)
     number_of, rows = {}, []  # rows: (tree text, value text, gradient text)
@@ -2689,6 +2780,7 @@ def to_dot(t, grads=None, names=None, max_nodes=2000):
       n0 -> n1 [label=1];
     }
     """
+    _check_picture_arguments("to_dot", t, grads, max_nodes)
     labels = _labels(names)
     nodes = _topological_order(t)
     header = ["digraph rax {", "  rankdir=BT;",

@@ -22,6 +22,7 @@ Sections:
 
 import collections
 import copy
+import gc
 import importlib.util
 import inspect
 import itertools
@@ -34,6 +35,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import weakref
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -2172,6 +2175,80 @@ BAD_CALLS = [_binary_row(name, fn) for name, fn in BINARY_FUNCTIONS] + [
      lambda t: rax.sgd({"w": t["v3"]}, {"v": t["v3"]}, lr=0.1)),
     ("sgd shapes", ValueError, r"sgd: params\['w'\] has shape \(3,\).*\(2,\)",
      lambda t: rax.sgd({"w": t["v3"]}, {"w": t["v2"]}, lr=0.1)),
+    # Arguments of the wrong kind, named in the message (issue #7).
+    ("reshape None", TypeError, r"reshape: shape must be an int or a tuple of ints, got None",
+     lambda t: t["a23"].reshape(None)),
+    ("reshape float side", TypeError, r"reshape: .*\(2\.5,\)",
+     lambda t: t["a23"].reshape((2.5,))),
+    ("transpose axes a string", TypeError, r"transpose: axes must be None or a tuple",
+     lambda t: t["a23"].transpose("ab")),
+    ("transpose float axis", TypeError, r"transpose: an axis must be an int, got 1\.0",
+     lambda t: t["a23"].transpose((1.0, 0))),
+    ("transpose int axis of 2-D", ValueError, r"transpose: axes \(0,\) are not a permutation",
+     lambda t: t["a23"].transpose(0)),
+    ("sum float axis", TypeError, r"sum: axis must be None, an int or a tuple of ints, got 1\.5",
+     lambda t: t["a23"].sum(axis=1.5)),
+    ("mean float axis", TypeError, r"mean: axis must be .*1\.5",
+     lambda t: t["a23"].mean(axis=1.5)),
+    ("max string axis", TypeError, r"max: axis must be .*'a'", lambda t: t["a23"].max(axis="a")),
+    ("min float in axes", TypeError, r"min: an axis must be an int, got 0\.5",
+     lambda t: t["a23"].min(axis=(0, 0.5))),
+    ("logsumexp float axis", TypeError, r"logsumexp: axis must be",
+     lambda t: rax.logsumexp(t["a23"], 1.5)),
+    ("softmax float axis", TypeError, r"softmax: axis must be|softmax: an axis",
+     lambda t: rax.softmax(t["a23"], 1.5)),
+    ("sum bool axis", TypeError, r"sum: an axis must be an int, got True",
+     lambda t: t["a23"].sum(axis=(True,))),
+    ("concatenate None", TypeError, r"concatenate: expected a sequence of tensors, got None",
+     lambda t: rax.concatenate(None)),
+    ("concatenate axis float", TypeError, r"concatenate: an axis must be an int",
+     lambda t: rax.concatenate([t["a23"]], axis=0.5)),
+    ("stack None", TypeError, r"stack: expected a sequence of tensors, got None",
+     lambda t: rax.stack(None)),
+    ("stack of a 0-d tensor", TypeError, r"stack: expected a sequence of tensors",
+     lambda t: rax.stack(t["s"])),
+    ("grad of a non-function", TypeError, r"grad: f must be a function, got 0",
+     lambda t: rax.grad(0)),
+    ("value_and_grad of a non-function", TypeError, r"grad: f must be a function",
+     lambda t: rax.value_and_grad("f")),
+    ("grad argnums a string", TypeError, r"grad: argnums must be an int or a non-empty tuple",
+     lambda t: rax.grad(lambda x: x, argnums="a")),
+    ("grad argnums empty", TypeError, r"grad: argnums must be .*\(\)",
+     lambda t: rax.grad(lambda x: x, argnums=())),
+    ("grad argnums bool", TypeError, r"grad: argnums must be .*True",
+     lambda t: rax.grad(lambda x: x, argnums=True)),
+    ("grad argnums = number of args", ValueError, r"argnums 1 asks for argument 1, but f got 1",
+     lambda t: rax.grad(lambda x: x.sum(), 1)(t["v3"])),
+    ("grad argnums = -(number of args) - 1", ValueError, r"argnums -2 asks for argument -2",
+     lambda t: rax.grad(lambda x: x.sum(), -2)(t["v3"])),
+    ("a list in g", TypeError, r"x in g: x must be a Tensor, got list",
+     lambda t: [1.0] in (t["v3"] * 1).sum().backward()),
+    ("g[number]", TypeError, r"g\[x\]: x must be a Tensor, got float",
+     lambda t: (t["v3"] * 1).sum().backward()[1.0]),
+    ("wrt of a string leaf", TypeError, r"g.wrt: .*Tensors or numbers, got 'str'",
+     lambda t: (t["v3"] * 1).sum().backward().wrt({"a": "str"})),
+    ("draw None", TypeError, r"draw: t must be a Tensor, got None", lambda t: rax.draw(None)),
+    ("to_dot 5", TypeError, r"to_dot: t must be a Tensor, got 5", lambda t: rax.to_dot(5)),
+    ("draw grads a dict", TypeError, r"draw: grads must be the gradient graph .*dict",
+     lambda t: rax.draw(t["v3"], grads={})),
+    ("to_dot grads a tensor", TypeError, r"to_dot: grads must be .*Tensor",
+     lambda t: rax.to_dot(t["v3"], grads=t["v3"])),
+    ("draw max_nodes a string", TypeError, r"draw: max_nodes must be an int or None",
+     lambda t: rax.draw(t["v3"], max_nodes="5")),
+    ("check_grads eps None", TypeError, r"check_grads: eps must be a number, got None",
+     lambda t: rax.check_grads(lambda x: x.sum(), (t["v3"],), eps=None)),
+    ("check_grads eps 0", ValueError, r"check_grads: eps must be finite and > 0, got 0",
+     lambda t: rax.check_grads(lambda x: x.sum(), (t["v3"],), eps=0)),
+    ("check_grads atol negative", ValueError, r"check_grads: atol must be finite and >= 0",
+     lambda t: rax.check_grads(lambda x: x.sum(), (t["v3"],), atol=-1.0)),
+    ("check_grads rtol nan", ValueError, r"check_grads: rtol must be finite",
+     lambda t: rax.check_grads(lambda x: x.sum(), (t["v3"],), rtol=nan)),
+    ("primitive vjps None", TypeError, r"primitive 'p': vjps must be a list",
+     lambda t: rax.primitive("p", lambda x: x, None)),
+    ("primitive forward None", TypeError, r"primitive 'p': forward must be a function",
+     lambda t: rax.primitive("p", None, [None])),
+    ("primitive name", TypeError, r"primitive: the op's name must be a str, got 3",
+     lambda t: rax.primitive(3, lambda x: x, [None])),
 ]
 
 
@@ -2208,6 +2285,137 @@ def test_matmul_batch_mismatch_names_both_operand_shapes():
     """matmul of batches that do not broadcast names both operands' shapes (DESIGN, Errors)."""
     with pytest.raises(ValueError, match=r"matmul: .*\(2, 2, 3\).*\(3, 3, 4\)"):
         rax.ones((2, 2, 3)) @ rax.ones((3, 3, 4))
+
+
+def test_transpose_of_a_1d_tensor_takes_one_int_axis_as_numpy():
+    """t.transpose(0) of a 1-D tensor is t, as numpy.transpose(a, 0); the axis is checked."""
+    t = Tensor([1.0, 2.0])
+    assert rax.transpose(t, 0) is t and t.transpose(-1) is t
+    with pytest.raises(rax.AxisError, match=r"transpose: axis 1"):
+        t.transpose(1)
+
+
+def test_concatenate_and_stack_take_any_iterable_of_tensors():
+    """concatenate and stack join the items of any iterable: a generator, or a tensor's rows
+    (as NumPy)."""
+    rows = Tensor([[1, 2], [3, 4]])
+    assert rax.concatenate(r for r in rows).tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert rax.stack(rows, axis=1).tolist() == [[1.0, 3.0], [2.0, 4.0]]
+
+
+# ---- The engine under gc.disable(), threads and interrupts (issue #7) -----------------------
+
+def _mlp_step(params, x, y):
+    h = rax.relu(x @ params["w1"] + params["b1"])
+    return ((h @ params["w2"] + params["b2"] - y) ** 2).mean()
+
+
+def _mlp_params():
+    return {"w1": rax.randn((2, 8), rng=0), "b1": rax.zeros((8,)),
+            "w2": rax.randn((8, 1), rng=1), "b2": rax.zeros((1,))}
+
+
+@pytest.fixture
+def collector_off():
+    """The cycle collector off for the test (as in a user's tight loop), then as it was."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    yield
+    if was_enabled:
+        gc.enable()
+
+
+def test_a_graph_and_its_gradients_are_freed_by_reference_counting_alone(collector_off):
+    """With the cycle collector off, the forward graph, the gradient graph and the gradient
+    values are gone as soon as the last reference to them goes: backward makes no cycle."""
+    x = rax.uniform((16, 2), -1, 1, rng=2)
+    y = x[:, :1] * x[:, 1:]
+    params, opt = _mlp_params(), rax.Adam(0.01)
+    for _ in range(3):
+        loss = _mlp_step(params, x, y)
+        g = loss.backward()
+        gradient = g[params["w1"]]
+        node = g.inputs[0]
+        params = opt.update(params, g)
+    watched = [weakref.ref(loss), weakref.ref(g), weakref.ref(gradient), weakref.ref(node)]
+    del loss, g, gradient, node
+    assert [ref() for ref in watched] == [None] * 4
+    assert gc.collect() == 0  # nothing was left for the cycle collector
+
+
+def test_a_gradient_node_kept_by_the_user_stays_the_one_node_of_its_tensor():
+    """The gradient graph holds its nodes weakly, yet a node reached twice (x * x) is one
+    node, and reading it again while it is kept gives the same object."""
+    x = Tensor(3.0)
+    g = (x * x).backward()
+    first, second = g.inputs
+    assert first is second and g.inputs[0] is first
+    assert first.value.item() == 6.0
+
+
+def test_the_collector_comes_back_when_pauses_end_out_of_order():
+    """Two pauses that overlap as two threads' walks may (A starts, B starts, A ends, B ends):
+    the collector stays off until the last one ends, then comes back on."""
+    assert gc.isenabled()
+    a, b = rax._collector_paused(), rax._collector_paused()
+    a.__enter__()
+    b.__enter__()
+    assert not gc.isenabled()
+    a.__exit__(None, None, None)
+    assert not gc.isenabled()
+    b.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_an_interrupt_inside_the_pause_leaves_the_collector_on(monkeypatch):
+    """A KeyboardInterrupt that arrives right after the collector was switched off (raised
+    here from inside a patched gc.disable) still leaves it on afterwards."""
+    real_disable = gc.disable
+
+    def disable_then_interrupt():
+        real_disable()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gc, "disable", disable_then_interrupt)
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(KeyboardInterrupt):
+        (x * x).sum().backward()[x]
+    monkeypatch.setattr(gc, "disable", real_disable)
+    assert gc.isenabled()
+    assert not rax._pauses  # no pause was left counted
+    assert (x * x).sum().backward()[x].tolist() == [2.0, 4.0]
+    assert gc.isenabled()
+
+
+def test_a_users_own_gc_disable_is_respected(collector_off):
+    """If the user turned the collector off, backward leaves it off."""
+    x = Tensor([1.0, 2.0])
+    assert (x * x).sum().backward()[x].tolist() == [2.0, 4.0]
+    assert not gc.isenabled()
+
+
+def test_backward_in_many_threads_at_once_leaves_the_collector_on():
+    """Threads running backward at the same time get right gradients, and the collector is on
+    when they are done."""
+    def work(seed, results):
+        params = {"w1": rax.randn((2, 8), rng=seed), "b1": rax.zeros((8,)),
+                  "w2": rax.randn((8, 1), rng=seed + 1), "b2": rax.zeros((1,))}
+        x = rax.uniform((8, 2), -1, 1, rng=seed)
+        for _ in range(20):
+            grads = rax.grad(_mlp_step)(params, x, x[:, :1])
+        results[seed] = grads["w1"].tolist()
+
+    results = {}
+    threads = [threading.Thread(target=work, args=(seed, results)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert gc.isenabled() and not rax._pauses
+    expected = {}
+    work(2, expected)
+    assert results[2] == expected[2]
 
 
 # ============================================================================================
