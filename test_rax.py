@@ -2609,3 +2609,52 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
     assert int(Tensor(2.7)) == 2 and round(Tensor(2.718), 2) == 2.72
     text = repr(rax.arange(200))
     assert "200 values" in text and "min 0" in text and "max 199" in text
+
+
+# ============================================================================================
+# Hardening: new-user edges
+# ============================================================================================
+
+import builtins  # noqa: E402
+
+
+def test_star_import_leaves_the_builtins_alone_and_every_exported_name_exists():
+    """`from rax import *` in a fresh namespace binds no name of a Python builtin, so sum,
+    max, min, abs, pow and round stay Python's (rax's stay rax.sum, ...); every name in
+    rax.__all__ exists and is bound by the star import."""
+    namespace = {}
+    exec("from rax import *", namespace)
+    exec("found = [sum, max, min, abs, pow, round]", namespace)
+    originals = [builtins.sum, builtins.max, builtins.min, builtins.abs, builtins.pow,
+                 builtins.round]
+    assert namespace["found"] == originals
+    assert not set(rax.__all__) & set(dir(builtins))
+    missing = [name for name in rax.__all__ if not hasattr(rax, name)]
+    assert not missing
+    assert set(rax.__all__) <= set(namespace)
+    assert rax.sum(Tensor([1.0, 2.0])).item() == 3.0 and rax.pow(2.0, 3.0).item() == 8.0
+
+
+EXAMPLE_PROGRAMS = sorted(path.stem for path in EXAMPLES.glob("*.py")
+                          if '__name__ == "__main__"' in path.read_text())  # not termplot
+
+
+@pytest.mark.parametrize("name", EXAMPLE_PROGRAMS)
+def test_every_example_imports_under_python_isolated_from_another_folder(name, tmp_path):
+    """`python -I examples/NAME.py --help` (-I leaves the script's folder off sys.path),
+    run from an unrelated folder, finds termplot beside it and rax.py one folder up."""
+    done = subprocess.run([sys.executable, "-I", str(EXAMPLES / f"{name}.py"), "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_an_example_runs_to_the_end_under_python_isolated_from_another_folder(tmp_path):
+    """examples/graph.py with a few steps, run as `python -I` from an unrelated folder,
+    prints its graphs and writes its DOT file where it is told to."""
+    out = tmp_path / "g.dot"
+    done = subprocess.run([sys.executable, "-I", str(EXAMPLES / "graph.py"), "--steps", "3",
+                           "--out", str(out)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "sigmoid" in done.stdout and out.read_text().startswith("digraph")

@@ -27,7 +27,8 @@ import time
 import tracemalloc
 from operator import add, mul
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# rax.py sits one folder up: put it first on the path (also under `python -I`, from any folder).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import rax  # noqa: E402
 
 try:
