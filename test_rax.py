@@ -2658,3 +2658,61 @@ def test_an_example_runs_to_the_end_under_python_isolated_from_another_folder(tm
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert "sigmoid" in done.stdout and out.read_text().startswith("digraph")
+
+
+class FakeAxes:
+    """Just enough of a matplotlib Axes for save_figure: records the curves it plots."""
+
+    def __init__(self):
+        self.curves = []
+
+    def plot(self, xs, ys, label=None):
+        self.curves.append(list(ys))
+
+    def set(self, **properties):
+        pass
+
+    def legend(self):
+        pass
+
+
+class FakeFigure:
+    """Just enough of a matplotlib Figure for save_figure: saves nothing."""
+
+    def tight_layout(self):
+        pass
+
+    def savefig(self, path, dpi):
+        pass
+
+
+class FakePyplot:
+    """Just enough of matplotlib.pyplot for save_figure, drawing onto one FakeAxes."""
+
+    def __init__(self):
+        self.axes = FakeAxes()
+
+    def subplots(self, n_rows, n_columns, **options):
+        return FakeFigure(), [[self.axes]]
+
+    def close(self, figure):
+        pass
+
+
+def test_log_scale_plots_leave_out_values_at_or_below_zero_in_terminal_and_figure(
+        monkeypatch, tmp_path):
+    """On a log axis a value <= 0 has no place: the terminal plot and the figure both leave
+    it out (a gap in the curve, as for nan), so both show the same curve."""
+    curve = [1.0, 0.1, 0.0, -1.0, 0.01, 0.001]
+    gapped = [1.0, 0.1, math.nan, math.nan, 0.01, 0.001]
+    assert (termplot.line_plot(curve, log_scale=True)
+            == termplot.line_plot(gapped, log_scale=True))
+    pyplot = FakePyplot()
+    monkeypatch.setattr(termplot, "pyplot_or_none", lambda: pyplot)
+    assert termplot.save_figure(str(tmp_path / "loss.png"), curve, log_scale=True)
+    [plotted] = pyplot.axes.curves
+    assert [None if math.isnan(v) else v for v in plotted] == [1.0, 0.1, None, None, 0.01,
+                                                                0.001]
+    termplot.save_figure(str(tmp_path / "loss.png"), curve)  # a linear axis keeps them all
+    assert pyplot.axes.curves[-1] == curve
+    assert curve == [1.0, 0.1, 0.0, -1.0, 0.01, 0.001]  # and the caller's list is unchanged
