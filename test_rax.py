@@ -2716,3 +2716,20 @@ def test_log_scale_plots_leave_out_values_at_or_below_zero_in_terminal_and_figur
     termplot.save_figure(str(tmp_path / "loss.png"), curve)  # a linear axis keeps them all
     assert pyplot.axes.curves[-1] == curve
     assert curve == [1.0, 0.1, 0.0, -1.0, 0.01, 0.001]  # and the caller's list is unchanged
+
+
+def test_benchmark_says_whether_each_target_is_met(monkeypatch, capsys):
+    """benchmark.py prints each target beside a yes/no saying whether the ratio met it,
+    never an inequality that may be false, and with --quick says the targets are for the
+    full run. (The times are stand-ins: a ratio of 4.84 meets only W4's target of 150.)"""
+    benchmark = load_example("benchmark", monkeypatch)
+    monkeypatch.setattr(benchmark, "median_times",
+                        lambda functions, seconds, least: [1.0, 4.84, 9.0][:len(functions)])
+    benchmark.main(quick=True)
+    out = capsys.readouterr().out
+    assert "<=" not in out and "targets are for the full run" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.startswith(("W", "M "))}
+    assert rows["W2"][3:6] == ["4.84", "1.55", "no"] and rows["W4"][3:6] == ["4.84", "150", "yes"]
+    assert rows["M"][4] == "3" and rows["M"][5] in ("yes", "no")  # a real measurement
+    assert benchmark.target_cells(1.0, 1.0).split() == ["1", "yes"]  # at the target is met
