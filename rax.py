@@ -1,3 +1,4 @@
+# rax: Copyright (c) 2026 the rax authors. SPDX-License-Identifier: MIT (text in LICENSE).
 """rax: automatic differentiation you can read in one sitting.
 
 rax is a small deep-learning library in one file of pure Python, in the functional style
@@ -57,19 +58,21 @@ import threading
 import weakref
 from types import MappingProxyType
 
+# rax.abs, rax.pow, rax.sum, rax.max and rax.min are left out, so that `from rax import *`
+# does not shadow Python's builtins of the same names.
 __all__ = [
     "Tensor", "GradNode", "AxisError",
     # constructors
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "randn", "uniform",
     "one_hot",
     # unary
-    "neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "relu", "abs", "sigmoid", "square",
+    "neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "relu", "sigmoid", "square",
     "reciprocal", "stop_gradient",
     # binary
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "matmul",
+    "add", "sub", "mul", "div", "maximum", "minimum", "matmul",
     "less", "less_equal", "greater", "greater_equal", "equal", "where",
     # reduce
-    "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
+    "mean", "logsumexp", "softmax", "log_softmax",
     # movement
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff

@@ -25,9 +25,12 @@ import sys
 import tempfile
 import textwrap
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import rax  # noqa: E402  (rax.py sits one folder up; no install needed)
-import termplot  # noqa: E402  (beside this file)
+# termplot.py sits beside this file and rax.py one folder up. Put both first on the path:
+# `python -I` leaves even this file's folder off it, and nothing needs to be installed.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+import rax  # noqa: E402
+import termplot  # noqa: E402
 
 
 # ---- the op --------------------------------------------------------------------------------

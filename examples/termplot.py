@@ -35,6 +35,16 @@ def _fit(line, width):
 
 # ---- line plots ---------------------------------------------------------------------------
 
+def on_log_axis(curve):
+    """The curve as both line_plot and save_figure draw it on a log axis: a value <= 0 has
+    no place there, so it becomes nan and is left out, a gap in the curve.
+
+    Left out rather than clamped to the bottom of the plot, which would show a value the
+    curve does not have; matplotlib by itself would draw a line plunging off the axes.
+    """
+    return [v if v > 0.0 else math.nan for v in map(float, curve)]
+
+
 def _interpolate(values, x):
     """The value of the broken line through (i, values[i]) at position x, or None past the
     end or next to a value that is not finite (such as a loss that became nan)."""
@@ -78,7 +88,7 @@ def line_plot(values, width=60, height=12, title=None, log_scale=False, x_label=
             curves, drawn with the marks * o + x # @ (the first curve on top) and named in
             the top line.
         title: the top line's text. log_scale: a logarithmic y axis, which shows a loss
-            falling by orders of magnitude (values <= 0 are then left out).
+            falling by orders of magnitude (values <= 0 are then left out: on_log_axis).
         x_label: the name of the x axis, whose ticks are 0 and the last step, or the two
             ends of x_range = (first x, last x) when the values are samples of a function.
 
@@ -86,6 +96,8 @@ def line_plot(values, width=60, height=12, title=None, log_scale=False, x_label=
     """
     curves = dict(values) if isinstance(values, dict) else {"": values}
     curves = {name: [float(v) for v in curve] for name, curve in curves.items()}
+    if log_scale:
+        curves = {name: on_log_axis(curve) for name, curve in curves.items()}
     legend = "  ".join(f"{mark} {name}" for mark, name in zip(SERIES_MARKS, curves) if name)
     header = [text for text in (title, legend) if text]
     if len(header) == 2 and len(title) + 3 + len(legend) <= width:
@@ -95,8 +107,7 @@ def line_plot(values, width=60, height=12, title=None, log_scale=False, x_label=
     def to_axis(v):  # where a value sits on the y axis
         return math.log10(v) if log_scale else v
 
-    shown = [to_axis(v) for curve in curves.values() for v in curve
-             if math.isfinite(v) and (v > 0.0 or not log_scale)]
+    shown = [to_axis(v) for curve in curves.values() for v in curve if math.isfinite(v)]
     low, high = (min(shown), max(shown)) if shown else (0.0, 1.0)
     if high == low:  # a flat curve: put it in the middle
         low, high = low - 1.0, high + 1.0
@@ -120,8 +131,6 @@ def line_plot(values, width=60, height=12, title=None, log_scale=False, x_label=
     grid = [[" "] * n_columns for _ in range(n_rows)]
     n_steps = max((len(curve) for curve in curves.values()), default=0)
     for mark, curve in reversed(list(zip(SERIES_MARKS, curves.values()))):
-        if log_scale:  # a value <= 0 has no place on a log axis
-            curve = [v if v > 0.0 else math.nan for v in curve]
         if not curve:
             continue
         for c, span in enumerate(_column_spans(curve, n_columns, n_steps)):
@@ -251,7 +260,7 @@ def save_figure(path, curves, title="loss", log_scale=False, x_label="step", x_r
         xs = range(len(curve)) if x_range is None else [
             x_range[0] + (x_range[1] - x_range[0]) * i / max(len(curve) - 1, 1)
             for i in range(len(curve))]
-        ax.plot(xs, curve, label=name or None)
+        ax.plot(xs, on_log_axis(curve) if log_scale else curve, label=name or None)
     ax.set(title=title, xlabel=x_label, yscale="log" if log_scale else "linear")
     if any(curves):
         ax.legend()
