@@ -192,7 +192,8 @@ def _sum_of(values):
 # depth is the number of axes, at most MAX_NDIM. No kernel changes its arguments, so kernels
 # may return (parts of) their inputs, and repeated rows may be the same list object. The
 # kernels without a leading underscore are public: the forward of a primitive of your own
-# (section 8) may use them.
+# (section 8) may use them. They trust their caller and check nothing: the ops check shapes
+# first, and operands of unequal lengths would be cut short by zip, without an error.
 # ============================================================================================
 
 def _full_lists(shape, value):

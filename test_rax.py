@@ -2303,6 +2303,125 @@ def test_concatenate_and_stack_take_any_iterable_of_tensors():
     assert rax.stack(rows, axis=1).tolist() == [[1.0, 3.0], [2.0, 4.0]]
 
 
+# ---- Any public function, any junk: only the promised exceptions, nothing mutated -----------
+
+def _junk_pool():
+    """Arguments of the wrong kinds and shapes, and some right ones, made afresh each time so
+    that a mutation cannot leak from one example into the next."""
+    return {
+        "None": None, "str": "a", "bytes": b"\x02\x03", "float": 1.5, "int -1": -1, "int 0": 0,
+        "int 2": 2, "huge int": 10 ** 400, "huge side": 10 ** 12, "nan": nan, "inf": inf,
+        "bool": True, "complex": 1j, "empty list": [], "list": [1.0, 2.0],
+        "bad list": [1.0, "x"], "ragged": [[1, 2], [3]], "dict": {"a": 1.0},
+        "int dict": {1: 1.0, "a": 2.0}, "object": object(), "tuple": (1, 2), "float tuple": (2.5,),
+        "slice": slice(None), "ellipsis": Ellipsis, "function": lambda *a, **k: Tensor(1.0),
+        "scalar": Tensor(2.0), "vector": Tensor([1.0, -2.0, 3.0]), "matrix": rax.ones((2, 3)),
+        "empty": rax.zeros((0, 2)), "rank 4": rax.ones((1, 2, 1, 2)),
+        "graph": (Tensor([1.0, 2.0]) * 3).sum(), "specials": Tensor([inf, -inf, nan, -0.0]),
+    }
+
+
+def _public_functions():
+    names = [name for name in rax.__all__ if callable(getattr(rax, name))
+             and name not in ("save", "load")]  # they touch files: tested on their own
+    return sorted(names) + ["sum", "max", "min", "abs", "pow"]
+
+
+KEYWORDS = ["axis", "keepdims", "rng", "seed", "argnums", "has_aux", "max_nodes", "names",
+            "grads", "eps", "momentum", "lr", "betas", "low", "high"]
+OPERATORS = [operator.add, operator.sub, operator.mul, operator.truediv, operator.pow,
+             operator.matmul, operator.lt, operator.le, operator.gt, operator.ge,
+             operator.getitem, operator.contains]
+
+
+def _values_of(obj):
+    """What the object holds, for spotting a mutation: repr of its data (nan-safe)."""
+    if isinstance(obj, Tensor):
+        return (obj.data, repr(obj.data), obj.shape)
+    return repr(obj)
+
+
+def _call_allowed(call):
+    """Run call(); return normally if it succeeds or raises one of the promised types."""
+    try:
+        result = call()
+        if isinstance(result, Tensor):
+            repr(result)  # a result must at least print
+    except (TypeError, ValueError, IndexError):
+        pass
+
+
+@pytest.mark.parametrize("name", _public_functions())
+def test_each_public_function_given_each_junk_argument_raises_only_the_promised_errors(name):
+    """Every public function, with each item of the pool as its first argument, and as the
+    second after each kind of tensor, either works or raises TypeError, ValueError or
+    IndexError (check_grads may also raise its AssertionError), and changes no argument."""
+    fn = getattr(rax, name)
+    pool = _junk_pool()
+    before = {key: _values_of(value) for key, value in pool.items()}
+    tensors = [pool[key] for key in ("scalar", "vector", "matrix", "empty", "rank 4")]
+    calls = [(value,) for value in pool.values()]
+    calls += [(t, value) for t in tensors for value in pool.values()]
+    for args in calls:
+        try:
+            _call_allowed(lambda: fn(*args))
+        except AssertionError:
+            assert name == "check_grads"
+        except BaseException as error:
+            raise AssertionError(f"rax.{name}{args!r} raised {error!r}") from error
+    assert {key: _values_of(value) for key, value in pool.items()} == before
+
+
+@settings(max_examples=400)
+@given(name=st.sampled_from(_public_functions()),
+       arguments=st.lists(st.sampled_from(sorted(_junk_pool())), max_size=3),
+       keywords=st.dictionaries(st.sampled_from(KEYWORDS), st.sampled_from(sorted(_junk_pool())),
+                                max_size=2))
+def test_any_public_function_given_junk_raises_only_the_promised_errors(name, arguments,
+                                                                       keywords):
+    """Every public function, called with arguments drawn from a pool of wrong (and right)
+    types and shapes, either works or raises TypeError, ValueError or IndexError (check_grads
+    may also raise its AssertionError), and no argument is changed."""
+    pool = _junk_pool()
+    before = {key: _values_of(value) for key, value in pool.items()}
+    fn = getattr(rax, name)
+    args = [pool[key] for key in arguments]
+    kwargs = {key: pool[value] for key, value in keywords.items()}
+    try:
+        _call_allowed(lambda: fn(*args, **kwargs))
+    except AssertionError:
+        assert name == "check_grads"
+    assert {key: _values_of(value) for key, value in pool.items()} == before
+
+
+@settings(max_examples=300)
+@given(operation=st.sampled_from(OPERATORS + [float, int, bool, len, iter, repr, str, abs,
+                                             operator.neg, lambda t: f"{t:.3f}", round]),
+       left=st.sampled_from(sorted(_junk_pool())), right=st.sampled_from(sorted(_junk_pool())),
+       swap=st.booleans())
+def test_operators_and_conversions_given_junk_raise_only_the_promised_errors(operation, left,
+                                                                            right, swap):
+    """Operators between a tensor and anything (either side), indexing with anything, and
+    the conversions (float, int, bool, len, iter, repr, format, round) either work or raise
+    TypeError, ValueError or IndexError (int of an infinity raises OverflowError, as Python's
+    int(float('inf'))), and change nothing."""
+    pool = _junk_pool()
+    before = {key: _values_of(value) for key, value in pool.items()}
+    tensor_side = pool[left] if isinstance(pool[left], Tensor) else pool["vector"]
+    other = pool[right]
+    if operation in OPERATORS:
+        a, b = (other, tensor_side) if swap and operation is not operator.getitem else (
+            tensor_side, other)
+        call = lambda: operation(a, b)  # noqa: E731
+    else:
+        call = lambda: operation(tensor_side)  # noqa: E731
+    try:
+        _call_allowed(call)
+    except OverflowError:
+        assert operation is int
+    assert {key: _values_of(value) for key, value in pool.items()} == before
+
+
 # ---- The engine under gc.disable(), threads and interrupts (issue #7) -----------------------
 
 def _mlp_step(params, x, y):
