@@ -411,10 +411,18 @@ def matmul_lists(x, y, ndim):
 
 
 def _scaled_rows_sum(coefficients, rows):
-    """coefficients[0] * rows[0] + coefficients[1] * rows[1] + ..., elementwise."""
+    """coefficients[0] * rows[0] + coefficients[1] * rows[1] + ..., elementwise.
+
+    sum() in the other path starts from +0.0, as NumPy's matmul does, so its result is never
+    -0.0; here a lone -0.0 * 1.0 would stay -0.0. Adding 0.0 turns -0.0 into 0.0 and leaves
+    every other value as it is; it runs only when the result holds a zero, since looking
+    for one (`in`, at C speed) costs less than half as much as the addition.
+    """
     total = list(map(operator.mul, rows[0], itertools.repeat(coefficients[0])))
     for c, row in zip(coefficients[1:], rows[1:]):
         total = list(map(operator.add, total, map(operator.mul, row, itertools.repeat(c))))
+    if 0.0 in total:  # == finds -0.0 too
+        total = list(map(operator.add, total, itertools.repeat(0.0)))
     return total
 
 

@@ -2609,3 +2609,30 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
     assert int(Tensor(2.7)) == 2 and round(Tensor(2.718), 2) == 2.72
     text = repr(rax.arange(200))
     assert "200 values" in text and "min 0" in text and "max 199" in text
+
+
+# ==== Hardening: NumPy, data, sizes, repr ====
+
+def _bits(values):
+    """Flat values with the sign of each zero made visible, for exact comparison."""
+    return [(v, math.copysign(1.0, v)) for v in values]
+
+
+@given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 9), st.data())
+def test_matmul_gives_numpys_signed_zeros_on_both_kernel_paths(n, k, m, data):
+    """Each element of x @ y is a sum that starts from +0.0, as in NumPy's matmul: a
+    product -0.0 alone gives 0.0 whether the inner side is 1 or 2 (the scaled-rows path,
+    taken when y is at least 4 times wider than tall) or not (the dot-product path)."""
+    np = pytest.importorskip("numpy")
+    values = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5])  # every sum of these is exact
+    x = data.draw(st.lists(st.lists(values, min_size=k, max_size=k), min_size=n, max_size=n))
+    y = data.draw(st.lists(st.lists(values, min_size=m, max_size=m), min_size=k, max_size=k))
+    got = (Tensor(x) @ Tensor(y)).tolist()
+    assert _bits(itertools.chain(*got)) == _bits((np.array(x) @ np.array(y)).ravel().tolist())
+
+
+def test_matmul_of_negative_zero_is_positive_zero_as_in_numpy():
+    """[[-0.0]] @ [[1, 1, 1, 1]] (scaled rows) and [[-0.0]] @ [[1.0]] (dot products) agree."""
+    for y in ([[1.0, 1.0, 1.0, 1.0]], [[1.0]], [[1.0] * 8, [1.0] * 8]):
+        x = [[-0.0] * len(y)]
+        assert _bits((Tensor(x) @ Tensor(y)).tolist()[0]) == _bits([0.0] * len(y[0]))
