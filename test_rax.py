@@ -1329,8 +1329,8 @@ def test_repr_shows_values_and_op():
     assert repr(Tensor(3.5)) == "Tensor(3.5)"
     r = repr(Tensor([1.0]) + 1)
     assert "2.0" in r and "add" in r
-    big = repr(rax.zeros((20, 20)))
-    assert "(20, 20)" in big and len(big) < 200
+    big = repr(rax.zeros((40, 40)))  # past 1000 elements: summarised as NumPy does
+    assert "shape=(40, 40)" in big and len(big) < 300
 
 
 def test_tolist_item_float_len_and_iteration():
@@ -2607,8 +2607,8 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
     assert t.reshape(2, 3).shape == (2, 3) and t.reshape(2, 3).transpose(1, 0).shape == (3, 2)
     assert t.reshape(2, 3).tolist() == t.reshape((2, 3)).tolist()
     assert int(Tensor(2.7)) == 2 and round(Tensor(2.718), 2) == 2.72
-    text = repr(rax.arange(200))
-    assert "200 values" in text and "min 0" in text and "max 199" in text
+    text = repr(rax.arange(2000))
+    assert text == "Tensor([0.0, 1.0, 2.0, ..., 1997.0, 1998.0, 1999.0], shape=(2000,))"
 
 
 # ==== Hardening: NumPy, data, sizes, repr ====
