@@ -917,7 +917,7 @@ def _as_shape(op, shape):
     # Sides of 0 are left out: nested lists of shape (0, n) are built n wide inside.
     if math.prod(n for n in shape if n) > MAX_SIZE:
         raise ValueError(f"{op}: shape {_text(shape)} is too large: rax holds at most "
-                         f"rax.MAX_SIZE = 2**31 elements (counting the sides other than 0)")
+                         f"rax.MAX_SIZE = {MAX_SIZE:,} elements (sides of 0 left out)")
     return shape
 
 
@@ -1007,7 +1007,7 @@ def arange(start, stop=None, step=1):
         n = math.inf
     if n > MAX_SIZE:
         raise ValueError(f"arange: start={_text(start)}, stop={_text(stop)}, step={_text(step)}"
-                         f" give more than rax.MAX_SIZE = 2**31 values")
+                         f" give more than rax.MAX_SIZE = {MAX_SIZE:,} values")
     if all(type(number) is int for number in args):
         for end in ((start, start + (n - 1) * step) if n else ()):
             _scalar("arange", "a value", end)  # the values lie between: a float each
