@@ -899,13 +899,14 @@ def _as_shape(op, shape):
     """shape as a tuple of non-negative ints (an int n means (n,)), of at most MAX_NDIM
     axes and MAX_SIZE elements. A tuple or list only: bytes, dicts and strings iterate
     too, into ints or keys, and are refused rather than read as a shape."""
-    if _has_tolist(shape):  # a NumPy array or integer
-        shape = shape.tolist()
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        if _has_tolist(shape):  # a NumPy array or integer
+            shape = shape.tolist()
+        if isinstance(shape, numbers.Integral):
+            shape = (shape,)
     try:
         if not isinstance(shape, (tuple, list)):
-            raise TypeError
+            raise TypeError  # to the message below
         shape = tuple(operator.index(n) for n in shape)
     except TypeError:
         raise TypeError(f"{op}: shape must be an int or a tuple of ints, got {_text(shape)} "
@@ -1009,8 +1010,9 @@ def arange(start, stop=None, step=1):
         raise ValueError(f"arange: start={_text(start)}, stop={_text(stop)}, step={_text(step)}"
                          f" give more than rax.MAX_SIZE = {MAX_SIZE:,} values")
     if all(type(number) is int for number in args):
-        for end in ((start, start + (n - 1) * step) if n else ()):
-            _scalar("arange", "a value", end)  # the values lie between: a float each
+        if n:  # every value lies between these two, so it is a float if they are
+            _scalar("arange", "the first value", start)
+            _scalar("arange", "the last value", start + (n - 1) * step)
         return _leaf([float(start + i * step) for i in range(n)], (n,))
     first, delta = float(start), (float(start) + float(step)) - float(start)
     values = [first, first + float(step)] + [first + i * delta for i in range(2, n)]
@@ -1094,7 +1096,7 @@ def one_hot(labels, num_classes):
     except TypeError:
         raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}") from None
     if num_classes < 0:
-        raise ValueError(f"one_hot: num_classes must not be negative, got {num_classes}")
+        raise ValueError(f"one_hot: num_classes must not be negative, got {_text(num_classes)}")
     if labels.ndim >= MAX_NDIM:
         raise ValueError(f"one_hot: labels have {labels.ndim} axes; the result would have "
                          f"one more than {MAX_NDIM}")
