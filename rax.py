@@ -515,19 +515,18 @@ def _has_tolist(obj):
 
 
 def _text(value):
-    """repr(value) for an error message. Python 3.11+ refuses to print an int of more than
-    4300 digits (sys.set_int_max_str_digits): such an int is given by its number of digits,
-    also inside a tuple."""
+    """repr(value) for an error message, but an int of more than 4300 digits, which Python
+    3.11+ refuses to print, by its number of digits (on every version), also in a tuple."""
     if isinstance(value, tuple):
         return "(" + ", ".join(map(_text, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, int) and _abs(value) >= 10 ** 4300:
+        digits = int(math.log10(_abs(value)))  # may be one off either way: correct it
+        digits += (10 ** (digits + 1) <= _abs(value)) - (10 ** digits > _abs(value))
+        return f"{'a negative' if value < 0 else 'an'} int of {digits + 1} digits"
     try:
         return repr(value)
-    except ValueError:
-        if not isinstance(value, int):  # a list or other container holding such an int
-            return f"a {type(value).__name__} holding an int too long to print"
-    digits = int(math.log10(_abs(value)))  # may be one off either way: correct it
-    digits += (10 ** (digits + 1) <= _abs(value)) - (10 ** digits > _abs(value))
-    return f"{'a negative' if value < 0 else 'an'} int of {digits + 1} digits"
+    except ValueError:  # a list holding such an int, or a lower sys.set_int_max_str_digits
+        return f"<{type(value).__name__} too long to print>"
 
 
 def _to_lists(obj, context):
