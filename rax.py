@@ -417,10 +417,18 @@ def matmul_lists(x, y, ndim):
 
 
 def _scaled_rows_sum(coefficients, rows):
-    """coefficients[0] * rows[0] + coefficients[1] * rows[1] + ..., elementwise."""
+    """coefficients[0] * rows[0] + coefficients[1] * rows[1] + ..., elementwise.
+
+    sum() in the other path starts from +0.0, as NumPy's matmul does, so its result is never
+    -0.0; here a lone -0.0 * 1.0 would stay -0.0. Adding 0.0 turns -0.0 into 0.0 and leaves
+    every other value as it is; it runs only when the result holds a zero, since looking
+    for one (`in`, at C speed) costs less than half as much as the addition.
+    """
     total = list(map(operator.mul, rows[0], itertools.repeat(coefficients[0])))
     for c, row in zip(coefficients[1:], rows[1:]):
         total = list(map(operator.add, total, map(operator.mul, row, itertools.repeat(c))))
+    if 0.0 in total:  # == finds -0.0 too
+        total = list(map(operator.add, total, itertools.repeat(0.0)))
     return total
 
 
@@ -500,13 +508,42 @@ def concatenate_lists(parts, axis):
 
 _REAL_TYPES = frozenset((float, int, bool))
 
+# The most elements a tensor may have. A float in a list costs at least 8 bytes (the
+# reference; 32 with its own float object), so 2**31 elements is 16 GB or more: a shape
+# beyond it is refused at once, before minutes of work and a MemoryError.
+MAX_SIZE = 2 ** 31
+
+
+def _has_tolist(obj):
+    """Whether obj converts itself to Python numbers and lists: a NumPy array or scalar, an
+    array.array, a memoryview (duck typing, so rax never imports NumPy)."""
+    return callable(getattr(obj, "tolist", None))
+
+
+def _text(value):
+    """repr(value) for an error message, but an int of more than 4300 digits, which Python
+    3.11+ refuses to print, by its number of digits (on every version), also in a tuple."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_text, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, int) and _abs(value) >= 10 ** 4300:
+        digits = int(math.log10(_abs(value)))  # may be one off either way: correct it
+        digits += (10 ** (digits + 1) <= _abs(value)) - (10 ** digits > _abs(value))
+        return f"{'a negative' if value < 0 else 'an'} int of {digits + 1} digits"
+    try:
+        return repr(value)
+    except ValueError:  # a list holding such an int, or a lower sys.set_int_max_str_digits
+        return f"<{type(value).__name__} too long to print>"
+
 
 def _to_lists(obj, context):
-    """(data, shape) for a number or a rectangular nested list/tuple of numbers.
+    """(data, shape) for a number, a rectangular nested list/tuple of numbers, or an object
+    with a tolist() method that gives one (a NumPy array or scalar, say).
 
     The result is a fresh copy with every value a float. On bad input raise an error that
     says where: ValueError for a ragged list, TypeError for something that is not a number.
     """
+    if not isinstance(obj, (list, tuple)) and _has_tolist(obj):
+        obj = obj.tolist()
     shape = []
     probe = obj
     while isinstance(probe, (list, tuple)) and len(shape) <= MAX_NDIM:
@@ -568,10 +605,38 @@ def _shape_or_error(obj, path, context, depth):
         try:
             float(obj)
         except OverflowError:
-            return None, ValueError(f"{context}: {path} = {obj} is too large for a float")
+            return None, ValueError(f"{context}: {path} = {_text(obj)} is too large for a float")
         return (), None
     return None, TypeError(
         f"{context}: {path} is {obj!r} ({type(obj).__name__}), not a number")
+
+
+# repr prints every value of a tensor of up to 1000 elements; a bigger one is summarised
+# as NumPy does with its default print options (threshold=1000, edgeitems=3). Rows that
+# are not shown are never visited, and at most _REPR_MAX_SHOWN values are shown in all, so
+# that a tensor of many axes (7 ** 11 elements shows 6 ** 11 values in NumPy's way) still
+# prints at once.
+_REPR_THRESHOLD, _REPR_EDGE, _REPR_MAX_SHOWN = 1000, 3, 10_000
+
+
+def _summarised(data, shape, budget):
+    """The text of nested list `data` with only the first and last _REPR_EDGE entries of
+    each longer axis, "..." standing for the rest. budget is a one-element list: the
+    number of values still to show; once it is spent, "..." stands for all the rest."""
+    if not shape:
+        budget[0] -= 1
+        return repr(data)
+    n, edge = shape[0], _REPR_EDGE
+    shown = itertools.chain(range(edge), range(n - edge, n)) if n > 2 * edge else range(n)
+    parts = []
+    for i in shown:
+        if budget[0] <= 0:
+            parts.append("...")
+            break
+        if i == n - edge and n > 2 * edge:
+            parts.append("...")
+        parts.append(_summarised(data[i], shape[1:], budget))
+    return "[" + ", ".join(parts) + "]"
 
 
 _NO_ATTRS = MappingProxyType({})
@@ -595,6 +660,13 @@ class Tensor:
             given g, the gradient of out (None where no gradient flows); () for a leaf.
         attrs: the op's static arguments (axis, shape, index, ...), a dict; for a leaf
             that an op made from a Python number or list, {"constant": True}.
+
+    ``Tensor(data)`` takes a number, a rectangular nested list or tuple of numbers, a
+    Tensor, or anything with a ``tolist()`` method, such as a NumPy array or scalar; every
+    value is stored as a Python float. ``float(t)``, ``int(t)`` and ``round(t)`` of a
+    one-element tensor are those of its float, so ``int(Tensor(inf))`` raises Python's own
+    OverflowError, as ``int(float("inf"))`` does. ``repr`` shows every value up to 1000 of
+    them; past that, as NumPy, the first and last 3 along each axis, and the shape.
 
     ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
     compares values. The operators are the ops of section 4 (``t * u`` is ``mul(t, u)``),
@@ -669,11 +741,9 @@ class Tensor:
 
     def __repr__(self):
         op = "" if self.op is None else f", op={self.op!r}"
-        if self.size > 100:
-            flat = _flat(self.data, self.ndim)
-            return (f"Tensor(<{self.size} values: min {_min_of(flat):.4g}, mean "
-                    f"{_sum(flat) / len(flat):.4g}, max {_max_of(flat):.4g}>, "
-                    f"shape={self.shape}{op})")
+        if self.size > _REPR_THRESHOLD:
+            text = _summarised(self.data, self.shape, [_REPR_MAX_SHOWN])
+            return f"Tensor({text}, shape={self.shape}{op})"
         return f"Tensor({self.data!r}{op})"
 
     def __format__(self, spec):
@@ -684,6 +754,25 @@ class Tensor:
             raise TypeError(f"format spec {spec!r} needs a tensor with one element; this one "
                             f"has shape {self.shape} (format t.tolist() instead)")
         return format(self.item(), spec)
+
+    # NumPy: with __array_ufunc__ = None, NumPy's operators (array + t, np.float64(2) * t,
+    # array @ t) return NotImplemented, so Python calls the tensor's reflected operator and
+    # the result is a Tensor; otherwise NumPy would build an object array of 0-d tensors.
+    __array_ufunc__ = None
+
+    def __array__(self, dtype=None, copy=None):
+        """The values as a new NumPy array, for numpy.asarray(t) and numpy.array(t).
+
+        NumPy converts the nested lists at C speed, instead of indexing the tensor element
+        by element. NumPy 2 passes copy; copy=False cannot be honoured, since the values
+        are Python floats that NumPy has to copy.
+        """
+        if copy is False:
+            raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
+                             "floats, which NumPy can only copy")
+        import numpy  # here only: rax itself needs no NumPy
+        dtype = numpy.float64 if dtype is None else dtype
+        return numpy.array(self.data, dtype=dtype).reshape(self.shape)
 
     def __getitem__(self, key):
         return _getitem(self, key)
@@ -764,15 +853,31 @@ def _source_location(fn):
 
 
 def _as_tensor(value, op):
-    """value as a Tensor: tensors pass through; numbers and nested lists become leaves."""
+    """value as a Tensor: tensors pass through; numbers, nested lists and objects with a
+    tolist() method (NumPy arrays and scalars) become constant leaves."""
     if isinstance(value, Tensor):
         return value
-    if type(value) in _REAL_TYPES:
-        return _constant(float(value))
-    if isinstance(value, (list, tuple, numbers.Real)):
+    if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
+        try:
+            return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
+        except OverflowError:
+            raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
+    if isinstance(value, (list, tuple)) or _has_tolist(value):
         return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
     raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
                     f"got {value!r} ({type(value).__name__})")
+
+
+def _scalar(op, name, value):
+    """The float in `value`, a number or a tensor (or array) of shape ()."""
+    try:
+        value = _as_tensor(value, op)
+    except TypeError:  # a string, say: name the argument
+        raise TypeError(f"{op}: {name} must be a number, got {value!r} "
+                        f"({type(value).__name__})") from None
+    if value.shape:
+        raise ValueError(f"{op}: {name} must be a number, got a tensor of shape {value.shape}")
+    return value.data
 
 
 # A number in an op becomes a constant: a leaf marked {"constant": True}. Tensors are values,
@@ -796,17 +901,29 @@ def _constant(value):
 
 
 def _as_shape(op, shape):
-    """shape as a tuple of non-negative ints (an int n means (n,))."""
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
+    """shape as a tuple of non-negative ints (an int n means (n,)), of at most MAX_NDIM
+    axes and MAX_SIZE elements. A tuple or list only: bytes, dicts and strings iterate
+    too, into ints or keys, and are refused rather than read as a shape."""
+    if not isinstance(shape, (tuple, list)):
+        if _has_tolist(shape):  # a NumPy array or integer
+            shape = shape.tolist()
+        if isinstance(shape, numbers.Integral):
+            shape = (shape,)
     try:
+        if not isinstance(shape, (tuple, list)):
+            raise TypeError  # to the message below
         shape = tuple(operator.index(n) for n in shape)
     except TypeError:
-        raise TypeError(f"{op}: shape must be a tuple of ints, got {shape!r}") from None
+        raise TypeError(f"{op}: shape must be an int or a tuple of ints, got {_text(shape)} "
+                        f"({type(shape).__name__})") from None
     if any(n < 0 for n in shape):
-        raise ValueError(f"{op}: shape {shape} has a negative side")
+        raise ValueError(f"{op}: shape {_text(shape)} has a negative side")
     if len(shape) > MAX_NDIM:
-        raise ValueError(f"{op}: shape {shape} has more than {MAX_NDIM} axes")
+        raise ValueError(f"{op}: shape {_text(shape)} has more than {MAX_NDIM} axes")
+    # Sides of 0 are left out: nested lists of shape (0, n) are built n wide inside.
+    if math.prod(n for n in shape if n) > MAX_SIZE:
+        raise ValueError(f"{op}: shape {_text(shape)} is too large: rax holds at most "
+                         f"rax.MAX_SIZE = {MAX_SIZE:,} elements (sides of 0 left out)")
     return shape
 
 
@@ -817,7 +934,7 @@ def _as_rng(rng):
     if isinstance(rng, random.Random):
         return rng
     if isinstance(rng, numbers.Integral):
-        return random.Random(rng)
+        return random.Random(operator.index(rng))  # np.int64: Random takes only int seeds
     raise TypeError(f"rng must be a random.Random, an int seed or None, got {rng!r}")
 
 
@@ -828,10 +945,7 @@ def full(shape, value):
     Tensor([[7.0, 7.0], [7.0, 7.0]])
     """
     shape = _as_shape("full", shape)
-    value = _as_tensor(value, "full")
-    if value.shape:
-        raise ValueError(f"full: value must be a number, got a tensor of shape {value.shape}")
-    return _leaf(_full_lists(shape, value.data), shape)
+    return _leaf(_full_lists(shape, _scalar("full", "value", value)), shape)
 
 
 def zeros(shape):
@@ -873,6 +987,11 @@ def ones_like(t):
 def arange(start, stop=None, step=1):
     """Evenly spaced values in [start, stop), as numpy.arange: arange(n) is 0, 1, ..., n-1.
 
+    The values are NumPy's, bit for bit. With ints only they are start + i * step, exact.
+    Otherwise they are start, start + step, and then start + i * delta for i >= 2, with
+    delta = (start + step) - start, the step as rounded at start: arange(1, 2, 0.1) has
+    1.2000000000000002, not 1.2, as NumPy.
+
     >>> arange(4)
     Tensor([0.0, 1.0, 2.0, 3.0])
     >>> arange(1, 2, 0.25)
@@ -880,15 +999,41 @@ def arange(start, stop=None, step=1):
     """
     if stop is None:
         start, stop = 0, start
-    for name, number in (("start", start), ("stop", stop), ("step", step)):
-        if not isinstance(number, numbers.Real):
-            raise TypeError(f"arange: {name} must be a number, got {number!r}")
-        if not math.isfinite(number):
-            raise ValueError(f"arange: {name} must be finite, got {number!r}")
+    start, stop, step = args = [_arange_number(name, number) for name, number
+                                in (("start", start), ("stop", stop), ("step", step))]
     if step == 0:
         raise ValueError("arange: step must not be zero")
-    n = _max(0, math.ceil((stop - start) / step))
-    return _leaf([float(start + i * step) for i in range(n)], (n,))
+    try:
+        quotient = (stop - start) / step
+        if quotient == 0 and stop != start:  # underflow: one value if positive, as NumPy
+            n = 1 if math.copysign(1.0, quotient) > 0 else 0
+        else:
+            n = _max(0, math.ceil(quotient))
+    except OverflowError:  # the quotient is beyond floats, or inf (1 / 1e-320)
+        n = math.inf
+    if n > MAX_SIZE:
+        raise ValueError(f"arange: start={_text(start)}, stop={_text(stop)}, step={_text(step)}"
+                         f" give more than rax.MAX_SIZE = {MAX_SIZE:,} values")
+    if all(type(number) is int for number in args):
+        if n:  # every value lies between these two, so it is a float if they are
+            _scalar("arange", "the first value", start)
+            _scalar("arange", "the last value", start + (n - 1) * step)
+        return _leaf([float(start + i * step) for i in range(n)], (n,))
+    first, delta = float(start), (float(start) + float(step)) - float(start)
+    values = [first, first + float(step)] + [first + i * delta for i in range(2, n)]
+    return _leaf(values[:n], (n,))
+
+
+def _arange_number(name, number):
+    """An argument of arange as a Python int or a finite float."""
+    if isinstance(number, numbers.Integral):
+        return operator.index(number)
+    if not isinstance(number, numbers.Real):
+        raise TypeError(f"arange: {name} must be a number, got {number!r}")
+    number = _scalar("arange", name, number)
+    if not math.isfinite(number):
+        raise ValueError(f"arange: {name} must be finite, got {number!r}")
+    return number
 
 
 def eye(n, m=None):
@@ -901,27 +1046,43 @@ def eye(n, m=None):
     return _leaf([[1.0 if i == j else 0.0 for j in range(m)] for i in range(n)], (n, m))
 
 
-def randn(shape, rng=None):
+def randn(shape, *more_sides, rng=None):
     """A new leaf of samples from the standard normal distribution.
 
-    `rng` is a random.Random or an int seed; None uses Python's global random generator.
+    `rng` (keyword only) is a random.Random or an int seed; None uses Python's global
+    random generator. The shape is one argument: randn(2, 3) is a TypeError, not a vector
+    of 2 seeded with 3.
 
     >>> randn((2, 3), rng=0).shape
     (2, 3)
     """
+    if more_sides:
+        if isinstance(shape, numbers.Integral):
+            hint = f"pass the shape as one tuple, randn({_text((shape, *more_sides))})"
+        else:
+            hint = f"rng is keyword-only: randn({_text(shape)}, rng={more_sides[0]!r})"
+        raise TypeError(f"randn takes one positional argument, the shape: {hint}")
     shape, rng = _as_shape("randn", shape), _as_rng(rng)
     return _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape), shape)
 
 
-def uniform(shape, low=0.0, high=1.0, rng=None):
-    """A new leaf of samples drawn uniformly from [low, high).
+def uniform(shape, low=0.0, high=1.0, *, rng=None):
+    """A new leaf of samples drawn uniformly from [low, high). `rng` is keyword-only.
+
+    An int shape goes with the default bounds only: uniform(2, 3) would read as shape
+    (2, 3) to a PyTorch user and as shape (2,) with low = 3 to a NumPy user, so it is a
+    TypeError; write uniform((2,), 3, 4).
 
     >>> x = uniform((100,), -1, 1, rng=0)
     >>> -1 <= x.min().item() <= x.max().item() < 1
     True
     """
+    low, high = _scalar("uniform", "low", low), _scalar("uniform", "high", high)
+    if isinstance(shape, numbers.Integral) and (low, high) != (0.0, 1.0):
+        raise TypeError(f"uniform: shape {shape!r} with low={low!r}, high={high!r} is "
+                        f"ambiguous (uniform(2, 3) is shape (2, 3) in PyTorch); pass the "
+                        f"shape as a tuple: uniform(({shape!r},), {low!r}, {high!r})")
     shape, rng = _as_shape("uniform", shape), _as_rng(rng)
-    low, high = float(low), float(high)
     values = [low + (high - low) * rng.random() for _ in range(math.prod(shape))]
     return _leaf(_fold(values, shape), shape)
 
@@ -935,14 +1096,22 @@ def one_hot(labels, num_classes):
     Tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     """
     labels = _as_tensor(labels, "one_hot")
-    num_classes = operator.index(num_classes)
+    try:
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}") from None
+    if num_classes < 0:
+        raise ValueError(f"one_hot: num_classes must not be negative, got {_text(num_classes)}")
+    if labels.ndim >= MAX_NDIM:
+        raise ValueError(f"one_hot: labels have {labels.ndim} axes; the result would have "
+                         f"one more than {MAX_NDIM}")
+    shape = _as_shape("one_hot", labels.shape + (num_classes,))  # at most MAX_SIZE elements
     flat = _flat(labels.data, labels.ndim)
     for position, label in enumerate(flat):
         if not (label.is_integer() and 0 <= label < num_classes):
             raise ValueError(f"one_hot: label {label} at flat position {position} is not an "
                              f"integer in [0, {num_classes})")
     rows = [[1.0 if i == label else 0.0 for i in range(num_classes)] for label in flat]
-    shape = labels.shape + (num_classes,)
     return _leaf(_fold(list(itertools.chain.from_iterable(rows)), shape), shape)
 
 
@@ -1434,7 +1603,7 @@ def pow(x, y):
     Tensor([1.0, 4.0, 9.0], op='pow')
     """
     if isinstance(y, numbers.Real) and not isinstance(x, numbers.Real):
-        return _power(x, float(y))
+        return _power(x, _scalar("pow", "the exponent", y))
     return _binary(pow, x, y, _pow, _pow_vjps)
 
 

@@ -1332,8 +1332,8 @@ def test_repr_shows_values_and_op():
     assert repr(Tensor(3.5)) == "Tensor(3.5)"
     r = repr(Tensor([1.0]) + 1)
     assert "2.0" in r and "add" in r
-    big = repr(rax.zeros((20, 20)))
-    assert "(20, 20)" in big and len(big) < 200
+    big = repr(rax.zeros((40, 40)))  # past 1000 elements: summarised as NumPy does
+    assert "shape=(40, 40)" in big and len(big) < 300
 
 
 def test_tolist_item_float_len_and_iteration():
@@ -2939,7 +2939,9 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
     assert "200 values" in text and "min 0" in text and "max 199" in text
 
 
-# ============================================================================================
+# =====================================================================================
+
+
 # Hardening: new-user edges
 # ============================================================================================
 
@@ -3092,3 +3094,348 @@ def test_errors_in_ones_own_rule_or_forward_propagate_unchanged_where_notes_do_n
     assert [caught_forward.value, caught_rule.value] == raised
     assert not hasattr(caught_rule.value, "add_note")
     assert "__notes__" not in vars(caught_forward.value) | vars(caught_rule.value)
+=======
+    text = repr(rax.arange(2000))
+    assert text == "Tensor([0.0, 1.0, 2.0, ..., 1997.0, 1998.0, 1999.0], shape=(2000,))"
+
+
+# ==== Hardening: NumPy, data, sizes, repr ====
+
+def _bits(values):
+    """Flat values with the sign of each zero made visible, for exact comparison."""
+    return [(v, math.copysign(1.0, v)) for v in values]
+
+
+@given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 9), st.data())
+def test_matmul_gives_numpys_signed_zeros_on_both_kernel_paths(n, k, m, data):
+    """Each element of x @ y is a sum that starts from +0.0, as in NumPy's matmul: a
+    product -0.0 alone gives 0.0 whether the inner side is 1 or 2 (the scaled-rows path,
+    taken when y is at least 4 times wider than tall) or not (the dot-product path)."""
+    np = pytest.importorskip("numpy")
+    values = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5])  # every sum of these is exact
+    x = data.draw(st.lists(st.lists(values, min_size=k, max_size=k), min_size=n, max_size=n))
+    y = data.draw(st.lists(st.lists(values, min_size=m, max_size=m), min_size=k, max_size=k))
+    got = (Tensor(x) @ Tensor(y)).tolist()
+    assert _bits(itertools.chain(*got)) == _bits((np.array(x) @ np.array(y)).ravel().tolist())
+
+
+def test_matmul_of_negative_zero_is_positive_zero_as_in_numpy():
+    """[[-0.0]] @ [[1, 1, 1, 1]] (scaled rows) and [[-0.0]] @ [[1.0]] (dot products) agree."""
+    for y in ([[1.0, 1.0, 1.0, 1.0]], [[1.0]], [[1.0] * 8, [1.0] * 8]):
+        x = [[-0.0] * len(y)]
+        assert _bits((Tensor(x) @ Tensor(y)).tolist()[0]) == _bits([0.0] * len(y[0]))
+
+
+NUMPY_OPERATORS = [
+    ("array + t", lambda np, a, t: a + t, lambda x, y: x + y),
+    ("t + array", lambda np, a, t: t + a, lambda x, y: x + y),
+    ("array - t", lambda np, a, t: a - t, lambda x, y: x - y),
+    ("array * t", lambda np, a, t: a * t, lambda x, y: x * y),
+    ("array / t", lambda np, a, t: a / t, lambda x, y: x / y),
+    ("array ** t", lambda np, a, t: a ** t, lambda x, y: x ** y),
+    ("np.float64(2) * t", lambda np, a, t: np.float64(2) * t, lambda x, y: 2.0 * y),
+    ("np.float64(2) ** t", lambda np, a, t: np.float64(2) ** t, lambda x, y: 2.0 ** y),
+    ("t ** np.float64(2)", lambda np, a, t: t ** np.float64(2), lambda x, y: y ** 2.0),
+    ("np.int64(3) - t", lambda np, a, t: np.int64(3) - t, lambda x, y: 3.0 - y),
+    ("array < t", lambda np, a, t: a < t, lambda x, y: float(x < y)),
+    ("rax.maximum(array, t)", lambda np, a, t: rax.maximum(a, t), lambda x, y: max(x, y)),
+]
+
+
+@pytest.mark.parametrize("name, op, reference", NUMPY_OPERATORS,
+                         ids=[row[0] for row in NUMPY_OPERATORS])
+def test_numpy_values_on_either_side_of_an_operator_give_a_tensor(name, op, reference):
+    """With __array_ufunc__ = None, NumPy hands every operator to the tensor: the result is
+    a rax Tensor of Python floats, not an object array of 0-d tensors."""
+    np = pytest.importorskip("numpy")
+    a, t = np.array([1.0, 2.0, 3.0]), Tensor([2.0, 2.0, 0.5])
+    out = op(np, a, t)
+    assert type(out) is Tensor and out.shape == (3,)
+    assert out.tolist() == [reference(x, y) for x, y in zip([1.0, 2.0, 3.0], [2.0, 2.0, 0.5])]
+    assert all(type(v) is float for v in out.data)
+
+
+def test_matmul_of_a_numpy_matrix_and_a_tensor_is_a_tensor():
+    """array @ t and t @ array are rax matmuls with NumPy's values."""
+    np = pytest.importorskip("numpy")
+    a = np.arange(6.0).reshape(2, 3)
+    t = Tensor([[1.0, 0.0], [2.0, 1.0], [0.5, -1.0]])
+    out = a @ t
+    assert type(out) is Tensor and out.tolist() == (a @ np.array(t.tolist())).tolist()
+    assert (t.T @ a.T).tolist() == (np.array(t.tolist()).T @ a.T).tolist()
+
+
+def test_tensor_takes_numpy_arrays_and_scalars_and_stores_python_floats():
+    """Anything with tolist() is data: float, int and bool arrays, a 0-d array, NumPy
+    scalars, in Tensor() and wherever an op takes data; every value becomes a Python float
+    (np.float64 is a float subclass: it is converted too)."""
+    np = pytest.importorskip("numpy")
+    cases = [
+        (np.arange(3.0), [0.0, 1.0, 2.0]), (np.arange(3), [0.0, 1.0, 2.0]),
+        (np.array([True, False]), [1.0, 0.0]), (np.array([[1, 2]], dtype=np.int8), [[1.0, 2.0]]),
+        (np.array(2.5), 2.5), (np.float64(1.5), 1.5), (np.float32(0.5), 0.5), (np.int64(7), 7.0),
+        (np.bool_(True), 1.0), ([np.float64(1.0), np.int64(2)], [1.0, 2.0]),
+        (np.zeros((2, 0)), [[], []]),
+    ]
+    for data, expected in cases:
+        for t in (Tensor(data), rax.add(data, 0.0), rax.stop_gradient(data)):
+            assert t.tolist() == expected and t.shape == np.shape(data)
+            values = rax._flat(t.data, t.ndim) if t.shape else [t.data]
+            assert all(type(v) is float for v in values), (data, values)
+    assert type(rax.full((2,), np.float64(3.0)).data[0]) is float
+    assert type(rax.pow(Tensor([2.0]), np.float64(3.0)).attrs["exponent"]) is float
+    assert rax.one_hot(np.array([1, 0]), np.int64(2)).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert rax.zeros(np.array([2, 3])).shape == (2, 3)
+    with pytest.raises(TypeError, match=r"Tensor\(\): data\[0\] is 'a' \(str\), not a number"):
+        Tensor(np.array(["a"]))
+
+
+def test_tensor_takes_an_array_array_and_a_memoryview():
+    """tolist() is duck typing: the standard library's array.array works too."""
+    import array
+    assert Tensor(array.array("d", [1.0, 2.5])).tolist() == [1.0, 2.5]
+    assert Tensor(memoryview(array.array("i", [3, 4]))).tolist() == [3.0, 4.0]
+
+
+def test_numpy_asarray_of_a_tensor_is_a_float64_array_made_at_once(monkeypatch):
+    """np.asarray(t) goes through __array__ (one conversion of the nested lists, not an
+    index per element), keeps the shape, even with a side of 0, and honours dtype;
+    copy=False is refused, since the values must be copied."""
+    np = pytest.importorskip("numpy")
+    for t in (Tensor([[1.0, -0.0], [3.0, 4.0]]), Tensor(2.0), rax.zeros((0, 3)),
+              rax.zeros((2, 0)), rax.arange(24).reshape(2, 3, 4)):
+        a = np.asarray(t)
+        assert type(a) is np.ndarray and a.dtype == np.float64 and a.shape == t.shape
+        assert a.tolist() == t.tolist()
+    assert np.asarray(Tensor([1.5]), dtype=np.float32).dtype == np.float32
+    assert np.array(Tensor([1.0]), copy=True).tolist() == [1.0]
+    with pytest.raises(ValueError, match=r"copy=False.*Python floats"):
+        np.asarray(Tensor([1.0]), copy=False)
+
+    def refuse(*args):
+        raise AssertionError("NumPy read the tensor element by element")
+
+    monkeypatch.setattr(Tensor, "__getitem__", refuse)
+    monkeypatch.setattr(Tensor, "__iter__", refuse)
+    assert np.asarray(Tensor([1.0, 2.0])).tolist() == [1.0, 2.0]
+
+
+def test_rax_does_not_import_numpy():
+    """numpy is imported only inside Tensor.__array__, when NumPy itself asks for it."""
+    code = ("import sys, rax; t = rax.Tensor([1.0]) + 1; repr(t); "
+            "assert 'numpy' not in sys.modules, 'numpy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=pathlib.Path(rax.__file__).parent)
+
+
+def test_rng_takes_any_integral_seed():
+    """A NumPy integer seeds like the Python int of the same value."""
+    np = pytest.importorskip("numpy")
+    assert rax.randn((3,), rng=np.int64(5)).tolist() == rax.randn((3,), rng=5).tolist()
+    assert rax.uniform((3,), rng=np.uint8(5)).tolist() == rax.uniform((3,), rng=5).tolist()
+
+
+@st.composite
+def arange_arguments(draw):
+    """start, stop, step for arange: ints, floats or a mix, at most 200 values."""
+    number = st.one_of(st.integers(-50, 50), st.floats(-50, 50, allow_nan=False))
+    start, stop = draw(number), draw(number)
+    smallest = abs(stop - start) / 200 or 0.01
+    magnitude = draw(st.one_of(st.integers(1, 7),
+                               st.floats(smallest, 10, exclude_min=False)).filter(
+                                   lambda s: s >= smallest))
+    sign = 1 if stop >= start else -1
+    return start, stop, magnitude * draw(st.sampled_from([sign, sign, -sign]))
+
+
+
+@given(arange_arguments())
+def test_arange_gives_numpys_values_bit_for_bit(args):
+    """arange's count and values are NumPy's: start + i * step for ints; start,
+    start + step, then start + i * ((start + step) - start) when a float is involved."""
+    np = pytest.importorskip("numpy")
+    assert _bits(rax.arange(*args).tolist()) == _bits(map(float, np.arange(*args).tolist()))
+
+
+def test_arange_with_a_float_step_rounds_as_numpy():
+    """arange(1, 2, 0.1) holds 1.2000000000000002 (NumPy's value), not 1.2; a step whose
+    quotient underflows to 0 still gives one value, as NumPy."""
+    assert rax.arange(1, 2, 0.1).tolist()[2] == 1.2000000000000002
+    assert rax.arange(-1, 1, 0.2).tolist()[2] == -0.6000000000000001
+    assert rax.arange(0, 1e-300, 1e300).tolist() == [0.0]
+    assert rax.arange(0, -1e-300, 1e300).tolist() == []
+    assert rax.arange(10 ** 17, 10 ** 17 + 2).tolist() == [1e17, 1e17]  # exact ints, rounded
+
+
+def test_maximum_and_minimum_pick_numpys_signed_zero_and_max_picks_the_first():
+    """maximum/minimum of 0.0 and -0.0 give the second operand, as numpy.maximum; the
+    max/min reductions give the first of equal zeros (Python's max), where NumPy's choice
+    depends on its vectorised loop (documented in the README)."""
+    np = pytest.importorskip("numpy")
+    pairs = [(-0.0, 0.0), (0.0, -0.0), (-0.0, -0.0), (0.0, 0.0)]
+    for op, reference in ((rax.maximum, np.maximum), (rax.minimum, np.minimum)):
+        for x, y in pairs:
+            assert _bits([op(Tensor([x]), Tensor([y])).item()]) == _bits([reference(x, y)])
+    for reduce in (rax.max, rax.min):
+        assert math.copysign(1.0, reduce(Tensor([-0.0, 0.0])).item()) == -1.0
+        assert math.copysign(1.0, reduce(Tensor([0.0, -0.0])).item()) == 1.0
+
+
+def test_int_of_an_infinite_tensor_is_pythons_overflow_error():
+    """int(t) is int(float(t)): Python's own OverflowError for inf (documented)."""
+    with pytest.raises(OverflowError):
+        int(Tensor(inf))
+
+
+HARDENING_ERRORS = [
+    ("number too large for add", ValueError, r"^add: 10{400} is too large for a float",
+     lambda: Tensor(1.0) + 10 ** 400),
+    ("exponent too large", ValueError, r"^pow: 10{400} is too large",
+     lambda: Tensor(2.0) ** 10 ** 400),
+    ("full value too large", ValueError, r"^full: 10{400} is too large",
+     lambda: rax.full((2,), 10 ** 400)),
+    ("seed too large", ValueError, r"^backward: 10{400} is too large",
+     lambda: Tensor(1.0).backward(seed=10 ** 400)),
+    ("arange stop too large", ValueError, r"^arange: start=0, stop=10{400}, step=1 give more",
+     lambda: rax.arange(10 ** 400)),
+    ("arange step too small", ValueError, r"^arange: .*step=1e-320 give more than rax.MAX_SIZE",
+     lambda: rax.arange(0, 1, 1e-320)),
+    ("arange values too large", ValueError, r"^arange: 10{400} is too large for a float",
+     lambda: rax.arange(10 ** 400, 10 ** 400 + 2)),
+    ("side too large", ValueError, r"^full: shape \(10{400},\) is too large",
+     lambda: rax.zeros((10 ** 400,))),
+    ("int too long to print", ValueError, r"data\[0\] = an int of 5001 digits is too large",
+     lambda: Tensor([10 ** 5000])),
+    ("shape too long to print", ValueError, r"shape \(an int of 5001 digits,\) is too large",
+     lambda: rax.ones((10 ** 5000,))),
+    ("one_hot None classes", TypeError, r"^one_hot: num_classes must be an int, got None",
+     lambda: rax.one_hot([0], None)),
+    ("one_hot float classes", TypeError, r"^one_hot: num_classes must be an int, got 2\.0",
+     lambda: rax.one_hot([0], 2.0)),
+    ("one_hot negative classes", ValueError, r"^one_hot: num_classes must not be negative, "
+     r"got -5", lambda: rax.one_hot([], -5)),
+    ("one_hot of 64 axes", ValueError, r"^one_hot: labels have 64 axes",
+     lambda: rax.one_hot(rax.zeros((1,) * 64), 2)),
+    ("uniform string bounds", TypeError, r"^uniform: low must be a number, got '0\.5' \(str\)",
+     lambda: rax.uniform((2,), "0.5", "0.75")),
+    ("uniform vector bound", ValueError, r"^uniform: high must be a number, got a tensor",
+     lambda: rax.uniform((2,), 0.0, [1.0, 2.0])),
+    ("shape of bytes", TypeError, r"^full: shape must be an int or a tuple of ints, got "
+     r"b'\\x02\\x03' \(bytes\)", lambda: rax.zeros(b"\x02\x03")),
+    ("shape of a dict", TypeError, r"^full: shape must be .*got \{3: 'x'\} \(dict\)",
+     lambda: rax.zeros({3: "x"})),
+    ("shape of a string", TypeError, r"^randn: shape must be .*'23' \(str\)",
+     lambda: rax.randn("23")),
+    ("zeros too big", ValueError, r"^full: shape \(1000000, 1000000\) is too large: rax "
+     r"holds at most rax.MAX_SIZE = 2,147,483,648 elements", lambda: rax.zeros((10 ** 6,) * 2)),
+    ("zero size, huge sides", ValueError, r"^full: shape \(0, 1099511627776\) is too large",
+     lambda: rax.zeros((0, 2 ** 40))),
+    ("eye too big", ValueError, r"^eye: shape \(100000, 100000\) is too large",
+     lambda: rax.eye(10 ** 5)),
+    ("randn too big", ValueError, r"^randn: shape \(100000, 100000\) is too large",
+     lambda: rax.randn((10 ** 5, 10 ** 5), rng=0)),
+    ("uniform too big", ValueError, r"^uniform: shape \(100000, 100000\) is too large",
+     lambda: rax.uniform((10 ** 5, 10 ** 5), rng=0)),
+    ("arange too long", ValueError, r"^arange: start=0, stop=10000000000, step=1 give more "
+     r"than rax.MAX_SIZE", lambda: rax.arange(10 ** 10)),
+    ("one_hot too big", ValueError, r"^one_hot: shape \(1, 10000000000\) is too large",
+     lambda: rax.one_hot([0], 10 ** 10)),
+    ("broadcast_to too big", ValueError, r"^broadcast_to: shape \(1000000, 1000000\) is too",
+     lambda: rax.broadcast_to(Tensor(1.0), (10 ** 6, 10 ** 6))),
+    ("reshape of 0 into huge", ValueError, r"^reshape: shape \(0, 10000000000\) is too large",
+     lambda: rax.zeros((0,)).reshape((0, 10 ** 10))),
+    ("randn(2, 3)", TypeError, r"^randn takes one positional argument, the shape: pass the "
+     r"shape as one tuple, randn\(\(2, 3\)\)", lambda: rax.randn(2, 3)),
+    ("randn positional rng", TypeError, r"rng is keyword-only: randn\(\(2, 3\), rng=0\)",
+     lambda: rax.randn((2, 3), 0)),
+    ("uniform(2, 3)", TypeError, r"^uniform: shape 2 with low=3\.0, high=1\.0 is ambiguous.*"
+     r"tuple: uniform\(\(2,\), 3\.0, 1\.0\)", lambda: rax.uniform(2, 3)),
+    ("uniform int shape, keyword low", TypeError, r"^uniform: shape 5 with low=-1\.0",
+     lambda: rax.uniform(5, low=-1)),
+    ("uniform positional rng", TypeError, r"positional", lambda: rax.uniform((2,), 0, 1, 5)),
+]
+
+
+@pytest.mark.parametrize("name, exception, match, call", HARDENING_ERRORS,
+                         ids=[row[0] for row in HARDENING_ERRORS])
+def test_hardening_errors_are_clear_and_promised(name, exception, match, call):
+    """Each of these used to escape as OverflowError, fail while building its message, take
+    minutes, or silently do something else; now each is a TypeError or ValueError naming
+    the function and the value, raised before anything is built."""
+    with pytest.raises(exception, match=match):
+        call()
+
+
+def test_an_int_shape_still_works_where_it_is_not_ambiguous():
+    """uniform(5) and randn(5) keep taking an int shape; bounds go with a tuple shape."""
+    assert rax.uniform(5, rng=0).shape == (5,) and rax.randn(5, rng=0).shape == (5,)
+    x = rax.uniform((4,), -1, 1, rng=2)
+    assert -1 <= x.min().item() and x.max().item() < 1
+
+
+def test_the_size_limit_is_max_size_elements_exactly(monkeypatch):
+    """A shape of exactly MAX_SIZE elements is allowed and one more is refused, in every
+    constructor, with sides of 0 left out of the count (they are still built inside)."""
+    monkeypatch.setattr(rax, "MAX_SIZE", 12)
+    assert rax.zeros((3, 4)).shape == (3, 4) and rax.zeros((0, 12)).shape == (0, 12)
+    assert rax.arange(12).shape == (12,) and rax.eye(3, 4).shape == (3, 4)
+    assert rax.one_hot([0, 1, 2], 4).shape == (3, 4)
+    for call in (lambda: rax.zeros((13,)), lambda: rax.zeros((0, 13)), lambda: rax.arange(13),
+                 lambda: rax.eye(13, 1), lambda: rax.one_hot([0, 1, 2], 5),
+                 lambda: rax.randn((13,)), lambda: rax.uniform((13,)),
+                 lambda: rax.broadcast_to(Tensor([1.0]), (13,))):
+        with pytest.raises(ValueError, match=r"rax.MAX_SIZE = 12"):
+            call()
+    assert rax.MAX_SIZE == 12  # undone by monkeypatch; the real limit is checked below
+
+
+def test_max_size_is_two_to_the_31():
+    assert rax.MAX_SIZE == 2 ** 31
+
+
+class _Guarded(list):
+    """A list that records which rows repr reads, and refuses to be read whole."""
+
+    def __init__(self, rows, seen, depth):
+        super().__init__(rows)
+        self.seen, self.depth = seen, depth
+
+    def __getitem__(self, i):
+        self.seen.add((self.depth, i))
+        return list.__getitem__(self, i)
+
+    def __iter__(self):
+        raise AssertionError("repr iterated over a whole axis")
+
+    __repr__ = __iter__
+
+
+def test_repr_of_a_big_tensor_reads_only_the_rows_it_shows():
+    """Past 1000 elements repr shows the first and last 3 entries of each axis, as NumPy,
+    and reads nothing else: a (2000, 2000) tensor gives 6 rows of 6 values."""
+    t = rax.zeros((2000, 2000)) + 1
+    seen = set()
+    t.data = _Guarded([_Guarded(row, seen, 1) for row in t.data], seen, 0)
+    text = repr(t)
+    shown = {0, 1, 2, 1997, 1998, 1999}
+    assert seen == {(depth, i) for depth in (0, 1) for i in shown}
+    row = "[1.0, 1.0, 1.0, ..., 1.0, 1.0, 1.0]"
+    assert text == (f"Tensor([{row}, {row}, {row}, ..., {row}, {row}, {row}], "
+                    f"shape=(2000, 2000), op='add')")
+
+
+def test_repr_prints_up_to_1000_values_in_full_and_summarises_past_that():
+    """Up to 1000 elements the repr is Tensor(<the nested lists>) as before; past that the
+    text is short whatever the size: a million values, five axes, eleven axes."""
+    assert repr(rax.arange(1000)) == f"Tensor({[float(i) for i in range(1000)]!r})"
+    assert repr(rax.arange(1001)).endswith("..., 998.0, 999.0, 1000.0], shape=(1001,))")
+    assert repr(rax.zeros((10 ** 6,))) == ("Tensor([0.0, 0.0, 0.0, ..., 0.0, 0.0, 0.0], "
+                                           "shape=(1000000,))")
+    rank5 = repr(rax.arange(7 ** 5).reshape((7,) * 5))
+    assert rank5.startswith("Tensor([[[[[0.0, 1.0, 2.0, ..., 4.0, 5.0, 6.0], [7.0, ")
+    assert rank5.endswith("16805.0, 16806.0]]]]], shape=(7, 7, 7, 7, 7), op='reshape')")
+    assert rank5.count(".0") == 6 ** 5
+    many_axes = repr(rax.zeros((7,) * 11))  # 6 ** 11 values in NumPy's way: capped
+    assert many_axes.count("0.0") == 10_000 and many_axes.endswith("shape=(7, 7, 7, 7, 7, 7, "
+                                                                   "7, 7, 7, 7, 7))")
+    assert repr(rax.zeros((3, 400)) * 2).endswith("shape=(3, 400), op='mul')")
