@@ -2322,8 +2322,12 @@ def _junk_pool():
 
 
 def _public_functions():
+    # save and load touch files, and are tested on their own; the kernels trust their caller
+    # (README, "The API").
+    kernels = ("elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
+               "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists")
     names = [name for name in rax.__all__ if callable(getattr(rax, name))
-             and name not in ("save", "load")]  # they touch files: tested on their own
+             and name not in ("save", "load") + kernels]
     return sorted(names) + ["sum", "max", "min", "abs", "pow"]
 
 
@@ -2935,13 +2939,11 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
     assert t.reshape(2, 3).shape == (2, 3) and t.reshape(2, 3).transpose(1, 0).shape == (3, 2)
     assert t.reshape(2, 3).tolist() == t.reshape((2, 3)).tolist()
     assert int(Tensor(2.7)) == 2 and round(Tensor(2.718), 2) == 2.72
-    text = repr(rax.arange(200))
-    assert "200 values" in text and "min 0" in text and "max 199" in text
+    text = repr(rax.arange(2000))
+    assert text == "Tensor([0.0, 1.0, 2.0, ..., 1997.0, 1998.0, 1999.0], shape=(2000,))"
 
 
-# =====================================================================================
-
-
+# ============================================================================================
 # Hardening: new-user edges
 # ============================================================================================
 
@@ -3094,9 +3096,6 @@ def test_errors_in_ones_own_rule_or_forward_propagate_unchanged_where_notes_do_n
     assert [caught_forward.value, caught_rule.value] == raised
     assert not hasattr(caught_rule.value, "add_note")
     assert "__notes__" not in vars(caught_forward.value) | vars(caught_rule.value)
-=======
-    text = repr(rax.arange(2000))
-    assert text == "Tensor([0.0, 1.0, 2.0, ..., 1997.0, 1998.0, 1999.0], shape=(2000,))"
 
 
 # ==== Hardening: NumPy, data, sizes, repr ====
