@@ -2790,20 +2790,21 @@ def load(file):
     """
     import json
     import os
-    if isinstance(file, (str, bytes, os.PathLike)):
-        with open(file, encoding="utf-8") as f:
-            text = f.read()
-    elif callable(getattr(file, "read", None)):
-        text = file.read()
-    else:
+    is_path = isinstance(file, (str, bytes, os.PathLike))
+    if not is_path and not callable(getattr(file, "read", None)):
         raise TypeError(f"load: file must be a path or an open text file, got {file!r:.80}")
     try:
+        if is_path:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        else:
+            text = file.read()
         document = json.loads(text, parse_constant=_refuse_constant,
                               object_pairs_hook=_object_without_repeated_keys)
     except RecursionError:
         raise ValueError("load: the JSON is nested too deeply to be a tree that save "
                          "wrote") from None
-    except ValueError as error:  # json.JSONDecodeError among them
+    except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError among them
         raise ValueError(f"load: not a file that rax.save wrote: {error}") from None
     if not isinstance(document, dict) or sorted(document) != ["rax", "tree"]:
         raise ValueError('load: not a file that rax.save wrote: expected {"rax": '
