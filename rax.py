@@ -2231,10 +2231,9 @@ def _structure_difference(a, b, name, names):
         keys, a, b = stack.pop()
         if not isinstance(a, (dict, list, tuple)) and not isinstance(b, (dict, list, tuple)):
             continue
-        path = _path(name, keys)
         if type(a) is not type(b):
-            return (f"{path} is a {type(a).__name__} in {names[0]} and a {type(b).__name__} "
-                    f"in {names[1]}")
+            return (f"{_path(name, keys)} is a {type(a).__name__} in {names[0]} and a "
+                    f"{type(b).__name__} in {names[1]}")
         if isinstance(a, dict):
             order = _sorted_keys(a, "tree_map", name, keys)
             if a.keys() != b.keys():
@@ -2242,13 +2241,13 @@ def _structure_difference(a, b, name, names):
                 has, lacks = names
                 if key is None:
                     key, has, lacks = next(key for key in b if key not in a), lacks, has
-                return f"{path}[{key!r}] is in {has} but not in {lacks}"
+                return f"{_path(name, keys + (key,))} is in {has} but not in {lacks}"
             pairs = [(key, a[key], b[key]) for key in order]
         else:
             if len(a) != len(b):
                 has, lacks = names if len(a) > len(b) else names[::-1]
-                return (f"{path}[{_min(len(a), len(b))}] is in {has} but not in {lacks} "
-                        f"({len(a)} items against {len(b)})")
+                return (f"{_path(name, keys + (_min(len(a), len(b)),))} is in {has} but "
+                        f"not in {lacks} ({len(a)} items against {len(b)})")
             pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b))]
         stack.extend((keys + (key,), x, y) for key, x, y in reversed(pairs))
     return None
@@ -2455,13 +2454,13 @@ def _read_state(op, state, names):
         raise ValueError(f"{op}: state has buffers ({', '.join(map(repr, names))}) but "
                          f"state['step'] is 0, and only an update makes them")
     first = names[0]
+    columns = [_leaves_with_keys(state[name], op, f"state[{name!r}]") for name in names]
     for name in names[1:]:
         difference = _structure_difference(state[first], state[name], "state",
                                            (f"state[{first!r}]", f"state[{name!r}]"))
         if difference:
             raise ValueError(f"{op}: state[{first!r}] and state[{name!r}] differ: "
                              f"{difference}")
-    columns = [_leaves_with_keys(state[name], op, f"state[{name!r}]") for name in names]
     buffers = {}
     for row in zip(*columns):
         keys = row[0][0]
