@@ -595,6 +595,11 @@ class Tensor:
     and every unary op, reduction, movement op and the softmax family is also a method
     (``t.exp()``, ``t.sum(axis=0)``), attached at the end of section 5.
 
+    A tensor never changes, so ``copy.copy`` and ``copy.deepcopy`` return the tensor itself,
+    at once however long its graph. Pickling keeps its values, its shape and whether it is a
+    constant, and it unpickles as a leaf: the vjp rules of a graph are code, often lambdas,
+    and are not pickled.
+
     >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
     >>> t.shape, t.ndim, t.size
     ((2, 3), 2, 6)
