@@ -2959,6 +2959,7 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     tree = {"w": Tensor([SPECIAL_FLOATS, SPECIAL_FLOATS[::-1]]), "z": rax.zeros((0, 3)),
             "e": rax.zeros((2, 0)), "s": Tensor(-0.0), "n": [3, 2 ** 70, True, -0.0, nan, inf],
             "t": (1.5, (), [], {}), "": {"ü \" key": (Tensor(1.0) * 2)}}
+    before = tree_bits(tree)
     expected = tree_bits(tree)
     expected[1][-1] = ("", tree_bits({"ü \" key": Tensor(2.0)}))  # comes back as a leaf
     for file in (str(tmp_path / "a.json"), tmp_path / "b.json"):
@@ -2972,7 +2973,7 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     rax.save(buffer, tree)
     buffer.seek(0)
     assert tree_bits(rax.load(buffer)) == expected
-    assert tree_bits(tree) == tree_bits(dict(tree, **{"": {"ü \" key": tree[""]["ü \" key"]}}))
+    assert tree_bits(tree) == before
 
 
 def _refuse(name):
