@@ -78,7 +78,7 @@ __all__ = [
     # autodiff
     "backward", "grad", "value_and_grad",
     # trees and optimizers
-    "tree_map", "tree_leaves", "sgd", "SGD", "Adam",
+    "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "save", "load",
     # tools
     "primitive", "check_grads", "draw", "to_dot",
     # kernels: nested lists in, nested lists out (for the forward of a primitive of one's own)
@@ -673,6 +673,11 @@ class Tensor:
     and every unary op, reduction, movement op and the softmax family is also a method
     (``t.exp()``, ``t.sum(axis=0)``), attached at the end of section 5.
 
+    A tensor never changes, so ``copy.copy`` and ``copy.deepcopy`` return the tensor itself,
+    at once however long its graph. Pickling keeps its values, its shape and whether it is a
+    constant, and it unpickles as a leaf: the vjp rules of a graph are code, often lambdas,
+    and are not pickled.
+
     >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
     >>> t.shape, t.ndim, t.size
     ((2, 3), 2, 6)
@@ -812,6 +817,20 @@ class Tensor:
         Tensor(6.0, op='add')
         """
         return backward(self, seed)
+
+    def __copy__(self):
+        """The tensor itself: a tensor never changes, so a copy would be the same value."""
+        return self
+
+    def __deepcopy__(self, memo):
+        """The tensor itself, at once, however long the graph behind it (see __copy__)."""
+        return self
+
+    def __reduce__(self):
+        """Pickle the values, the shape and whether it is a constant; it unpickles as a leaf,
+        since the vjp rules of a graph are code (often lambdas) and are not pickled."""
+        constant = self.op is None and bool(self.attrs.get("constant"))
+        return _tensor_from_pickle, (self.data, self.shape, constant)
 
 
 def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
@@ -2360,16 +2379,51 @@ def grad(f, argnums=0, has_aux=False):
 # as a model's params. Leaves are visited in order, dict keys sorted (as JAX's tree_util).
 # ============================================================================================
 
-def _leaves_with_keys(tree, keys=()):
-    """[(keys, leaf), ...] in order; keys are the dict keys and list positions that lead from
-    the root of the tree to the leaf."""
+def _sorted_keys(tree, op, name, keys):
+    """The keys of the dict `tree` in sorted order, the order of its leaves."""
+    try:
+        return sorted(tree)
+    except TypeError as error:
+        shown = ", ".join(repr(key) for key in itertools.islice(tree, 6))
+        raise TypeError(f"{op}: the keys of {_path(name, keys)} ({shown}) cannot be sorted "
+                        f"({error}); a tree's leaves follow its dict keys in sorted order, "
+                        f"so use keys of one type, such as str") from None
+
+
+def _children(tree, op, name, keys):
+    """The (key, child) pairs of a dict (keys sorted), a list or a tuple; None for a leaf."""
     if isinstance(tree, dict):
-        return [item for key in sorted(tree)
-                for item in _leaves_with_keys(tree[key], keys + (key,))]
+        return [(key, tree[key]) for key in _sorted_keys(tree, op, name, keys)]
     if isinstance(tree, (list, tuple)):
-        return [item for i, child in enumerate(tree)
-                for item in _leaves_with_keys(child, keys + (i,))]
-    return [(keys, tree)]
+        return list(enumerate(tree))
+    return None
+
+
+def _leaves_with_keys(tree, op="tree_leaves", name="tree"):
+    """[(keys, leaf), ...] in order; keys are the dict keys and list positions that lead from
+    the root of the tree to the leaf.
+
+    The walk keeps its own stack rather than recursing, so a tree may be nested any number
+    of levels deep. A container found inside itself is a ValueError: that tree has no end.
+    """
+    items, stack = [], [((), tree)]
+    open_containers = {}  # id -> keys of each container whose children are being walked
+    while stack:
+        keys, node = stack.pop()
+        if keys is None:  # the marker pushed below: every child of container `node` is done
+            del open_containers[node]
+            continue
+        children = _children(node, op, name, keys)
+        if children is None:
+            items.append((keys, node))
+            continue
+        if id(node) in open_containers:
+            raise ValueError(f"{op}: the tree contains itself: {_path(name, keys)} is "
+                             f"{_path(name, open_containers[id(node)])}")
+        open_containers[id(node)] = keys
+        stack.append((None, id(node)))
+        stack.extend((keys + (key,), child) for key, child in reversed(children))
+    return items
 
 
 def _path(name, keys):
@@ -2378,40 +2432,68 @@ def _path(name, keys):
 
 
 def _rebuild(tree, leaves):
-    """A tree shaped like `tree` whose leaves are taken, in order, from the iterator leaves."""
+    """A tree shaped like `tree` whose leaves are taken, in order, from the iterator leaves.
+
+    Iterative, as _leaves_with_keys: each container being rebuilt waits on a stack with the
+    children built so far, and is built itself once it has them all.
+    """
+    stack = []  # (container, its (key, child) pairs, its children built so far)
+    node = tree
+    while True:
+        children = _children(node, "tree_map", "tree", ())
+        if children:
+            stack.append((node, children, []))
+            node = children[0][1]
+            continue
+        value = next(leaves) if children is None else _container_like(node, [], [])
+        while stack:  # hand value to its container, and build each container now complete
+            container, children, built = stack[-1]
+            built.append(value)
+            if len(built) < len(children):
+                node = children[len(built)][1]
+                break
+            stack.pop()
+            value = _container_like(container, children, built)
+        else:
+            return value
+
+
+def _container_like(tree, children, values):
+    """A container of tree's type holding values (a dict's under the keys of `children`)."""
     if isinstance(tree, dict):
-        return {key: _rebuild(tree[key], leaves) for key in sorted(tree)}
-    if isinstance(tree, (list, tuple)):
-        children = [_rebuild(child, leaves) for child in tree]
-        if hasattr(tree, "_fields"):  # a namedtuple
-            return type(tree)(*children)
-        return type(tree)(children)
-    return next(leaves)
+        return {key: value for (key, _), value in zip(children, values)}
+    if hasattr(tree, "_fields"):  # a namedtuple
+        return type(tree)(*values)
+    return type(tree)(values)
 
 
-def _structure_difference(a, b, path, names):
+def _structure_difference(a, b, name, names):
     """Where trees a and b (called names[0] and names[1]) first differ in structure, in
-    words; None if they do not."""
-    if isinstance(a, (dict, list, tuple)) or isinstance(b, (dict, list, tuple)):
+    words; None if they do not. Iterative, as _leaves_with_keys; a must have an end."""
+    stack = [((), a, b)]
+    while stack:
+        keys, a, b = stack.pop()
+        if not isinstance(a, (dict, list, tuple)) and not isinstance(b, (dict, list, tuple)):
+            continue
         if type(a) is not type(b):
-            return (f"{path} is a {type(a).__name__} in {names[0]} and a {type(b).__name__} "
-                    f"in {names[1]}")
+            return (f"{_path(name, keys)} is a {type(a).__name__} in {names[0]} and a "
+                    f"{type(b).__name__} in {names[1]}")
         if isinstance(a, dict):
-            if sorted(a) != sorted(b):
-                key = sorted(a.keys() ^ b.keys())[0]
-                has, lacks = names if key in a else names[::-1]
-                return f"{path}[{key!r}] is in {has} but not in {lacks}"
-            pairs = [(a[key], b[key], f"{path}[{key!r}]") for key in sorted(a)]
+            order = _sorted_keys(a, "tree_map", name, keys)
+            if a.keys() != b.keys():
+                key = next((key for key in order if key not in b), None)
+                has, lacks = names
+                if key is None:
+                    key, has, lacks = next(key for key in b if key not in a), lacks, has
+                return f"{_path(name, keys + (key,))} is in {has} but not in {lacks}"
+            pairs = [(key, a[key], b[key]) for key in order]
         else:
             if len(a) != len(b):
                 has, lacks = names if len(a) > len(b) else names[::-1]
-                return (f"{path}[{_min(len(a), len(b))}] is in {has} but not in {lacks} "
-                        f"({len(a)} items against {len(b)})")
-            pairs = [(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
-        for x, y, child_path in pairs:
-            difference = _structure_difference(x, y, child_path, names)
-            if difference:
-                return difference
+                return (f"{_path(name, keys + (_min(len(a), len(b)),))} is in {has} but "
+                        f"not in {lacks} ({len(a)} items against {len(b)})")
+            pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b))]
+        stack.extend((keys + (key,), x, y) for key, x, y in reversed(pairs))
     return None
 
 
@@ -2421,7 +2503,7 @@ def _matching_leaves(op, tree, other, name, other_name):
     if difference:
         raise ValueError(f"{op}: {other_name} does not have the structure of {name}: "
                          f"{difference}")
-    return tree_leaves(other)
+    return [leaf for _, leaf in _leaves_with_keys(other, op, other_name)]
 
 
 def tree_leaves(tree):
@@ -2439,18 +2521,20 @@ def tree_map(f, tree, *rest):
     >>> tree_map(lambda x, y: x + y, {"a": 1, "b": (2, 3)}, {"a": 10, "b": (20, 30)})
     {'a': 11, 'b': (22, 33)}
     """
-    columns = [tree_leaves(tree)]
+    if not callable(f):
+        raise TypeError(f"tree_map: f must be callable, got {f!r:.80} ({type(f).__name__})")
+    columns = [[leaf for _, leaf in _leaves_with_keys(tree, "tree_map")]]
     for i, other in enumerate(rest, 1):
         columns.append(_matching_leaves("tree_map", tree, other, "tree", f"tree {i}"))
     return _rebuild(tree, iter([f(*leaves) for leaves in zip(*columns)]))
 
 
 def _params_and_grads(op, params, grads):
-    """The leaves of params and of their gradients, as pairs of tensors of equal shapes.
+    """(keys, param, gradient) for each leaf of params, the two as tensors of equal shapes.
 
     grads is a gradient graph (a GradNode) or a tree shaped like params.
     """
-    items = _leaves_with_keys(params)
+    items = _leaves_with_keys(params, op, "params")
     if isinstance(grads, GradNode):  # as grads.wrt(params), without building the tree
         tensors = [p for _, p in items if isinstance(p, Tensor)]
         if tensors and not any(p in grads for p in tensors):
@@ -2460,14 +2544,14 @@ def _params_and_grads(op, params, grads):
             grad_leaves = [grads._of_leaf(p) for _, p in items]
     else:
         grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
-    pairs = []
+    leaves = []
     for (keys, p), g in zip(items, grad_leaves):
         p, g = _as_tensor(p, op), _as_tensor(g, op)
         if p.shape != g.shape:
             raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
                              f"but its gradient has shape {g.shape}")
-        pairs.append((p, g))
-    return pairs
+        leaves.append((keys, p, g))
+    return leaves
 
 
 def _new_params(params, new_data):
@@ -2478,10 +2562,55 @@ def _new_params(params, new_data):
     return _rebuild(params, iter(new_leaves))
 
 
-def _check_nonnegative(op, **values):
-    for name, value in values.items():
-        if not value >= 0.0:
-            raise ValueError(f"{op}: {name} must be >= 0, got {value}")
+# Hyperparameters are checked and stored as Python floats, so that nothing but floats ever
+# reaches tensor data (a 0-d Tensor or a NumPy scalar as lr would end up inside .data).
+# bool is refused although Python counts it as a number: SGD(lr=True) is a slip. nan is
+# refused everywhere: it fails every range check and would only make every param nan.
+
+def _hyperparameter(op, name, value):
+    """value, a real number, as a Python float; else a TypeError or ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r:.80} "
+                        f"({type(value).__name__})")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{op}: {name} is too large for a float "
+                         f"(beyond 1.8e308)") from None
+    if value != value:
+        raise ValueError(f"{op}: {name} must be a number, got nan")
+    return value
+
+
+def _nonnegative(op, name, value):
+    """value as a float >= 0 (inf allowed), as PyTorch checks lr, momentum, weight_decay."""
+    value = _hyperparameter(op, name, value)
+    if value < 0.0:
+        raise ValueError(f"{op}: {name} must be >= 0, got {value}")
+    return value
+
+
+def _flag(op, name, value):
+    """value, which must be True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r:.80} "
+                        f"({type(value).__name__})")
+    return value
+
+
+def _betas(op, betas):
+    """Adam's (beta1, beta2) as a pair of floats in [0, 1)."""
+    if not isinstance(betas, (tuple, list)):
+        raise TypeError(f"{op}: betas must be a pair (beta1, beta2) of real numbers, got "
+                        f"{betas!r:.80} ({type(betas).__name__})")
+    if len(betas) != 2:
+        raise ValueError(f"{op}: betas must be a pair (beta1, beta2), got {betas!r:.80} "
+                         f"({len(betas)} values)")
+    betas = tuple(_hyperparameter(op, f"betas[{i}]", beta) for i, beta in enumerate(betas))
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"{op}: betas[{i}] must be in [0, 1), got {beta}")
+    return betas
 
 
 def sgd(params, grads, lr):
@@ -2490,21 +2619,105 @@ def sgd(params, grads, lr):
     >>> sgd({"w": Tensor([1.0, 2.0])}, {"w": Tensor([10.0, 10.0])}, lr=0.1)
     {'w': Tensor([0.0, 1.0])}
     """
-    _check_nonnegative("sgd", lr=lr)
-    pairs = _params_and_grads("sgd", params, grads)
+    lr = _nonnegative("sgd", "lr", lr)
+    leaves = _params_and_grads("sgd", params, grads)
     return _new_params(params, [elementwise(lambda p, g: p - lr * g, (p.data, g.data), p.ndim)
-                                for p, g in pairs])
+                                for _, p, g in leaves])
 
 
-def _state_for(op, pairs, state):
-    """An optimizer's state, one item per leaf of params by position, checked against this
-    call's params; a list of None before the first call."""
-    if state is None:
-        return [None] * len(pairs)
-    if len(state) != len(pairs):
-        raise ValueError(f"{op}: params has {len(pairs)} leaves, but the optimizer's state "
-                         f"is for {len(state)}; use a new optimizer for new params")
+# An optimizer's state: the number of updates taken, and after the first update, buffers for
+# each leaf of params (SGD's momentum buffer; Adam's two moments) kept in a dict keyed by the
+# leaf's path in the tree (its keys from _leaves_with_keys). Each update checks that the
+# params have exactly these paths, with the shapes of their buffers, so that a state is never
+# applied to another leaf. `opt.state` shows it as a tree shaped like params (the skeleton:
+# params with every leaf None), using PyTorch's names; `state=` takes such a tree back.
+
+def _state_of_leaves(op, leaves, buffers):
+    """The buffers of each leaf of params, in order (None for each before the first update),
+    or a ValueError naming the first leaf that does not fit the optimizer's state."""
+    if buffers is None:
+        return [None] * len(leaves)
+    lacking = [keys for keys in buffers if keys not in {keys for keys, _, _ in leaves}]
+    for keys, p, _ in leaves:
+        if keys not in buffers:
+            instead = f" ({_path('params', lacking[0])} among them, which params lacks)" \
+                if lacking else ""
+            raise ValueError(f"{op}: {_path('params', keys)} has no state in the optimizer, "
+                             f"whose state is for other leaves{instead}; use a new optimizer "
+                             f"for new params")
+        shape = buffers[keys][0].shape
+        if shape != p.shape:
+            raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, but the "
+                             f"optimizer's state for it has shape {shape}")
+    if lacking:
+        raise ValueError(f"{op}: the optimizer's state is for other leaves: it has "
+                         f"{_path('params', lacking[0])}, which params lacks")
+    return [buffers[keys] for keys, _, _ in leaves]
+
+
+def _skeleton(params):
+    """params with every leaf None: the structure in which opt.state shows the buffers."""
+    return _rebuild(params, itertools.repeat(None))
+
+
+def _state_tree(step, skeleton, buffers, names):
+    """An optimizer's state as a tree: {"step": step, names[i]: tree of the i-th buffers}."""
+    state = {"step": step}
+    if buffers is not None:
+        order = [keys for keys, _ in _leaves_with_keys(skeleton)]
+        for i, name in enumerate(names):
+            state[name] = _rebuild(skeleton, iter([buffers[keys][i] for keys in order]))
     return state
+
+
+def _read_state(op, state, names):
+    """(step, skeleton, buffers) from a `state=` argument shaped like opt.state, checked;
+    (0, None, None) for None. Buffers are there only if the state has trees for all names."""
+    if state is None:
+        return 0, None, None
+    if not isinstance(state, dict):
+        raise TypeError(f"{op}: state must be a dict as opt.state gives, got "
+                        f"{type(state).__name__}")
+    expected = ("step",) + names
+    for key in state:
+        if key not in expected:
+            raise ValueError(f"{op}: state has the key {key!r:.80}; an {op} state has only "
+                             f"the keys {', '.join(map(repr, expected))}")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"{op}: state['step'] must be an int, got {step!r:.80}")
+    if step < 0:
+        raise ValueError(f"{op}: state['step'] must be >= 0, got {step}")
+    given = [name for name in names if name in state]
+    if not given:
+        return int(step), None, None
+    if len(given) < len(names):
+        missing = [name for name in names if name not in state][0]
+        raise ValueError(f"{op}: state has {given[0]!r} but not {missing!r}")
+    if step == 0:
+        raise ValueError(f"{op}: state has buffers ({', '.join(map(repr, names))}) but "
+                         f"state['step'] is 0, and only an update makes them")
+    first = names[0]
+    columns = [_leaves_with_keys(state[name], op, f"state[{name!r}]") for name in names]
+    for name in names[1:]:
+        difference = _structure_difference(state[first], state[name], "state",
+                                           (f"state[{first!r}]", f"state[{name!r}]"))
+        if difference:
+            raise ValueError(f"{op}: state[{first!r}] and state[{name!r}] differ: "
+                             f"{difference}")
+    buffers = {}
+    for row in zip(*columns):
+        keys = row[0][0]
+        for name, (_, leaf) in zip(names, row):
+            if not isinstance(leaf, Tensor):
+                raise TypeError(f"{op}: {_path(f'state[{name!r}]', keys)} must be a Tensor, "
+                                f"got {leaf!r:.80} ({type(leaf).__name__})")
+            if leaf.shape != row[0][1].shape:
+                raise ValueError(f"{op}: {_path(f'state[{name!r}]', keys)} has shape "
+                                 f"{leaf.shape}, but {_path(f'state[{first!r}]', keys)} has "
+                                 f"shape {row[0][1].shape}")
+        buffers[keys] = tuple(_leaf(leaf.data, leaf.shape) for _, leaf in row)
+    return int(step), _skeleton(state[first]), buffers
 
 
 def _gradient_step_start(p, g, maximize, weight_decay):
@@ -2525,44 +2738,65 @@ class SGD:
     momentum, buf = d on the first step and momentum * buf + (1 - dampening) * d after,
     then d = d + momentum * buf (nesterov) or d = buf; finally p = p - lr * d.
 
+    Hyperparameters are real numbers, kept as floats (nesterov and maximize are True or
+    False). ``opt.state`` is {"step": updates taken, "momentum_buffer": a tree shaped like
+    params} (the buffers only with momentum, after the first update); ``SGD(..., state=s)``
+    resumes from it. Each update checks that params have the leaves and shapes of the state.
+
     >>> opt = SGD(lr=0.1, momentum=0.9)
     >>> p = {"w": Tensor([1.0])}
     >>> p = opt.update(p, {"w": Tensor([1.0])})
     >>> p = opt.update(p, {"w": Tensor([1.0])})
     >>> p["w"].item()  # 1 - 0.1 * 1 - 0.1 * (0.9 * 1 + 1)
     0.71
+    >>> opt.state
+    {'step': 2, 'momentum_buffer': {'w': Tensor([1.9])}}
     """
 
     def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False):
-        _check_nonnegative("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
-        if nesterov and (momentum <= 0.0 or dampening != 0.0):
+                 maximize=False, state=None):
+        self.lr = _nonnegative("SGD", "lr", lr)
+        self.momentum = _nonnegative("SGD", "momentum", momentum)
+        self.dampening = _hyperparameter("SGD", "dampening", dampening)
+        self.weight_decay = _nonnegative("SGD", "weight_decay", weight_decay)
+        self.nesterov = _flag("SGD", "nesterov", nesterov)
+        self.maximize = _flag("SGD", "maximize", maximize)
+        if self.nesterov and (self.momentum <= 0.0 or self.dampening != 0.0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening == 0")
-        self.lr, self.momentum, self.dampening = lr, momentum, dampening
-        self.weight_decay, self.nesterov, self.maximize = weight_decay, nesterov, maximize
-        self.momentum_buffers = None  # one per leaf of params, after the first update
+        self._step, self._skeleton, self._buffers = _read_state(
+            "SGD", state, ("momentum_buffer",))
+        if self._buffers is not None and not self.momentum:
+            raise ValueError("SGD: state has a 'momentum_buffer', but momentum is 0, which "
+                             "would ignore it")
 
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
                 f"weight_decay={self.weight_decay}, nesterov={self.nesterov}, "
                 f"maximize={self.maximize})")
 
+    @property
+    def state(self):
+        """{"step": updates taken, "momentum_buffer": tree like params}, for rax.save."""
+        return _state_tree(self._step, self._skeleton, self._buffers, ("momentum_buffer",))
+
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
         lr, momentum, dampening = self.lr, self.momentum, self.dampening
-        pairs = _params_and_grads("SGD.update", params, grads)
-        buffers = _state_for("SGD.update", pairs, self.momentum_buffers)
-        new_data, new_buffers = [], []
-        for (p, g), buf in zip(pairs, buffers):
+        leaves = _params_and_grads("SGD.update", params, grads)
+        buffers = _state_of_leaves("SGD.update", leaves, self._buffers)
+        new_data, new_buffers = [], {}
+        for (keys, p, g), buf in zip(leaves, buffers):
             d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
             if momentum:
                 buf = d if buf is None else elementwise(
-                    lambda b, d: momentum * b + (1.0 - dampening) * d, (buf, d), ndim)
+                    lambda b, d: momentum * b + (1.0 - dampening) * d, (buf[0].data, d), ndim)
                 d = elementwise(lambda d, b: d + momentum * b, (d, buf), ndim) \
                     if self.nesterov else buf
-            new_buffers.append(buf)
+                new_buffers[keys] = (_leaf(buf, p.shape),)
             new_data.append(elementwise(lambda p, d: p - lr * d, (p.data, d), ndim))
-        self.momentum_buffers = new_buffers  # only now: a failed call changes nothing
+        self._step += 1  # only now: a failed call changes nothing
+        if momentum:
+            self._skeleton, self._buffers = _skeleton(params), new_buffers
         return _new_params(params, new_data)
 
 
@@ -2572,48 +2806,342 @@ class Adam:
     For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
     d = d + weight_decay * p; m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d d;
     p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps).
+    With eps = 0, a zero gradient gives 0/0 = nan there, as in PyTorch.
+
+    Hyperparameters are real numbers, kept as floats (maximize is True or False).
+    ``opt.state`` is {"step": t, "exp_avg": m, "exp_avg_sq": v} with m and v trees shaped like
+    params (after the first update); ``Adam(..., state=s)`` resumes from it. Each update
+    checks that params have the leaves and shapes of the state.
 
     >>> opt = Adam(lr=0.1)
     >>> opt.update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})["w"].item()  # moves by ~lr
     0.9000000002
+    >>> opt.state["step"], opt.state["exp_avg"]["w"].shape, sorted(opt.state)
+    (1, (1,), ['exp_avg', 'exp_avg_sq', 'step'])
     """
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 maximize=False):
-        _check_nonnegative("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
-        for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Adam: betas[{i}] must be in [0, 1), got {beta}")
-        self.lr, self.betas, self.eps = lr, tuple(betas), eps
-        self.weight_decay, self.maximize = weight_decay, maximize
-        self.steps = 0
-        self.moments = None  # (m, v) per leaf of params, after the first update
+                 maximize=False, state=None):
+        self.lr = _nonnegative("Adam", "lr", lr)
+        self.betas = _betas("Adam", betas)
+        self.eps = _nonnegative("Adam", "eps", eps)
+        self.weight_decay = _nonnegative("Adam", "weight_decay", weight_decay)
+        self.maximize = _flag("Adam", "maximize", maximize)
+        self._step, self._skeleton, self._buffers = _read_state(
+            "Adam", state, ("exp_avg", "exp_avg_sq"))
+        if self._step and self._buffers is None:
+            raise ValueError(f"Adam: state['step'] is {self._step}, but the state has no "
+                             f"'exp_avg' and 'exp_avg_sq' to go with it")
 
     def __repr__(self):
         return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
                 f"weight_decay={self.weight_decay}, maximize={self.maximize}, "
-                f"steps taken={self.steps})")
+                f"steps taken={self._step})")
+
+    @property
+    def state(self):
+        """{"step": t, "exp_avg": tree like params, "exp_avg_sq": tree}, for rax.save."""
+        return _state_tree(self._step, self._skeleton, self._buffers, ("exp_avg", "exp_avg_sq"))
 
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
         (beta1, beta2), eps = self.betas, self.eps
-        pairs = _params_and_grads("Adam.update", params, grads)
-        moments = _state_for("Adam.update", pairs, self.moments)
-        step = self.steps + 1
+        leaves = _params_and_grads("Adam.update", params, grads)
+        moments = _state_of_leaves("Adam.update", leaves, self._buffers)
+        step = self._step + 1
         step_size = self.lr / (1.0 - beta1 ** step)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        new_data, new_moments = [], []
-        for (p, g), moment in zip(pairs, moments):
+
+        def new_param(p, m, v):
+            return p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps)
+
+        def new_param_safe(p, m, v):  # the same, where eps = 0 meets v = 0
+            return p - _div(step_size * m, _sqrt(v) / bias_correction2_sqrt + eps)
+
+        new_data, new_moments = [], {}
+        for (keys, p, g), moment in zip(leaves, moments):
             d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
-            m, v = moment or (_full_lists(p.shape, 0.0),) * 2
+            m, v = (moment[0].data, moment[1].data) if moment else (_full_lists(p.shape, 0.0),) * 2
             m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (m, d), ndim)
             v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (v, d), ndim)
-            new_moments.append((m, v))
-            new_data.append(elementwise(
-                lambda p, m, v: p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps),
-                (p.data, m, v), ndim))
-        self.steps, self.moments = step, new_moments  # only now: a failed call changes nothing
+            new_moments[keys] = (_leaf(m, p.shape), _leaf(v, p.shape))
+            new_data.append(elementwise(new_param, (p.data, m, v), ndim, safe=new_param_safe))
+        # only now: a failed call changes nothing
+        self._step, self._skeleton, self._buffers = step, _skeleton(params), new_moments
         return _new_params(params, new_data)
+
+
+# ---- Saving --------------------------------------------------------------------------------
+#
+# save writes a tree as JSON that any JSON reader accepts and a person can read:
+#
+#     {"rax": 1, "tree": {"dict": {
+#       "b": {"shape": [2], "data": [0.5, "-inf"]},
+#       "w": [{"shape": [], "data": -0.0}, 3, {"tuple": [1.5, "nan"]}]
+#     }}}
+#
+# "rax" is the version of the layout. A list is a JSON array; a dict is {"dict": {...}} (keys
+# are strings), a tuple {"tuple": [...]} (a namedtuple comes back as a plain tuple), a tensor
+# {"shape": [...], "data": nested lists} (its values only: it comes back as a leaf). Numbers
+# stay numbers: true/false for bools, JSON integers for ints, and floats as Python's repr,
+# which reads back as the very same float (-0.0 included). JSON has no inf or nan, so they
+# are the strings "inf", "-inf", "nan" (the bits 0x7ff8000000000000), "-nan" (the same with
+# the sign bit set, what x86 gives for inf - inf), and any other nan "nan:" followed by its
+# 16 hexadecimal bits. load reads only this layout, with Python's json: nothing is executed.
+# Trees nest at most _MAX_SAVE_DEPTH containers deep, so that reading the file back stays
+# far from Python's recursion limit.
+
+_SAVE_VERSION = 1
+_MAX_SAVE_DEPTH = 100
+_NAN_NAMES = {"7ff8000000000000": "nan", "fff8000000000000": "-nan"}
+_NAN_BITS = {name: bits for bits, name in _NAN_NAMES.items()}
+
+
+def _float_to_json(x):
+    """A float as save writes it: itself if finite, else one of the strings above."""
+    if math.isfinite(x):
+        return x
+    if not math.isnan(x):
+        return "inf" if x > 0.0 else "-inf"
+    import struct
+    bits = struct.pack(">d", x).hex()
+    return _NAN_NAMES.get(bits, "nan:" + bits)
+
+
+def _float_from_json(value, where):
+    """The float that _float_to_json wrote as value (an int is read as its float too)."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"load: {where()} is an integer too large for a float") from None
+    if type(value) is str:
+        if value in ("inf", "-inf"):
+            return float(value)
+        bits = _NAN_BITS.get(value)
+        if bits is None and value.startswith("nan:") and len(value) == 20:
+            bits = value[4:]
+        if bits is not None:
+            import struct
+            try:
+                x = struct.unpack(">d", bytes.fromhex(bits))[0]
+            except ValueError:
+                x = 0.0  # not hexadecimal: refused below
+            if math.isnan(x):
+                return x
+    raise ValueError(f"load: {where()} is {value!r:.80}, not a number (a float, an int, or "
+                     f"one of the strings 'inf', '-inf', 'nan', '-nan', 'nan:<16 hex digits>')")
+
+
+def _data_to_json(t):
+    """A tensor's data with inf and nan replaced by their strings."""
+    if all(map(math.isfinite, _flat(t.data, t.ndim))):
+        return t.data
+    return elementwise(_float_to_json, (t.data,), t.ndim)
+
+
+def _leaf_to_json(leaf, keys):
+    """The JSON text of a tensor or a number of a tree being saved."""
+    import json
+    if isinstance(leaf, Tensor):
+        data = json.dumps(_data_to_json(leaf), allow_nan=False)
+        return f'{{"shape": {list(leaf.shape)}, "data": {data}}}'
+    if isinstance(leaf, bool):
+        return "true" if leaf else "false"
+    if isinstance(leaf, numbers.Integral):
+        return str(int(leaf))
+    if isinstance(leaf, numbers.Real):
+        try:
+            return json.dumps(_float_to_json(float(leaf)), allow_nan=False)
+        except OverflowError:
+            raise ValueError(f"save: {_path('tree', keys)} is too large for a float") from None
+    raise TypeError(f"save: {_path('tree', keys)} is {leaf!r:.80} ({type(leaf).__name__}); a "
+                    f"tree to save holds only tensors and numbers in dicts, lists and tuples")
+
+
+def _tree_to_json(tree, keys, open_containers):
+    """The JSON text of a tree (see above): one line per tensor or number, containers
+    indented. open_containers holds the ids of the containers around tree."""
+    if not isinstance(tree, (dict, list, tuple)):
+        return _leaf_to_json(tree, keys)
+    import json
+    if id(tree) in open_containers:
+        raise ValueError(f"save: the tree contains itself at {_path('tree', keys)}")
+    if len(keys) >= _MAX_SAVE_DEPTH:
+        raise ValueError(f"save: the tree is nested more than {_MAX_SAVE_DEPTH} levels deep "
+                         f"at {_path('tree', keys)}")
+    if isinstance(tree, dict):
+        for key in tree:
+            if not isinstance(key, str):
+                raise TypeError(f"save: the key {key!r:.80} of {_path('tree', keys)} is a "
+                                f"{type(key).__name__}; JSON keys are strings")
+        children = [(key, f"{json.dumps(key)}: ") for key in tree]
+        start, end = '{"dict": {', "}}"
+    else:
+        children = [(i, "") for i in range(len(tree))]
+        start, end = ('{"tuple": [', "]}") if isinstance(tree, tuple) else ("[", "]")
+    if not children:
+        return start + end
+    open_containers.add(id(tree))
+    lines = [label + _tree_to_json(tree[key], keys + (key,), open_containers)
+             for key, label in children]
+    open_containers.remove(id(tree))
+    indent = "\n" + "  " * len(keys)
+    return start + indent + "  " + ("," + indent + "  ").join(lines) + indent + end
+
+
+def save(file, tree):
+    """Write a tree of tensors and numbers (params, an optimizer's state) to a JSON file.
+
+    Every float comes back from load exactly, inf, nan and -0.0 included; tensors come back
+    as leaves with their values and shape, numbers as numbers, tuples as tuples. file is a
+    path or an open text file. Dict keys must be strings. The whole text is made before the
+    file is opened, so a tree that cannot be saved leaves an existing file as it was.
+
+    >>> import io
+    >>> f = io.StringIO()
+    >>> save(f, {"w": Tensor([1.0, -math.inf]), "step": 3})
+    >>> print(f.getvalue(), end="")
+    {"rax": 1, "tree": {"dict": {
+      "w": {"shape": [2], "data": [1.0, "-inf"]},
+      "step": 3
+    }}}
+    >>> _ = f.seek(0)
+    >>> load(f)
+    {'w': Tensor([1.0, -inf]), 'step': 3}
+    """
+    import os
+    is_path = isinstance(file, (str, bytes, os.PathLike))
+    if not is_path and not callable(getattr(file, "write", None)):
+        raise TypeError(f"save: file must be a path or an open text file, got {file!r:.80}")
+    text = f'{{"rax": {_SAVE_VERSION}, "tree": {_tree_to_json(tree, (), set())}}}\n'
+    if is_path:
+        with open(file, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        file.write(text)
+
+
+def load(file):
+    """Read a tree written by save: tensors come back as leaves, every float exactly.
+
+    Safe on a file from anywhere: it is read as JSON and nothing in it is executed. A file
+    that is not what save writes is a ValueError naming where (``tree['w']: "data" has
+    shape (2,) but "shape" says (3,)``). file is a path or an open text file.
+    """
+    import json
+    import os
+    is_path = isinstance(file, (str, bytes, os.PathLike))
+    if not is_path and not callable(getattr(file, "read", None)):
+        raise TypeError(f"load: file must be a path or an open text file, got {file!r:.80}")
+    try:
+        if is_path:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        else:
+            text = file.read()
+        document = json.loads(text, parse_constant=_refuse_constant,
+                              object_pairs_hook=_object_without_repeated_keys)
+    except RecursionError:
+        raise ValueError("load: the JSON is nested too deeply to be a tree that save "
+                         "wrote") from None
+    except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError among them
+        raise ValueError(f"load: not a file that rax.save wrote: {error}") from None
+    if not isinstance(document, dict) or sorted(document) != ["rax", "tree"]:
+        raise ValueError('load: not a file that rax.save wrote: expected {"rax": '
+                         f'{_SAVE_VERSION}, "tree": ...}} at the top')
+    version = document["rax"]
+    if type(version) is not int or version != _SAVE_VERSION:
+        raise ValueError(f"load: the file is of version {version!r:.80}; this rax reads "
+                         f"version {_SAVE_VERSION}")
+    return _tree_from_json(document["tree"], ())
+
+
+def _refuse_constant(name):
+    """json's hook for NaN, Infinity and -Infinity, which are not standard JSON."""
+    raise ValueError(f"{name} is not standard JSON (save writes the strings 'inf', '-inf' "
+                     f"and 'nan')")
+
+
+def _object_without_repeated_keys(pairs):
+    """json's hook for an object: a dict, refusing a key given twice (JSON would keep the
+    last one silently)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        repeated = next(key for i, (key, _) in enumerate(pairs)
+                        if key in (other for other, _ in pairs[:i]))
+        raise ValueError(f"the key {repeated!r:.80} appears twice in one object")
+    return result
+
+
+def _tree_from_json(node, keys):
+    """The tree that JSON value `node` (at path `keys` in the file's tree) stands for."""
+    def where():
+        return _path("tree", keys)
+    if isinstance(node, (list, dict)) and len(keys) >= _MAX_SAVE_DEPTH:
+        raise ValueError(f"load: {where()} is nested more than {_MAX_SAVE_DEPTH} levels deep")
+    if isinstance(node, list):
+        return [_tree_from_json(child, keys + (i,)) for i, child in enumerate(node)]
+    if isinstance(node, dict):
+        if node.keys() == {"shape", "data"}:
+            return _tensor_from_json(node["shape"], node["data"], where)
+        if node.keys() == {"dict"} and isinstance(node["dict"], dict):
+            return {key: _tree_from_json(child, keys + (key,))
+                    for key, child in node["dict"].items()}
+        if node.keys() == {"tuple"} and isinstance(node["tuple"], list):
+            return tuple(_tree_from_json(child, keys + (i,))
+                         for i, child in enumerate(node["tuple"]))
+        raise ValueError(f'load: {where()}: an object must be a tensor {{"shape": [...], '
+                         f'"data": [...]}}, {{"dict": {{...}}}} or {{"tuple": [...]}}; this '
+                         f'one has the keys {sorted(node)!r:.80}')
+    if type(node) in (bool, int):
+        return node
+    return _float_from_json(node, where)
+
+
+def _tensor_from_json(shape, data, where):
+    """A leaf from the "shape" and "data" of a tensor in a saved file, both checked."""
+    if not (isinstance(shape, list) and len(shape) <= MAX_NDIM
+            and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError(f'load: {where()}: "shape" must be a list of at most {MAX_NDIM} '
+                         f'non-negative integers, got {shape!r:.80}')
+    shape = tuple(shape)
+    # The data of a shape with a zero side stops at that axis: (0, 3) is [], (2, 0) is [[], []].
+    expected = shape[:shape.index(0) + 1] if 0 in shape else shape
+    found, probe = [], data
+    while isinstance(probe, list) and len(found) <= len(expected):
+        found.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    if tuple(found) != expected:
+        raise ValueError(f'load: {where()}: "data" has shape {tuple(found)} but "shape" '
+                         f'says {shape}')
+    return _leaf(_data_from_json(data, expected, where, ()), shape)
+
+
+def _data_from_json(data, shape, where, index):
+    """Nested lists of floats of `shape` from a saved tensor's "data" (or a ValueError saying
+    where in it the lengths or the values are wrong). index: the position of data in it."""
+    def here():
+        return where() + ': "data"' + "".join(f"[{i}]" for i in index)
+    if not shape:
+        return _float_from_json(data, here)
+    if not isinstance(data, list) or len(data) != shape[0]:
+        found = f"{len(data)} items" if isinstance(data, list) else f"{data!r:.40}"
+        raise ValueError(f"load: {here()} is {found}, but the shape asks for a list of "
+                         f"{shape[0]} on this axis (ragged data)")
+    if len(shape) == 1 and set(map(type, data)) <= {float}:  # the common case, at C speed
+        return data
+    return [_data_from_json(child, shape[1:], where, index + (i,))
+            for i, child in enumerate(data)]
+
+
+def _tensor_from_pickle(data, shape, constant):
+    """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
+    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
 
 
 # ============================================================================================

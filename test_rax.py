@@ -3438,3 +3438,621 @@ def test_repr_prints_up_to_1000_values_in_full_and_summarises_past_that():
     assert many_axes.count("0.0") == 10_000 and many_axes.endswith("shape=(7, 7, 7, 7, 7, 7, "
                                                                    "7, 7, 7, 7, 7))")
     assert repr(rax.zeros((3, 400)) * 2).endswith("shape=(3, 400), op='mul')")
+
+
+# ============================================================================================
+# ==== Hardening: optimizers, trees, saving, copying ====
+#
+# Optimizer state kept per leaf path and checked, hyperparameters checked and stored as
+# floats, opt.state and state=, rax.save and rax.load (exact JSON), copy and pickle of
+# tensors, trees and optimizers, tree walks of any depth with clear errors.
+# ============================================================================================
+
+import fractions  # noqa: E402  (imports of this section only)
+import io  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import struct  # noqa: E402
+
+
+def float_bits(x):
+    """The 64 bits of a float, as hexadecimal: equal bits, the very same float."""
+    return struct.pack(">d", x).hex()
+
+
+def bits_float(hex_bits):
+    return struct.unpack(">d", bytes.fromhex(hex_bits))[0]
+
+
+def tree_bits(tree):
+    """A picture of a tree to compare with ==, bit for bit: types of containers and numbers,
+    dict keys in their order, tensors as (shape, the bits of each value, is a leaf)."""
+    if isinstance(tree, Tensor):
+        values = unfold(tree.tolist(), tree.shape) if tree.size else []
+        return ("Tensor", tree.shape, [float_bits(v) for v in values], tree.op is None)
+    if isinstance(tree, dict):
+        return ("dict", [(key, tree_bits(child)) for key, child in tree.items()])
+    if isinstance(tree, (list, tuple)):
+        return (type(tree).__name__, [tree_bits(child) for child in tree])
+    if type(tree) is float:
+        return ("float", float_bits(tree))
+    return (type(tree).__name__, tree)
+
+
+def deep_list(depth, leaf=1.0):
+    """[[...[leaf]...]], `depth` lists deep."""
+    tree = leaf
+    for _ in range(depth):
+        tree = [tree]
+    return tree
+
+
+def list_depth(tree):
+    """How many lists deep the first leaf of a nest of lists is (without recursion)."""
+    depth = 0
+    while isinstance(tree, list):
+        tree, depth = tree[0], depth + 1
+    return depth
+
+
+def chain(n):
+    """x and y = x * 1.0001 * 1.0001 ... (n ops)."""
+    x = Tensor(1.0)
+    y = x
+    for _ in range(n):
+        y = y * 1.0001
+    return x, y
+
+
+NEGATIVE_NAN = bits_float("fff8000000000000")
+PAYLOAD_NAN = bits_float("7ff0000000000001")  # a signalling nan with payload 1
+SPECIAL_FLOATS = [0.0, -0.0, inf, -inf, nan, NEGATIVE_NAN, PAYLOAD_NAN, 5e-324, -5e-324,
+                  2.2250738585072014e-308, 1e-310, 1.7976931348623157e308,
+                  -1.7976931348623157e308, 0.1, 1 / 3]
+
+
+# ---- Optimizer state per leaf ---------------------------------------------------------------
+
+OPTIMIZERS = [lambda: rax.SGD(0.1, momentum=0.9), lambda: rax.Adam(0.1)]
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["SGD", "Adam"])
+@pytest.mark.parametrize("first, then, match", [
+    ({"w": (2,)}, {"w": (3,)}, r"params\['w'\] has shape \(3,\), but the optimizer's state "
+                               r"for it has shape \(2,\)"),
+    ({"w": (2, 3)}, {"w": (3, 2)}, r"params\['w'\] has shape \(3, 2\).*\(2, 3\)"),
+    ({"w": (2,)}, {"v": (2,)}, r"params\['v'\] has no state.*params\['w'\] among them"),
+    ({"w": (2,)}, {"v": (2,), "w": (2,)}, r"params\['v'\] has no state"),
+    ({"v": (2,), "w": (2,)}, {"w": (2,)}, r"state is for other leaves: it has params\['v'\]"),
+    ({"w": [(2,), (3,)]}, {"w": [(3,), (2,)]}, r"params\['w'\]\[0\] has shape \(3,\)"),
+], ids=["longer", "transposed", "renamed", "added", "removed", "swapped"])
+def test_optimizer_state_must_fit_each_leaf(make, first, then, match):
+    """An update whose params do not have the leaf paths and shapes of the optimizer's state
+    is a ValueError naming the leaf (and both shapes), and changes nothing: the state stays
+    as it was, bit for bit."""
+    opt = make()
+    opt.update(_ones_tree(first), _ones_tree(first))
+    before = tree_bits(opt.state)
+    with pytest.raises(ValueError, match=match):
+        opt.update(_ones_tree(then), _ones_tree(then))
+    assert tree_bits(opt.state) == before
+
+
+def _ones_tree(shapes):
+    """A tree of rax.ones with the given shapes at its leaves (shapes are tuples)."""
+    if isinstance(shapes, dict):
+        return {key: _ones_tree(value) for key, value in shapes.items()}
+    if isinstance(shapes, list):
+        return [_ones_tree(value) for value in shapes]
+    return rax.ones(shapes)
+
+
+def test_optimizer_state_follows_the_path_not_the_position():
+    """A leaf keeps its own state when other leaves are in the tree in another order or
+    container: [a, b] then (a, b) continue; the state is keyed by path, not by position."""
+    opt, by_hand = rax.SGD(0.1, momentum=0.9), rax.SGD(0.1, momentum=0.9)
+    params = [Tensor([1.0]), Tensor([2.0, 3.0])]
+    grads = [Tensor([0.5]), Tensor([1.0, -1.0])]
+    a = opt.update(params, grads)
+    b = by_hand.update(params, grads)
+    a = opt.update(tuple(a), tuple(grads))
+    b = by_hand.update(b, grads)
+    assert isinstance(a, tuple) and tree_bits(list(a)) == tree_bits(b)
+
+
+# ---- Hyperparameters ------------------------------------------------------------------------
+
+def test_hyperparameters_are_stored_as_floats():
+    """Any real number (int, Fraction, a NumPy scalar) is accepted as a hyperparameter and
+    stored as a Python float, so only floats ever reach the params' data."""
+    opt = rax.SGD(1, momentum=fractions.Fraction(1, 2), dampening=0, weight_decay=0)
+    assert [type(v) for v in (opt.lr, opt.momentum, opt.dampening, opt.weight_decay)] \
+        == [float] * 4
+    adam = rax.Adam(lr=1, betas=[fractions.Fraction(1, 2), 0], eps=0)
+    assert adam.betas == (0.5, 0.0) and type(adam.betas) is tuple
+    assert all(type(v) is float for v in (adam.lr, adam.eps, *adam.betas))
+    new = rax.sgd({"w": Tensor([1.0, 2.0])}, {"w": Tensor([1.0, 1.0])}, lr=fractions.Fraction(1, 2))
+    assert unfold(new["w"].tolist(), (2,)) == [0.5, 1.5]
+
+
+def test_numpy_hyperparameters_become_floats():
+    """A NumPy float64 or float32 lr gives Python floats in the new params; a NumPy array
+    (not a number) is a TypeError naming lr."""
+    np = pytest.importorskip("numpy")
+    params, grads = {"w": Tensor([1.0, 2.0])}, {"w": Tensor([1.0, 1.0])}
+    for lr in (np.float64(0.5), np.float32(0.5), np.int64(1)):
+        for new in (rax.sgd(params, grads, lr=lr), rax.SGD(lr).update(params, grads),
+                    rax.Adam(lr).update(params, grads)):
+            assert all(type(v) is float for v in new["w"].data)
+    with pytest.raises(TypeError, match="lr must be a real number.*ndarray"):
+        rax.sgd(params, grads, lr=np.array(0.5))
+    with pytest.raises(TypeError, match="lr must be a real number.*ndarray"):
+        rax.SGD(np.array([0.5]))
+
+
+def test_Adam_with_eps_zero_gives_nan_on_a_zero_gradient():
+    """Adam(eps=0) where the gradient (so v) is 0 gives 0/0 = nan there, as PyTorch, not a
+    ZeroDivisionError; the other leaves take their usual step."""
+    opt = rax.Adam(lr=0.1, eps=0.0)
+    new = opt.update({"a": Tensor([1.0, 3.0]), "b": Tensor(2.0)},
+                     {"a": Tensor([0.0, 0.25]), "b": Tensor(0.0)})
+    assert math.isnan(new["b"].item()) and math.isnan(new["a"].tolist()[0])
+    assert new["a"].tolist()[1] == adam_by_hand(3.0, [0.25], lr=0.1, eps=0.0)[0]
+
+
+# ---- Trees ----------------------------------------------------------------------------------
+
+def test_a_tree_that_contains_itself_is_a_ValueError():
+    """A list or dict inside itself has no end: tree_leaves, tree_map and the optimizers say
+    so with a ValueError naming where; the same subtree used twice is fine."""
+    loop = [Tensor(1.0)]
+    loop.append(loop)
+    with pytest.raises(ValueError, match=r"contains itself: tree\[1\] is tree"):
+        rax.tree_leaves(loop)
+    cyclic = {"a": {"b": 1.0}}
+    cyclic["a"]["c"] = cyclic["a"]
+    with pytest.raises(ValueError, match=r"tree\['a'\]\['c'\] is tree\['a'\]"):
+        rax.tree_map(lambda x: x, cyclic)
+    with pytest.raises(ValueError, match=r"params\[1\] is params"):
+        rax.sgd(loop, [Tensor(1.0), [Tensor(1.0)]], lr=0.1)
+    shared = [Tensor(1.0), Tensor(2.0)]
+    assert rax.tree_leaves([shared, {"x": shared}]) == shared * 2
+
+
+def test_trees_of_any_depth():
+    """tree_leaves, tree_map (with several trees), _rebuild and the structure check walk a
+    list nested 5,000 deep without recursion, and grad and the optimizers accept it."""
+    deep = deep_list(5000, 2.0)
+    assert rax.tree_leaves(deep) == [2.0]
+    summed = rax.tree_map(lambda x, y: x + y, deep, deep_list(5000, 3.0))
+    assert rax.tree_leaves(summed) == [5.0] and list_depth(summed) == 5000
+    with pytest.raises(ValueError, match=r"tree\[0\](\[0\])*\[0\] is a float in tree and a "
+                                         r"list in tree 1"):
+        rax.tree_map(lambda x, y: x, deep, deep_list(5001, 3.0))
+    w = Tensor([1.0, 2.0])
+    params = deep_list(2000, w)
+    new = rax.Adam(0.1).update(params, deep_list(2000, Tensor([1.0, 1.0])))
+    assert rax.tree_leaves(new)[0].shape == (2,)
+    g = rax.grad(lambda p: (rax.tree_leaves(p)[0] ** 2).sum())(params)
+    assert rax.tree_leaves(g)[0].tolist() == [2.0, 4.0]
+
+
+# ---- The table of new errors ----------------------------------------------------------------
+
+def _state(**buffers):
+    return dict({"step": 1}, **buffers)
+
+
+HARDENING_OPT_ERRORS = [
+    # hyperparameters
+    ("sgd lr Tensor", TypeError, r"sgd: lr must be a real number, got Tensor\(0\.5\)",
+     lambda: rax.sgd({"w": Tensor(1.0)}, {"w": Tensor(1.0)}, lr=Tensor(0.5))),
+    ("sgd lr huge", ValueError, r"sgd: lr is too large for a float",
+     lambda: rax.sgd({"w": Tensor(1.0)}, {"w": Tensor(1.0)}, lr=10 ** 400)),
+    ("sgd lr str", TypeError, r"sgd: lr must be a real number, got '0.1' \(str\)",
+     lambda: rax.sgd({"w": Tensor(1.0)}, {"w": Tensor(1.0)}, lr="0.1")),
+    ("SGD lr None", TypeError, r"SGD: lr must be a real number, got None",
+     lambda: rax.SGD(lr=None)),
+    ("SGD lr True", TypeError, r"SGD: lr must be a real number, got True \(bool\)",
+     lambda: rax.SGD(lr=True)),
+    ("SGD momentum str", TypeError, r"SGD: momentum must be a real number, got '0.9'",
+     lambda: rax.SGD(0.1, momentum="0.9")),
+    ("SGD momentum huge", ValueError, r"SGD: momentum is too large for a float",
+     lambda: rax.SGD(0.1, momentum=fractions.Fraction(10 ** 400))),
+    ("SGD dampening nan", ValueError, r"SGD: dampening must be a number, got nan",
+     lambda: rax.SGD(0.1, momentum=0.9, dampening=nan)),
+    ("SGD weight_decay nan", ValueError, r"SGD: weight_decay must be a number, got nan",
+     lambda: rax.SGD(0.1, weight_decay=nan)),
+    ("SGD nesterov str", TypeError, r"SGD: nesterov must be True or False, got 'yes'",
+     lambda: rax.SGD(0.1, momentum=0.9, nesterov="yes")),
+    ("SGD maximize 1", TypeError, r"SGD: maximize must be True or False, got 1 \(int\)",
+     lambda: rax.SGD(0.1, maximize=1)),
+    ("Adam betas short", ValueError, r"Adam: betas must be a pair \(beta1, beta2\), got "
+                                     r"\(0\.9,\) \(1 values\)",
+     lambda: rax.Adam(betas=(0.9,))),
+    ("Adam betas long", ValueError, r"Adam: betas must be a pair",
+     lambda: rax.Adam(betas=[0.9, 0.99, 0.999])),
+    ("Adam betas None", TypeError, r"Adam: betas must be a pair .* got None",
+     lambda: rax.Adam(betas=None)),
+    ("Adam betas str", TypeError, r"Adam: betas must be a pair .* got 'ab' \(str\)",
+     lambda: rax.Adam(betas="ab")),
+    ("Adam beta2 str", TypeError, r"Adam: betas\[1\] must be a real number",
+     lambda: rax.Adam(betas=(0.9, "0.999"))),
+    ("Adam beta1 nan", ValueError, r"Adam: betas\[0\] must be a number, got nan",
+     lambda: rax.Adam(betas=(nan, 0.999))),
+    ("Adam eps None", TypeError, r"Adam: eps must be a real number",
+     lambda: rax.Adam(eps=None)),
+    ("Adam eps nan", ValueError, r"Adam: eps must be a number, got nan",
+     lambda: rax.Adam(eps=nan)),
+    ("Adam lr huge", ValueError, r"Adam: lr is too large for a float",
+     lambda: rax.Adam(lr=10 ** 400)),
+    ("Adam maximize None", TypeError, r"Adam: maximize must be True or False",
+     lambda: rax.Adam(maximize=None)),
+    # trees
+    ("unsortable keys", TypeError, r"tree_leaves: the keys of tree \(1, 'a'\) cannot be "
+                                   r"sorted .*use keys of one type",
+     lambda: rax.tree_leaves({1: 1.0, "a": 2.0})),
+    ("unsortable nested keys", TypeError, r"tree_map: the keys of tree\['x'\] \(None, 2\)",
+     lambda: rax.tree_map(lambda v: v, {"x": {None: 1.0, 2: 2.0}})),
+    ("unsortable keys in params", TypeError, r"SGD.update: the keys of params ",
+     lambda: rax.SGD(0.1).update({1: Tensor(1.0), "a": Tensor(1.0)},
+                                 {1: Tensor(1.0), "a": Tensor(1.0)})),
+    ("keys of two types in two trees", ValueError, r"tree_map: tree 1 does not have the "
+                                                   r"structure of tree: tree\[1\] is in tree "
+                                                   r"but not in tree 1",
+     lambda: rax.tree_map(lambda x, y: x, {1: 1.0}, {"a": 1.0})),
+    ("tree_map f not callable", TypeError, r"tree_map: f must be callable, got 0 \(int\)",
+     lambda: rax.tree_map(0, Tensor(1.0))),
+    # state at construction
+    ("state not a dict", TypeError, r"Adam: state must be a dict as opt.state gives, got list",
+     lambda: rax.Adam(state=[1])),
+    ("state without step", TypeError, r"Adam: state\['step'\] must be an int, got None",
+     lambda: rax.Adam(state={})),
+    ("state step float", TypeError, r"SGD: state\['step'\] must be an int, got 1.5",
+     lambda: rax.SGD(0.1, state={"step": 1.5})),
+    ("state step bool", TypeError, r"SGD: state\['step'\] must be an int, got True",
+     lambda: rax.SGD(0.1, state={"step": True})),
+    ("state step negative", ValueError, r"Adam: state\['step'\] must be >= 0, got -1",
+     lambda: rax.Adam(state={"step": -1})),
+    ("state unknown key", ValueError, r"Adam: state has the key 'momentum_buffer'; an Adam "
+                                      r"state has only the keys 'step', 'exp_avg', "
+                                      r"'exp_avg_sq'",
+     lambda: rax.Adam(state=_state(momentum_buffer={"w": Tensor(1.0)}))),
+    ("Adam state without moments", ValueError, r"Adam: state\['step'\] is 2, but the state "
+                                               r"has no 'exp_avg'",
+     lambda: rax.Adam(state={"step": 2})),
+    ("Adam state with one moment", ValueError, r"state has 'exp_avg' but not 'exp_avg_sq'",
+     lambda: rax.Adam(state=_state(exp_avg={"w": Tensor(1.0)}))),
+    ("Adam state at step 0", ValueError, r"state\['step'\] is 0",
+     lambda: rax.Adam(state={"step": 0, "exp_avg": [], "exp_avg_sq": []})),
+    ("Adam moments of other shapes", ValueError,
+     r"state\['exp_avg_sq'\]\['w'\] has shape \(3,\), but state\['exp_avg'\]\['w'\] has "
+     r"shape \(2,\)",
+     lambda: rax.Adam(state=_state(exp_avg={"w": rax.ones((2,))},
+                                   exp_avg_sq={"w": rax.ones((3,))}))),
+    ("Adam moments of other leaves", ValueError,
+     r"state\['exp_avg'\] and state\['exp_avg_sq'\] differ: state\['w'\] is in "
+     r"state\['exp_avg'\] but not in state\['exp_avg_sq'\]",
+     lambda: rax.Adam(state=_state(exp_avg={"w": rax.ones((2,))},
+                                   exp_avg_sq={"v": rax.ones((2,))}))),
+    ("state buffer not a tensor", TypeError,
+     r"state\['momentum_buffer'\]\['w'\]\[0\] must be a Tensor, got 1.0",
+     lambda: rax.SGD(0.1, momentum=0.9, state=_state(momentum_buffer={"w": [1.0]}))),
+    ("SGD buffer without momentum", ValueError, r"SGD: state has a 'momentum_buffer', but "
+                                                r"momentum is 0",
+     lambda: rax.SGD(0.1, state=_state(momentum_buffer={"w": rax.ones((2,))}))),
+    # save
+    ("save a non-string key", TypeError, r"save: the key 1 of tree\['a'\] is a int; JSON "
+                                         r"keys are strings",
+     lambda: rax.save(io.StringIO(), {"a": {1: Tensor(1.0)}})),
+    ("save None", TypeError, r"save: tree\['a'\]\[1\] is None \(NoneType\); a tree to save "
+                             r"holds only tensors and numbers",
+     lambda: rax.save(io.StringIO(), {"a": [1.0, None]})),
+    ("save a string", TypeError, r"save: tree\[0\] is 'x' \(str\)",
+     lambda: rax.save(io.StringIO(), ["x"])),
+    ("save a huge Fraction", ValueError, r"save: tree\[0\] is too large for a float",
+     lambda: rax.save(io.StringIO(), [fractions.Fraction(10 ** 400, 3)])),
+    ("save a loop", ValueError, r"save: the tree contains itself at tree\[0\]\['a'\]",
+     lambda: rax.save(io.StringIO(), _looped())),
+    ("save too deep", ValueError, r"save: the tree is nested more than 100 levels deep",
+     lambda: rax.save(io.StringIO(), deep_list(101))),
+    ("save to a number", TypeError, r"save: file must be a path or an open text file, got 5",
+     lambda: rax.save(5, [1.0])),
+    ("load from a number", TypeError, r"load: file must be a path or an open text file",
+     lambda: rax.load(5)),
+]
+
+
+def _looped():
+    tree = [{"a": None}]
+    tree[0]["a"] = tree[0]
+    return tree
+
+
+@pytest.mark.parametrize("exception, pattern, call",
+                         [row[1:] for row in HARDENING_OPT_ERRORS],
+                         ids=[row[0] for row in HARDENING_OPT_ERRORS])
+def test_hardening_errors_of_optimizers_trees_and_saving(exception, pattern, call):
+    """Each bad input is the promised exception type, with a message naming the function,
+    the argument or the path in the tree, and the offending value."""
+    with pytest.raises(exception, match=pattern):
+        call()
+
+
+# ---- Saving and loading ---------------------------------------------------------------------
+
+def test_save_and_load_round_trip_exactly(tmp_path):
+    """save then load gives the tree back bit for bit, whatever the file: a str path, a
+    pathlib path, an open text file or a StringIO: tensors as leaves of the same shapes (0-d
+    and zero sides too), every special float, ints, bools, tuples, dict key order."""
+    tree = {"w": Tensor([SPECIAL_FLOATS, SPECIAL_FLOATS[::-1]]), "z": rax.zeros((0, 3)),
+            "e": rax.zeros((2, 0)), "s": Tensor(-0.0), "n": [3, 2 ** 70, True, -0.0, nan, inf],
+            "t": (1.5, (), [], {}), "": {"ü \" key": (Tensor(1.0) * 2)}}
+    before = tree_bits(tree)
+    expected = tree_bits(tree)
+    expected[1][-1] = ("", tree_bits({"ü \" key": Tensor(2.0)}))  # comes back as a leaf
+    for file in (str(tmp_path / "a.json"), tmp_path / "b.json"):
+        rax.save(file, tree)
+        assert tree_bits(rax.load(file)) == expected
+    with open(tmp_path / "c.json", "w", encoding="utf-8") as f:
+        rax.save(f, tree)
+    with open(tmp_path / "c.json", encoding="utf-8") as f:
+        assert tree_bits(rax.load(f)) == expected
+    buffer = io.StringIO()
+    rax.save(buffer, tree)
+    buffer.seek(0)
+    assert tree_bits(rax.load(buffer)) == expected
+    assert tree_bits(tree) == before
+
+
+def _refuse(name):
+    raise AssertionError(f"{name} is not standard JSON")
+
+
+def test_saved_files_are_standard_readable_JSON():
+    """A saved file is standard JSON (no NaN or Infinity), versioned, with a tensor as
+    {"shape", "data"} on one line and special floats as the documented strings."""
+    buffer = io.StringIO()
+    rax.save(buffer, {"b": Tensor([1.0, -inf, nan, NEGATIVE_NAN, PAYLOAD_NAN]),
+                      "w": (Tensor([[0.5], [-0.0]]), 2)})
+    text = buffer.getvalue()
+    document = json.loads(text, parse_constant=_refuse)
+    assert document == {"rax": 1, "tree": {"dict": {
+        "b": {"shape": [5], "data": [1.0, "-inf", "nan", "-nan", "nan:7ff0000000000001"]},
+        "w": {"tuple": [{"shape": [2, 1], "data": [[0.5], [-0.0]]}, 2]}}}}
+    assert text.splitlines()[1] == ('  "b": {"shape": [5], "data": [1.0, "-inf", "nan", "-nan", '
+                                    '"nan:7ff0000000000001"]},')
+
+
+floats_to_save = st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats(),
+                           st.integers(0, 2 ** 64 - 1).map(lambda b: bits_float(f"{b:016x}")))
+
+
+@st.composite
+def tensors_to_save(draw):
+    shape = draw(shapes(max_rank=4))
+    return tensor(draw(arrays(shape, floats_to_save)))
+
+
+trees_to_save = st.recursive(
+    st.one_of(tensors_to_save(), floats_to_save, st.integers(-2 ** 80, 2 ** 80), st.booleans()),
+    lambda children: st.one_of(st.lists(children, max_size=3),
+                               st.lists(children, max_size=3).map(tuple),
+                               st.dictionaries(st.text(max_size=4), children, max_size=3)),
+    max_leaves=10)
+
+
+@given(tree=trees_to_save)
+def test_save_load_round_trips_random_trees_bit_for_bit(tree):
+    """Any tree of tensors (any shape, zero sides included) and numbers, with any 64-bit
+    float (every nan payload, inf, -0.0, subnormals, the largest) comes back bit for bit, in
+    standard JSON, and saving leaves the tree unchanged."""
+    before = tree_bits(tree)
+    buffer = io.StringIO()
+    rax.save(buffer, tree)
+    json.loads(buffer.getvalue(), parse_constant=_refuse)
+    buffer.seek(0)
+    assert tree_bits(rax.load(buffer)) == before
+    assert tree_bits(tree) == before
+
+
+def _saved(tree_json):
+    return '{"rax": 1, "tree": ' + tree_json + '}'
+
+
+LOAD_ERRORS = [
+    ("not JSON", '{"rax": 1,', r"load: not a file that rax.save wrote: Expecting"),
+    ("NaN token", _saved("NaN"), r"NaN is not standard JSON"),
+    ("Infinity in data", _saved('{"shape": [1], "data": [-Infinity]}'),
+     r"-Infinity is not standard JSON"),
+    ("a list at the top", "[1]", r'expected \{"rax": 1, "tree": \.\.\.\} at the top'),
+    ("no tree", '{"rax": 1}', r"expected \{\"rax\""),
+    ("an extra key", '{"rax": 1, "tree": 1, "x": 2}', r"expected \{\"rax\""),
+    ("another version", '{"rax": 2, "tree": 1}', r"the file is of version 2; this rax reads "
+                                                 r"version 1"),
+    ("version true", '{"rax": true, "tree": 1}', r"version True"),
+    ("repeated key", '{"rax": 1, "rax": 1, "tree": 1}', r"the key 'rax' appears twice"),
+    ("data shorter than shape", _saved('{"dict": {"w": {"shape": [3], "data": [1.0, 2.0]}}}'),
+     r"load: tree\['w'\]: \"data\" has shape \(2,\) but \"shape\" says \(3,\)"),
+    ("data deeper than shape", _saved('[{"shape": [1], "data": [[1.0]]}]'),
+     r"tree\[0\]: \"data\" has shape \(1, 1\) but \"shape\" says \(1,\)"),
+    ("data of a zero side", _saved('{"shape": [0, 2], "data": [[1.0, 2.0]]}'),
+     r"\"data\" has shape \(1, 2\) but \"shape\" says \(0, 2\)"),
+    ("ragged data", _saved('{"dict": {"w": {"shape": [2, 2], "data": [[1.0, 2.0], [3.0]]}}}'),
+     r"tree\['w'\]: \"data\"\[1\] is 1 items, but the shape asks for a list of 2"),
+    ("a string in data", _saved('{"tuple": [{"shape": [2], "data": [1.0, "x"]}]}'),
+     r"tree\[0\]: \"data\"\[1\] is 'x', not a number"),
+    ("a bool in data", _saved('{"shape": [2], "data": [true, 1.0]}'),
+     r"tree: \"data\"\[0\] is True, not a number"),
+    ("a huge int in data", _saved('{"shape": [1], "data": [1' + "0" * 400 + ']}'),
+     r"\"data\"\[0\] is an integer too large for a float"),
+    ("not a nan", _saved('[1.0, "nan:3ff0000000000000"]'),
+     r"tree\[1\] is 'nan:3ff0000000000000', not a number"),
+    ("not hexadecimal", _saved('["nan:zzzzzzzzzzzzzzzz"]'), r"tree\[0\] is 'nan:zzz"),
+    ("another string", _saved('{"dict": {"a": "Infinity"}}'), r"tree\['a'\] is 'Infinity'"),
+    ("null", _saved("[1, null]"), r"tree\[1\] is None, not a number"),
+    ("a plain object", _saved('{"dict": {"w": {"a": 1}}}'),
+     r"tree\['w'\]: an object must be a tensor .*this one has the keys \['a'\]"),
+    ("a dict of a list", _saved('{"dict": [1]}'), r"tree: an object must be a tensor"),
+    ("negative side", _saved('{"shape": [-1], "data": []}'),
+     r"tree: \"shape\" must be a list of at most 64 non-negative integers, got \[-1\]"),
+    ("float side", _saved('{"shape": [2.0], "data": [1.0, 2.0]}'), r"\"shape\" must be a list"),
+    ("too many axes", _saved('{"shape": [' + ", ".join(["1"] * 65) + '], "data": 1.0}'),
+     r"\"shape\" must be a list of at most 64"),
+    ("nested too deep for the tree", _saved("[" * 101 + "]" * 101),
+     r"tree\[0\](\[0\])* is nested more than 100 levels deep"),
+    ("nested too deep for Python", "[" * 100000 + "]" * 100000, r"nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("text, pattern", [row[1:] for row in LOAD_ERRORS],
+                         ids=[row[0] for row in LOAD_ERRORS])
+def test_load_refuses_malformed_files_naming_where(text, pattern):
+    """load of anything that save would not write is a ValueError naming the place in the
+    file's tree (and in a tensor's data) where it goes wrong."""
+    with pytest.raises(ValueError, match=pattern):
+        rax.load(io.StringIO(text))
+
+
+def test_load_executes_nothing_and_refuses_a_pickle(tmp_path):
+    """load reads JSON only: a pickle (which would run code when unpickled) is refused with
+    a ValueError, and a JSON text naming Python objects is only data, refused too."""
+    path = tmp_path / "tensor.pickle"
+    path.write_bytes(pickle.dumps({"w": Tensor([1.0])}))
+    with pytest.raises(ValueError, match="not a file that rax.save wrote"):
+        rax.load(path)
+    with pytest.raises(ValueError, match="an object must be a tensor"):
+        rax.load(io.StringIO(_saved('{"__reduce__": ["os.system", ["echo hi"]]}')))
+
+
+def test_a_failed_save_leaves_the_file_and_the_tree_as_they_were(tmp_path):
+    """A tree that cannot be saved raises before the file is opened: an earlier save at the
+    same path is still there, whole."""
+    path = tmp_path / "params.json"
+    rax.save(path, {"w": Tensor([1.0, 2.0])})
+    before = path.read_text()
+    bad = {"w": Tensor([1.0, 2.0]), "x": object()}
+    with pytest.raises(TypeError, match=r"tree\['x'\] is <object"):
+        rax.save(path, bad)
+    assert path.read_text() == before
+
+
+# ---- opt.state and resuming -----------------------------------------------------------------
+
+RESUMABLE = [
+    ("SGD", lambda **kw: rax.SGD(0.1, **kw)),
+    ("SGD momentum", lambda **kw: rax.SGD(0.1, momentum=0.9, dampening=0.25, **kw)),
+    ("SGD nesterov", lambda **kw: rax.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.1,
+                                          maximize=True, **kw)),
+    ("Adam", lambda **kw: rax.Adam(0.05, **kw)),
+    ("Adam options", lambda **kw: rax.Adam(0.05, betas=(0.5, 0.75), eps=0.1,
+                                           weight_decay=0.1, maximize=True, **kw)),
+]
+
+
+@pytest.mark.parametrize("make", [row[1] for row in RESUMABLE], ids=[row[0] for row in RESUMABLE])
+def test_a_run_saved_and_resumed_takes_the_very_same_steps(make, tmp_path):
+    """Two steps, then save(params and opt.state), load, a new optimizer given state=: the
+    next steps equal those of the run that never stopped, bit for bit."""
+    opt = make()
+    params = opt_tree(OPT_START)
+    for grads in OPT_GRADS[:2]:
+        params = opt.update(params, opt_tree(grads))
+    rax.save(tmp_path / "run.json", {"params": params, "opt": opt.state})
+    saved = rax.load(tmp_path / "run.json")
+    resumed, resumed_params = make(state=saved["opt"]), saved["params"]
+    assert tree_bits(resumed.state) == tree_bits(opt.state)
+    for grads in OPT_GRADS[2:]:
+        params = opt.update(params, opt_tree(grads))
+        resumed_params = resumed.update(resumed_params, opt_tree(grads))
+        assert tree_bits(resumed_params) == tree_bits(params)
+    assert resumed.state["step"] == opt.state["step"] == 4
+
+
+def test_opt_state_is_a_tree_shaped_like_params():
+    """opt.state is {"step": n} before the first update; after it, the buffers (PyTorch's
+    names) are trees shaped like params (namedtuples and tuples kept) of fresh leaf tensors
+    of the params' shapes, 0-d for a number leaf; a new dict at each read."""
+    params = {"b": Pair(Tensor([1.0, 2.0]), 3.0), "w": [Tensor([[1.0]])]}
+    grads = {"b": Pair(Tensor([1.0, 1.0]), 1.0), "w": [Tensor([[1.0]])]}
+    adam, sgd_momentum, plain = rax.Adam(0.1), rax.SGD(0.1, momentum=0.5), rax.SGD(0.1)
+    for opt in (adam, sgd_momentum, plain):
+        assert opt.state == {"step": 0}
+        opt.update(params, grads)
+    assert sorted(adam.state) == ["exp_avg", "exp_avg_sq", "step"] and adam.state["step"] == 1
+    assert plain.state == {"step": 1}
+    buffers = sgd_momentum.state["momentum_buffer"]
+    assert type(buffers["b"]) is Pair and isinstance(buffers["w"], list)
+    assert [t.shape for t in rax.tree_leaves(buffers)] == [(2,), (), (1, 1)]
+    moments = [adam.state["exp_avg"], adam.state["exp_avg_sq"]]
+    assert all(t.op is None for t in rax.tree_leaves(moments))
+    adam.state["step"] = 10
+    adam.state["exp_avg"]["b"] = None
+    assert adam.state["step"] == 1 and isinstance(adam.state["exp_avg"]["b"], Pair)
+
+
+def test_a_resumed_state_is_checked_against_the_params_and_is_not_shared():
+    """A state given to state= is checked against the params at the next update (ValueError
+    naming the leaf and both shapes), and later changes to the given dict change nothing."""
+    opt = rax.Adam(0.1)
+    opt.update({"w": rax.ones((2,))}, {"w": rax.ones((2,))})
+    state = opt.state
+    resumed = rax.Adam(0.1, state=state)
+    with pytest.raises(ValueError, match=r"params\['w'\] has shape \(3,\), but the "
+                                         r"optimizer's state for it has shape \(2,\)"):
+        resumed.update({"w": rax.ones((3,))}, {"w": rax.ones((3,))})
+    state["step"] = 7
+    state["exp_avg"]["w"] = rax.ones((5,))
+    assert resumed.state["step"] == 1 and resumed.state["exp_avg"]["w"].shape == (2,)
+
+
+# ---- Copying and pickling -------------------------------------------------------------------
+
+def test_copies_of_a_tensor_are_the_tensor_itself():
+    """Tensors are immutable values: copy.copy and copy.deepcopy return the tensor itself,
+    at once even at the end of a 100,000-op chain; a deep copy of a params tree is a new
+    tree holding the same tensors."""
+    t = Tensor([[1.0, 2.0]])
+    assert copy.copy(t) is t and copy.deepcopy(t) is t
+    x, y = chain(100_000)
+    assert copy.deepcopy(y) is y and copy.deepcopy({"y": y})["y"] is y
+    params = {"w": t, "layers": [(t, Tensor(0.0)), {"b": 1.0}]}
+    best = copy.deepcopy(params)
+    assert best == params and best is not params and best["layers"] is not params["layers"]
+    assert best["layers"][0][0] is t
+
+
+def test_pickled_tensors_come_back_as_leaves_with_the_same_values():
+    """pickle keeps a tensor's values (bit for bit), shape and whether it is a constant; it
+    comes back as a leaf (op None, no inputs), even from a 100,000-op chain."""
+    for t in (Tensor(SPECIAL_FLOATS), Tensor(-0.0), rax.zeros((0, 3)), rax.zeros((2, 0)),
+              rax.zeros((2, 3)), rax.ones((3, 1)) + Tensor([1.0, 2.0])):
+        back = pickle.loads(pickle.dumps(t))
+        assert tree_bits(back) == tree_bits(rax.Tensor(t))
+        assert back.op is None and back.inputs == () and back.attrs == {}
+    constant = (Tensor(1.0) * 2.5).inputs[1]
+    assert constant.attrs == {"constant": True}
+    assert pickle.loads(pickle.dumps(constant)).attrs == {"constant": True}
+    x, y = chain(100_000)
+    back = pickle.loads(pickle.dumps({"y": y, "x": x}))
+    assert back["y"].item() == y.item() and back["y"].op is None
+    assert back["x"].item() == 1.0
+
+
+@pytest.mark.parametrize("make", [row[1] for row in RESUMABLE], ids=[row[0] for row in RESUMABLE])
+@pytest.mark.parametrize("duplicate", [copy.copy, copy.deepcopy,
+                                       lambda opt: pickle.loads(pickle.dumps(opt))],
+                         ids=["copy", "deepcopy", "pickle"])
+def test_copied_optimizers_take_the_same_next_steps(make, duplicate):
+    """A copy (shallow, deep or pickled) of an optimizer in mid-training takes the same next
+    steps as the original, bit for bit, and steps of the copy leave the original alone."""
+    opt = make()
+    params = opt_tree(OPT_START)
+    for grads in OPT_GRADS[:2]:
+        params = opt.update(params, opt_tree(grads))
+    twin = duplicate(opt)
+    assert repr(twin) == repr(opt)
+    twin_params = twin.update(params, opt_tree(OPT_GRADS[2]))
+    twin.update(twin_params, opt_tree(OPT_GRADS[0]))  # the twin goes on alone
+    assert tree_bits(opt.update(params, opt_tree(OPT_GRADS[2]))) == tree_bits(twin_params)
+    assert opt.state["step"] == 3 and twin.state["step"] == 4
