@@ -939,6 +939,11 @@ def _as_shape(op, shape):
         raise ValueError(f"{op}: shape {_text(shape)} has a negative side")
     if len(shape) > MAX_NDIM:
         raise ValueError(f"{op}: shape {_text(shape)} has more than {MAX_NDIM} axes")
+    return _check_size(op, shape)
+
+
+def _check_size(op, shape):
+    """shape, if a tensor of that shape is not too large to build (see MAX_SIZE)."""
     # Sides of 0 are left out: nested lists of shape (0, n) are built n wide inside.
     if math.prod(n for n in shape if n) > MAX_SIZE:
         raise ValueError(f"{op}: shape {_text(shape)} is too large: rax holds at most "
@@ -973,7 +978,8 @@ def zeros(shape):
     >>> zeros((2, 3))
     Tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     """
-    return full(shape, 0.0)
+    shape = _as_shape("zeros", shape)
+    return _leaf(_full_lists(shape, 0.0), shape)
 
 
 def ones(shape):
@@ -982,7 +988,8 @@ def ones(shape):
     >>> ones(3)
     Tensor([1.0, 1.0, 1.0])
     """
-    return full(shape, 1.0)
+    shape = _as_shape("ones", shape)
+    return _leaf(_full_lists(shape, 1.0), shape)
 
 
 def zeros_like(t):
@@ -1550,7 +1557,7 @@ def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
     op = forward.__name__
     x, y = _as_tensor(x, op), _as_tensor(y, op)
     if x.shape != y.shape:
-        shape = _broadcast_shapes(op, x.shape, y.shape)
+        shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
     ndim = len(x.shape)
     operands = (x.data, y.data)
@@ -1748,7 +1755,7 @@ def where(condition, x, y):
     Tensor([1.0, -1.0], op='where')
     """
     tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
-    shape = _broadcast_shapes("where", *(t.shape for t in tensors))
+    shape = _check_size("where", _broadcast_shapes("where", *(t.shape for t in tensors)))
     condition, x, y = (_broadcast(t, shape) for t in tensors)
     data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
     return _node("where", where, data, shape, (condition, x, y), _where_vjps)
@@ -1893,7 +1900,7 @@ def matmul(x, y):
     except ValueError:
         raise ValueError(f"matmul: the batch axes of shapes {x.shape} and {y.shape} cannot be "
                          f"broadcast together") from None
-    shape = batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ())
+    shape = _check_size("matmul", batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ()))
     if x.ndim == 1:
         x = x.reshape((1,) + x.shape)  # a row
     if y.ndim == 1:
