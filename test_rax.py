@@ -151,23 +151,37 @@ def contract(out, w):
 EPS = 1e-5
 
 
-def assert_central_differences(f, arrays, rel=1e-4, abs_tol=1e-6):
-    """The gradient from backward of the one-element f(*tensors) agrees, at every element of
-    every argument, with the central difference (f(x + eps) - f(x - eps)) / 2 eps."""
+def assert_central_differences(f, arrays, rel=1e-4, abs_tol=1e-6, elementwise_up_to=8):
+    """The gradient from backward of the one-element f(*tensors) agrees with central
+    differences (f(x + eps v) - f(x - eps v)) / 2 eps = <gradient, v> for every argument:
+    along each axis v = e_j when the argument has at most `elementwise_up_to` elements, else
+    along three random directions v (a wrong element shows along any of them, and rank-5
+    arguments stay cheap)."""
     tensors = [tensor(a) for a in arrays]
     g = f(*tensors).backward()
+    rng = random.Random(0)
     for i, (a, t) in enumerate(zip(arrays, tensors)):
         got = unfold(g[t].tolist(), a.shape)
-        for j in range(len(a.flat)):
+        n = len(a.flat)
+        if n <= elementwise_up_to:
+            probes = [(f"flat index {j}", j) for j in range(n)]
+        else:
+            probes = [(f"random direction {j}", [rng.gauss(0.0, 1.0) for _ in range(n)])
+                      for j in range(3)]
+        for where, v in probes:
             def at(delta):
                 moved = list(a.flat)
-                moved[j] += delta
+                if isinstance(v, int):
+                    moved[v] += delta
+                else:
+                    moved = [x + delta * vk for x, vk in zip(moved, v)]
                 args = list(tensors)
                 args[i] = tensor(Array(moved, a.shape))
                 return f(*args).item()
             numeric = (at(EPS) - at(-EPS)) / (2 * EPS)
-            assert math.isclose(got[j], numeric, rel_tol=rel, abs_tol=abs_tol), (
-                f"argument {i}, flat index {j}: backward gives {got[j]}, "
+            analytic = got[v] if isinstance(v, int) else math.fsum(map(operator.mul, got, v))
+            assert math.isclose(analytic, numeric, rel_tol=rel, abs_tol=abs_tol), (
+                f"argument {i}, {where}: backward gives {analytic}, "
                 f"central differences give {numeric}")
 
 
@@ -178,11 +192,26 @@ SIDES = st.integers(1, 10).map(lambda k: 0 if k == 10 else (k - 1) % 3 + 1)
 NONZERO_SIDES = st.integers(1, 3)
 
 
+MAX_RANK = 5  # kernels recurse once per axis: bugs in the recursion show from rank 4 on
+MAX_SIZE = 36  # elements per drawn shape, so that rank 5 stays cheap
+
+
 @st.composite
-def shapes(draw, min_rank=0, max_rank=3, zero_sides=True):
-    """A shape of rank min_rank..max_rank, sides 1-3 (and some 0 when zero_sides)."""
-    rank = draw(st.integers(min_rank, max_rank))
-    return tuple(draw(SIDES if zero_sides else NONZERO_SIDES) for _ in range(rank))
+def shapes(draw, min_rank=0, max_rank=MAX_RANK, zero_sides=True, max_size=MAX_SIZE):
+    """A shape of rank min_rank..max_rank (4 or more half the time), sides 1-3 and, one shape
+    in ten when zero_sides, one side 0; at most max_size elements: the sides are drawn in a
+    random order of the axes, and a side that would pass max_size becomes 1, so that a long
+    shape may have sides above 1 on any axis."""
+    high = st.integers(max(min_rank, 4), max_rank) if max_rank >= 4 else st.nothing()
+    rank = draw(st.integers(min_rank, max_rank) | high)  # kernels recurse once per axis
+    sides, size = [1] * rank, 1
+    for axis in draw(st.permutations(range(rank))):
+        side = draw(NONZERO_SIDES)
+        sides[axis] = side if size * side <= max_size else 1
+        size *= sides[axis]
+    if zero_sides and rank and draw(st.integers(0, 9)) == 0:
+        sides[draw(st.integers(0, rank - 1))] = 0
+    return tuple(sides)
 
 
 def arrays(shape, elements):
@@ -192,9 +221,9 @@ def arrays(shape, elements):
 
 
 @st.composite
-def broadcastable_shapes(draw, count=2, max_rank=3):
+def broadcastable_shapes(draw, count=2, max_rank=MAX_RANK, max_size=MAX_SIZE):
     """`count` shapes that broadcast together: suffixes of one shape with some sides 1."""
-    target = draw(shapes(max_rank=max_rank))
+    target = draw(shapes(max_rank=max_rank, max_size=max_size))
     result = []
     for _ in range(count):
         rank = draw(st.integers(0, len(target)))
@@ -538,13 +567,14 @@ def test_where_gradient_matches_central_differences(data):
 
 @st.composite
 def matmul_case(draw):
-    """(x, y, w) for x @ y: 1-D and 2-D operands, and batches with broadcast batch axes."""
+    """(x, y, w) for x @ y: 1-D and 2-D operands, and batches of up to 3 broadcast batch
+    axes (operands of rank up to 5)."""
     n, m, k = draw(SIDES), draw(SIDES), draw(SIDES)  # an inner side k of 0 gives zeros
     x_core = draw(st.sampled_from([(k,), (n, k)]))
     y_core = draw(st.sampled_from([(k,), (k, m)]))
-    x_batch, y_batch = draw(broadcastable_shapes(max_rank=2))
-    x_batch = tuple(min(s, 2) for s in x_batch) if len(x_core) == 2 else ()
-    y_batch = tuple(min(s, 2) for s in y_batch) if len(y_core) == 2 else ()
+    x_batch, y_batch = draw(broadcastable_shapes(max_rank=3, max_size=8))
+    x_batch = x_batch if len(x_core) == 2 else ()
+    y_batch = y_batch if len(y_core) == 2 else ()
     x = draw(arrays(x_batch + x_core, REALS))
     y = draw(arrays(y_batch + y_core, REALS))
     out_shape, _ = matmul_reference(x, y)
@@ -638,9 +668,9 @@ def test_matmul_of_two_vectors_is_a_0d_dot_product():
 
 @st.composite
 def axis_specs(draw, ndim):
-    """An axis argument for a tensor of ndim axes: None, an int (maybe negative), a tuple of
-    distinct axes in any order (maybe negative), or ()."""
-    kinds = ["none", "empty"] + (["int", "tuple"] if ndim else [])
+    """An axis argument for a tensor of ndim axes: an int (maybe negative) or a tuple of
+    distinct axes in any order (maybe negative), each a third of the time, else None or ()."""
+    kinds = (["int", "tuple"] * 2 if ndim else []) + ["none", "empty"]  # mostly some axes
     kind = draw(st.sampled_from(kinds))
     if kind == "none":
         return None
@@ -860,9 +890,9 @@ MoveCase = collections.namedtuple("MoveCase", "args fn shape sources")
 
 @st.composite
 def shapes_of_size(draw, n):
-    """A shape of rank 0-3 whose sides multiply to n (n = prod of sides <= 3, or 0)."""
+    """A shape of rank 0-MAX_RANK whose sides multiply to n (a product of 2s and 3s, or 0)."""
     if n == 0:
-        rank = draw(st.integers(1, 3))
+        rank = draw(st.integers(1, MAX_RANK))
         sides = [draw(NONZERO_SIDES) for _ in range(rank)]
         sides[draw(st.integers(0, rank - 1))] = 0
         return tuple(sides)
@@ -872,7 +902,7 @@ def shapes_of_size(draw, n):
             factors.append(p)
             n //= p
     assert n == 1
-    rank = draw(st.integers(1 if factors else 0, 3))
+    rank = draw(st.integers(1 if factors else 0, MAX_RANK))
     sides = [1] * rank
     for p in factors:
         sides[draw(st.integers(0, rank - 1))] *= p
@@ -1018,7 +1048,7 @@ def getitem_case(draw):
 
 @st.composite
 def concatenate_case(draw):
-    base = draw(shapes(min_rank=1))
+    base = draw(shapes(min_rank=1, max_size=MAX_SIZE // 3))  # up to 3 parts of about base
     axis = draw(st.integers(-len(base), len(base) - 1))
     a = axis % len(base)
     parts = []
@@ -1039,7 +1069,7 @@ def concatenate_case(draw):
 
 @st.composite
 def stack_case(draw):
-    base = draw(shapes(max_rank=2))
+    base = draw(shapes(max_rank=MAX_RANK - 1, max_size=MAX_SIZE // 3))
     axis = draw(st.integers(-len(base) - 1, len(base)))
     a = axis % (len(base) + 1)
     parts = [draw(arrays(base, REALS)) for _ in range(draw(st.integers(1, 3)))]
