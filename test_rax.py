@@ -2639,3 +2639,27 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
     assert int(Tensor(2.7)) == 2 and round(Tensor(2.718), 2) == 2.72
     text = repr(rax.arange(200))
     assert "200 values" in text and "min 0" in text and "max 199" in text
+
+
+# ============================================================================================
+# ==== Hardening: tests (special values everywhere, rank up to 5, exact boundaries) ====
+#
+# Special values (inf, -inf, nan, signed zeros, the largest and smallest floats) mixed with
+# ordinary ones, through broadcasting, reductions over random axes and gradients; pow
+# against numpy.power; every axis of rank-4 and rank-5 tensors; and the exact boundaries of
+# argnums, draw's max_nodes and check_grads' tolerance.
+# ============================================================================================
+
+def test_sum_over_no_axes_of_negative_zero_is_positive_zero_as_numpy():
+    """numpy.sum(x, axis=()) adds each element to 0.0, so -0.0 becomes 0.0, as in a sum over
+    any axis and as rax's sum of a 0-d -0.0 already was; mean follows; max and min over no
+    axes keep -0.0."""
+    x = Tensor([[-0.0, 1.5], [-0.0, -0.0]])
+    for out in (rax.sum(x, axis=()), x.sum(axis=(), keepdims=True), x.mean(axis=()),
+                rax.sum(Tensor(-0.0), axis=()), x.sum(axis=0), x.sum(axis=1)):
+        assert all(math.copysign(1.0, v) == 1.0 for v in unfold(out.tolist(), out.shape))
+    for out in (x.max(axis=()), x.min(axis=())):
+        assert [[math.copysign(1.0, v) for v in row] for row in out.tolist()] == [[-1.0, 1.0],
+                                                                                  [-1.0, -1.0]]
+    assert rax.sum(x, axis=()).backward(seed=Tensor([[1.0, 2.0], [3.0, 4.0]]))[x].tolist() == [
+        [1.0, 2.0], [3.0, 4.0]]
