@@ -22,6 +22,7 @@ Sections:
 
 import collections
 import copy
+import fractions
 import importlib.util
 import inspect
 import itertools
@@ -2663,3 +2664,377 @@ def test_sum_over_no_axes_of_negative_zero_is_positive_zero_as_numpy():
                                                                                   [-1.0, -1.0]]
     assert rax.sum(x, axis=()).backward(seed=Tensor([[1.0, 2.0], [3.0, 4.0]]))[x].tolist() == [
         [1.0, 2.0], [3.0, 4.0]]
+
+
+SPECIAL_VALUES = [inf, -inf, nan, 0.0, -0.0, 1e308, -1e308, 5e-324, -5e-324]
+# Ordinary values are eighths, so that sums of them are exact in any order.
+EIGHTHS = st.integers(-24, 24).map(lambda k: k / 8)
+MIXED = st.sampled_from(SPECIAL_VALUES) | EIGHTHS  # about half of them special
+# For values that are summed (gradients over broadcast axes): no 1e308, whose sums overflow
+# or not depending on the order.
+MIXED_SUMMABLE = st.sampled_from([inf, -inf, nan, 0.0, -0.0, 5e-324, -5e-324]) | EIGHTHS
+
+
+def _ieee_log(x):
+    """The IEEE logarithm: -inf at either zero, nan below zero."""
+    if math.isnan(x) or x < 0.0:
+        return nan
+    return -inf if x == 0.0 else math.log(x)
+
+
+def _ieee_sqrt(x):
+    """The IEEE square root: nan below zero, and each zero its own root."""
+    if math.isnan(x) or x < 0.0:
+        return nan
+    return x if x == 0.0 else math.sqrt(x)  # sqrt(-0.0) is -0.0
+
+
+def _ieee_exp(x):
+    """The IEEE exponential: inf where math.exp raises OverflowError."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return inf
+
+
+def _ieee_trig(fn):
+    """sin or cos, nan at the infinities (where math raises ValueError)."""
+    return lambda x: fn(x) if math.isfinite(x) else nan
+
+
+def _ieee_div(x, y):
+    """IEEE division: x / 0 is an infinity signed by both operands' signs, 0 / 0 is nan."""
+    if y == 0.0:
+        if x == 0.0 or math.isnan(x):
+            return nan
+        return math.copysign(inf, x) * math.copysign(1.0, y)
+    return x / y
+
+
+def _numpy_maximum(x, y):
+    """numpy.maximum: nan if either is nan, and y on a tie (so maximum(0.0, -0.0) is -0.0)."""
+    if math.isnan(x) or math.isnan(y):
+        return nan
+    return x if x > y else y
+
+
+def _numpy_minimum(x, y):
+    """numpy.minimum: nan if either is nan, and y on a tie (so minimum(0.0, -0.0) is -0.0)."""
+    if math.isnan(x) or math.isnan(y):
+        return nan
+    return x if x < y else y
+
+
+SPECIAL_UNARY = [
+    # (name, rax_fn, IEEE reference in plain Python)
+    ("neg", rax.neg, lambda x: -x),
+    ("relu", rax.relu, lambda x: 0.0 if x < 0.0 else x),  # relu(-0.0) = -0.0, relu(nan) = nan
+    ("exp", rax.exp, _ieee_exp),
+    ("log", rax.log, _ieee_log),
+    ("sqrt", rax.sqrt, _ieee_sqrt),
+    ("square", rax.square, lambda x: x * x),
+    ("abs", rax.abs, math.fabs),
+    ("tanh", rax.tanh, math.tanh),
+    ("sigmoid", rax.sigmoid, lambda x: 1.0 / (1.0 + _ieee_exp(-x))),
+    ("sin", rax.sin, _ieee_trig(math.sin)),
+    ("cos", rax.cos, _ieee_trig(math.cos)),
+    ("reciprocal", rax.reciprocal, lambda x: _ieee_div(1.0, x)),
+]
+
+
+@pytest.mark.parametrize("name, rax_fn, reference", SPECIAL_UNARY,
+                         ids=[row[0] for row in SPECIAL_UNARY])
+@given(shapes().flatmap(lambda s: arrays(s, MIXED)))
+def test_unary_ops_at_special_values_match_ieee_bit_for_bit(name, rax_fn, reference, x):
+    """Each unary op on arrays mixing ordinary and special values gives, element by element,
+    exactly the IEEE result of the plain-Python reference: the same float, nan for nan, and
+    the sign of a zero kept or dropped as IEEE says."""
+    got = unfold(rax_fn(tensor(x)).tolist(), x.shape)
+    for v, a in zip(x.flat, got):
+        assert same_float(a, reference(v)), f"{name}({v}): rax gives {a}, not {reference(v)}"
+
+
+SPECIAL_BINARY = [
+    # (name, rax_fn, IEEE reference in plain Python)
+    ("add", operator.add, operator.add),
+    ("sub", operator.sub, operator.sub),
+    ("mul", operator.mul, operator.mul),
+    ("div", operator.truediv, _ieee_div),
+    ("maximum", rax.maximum, _numpy_maximum),
+    ("minimum", rax.minimum, _numpy_minimum),
+    ("less", operator.lt, lambda a, b: float(a < b)),
+    ("less_equal", operator.le, lambda a, b: float(a <= b)),
+    ("greater", operator.gt, lambda a, b: float(a > b)),
+    ("greater_equal", operator.ge, lambda a, b: float(a >= b)),
+    ("equal", rax.equal, lambda a, b: float(a == b)),
+]
+
+
+@pytest.mark.parametrize("name, rax_fn, reference", SPECIAL_BINARY,
+                         ids=[row[0] for row in SPECIAL_BINARY])
+@given(data=st.data())
+def test_binary_ops_at_special_values_match_ieee_with_broadcasting(name, rax_fn, reference,
+                                                                   data):
+    """Each binary op, on broadcast operands of rank up to 5 mixing ordinary and special
+    values, gives bit for bit the IEEE reference of the two elements broadcasting pairs up
+    (maximum and minimum as NumPy: nan wins, and y on a tie of 0.0 and -0.0)."""
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    x, y = data.draw(arrays(x_shape, MIXED)), data.draw(arrays(y_shape, MIXED))
+    expected = binary_reference(reference, x, y)
+    got = rax_fn(tensor(x), tensor(y))
+    assert got.shape == expected.shape
+    for i, (a, b) in enumerate(zip(unfold(got.tolist(), got.shape), expected.flat)):
+        assert same_float(a, b), f"{name} at flat index {i}: rax gives {a}, expected {b}"
+
+
+def test_maximum_and_minimum_of_signed_zeros_follow_numpy_in_both_orders():
+    """numpy.maximum and numpy.minimum give their second operand when 0.0 and -0.0 tie:
+    maximum(0.0, -0.0) = minimum(0.0, -0.0) = -0.0 and, swapped, 0.0; so does rax, for
+    tensors and for numbers on either side."""
+    for x, y in [(0.0, -0.0), (-0.0, 0.0)]:
+        for op in (rax.maximum, rax.minimum):
+            for got in (op(Tensor(x), Tensor(y)), op(x, Tensor(y)), op(Tensor(x), y)):
+                assert same_float(got.item(), y), f"{op.__name__}({x}, {y}) gave {got.item()}"
+
+
+MAX_FLOAT = sys.float_info.max
+
+
+def assert_float_sum(got, values, what, zero_is_positive=True):
+    """got is the float sum of `values` added up in some order: nan when a nan, or inf and
+    -inf, are among them; inf or -inf when one infinity is; else within the rounding bound
+    n * 2**-52 * sum |v| (plus n of the smallest subnormals) of the exact sum, unless the
+    finite values could overflow on the way (then any order gives something else); a zero
+    sum is 0.0, never -0.0, when zero_is_positive (NumPy's sum of -0.0s is 0.0)."""
+    if any(math.isnan(v) for v in values) or (inf in values and -inf in values):
+        assert math.isnan(got), f"{what}: {got}, expected nan"
+        return
+    if inf in values or -inf in values:
+        expected = inf if inf in values else -inf
+        assert got == expected, f"{what}: {got}, expected {expected}"
+        return
+    magnitude = math.fsum(math.fabs(v) / 2.0 for v in values)  # halved: fsum cannot overflow
+    if magnitude > MAX_FLOAT / 2.0:
+        return
+    exact = fractions.Fraction(0)
+    for v in values:
+        exact += fractions.Fraction(v)
+    bound = len(values) * (2.0 ** -51 * magnitude + 5e-324)
+    assert math.isfinite(got) and abs(fractions.Fraction(got) - exact) <= bound, (
+        f"{what}: {got}, expected {float(exact)} within {bound}")
+    if got == 0.0 and zero_is_positive:
+        assert math.copysign(1.0, got) == 1.0, f"{what}: -0.0, expected 0.0"
+
+
+def assert_extremum(got, values, pick, what):
+    """got is pick (max or min) of `values`: nan if one is nan, else bit for bit one of the
+    values equal to the extreme one (where 0.0 and -0.0 tie, either: NumPy's own choice
+    there depends on the array's length and the CPU)."""
+    if any(math.isnan(v) for v in values):
+        assert math.isnan(got), f"{what}: {got}, expected nan"
+        return
+    best = pick(values)
+    assert any(same_float(got, v) for v in values if v == best), (
+        f"{what}: {got}, expected {best} (one of the values)")
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@given(data=st.data())
+def test_reductions_at_special_values_over_random_axes(name, data):
+    """sum, mean, max and min over random axes (int, tuple, None, ()) of rank 0-5 arrays
+    mixing ordinary and special values: nan propagates, infinities win or cancel to nan,
+    finite sums are within rounding of the exact sum and a zero sum is 0.0 (NumPy), mean is
+    that sum over n (nan for an empty group), and max/min give one of the extreme elements."""
+    x = data.draw(shapes(zero_sides=name in ("sum", "mean")).flatmap(
+        lambda s: arrays(s, MIXED)))
+    axis = data.draw(axis_specs(len(x.shape)))
+    keepdims = data.draw(st.booleans())
+    out_shape, groups = reduce_groups(x.shape, axis, keepdims)
+    out = call_reduction(name, tensor(x), axis, keepdims, data.draw(st.booleans()))
+    assert out.shape == out_shape
+    for k, (got, group) in enumerate(zip(unfold(out.tolist(), out.shape), groups)):
+        values = [x.flat[j] for j in group]
+        what = f"{name} of group {k}, {values}"
+        if name == "sum":
+            assert_float_sum(got, values, what)
+        elif name == "mean" and not values:
+            assert math.isnan(got), what
+        elif name == "mean":
+            assert_float_sum(got * len(values), values, what)
+        else:
+            assert_extremum(got, values, max if name == "max" else min, what)
+
+
+@given(shapes().flatmap(lambda s: st.tuples(arrays(s, MIXED), arrays(s, MIXED))))
+def test_relu_gradient_at_special_values_selects_rather_than_multiplies(case):
+    """d/dx sum(relu(x) * w) is w where x > 0 or x is nan (relu(nan) = nan passes g, as
+    PyTorch's threshold_backward) and exactly 0.0 where x <= 0 (-0.0, -inf included), even
+    where w is inf or nan: the rule selects, so no inf * 0 = nan appears."""
+    x, w = case
+    t = tensor(x)
+    got = unfold(rax.relu(t).backward(seed=tensor(w))[t].tolist(), x.shape)
+    for v, wi, gi in zip(x.flat, w.flat, got):
+        expected = wi if v > 0.0 or math.isnan(v) else 0.0
+        assert close(gi, expected, 0.0, 0.0), f"relu' at {v} with w = {wi}: {gi}"
+
+
+NOT_NAN = st.sampled_from([v for v in SPECIAL_VALUES if not math.isnan(v)]) | EIGHTHS
+
+
+@given(shapes().flatmap(lambda s: st.tuples(arrays(s, NOT_NAN), arrays(s, COTANGENTS))))
+def test_abs_gradient_at_special_values_is_the_sign(case):
+    """d/dx sum(|x| * w) is w * sign(x): w at x > 0 (inf, 1e308 and 5e-324 too), -w at x < 0,
+    and 0 at both 0.0 and -0.0 (PyTorch's abs'(0) = 0)."""
+    x, w = case
+    t = tensor(x)
+    got = unfold(contract(rax.abs(t), w).backward()[t].tolist(), x.shape)
+    for v, wi, gi in zip(x.flat, w.flat, got):
+        expected = 0.0 if v == 0.0 else wi * math.copysign(1.0, v)
+        assert close(gi, expected, 0.0, 0.0), f"abs' at {v} with w = {wi}: {gi}"
+
+
+TIES = st.sampled_from([inf, -inf, nan, 0.0, -0.0, 1.0, -1.0])  # ties are frequent
+
+
+@pytest.mark.parametrize("op, x_loses", [(rax.maximum, operator.lt), (rax.minimum, operator.gt)],
+                         ids=["maximum", "minimum"])
+@given(data=st.data())
+def test_maximum_and_minimum_gradients_at_special_values_and_signed_zero_ties(op, x_loses,
+                                                                              data):
+    """With broadcasting and special values, maximum/minimum give w to the winner, nothing
+    to the loser and w/2 to each on a tie, where 0.0 and -0.0 tie and so do two equal
+    infinities; a nan loses to nothing, so both operands get w (rax's documented rule)."""
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    x, y = data.draw(arrays(x_shape, TIES)), data.draw(arrays(y_shape, TIES))
+    w = data.draw(arrays(broadcast_shape(x_shape, y_shape), EIGHTHS))
+
+    def share(a, b):
+        return 0.0 if x_loses(a, b) else 0.5 if a == b else 1.0
+    gx, gy = binary_gradients(share, lambda a, b: share(b, a), x, y, w)
+    tx, ty = tensor(x), tensor(y)
+    g = contract(op(tx, ty), w).backward()
+    assert_values(g[tx], gx, x_shape, rel=0.0, abs_tol=0.0, what="d/dx")
+    assert_values(g[ty], gy, y_shape, rel=0.0, abs_tol=0.0, what="d/dy")
+
+
+CONDITION_VALUES = st.sampled_from([0.0, -0.0, nan, inf, -inf, 5e-324, 1.0])
+
+
+@given(data=st.data())
+def test_where_at_special_values_picks_and_routes_gradients_without_nan(data):
+    """where(c, a, b) with special values everywhere (c of -0.0 is false; nan, inf and
+    5e-324 are true), broadcast: the value is a or b bit for bit; a and b get the sum of the
+    cotangents where they were chosen and nothing elsewhere, even where w is inf or nan (the
+    rule selects, it does not multiply by 0); c gets zeros."""
+    c_shape, a_shape, b_shape = data.draw(broadcastable_shapes(count=3))
+    c = data.draw(arrays(c_shape, CONDITION_VALUES))
+    a, b = data.draw(arrays(a_shape, MIXED)), data.draw(arrays(b_shape, MIXED))
+    shape = broadcast_shape(c_shape, a_shape, b_shape)
+    w = data.draw(arrays(shape, MIXED_SUMMABLE))
+    tc, ta, tb = tensor(c), tensor(a), tensor(b)
+    out = rax.where(tc, ta, tb)
+    chosen = [c.flat[source(i, c_shape)] != 0.0 for i in indices(shape)]  # nan != 0 is true
+    expected = [a.flat[source(i, a_shape)] if pick else b.flat[source(i, b_shape)]
+                for i, pick in zip(indices(shape), chosen)]
+    for i, (got, e) in enumerate(zip(unfold(out.tolist(), shape), expected)):
+        assert same_float(got, e), f"where at flat index {i}: {got}, expected {e}"
+    ga, gb = [[] for _ in a.flat], [[] for _ in b.flat]
+    for i, pick, wi in zip(indices(shape), chosen, w.flat):
+        (ga[source(i, a_shape)] if pick else gb[source(i, b_shape)]).append(wi)
+    g = out.backward(seed=tensor(w))
+    for name, t, expected_terms in (("d/da", ta, ga), ("d/db", tb, gb)):
+        for j, (got, terms) in enumerate(zip(unfold(g[t].tolist(), t.shape), expected_terms)):
+            assert_float_sum(got, terms, f"{name} at flat index {j}", zero_is_positive=False)
+    assert all(v == 0.0 for v in unfold(g[tc].tolist(), c_shape))
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@given(data=st.data())
+def test_reduction_gradients_at_special_values_over_random_axes(name, data):
+    """Over random axes of rank 0-5 arrays with special values (ties of 0.0 and -0.0, of
+    infinities, and nan): sum passes w and mean w / n to every element whatever its value;
+    max/min give w / k to each of the k elements equal to the result (0.0 and -0.0 tie), 0
+    to the others, and nan to the whole group when the result is nan (torch.amax)."""
+    x = data.draw(shapes(zero_sides=name in ("sum", "mean")).flatmap(
+        lambda s: arrays(s, TIES)))
+    axis = data.draw(axis_specs(len(x.shape)))
+    keepdims = data.draw(st.booleans())
+    out_shape, groups = reduce_groups(x.shape, axis, keepdims)
+    w = data.draw(arrays(out_shape, EIGHTHS))
+    expected = [None] * len(x.flat)
+    for wi, group in zip(w.flat, groups):
+        values = [x.flat[j] for j in group]
+        for j, v in zip(group, values):
+            if name in ("sum", "mean"):
+                expected[j] = wi if name == "sum" else wi / len(group)
+            elif any(map(math.isnan, values)):
+                expected[j] = nan
+            else:
+                best = max(values) if name == "max" else min(values)
+                expected[j] = wi / values.count(best) if v == best else 0.0
+    t = tensor(x)
+    g = contract(call_reduction(name, t, axis, keepdims, data.draw(st.booleans())), w)
+    assert_values(g.backward()[t], expected, x.shape, rel=1e-15, abs_tol=0.0,
+                  what="gradient")
+
+
+# Bases and exponents for **: negative bases with integer (odd, even, huge) and non-integer
+# exponents, zero bases of both signs with negative, zero and positive exponents,
+# infinities, nan, and the extreme floats; eighths besides.
+POW_BASES = st.sampled_from([-inf, -1e308, -3.0, -2.0, -1.5, -1.0, -0.5, -5e-324, -0.0, 0.0,
+                             5e-324, 0.5, 1.0, 2.0, 3.0, 1e308, inf, nan]) | EIGHTHS
+POW_EXPONENTS = st.sampled_from([-inf, -1e308, -401.0, -400.5, -3.0, -2.5, -2.0, -1.0, -0.5,
+                                 -1 / 3, -5e-324, -0.0, 0.0, 5e-324, 1 / 3, 0.5, 1.0, 2.0,
+                                 2.5, 3.0, 400.5, 401.0, 1e308, inf, nan]) | EIGHTHS
+
+
+def same_power(got, expected):
+    """got is numpy.power's float64 result: bit for bit for nan, infinities and zeros (with
+    their signs) and for any exact result; within 2 ulp for the others, since NumPy on a
+    CPU with AVX-512 computes power with its own vector code, which differs from C's pow
+    (used by Python and rax) in the last bit of some results."""
+    if same_float(got, expected):
+        return True
+    return (math.isfinite(expected) and expected != 0.0 and math.isfinite(got)
+            and abs(got - expected) <= 2 * math.ulp(expected))
+
+
+def assert_same_powers(got, expected, what):
+    """The Tensor got holds, element by element, numpy's array `expected` (see same_power)."""
+    np = pytest.importorskip("numpy")
+    assert got.shape == expected.shape, f"{what}: shape {got.shape}, not {expected.shape}"
+    for i, (a, b) in enumerate(zip(unfold(got.tolist(), got.shape),
+                                   np.asarray(expected, dtype=float).ravel().tolist())):
+        assert same_power(a, b), f"{what} at flat index {i}: rax gives {a}, numpy {b}"
+
+
+@given(data=st.data())
+def test_pow_matches_numpy_power_with_broadcasting_and_special_values(data):
+    """x ** y for broadcast tensors of rank up to 5, for a tensor and a number exponent
+    (x ** c) and for a number base (c ** y), equals numpy.power on float64 arrays: nan for a
+    negative base and a non-integer exponent, the sign of an odd power of -0.0 or -inf,
+    inf for 0 ** -y, 1 for x ** 0 and 1 ** nan, bit for bit."""
+    np = pytest.importorskip("numpy")
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    x, y = data.draw(arrays(x_shape, POW_BASES)), data.draw(arrays(y_shape, POW_EXPONENTS))
+    c_base, c_exponent = data.draw(POW_BASES), data.draw(POW_EXPONENTS)
+    nx = np.array(x.flat, dtype=float).reshape(x_shape)
+    ny = np.array(y.flat, dtype=float).reshape(y_shape)
+    with np.errstate(all="ignore"):  # numpy warns about the very cases being checked
+        assert_same_powers(tensor(x) ** tensor(y), np.power(nx, ny), "x ** y")
+        assert_same_powers(rax.pow(tensor(x), tensor(y)), np.power(nx, ny), "pow(x, y)")
+        assert_same_powers(tensor(x) ** c_exponent, np.power(nx, c_exponent),
+                           f"x ** {c_exponent}")
+        assert_same_powers(c_base ** tensor(y), np.power(c_base, ny), f"{c_base} ** y")
+
+
+def test_pow_of_negative_and_zero_bases_written_out():
+    """A few powers written out, as numpy.power gives them: odd integer powers keep the
+    sign of a negative or -0.0 base, even ones drop it, non-integer ones are nan."""
+    x = Tensor([-2.0, -2.0, -2.0, -0.0, -0.0, -0.0, 0.0, -inf, -inf, -1.0, nan])
+    y = Tensor([3.0, -3.0, 0.5, -1.0, -2.0, 3.0, -0.5, 3.0, -3.0, inf, 0.0])
+    expected = [-8.0, -0.125, nan, -inf, inf, -0.0, inf, -inf, -0.0, 1.0, 1.0]
+    for got, e in zip((x ** y).tolist(), expected):
+        assert same_float(got, e), f"{got} != {e}"
+    for exponent, e in [(-1, -0.5), (-2, 0.25), (3, -8.0), (2.5, nan)]:
+        assert same_float((Tensor(-2.0) ** exponent).item(), e)
