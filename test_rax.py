@@ -3038,3 +3038,106 @@ def test_pow_of_negative_and_zero_bases_written_out():
         assert same_float(got, e), f"{got} != {e}"
     for exponent, e in [(-1, -0.5), (-2, 0.25), (3, -8.0), (2.5, nan)]:
         assert same_float((Tensor(-2.0) ** exponent).item(), e)
+
+
+def all_axis_specs(ndim):
+    """Every tuple of distinct axes of a tensor of ndim axes (in increasing order), and every
+    single axis as an int, negative too."""
+    specs = [combo for r in range(ndim + 1) for combo in itertools.combinations(range(ndim), r)]
+    return specs + list(range(-ndim, ndim))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 2, 2), (2, 1, 3, 2, 2), (3, 2, 2, 1, 2)])
+@pytest.mark.parametrize("name, reduction", [("sum", math.fsum), ("max", max), ("min", min),
+                                             ("mean", _mean)])
+def test_reductions_over_every_axis_combination_at_rank_4_and_5(shape, name, reduction):
+    """For rank-4 and rank-5 tensors of distinct values, a reduction over every combination
+    of axes (and every single axis, negative too), with and without keepdims, has NumPy's
+    shape and the Python reduction of each group, and sum's gradient is w copied back: the
+    recursion over a middle axis is where a kernel goes wrong first."""
+    n = math.prod(shape)
+    x = Array([((k * 7) % n - n // 2) / 8 for k in range(n)], shape)  # distinct eighths
+    t = tensor(x)
+    for axis in all_axis_specs(len(shape)):
+        for keepdims in (False, True):
+            out_shape, groups = reduce_groups(shape, axis, keepdims)
+            out = call_reduction(name, t, axis, keepdims, False)
+            expected = [reduction([x.flat[j] for j in group]) for group in groups]
+            assert_values(out, expected, out_shape, what=f"{name} over {axis}")
+            if name == "sum":
+                w = Array([float(k % 5 - 2) for k in range(len(groups))], out_shape)
+                gradient = [0.0] * n
+                for wi, group in zip(w.flat, groups):
+                    for j in group:
+                        gradient[j] = wi
+                assert_values(contract(out, w).backward()[t], gradient, shape,
+                              what=f"d sum over {axis}")
+
+
+def test_argnums_at_the_number_of_arguments_is_a_value_error():
+    """argnums may be -len(args) .. len(args) - 1: the two values just outside, len(args)
+    and -len(args) - 1, are a ValueError naming argnums (alone or in a tuple), and the two
+    just inside work."""
+    def f(a, b, c):
+        return (a * b * c).sum()
+    args = (Tensor([1.0]), Tensor([2.0]), Tensor([3.0]))
+    assert rax.grad(f, argnums=2)(*args).tolist() == [2.0]
+    assert rax.grad(f, argnums=-3)(*args).tolist() == [6.0]
+    for bad in (3, -4, (0, 3), (-4, 1)):
+        with pytest.raises(ValueError, match=rf"grad: argnums {re.escape(str(bad))} asks for "
+                                             r"argument -?\d, but f got 3 positional"):
+            rax.grad(f, argnums=bad)(*args)
+        with pytest.raises(ValueError, match="asks for argument"):
+            rax.value_and_grad(f, argnums=bad)(*args)
+
+
+def test_draw_and_to_dot_of_exactly_max_nodes_draw_and_one_more_summarise():
+    """A graph of exactly max_nodes nodes is drawn in full (one line per node here, a
+    chain) and with max_nodes one smaller it is the one-line summary counting its nodes;
+    to_dot has the same boundary."""
+    y = Tensor(1.0)
+    for k in range(9):
+        y = rax.exp(y * 0.5) if k % 2 else rax.sin(y)
+    count = len(forward_nodes(y))
+    assert count == 15  # a leaf, a shared constant 0.5, 9 unary ops and 4 muls
+    picture = rax.draw(y, max_nodes=count)
+    assert len(picture.split("\n")) == count + 3  # + 3 uses of the constant drawn again
+    summary = rax.draw(y, max_nodes=count - 1)
+    assert "\n" not in summary and f"a graph of {count} nodes, more than max_nodes=14" in summary
+    assert "n14 [label=" in rax.to_dot(y, max_nodes=count)
+    assert "n1 [label=" not in rax.to_dot(y, max_nodes=count - 1)
+
+
+def off_by(d):
+    """A primitive computing 2 x whose rule claims 2 + d: on f(x) = off(x).sum() at x = 1
+    with eps = 2**-10, central differences give exactly 2.0 and backward exactly 2 + d."""
+    return rax.primitive("off", lambda x: x * 2.0, [lambda g, out, x: g * (2.0 + d)])
+
+
+@pytest.mark.parametrize("atol, rtol", [(2.0 ** -4, 2.0 ** -3), (2.0 ** -4, 0.0),
+                                        (0.0, 2.0 ** -3)])
+def test_check_grads_passes_exactly_at_its_tolerance_and_fails_a_hair_over(atol, rtol):
+    """check_grads accepts |analytic - numeric| == atol + rtol * |numeric| (the bound is
+    inclusive, as torch.autograd.gradcheck's allclose) on either side of numeric, and
+    rejects the next float beyond it; all the arithmetic here is exact."""
+    bound = atol + rtol * 2.0  # numeric is exactly 2.0
+    x = (Tensor([1.0]),)
+    for edge in (2.0 + bound, 2.0 - bound):
+        rax.check_grads(lambda x: off_by(edge - 2.0)(x).sum(), x, eps=2.0 ** -10,
+                        atol=atol, rtol=rtol)
+        beyond = math.nextafter(edge, edge + (edge - 2.0))
+        with pytest.raises(AssertionError, match=rf"is {re.escape(repr(beyond))} by backward, "
+                                                 r"but 2\.0 by central differences"):
+            rax.check_grads(lambda x: off_by(beyond - 2.0)(x).sum(), x, eps=2.0 ** -10,
+                            atol=atol, rtol=rtol)
+
+
+def test_check_grads_blame_counts_the_ops_of_a_chain_exactly():
+    """In a chain x -> exp -> sin -> off -> tanh -> sum the wrong op 'off' is op 3 of 5
+    (ops counted inputs first, leaves and constants not counted); first in the chain, op 1
+    of 3."""
+    x = (Tensor([0.25, 0.5]),)
+    with pytest.raises(AssertionError, match=r"op 'off' \(op 3 of 5, inputs of shapes \(2,\)\)"):
+        rax.check_grads(lambda x: rax.tanh(off_by(0.5)(x.exp().sin())).sum(), x)
+    with pytest.raises(AssertionError, match=r"op 'off' \(op 1 of 3, inputs of shapes \(2,\)\)"):
+        rax.check_grads(lambda x: rax.tanh(off_by(0.5)(x)).sum(), x)
