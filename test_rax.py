@@ -223,11 +223,12 @@ def arrays(shape, elements):
 
 @st.composite
 def broadcastable_shapes(draw, count=2, max_rank=MAX_RANK, max_size=MAX_SIZE):
-    """`count` shapes that broadcast together: suffixes of one shape with some sides 1."""
+    """`count` shapes that broadcast together: suffixes of one shape with some sides 1, each
+    half the time of the full rank (where a side of 1 has to stretch in place)."""
     target = draw(shapes(max_rank=max_rank, max_size=max_size))
     result = []
     for _ in range(count):
-        rank = draw(st.integers(0, len(target)))
+        rank = draw(st.integers(0, len(target)) | st.just(len(target)))
         result.append(tuple(1 if draw(st.integers(0, 3)) == 0 else n
                             for n in target[len(target) - rank:]))
     return tuple(result)
@@ -571,8 +572,8 @@ def matmul_case(draw):
     """(x, y, w) for x @ y: 1-D and 2-D operands, and batches of up to 3 broadcast batch
     axes (operands of rank up to 5)."""
     n, m, k = draw(SIDES), draw(SIDES), draw(SIDES)  # an inner side k of 0 gives zeros
-    x_core = draw(st.sampled_from([(k,), (n, k)]))
-    y_core = draw(st.sampled_from([(k,), (k, m)]))
+    x_core = draw(st.sampled_from([(n, k)] * 3 + [(k,)]))  # 1-D a quarter of the time: only
+    y_core = draw(st.sampled_from([(k, m)] * 3 + [(k,)]))  # 2-D operands have batch axes
     x_batch, y_batch = draw(broadcastable_shapes(max_rank=3, max_size=8))
     x_batch = x_batch if len(x_core) == 2 else ()
     y_batch = y_batch if len(y_core) == 2 else ()
@@ -2981,11 +2982,13 @@ def test_reduction_gradients_at_special_values_over_random_axes(name, data):
 # Bases and exponents for **: negative bases with integer (odd, even, huge) and non-integer
 # exponents, zero bases of both signs with negative, zero and positive exponents,
 # infinities, nan, and the extreme floats; eighths besides.
-POW_BASES = st.sampled_from([-inf, -1e308, -3.0, -2.0, -1.5, -1.0, -0.5, -5e-324, -0.0, 0.0,
-                             5e-324, 0.5, 1.0, 2.0, 3.0, 1e308, inf, nan]) | EIGHTHS
-POW_EXPONENTS = st.sampled_from([-inf, -1e308, -401.0, -400.5, -3.0, -2.5, -2.0, -1.0, -0.5,
-                                 -1 / 3, -5e-324, -0.0, 0.0, 5e-324, 1 / 3, 0.5, 1.0, 2.0,
-                                 2.5, 3.0, 400.5, 401.0, 1e308, inf, nan]) | EIGHTHS
+SPECIAL_BASES = [-inf, -1e308, -3.0, -2.0, -1.5, -1.0, -0.5, -5e-324, -0.0, 0.0, 5e-324, 0.5,
+                 1.0, 2.0, 3.0, 1e308, inf, nan]
+SPECIAL_EXPONENTS = [-inf, -1e308, -401.0, -400.5, -3.0, -2.5, -2.0, -1.0, -0.5, -1 / 3,
+                     -5e-324, -0.0, 0.0, 5e-324, 1 / 3, 0.5, 1.0, 2.0, 2.5, 3.0, 400.5, 401.0,
+                     1e308, inf, nan]
+POW_BASES = st.sampled_from(SPECIAL_BASES) | EIGHTHS
+POW_EXPONENTS = st.sampled_from(SPECIAL_EXPONENTS) | EIGHTHS
 
 
 def same_power(got, expected):
@@ -3026,6 +3029,22 @@ def test_pow_matches_numpy_power_with_broadcasting_and_special_values(data):
         assert_same_powers(tensor(x) ** c_exponent, np.power(nx, c_exponent),
                            f"x ** {c_exponent}")
         assert_same_powers(c_base ** tensor(y), np.power(c_base, ny), f"{c_base} ** y")
+
+
+def test_pow_matches_numpy_power_on_every_pair_of_special_base_and_exponent():
+    """Every special base against every special exponent (a grid of 18 x 25, broadcast from
+    a column and a row), as x ** y, x ** c and c ** y, is numpy.power's float64 result: the
+    property test above draws only some of these pairs."""
+    np = pytest.importorskip("numpy")
+    bases, exponents = SPECIAL_BASES, SPECIAL_EXPONENTS
+    x, y = Array(list(bases), (len(bases), 1)), Array(list(exponents), (len(exponents),))
+    with np.errstate(all="ignore"):
+        grid = np.power(np.array(bases)[:, None], np.array(exponents))
+        assert_same_powers(tensor(x) ** tensor(y), grid, "x ** y")
+        for j, c in enumerate(exponents):
+            assert_same_powers(tensor(x) ** c, grid[:, j:j + 1], f"x ** {c}")
+        for i, c in enumerate(bases):
+            assert_same_powers(c ** tensor(y), grid[i], f"{c} ** y")
 
 
 def test_pow_of_negative_and_zero_bases_written_out():
@@ -3141,3 +3160,29 @@ def test_check_grads_blame_counts_the_ops_of_a_chain_exactly():
         rax.check_grads(lambda x: rax.tanh(off_by(0.5)(x.exp().sin())).sum(), x)
     with pytest.raises(AssertionError, match=r"op 'off' \(op 1 of 3, inputs of shapes \(2,\)\)"):
         rax.check_grads(lambda x: rax.tanh(off_by(0.5)(x)).sum(), x)
+
+
+@pytest.mark.parametrize("x_shape, y_shape", [((2, 1, 2, 3), (1, 3, 3, 2)),
+                                              ((1, 2, 2, 3), (2, 1, 3, 1)),
+                                              ((2, 1, 1, 2, 3), (1, 2, 2, 3, 2)),
+                                              ((3, 2, 2), (2, 1, 1, 2, 3)),
+                                              ((2, 1, 2, 3), (3,)), ((3,), (2, 1, 3, 2))])
+def test_matmul_stretches_batch_sides_of_one_at_rank_4_and_5(x_shape, y_shape):
+    """Batch axes of equal rank whose sides of 1 stretch in place, on either operand, and
+    batches of different ranks: x @ y is the sum of products by hand, and both gradients
+    are those of that sum."""
+    x = Array([((k * 5) % 7 - 3) / 4 for k in range(math.prod(x_shape))], x_shape)
+    y = Array([((k * 3) % 5 - 2) / 4 for k in range(math.prod(y_shape))], y_shape)
+    shape, terms = matmul_reference(x, y)
+    expected = [math.fsum(x.flat[a] * y.flat[b] for a, b in products) for products in terms]
+    assert_values(tensor(x) @ tensor(y), expected, shape)
+    w = Array([float(k % 3 - 1) for k in range(math.prod(shape))], shape)
+    gx, gy = [0.0] * len(x.flat), [0.0] * len(y.flat)
+    for wi, products in zip(w.flat, terms):
+        for a, b in products:
+            gx[a] += wi * y.flat[b]
+            gy[b] += wi * x.flat[a]
+    tx, ty = tensor(x), tensor(y)
+    g = contract(tx @ ty, w).backward()
+    assert_values(g[tx], gx, x_shape, what="d/dx")
+    assert_values(g[ty], gy, y_shape, what="d/dy")
