@@ -369,13 +369,16 @@ def _equal_rows(x, y):
 def reduce_lists(x, shape, axes, fn):
     """Reduce nested list x over the sorted `axes` with fn (a sequence of floats -> a float).
 
-    The reduced axes are removed from the result.
+    The reduced axes are removed from the result. With no axes, each element is reduced on
+    its own, as NumPy does: the sum of -0.0 over axis=() is 0.0, as over any other axis.
 
     >>> reduce_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), (0,), _sum_of)
     [4.0, 6.0]
     """
     if len(axes) == len(shape):
         return fn(_flat(x, len(shape)))
+    if not axes:
+        return elementwise(lambda v: fn((v,)), (x,), len(shape))
     for axis in reversed(axes):  # the last axis first, so the others keep their numbers
         x = _reduce_axis(x, shape, axis, fn)
         shape = shape[:axis] + shape[axis + 1:]

@@ -22,6 +22,7 @@ Sections:
 
 import collections
 import copy
+import fractions
 import gc
 import importlib.util
 import inspect
@@ -154,23 +155,37 @@ def contract(out, w):
 EPS = 1e-5
 
 
-def assert_central_differences(f, arrays, rel=1e-4, abs_tol=1e-6):
-    """The gradient from backward of the one-element f(*tensors) agrees, at every element of
-    every argument, with the central difference (f(x + eps) - f(x - eps)) / 2 eps."""
+def assert_central_differences(f, arrays, rel=1e-4, abs_tol=1e-6, elementwise_up_to=8):
+    """The gradient from backward of the one-element f(*tensors) agrees with central
+    differences (f(x + eps v) - f(x - eps v)) / 2 eps = <gradient, v> for every argument:
+    along each axis v = e_j when the argument has at most `elementwise_up_to` elements, else
+    along three random directions v (a wrong element shows along any of them, and rank-5
+    arguments stay cheap)."""
     tensors = [tensor(a) for a in arrays]
     g = f(*tensors).backward()
+    rng = random.Random(0)
     for i, (a, t) in enumerate(zip(arrays, tensors)):
         got = unfold(g[t].tolist(), a.shape)
-        for j in range(len(a.flat)):
+        n = len(a.flat)
+        if n <= elementwise_up_to:
+            probes = [(f"flat index {j}", j) for j in range(n)]
+        else:
+            probes = [(f"random direction {j}", [rng.gauss(0.0, 1.0) for _ in range(n)])
+                      for j in range(3)]
+        for where, v in probes:
             def at(delta):
                 moved = list(a.flat)
-                moved[j] += delta
+                if isinstance(v, int):
+                    moved[v] += delta
+                else:
+                    moved = [x + delta * vk for x, vk in zip(moved, v)]
                 args = list(tensors)
                 args[i] = tensor(Array(moved, a.shape))
                 return f(*args).item()
             numeric = (at(EPS) - at(-EPS)) / (2 * EPS)
-            assert math.isclose(got[j], numeric, rel_tol=rel, abs_tol=abs_tol), (
-                f"argument {i}, flat index {j}: backward gives {got[j]}, "
+            analytic = got[v] if isinstance(v, int) else math.fsum(map(operator.mul, got, v))
+            assert math.isclose(analytic, numeric, rel_tol=rel, abs_tol=abs_tol), (
+                f"argument {i}, {where}: backward gives {analytic}, "
                 f"central differences give {numeric}")
 
 
@@ -181,11 +196,26 @@ SIDES = st.integers(1, 10).map(lambda k: 0 if k == 10 else (k - 1) % 3 + 1)
 NONZERO_SIDES = st.integers(1, 3)
 
 
+MAX_RANK = 5  # kernels recurse once per axis: bugs in the recursion show from rank 4 on
+MAX_SIZE = 36  # elements per drawn shape, so that rank 5 stays cheap
+
+
 @st.composite
-def shapes(draw, min_rank=0, max_rank=3, zero_sides=True):
-    """A shape of rank min_rank..max_rank, sides 1-3 (and some 0 when zero_sides)."""
-    rank = draw(st.integers(min_rank, max_rank))
-    return tuple(draw(SIDES if zero_sides else NONZERO_SIDES) for _ in range(rank))
+def shapes(draw, min_rank=0, max_rank=MAX_RANK, zero_sides=True, max_size=MAX_SIZE):
+    """A shape of rank min_rank..max_rank (4 or more half the time), sides 1-3 and, one shape
+    in ten when zero_sides, one side 0; at most max_size elements: the sides are drawn in a
+    random order of the axes, and a side that would pass max_size becomes 1, so that a long
+    shape may have sides above 1 on any axis."""
+    high = st.integers(max(min_rank, 4), max_rank) if max_rank >= 4 else st.nothing()
+    rank = draw(st.integers(min_rank, max_rank) | high)  # kernels recurse once per axis
+    sides, size = [1] * rank, 1
+    for axis in draw(st.permutations(range(rank))):
+        side = draw(NONZERO_SIDES)
+        sides[axis] = side if size * side <= max_size else 1
+        size *= sides[axis]
+    if zero_sides and rank and draw(st.integers(0, 9)) == 0:
+        sides[draw(st.integers(0, rank - 1))] = 0
+    return tuple(sides)
 
 
 def arrays(shape, elements):
@@ -195,12 +225,13 @@ def arrays(shape, elements):
 
 
 @st.composite
-def broadcastable_shapes(draw, count=2, max_rank=3):
-    """`count` shapes that broadcast together: suffixes of one shape with some sides 1."""
-    target = draw(shapes(max_rank=max_rank))
+def broadcastable_shapes(draw, count=2, max_rank=MAX_RANK, max_size=MAX_SIZE):
+    """`count` shapes that broadcast together: suffixes of one shape with some sides 1, each
+    half the time of the full rank (where a side of 1 has to stretch in place)."""
+    target = draw(shapes(max_rank=max_rank, max_size=max_size))
     result = []
     for _ in range(count):
-        rank = draw(st.integers(0, len(target)))
+        rank = draw(st.integers(0, len(target)) | st.just(len(target)))
         result.append(tuple(1 if draw(st.integers(0, 3)) == 0 else n
                             for n in target[len(target) - rank:]))
     return tuple(result)
@@ -541,13 +572,14 @@ def test_where_gradient_matches_central_differences(data):
 
 @st.composite
 def matmul_case(draw):
-    """(x, y, w) for x @ y: 1-D and 2-D operands, and batches with broadcast batch axes."""
+    """(x, y, w) for x @ y: 1-D and 2-D operands, and batches of up to 3 broadcast batch
+    axes (operands of rank up to 5)."""
     n, m, k = draw(SIDES), draw(SIDES), draw(SIDES)  # an inner side k of 0 gives zeros
-    x_core = draw(st.sampled_from([(k,), (n, k)]))
-    y_core = draw(st.sampled_from([(k,), (k, m)]))
-    x_batch, y_batch = draw(broadcastable_shapes(max_rank=2))
-    x_batch = tuple(min(s, 2) for s in x_batch) if len(x_core) == 2 else ()
-    y_batch = tuple(min(s, 2) for s in y_batch) if len(y_core) == 2 else ()
+    x_core = draw(st.sampled_from([(n, k)] * 3 + [(k,)]))  # 1-D a quarter of the time: only
+    y_core = draw(st.sampled_from([(k, m)] * 3 + [(k,)]))  # 2-D operands have batch axes
+    x_batch, y_batch = draw(broadcastable_shapes(max_rank=3, max_size=8))
+    x_batch = x_batch if len(x_core) == 2 else ()
+    y_batch = y_batch if len(y_core) == 2 else ()
     x = draw(arrays(x_batch + x_core, REALS))
     y = draw(arrays(y_batch + y_core, REALS))
     out_shape, _ = matmul_reference(x, y)
@@ -641,9 +673,9 @@ def test_matmul_of_two_vectors_is_a_0d_dot_product():
 
 @st.composite
 def axis_specs(draw, ndim):
-    """An axis argument for a tensor of ndim axes: None, an int (maybe negative), a tuple of
-    distinct axes in any order (maybe negative), or ()."""
-    kinds = ["none", "empty"] + (["int", "tuple"] if ndim else [])
+    """An axis argument for a tensor of ndim axes: an int (maybe negative) or a tuple of
+    distinct axes in any order (maybe negative), each a third of the time, else None or ()."""
+    kinds = (["int", "tuple"] * 2 if ndim else []) + ["none", "empty"]  # mostly some axes
     kind = draw(st.sampled_from(kinds))
     if kind == "none":
         return None
@@ -863,9 +895,9 @@ MoveCase = collections.namedtuple("MoveCase", "args fn shape sources")
 
 @st.composite
 def shapes_of_size(draw, n):
-    """A shape of rank 0-3 whose sides multiply to n (n = prod of sides <= 3, or 0)."""
+    """A shape of rank 0-MAX_RANK whose sides multiply to n (a product of 2s and 3s, or 0)."""
     if n == 0:
-        rank = draw(st.integers(1, 3))
+        rank = draw(st.integers(1, MAX_RANK))
         sides = [draw(NONZERO_SIDES) for _ in range(rank)]
         sides[draw(st.integers(0, rank - 1))] = 0
         return tuple(sides)
@@ -875,7 +907,7 @@ def shapes_of_size(draw, n):
             factors.append(p)
             n //= p
     assert n == 1
-    rank = draw(st.integers(1 if factors else 0, 3))
+    rank = draw(st.integers(1 if factors else 0, MAX_RANK))
     sides = [1] * rank
     for p in factors:
         sides[draw(st.integers(0, rank - 1))] *= p
@@ -1021,7 +1053,7 @@ def getitem_case(draw):
 
 @st.composite
 def concatenate_case(draw):
-    base = draw(shapes(min_rank=1))
+    base = draw(shapes(min_rank=1, max_size=MAX_SIZE // 3))  # up to 3 parts of about base
     axis = draw(st.integers(-len(base), len(base) - 1))
     a = axis % len(base)
     parts = []
@@ -1042,7 +1074,7 @@ def concatenate_case(draw):
 
 @st.composite
 def stack_case(draw):
-    base = draw(shapes(max_rank=2))
+    base = draw(shapes(max_rank=MAX_RANK - 1, max_size=MAX_SIZE // 3))
     axis = draw(st.integers(-len(base) - 1, len(base)))
     a = axis % (len(base) + 1)
     parts = [draw(arrays(base, REALS)) for _ in range(draw(st.integers(1, 3)))]
@@ -4065,3 +4097,550 @@ def test_copied_optimizers_take_the_same_next_steps(make, duplicate):
     twin.update(twin_params, opt_tree(OPT_GRADS[0]))  # the twin goes on alone
     assert tree_bits(opt.update(params, opt_tree(OPT_GRADS[2]))) == tree_bits(twin_params)
     assert opt.state["step"] == 3 and twin.state["step"] == 4
+
+
+
+
+# ============================================================================================
+# ==== Hardening: tests (special values everywhere, rank up to 5, exact boundaries) ====
+#
+# Special values (inf, -inf, nan, signed zeros, the largest and smallest floats) mixed with
+# ordinary ones, through broadcasting, reductions over random axes and gradients; pow
+# against numpy.power; every axis of rank-4 and rank-5 tensors; and the exact boundaries of
+# argnums, draw's max_nodes and check_grads' tolerance.
+# ============================================================================================
+
+def test_sum_over_no_axes_of_negative_zero_is_positive_zero_as_numpy():
+    """numpy.sum(x, axis=()) adds each element to 0.0, so -0.0 becomes 0.0, as in a sum over
+    any axis and as rax's sum of a 0-d -0.0 already was; mean follows; max and min over no
+    axes keep -0.0."""
+    x = Tensor([[-0.0, 1.5], [-0.0, -0.0]])
+    for out in (rax.sum(x, axis=()), x.sum(axis=(), keepdims=True), x.mean(axis=()),
+                rax.sum(Tensor(-0.0), axis=()), x.sum(axis=0), x.sum(axis=1)):
+        assert all(math.copysign(1.0, v) == 1.0 for v in unfold(out.tolist(), out.shape))
+    for out in (x.max(axis=()), x.min(axis=())):
+        assert [[math.copysign(1.0, v) for v in row] for row in out.tolist()] == [[-1.0, 1.0],
+                                                                                  [-1.0, -1.0]]
+    assert rax.sum(x, axis=()).backward(seed=Tensor([[1.0, 2.0], [3.0, 4.0]]))[x].tolist() == [
+        [1.0, 2.0], [3.0, 4.0]]
+
+
+SPECIAL_VALUES = [inf, -inf, nan, 0.0, -0.0, 1e308, -1e308, 5e-324, -5e-324]
+# Ordinary values are eighths, so that sums of them are exact in any order.
+EIGHTHS = st.integers(-24, 24).map(lambda k: k / 8)
+MIXED = st.sampled_from(SPECIAL_VALUES) | EIGHTHS  # about half of them special
+# For values that are summed (gradients over broadcast axes): no 1e308, whose sums overflow
+# or not depending on the order.
+MIXED_SUMMABLE = st.sampled_from([inf, -inf, nan, 0.0, -0.0, 5e-324, -5e-324]) | EIGHTHS
+
+
+def _ieee_log(x):
+    """The IEEE logarithm: -inf at either zero, nan below zero."""
+    if math.isnan(x) or x < 0.0:
+        return nan
+    return -inf if x == 0.0 else math.log(x)
+
+
+def _ieee_sqrt(x):
+    """The IEEE square root: nan below zero, and each zero its own root."""
+    if math.isnan(x) or x < 0.0:
+        return nan
+    return x if x == 0.0 else math.sqrt(x)  # sqrt(-0.0) is -0.0
+
+
+def _ieee_exp(x):
+    """The IEEE exponential: inf where math.exp raises OverflowError."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return inf
+
+
+def _ieee_trig(fn):
+    """sin or cos, nan at the infinities (where math raises ValueError)."""
+    return lambda x: fn(x) if math.isfinite(x) else nan
+
+
+def _ieee_div(x, y):
+    """IEEE division: x / 0 is an infinity signed by both operands' signs, 0 / 0 is nan."""
+    if y == 0.0:
+        if x == 0.0 or math.isnan(x):
+            return nan
+        return math.copysign(inf, x) * math.copysign(1.0, y)
+    return x / y
+
+
+def _numpy_maximum(x, y):
+    """numpy.maximum: nan if either is nan, and y on a tie (so maximum(0.0, -0.0) is -0.0)."""
+    if math.isnan(x) or math.isnan(y):
+        return nan
+    return x if x > y else y
+
+
+def _numpy_minimum(x, y):
+    """numpy.minimum: nan if either is nan, and y on a tie (so minimum(0.0, -0.0) is -0.0)."""
+    if math.isnan(x) or math.isnan(y):
+        return nan
+    return x if x < y else y
+
+
+SPECIAL_UNARY = [
+    # (name, rax_fn, IEEE reference in plain Python)
+    ("neg", rax.neg, lambda x: -x),
+    ("relu", rax.relu, lambda x: 0.0 if x < 0.0 else x),  # relu(-0.0) = -0.0, relu(nan) = nan
+    ("exp", rax.exp, _ieee_exp),
+    ("log", rax.log, _ieee_log),
+    ("sqrt", rax.sqrt, _ieee_sqrt),
+    ("square", rax.square, lambda x: x * x),
+    ("abs", rax.abs, math.fabs),
+    ("tanh", rax.tanh, math.tanh),
+    ("sigmoid", rax.sigmoid, lambda x: 1.0 / (1.0 + _ieee_exp(-x))),
+    ("sin", rax.sin, _ieee_trig(math.sin)),
+    ("cos", rax.cos, _ieee_trig(math.cos)),
+    ("reciprocal", rax.reciprocal, lambda x: _ieee_div(1.0, x)),
+]
+
+
+@pytest.mark.parametrize("name, rax_fn, reference", SPECIAL_UNARY,
+                         ids=[row[0] for row in SPECIAL_UNARY])
+@given(shapes().flatmap(lambda s: arrays(s, MIXED)))
+def test_unary_ops_at_special_values_match_ieee_bit_for_bit(name, rax_fn, reference, x):
+    """Each unary op on arrays mixing ordinary and special values gives, element by element,
+    exactly the IEEE result of the plain-Python reference: the same float, nan for nan, and
+    the sign of a zero kept or dropped as IEEE says."""
+    got = unfold(rax_fn(tensor(x)).tolist(), x.shape)
+    for v, a in zip(x.flat, got):
+        assert same_float(a, reference(v)), f"{name}({v}): rax gives {a}, not {reference(v)}"
+
+
+SPECIAL_BINARY = [
+    # (name, rax_fn, IEEE reference in plain Python)
+    ("add", operator.add, operator.add),
+    ("sub", operator.sub, operator.sub),
+    ("mul", operator.mul, operator.mul),
+    ("div", operator.truediv, _ieee_div),
+    ("maximum", rax.maximum, _numpy_maximum),
+    ("minimum", rax.minimum, _numpy_minimum),
+    ("less", operator.lt, lambda a, b: float(a < b)),
+    ("less_equal", operator.le, lambda a, b: float(a <= b)),
+    ("greater", operator.gt, lambda a, b: float(a > b)),
+    ("greater_equal", operator.ge, lambda a, b: float(a >= b)),
+    ("equal", rax.equal, lambda a, b: float(a == b)),
+]
+
+
+@pytest.mark.parametrize("name, rax_fn, reference", SPECIAL_BINARY,
+                         ids=[row[0] for row in SPECIAL_BINARY])
+@given(data=st.data())
+def test_binary_ops_at_special_values_match_ieee_with_broadcasting(name, rax_fn, reference,
+                                                                   data):
+    """Each binary op, on broadcast operands of rank up to 5 mixing ordinary and special
+    values, gives bit for bit the IEEE reference of the two elements broadcasting pairs up
+    (maximum and minimum as NumPy: nan wins, and y on a tie of 0.0 and -0.0)."""
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    x, y = data.draw(arrays(x_shape, MIXED)), data.draw(arrays(y_shape, MIXED))
+    expected = binary_reference(reference, x, y)
+    got = rax_fn(tensor(x), tensor(y))
+    assert got.shape == expected.shape
+    for i, (a, b) in enumerate(zip(unfold(got.tolist(), got.shape), expected.flat)):
+        assert same_float(a, b), f"{name} at flat index {i}: rax gives {a}, expected {b}"
+
+
+def test_maximum_and_minimum_of_signed_zeros_follow_numpy_in_both_orders():
+    """numpy.maximum and numpy.minimum give their second operand when 0.0 and -0.0 tie:
+    maximum(0.0, -0.0) = minimum(0.0, -0.0) = -0.0 and, swapped, 0.0; so does rax, for
+    tensors and for numbers on either side."""
+    for x, y in [(0.0, -0.0), (-0.0, 0.0)]:
+        for op in (rax.maximum, rax.minimum):
+            for got in (op(Tensor(x), Tensor(y)), op(x, Tensor(y)), op(Tensor(x), y)):
+                assert same_float(got.item(), y), f"{op.__name__}({x}, {y}) gave {got.item()}"
+
+
+MAX_FLOAT = sys.float_info.max
+
+
+def assert_float_sum(got, values, what, zero_is_positive=True):
+    """got is the float sum of `values` added up in some order: nan when a nan, or inf and
+    -inf, are among them; inf or -inf when one infinity is; else within the rounding bound
+    n * 2**-52 * sum |v| (plus n of the smallest subnormals) of the exact sum, unless the
+    finite values could overflow on the way (then any order gives something else); a zero
+    sum is 0.0, never -0.0, when zero_is_positive (NumPy's sum of -0.0s is 0.0)."""
+    if any(math.isnan(v) for v in values) or (inf in values and -inf in values):
+        assert math.isnan(got), f"{what}: {got}, expected nan"
+        return
+    if inf in values or -inf in values:
+        expected = inf if inf in values else -inf
+        assert got == expected, f"{what}: {got}, expected {expected}"
+        return
+    magnitude = math.fsum(math.fabs(v) / 2.0 for v in values)  # halved: fsum cannot overflow
+    if magnitude > MAX_FLOAT / 2.0:
+        return
+    exact = fractions.Fraction(0)
+    for v in values:
+        exact += fractions.Fraction(v)
+    bound = len(values) * (2.0 ** -51 * magnitude + 5e-324)
+    assert math.isfinite(got) and abs(fractions.Fraction(got) - exact) <= bound, (
+        f"{what}: {got}, expected {float(exact)} within {bound}")
+    if got == 0.0 and zero_is_positive:
+        assert math.copysign(1.0, got) == 1.0, f"{what}: -0.0, expected 0.0"
+
+
+def assert_extremum(got, values, pick, what):
+    """got is pick (max or min) of `values`: nan if one is nan, else bit for bit one of the
+    values equal to the extreme one (where 0.0 and -0.0 tie, either: NumPy's own choice
+    there depends on the array's length and the CPU)."""
+    if any(math.isnan(v) for v in values):
+        assert math.isnan(got), f"{what}: {got}, expected nan"
+        return
+    best = pick(values)
+    assert any(same_float(got, v) for v in values if v == best), (
+        f"{what}: {got}, expected {best} (one of the values)")
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@given(data=st.data())
+def test_reductions_at_special_values_over_random_axes(name, data):
+    """sum, mean, max and min over random axes (int, tuple, None, ()) of rank 0-5 arrays
+    mixing ordinary and special values: nan propagates, infinities win or cancel to nan,
+    finite sums are within rounding of the exact sum and a zero sum is 0.0 (NumPy), mean is
+    that sum over n (nan for an empty group), and max/min give one of the extreme elements."""
+    x = data.draw(shapes(zero_sides=name in ("sum", "mean")).flatmap(
+        lambda s: arrays(s, MIXED)))
+    axis = data.draw(axis_specs(len(x.shape)))
+    keepdims = data.draw(st.booleans())
+    out_shape, groups = reduce_groups(x.shape, axis, keepdims)
+    out = call_reduction(name, tensor(x), axis, keepdims, data.draw(st.booleans()))
+    assert out.shape == out_shape
+    for k, (got, group) in enumerate(zip(unfold(out.tolist(), out.shape), groups)):
+        values = [x.flat[j] for j in group]
+        what = f"{name} of group {k}, {values}"
+        if name == "sum":
+            assert_float_sum(got, values, what)
+        elif name == "mean" and not values:
+            assert math.isnan(got), what
+        elif name == "mean":
+            assert_float_sum(got * len(values), values, what)
+        else:
+            assert_extremum(got, values, max if name == "max" else min, what)
+
+
+@given(shapes().flatmap(lambda s: st.tuples(arrays(s, MIXED), arrays(s, MIXED))))
+def test_relu_gradient_at_special_values_selects_rather_than_multiplies(case):
+    """d/dx sum(relu(x) * w) is w where x > 0 or x is nan (relu(nan) = nan passes g, as
+    PyTorch's threshold_backward) and exactly 0.0 where x <= 0 (-0.0, -inf included), even
+    where w is inf or nan: the rule selects, so no inf * 0 = nan appears."""
+    x, w = case
+    t = tensor(x)
+    got = unfold(rax.relu(t).backward(seed=tensor(w))[t].tolist(), x.shape)
+    for v, wi, gi in zip(x.flat, w.flat, got):
+        expected = wi if v > 0.0 or math.isnan(v) else 0.0
+        assert close(gi, expected, 0.0, 0.0), f"relu' at {v} with w = {wi}: {gi}"
+
+
+NOT_NAN = st.sampled_from([v for v in SPECIAL_VALUES if not math.isnan(v)]) | EIGHTHS
+
+
+@given(shapes().flatmap(lambda s: st.tuples(arrays(s, NOT_NAN), arrays(s, COTANGENTS))))
+def test_abs_gradient_at_special_values_is_the_sign(case):
+    """d/dx sum(|x| * w) is w * sign(x): w at x > 0 (inf, 1e308 and 5e-324 too), -w at x < 0,
+    and 0 at both 0.0 and -0.0 (PyTorch's abs'(0) = 0)."""
+    x, w = case
+    t = tensor(x)
+    got = unfold(contract(rax.abs(t), w).backward()[t].tolist(), x.shape)
+    for v, wi, gi in zip(x.flat, w.flat, got):
+        expected = 0.0 if v == 0.0 else wi * math.copysign(1.0, v)
+        assert close(gi, expected, 0.0, 0.0), f"abs' at {v} with w = {wi}: {gi}"
+
+
+TIES = st.sampled_from([inf, -inf, nan, 0.0, -0.0, 1.0, -1.0])  # ties are frequent
+
+
+@pytest.mark.parametrize("op, x_loses", [(rax.maximum, operator.lt), (rax.minimum, operator.gt)],
+                         ids=["maximum", "minimum"])
+@given(data=st.data())
+def test_maximum_and_minimum_gradients_at_special_values_and_signed_zero_ties(op, x_loses,
+                                                                              data):
+    """With broadcasting and special values, maximum/minimum give w to the winner, nothing
+    to the loser and w/2 to each on a tie, where 0.0 and -0.0 tie and so do two equal
+    infinities; a nan loses to nothing, so both operands get w (rax's documented rule)."""
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    x, y = data.draw(arrays(x_shape, TIES)), data.draw(arrays(y_shape, TIES))
+    w = data.draw(arrays(broadcast_shape(x_shape, y_shape), EIGHTHS))
+
+    def share(a, b):
+        return 0.0 if x_loses(a, b) else 0.5 if a == b else 1.0
+    gx, gy = binary_gradients(share, lambda a, b: share(b, a), x, y, w)
+    tx, ty = tensor(x), tensor(y)
+    g = contract(op(tx, ty), w).backward()
+    assert_values(g[tx], gx, x_shape, rel=0.0, abs_tol=0.0, what="d/dx")
+    assert_values(g[ty], gy, y_shape, rel=0.0, abs_tol=0.0, what="d/dy")
+
+
+CONDITION_VALUES = st.sampled_from([0.0, -0.0, nan, inf, -inf, 5e-324, 1.0])
+
+
+@given(data=st.data())
+def test_where_at_special_values_picks_and_routes_gradients_without_nan(data):
+    """where(c, a, b) with special values everywhere (c of -0.0 is false; nan, inf and
+    5e-324 are true), broadcast: the value is a or b bit for bit; a and b get the sum of the
+    cotangents where they were chosen and nothing elsewhere, even where w is inf or nan (the
+    rule selects, it does not multiply by 0); c gets zeros."""
+    c_shape, a_shape, b_shape = data.draw(broadcastable_shapes(count=3))
+    c = data.draw(arrays(c_shape, CONDITION_VALUES))
+    a, b = data.draw(arrays(a_shape, MIXED)), data.draw(arrays(b_shape, MIXED))
+    shape = broadcast_shape(c_shape, a_shape, b_shape)
+    w = data.draw(arrays(shape, MIXED_SUMMABLE))
+    tc, ta, tb = tensor(c), tensor(a), tensor(b)
+    out = rax.where(tc, ta, tb)
+    chosen = [c.flat[source(i, c_shape)] != 0.0 for i in indices(shape)]  # nan != 0 is true
+    expected = [a.flat[source(i, a_shape)] if pick else b.flat[source(i, b_shape)]
+                for i, pick in zip(indices(shape), chosen)]
+    for i, (got, e) in enumerate(zip(unfold(out.tolist(), shape), expected)):
+        assert same_float(got, e), f"where at flat index {i}: {got}, expected {e}"
+    ga, gb = [[] for _ in a.flat], [[] for _ in b.flat]
+    for i, pick, wi in zip(indices(shape), chosen, w.flat):
+        (ga[source(i, a_shape)] if pick else gb[source(i, b_shape)]).append(wi)
+    g = out.backward(seed=tensor(w))
+    for name, t, expected_terms in (("d/da", ta, ga), ("d/db", tb, gb)):
+        for j, (got, terms) in enumerate(zip(unfold(g[t].tolist(), t.shape), expected_terms)):
+            assert_float_sum(got, terms, f"{name} at flat index {j}", zero_is_positive=False)
+    assert all(v == 0.0 for v in unfold(g[tc].tolist(), c_shape))
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@given(data=st.data())
+def test_reduction_gradients_at_special_values_over_random_axes(name, data):
+    """Over random axes of rank 0-5 arrays with special values (ties of 0.0 and -0.0, of
+    infinities, and nan): sum passes w and mean w / n to every element whatever its value;
+    max/min give w / k to each of the k elements equal to the result (0.0 and -0.0 tie), 0
+    to the others, and nan to the whole group when the result is nan (torch.amax)."""
+    x = data.draw(shapes(zero_sides=name in ("sum", "mean")).flatmap(
+        lambda s: arrays(s, TIES)))
+    axis = data.draw(axis_specs(len(x.shape)))
+    keepdims = data.draw(st.booleans())
+    out_shape, groups = reduce_groups(x.shape, axis, keepdims)
+    w = data.draw(arrays(out_shape, EIGHTHS))
+    expected = [None] * len(x.flat)
+    for wi, group in zip(w.flat, groups):
+        values = [x.flat[j] for j in group]
+        for j, v in zip(group, values):
+            if name in ("sum", "mean"):
+                expected[j] = wi if name == "sum" else wi / len(group)
+            elif any(map(math.isnan, values)):
+                expected[j] = nan
+            else:
+                best = max(values) if name == "max" else min(values)
+                expected[j] = wi / values.count(best) if v == best else 0.0
+    t = tensor(x)
+    g = contract(call_reduction(name, t, axis, keepdims, data.draw(st.booleans())), w)
+    assert_values(g.backward()[t], expected, x.shape, rel=1e-15, abs_tol=0.0,
+                  what="gradient")
+
+
+# Bases and exponents for **: negative bases with integer (odd, even, huge) and non-integer
+# exponents, zero bases of both signs with negative, zero and positive exponents,
+# infinities, nan, and the extreme floats; eighths besides.
+SPECIAL_BASES = [-inf, -1e308, -3.0, -2.0, -1.5, -1.0, -0.5, -5e-324, -0.0, 0.0, 5e-324, 0.5,
+                 1.0, 2.0, 3.0, 1e308, inf, nan]
+SPECIAL_EXPONENTS = [-inf, -1e308, -401.0, -400.5, -3.0, -2.5, -2.0, -1.0, -0.5, -1 / 3,
+                     -5e-324, -0.0, 0.0, 5e-324, 1 / 3, 0.5, 1.0, 2.0, 2.5, 3.0, 400.5, 401.0,
+                     1e308, inf, nan]
+POW_BASES = st.sampled_from(SPECIAL_BASES) | EIGHTHS
+POW_EXPONENTS = st.sampled_from(SPECIAL_EXPONENTS) | EIGHTHS
+
+
+def same_power(got, expected):
+    """got is numpy.power's float64 result: bit for bit for nan, infinities and zeros (with
+    their signs) and for any exact result; within 2 ulp for the others, since NumPy on a
+    CPU with AVX-512 computes power with its own vector code, which differs from C's pow
+    (used by Python and rax) in the last bit of some results."""
+    if same_float(got, expected):
+        return True
+    return (math.isfinite(expected) and expected != 0.0 and math.isfinite(got)
+            and abs(got - expected) <= 2 * math.ulp(expected))
+
+
+def assert_same_powers(got, expected, what):
+    """The Tensor got holds, element by element, numpy's array `expected` (see same_power)."""
+    np = pytest.importorskip("numpy")
+    assert got.shape == expected.shape, f"{what}: shape {got.shape}, not {expected.shape}"
+    for i, (a, b) in enumerate(zip(unfold(got.tolist(), got.shape),
+                                   np.asarray(expected, dtype=float).ravel().tolist())):
+        assert same_power(a, b), f"{what} at flat index {i}: rax gives {a}, numpy {b}"
+
+
+@given(data=st.data())
+def test_pow_matches_numpy_power_with_broadcasting_and_special_values(data):
+    """x ** y for broadcast tensors of rank up to 5, for a tensor and a number exponent
+    (x ** c) and for a number base (c ** y), equals numpy.power on float64 arrays: nan for a
+    negative base and a non-integer exponent, the sign of an odd power of -0.0 or -inf,
+    inf for 0 ** -y, 1 for x ** 0 and 1 ** nan, bit for bit."""
+    np = pytest.importorskip("numpy")
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    x, y = data.draw(arrays(x_shape, POW_BASES)), data.draw(arrays(y_shape, POW_EXPONENTS))
+    c_base, c_exponent = data.draw(POW_BASES), data.draw(POW_EXPONENTS)
+    nx = np.array(x.flat, dtype=float).reshape(x_shape)
+    ny = np.array(y.flat, dtype=float).reshape(y_shape)
+    with np.errstate(all="ignore"):  # numpy warns about the very cases being checked
+        assert_same_powers(tensor(x) ** tensor(y), np.power(nx, ny), "x ** y")
+        assert_same_powers(rax.pow(tensor(x), tensor(y)), np.power(nx, ny), "pow(x, y)")
+        assert_same_powers(tensor(x) ** c_exponent, np.power(nx, c_exponent),
+                           f"x ** {c_exponent}")
+        assert_same_powers(c_base ** tensor(y), np.power(c_base, ny), f"{c_base} ** y")
+
+
+def test_pow_matches_numpy_power_on_every_pair_of_special_base_and_exponent():
+    """Every special base against every special exponent (a grid of 18 x 25, broadcast from
+    a column and a row), as x ** y, x ** c and c ** y, is numpy.power's float64 result: the
+    property test above draws only some of these pairs."""
+    np = pytest.importorskip("numpy")
+    bases, exponents = SPECIAL_BASES, SPECIAL_EXPONENTS
+    x, y = Array(list(bases), (len(bases), 1)), Array(list(exponents), (len(exponents),))
+    with np.errstate(all="ignore"):
+        grid = np.power(np.array(bases)[:, None], np.array(exponents))
+        assert_same_powers(tensor(x) ** tensor(y), grid, "x ** y")
+        for j, c in enumerate(exponents):
+            assert_same_powers(tensor(x) ** c, grid[:, j:j + 1], f"x ** {c}")
+        for i, c in enumerate(bases):
+            assert_same_powers(c ** tensor(y), grid[i], f"{c} ** y")
+
+
+def test_pow_of_negative_and_zero_bases_written_out():
+    """A few powers written out, as numpy.power gives them: odd integer powers keep the
+    sign of a negative or -0.0 base, even ones drop it, non-integer ones are nan."""
+    x = Tensor([-2.0, -2.0, -2.0, -0.0, -0.0, -0.0, 0.0, -inf, -inf, -1.0, nan])
+    y = Tensor([3.0, -3.0, 0.5, -1.0, -2.0, 3.0, -0.5, 3.0, -3.0, inf, 0.0])
+    expected = [-8.0, -0.125, nan, -inf, inf, -0.0, inf, -inf, -0.0, 1.0, 1.0]
+    for got, e in zip((x ** y).tolist(), expected):
+        assert same_float(got, e), f"{got} != {e}"
+    for exponent, e in [(-1, -0.5), (-2, 0.25), (3, -8.0), (2.5, nan)]:
+        assert same_float((Tensor(-2.0) ** exponent).item(), e)
+
+
+def all_axis_specs(ndim):
+    """Every tuple of distinct axes of a tensor of ndim axes (in increasing order), and every
+    single axis as an int, negative too."""
+    specs = [combo for r in range(ndim + 1) for combo in itertools.combinations(range(ndim), r)]
+    return specs + list(range(-ndim, ndim))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 2, 2), (2, 1, 3, 2, 2), (3, 2, 2, 1, 2)])
+@pytest.mark.parametrize("name, reduction", [("sum", math.fsum), ("max", max), ("min", min),
+                                             ("mean", _mean)])
+def test_reductions_over_every_axis_combination_at_rank_4_and_5(shape, name, reduction):
+    """For rank-4 and rank-5 tensors of distinct values, a reduction over every combination
+    of axes (and every single axis, negative too), with and without keepdims, has NumPy's
+    shape and the Python reduction of each group, and sum's gradient is w copied back: the
+    recursion over a middle axis is where a kernel goes wrong first."""
+    n = math.prod(shape)
+    x = Array([((k * 7) % n - n // 2) / 8 for k in range(n)], shape)  # distinct eighths
+    t = tensor(x)
+    for axis in all_axis_specs(len(shape)):
+        for keepdims in (False, True):
+            out_shape, groups = reduce_groups(shape, axis, keepdims)
+            out = call_reduction(name, t, axis, keepdims, False)
+            expected = [reduction([x.flat[j] for j in group]) for group in groups]
+            assert_values(out, expected, out_shape, what=f"{name} over {axis}")
+            if name == "sum":
+                w = Array([float(k % 5 - 2) for k in range(len(groups))], out_shape)
+                gradient = [0.0] * n
+                for wi, group in zip(w.flat, groups):
+                    for j in group:
+                        gradient[j] = wi
+                assert_values(contract(out, w).backward()[t], gradient, shape,
+                              what=f"d sum over {axis}")
+
+
+def test_argnums_at_the_number_of_arguments_is_a_value_error():
+    """argnums may be -len(args) .. len(args) - 1: the two values just outside, len(args)
+    and -len(args) - 1, are a ValueError naming argnums (alone or in a tuple), and the two
+    just inside work."""
+    def f(a, b, c):
+        return (a * b * c).sum()
+    args = (Tensor([1.0]), Tensor([2.0]), Tensor([3.0]))
+    assert rax.grad(f, argnums=2)(*args).tolist() == [2.0]
+    assert rax.grad(f, argnums=-3)(*args).tolist() == [6.0]
+    for bad in (3, -4, (0, 3), (-4, 1)):
+        with pytest.raises(ValueError, match=rf"grad: argnums {re.escape(str(bad))} asks for "
+                                             r"argument -?\d, but f got 3 positional"):
+            rax.grad(f, argnums=bad)(*args)
+        with pytest.raises(ValueError, match="asks for argument"):
+            rax.value_and_grad(f, argnums=bad)(*args)
+
+
+def test_draw_and_to_dot_of_exactly_max_nodes_draw_and_one_more_summarise():
+    """A graph of exactly max_nodes nodes is drawn in full (one line per node here, a
+    chain) and with max_nodes one smaller it is the one-line summary counting its nodes;
+    to_dot has the same boundary."""
+    y = Tensor(1.0)
+    for k in range(9):
+        y = rax.exp(y * 0.5) if k % 2 else rax.sin(y)
+    count = len(forward_nodes(y))
+    assert count == 15  # a leaf, a shared constant 0.5, 9 unary ops and 4 muls
+    picture = rax.draw(y, max_nodes=count)
+    assert len(picture.split("\n")) == count + 3  # + 3 uses of the constant drawn again
+    summary = rax.draw(y, max_nodes=count - 1)
+    assert "\n" not in summary and f"a graph of {count} nodes, more than max_nodes=14" in summary
+    assert "n14 [label=" in rax.to_dot(y, max_nodes=count)
+    assert "n1 [label=" not in rax.to_dot(y, max_nodes=count - 1)
+
+
+def off_by(d):
+    """A primitive computing 2 x whose rule claims 2 + d: on f(x) = off(x).sum() at x = 1
+    with eps = 2**-10, central differences give exactly 2.0 and backward exactly 2 + d."""
+    return rax.primitive("off", lambda x: x * 2.0, [lambda g, out, x: g * (2.0 + d)])
+
+
+@pytest.mark.parametrize("atol, rtol", [(2.0 ** -4, 2.0 ** -3), (2.0 ** -4, 0.0),
+                                        (0.0, 2.0 ** -3)])
+def test_check_grads_passes_exactly_at_its_tolerance_and_fails_a_hair_over(atol, rtol):
+    """check_grads accepts |analytic - numeric| == atol + rtol * |numeric| (the bound is
+    inclusive, as torch.autograd.gradcheck's allclose) on either side of numeric, and
+    rejects the next float beyond it; all the arithmetic here is exact."""
+    bound = atol + rtol * 2.0  # numeric is exactly 2.0
+    x = (Tensor([1.0]),)
+    for edge in (2.0 + bound, 2.0 - bound):
+        rax.check_grads(lambda x: off_by(edge - 2.0)(x).sum(), x, eps=2.0 ** -10,
+                        atol=atol, rtol=rtol)
+        beyond = math.nextafter(edge, edge + (edge - 2.0))
+        with pytest.raises(AssertionError, match=rf"is {re.escape(repr(beyond))} by backward, "
+                                                 r"but 2\.0 by central differences"):
+            rax.check_grads(lambda x: off_by(beyond - 2.0)(x).sum(), x, eps=2.0 ** -10,
+                            atol=atol, rtol=rtol)
+
+
+def test_check_grads_blame_counts_the_ops_of_a_chain_exactly():
+    """In a chain x -> exp -> sin -> off -> tanh -> sum the wrong op 'off' is op 3 of 5
+    (ops counted inputs first, leaves and constants not counted); first in the chain, op 1
+    of 3."""
+    x = (Tensor([0.25, 0.5]),)
+    with pytest.raises(AssertionError, match=r"op 'off' \(op 3 of 5, inputs of shapes \(2,\)\)"):
+        rax.check_grads(lambda x: rax.tanh(off_by(0.5)(x.exp().sin())).sum(), x)
+    with pytest.raises(AssertionError, match=r"op 'off' \(op 1 of 3, inputs of shapes \(2,\)\)"):
+        rax.check_grads(lambda x: rax.tanh(off_by(0.5)(x)).sum(), x)
+
+
+@pytest.mark.parametrize("x_shape, y_shape", [((2, 1, 2, 3), (1, 3, 3, 2)),
+                                              ((1, 2, 2, 3), (2, 1, 3, 1)),
+                                              ((2, 1, 1, 2, 3), (1, 2, 2, 3, 2)),
+                                              ((3, 2, 2), (2, 1, 1, 2, 3)),
+                                              ((2, 1, 2, 3), (3,)), ((3,), (2, 1, 3, 2))])
+def test_matmul_stretches_batch_sides_of_one_at_rank_4_and_5(x_shape, y_shape):
+    """Batch axes of equal rank whose sides of 1 stretch in place, on either operand, and
+    batches of different ranks: x @ y is the sum of products by hand, and both gradients
+    are those of that sum."""
+    x = Array([((k * 5) % 7 - 3) / 4 for k in range(math.prod(x_shape))], x_shape)
+    y = Array([((k * 3) % 5 - 2) / 4 for k in range(math.prod(y_shape))], y_shape)
+    shape, terms = matmul_reference(x, y)
+    expected = [math.fsum(x.flat[a] * y.flat[b] for a, b in products) for products in terms]
+    assert_values(tensor(x) @ tensor(y), expected, shape)
+    w = Array([float(k % 3 - 1) for k in range(math.prod(shape))], shape)
+    gx, gy = [0.0] * len(x.flat), [0.0] * len(y.flat)
+    for wi, products in zip(w.flat, terms):
+        for a, b in products:
+            gx[a] += wi * y.flat[b]
+            gy[b] += wi * x.flat[a]
+    tx, ty = tensor(x), tensor(y)
+    g = contract(tx @ ty, w).backward()
+    assert_values(g[tx], gx, x_shape, what="d/dx")
+    assert_values(g[ty], gy, y_shape, what="d/dy")
