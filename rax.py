@@ -33,27 +33,63 @@ Tensor([2.0, -4.0, 6.0], op='add')
 >>> rax.sgd({"w": w}, g, lr=0.5)
 {'w': Tensor([0.0, 0.0, 0.0])}
 
-The file reads top to bottom; each part's forward code uses only what stands above it (vjp
-rules run later, during backward, and may call any op):
+Words used throughout:
 
-1. IEEE-safe scalar math    Python raises where NumPy returns inf or nan; fixed once here.
-2. Nested-list kernels      shapes, broadcasting, map, reduce, matmul, movement; no Tensor.
-3. Tensor                   the value, how it was made, and the constructors.
-4. Primitive ops            unary, movement, binary, reduce, matmul: forward and vjp together.
-5. Composite ops            built from primitives: softmax, mean, stack, ...
-6. Autodiff                 backward, the gradient graph, grad, value_and_grad.
-7. Trees and optimizers     tree_map, sgd, SGD, Adam.
-8. Tools                    your own primitives, check_grads, draw, to_dot.
+tensor      an immutable array of floats (``data``, ``shape``) that remembers how it was
+            made (``op``, ``inputs``).
+leaf        a tensor made from data, not by an op: ``op`` is None, ``inputs`` is ().
+            A constant is a leaf that an op made from a Python number.
+node        a tensor made by an op; the graph's nodes point to their inputs, never back.
+op          what makes a node: add, exp, sum, matmul, ... (``t.op`` is its name).
+primitive   an op with a forward computation and vjp rules of its own (chapters 2 and 4).
+composite   an op written with other ops (softmax, mean): its gradient comes for free.
+vjp         vector-Jacobian product: the rule that turns the gradient of an op's output
+            into the gradient of one input, ``rule(g, out, *inputs)``.
+cotangent   the ``g`` a rule receives: d(final output) / d(this op's output), of out's shape.
+primal      the forward tensor that a gradient belongs to (``GradNode.primal``).
+gradient graph  names two things. (1) What ``backward()`` returns: a GradNode for every
+            node of the forward graph, linked the same way, whose ``value`` is the
+            gradient; ``draw`` shows it. (2) The graph of tensor ops that computed those
+            values: vjp rules are tensor ops, so gradients are nodes too, and
+            ``grad(grad(f))`` differentiates through them.
+
+Inside this file ``sum``, ``max``, ``min``, ``abs`` and ``pow`` are rax's tensor ops, named
+as NumPy's, and they hide Python's builtins of the same names: where Python's are meant,
+the code says ``_sum``, ``_max``, ``_min`` and ``_abs``; calls of the tensor ops are written
+as methods (``g.sum(axes)``) wherever a builtin could be read instead.
+
+How to read it. The first three chapters are the idea, about twenty minutes; the rest is
+reference, to read when you need it (Python looks names up when a function runs, so a
+function may call one defined further down):
+
+    The idea
+    1. Tensors             what a tensor is and how an op makes a node.
+    2. A few ops           add, mul, exp, sum, broadcast_to, matmul: forward and vjp together.
+    3. Autodiff            backward, the gradient graph, grad, value_and_grad.
+    Reference
+    4. More primitives     unary, binary, comparisons, movement, indexing, reductions.
+    5. Composite ops       built from primitives: softmax, mean, stack, ...
+    6. Making tensors      zeros, ones, arange, randn, ... and Python data read as tensors.
+    7. Trees, optimizers   tree_map, sgd, SGD, Adam; save and load.
+    8. Tools               your own primitives, check_grads, draw, to_dot.
+    Appendices: the machinery
+    A. Nested-list kernels     broadcasting, map, reduce, matmul, movement; no Tensor.
+    B. IEEE-safe scalar math   Python raises where NumPy returns inf or nan.
+    C. Speed devices           shared constants, a paused cycle collector.
 """
+
 
 import builtins
 import contextlib
 import gc
 import itertools
+import json
 import math
 import numbers
 import operator
+import os
 import random
+import struct
 import threading
 import weakref
 from types import MappingProxyType
@@ -86,9 +122,15 @@ __all__ = [
     "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
 ]
 
+
 inf = math.inf
 nan = math.nan
 MAX_NDIM = 64  # as NumPy; it also bounds the depth of every recursive kernel
+# The most elements a tensor may have. A float in a list costs at least 8 bytes (the
+# reference; 32 with its own float object), so 2**31 elements is 16 GB or more: a shape
+# beyond it is refused at once, before minutes of work and a MemoryError.
+MAX_SIZE = 2 ** 31
+
 
 # rax defines tensor versions of sum, max, min and abs; the kernels use Python's own.
 _sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
@@ -99,92 +141,3011 @@ class AxisError(ValueError, IndexError):
 
 
 # ============================================================================================
-# 1. IEEE-safe scalar math
+# 1. Tensors
 #
-# Python raises where IEEE 754 (and NumPy) return a value: 1/0, math.log(0), math.exp(1000),
-# 0.0 ** -1, math.sqrt(-1); and (-8.0) ** (1/3) is a complex number. The kernels first run the
-# fast C function and, only if it raises somewhere, redo the whole op with these safe versions.
+# A tensor is a value: nested lists of floats with a shape, which never change. It also
+# remembers how it was made: the op that made it and the tensors it was made from (its
+# inputs), so every result is the root of a graph that leads back to the leaves. That graph is
+# all that backward (chapter 3) needs.
 # ============================================================================================
 
-def _div(x, y):
-    """x / y, where division by zero gives inf, -inf or nan (1/0, -1/0, 1/-0.0, 0/0)."""
+_NO_ATTRS = MappingProxyType({})
+
+
+_CONSTANT = MappingProxyType({"constant": True})  # the attrs of a constant (see _constant)
+
+
+class Tensor:
+    """An immutable n-dimensional array of floats that remembers how it was computed.
+
+    Attributes:
+        data: nested lists of floats (a float for a 0-d tensor). Read it, never change it;
+            ``tolist()`` gives a copy you may change.
+        shape: a tuple of ints.
+        op: the name of the op that made this tensor; None for a leaf.
+        inputs: the tensors it was made from, in order; () for a leaf.
+        forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again,
+            on other inputs too (check_grads uses this to test each op on its own); None for
+            a leaf.
+        vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
+            given g, the gradient of out (None where no gradient flows); () for a leaf.
+        attrs: the op's static arguments (axis, shape, index, ...), a dict; for a leaf
+            that an op made from a Python number or list, {"constant": True}.
+
+    ``Tensor(data)`` takes a number, a rectangular nested list or tuple of numbers, a
+    Tensor, or anything with a ``tolist()`` method, such as a NumPy array or scalar; every
+    value is stored as a Python float. ``float(t)``, ``int(t)`` and ``round(t)`` of a
+    one-element tensor are those of its float, so ``int(Tensor(inf))`` raises Python's own
+    OverflowError, as ``int(float("inf"))`` does. ``repr`` shows every value up to 1000 of
+    them; past that, as NumPy, the first and last 3 along each axis, and the shape.
+
+    ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
+    compares values. The operators are the ops of section 4 (``t * u`` is ``mul(t, u)``),
+    and every unary op, reduction, movement op and the softmax family is also a method
+    (``t.exp()``, ``t.sum(axis=0)``), attached at the end of section 5.
+
+    A tensor never changes, so ``copy.copy`` and ``copy.deepcopy`` return the tensor itself,
+    at once however long its graph. Pickling keeps its values, its shape and whether it is a
+    constant, and it unpickles as a leaf: the vjp rules of a graph are code, often lambdas,
+    and are not pickled.
+
+    >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
+    >>> t.shape, t.ndim, t.size
+    ((2, 3), 2, 6)
+    >>> t[1]
+    Tensor([4.0, 5.0, 6.0], op='getitem')
+    >>> (t + 1).tolist()
+    [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
+    """
+
+    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs", "__weakref__")
+
+    def __init__(self, data):
+        if isinstance(data, Tensor):
+            data, shape = data.data, data.shape  # tensors never change: sharing is copying
+        else:
+            data, shape = _to_lists(data, "Tensor()")
+        self.data, self.shape = data, shape
+        self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def tolist(self):
+        """The values as fresh nested lists of floats (a float for a 0-d tensor)."""
+        return _copy_lists(self.data, self.ndim)
+
+    def item(self):
+        """The one value of a tensor with exactly one element, as a float."""
+        if self.size != 1:
+            raise ValueError(f"item(): the tensor has {self.size} elements, not 1 "
+                             f"(shape {self.shape})")
+        return _flat(self.data, self.ndim)[0]
+
+    def __float__(self):
+        if self.size != 1:
+            raise TypeError(f"only a tensor with one element converts to float; "
+                            f"this one has shape {self.shape}")
+        return self.item()
+
+    def __int__(self):
+        return int(float(self))
+
+    def __round__(self, digits=None):
+        return round(float(self), digits)
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
+                             f"use .sum(), .max() or rax.equal")
+        return bool(self.item())
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self):
+        op = "" if self.op is None else f", op={self.op!r}"
+        if self.size > _REPR_THRESHOLD:
+            text = _summarised(self.data, self.shape, [_REPR_MAX_SHOWN])
+            return f"Tensor({text}, shape={self.shape}{op})"
+        return f"Tensor({self.data!r}{op})"
+
+    def __format__(self, spec):
+        """A one-element tensor formats like its float: f"{loss:.3f}"."""
+        if not spec:
+            return repr(self)
+        if self.size != 1:
+            raise TypeError(f"format spec {spec!r} needs a tensor with one element; this one "
+                            f"has shape {self.shape} (format t.tolist() instead)")
+        return format(self.item(), spec)
+
+    # NumPy: with __array_ufunc__ = None, NumPy's operators (array + t, np.float64(2) * t,
+    # array @ t) return NotImplemented, so Python calls the tensor's reflected operator and
+    # the result is a Tensor; otherwise NumPy would build an object array of 0-d tensors.
+    __array_ufunc__ = None
+
+    def __array__(self, dtype=None, copy=None):
+        """The values as a new NumPy array, for numpy.asarray(t) and numpy.array(t).
+
+        NumPy converts the nested lists at C speed, instead of indexing the tensor element
+        by element. NumPy 2 passes copy; copy=False cannot be honoured, since the values
+        are Python floats that NumPy has to copy.
+        """
+        if copy is False:
+            raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
+                             "floats, which NumPy can only copy")
+        import numpy  # here only: rax itself needs no NumPy
+        dtype = numpy.float64 if dtype is None else dtype
+        return numpy.array(self.data, dtype=dtype).reshape(self.shape)
+
+    def __getitem__(self, key):
+        return _getitem(self, key)
+
+    # Arithmetic, comparisons and matmul: each operator is the function of the same name.
+    def __add__(self, other): return add(self, other)
+    def __radd__(self, other): return add(other, self)
+    def __sub__(self, other): return sub(self, other)
+    def __rsub__(self, other): return sub(other, self)
+    def __mul__(self, other): return mul(self, other)
+    def __rmul__(self, other): return mul(other, self)
+    def __truediv__(self, other): return div(self, other)
+    def __rtruediv__(self, other): return div(other, self)
+    def __pow__(self, other): return pow(self, other)
+    def __rpow__(self, other): return pow(other, self)
+    def __matmul__(self, other): return matmul(self, other)
+    def __rmatmul__(self, other): return matmul(other, self)
+    def __neg__(self): return neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return abs(self)
+    def __lt__(self, other): return less(self, other)
+    def __le__(self, other): return less_equal(self, other)
+    def __gt__(self, other): return greater(self, other)
+    def __ge__(self, other): return greater_equal(self, other)
+    # __eq__ and __hash__ stay those of object (identity), so tensors can be dict keys.
+
+    @property
+    def T(self):
+        """All axes reversed (as NumPy's .T)."""
+        return transpose(self)
+
+    def backward(self, seed=None):
+        """The gradient graph of this tensor: see rax.backward and GradNode.
+
+        >>> x = Tensor(3.0)
+        >>> (x * x).backward()[x]
+        Tensor(6.0, op='add')
+        """
+        return backward(self, seed)
+
+    def __copy__(self):
+        """The tensor itself: a tensor never changes, so a copy would be the same value."""
+        return self
+
+    def __deepcopy__(self, memo):
+        """The tensor itself, at once, however long the graph behind it (see __copy__)."""
+        return self
+
+    def __reduce__(self):
+        """Pickle the values, the shape and whether it is a constant; it unpickles as a leaf,
+        since the vjp rules of a graph are code (often lambdas) and are not pickled."""
+        constant = self.op is None and bool(self.attrs.get("constant"))
+        return _tensor_from_pickle, (self.data, self.shape, constant)
+
+
+_new_object = object.__new__
+
+
+def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
+    """The output node of a primitive op: its value, and how it was made (the op's name, the
+    function that computes it, the inputs, their vjp rules and the op's static arguments).
+
+    `vjps` holds one rule per input (see section 4). A node refers only to its inputs, never
+    to itself or to what consumes it, so a graph is freed as soon as nothing refers to its
+    output, without the garbage collector.
+    """
+    out = _new_object(Tensor)  # skips __init__, which checks and copies user data
+    out.data = data
+    out.shape = shape
+    out.op = op
+    out.forward = forward
+    out.inputs = inputs
+    out.vjps = vjps
+    out.attrs = attrs
+    return out
+
+
+def _leaf(data, shape):
+    """A new leaf tensor from data that is already nested lists of floats of `shape`."""
+    return _node(None, None, data, shape, (), ())
+
+
+def _as_tensor(value, op):
+    """value as a Tensor: tensors pass through; numbers, nested lists and objects with a
+    tolist() method (NumPy arrays and scalars) become constant leaves."""
+    if isinstance(value, Tensor):
+        return value
+    if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
+        try:
+            return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
+        except OverflowError:
+            raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
+    if isinstance(value, (list, tuple)) or _has_tolist(value):
+        return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
+    raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
+                    f"got {value!r} ({type(value).__name__})")
+
+
+# ============================================================================================
+# 2. A few ops: how an op makes a node
+#
+# Each primitive op computes its output data with a kernel (appendix A) and makes a node with
+# _node; right below it stand its vjp rules, one per input: rule(g, out, *inputs) is the
+# gradient for that input (of that input's shape), given g, the gradient of out. Rules are
+# written with tensor ops, so the gradients they build are differentiable in turn (grad of
+# grad). A rule takes the inputs as arguments rather than closing over them, so making a node
+# makes no closure (cheap, and nothing for the garbage collector to chase), and one rule serves
+# every node of its op. The engine (chapter 3) calls a rule only when that input's gradient is
+# wanted, and adds up the contributions when a tensor feeds several ops: a rule never adds
+# into anything.
+#
+# Six ops show every kind there is: exp (one input), add and mul (two inputs, broadcast
+# together first), broadcast_to (the one op that repeats values, whose rule sums them back),
+# sum (a reduction) and matmul. Chapter 4 has the rest, written the same way.
+# ============================================================================================
+
+# ---- 2a. One input: exp --------------------------------------------------------------------
+
+def _unary(forward, x, fn, vjps, safe=None, rows=False):
+    """The output node of the elementwise op `forward` on one tensor: fn applied to every
+    element (see elementwise, and `safe` there), or with rows=True to every row (rowwise)."""
+    op = forward.__name__
+    x = _as_tensor(x, op)
+    ndim = len(x.shape)
+    data = rowwise(fn, (x.data,), ndim) if rows else elementwise(fn, (x.data,), ndim, safe)
+    return _node(op, forward, data, x.shape, (x,), vjps)
+
+
+def exp(x):
+    """e ** x.   d/dx exp(x) = exp(x)
+
+    >>> exp(Tensor([0, 1000]))
+    Tensor([1.0, inf], op='exp')
+    """
+    return _unary(exp, x, math.exp, _exp_vjps, _exp)
+
+
+_exp_vjps = (lambda g, out, x: g * out,)
+
+
+# ---- 2b. Two inputs: add and mul -----------------------------------------------------------
+
+def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
+    """The output node of the elementwise op `forward` on two tensors, broadcast together
+    (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting);
+    fn, safe and rows as in _unary."""
+    op = forward.__name__
+    x, y = _as_tensor(x, op), _as_tensor(y, op)
+    if x.shape != y.shape:
+        shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
+        x, y = _broadcast(x, shape), _broadcast(y, shape)
+    ndim = len(x.shape)
+    operands = (x.data, y.data)
+    data = rowwise(fn, operands, ndim) if rows else elementwise(fn, operands, ndim, safe)
+    return _node(op, forward, data, x.shape, (x, y), vjps)
+
+
+def add(x, y):
+    """x + y.   d/dx = 1, d/dy = 1
+
+    >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
+    Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
+    """
+    return _binary(add, x, y, operator.add, _add_vjps)
+
+
+_add_vjps = (lambda g, out, x, y: g,
+             lambda g, out, x, y: g)
+
+
+def mul(x, y):
+    """x * y.   d/dx = y, d/dy = x
+
+    >>> mul(Tensor([1, 2]), 3)
+    Tensor([3.0, 6.0], op='mul')
+    """
+    return _binary(mul, x, y, operator.mul, _mul_vjps)
+
+
+_mul_vjps = (lambda g, out, x, y: g * y,
+             lambda g, out, x, y: g * x)
+
+
+# ---- 2c. Broadcasting: broadcast_to --------------------------------------------------------
+
+def broadcast_to(x, shape):
+    """x repeated along new leading axes and along sides of 1, as numpy.broadcast_to.
+
+    The gradient sums g over the repeated axes (_sum_to): the one place where rax undoes
+    broadcasting, since binary ops broadcast their operands with this op first.
+
+    >>> broadcast_to(Tensor([1, 2]), (2, 2))
+    Tensor([[1.0, 2.0], [1.0, 2.0]], op='broadcast_to')
+    """
+    x = _as_tensor(x, "broadcast_to")
+    shape = _as_shape("broadcast_to", shape)
+    lead = len(shape) - len(x.shape)
+    if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
+        raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
+                         f"to shape {shape}")
+    return _broadcast(x, shape)
+
+
+def _broadcast(x, shape):
+    """broadcast_to, for a shape already checked (by _broadcast_shapes, say)."""
+    if shape == x.shape:
+        return x
+    data = broadcast_lists(x.data, x.shape, shape)
+    return _node("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
+                 {"shape": shape})
+
+
+_broadcast_to_vjps = (lambda g, out, x: _sum_to(g, x.shape),)
+
+
+def _sum_to(g, shape):
+    """Sum g over the axes that broadcasting from `shape` added or stretched."""
+    lead = g.ndim - len(shape)
+    stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return sum(g, tuple(range(lead)) + stretched).reshape(shape)
+
+
+# ---- 2d. A reduction: sum ------------------------------------------------------------------
+
+def _reduce(forward, x, axis, keepdims, fn, vjps):
+    """The output node of the reduction `forward` of x over `axis`, with fn (see
+    reduce_lists)."""
+    op = forward.__name__
+    axes = _normalize_axes(op, axis, x.ndim)
+    data = reduce_lists(x.data, x.shape, axes, fn)
+    shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    if keepdims:
+        shape = _kept_shape(x.shape, axes)
+        data = _fold(_flat(data, x.ndim - len(axes)), shape)
+    return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
+
+
+def sum(x, axis=None, keepdims=False):
+    """The sum over `axis` (None: all axes; an int or a tuple).   d/dx = 1 for every element
+
+    >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
+    Tensor([4.0, 6.0], op='sum')
+    """
+    return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
+
+
+# g copied back along the summed axes.
+_sum_vjps = (lambda g, out, x: _broadcast(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
+                                          x.shape),)
+
+
+# ---- 2e. matmul ----------------------------------------------------------------------------
+
+def matmul(x, y):
+    """The matrix product x @ y, with NumPy's rules.
+
+    2-D: (n, k) @ (k, m) -> (n, m), and d/dx = g @ y^T, d/dy = x^T @ g. A 1-D x is a row
+    and a 1-D y a column: they are made 2-D, and the result reshaped back without that
+    axis. More axes are a batch of matrices, broadcast together.
+
+    >>> matmul(Tensor([[1, 2], [3, 4]]), Tensor([1, 1]))  # a reshape of a (2, 1) matmul
+    Tensor([3.0, 7.0], op='reshape')
+    """
+    x, y = _as_tensor(x, "matmul"), _as_tensor(y, "matmul")
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least one axis, got shapes "
+                         f"{x.shape} and {y.shape}")
+    inner = y.shape[-2 if y.ndim > 1 else 0]
+    if x.shape[-1] != inner:
+        raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
+                         f"{x.shape[-1]} (last axis of x) != {inner} (rows of y)")
     try:
-        return x / y
-    except ZeroDivisionError:
-        if x == 0.0 or x != x:
-            return nan
-        return math.copysign(inf, x) * math.copysign(1.0, y)  # the sign of a zero counts
+        batch = _broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: the batch axes of shapes {x.shape} and {y.shape} cannot be "
+                         f"broadcast together") from None
+    shape = _check_size("matmul", batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ()))
+    if x.ndim == 1:
+        x = x.reshape((1,) + x.shape)  # a row
+    if y.ndim == 1:
+        y = y.reshape(y.shape + (1,))  # a column
+    if x.shape[:-2] != batch:
+        x = _broadcast(x, batch + x.shape[-2:])
+    if y.shape[:-2] != batch:
+        y = _broadcast(y, batch + y.shape[-2:])
+    out = _matmul(x, y)
+    return out if out.shape == shape else out.reshape(shape)
 
 
-def _is_odd_integer(y):
-    return y % 2.0 == 1.0
+def _matmul(x, y):
+    """x @ y for tensors of >= 2 axes with the same batch axes."""
+    *batch, n, k = x.shape
+    shape = (*batch, n, y.shape[-1])
+    data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
+    return _node("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
 
 
-def _pow(x, y):
-    """x ** y as numpy.power on floats: never an exception, never a complex number."""
+def _swap_last(t):
+    """t with its last two axes swapped: the transpose of each matrix in a batch."""
+    return t.transpose(tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2))
+
+
+# d/dx = g @ y^T, d/dy = x^T @ g
+_matmul_vjps = (lambda g, out, x, y: _matmul(g, _swap_last(y)),
+                lambda g, out, x, y: _matmul(_swap_last(x), g))
+
+
+# ============================================================================================
+# 3. Autodiff: backward, the gradient graph, grad
+#
+# backward(t) walks t's graph once to learn which ops consume each tensor, and returns the
+# gradient graph: a GradNode for t, mirroring it. The value of a node, d t / d(its primal),
+# is the sum over the primal's consumers of what their vjp rules give, so it needs its
+# consumers' values first. Values are computed only when read, consumers first: asking for
+# the weights' gradients never pays for the gradient with respect to the input data, which
+# would cost as much. grad and value_and_grad (JAX's) are backward applied to a function's
+# arguments.
+# ============================================================================================
+
+def backward(t, seed=None):
+    """The gradient graph of t, a GradNode mirroring t (see GradNode).
+
+    `seed` is the gradient arriving from whatever uses t, of t's shape: every value in the
+    graph is contracted with it. It may be left out when t has one element (it is then 1).
+
+    >>> x = Tensor([1.0, 2.0])
+    >>> backward(x * x, seed=[1.0, 10.0])[x]
+    Tensor([2.0, 40.0], op='add')
+    """
+    if not isinstance(t, Tensor):
+        raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
+    if seed is None:
+        if t.size != 1:
+            raise ValueError(f"backward: a tensor of shape {t.shape} needs a seed of that shape; "
+                             f"only a tensor with one element has the default seed 1")
+        seed = ones(t.shape)
+    seed = _as_tensor(seed, "backward")
+    if seed.shape != t.shape:
+        raise ValueError(f"backward: the seed has shape {seed.shape}, "
+                         f"but the tensor has shape {t.shape}")
+    return _GradientGraph(t, seed).node(t)
+
+
+class _GradientGraph:
+    """What the nodes of one gradient graph share: who consumes each tensor, and the values
+    found so far (None for a tensor that no gradient reaches).
+
+    The graph holds its GradNodes weakly (each node holds the graph), so that nothing here is
+    a reference cycle: a graph and its gradients are freed by reference counting alone, as
+    soon as the last GradNode goes. A node kept by the user stays the one node of its tensor.
+    """
+
+    __slots__ = ("consumers", "values", "nodes")
+
+    def __init__(self, root, seed, stop=frozenset()):
+        # One walk over the forward graph, with a stack rather than recursion, so a chain of
+        # 100,000 ops is fine. consumers[x] lists each op that took x as an input, once.
+        # Tensors in `stop` count as leaves: the walk does not go below them.
+        consumers = {root: []}
+        stack = [root]
+        with _collector_paused():
+            while stack:
+                t = stack.pop()
+                if t in stop:
+                    continue
+                for x in t.inputs:
+                    users = consumers.get(x)
+                    if users is None:
+                        consumers[x] = [t]
+                        if x.inputs:  # a leaf has nothing below it to walk
+                            stack.append(x)
+                    elif users[-1] is not t:  # t may take x twice, as in x * x
+                        users.append(t)
+        self.consumers = consumers
+        self.values = {root: seed}
+        self.nodes = weakref.WeakValueDictionary()
+
+    def node(self, t):
+        """The one GradNode of tensor t in this graph."""
+        node = self.nodes.get(t)
+        if node is None:
+            node = self.nodes[t] = GradNode(t, self)
+        return node
+
+    def value(self, t):
+        """d root / d t, computing what it needs first (t must be in the graph)."""
+        if t not in self.values:
+            self._fill(t)
+        value = self.values[t]
+        return zeros(t.shape) if value is None else value
+
+    def _fill(self, t):
+        """Compute the value of t, and first those of the consumers it needs: a node leaves
+        the stack only when all its consumers have values (a walk, not a recursion)."""
+        values, consumers = self.values, self.consumers
+        stack = [t]
+        with _collector_paused():
+            while stack:
+                u = stack[-1]
+                waiting = False
+                for c in consumers[u]:
+                    if c not in values:
+                        stack.append(c)
+                        waiting = True
+                if not waiting:
+                    stack.pop()
+                    if u not in values:  # u may have been pushed by more than one consumer
+                        values[u] = self._sum_contributions(u)
+
+    def _sum_contributions(self, t):
+        """The sum over t's consumers of their vjp rules for t; None if no gradient flows."""
+        total = None
+        for consumer in self.consumers[t]:
+            g = self.values[consumer]
+            if g is None:
+                continue
+            inputs = consumer.inputs
+            for i, rule in enumerate(consumer.vjps):
+                if inputs[i] is not t or rule is None:
+                    continue
+                try:
+                    contribution = rule(g, consumer, *inputs)
+                except Exception as error:
+                    _add_note(error, f"in the vjp rule of {consumer.op!r} for input {i} "
+                                     f"({_source_location(rule)})")
+                    raise
+                if not isinstance(contribution, Tensor):  # a rule of one's own may give a list
+                    contribution = _as_tensor(contribution, consumer.op)
+                if contribution.shape != t.shape:
+                    raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} "
+                                     f"({_source_location(rule)}) gave shape {contribution.shape}, "
+                                     f"but that input has shape {t.shape}")
+                total = contribution if total is None else total + contribution
+        return total
+
+
+class GradNode:
+    """A node of the gradient graph: the derivative of the graph's root w.r.t. `primal`.
+
+    Attributes:
+        primal: the forward tensor this node mirrors.
+        inputs: the nodes mirroring primal.inputs, in the same order; () for a leaf. A
+            tensor reached by several paths has one node, as in the forward graph.
+        value: d root / d primal, contracted with the seed: a Tensor of primal's shape,
+            computed when first read.
+
+    Any node also answers for the whole graph: ``g[x]`` is d root / d x for any tensor x
+    (zeros where x is not in the graph), ``x in g`` says whether it is, and ``g.wrt(tree)``
+    puts the gradient in place of each tensor of a tree.
+
+    >>> x = Tensor(3.0)
+    >>> y = x * x + x
+    >>> g = y.backward()
+    >>> g.primal is y, g.value
+    (True, Tensor(1.0))
+    >>> [node.primal.op for node in g.inputs]
+    ['mul', None]
+    >>> g[x]
+    Tensor(7.0, op='add')
+    """
+
+    __slots__ = ("primal", "_graph", "__weakref__")
+
+    def __init__(self, primal, graph):
+        self.primal, self._graph = primal, graph
+
+    @property
+    def value(self):
+        return self._graph.value(self.primal)
+
+    @property
+    def inputs(self):
+        return tuple(self._graph.node(x) for x in self.primal.inputs)
+
+    def __getitem__(self, x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"g[x]: x must be a Tensor, got {type(x).__name__}")
+        return self._graph.value(x) if x in self._graph.consumers else zeros(x.shape)
+
+    def __contains__(self, x):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x in g: x must be a Tensor, got {type(x).__name__}")
+        return x in self._graph.consumers
+
+    def wrt(self, tree):
+        """tree with each Tensor leaf replaced by its gradient (a number's is 0.0).
+
+        >>> w = Tensor([1.0, 2.0])
+        >>> (w * w).sum().backward().wrt({"w": w, "lr": 0.1})
+        {'lr': Tensor(0.0), 'w': Tensor([2.0, 4.0], op='add')}
+        """
+        with _collector_paused():  # one pause for all the leaves, rather than one each
+            return tree_map(self._of_leaf, tree)
+
+    def _of_leaf(self, leaf):
+        if isinstance(leaf, Tensor):
+            return self[leaf]
+        if isinstance(leaf, numbers.Real):
+            return zeros(())
+        raise TypeError(f"g.wrt: the leaves of the tree must be Tensors or numbers, "
+                        f"got {leaf!r} ({type(leaf).__name__})")
+
+    def __repr__(self):
+        return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """A function returning f's value and its gradient w.r.t. args[argnums] (as JAX).
+
+    f must return a tensor with one element, or (that tensor, aux) when has_aux is true.
+    The gradient has the structure of args[argnums]: a Tensor, a tree of them, or a 0-d
+    Tensor for a number; a tuple of these when argnums is a tuple. Each leaf of a
+    differentiated argument counts as its own variable, even if the same Tensor appears
+    twice; a tensor that f uses without receiving it as such an argument is a constant.
+
+    >>> loss, g = value_and_grad(lambda w, x: (w * x).sum())(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
+    >>> loss, g
+    (Tensor(11.0, op='sum'), Tensor([3.0, 4.0], op='mul'))
+    """
+    positions = _as_argnums(f, argnums)
+
+    def value_and_grad_f(*args, **kwargs):
+        for p in positions:
+            if not -len(args) <= p < len(args):
+                raise ValueError(f"grad: argnums {argnums} asks for argument {p}, but f got "
+                                 f"{len(args)} positional arguments")
+        args = list(args)
+        for p in positions:
+            args[p] = tree_map(_as_argument, args[p])
+        arguments = frozenset(leaf for p in positions for leaf in tree_leaves(args[p]))
+        out = f(*args, **kwargs)
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("grad with has_aux=True: f must return a pair (loss, aux)")
+            loss, aux = out
+        else:
+            loss = out
+        if not isinstance(loss, Tensor) or loss.size != 1:
+            what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
+            raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
+        # The walk stops at the arguments: what made them (a previous step of a loop, say)
+        # does not matter here, and may be long.
+        g = _GradientGraph(loss, ones(loss.shape), arguments).node(loss)
+        grads = tuple(g.wrt(args[p]) for p in positions)
+        if isinstance(argnums, numbers.Integral):
+            grads = grads[0]
+        return ((loss, aux) if has_aux else loss), grads
+
+    return value_and_grad_f
+
+
+def grad(f, argnums=0, has_aux=False):
+    """A function returning the gradient of f w.r.t. args[argnums] (as jax.grad).
+
+    See value_and_grad. With has_aux the function returns (gradient, aux). The gradient is
+    itself differentiable, so grad(grad(f)) is the second derivative.
+
+    >>> f = lambda x: x ** 3
+    >>> grad(f)(3.0).item(), grad(grad(f))(3.0).item()  # 3 x**2 and 6 x
+    (27.0, 18.0)
+    """
+    value_and_grad_f = value_and_grad(f, argnums, has_aux)
+
+    def grad_f(*args, **kwargs):
+        value, grads = value_and_grad_f(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return grad_f
+
+
+def _as_argument(leaf):
+    """A leaf of a differentiated argument as its own node (see value_and_grad)."""
+    if isinstance(leaf, Tensor):
+        return _identity(leaf)
+    if isinstance(leaf, numbers.Real):
+        return Tensor(leaf)  # a new leaf: a variable, never a shared constant
+    raise TypeError(f"grad: the leaves of a differentiated argument must be Tensors or "
+                    f"numbers, got {leaf!r} ({type(leaf).__name__})")
+
+
+def _as_argnums(f, argnums):
+    """argnums as a tuple of ints, checking f and argnums when grad is called."""
+    if not callable(f):
+        raise TypeError(f"grad: f must be a function, got {f!r} ({type(f).__name__})")
+    positions = (argnums,) if isinstance(argnums, numbers.Integral) else argnums
+    if not isinstance(positions, (tuple, list)) or not positions or not all(
+            isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in positions):
+        raise TypeError(f"grad: argnums must be an int or a non-empty tuple of ints, "
+                        f"got {argnums!r}")
+    return tuple(operator.index(p) for p in positions)
+
+
+# ============================================================================================
+# 4. More primitives
+#
+# The rest of rax's primitives, by family, each written as the ops of chapter 2: the forward
+# computed with a kernel, its vjp rules right below it.
+# ============================================================================================
+
+# ---- 4a. One input -------------------------------------------------------------------------
+
+def neg(x):
+    """-x.   d/dx (-x) = -1
+
+    >>> neg(Tensor([1, -2]))
+    Tensor([-1.0, 2.0], op='neg')
+    """
+    return _unary(neg, x, operator.neg, _neg_vjps)
+
+
+_neg_vjps = (lambda g, out, x: -g,)
+
+
+def log(x):
+    """The natural logarithm.   d/dx log(x) = 1 / x
+
+    >>> log(Tensor([1, 0, -1]))
+    Tensor([0.0, -inf, nan], op='log')
+    """
+    return _unary(log, x, math.log, _log_vjps, _log)
+
+
+_log_vjps = (lambda g, out, x: g / x,)
+
+
+def sqrt(x):
+    """The square root.   d/dx sqrt(x) = 1 / (2 sqrt(x))
+
+    >>> sqrt(Tensor([4, -1]))
+    Tensor([2.0, nan], op='sqrt')
+    """
+    return _unary(sqrt, x, math.sqrt, _sqrt_vjps, _sqrt)
+
+
+_sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
+
+
+def sin(x):
+    """The sine.   d/dx sin(x) = cos(x)
+
+    >>> sin(Tensor(0))
+    Tensor(0.0, op='sin')
+    """
+    return _unary(sin, x, math.sin, _sin_vjps, _sin)
+
+
+_sin_vjps = (lambda g, out, x: g * cos(x),)
+
+
+def cos(x):
+    """The cosine.   d/dx cos(x) = -sin(x)
+
+    >>> cos(Tensor(0))
+    Tensor(1.0, op='cos')
+    """
+    return _unary(cos, x, math.cos, _cos_vjps, _cos)
+
+
+_cos_vjps = (lambda g, out, x: g * -sin(x),)
+
+
+def tanh(x):
+    """The hyperbolic tangent.   d/dx tanh(x) = 1 - tanh(x)**2
+
+    >>> tanh(Tensor([0, inf]))
+    Tensor([0.0, 1.0], op='tanh')
+    """
+    return _unary(tanh, x, math.tanh, _tanh_vjps)
+
+
+_tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
+
+
+def relu(x):
+    """max(x, 0).   d/dx relu(x) = 1 where relu(x) > 0, else 0 (so 0 at the kink x = 0)
+
+    >>> relu(Tensor([-1, 0, 2]))
+    Tensor([0.0, 0.0, 2.0], op='relu')
+    """
+    return _unary(relu, x, _relu_rows, _relu_vjps, rows=True)
+
+
+# relu's rule is where(out <= 0, 0, g), fused into one pass for speed (relu is everywhere),
+# as PyTorch's threshold_backward.
+_relu_vjps = (lambda g, out, x: _relu_backward(g, out),)
+
+
+def _relu_backward(g, out):
+    """g where out > 0, else 0: the gradient of relu. It is linear in g, so its own rule for
+    g is itself; out, a mask here, gets none."""
+    data = rowwise(_relu_backward_rows, (g.data, out.data), g.ndim)
+    return _node("relu_backward", _relu_backward, data, g.shape, (g, out),
+                  _relu_backward_vjps)
+
+
+_relu_backward_vjps = (lambda g2, out2, g, out: _relu_backward(g2, out), None)
+
+
+def abs(x):
+    """|x|.   d/dx |x| = sign(x), which is 0 at the kink x = 0
+
+    >>> abs(Tensor([-2, 0, 3]))
+    Tensor([2.0, 0.0, 3.0], op='abs')
+    """
+    return _unary(abs, x, _abs, _abs_vjps)
+
+
+_abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
+
+
+def stop_gradient(x):
+    """The same values, but no gradient flows back through them.
+
+    >>> x = Tensor(3.0)
+    >>> grad(lambda x: x * stop_gradient(x))(x).item()
+    3.0
+    """
+    x = _as_tensor(x, "stop_gradient")
+    return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
+
+
+def _identity(x):
+    """The same tensor as a new node; grad uses it to give each argument a node of its own."""
+    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
+
+
+_identity_vjps = (lambda g, out, x: g,)
+
+
+# ---- 4b. Two inputs, and where -------------------------------------------------------------
+
+def sub(x, y):
+    """x - y.   d/dx = 1, d/dy = -1
+
+    >>> sub(1, Tensor([1, 2]))
+    Tensor([0.0, -1.0], op='sub')
+    """
+    return _binary(sub, x, y, operator.sub, _sub_vjps)
+
+
+_sub_vjps = (lambda g, out, x, y: g,
+             lambda g, out, x, y: -g)
+
+
+def div(x, y):
+    """x / y, with 1/0 = inf and 0/0 = nan.   d/dx = 1/y, d/dy = -x/y**2 = -out/y
+
+    >>> div(Tensor([1, 0, -1]), 0)
+    Tensor([inf, nan, -inf], op='div')
+    """
+    return _binary(div, x, y, operator.truediv, _div_vjps, _div)
+
+
+_div_vjps = (lambda g, out, x, y: g / y,
+             lambda g, out, x, y: -g * (out / y))  # not x / y**2, which overflows sooner
+
+
+def pow(x, y):
+    """x ** y, as numpy.power on floats.   d/dx = y x**(y-1), d/dy = x**y log(x)
+
+    As PyTorch, d/dx is 0 where y = 0, and d/dy is 0 where x = 0 and y >= 0. A number y
+    is not a tensor input but the exponent of a one-input op (see _power), as in PyTorch.
+
+    >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
+    Tensor([8.0, nan, inf], op='pow')
+    >>> pow(Tensor([1, 2, 3]), 2)
+    Tensor([1.0, 4.0, 9.0], op='pow')
+    """
+    if isinstance(y, numbers.Real) and not isinstance(x, numbers.Real):
+        return _power(x, _scalar("pow", "the exponent", y))
+    return _binary(pow, x, y, _pow, _pow_vjps)
+
+
+# Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
+_pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
+             lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
+
+
+def _power(x, exponent):
+    """x ** exponent for a number exponent, kept in attrs.   d/dx = exponent x**(exponent-1)
+
+    x ** 2 is everywhere (square, squared errors), and a rule with a number exponent takes
+    half the ops of the rule for a tensor exponent.
+    """
+    x = _as_tensor(x, "pow")
+    exponents = _full_lists(x.shape, exponent)
+    if exponent.is_integer():  # C's pow, with _pow only if it raises (0.0 ** -1)
+        data = elementwise(operator.pow, (x.data, exponents), x.ndim, _pow)
+    else:  # a negative base would give Python a complex number, not nan
+        data = elementwise(_pow, (x.data, exponents), x.ndim)
+    return _node("pow", _power, data, x.shape, (x,), _power_vjps, {"exponent": exponent})
+
+
+def _power_vjp(g, out, x):
+    exponent = out.attrs["exponent"]
+    if exponent == 0.0:
+        return zeros(x.shape)  # as PyTorch: x ** 0 is 1, whatever g is
+    return g * (exponent * x ** (exponent - 1.0))
+
+
+_power_vjps = (_power_vjp,)
+
+
+def maximum(x, y):
+    """The larger of x and y, elementwise; nan if either is nan.
+
+    The gradient goes to the larger operand; on a tie each gets half (as PyTorch).
+
+    >>> maximum(Tensor([1, 5]), 3)
+    Tensor([3.0, 5.0], op='maximum')
+    """
+    return _binary(maximum, x, y, _maximum_rows, _maximum_vjps, rows=True)
+
+
+def _split_tie(g, x, y, loses):
+    """The gradient for one operand of maximum or minimum: none where it loses, half on a
+    tie (PyTorch's rule, where a nan loses to nothing)."""
+    return where(loses, 0.0, where(equal(x, y), g / 2.0, g))
+
+
+_maximum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x < y),
+                 lambda g, out, x, y: _split_tie(g, x, y, y < x))
+
+
+def minimum(x, y):
+    """The smaller of x and y, elementwise; nan if either is nan. Ties split the gradient.
+
+    >>> minimum(Tensor([1, 5]), 3)
+    Tensor([1.0, 3.0], op='minimum')
+    """
+    return _binary(minimum, x, y, _minimum_rows, _minimum_vjps, rows=True)
+
+
+_minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
+                 lambda g, out, x, y: _split_tie(g, x, y, y > x))
+
+
+# Comparisons give 1.0 or 0.0 and pass no gradient: their rules are None.
+_NO_GRADIENT = (None, None)
+
+
+def less(x, y):
+    """1.0 where x < y, else 0.0 (also the operator <).
+
+    >>> Tensor([1, 2, 3]) < 2
+    Tensor([1.0, 0.0, 0.0], op='less')
+    """
+    return _binary(less, x, y, _less_rows, _NO_GRADIENT, rows=True)
+
+
+def less_equal(x, y):
+    """1.0 where x <= y, else 0.0 (also the operator <=).
+
+    >>> Tensor([1, 2, 3]) <= 2
+    Tensor([1.0, 1.0, 0.0], op='less_equal')
+    """
+    return _binary(less_equal, x, y, _less_equal_rows, _NO_GRADIENT, rows=True)
+
+
+def greater(x, y):
+    """1.0 where x > y, else 0.0 (also the operator >).
+
+    >>> Tensor([1, 2, 3]) > 2
+    Tensor([0.0, 0.0, 1.0], op='greater')
+    """
+    return _binary(greater, x, y, _greater_rows, _NO_GRADIENT, rows=True)
+
+
+def greater_equal(x, y):
+    """1.0 where x >= y, else 0.0 (also the operator >=).
+
+    >>> Tensor([1, 2, 3]) >= 2
+    Tensor([0.0, 1.0, 1.0], op='greater_equal')
+    """
+    return _binary(greater_equal, x, y, _greater_equal_rows, _NO_GRADIENT, rows=True)
+
+
+def equal(x, y):
+    """1.0 where x == y, else 0.0 (nan equals nothing). ``==`` itself is identity.
+
+    >>> equal(Tensor([1, 2]), Tensor([1, 3]))
+    Tensor([1.0, 0.0], op='equal')
+    """
+    return _binary(equal, x, y, _equal_rows, _NO_GRADIENT, rows=True)
+
+
+def where(condition, x, y):
+    """x where condition is nonzero, else y (the three broadcast together).
+
+    x and y each get the gradient where they were chosen; the condition gets none.
+
+    >>> where(Tensor([1, 0]), Tensor([1, 2]), -1)
+    Tensor([1.0, -1.0], op='where')
+    """
+    tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
+    shape = _check_size("where", _broadcast_shapes("where", *(t.shape for t in tensors)))
+    condition, x, y = (_broadcast(t, shape) for t in tensors)
+    data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
+    return _node("where", where, data, shape, (condition, x, y), _where_vjps)
+
+
+_where_vjps = (None,
+               lambda g, out, condition, x, y: where(condition, g, 0.0),
+               lambda g, out, condition, x, y: where(condition, 0.0, g))
+
+
+# ---- 4c. Movement: reshape, transpose, indexing, concatenate -------------------------------
+
+def reshape(x, shape, *more_sides):
+    """The same elements, in row-major order, in a new shape; one side may be -1.
+    The sides may also be given one by one: t.reshape(2, 3).
+
+    d/dx: g reshaped back to x's shape.
+
+    >>> reshape(arange(6), (2, -1))
+    Tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], op='reshape')
+    """
+    x = _as_tensor(x, "reshape")
+    shape = _resolve_shape(x, (shape,) + more_sides if more_sides else shape)
+    if shape == x.shape:
+        return x
+    return _node("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
+                  _reshape_vjps, {"shape": shape})
+
+
+_reshape_vjps = (lambda g, out, x: g.reshape(x.shape),)
+
+
+def _resolve_shape(x, shape):
+    """The new shape for x.reshape(shape), with one -1 filled in; checks the sizes agree."""
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
     try:
-        result = x ** y
-    except ZeroDivisionError:  # 0.0 ** -1
-        return math.copysign(inf, x) if _is_odd_integer(y) else inf
-    except OverflowError:  # 10.0 ** 400, (-10.0) ** 401, (-10.0) ** 400.5
-        if x < 0.0 and not y.is_integer():
-            return nan
-        return -inf if x < 0.0 and _is_odd_integer(y) else inf
-    return nan if type(result) is complex else result  # (-8.0) ** (1/3)
+        shape = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"reshape: shape must be an int or a tuple of ints, "
+                        f"got {shape!r}") from None
+    if shape.count(-1) > 1 or any(n < -1 for n in shape):
+        raise ValueError(f"reshape: shape {shape} may have one -1 and no other negative side")
+    known = math.prod(n for n in shape if n != -1)
+    if -1 in shape and known and x.size % known == 0:
+        shape = tuple(x.size // known if n == -1 else n for n in shape)
+    if -1 in shape or math.prod(shape) != x.size:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
+                         f"(size {x.size}) into shape {shape}")
+    return _as_shape("reshape", shape)
 
 
-def _exp(x):
-    """math.exp, with exp(1000) = inf instead of OverflowError."""
+def transpose(x, axes=None, *more_axes):
+    """The axes permuted: axis i of the result is axis axes[i] of x; None reverses them.
+    The axes may also be given one by one: t.transpose(1, 0).
+
+    d/dx: g with the axes permuted back.
+
+    >>> transpose(Tensor([[1, 2, 3]]))
+    Tensor([[1.0], [2.0], [3.0]], op='transpose')
+    """
+    x = _as_tensor(x, "transpose")
+    if more_axes:
+        axes = (axes,) + more_axes
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    if isinstance(axes, numbers.Integral):  # t.transpose(0) of a 1-D t, as NumPy
+        axes = (axes,)
+    if not isinstance(axes, (tuple, list)):
+        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {axes!r}")
+    axes = tuple(_normalize_axis("transpose", a, x.ndim) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the axes of a "
+                         f"tensor of shape {x.shape}")
+    if axes == tuple(range(x.ndim)):
+        return x
+    shape = tuple(x.shape[a] for a in axes)
+    return _node("transpose", transpose, transpose_lists(x.data, x.shape, axes), shape, (x,),
+                  _transpose_vjps, {"axes": axes})
+
+
+# g goes back through the inverse permutation: axis i of x is axis axes.index(i) of out.
+_transpose_vjps = (lambda g, out, x: g.transpose([out.attrs["axes"].index(i)
+                                                  for i in range(x.ndim)]),)
+
+
+def _normalize_axis(op, axis, ndim):
+    """axis as an int in [0, ndim): negative counts from the end."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{op}: an axis must be an int, got {axis!r} ({type(axis).__name__})")
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise AxisError(f"{op}: axis {axis} is out of bounds for a tensor of dimension {ndim}")
+    return axis % ndim
+
+
+def _getitem(x, index):
+    """x[index] for ints, slices (any step), ... and None, as NumPy's basic indexing.
+
+    d/dx: g goes back to the places it was taken from, and zeros everywhere else.
+    """
+    index, data_shape, shape = _normalize_index(index, x.shape)
+    out = x
+    if index:
+        out = _node("getitem", _getitem, index_lists(x.data, index), data_shape, (x,),
+                     _getitem_vjps, {"index": index})
+    return out.reshape(shape)  # a no-op unless None asked for new axes
+
+
+_getitem_vjps = (lambda g, out, x: _scatter(g, out.attrs["index"], x.shape),)
+
+
+def _normalize_index(key, shape):
+    """Read an index as one int or slice per leading axis.
+
+    Returns (index, data_shape, new_shape) for a tensor of `shape`: `index` has ints made
+    non-negative and trailing full slices dropped; `data_shape` is the shape of x[index];
+    `new_shape` adds the axes of size 1 that None asks for.
+    """
+    key = key if isinstance(key, tuple) else (key,)
+    used = _sum(1 for k in key if k is not None and k is not Ellipsis)
+    if used > len(shape):
+        raise IndexError(f"too many indices for tensor: tensor is {len(shape)}-dimensional, "
+                         f"but {used} were indexed")
+    if _sum(1 for k in key if k is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    index, data_shape, new_shape, axis = [], [], [], 0
+    for k in key:
+        if k is None:
+            new_shape.append(1)
+        elif k is Ellipsis:
+            skipped = len(shape) - used
+            index += [slice(None)] * skipped
+            data_shape += shape[axis:axis + skipped]
+            new_shape += shape[axis:axis + skipped]
+            axis += skipped
+        elif isinstance(k, slice):
+            side = len(range(shape[axis])[k])  # range() checks the slice and applies it
+            index.append(k)
+            data_shape.append(side)
+            new_shape.append(side)
+            axis += 1
+        else:
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+                raise TypeError(f"only integers, slices (:), ellipsis (...) and None are valid "
+                                f"indices, got {k!r} ({type(k).__name__})")
+            n, i = shape[axis], operator.index(k)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+            index.append(i % n)
+            axis += 1
+    data_shape += shape[axis:]
+    new_shape += shape[axis:]
+    while index and index[-1] == slice(None):
+        index.pop()
+    return tuple(index), tuple(data_shape), tuple(new_shape)
+
+
+def _scatter(g, index, shape):
+    """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
+    return _node("scatter", _scatter, scatter_lists(g.data, index, shape), shape, (g,),
+                  _scatter_vjps, {"index": index, "shape": shape})
+
+
+_scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors of equal shape except along `axis`.
+
+    d/dx for each input is its own slice of g.
+
+    >>> concatenate([Tensor([[1, 2]]), Tensor([[3, 4]])], axis=1)
+    Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
+    """
+    tensors = tuple(_as_tensor(t, "concatenate") for t in _as_sequence("concatenate", tensors))
+    if not tensors:
+        raise ValueError("concatenate: need at least one tensor")
+    first = tensors[0]
+    if first.ndim == 0:
+        raise ValueError("concatenate: 0-d tensors cannot be concatenated; use rax.stack")
+    axis = _normalize_axis("concatenate", axis, first.ndim)
+    for i, t in enumerate(tensors):
+        if t.ndim != first.ndim or t.shape[:axis] + t.shape[axis + 1:] != (
+                first.shape[:axis] + first.shape[axis + 1:]):
+            raise ValueError(f"concatenate: tensor {i} has shape {t.shape}, but tensor 0 has "
+                             f"shape {first.shape}; all sides but axis {axis} must match")
+    offsets = list(itertools.accumulate((t.shape[axis] for t in tensors), initial=0))
+    shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
+    vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
+    data = concatenate_lists([t.data for t in tensors], axis)
+    return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
+
+
+def _concatenate(*tensors, axis):
+    """concatenate, called as node.forward(*node.inputs, **node.attrs) is."""
+    return concatenate(tensors, axis)
+
+
+def _slice_rule(axis, start, stop):
+    """The vjp rule of one input of concatenate: its own slice of g along `axis`."""
+    key = (slice(None),) * axis + (slice(start, stop),)
+    return lambda g, out, *inputs: g[key]
+
+
+def _as_sequence(op, tensors):
+    """The tensors that concatenate and stack join, from any iterable (a tensor gives its rows,
+    as in NumPy)."""
     try:
-        return math.exp(x)
+        return tuple(tensors)
+    except TypeError:
+        raise TypeError(f"{op}: expected a sequence of tensors, got {tensors!r}") from None
+
+
+# ---- 4d. Reductions: max and min -----------------------------------------------------------
+
+def max(x, axis=None, keepdims=False):
+    """The largest element over `axis`; nan if any is nan.
+
+    d/dx = 1 at the largest element; tied largest elements share it equally (torch.amax).
+
+    >>> max(Tensor([[1, 5], [7, 2]]), axis=1)
+    Tensor([5.0, 7.0], op='max')
+    """
+    return _extremum(max, x, axis, keepdims, _max_of)
+
+
+def min(x, axis=None, keepdims=False):
+    """The smallest element over `axis`; nan if any is nan.
+
+    d/dx = 1 at the smallest element; tied smallest elements share it equally (torch.amin).
+
+    >>> min(Tensor([[1, 5], [7, 2]]))
+    Tensor(1.0, op='min')
+    """
+    return _extremum(min, x, axis, keepdims, _min_of)
+
+
+def _extremum(forward, x, axis, keepdims, fn):
+    """max or min over `axis`; there must be something to choose from."""
+    op = forward.__name__
+    x = _as_tensor(x, op)
+    for a in _normalize_axes(op, axis, x.ndim):
+        if x.shape[a] == 0:
+            raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
+                             f"(shape {x.shape})")
+    return _reduce(forward, x, axis, keepdims, fn, _extremum_vjps)
+
+
+def _extremum_vjp(g, out, x):
+    """g split equally among the elements equal to the result. As torch.amax, it is
+    (g / count) * mask, so a nan result spreads nan."""
+    kept = _kept_shape(x.shape, out.attrs["axis"])
+    winners = equal(x, out.reshape(kept))
+    return g.reshape(kept) / sum(winners, out.attrs["axis"], keepdims=True) * winners
+
+
+_extremum_vjps = (_extremum_vjp,)
+
+
+def _normalize_axes(op, axis, ndim):
+    """axis (None, an int or a tuple of ints) as a sorted tuple of distinct axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, (numbers.Integral, tuple, list)):
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    axes = tuple(sorted(_normalize_axis(op, a, ndim) for a in axes))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis} repeats an axis")
+    return axes
+
+
+def _kept_shape(shape, axes):
+    """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+# ============================================================================================
+# 5. Composite ops
+#
+# Built from the primitives, so their gradients come for free. Two have rules of their own:
+# sigmoid, for numerical stability, and logsumexp, so that its gradient is PyTorch's.
+# ============================================================================================
+
+def square(x):
+    """x ** 2.   d/dx = 2x (computed as pow(x, 2), as torch.square does)
+
+    >>> square(Tensor([-3, 2]))
+    Tensor([9.0, 4.0], op='pow')
+    """
+    return pow(x, 2.0)
+
+
+def reciprocal(x):
+    """1 / x.   d/dx = -1 / x**2
+
+    >>> reciprocal(Tensor([2, 0]))
+    Tensor([0.5, inf], op='div')
+    """
+    return div(1.0, x)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)).   d/dx sigmoid(x) = sigmoid(x) (1 - sigmoid(x))
+
+    A fused rule: differentiating the formula above gives inf/inf = nan for x < -709.
+
+    >>> sigmoid(Tensor([0, -1000]))
+    Tensor([0.5, 0.0], op='sigmoid')
+    """
+    return _unary(sigmoid, x, _sigmoid, _sigmoid_vjps)
+
+
+_sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
+
+
+def mean(x, axis=None, keepdims=False):
+    """The sum over `axis` divided by n, the number of elements summed (nan for none).
+
+    d/dx = 1/n for every element.
+
+    >>> mean(Tensor([[1, 2], [3, 4]]), axis=1)
+    Tensor([1.5, 3.5], op='div')
+    """
+    x = _as_tensor(x, "mean")
+    count = math.prod(x.shape[a] for a in _normalize_axes("mean", axis, x.ndim))
+    return sum(x, axis, keepdims) / float(count)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over `axis`, computed without overflow.   d/dx = exp(x - out)
+
+    As PyTorch: -inf when every term is -inf (or there are none), inf when a term is inf.
+    It has a rule of its own so that its gradient is PyTorch's, exp(x - out), even where
+    rounding makes that differ from the gradient of the formula (at 1e16, say).
+
+    >>> logsumexp(Tensor([1000, 1000]))
+    Tensor(1000.6931471805599, op='logsumexp')
+    """
+    x = _as_tensor(x, "logsumexp")
+    axes = _normalize_axes("logsumexp", axis, x.ndim)
+    shift = _shift("logsumexp", x, axes)
+    shift = where(equal(abs(shift), inf), 0.0, shift)  # inf - inf would give nan
+    value = log(sum(exp(x - shift), axes, keepdims=True)) + shift  # only its data is kept
+    shape = value.shape if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    return _node("logsumexp", logsumexp, value.reshape(shape).data, shape, (x,),
+                 _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
+
+
+def _logsumexp_vjp(g, out, x):
+    kept = _kept_shape(x.shape, out.attrs["axis"])
+    return g.reshape(kept) * exp(x - out.reshape(kept))
+
+
+_logsumexp_vjps = (_logsumexp_vjp,)
+
+
+def _shift(op, x, axis):
+    """The largest element along `axis` (kept), as a constant: subtracting it before exp
+    keeps exp from overflowing, and changes neither softmax nor its gradient."""
+    axes = _normalize_axes(op, axis, x.ndim)
+    if any(x.shape[a] == 0 for a in axes):
+        return 0.0  # nothing to shift, and max of nothing is undefined
+    return stop_gradient(max(x, axes, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`: positive, summing to 1.
+
+    d/dx: out * (g - sum(g * out)) along the axis (what the composite's rules give).
+
+    >>> softmax(Tensor([0, 0, 0, 0]))
+    Tensor([0.25, 0.25, 0.25, 0.25], op='div')
+    """
+    x = _as_tensor(x, "softmax")
+    e = exp(x - _shift("softmax", x, axis))
+    return e / sum(e, axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along `axis`, computed without overflow (as PyTorch).
+
+    d/dx: g - softmax(x) * sum(g) along the axis (what the composite's rules give).
+
+    >>> log_softmax(Tensor([1000, 1000]))
+    Tensor([-0.6931471805599453, -0.6931471805599453], op='sub')
+    """
+    x = _as_tensor(x, "log_softmax")
+    shifted = x - _shift("log_softmax", x, axis)
+    return shifted - log(sum(exp(shifted), axis, keepdims=True))
+
+
+def flatten(x):
+    """The elements as a 1-D tensor, in row-major order.
+
+    >>> flatten(Tensor([[1, 2], [3, 4]]))
+    Tensor([1.0, 2.0, 3.0, 4.0], op='reshape')
+    """
+    return reshape(x, -1)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis.
+
+    >>> stack([Tensor([1, 2]), Tensor([3, 4])], axis=1)
+    Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
+    """
+    tensors = [_as_tensor(t, "stack") for t in _as_sequence("stack", tensors)]
+    if not tensors:
+        raise ValueError("stack: need at least one tensor")
+    shape = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.shape != shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape}, but tensor 0 has "
+                             f"shape {shape}; all must have the same shape")
+    axis = _normalize_axis("stack", axis, len(shape) + 1)
+    new_shape = shape[:axis] + (1,) + shape[axis:]
+    return concatenate([t.reshape(new_shape) for t in tensors], axis)
+
+
+# Every unary op, reduction, movement op and the softmax family is also a Tensor method.
+for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
+            sum, mean, max, min, logsumexp, softmax, log_softmax,
+            reshape, transpose, broadcast_to, flatten):
+    setattr(Tensor, _op.__name__, _op)
+del _op
+
+
+# ============================================================================================
+# 6. Making tensors
+#
+# Constructors (zeros, ones, arange, randn, ...), then how Python data becomes nested lists
+# of floats, with errors that say where it goes wrong, and how a tensor prints.
+# ============================================================================================
+
+def full(shape, value):
+    """A new leaf of the given shape with every element `value`.
+
+    >>> full((2, 2), 7)
+    Tensor([[7.0, 7.0], [7.0, 7.0]])
+    """
+    shape = _as_shape("full", shape)
+    return _leaf(_full_lists(shape, _scalar("full", "value", value)), shape)
+
+
+def zeros(shape):
+    """A new leaf of zeros.
+
+    >>> zeros((2, 3))
+    Tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    """
+    shape = _as_shape("zeros", shape)
+    return _leaf(_full_lists(shape, 0.0), shape)
+
+
+def ones(shape):
+    """A new leaf of ones.
+
+    >>> ones(3)
+    Tensor([1.0, 1.0, 1.0])
+    """
+    shape = _as_shape("ones", shape)
+    return _leaf(_full_lists(shape, 1.0), shape)
+
+
+def zeros_like(t):
+    """Zeros with the shape of t.
+
+    >>> zeros_like(Tensor([1, 2]))
+    Tensor([0.0, 0.0])
+    """
+    return zeros(_as_tensor(t, "zeros_like").shape)
+
+
+def ones_like(t):
+    """Ones with the shape of t.
+
+    >>> ones_like(Tensor(5))
+    Tensor(1.0)
+    """
+    return ones(_as_tensor(t, "ones_like").shape)
+
+
+def arange(start, stop=None, step=1):
+    """Evenly spaced values in [start, stop), as numpy.arange: arange(n) is 0, 1, ..., n-1.
+
+    The values are NumPy's, bit for bit. With ints only they are start + i * step, exact.
+    Otherwise they are start, start + step, and then start + i * delta for i >= 2, with
+    delta = (start + step) - start, the step as rounded at start: arange(1, 2, 0.1) has
+    1.2000000000000002, not 1.2, as NumPy.
+
+    >>> arange(4)
+    Tensor([0.0, 1.0, 2.0, 3.0])
+    >>> arange(1, 2, 0.25)
+    Tensor([1.0, 1.25, 1.5, 1.75])
+    """
+    if stop is None:
+        start, stop = 0, start
+    start, stop, step = args = [_arange_number(name, number) for name, number
+                                in (("start", start), ("stop", stop), ("step", step))]
+    if step == 0:
+        raise ValueError("arange: step must not be zero")
+    try:
+        quotient = (stop - start) / step
+        if quotient == 0 and stop != start:  # underflow: one value if positive, as NumPy
+            n = 1 if math.copysign(1.0, quotient) > 0 else 0
+        else:
+            n = _max(0, math.ceil(quotient))
+    except OverflowError:  # the quotient is beyond floats, or inf (1 / 1e-320)
+        n = math.inf
+    if n > MAX_SIZE:
+        raise ValueError(f"arange: start={_text(start)}, stop={_text(stop)}, step={_text(step)}"
+                         f" give more than rax.MAX_SIZE = {MAX_SIZE:,} values")
+    if all(type(number) is int for number in args):
+        if n:  # every value lies between these two, so it is a float if they are
+            _scalar("arange", "the first value", start)
+            _scalar("arange", "the last value", start + (n - 1) * step)
+        return _leaf([float(start + i * step) for i in range(n)], (n,))
+    first, delta = float(start), (float(start) + float(step)) - float(start)
+    values = [first, first + float(step)] + [first + i * delta for i in range(2, n)]
+    return _leaf(values[:n], (n,))
+
+
+def _arange_number(name, number):
+    """An argument of arange as a Python int or a finite float."""
+    if isinstance(number, numbers.Integral):
+        return operator.index(number)
+    if not isinstance(number, numbers.Real):
+        raise TypeError(f"arange: {name} must be a number, got {number!r}")
+    number = _scalar("arange", name, number)
+    if not math.isfinite(number):
+        raise ValueError(f"arange: {name} must be finite, got {number!r}")
+    return number
+
+
+def eye(n, m=None):
+    """The identity matrix: n x n (or n x m), ones on the diagonal.
+
+    >>> eye(2)
+    Tensor([[1.0, 0.0], [0.0, 1.0]])
+    """
+    n, m = _as_shape("eye", (n, n if m is None else m))
+    return _leaf([[1.0 if i == j else 0.0 for j in range(m)] for i in range(n)], (n, m))
+
+
+def randn(shape, *more_sides, rng=None):
+    """A new leaf of samples from the standard normal distribution.
+
+    `rng` (keyword only) is a random.Random or an int seed; None uses Python's global
+    random generator. The shape is one argument: randn(2, 3) is a TypeError, not a vector
+    of 2 seeded with 3.
+
+    >>> randn((2, 3), rng=0).shape
+    (2, 3)
+    """
+    if more_sides:
+        if isinstance(shape, numbers.Integral):
+            hint = f"pass the shape as one tuple, randn({_text((shape, *more_sides))})"
+        else:
+            hint = f"rng is keyword-only: randn({_text(shape)}, rng={more_sides[0]!r})"
+        raise TypeError(f"randn takes one positional argument, the shape: {hint}")
+    shape, rng = _as_shape("randn", shape), _as_rng(rng)
+    return _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape), shape)
+
+
+def uniform(shape, low=0.0, high=1.0, *, rng=None):
+    """A new leaf of samples drawn uniformly from [low, high). `rng` is keyword-only.
+
+    An int shape goes with the default bounds only: uniform(2, 3) would read as shape
+    (2, 3) to a PyTorch user and as shape (2,) with low = 3 to a NumPy user, so it is a
+    TypeError; write uniform((2,), 3, 4).
+
+    >>> x = uniform((100,), -1, 1, rng=0)
+    >>> -1 <= x.min().item() <= x.max().item() < 1
+    True
+    """
+    low, high = _scalar("uniform", "low", low), _scalar("uniform", "high", high)
+    if isinstance(shape, numbers.Integral) and (low, high) != (0.0, 1.0):
+        raise TypeError(f"uniform: shape {shape!r} with low={low!r}, high={high!r} is "
+                        f"ambiguous (uniform(2, 3) is shape (2, 3) in PyTorch); pass the "
+                        f"shape as a tuple: uniform(({shape!r},), {low!r}, {high!r})")
+    shape, rng = _as_shape("uniform", shape), _as_rng(rng)
+    values = [low + (high - low) * rng.random() for _ in range(math.prod(shape))]
+    return _leaf(_fold(values, shape), shape)
+
+
+def one_hot(labels, num_classes):
+    """Rows of zeros with a one at each label: shape labels.shape + (num_classes,).
+
+    The result is a new leaf; no gradient flows to the labels.
+
+    >>> one_hot([2, 0], 3)
+    Tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+    labels = _as_tensor(labels, "one_hot")
+    try:
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}") from None
+    if num_classes < 0:
+        raise ValueError(f"one_hot: num_classes must not be negative, got {_text(num_classes)}")
+    if labels.ndim >= MAX_NDIM:
+        raise ValueError(f"one_hot: labels have {labels.ndim} axes; the result would have "
+                         f"one more than {MAX_NDIM}")
+    shape = _as_shape("one_hot", labels.shape + (num_classes,))  # at most MAX_SIZE elements
+    flat = _flat(labels.data, labels.ndim)
+    for position, label in enumerate(flat):
+        if not (label.is_integer() and 0 <= label < num_classes):
+            raise ValueError(f"one_hot: label {label} at flat position {position} is not an "
+                             f"integer in [0, {num_classes})")
+    rows = [[1.0 if i == label else 0.0 for i in range(num_classes)] for label in flat]
+    return _leaf(_fold(list(itertools.chain.from_iterable(rows)), shape), shape)
+
+
+def _as_shape(op, shape):
+    """shape as a tuple of non-negative ints (an int n means (n,)), of at most MAX_NDIM
+    axes and MAX_SIZE elements. A tuple or list only: bytes, dicts and strings iterate
+    too, into ints or keys, and are refused rather than read as a shape."""
+    if not isinstance(shape, (tuple, list)):
+        if _has_tolist(shape):  # a NumPy array or integer
+            shape = shape.tolist()
+        if isinstance(shape, numbers.Integral):
+            shape = (shape,)
+    try:
+        if not isinstance(shape, (tuple, list)):
+            raise TypeError  # to the message below
+        shape = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"{op}: shape must be an int or a tuple of ints, got {_text(shape)} "
+                        f"({type(shape).__name__})") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{op}: shape {_text(shape)} has a negative side")
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"{op}: shape {_text(shape)} has more than {MAX_NDIM} axes")
+    return _check_size(op, shape)
+
+
+def _check_size(op, shape):
+    """shape, if a tensor of that shape is not too large to build (see MAX_SIZE)."""
+    # Sides of 0 are left out: nested lists of shape (0, n) are built n wide inside.
+    if math.prod(n for n in shape if n) > MAX_SIZE:
+        raise ValueError(f"{op}: shape {_text(shape)} is too large: rax holds at most "
+                         f"rax.MAX_SIZE = {MAX_SIZE:,} elements (sides of 0 left out)")
+    return shape
+
+
+def _as_rng(rng):
+    """A random.Random from an int seed or a Random; None means Python's global generator."""
+    if rng is None:
+        return random  # the module's functions draw from its global Random instance
+    if isinstance(rng, random.Random):
+        return rng
+    if isinstance(rng, numbers.Integral):
+        return random.Random(operator.index(rng))  # np.int64: Random takes only int seeds
+    raise TypeError(f"rng must be a random.Random, an int seed or None, got {rng!r}")
+
+
+def _scalar(op, name, value):
+    """The float in `value`, a number or a tensor (or array) of shape ()."""
+    try:
+        value = _as_tensor(value, op)
+    except TypeError:  # a string, say: name the argument
+        raise TypeError(f"{op}: {name} must be a number, got {value!r} "
+                        f"({type(value).__name__})") from None
+    if value.shape:
+        raise ValueError(f"{op}: {name} must be a number, got a tensor of shape {value.shape}")
+    return value.data
+
+
+# ---- 6a. Python data in, text out ----------------------------------------------------------
+
+_REAL_TYPES = frozenset((float, int, bool))
+
+
+def _has_tolist(obj):
+    """Whether obj converts itself to Python numbers and lists: a NumPy array or scalar, an
+    array.array, a memoryview (duck typing, so rax never imports NumPy)."""
+    return callable(getattr(obj, "tolist", None))
+
+
+def _text(value):
+    """repr(value) for an error message, but an int of more than 4300 digits, which Python
+    3.11+ refuses to print, by its number of digits (on every version), also in a tuple."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_text, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, int) and _abs(value) >= 10 ** 4300:
+        digits = int(math.log10(_abs(value)))  # may be one off either way: correct it
+        digits += (10 ** (digits + 1) <= _abs(value)) - (10 ** digits > _abs(value))
+        return f"{'a negative' if value < 0 else 'an'} int of {digits + 1} digits"
+    try:
+        return repr(value)
+    except ValueError:  # a list holding such an int, or a lower sys.set_int_max_str_digits
+        return f"<{type(value).__name__} too long to print>"
+
+
+def _to_lists(obj, context):
+    """(data, shape) for a number, a rectangular nested list/tuple of numbers, or an object
+    with a tolist() method that gives one (a NumPy array or scalar, say).
+
+    The result is a fresh copy with every value a float. On bad input raise an error that
+    says where: ValueError for a ragged list, TypeError for something that is not a number.
+    """
+    if not isinstance(obj, (list, tuple)) and _has_tolist(obj):
+        obj = obj.tolist()
+    shape = []
+    probe = obj
+    while isinstance(probe, (list, tuple)) and len(shape) <= MAX_NDIM:
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    shape = tuple(shape)
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"{context}: data is nested more than {MAX_NDIM} levels deep")
+    try:
+        data = _copy_rectangular(obj, shape)
+    except OverflowError:  # float(10 ** 400)
+        data = None
+    if data is None:
+        raise _shape_or_error(obj, "data", context, 0)[1]
+    return data, shape
+
+
+def _copy_rectangular(obj, shape):
+    """Copy obj as nested lists of floats of exactly `shape`, or None if it does not fit."""
+    if not shape:
+        if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
+            return float(obj)
+        return None
+    if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
+        return None
+    if len(shape) == 1:
+        if set(map(type, obj)) <= _REAL_TYPES:  # the common case, checked at C speed
+            return list(map(float, obj))
+        row = [_copy_rectangular(value, ()) for value in obj]
+    else:
+        row = [_copy_rectangular(child, shape[1:]) for child in obj]
+    return None if None in row else row
+
+
+def _shape_or_error(obj, path, context, depth):
+    """(shape of obj, None) if obj is a number or a rectangular nested list of numbers, else
+    (None, the exception that names the first place where it is not)."""
+    if depth > MAX_NDIM:
+        return None, ValueError(f"{context}: {path} is nested more than {MAX_NDIM} levels deep")
+    if isinstance(obj, Tensor):
+        return None, TypeError(
+            f"{context}: {path} is a Tensor; use rax.stack to combine tensors into one")
+    if isinstance(obj, (list, tuple)):
+        first = None
+        for i, child in enumerate(obj):
+            shape, error = _shape_or_error(child, f"{path}[{i}]", context, depth + 1)
+            if error is not None:
+                return None, error
+            if first is None:
+                first = shape
+            elif shape != first:
+                return None, ValueError(
+                    f"{context}: ragged nested list: {path}[{i}] has shape {shape}, "
+                    f"but {path}[0] has shape {first}")
+        return (len(obj),) + (first or ()), None
+    if isinstance(obj, numbers.Real):
+        try:
+            float(obj)
+        except OverflowError:
+            return None, ValueError(f"{context}: {path} = {_text(obj)} is too large for a float")
+        return (), None
+    return None, TypeError(
+        f"{context}: {path} is {obj!r} ({type(obj).__name__}), not a number")
+
+
+# repr prints every value of a tensor of up to 1000 elements; a bigger one is summarised
+# as NumPy does with its default print options (threshold=1000, edgeitems=3). Rows that
+# are not shown are never visited, and at most _REPR_MAX_SHOWN values are shown in all, so
+# that a tensor of many axes (7 ** 11 elements shows 6 ** 11 values in NumPy's way) still
+# prints at once.
+_REPR_THRESHOLD, _REPR_EDGE, _REPR_MAX_SHOWN = 1000, 3, 10_000
+
+
+def _summarised(data, shape, budget):
+    """The text of nested list `data` with only the first and last _REPR_EDGE entries of
+    each longer axis, "..." standing for the rest. budget is a one-element list: the
+    number of values still to show; once it is spent, "..." stands for all the rest."""
+    if not shape:
+        budget[0] -= 1
+        return repr(data)
+    n, edge = shape[0], _REPR_EDGE
+    shown = itertools.chain(range(edge), range(n - edge, n)) if n > 2 * edge else range(n)
+    parts = []
+    for i in shown:
+        if budget[0] <= 0:
+            parts.append("...")
+            break
+        if i == n - edge and n > 2 * edge:
+            parts.append("...")
+        parts.append(_summarised(data[i], shape[1:], budget))
+    return "[" + ", ".join(parts) + "]"
+
+
+# ============================================================================================
+# 7. Trees, optimizers, saving
+#
+# A tree is a nest of dicts, lists and tuples with tensors (or numbers) at the leaves, such
+# as a model's params. Leaves are visited in order, dict keys sorted (as JAX's tree_util).
+# ============================================================================================
+
+def tree_leaves(tree):
+    """The leaves of a tree, in order (dict keys sorted).
+
+    >>> tree_leaves({"b": [1, 2], "a": Tensor(3)})
+    [Tensor(3.0), 1, 2]
+    """
+    return [leaf for _, leaf in _leaves_with_keys(tree)]
+
+
+def tree_map(f, tree, *rest):
+    """A tree of the same structure with f(leaf, *matching leaves of rest) at each leaf.
+
+    >>> tree_map(lambda x, y: x + y, {"a": 1, "b": (2, 3)}, {"a": 10, "b": (20, 30)})
+    {'a': 11, 'b': (22, 33)}
+    """
+    if not callable(f):
+        raise TypeError(f"tree_map: f must be callable, got {f!r:.80} ({type(f).__name__})")
+    columns = [[leaf for _, leaf in _leaves_with_keys(tree, "tree_map")]]
+    for i, other in enumerate(rest, 1):
+        columns.append(_matching_leaves("tree_map", tree, other, "tree", f"tree {i}"))
+    return _rebuild(tree, iter([f(*leaves) for leaves in zip(*columns)]))
+
+
+def _leaves_with_keys(tree, op="tree_leaves", name="tree"):
+    """[(keys, leaf), ...] in order; keys are the dict keys and list positions that lead from
+    the root of the tree to the leaf.
+
+    The walk keeps its own stack rather than recursing, so a tree may be nested any number
+    of levels deep. A container found inside itself is a ValueError: that tree has no end.
+    """
+    items, stack = [], [((), tree)]
+    open_containers = {}  # id -> keys of each container whose children are being walked
+    while stack:
+        keys, node = stack.pop()
+        if keys is None:  # the marker pushed below: every child of container `node` is done
+            del open_containers[node]
+            continue
+        children = _children(node, op, name, keys)
+        if children is None:
+            items.append((keys, node))
+            continue
+        if id(node) in open_containers:
+            raise ValueError(f"{op}: the tree contains itself: {_path(name, keys)} is "
+                             f"{_path(name, open_containers[id(node)])}")
+        open_containers[id(node)] = keys
+        stack.append((None, id(node)))
+        stack.extend((keys + (key,), child) for key, child in reversed(children))
+    return items
+
+
+def _sorted_keys(tree, op, name, keys):
+    """The keys of the dict `tree` in sorted order, the order of its leaves."""
+    try:
+        return sorted(tree)
+    except TypeError as error:
+        shown = ", ".join(repr(key) for key in itertools.islice(tree, 6))
+        raise TypeError(f"{op}: the keys of {_path(name, keys)} ({shown}) cannot be sorted "
+                        f"({error}); a tree's leaves follow its dict keys in sorted order, "
+                        f"so use keys of one type, such as str") from None
+
+
+def _children(tree, op, name, keys):
+    """The (key, child) pairs of a dict (keys sorted), a list or a tuple; None for a leaf."""
+    if isinstance(tree, dict):
+        return [(key, tree[key]) for key in _sorted_keys(tree, op, name, keys)]
+    if isinstance(tree, (list, tuple)):
+        return list(enumerate(tree))
+    return None
+
+
+def _path(name, keys):
+    """The keys of a leaf written as Python indexes with them: params['w'][0]."""
+    return name + "".join(f"[{key!r}]" for key in keys)
+
+
+def _rebuild(tree, leaves):
+    """A tree shaped like `tree` whose leaves are taken, in order, from the iterator leaves.
+
+    Iterative, as _leaves_with_keys: each container being rebuilt waits on a stack with the
+    children built so far, and is built itself once it has them all.
+    """
+    stack = []  # (container, its (key, child) pairs, its children built so far)
+    node = tree
+    while True:
+        children = _children(node, "tree_map", "tree", ())
+        if children:
+            stack.append((node, children, []))
+            node = children[0][1]
+            continue
+        value = next(leaves) if children is None else _container_like(node, [], [])
+        while stack:  # hand value to its container, and build each container now complete
+            container, children, built = stack[-1]
+            built.append(value)
+            if len(built) < len(children):
+                node = children[len(built)][1]
+                break
+            stack.pop()
+            value = _container_like(container, children, built)
+        else:
+            return value
+
+
+def _container_like(tree, children, values):
+    """A container of tree's type holding values (a dict's under the keys of `children`)."""
+    if isinstance(tree, dict):
+        return {key: value for (key, _), value in zip(children, values)}
+    if hasattr(tree, "_fields"):  # a namedtuple
+        return type(tree)(*values)
+    return type(tree)(values)
+
+
+def _structure_difference(a, b, name, names):
+    """Where trees a and b (called names[0] and names[1]) first differ in structure, in
+    words; None if they do not. Iterative, as _leaves_with_keys; a must have an end."""
+    stack = [((), a, b)]
+    while stack:
+        keys, a, b = stack.pop()
+        if not isinstance(a, (dict, list, tuple)) and not isinstance(b, (dict, list, tuple)):
+            continue
+        if type(a) is not type(b):
+            return (f"{_path(name, keys)} is a {type(a).__name__} in {names[0]} and a "
+                    f"{type(b).__name__} in {names[1]}")
+        if isinstance(a, dict):
+            order = _sorted_keys(a, "tree_map", name, keys)
+            if a.keys() != b.keys():
+                key = next((key for key in order if key not in b), None)
+                has, lacks = names
+                if key is None:
+                    key, has, lacks = next(key for key in b if key not in a), lacks, has
+                return f"{_path(name, keys + (key,))} is in {has} but not in {lacks}"
+            pairs = [(key, a[key], b[key]) for key in order]
+        else:
+            if len(a) != len(b):
+                has, lacks = names if len(a) > len(b) else names[::-1]
+                return (f"{_path(name, keys + (_min(len(a), len(b)),))} is in {has} but "
+                        f"not in {lacks} ({len(a)} items against {len(b)})")
+            pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b))]
+        stack.extend((keys + (key,), x, y) for key, x, y in reversed(pairs))
+    return None
+
+
+def _matching_leaves(op, tree, other, name, other_name):
+    """The leaves of `other`, which must have the same structure as `tree`."""
+    difference = _structure_difference(tree, other, name, (name, other_name))
+    if difference:
+        raise ValueError(f"{op}: {other_name} does not have the structure of {name}: "
+                         f"{difference}")
+    return [leaf for _, leaf in _leaves_with_keys(other, op, other_name)]
+
+
+# ---- 7a. Optimizers ------------------------------------------------------------------------
+
+def sgd(params, grads, lr):
+    """Plain gradient descent: params - lr * grads, leaf by leaf, as new leaves.
+
+    >>> sgd({"w": Tensor([1.0, 2.0])}, {"w": Tensor([10.0, 10.0])}, lr=0.1)
+    {'w': Tensor([0.0, 1.0])}
+    """
+    lr = _nonnegative("sgd", "lr", lr)
+    leaves = _params_and_grads("sgd", params, grads)
+    return _new_params(params, [elementwise(lambda p, g: p - lr * g, (p.data, g.data), p.ndim)
+                                for _, p, g in leaves])
+
+
+class SGD:
+    """Stochastic gradient descent, exactly as torch.optim.SGD.
+
+    For each leaf, with d the gradient: d = -d if maximize; d = d + weight_decay * p; with
+    momentum, buf = d on the first step and momentum * buf + (1 - dampening) * d after,
+    then d = d + momentum * buf (nesterov) or d = buf; finally p = p - lr * d.
+
+    Hyperparameters are real numbers, kept as floats (nesterov and maximize are True or
+    False). ``opt.state`` is {"step": updates taken, "momentum_buffer": a tree shaped like
+    params} (the buffers only with momentum, after the first update); ``SGD(..., state=s)``
+    resumes from it. Each update checks that params have the leaves and shapes of the state.
+
+    >>> opt = SGD(lr=0.1, momentum=0.9)
+    >>> p = {"w": Tensor([1.0])}
+    >>> p = opt.update(p, {"w": Tensor([1.0])})
+    >>> p = opt.update(p, {"w": Tensor([1.0])})
+    >>> p["w"].item()  # 1 - 0.1 * 1 - 0.1 * (0.9 * 1 + 1)
+    0.71
+    >>> opt.state
+    {'step': 2, 'momentum_buffer': {'w': Tensor([1.9])}}
+    """
+
+    def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 maximize=False, state=None):
+        self.lr = _nonnegative("SGD", "lr", lr)
+        self.momentum = _nonnegative("SGD", "momentum", momentum)
+        self.dampening = _hyperparameter("SGD", "dampening", dampening)
+        self.weight_decay = _nonnegative("SGD", "weight_decay", weight_decay)
+        self.nesterov = _flag("SGD", "nesterov", nesterov)
+        self.maximize = _flag("SGD", "maximize", maximize)
+        if self.nesterov and (self.momentum <= 0.0 or self.dampening != 0.0):
+            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening == 0")
+        self._step, self._skeleton, self._buffers = _read_state(
+            "SGD", state, ("momentum_buffer",))
+        if self._buffers is not None and not self.momentum:
+            raise ValueError("SGD: state has a 'momentum_buffer', but momentum is 0, which "
+                             "would ignore it")
+
+    def __repr__(self):
+        return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
+                f"weight_decay={self.weight_decay}, nesterov={self.nesterov}, "
+                f"maximize={self.maximize})")
+
+    @property
+    def state(self):
+        """{"step": updates taken, "momentum_buffer": tree like params}, for rax.save."""
+        return _state_tree(self._step, self._skeleton, self._buffers, ("momentum_buffer",))
+
+    def update(self, params, grads):
+        """New params from params and their gradients (a GradNode or a tree like params)."""
+        lr, momentum, dampening = self.lr, self.momentum, self.dampening
+        leaves = _params_and_grads("SGD.update", params, grads)
+        buffers = _state_of_leaves("SGD.update", leaves, self._buffers)
+        new_data, new_buffers = [], {}
+        for (keys, p, g), buf in zip(leaves, buffers):
+            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
+            if momentum:
+                buf = d if buf is None else elementwise(
+                    lambda b, d: momentum * b + (1.0 - dampening) * d, (buf[0].data, d), ndim)
+                d = elementwise(lambda d, b: d + momentum * b, (d, buf), ndim) \
+                    if self.nesterov else buf
+                new_buffers[keys] = (_leaf(buf, p.shape),)
+            new_data.append(elementwise(lambda p, d: p - lr * d, (p.data, d), ndim))
+        self._step += 1  # only now: a failed call changes nothing
+        if momentum:
+            self._skeleton, self._buffers = _skeleton(params), new_buffers
+        return _new_params(params, new_data)
+
+
+class Adam:
+    """Adam, exactly as torch.optim.Adam (amsgrad off; weight_decay is added to the gradient).
+
+    For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
+    d = d + weight_decay * p; m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d d;
+    p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps).
+    With eps = 0, a zero gradient gives 0/0 = nan there, as in PyTorch.
+
+    Hyperparameters are real numbers, kept as floats (maximize is True or False).
+    ``opt.state`` is {"step": t, "exp_avg": m, "exp_avg_sq": v} with m and v trees shaped like
+    params (after the first update); ``Adam(..., state=s)`` resumes from it. Each update
+    checks that params have the leaves and shapes of the state.
+
+    >>> opt = Adam(lr=0.1)
+    >>> opt.update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})["w"].item()  # moves by ~lr
+    0.9000000002
+    >>> opt.state["step"], opt.state["exp_avg"]["w"].shape, sorted(opt.state)
+    (1, (1,), ['exp_avg', 'exp_avg_sq', 'step'])
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 maximize=False, state=None):
+        self.lr = _nonnegative("Adam", "lr", lr)
+        self.betas = _betas("Adam", betas)
+        self.eps = _nonnegative("Adam", "eps", eps)
+        self.weight_decay = _nonnegative("Adam", "weight_decay", weight_decay)
+        self.maximize = _flag("Adam", "maximize", maximize)
+        self._step, self._skeleton, self._buffers = _read_state(
+            "Adam", state, ("exp_avg", "exp_avg_sq"))
+        if self._step and self._buffers is None:
+            raise ValueError(f"Adam: state['step'] is {self._step}, but the state has no "
+                             f"'exp_avg' and 'exp_avg_sq' to go with it")
+
+    def __repr__(self):
+        return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay}, maximize={self.maximize}, "
+                f"steps taken={self._step})")
+
+    @property
+    def state(self):
+        """{"step": t, "exp_avg": tree like params, "exp_avg_sq": tree}, for rax.save."""
+        return _state_tree(self._step, self._skeleton, self._buffers, ("exp_avg", "exp_avg_sq"))
+
+    def update(self, params, grads):
+        """New params from params and their gradients (a GradNode or a tree like params)."""
+        (beta1, beta2), eps = self.betas, self.eps
+        leaves = _params_and_grads("Adam.update", params, grads)
+        moments = _state_of_leaves("Adam.update", leaves, self._buffers)
+        step = self._step + 1
+        step_size = self.lr / (1.0 - beta1 ** step)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
+
+        def new_param(p, m, v):
+            return p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps)
+
+        def new_param_safe(p, m, v):  # the same, where eps = 0 meets v = 0
+            return p - _div(step_size * m, _sqrt(v) / bias_correction2_sqrt + eps)
+
+        new_data, new_moments = [], {}
+        for (keys, p, g), moment in zip(leaves, moments):
+            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
+            m, v = (moment[0].data, moment[1].data) if moment else (_full_lists(p.shape, 0.0),) * 2
+            m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (m, d), ndim)
+            v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (v, d), ndim)
+            new_moments[keys] = (_leaf(m, p.shape), _leaf(v, p.shape))
+            new_data.append(elementwise(new_param, (p.data, m, v), ndim, safe=new_param_safe))
+        # only now: a failed call changes nothing
+        self._step, self._skeleton, self._buffers = step, _skeleton(params), new_moments
+        return _new_params(params, new_data)
+
+
+def _params_and_grads(op, params, grads):
+    """(keys, param, gradient) for each leaf of params, the two as tensors of equal shapes.
+
+    grads is a gradient graph (a GradNode) or a tree shaped like params.
+    """
+    items = _leaves_with_keys(params, op, "params")
+    if isinstance(grads, GradNode):  # as grads.wrt(params), without building the tree
+        tensors = [p for _, p in items if isinstance(p, Tensor)]
+        if tensors and not any(p in grads for p in tensors):
+            raise ValueError(f"{op}: no tensor of params is in the gradient graph, so every "
+                             f"gradient would be zero; was the loss computed from these params?")
+        with _collector_paused():
+            grad_leaves = [grads._of_leaf(p) for _, p in items]
+    else:
+        grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
+    leaves = []
+    for (keys, p), g in zip(items, grad_leaves):
+        p, g = _as_tensor(p, op), _as_tensor(g, op)
+        if p.shape != g.shape:
+            raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
+                             f"but its gradient has shape {g.shape}")
+        leaves.append((keys, p, g))
+    return leaves
+
+
+def _new_params(params, new_data):
+    """params with each leaf replaced by new data: tensors become fresh leaves, numbers stay
+    numbers."""
+    new_leaves = [_leaf(data, p.shape) if isinstance(p, Tensor) else data
+                  for p, data in zip(tree_leaves(params), new_data)]
+    return _rebuild(params, iter(new_leaves))
+
+
+def _gradient_step_start(p, g, maximize, weight_decay):
+    """The first two steps of torch's SGD and Adam: d = -g if maximize, then
+    d = d + weight_decay * p. Returns d's data."""
+    d = g.data
+    if maximize:
+        d = elementwise(operator.neg, (d,), p.ndim)
+    if weight_decay:
+        d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), p.ndim)
+    return d
+
+
+# Hyperparameters are checked and stored as Python floats, so that nothing but floats ever
+# reaches tensor data (a 0-d Tensor or a NumPy scalar as lr would end up inside .data).
+# bool is refused although Python counts it as a number: SGD(lr=True) is a slip. nan is
+# refused everywhere: it fails every range check and would only make every param nan.
+def _hyperparameter(op, name, value):
+    """value, a real number, as a Python float; else a TypeError or ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r:.80} "
+                        f"({type(value).__name__})")
+    try:
+        value = float(value)
     except OverflowError:
-        return inf
+        raise ValueError(f"{op}: {name} is too large for a float "
+                         f"(beyond 1.8e308)") from None
+    if value != value:
+        raise ValueError(f"{op}: {name} must be a number, got nan")
+    return value
 
 
-def _log(x):
-    """math.log, with log(0) = -inf and log(-1) = nan instead of ValueError."""
-    if x > 0.0:
-        return math.log(x)
-    return -inf if x == 0.0 else nan
+def _nonnegative(op, name, value):
+    """value as a float >= 0 (inf allowed), as PyTorch checks lr, momentum, weight_decay."""
+    value = _hyperparameter(op, name, value)
+    if value < 0.0:
+        raise ValueError(f"{op}: {name} must be >= 0, got {value}")
+    return value
 
 
-def _sqrt(x):
-    """math.sqrt, with sqrt(-1) = nan instead of ValueError (sqrt(-0.0) stays -0.0)."""
-    return math.sqrt(x) if x >= 0.0 else nan
+def _flag(op, name, value):
+    """value, which must be True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r:.80} "
+                        f"({type(value).__name__})")
+    return value
 
 
-def _sin(x):
-    """math.sin, with sin(inf) = nan instead of ValueError."""
-    return math.sin(x) if math.isfinite(x) else nan
+def _betas(op, betas):
+    """Adam's (beta1, beta2) as a pair of floats in [0, 1)."""
+    if not isinstance(betas, (tuple, list)):
+        raise TypeError(f"{op}: betas must be a pair (beta1, beta2) of real numbers, got "
+                        f"{betas!r:.80} ({type(betas).__name__})")
+    if len(betas) != 2:
+        raise ValueError(f"{op}: betas must be a pair (beta1, beta2), got {betas!r:.80} "
+                         f"({len(betas)} values)")
+    betas = tuple(_hyperparameter(op, f"betas[{i}]", beta) for i, beta in enumerate(betas))
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"{op}: betas[{i}] must be in [0, 1), got {beta}")
+    return betas
 
 
-def _cos(x):
-    """math.cos, with cos(inf) = nan instead of ValueError."""
-    return math.cos(x) if math.isfinite(x) else nan
+# An optimizer's state: the number of updates taken, and after the first update, buffers for
+# each leaf of params (SGD's momentum buffer; Adam's two moments) kept in a dict keyed by the
+# leaf's path in the tree (its keys from _leaves_with_keys). Each update checks that the
+# params have exactly these paths, with the shapes of their buffers, so that a state is never
+# applied to another leaf. `opt.state` shows it as a tree shaped like params (the skeleton:
+# params with every leaf None), using PyTorch's names; `state=` takes such a tree back.
+def _state_of_leaves(op, leaves, buffers):
+    """The buffers of each leaf of params, in order (None for each before the first update),
+    or a ValueError naming the first leaf that does not fit the optimizer's state."""
+    if buffers is None:
+        return [None] * len(leaves)
+    lacking = [keys for keys in buffers if keys not in {keys for keys, _, _ in leaves}]
+    for keys, p, _ in leaves:
+        if keys not in buffers:
+            instead = f" ({_path('params', lacking[0])} among them, which params lacks)" \
+                if lacking else ""
+            raise ValueError(f"{op}: {_path('params', keys)} has no state in the optimizer, "
+                             f"whose state is for other leaves{instead}; use a new optimizer "
+                             f"for new params")
+        shape = buffers[keys][0].shape
+        if shape != p.shape:
+            raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, but the "
+                             f"optimizer's state for it has shape {shape}")
+    if lacking:
+        raise ValueError(f"{op}: the optimizer's state is for other leaves: it has "
+                         f"{_path('params', lacking[0])}, which params lacks")
+    return [buffers[keys] for keys, _, _ in leaves]
 
 
-def _sigmoid(x):
-    """1 / (1 + e**-x), computed as PyTorch does; e**-x may overflow to inf, giving 0."""
-    return 1.0 / (1.0 + _exp(-x))
+def _skeleton(params):
+    """params with every leaf None: the structure in which opt.state shows the buffers."""
+    return _rebuild(params, itertools.repeat(None))
 
 
-def _max_of(values):
-    """The largest value, nan if any is nan (Python's max would skip a nan, by position)."""
-    return nan if any(map(math.isnan, values)) else _max(values)
+def _state_tree(step, skeleton, buffers, names):
+    """An optimizer's state as a tree: {"step": step, names[i]: tree of the i-th buffers}."""
+    state = {"step": step}
+    if buffers is not None:
+        order = [keys for keys, _ in _leaves_with_keys(skeleton)]
+        for i, name in enumerate(names):
+            state[name] = _rebuild(skeleton, iter([buffers[keys][i] for keys in order]))
+    return state
 
 
-def _min_of(values):
-    """The smallest value, nan if any is nan."""
-    return nan if any(map(math.isnan, values)) else _min(values)
+def _read_state(op, state, names):
+    """(step, skeleton, buffers) from a `state=` argument shaped like opt.state, checked;
+    (0, None, None) for None. Buffers are there only if the state has trees for all names."""
+    if state is None:
+        return 0, None, None
+    if not isinstance(state, dict):
+        raise TypeError(f"{op}: state must be a dict as opt.state gives, got "
+                        f"{type(state).__name__}")
+    expected = ("step",) + names
+    for key in state:
+        if key not in expected:
+            raise ValueError(f"{op}: state has the key {key!r:.80}; an {op} state has only "
+                             f"the keys {', '.join(map(repr, expected))}")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"{op}: state['step'] must be an int, got {step!r:.80}")
+    if step < 0:
+        raise ValueError(f"{op}: state['step'] must be >= 0, got {step}")
+    given = [name for name in names if name in state]
+    if not given:
+        return int(step), None, None
+    if len(given) < len(names):
+        missing = [name for name in names if name not in state][0]
+        raise ValueError(f"{op}: state has {given[0]!r} but not {missing!r}")
+    if step == 0:
+        raise ValueError(f"{op}: state has buffers ({', '.join(map(repr, names))}) but "
+                         f"state['step'] is 0, and only an update makes them")
+    first = names[0]
+    columns = [_leaves_with_keys(state[name], op, f"state[{name!r}]") for name in names]
+    for name in names[1:]:
+        difference = _structure_difference(state[first], state[name], "state",
+                                           (f"state[{first!r}]", f"state[{name!r}]"))
+        if difference:
+            raise ValueError(f"{op}: state[{first!r}] and state[{name!r}] differ: "
+                             f"{difference}")
+    buffers = {}
+    for row in zip(*columns):
+        keys = row[0][0]
+        for name, (_, leaf) in zip(names, row):
+            if not isinstance(leaf, Tensor):
+                raise TypeError(f"{op}: {_path(f'state[{name!r}]', keys)} must be a Tensor, "
+                                f"got {leaf!r:.80} ({type(leaf).__name__})")
+            if leaf.shape != row[0][1].shape:
+                raise ValueError(f"{op}: {_path(f'state[{name!r}]', keys)} has shape "
+                                 f"{leaf.shape}, but {_path(f'state[{first!r}]', keys)} has "
+                                 f"shape {row[0][1].shape}")
+        buffers[keys] = tuple(_leaf(leaf.data, leaf.shape) for _, leaf in row)
+    return int(step), _skeleton(state[first]), buffers
 
 
-def _sum_of(values):
-    """The sum of the values, as a float even when there are none."""
-    return _sum(values, 0.0)
+# ---- 7b. Saving ----------------------------------------------------------------------------
+
+#
+# save writes a tree as JSON that any JSON reader accepts and a person can read:
+#
+#     {"rax": 1, "tree": {"dict": {
+#       "b": {"shape": [2], "data": [0.5, "-inf"]},
+#       "w": [{"shape": [], "data": -0.0}, 3, {"tuple": [1.5, "nan"]}]
+#     }}}
+#
+# "rax" is the version of the layout. A list is a JSON array; a dict is {"dict": {...}} (keys
+# are strings), a tuple {"tuple": [...]} (a namedtuple comes back as a plain tuple), a tensor
+# {"shape": [...], "data": nested lists} (its values only: it comes back as a leaf). Numbers
+# stay numbers: true/false for bools, JSON integers for ints, and floats as Python's repr,
+# which reads back as the very same float (-0.0 included). JSON has no inf or nan, so they
+# are the strings "inf", "-inf", "nan" (the bits 0x7ff8000000000000), "-nan" (the same with
+# the sign bit set, what x86 gives for inf - inf), and any other nan "nan:" followed by its
+# 16 hexadecimal bits. load reads only this layout, with Python's json: nothing is executed.
+# Trees nest at most _MAX_SAVE_DEPTH containers deep, so that reading the file back stays
+# far from Python's recursion limit.
+_SAVE_VERSION = 1
+
+
+_MAX_SAVE_DEPTH = 100
+
+
+_NAN_NAMES = {"7ff8000000000000": "nan", "fff8000000000000": "-nan"}
+
+
+_NAN_BITS = {name: bits for bits, name in _NAN_NAMES.items()}
+
+
+def save(file, tree):
+    """Write a tree of tensors and numbers (params, an optimizer's state) to a JSON file.
+
+    Every float comes back from load exactly, inf, nan and -0.0 included; tensors come back
+    as leaves with their values and shape, numbers as numbers, tuples as tuples. file is a
+    path or an open text file. Dict keys must be strings. The whole text is made before the
+    file is opened, so a tree that cannot be saved leaves an existing file as it was.
+
+    >>> import io
+    >>> f = io.StringIO()
+    >>> save(f, {"w": Tensor([1.0, -math.inf]), "step": 3})
+    >>> print(f.getvalue(), end="")
+    {"rax": 1, "tree": {"dict": {
+      "w": {"shape": [2], "data": [1.0, "-inf"]},
+      "step": 3
+    }}}
+    >>> _ = f.seek(0)
+    >>> load(f)
+    {'w': Tensor([1.0, -inf]), 'step': 3}
+    """
+    is_path = isinstance(file, (str, bytes, os.PathLike))
+    if not is_path and not callable(getattr(file, "write", None)):
+        raise TypeError(f"save: file must be a path or an open text file, got {file!r:.80}")
+    text = f'{{"rax": {_SAVE_VERSION}, "tree": {_tree_to_json(tree, (), set())}}}\n'
+    if is_path:
+        with open(file, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        file.write(text)
+
+
+def load(file):
+    """Read a tree written by save: tensors come back as leaves, every float exactly.
+
+    Safe on a file from anywhere: it is read as JSON and nothing in it is executed. A file
+    that is not what save writes is a ValueError naming where (``tree['w']: "data" has
+    shape (2,) but "shape" says (3,)``). file is a path or an open text file.
+    """
+    is_path = isinstance(file, (str, bytes, os.PathLike))
+    if not is_path and not callable(getattr(file, "read", None)):
+        raise TypeError(f"load: file must be a path or an open text file, got {file!r:.80}")
+    try:
+        if is_path:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        else:
+            text = file.read()
+        document = json.loads(text, parse_constant=_refuse_constant,
+                              object_pairs_hook=_object_without_repeated_keys)
+    except RecursionError:
+        raise ValueError("load: the JSON is nested too deeply to be a tree that save "
+                         "wrote") from None
+    except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError among them
+        raise ValueError(f"load: not a file that rax.save wrote: {error}") from None
+    if not isinstance(document, dict) or sorted(document) != ["rax", "tree"]:
+        raise ValueError('load: not a file that rax.save wrote: expected {"rax": '
+                         f'{_SAVE_VERSION}, "tree": ...}} at the top')
+    version = document["rax"]
+    if type(version) is not int or version != _SAVE_VERSION:
+        raise ValueError(f"load: the file is of version {version!r:.80}; this rax reads "
+                         f"version {_SAVE_VERSION}")
+    return _tree_from_json(document["tree"], ())
+
+
+def _float_to_json(x):
+    """A float as save writes it: itself if finite, else one of the strings above."""
+    if math.isfinite(x):
+        return x
+    if not math.isnan(x):
+        return "inf" if x > 0.0 else "-inf"
+    bits = struct.pack(">d", x).hex()
+    return _NAN_NAMES.get(bits, "nan:" + bits)
+
+
+def _float_from_json(value, where):
+    """The float that _float_to_json wrote as value (an int is read as its float too)."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"load: {where()} is an integer too large for a float") from None
+    if type(value) is str:
+        if value in ("inf", "-inf"):
+            return float(value)
+        bits = _NAN_BITS.get(value)
+        if bits is None and value.startswith("nan:") and len(value) == 20:
+            bits = value[4:]
+        if bits is not None:
+            try:
+                x = struct.unpack(">d", bytes.fromhex(bits))[0]
+            except ValueError:
+                x = 0.0  # not hexadecimal: refused below
+            if math.isnan(x):
+                return x
+    raise ValueError(f"load: {where()} is {value!r:.80}, not a number (a float, an int, or "
+                     f"one of the strings 'inf', '-inf', 'nan', '-nan', 'nan:<16 hex digits>')")
+
+
+def _data_to_json(t):
+    """A tensor's data with inf and nan replaced by their strings."""
+    if all(map(math.isfinite, _flat(t.data, t.ndim))):
+        return t.data
+    return elementwise(_float_to_json, (t.data,), t.ndim)
+
+
+def _leaf_to_json(leaf, keys):
+    """The JSON text of a tensor or a number of a tree being saved."""
+    if isinstance(leaf, Tensor):
+        data = json.dumps(_data_to_json(leaf), allow_nan=False)
+        return f'{{"shape": {list(leaf.shape)}, "data": {data}}}'
+    if isinstance(leaf, bool):
+        return "true" if leaf else "false"
+    if isinstance(leaf, numbers.Integral):
+        return str(int(leaf))
+    if isinstance(leaf, numbers.Real):
+        try:
+            return json.dumps(_float_to_json(float(leaf)), allow_nan=False)
+        except OverflowError:
+            raise ValueError(f"save: {_path('tree', keys)} is too large for a float") from None
+    raise TypeError(f"save: {_path('tree', keys)} is {leaf!r:.80} ({type(leaf).__name__}); a "
+                    f"tree to save holds only tensors and numbers in dicts, lists and tuples")
+
+
+def _tree_to_json(tree, keys, open_containers):
+    """The JSON text of a tree (see above): one line per tensor or number, containers
+    indented. open_containers holds the ids of the containers around tree."""
+    if not isinstance(tree, (dict, list, tuple)):
+        return _leaf_to_json(tree, keys)
+    if id(tree) in open_containers:
+        raise ValueError(f"save: the tree contains itself at {_path('tree', keys)}")
+    if len(keys) >= _MAX_SAVE_DEPTH:
+        raise ValueError(f"save: the tree is nested more than {_MAX_SAVE_DEPTH} levels deep "
+                         f"at {_path('tree', keys)}")
+    if isinstance(tree, dict):
+        for key in tree:
+            if not isinstance(key, str):
+                raise TypeError(f"save: the key {key!r:.80} of {_path('tree', keys)} is a "
+                                f"{type(key).__name__}; JSON keys are strings")
+        children = [(key, f"{json.dumps(key)}: ") for key in tree]
+        start, end = '{"dict": {', "}}"
+    else:
+        children = [(i, "") for i in range(len(tree))]
+        start, end = ('{"tuple": [', "]}") if isinstance(tree, tuple) else ("[", "]")
+    if not children:
+        return start + end
+    open_containers.add(id(tree))
+    lines = [label + _tree_to_json(tree[key], keys + (key,), open_containers)
+             for key, label in children]
+    open_containers.remove(id(tree))
+    indent = "\n" + "  " * len(keys)
+    return start + indent + "  " + ("," + indent + "  ").join(lines) + indent + end
+
+
+def _refuse_constant(name):
+    """json's hook for NaN, Infinity and -Infinity, which are not standard JSON."""
+    raise ValueError(f"{name} is not standard JSON (save writes the strings 'inf', '-inf' "
+                     f"and 'nan')")
+
+
+def _object_without_repeated_keys(pairs):
+    """json's hook for an object: a dict, refusing a key given twice (JSON would keep the
+    last one silently)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        repeated = next(key for i, (key, _) in enumerate(pairs)
+                        if key in (other for other, _ in pairs[:i]))
+        raise ValueError(f"the key {repeated!r:.80} appears twice in one object")
+    return result
+
+
+def _tree_from_json(node, keys):
+    """The tree that JSON value `node` (at path `keys` in the file's tree) stands for."""
+    def where():
+        return _path("tree", keys)
+    if isinstance(node, (list, dict)) and len(keys) >= _MAX_SAVE_DEPTH:
+        raise ValueError(f"load: {where()} is nested more than {_MAX_SAVE_DEPTH} levels deep")
+    if isinstance(node, list):
+        return [_tree_from_json(child, keys + (i,)) for i, child in enumerate(node)]
+    if isinstance(node, dict):
+        if node.keys() == {"shape", "data"}:
+            return _tensor_from_json(node["shape"], node["data"], where)
+        if node.keys() == {"dict"} and isinstance(node["dict"], dict):
+            return {key: _tree_from_json(child, keys + (key,))
+                    for key, child in node["dict"].items()}
+        if node.keys() == {"tuple"} and isinstance(node["tuple"], list):
+            return tuple(_tree_from_json(child, keys + (i,))
+                         for i, child in enumerate(node["tuple"]))
+        raise ValueError(f'load: {where()}: an object must be a tensor {{"shape": [...], '
+                         f'"data": [...]}}, {{"dict": {{...}}}} or {{"tuple": [...]}}; this '
+                         f'one has the keys {sorted(node)!r:.80}')
+    if type(node) in (bool, int):
+        return node
+    return _float_from_json(node, where)
+
+
+def _tensor_from_json(shape, data, where):
+    """A leaf from the "shape" and "data" of a tensor in a saved file, both checked."""
+    if not (isinstance(shape, list) and len(shape) <= MAX_NDIM
+            and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError(f'load: {where()}: "shape" must be a list of at most {MAX_NDIM} '
+                         f'non-negative integers, got {shape!r:.80}')
+    shape = tuple(shape)
+    # The data of a shape with a zero side stops at that axis: (0, 3) is [], (2, 0) is [[], []].
+    expected = shape[:shape.index(0) + 1] if 0 in shape else shape
+    found, probe = [], data
+    while isinstance(probe, list) and len(found) <= len(expected):
+        found.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    if tuple(found) != expected:
+        raise ValueError(f'load: {where()}: "data" has shape {tuple(found)} but "shape" '
+                         f'says {shape}')
+    return _leaf(_data_from_json(data, expected, where, ()), shape)
+
+
+def _data_from_json(data, shape, where, index):
+    """Nested lists of floats of `shape` from a saved tensor's "data" (or a ValueError saying
+    where in it the lengths or the values are wrong). index: the position of data in it."""
+    def here():
+        return where() + ': "data"' + "".join(f"[{i}]" for i in index)
+    if not shape:
+        return _float_from_json(data, here)
+    if not isinstance(data, list) or len(data) != shape[0]:
+        found = f"{len(data)} items" if isinstance(data, list) else f"{data!r:.40}"
+        raise ValueError(f"load: {here()} is {found}, but the shape asks for a list of "
+                         f"{shape[0]} on this axis (ragged data)")
+    if len(shape) == 1 and set(map(type, data)) <= {float}:  # the common case, at C speed
+        return data
+    return [_data_from_json(child, shape[1:], where, index + (i,))
+            for i, child in enumerate(data)]
+
+
+def _tensor_from_pickle(data, shape, constant):
+    """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
+    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
 
 
 # ============================================================================================
-# 2. Nested-list kernels
+# 8. Tools: your own primitives, gradient checks that point at the guilty op, pictures
+# ============================================================================================
+
+def primitive(op, forward, vjps):
+    """A new primitive op, made from a forward function and one vjp rule per input.
+
+    forward(*inputs, **attrs) computes the value from the input tensors, with rax ops
+    (their graph is dropped: the result is a single node) or with nested lists; it may
+    return a Tensor, a nested list or a number. vjps[i](g, out, *inputs) is the gradient
+    for input i given g, the gradient of out, written with rax ops (None if no gradient
+    flows), exactly like the rules of rax's own primitives. Keyword arguments of the new
+    op are passed to forward and kept as the node's attrs.
+
+    >>> softplus = primitive("softplus", lambda x: log(1.0 + exp(x)),
+    ...                      [lambda g, out, x: g * sigmoid(x)])
+    >>> x = Tensor([0.0, 2.0])
+    >>> y = softplus(x)
+    >>> y.op, y.inputs[0] is x
+    ('softplus', True)
+    >>> [round(v, 4) for v in grad(lambda x: softplus(x).sum())(x).tolist()]
+    [0.5, 0.8808]
+    """
+    if not isinstance(op, str):
+        raise TypeError(f"primitive: the op's name must be a str, got {op!r}")
+    if not callable(forward):
+        raise TypeError(f"primitive {op!r}: forward must be a function, got {forward!r}")
+    if not isinstance(vjps, (list, tuple)):
+        raise TypeError(f"primitive {op!r}: vjps must be a list with one rule (or None) per "
+                        f"input, got {vjps!r}")
+    vjps = tuple(vjps)
+    for i, rule in enumerate(vjps):
+        if rule is not None and not callable(rule):
+            raise TypeError(f"primitive {op!r}: vjps[{i}] must be a function or None, "
+                            f"got {rule!r}")
+
+    def new_op(*inputs, **attrs):
+        if len(inputs) != len(vjps):
+            raise TypeError(f"{op}: takes {len(vjps)} input(s), one per vjp rule, "
+                            f"got {len(inputs)}")
+        inputs = tuple(_as_tensor(t, op) for t in inputs)
+        try:
+            value = forward(*inputs, **attrs)
+        except Exception as error:
+            _add_note(error, f"in the forward function of {op!r} ({_source_location(forward)})")
+            raise
+        value = _as_tensor(value, f"{op} (the value forward returned)")
+        return _node(op, new_op, value.data, value.shape, inputs, vjps,
+                      MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
+
+    new_op.__name__ = new_op.__qualname__ = op
+    new_op.__doc__ = forward.__doc__
+    new_op.made_by_primitive = True  # check_grads then also checks inputs without a rule
+    return new_op
+
+
+def _add_note(error, note):
+    """Say where an error from user code came from (Python 3.11 prints notes below it)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+
+
+def _source_location(fn):
+    """'file.py, line 12' for a function defined in Python, else its name."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return getattr(fn, "__name__", repr(fn))
+    return f"{code.co_filename}, line {code.co_firstlineno}"
+
+
+def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0):
+    """Check grad(f) against central differences, for every Tensor leaf of the tuple args.
+
+    f(*args) must return a tensor with one element. Each element x of each Tensor leaf is
+    checked: |analytic - numeric| <= atol + rtol * |numeric|, where numeric is
+    (f(x + eps) - f(x - eps)) / (2 eps) (the defaults are torch.autograd.gradcheck's).
+    With directions=k, each leaf is checked instead along k random directions v, one
+    comparison each whatever its size: <grad, v> against (f(x + eps v) - f(x - eps v)) / 2eps.
+
+    On a mismatch it raises AssertionError naming the argument (args[0]['w']), the index
+    and both values; then it checks the vjp rule of every op of f's graph on that op alone,
+    and names the first one that is wrong, with the file and line of the rule.
+
+    >>> check_grads(lambda x, y: (x * y.exp()).sum(), (Tensor([1.0, 2.0]), Tensor([0.5, -1.0])))
+    >>> bad_square = primitive("bad_square", lambda x: x * x, [lambda g, out, x: g * x])
+    >>> check_grads(lambda x: bad_square(x).sum(), (Tensor([3.0]),))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0...
+    """
+    if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
+        raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
+                        f"got {type(args).__name__}")
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"check_grads: {name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value >= 0.0) or (name == "eps" and value == 0.0):
+            raise ValueError(f"check_grads: {name} must be finite and "
+                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
+    if directions is not None and (isinstance(directions, bool) or
+                                   not isinstance(directions, int) or directions < 1):
+        raise ValueError(f"check_grads: directions must be None or a positive int, "
+                         f"got {directions!r}")
+    args = tuple(args)
+    rng = _as_rng(rng)
+    items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
+    gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
+
+    def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
+        leaves = [new_leaf if k == position else leaf for k, (_, leaf) in enumerate(items)]
+        return _as_tensor(f(*_rebuild(args, iter(leaves))), "check_grads").item()
+
+    for position, ((path, leaf), gradient) in enumerate(zip(items, gradients)):
+        if not isinstance(leaf, Tensor):
+            continue
+        analytic_flat = _flat(gradient.data, gradient.ndim)
+        if directions is None:  # each element on its own
+            probes = [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j, analytic_flat[j])
+                      for j in range(leaf.size)]
+        else:
+            probes = []
+            for _ in range(directions):
+                v = [rng.gauss(0.0, 1.0) for _ in range(leaf.size)]
+                probes.append((f"along a random direction v, <d f / d {path}, v>", v,
+                               _sum(map(operator.mul, analytic_flat, v))))
+        for what, direction, analytic in probes:
+            numeric = (f_with(position, _moved(leaf, direction, eps))
+                       - f_with(position, _moved(leaf, direction, -eps))) / (2.0 * eps)
+            if not _close(analytic, numeric, atol, rtol):
+                raise AssertionError(
+                    f"check_grads: {what} is {analytic!r} by backward, but {numeric!r} by "
+                    f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
+                    + _blame(f, args, eps, atol, rtol, rng))
+
+
+def _blame(f, args, eps, atol, rtol, rng):
+    """Check each op of f's graph on its own, inputs first, and describe the first op whose
+    vjp rule disagrees with central differences of that op's forward function."""
+    out = f(*args)
+    nodes = [t for t in _topological_order(out) if t.forward is not None]
+    for number, node in enumerate(nodes, 1):
+        w_flat = [rng.gauss(0.0, 1.0) for _ in range(node.size)]  # a random cotangent
+        w = _leaf(_fold(w_flat, node.shape), node.shape)
+        shapes = ", ".join(str(t.shape) for t in node.inputs)
+        op = f"op {node.op!r} (op {number} of {len(nodes)}, inputs of shapes {shapes})"
+
+        def local(i, new_input):  # <w, node's op applied with input i replaced>
+            inputs = node.inputs[:i] + (new_input,) + node.inputs[i + 1:]
+            value = node.forward(*inputs, **node.attrs)
+            return _sum(map(operator.mul, w_flat, _flat(value.data, value.ndim)))
+
+        def numeric(i, direction):
+            x = node.inputs[i]
+            return (local(i, _moved(x, direction, eps))
+                    - local(i, _moved(x, direction, -eps))) / (2.0 * eps)
+
+        for i, (x, rule) in enumerate(zip(node.inputs, node.vjps)):
+            if rule is None and not getattr(node.forward, "made_by_primitive", False):
+                continue  # rax's own ops pass no gradient there on purpose (x < y, where's cond)
+            if rule is None:
+                analytic_flat = [0.0] * x.size
+            else:
+                analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
+                if analytic.shape != x.shape:
+                    return (f"The vjp rule of {op} for input {i} ({_source_location(rule)}) "
+                            f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
+                analytic_flat = _flat(analytic.data, analytic.ndim)
+            v = [rng.gauss(0.0, 1.0) for _ in range(x.size)]  # one look along a random line,
+            if _close(_sum(map(operator.mul, analytic_flat, v)), numeric(i, v), atol, rtol):
+                continue  # and element by element only to say where it is wrong
+            for j in range(x.size):
+                expected = numeric(i, j)
+                if _close(analytic_flat[j], expected, atol, rtol):
+                    continue
+                if rule is None:
+                    return (f"The first op whose gradient disagrees with central differences "
+                            f"on that op alone is {op}: it has no vjp rule for input {i}, yet "
+                            f"its output depends on that input (at {_index_of(j, x.shape)}, "
+                            f"central differences give {expected!r}).")
+                return (f"The first op whose vjp rule disagrees with central differences "
+                        f"on that op alone is {op}: for input {i} at "
+                        f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
+                        f"{analytic_flat[j]!r} but central differences give {expected!r}. "
+                        f"The rule is at {_source_location(rule)}. (Unless the input sits on "
+                        f"a kink, such as relu at 0, where no derivative exists.)")
+    return ("Every op's vjp rule agrees with central differences on that op alone, so look "
+            "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
+            "or too small for f, or randomness or changing state inside f.")
+
+
+def _topological_order(root):
+    """Every node of root's graph once, each after its inputs: leaves first, root last.
+    A walk with a stack, so deep graphs are fine."""
+    order, expanded = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(t)
+        elif t not in expanded:
+            expanded.add(t)
+            stack.append((t, True))
+            stack.extend((x, False) for x in reversed(t.inputs) if x not in expanded)
+    return order
+
+
+def _moved(t, direction, step):
+    """A leaf like t moved by `step` along `direction`: the flat position of one element, or
+    a vector of t's size in row-major order."""
+    flat = list(_flat(t.data, t.ndim))
+    if isinstance(direction, int):
+        flat[direction] += step
+    else:
+        flat = [a + step * b for a, b in zip(flat, direction)]
+    return _leaf(_fold(flat, t.shape), t.shape)
+
+
+def _index_of(j, shape):
+    """The multi-index of flat position j in a tensor of `shape`, as text: [1, 2]."""
+    index = []
+    for n in reversed(shape):
+        j, i = divmod(j, n)
+        index.append(i)
+    return str(index[::-1])
+
+
+def _close(analytic, numeric, atol, rtol):
+    if analytic == numeric:  # also equal infinities
+        return True
+    return _abs(analytic - numeric) <= atol + rtol * _abs(numeric)
+
+
+def draw(t, grads=None, names=None, max_nodes=200):
+    """A text picture of t's graph: t first, and below each node its inputs, indented.
+
+    Each line shows a node's number, op (or the leaf's name from `names`, a tree of
+    tensors such as params), shape and values; with `grads`, the gradient graph from
+    backward, each node's gradient stands beside its value. A node reached a second time
+    is not drawn again but referred to by its number. A graph of more than max_nodes nodes
+    gets a one-line summary instead (None: no limit).
+
+    >>> w = Tensor([1.0, -2.0])
+    >>> loss = (w * w).sum()
+    >>> print(draw(loss, loss.backward(), names={"w": w}))
+    #0 sum(axis=(0,)) ()    5        grad 1
+    `-- #1 mul (2,)         [1, 4]   grad [1, 1]
+        |-- #2 w (2,)       [1, -2]  grad [2, -4]
+        `-- #2 (see above)
+    """
+    _check_picture_arguments("draw", t, grads, max_nodes)
+    nodes = _topological_order(t)
+    if max_nodes is not None and len(nodes) > max_nodes:
+        return _too_big(nodes, max_nodes)
+    labels = _labels(names)
+    number_of, rows = {}, []  # rows: (tree text, value text, gradient text)
+    stack = [(t, "", "")]  # (node, what precedes it on its line, what precedes its inputs)
+    while stack:
+        node, head, indent = stack.pop()
+        if node in number_of:
+            rows.append((f"{head}#{number_of[node]} (see above)", "", ""))
+            continue
+        number_of[node] = len(number_of)
+        gradient = "" if grads is None else "grad " + _summary(grads[node])
+        rows.append((f"{head}#{number_of[node]} {_describe(node, labels)} {node.shape}",
+                     _summary(node), gradient))
+        last = len(node.inputs) - 1
+        for k in reversed(range(len(node.inputs))):
+            stack.append((node.inputs[k], indent + ("`-- " if k == last else "|-- "),
+                          indent + ("    " if k == last else "|   ")))
+    tree_width = _max(len(row[0]) for row in rows)
+    value_width = _max(len(row[1]) for row in rows)
+    return "\n".join(f"{tree:<{tree_width}}  {value:<{value_width}}  {gradient}".rstrip()
+                     for tree, value, gradient in rows)
+
+
+def to_dot(t, grads=None, names=None, max_nodes=2000):
+    """Graphviz DOT text for t's graph (render it with `dot -Tsvg graph.dot -o graph.svg`).
+
+    Each node shows its op (or leaf name from `names`), shape and values, and arrows run
+    from inputs to the ops that use them, numbered 0, 1, ... where an op has several. With
+    `grads`, the gradient graph from backward stands beside it, node for node, its arrows
+    pointing the way gradients flow. A graph of more than max_nodes nodes (None: no limit)
+    becomes one box with a summary.
+
+    >>> x = Tensor(2.0)
+    >>> print(to_dot(x * x))  # doctest: +ELLIPSIS
+    digraph rax {
+    ...
+      n0 -> n1 [label=0];
+      n0 -> n1 [label=1];
+    }
+    """
+    _check_picture_arguments("to_dot", t, grads, max_nodes)
+    labels = _labels(names)
+    nodes = _topological_order(t)
+    header = ["digraph rax {", "  rankdir=BT;",
+              '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica, '
+              'fontsize=10];']
+    if max_nodes is not None and len(nodes) > max_nodes:
+        return "\n".join(header + [f"  n0 [label={_dot_text(_too_big(nodes, max_nodes))}];",
+                                   "}"])
+    number = {node: k for k, node in enumerate(nodes)}
+    lines = header + ["  subgraph cluster_forward {", '    label="forward graph";']
+    for node, k in number.items():
+        shape = "ellipse" if node.op is None else "box"
+        text = f"{_describe(node, labels)}\n{node.shape}\n{_summary(node)}"
+        lines.append(f"    n{k} [label={_dot_text(text)}, shape={shape}];")
+    lines.append("  }")
+    if grads is not None:
+        lines += ["  subgraph cluster_gradient {", '    label="gradient graph";']
+        for node, k in number.items():
+            text = f"d/d {_describe(node, labels)}\n{node.shape}\n{_summary(grads[node])}"
+            lines.append(f"    g{k} [label={_dot_text(text)}, fillcolor=lightyellow];")
+        lines.append("  }")
+    for node, k in number.items():
+        for i, x in enumerate(node.inputs):
+            label = f" [label={i}]" if len(node.inputs) > 1 else ""
+            lines.append(f"  n{number[x]} -> n{k}{label};")
+            if grads is not None:  # laid out like the forward edge, drawn pointing back
+                lines.append(f"  g{number[x]} -> g{k} [dir=back, color=darkorange];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _check_picture_arguments(op, t, grads, max_nodes):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: t must be a Tensor, got {t!r} ({type(t).__name__})")
+    if grads is not None and not isinstance(grads, GradNode):
+        raise TypeError(f"{op}: grads must be the gradient graph that backward returns (a "
+                        f"GradNode), got {type(grads).__name__}")
+    if max_nodes is not None and (isinstance(max_nodes, bool) or
+                                  not isinstance(max_nodes, numbers.Integral)):
+        raise TypeError(f"{op}: max_nodes must be an int or None, got {max_nodes!r}")
+
+
+def _summary(t, digits=4):
+    """A few words for a tensor's values: all of them when there are few, else statistics."""
+    flat = _flat(t.data, t.ndim)
+    if t.size <= 4:
+        return _format_nested(t.data, t.ndim, digits)
+    mean_value = _sum(flat) / len(flat)
+    return (f"mean {mean_value:.{digits}g}, min {_min_of(flat):.{digits}g}, "
+            f"max {_max_of(flat):.{digits}g}")
+
+
+def _format_nested(data, ndim, digits):
+    if ndim == 0:
+        return format(data, f".{digits}g")
+    return "[" + ", ".join(_format_nested(row, ndim - 1, digits) for row in data) + "]"
+
+
+def _labels(names):
+    """{tensor: name} from a tree of tensors, such as params: its keys joined by dots."""
+    if names is None:
+        return {}
+    return {leaf: ".".join(map(str, keys))
+            for keys, leaf in _leaves_with_keys(names) if isinstance(leaf, Tensor)}
+
+
+def _describe(t, labels):
+    """The op of t with its static arguments, or the leaf's name."""
+    if t.op is None:
+        return labels.get(t, "constant" if t.attrs.get("constant") else "leaf")
+    # keepdims=False is the default: leaving it out keeps the lines short.
+    attrs = ", ".join(f"{key}={value}" for key, value in t.attrs.items() if value is not False)
+    return f"{t.op}({attrs})" if attrs else t.op
+
+
+def _too_big(nodes, max_nodes):
+    counts = {}
+    for t in nodes:
+        counts[t.op or "leaf"] = counts.get(t.op or "leaf", 0) + 1
+    ops = ", ".join(f"{op} {n:,}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    root = nodes[-1]
+    return (f"a graph of {len(nodes):,} nodes, more than max_nodes={max_nodes} to draw: "
+            f"{ops}; the root is {_describe(root, {})} of shape {root.shape}")
+
+
+def _dot_text(text):
+    """text as a quoted DOT string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# ============================================================================================
+# Appendix A. Nested-list kernels
+#
+# Why they exist: a tensor's data is nested lists, and every op needs the same few loops over
+# them: broadcast, map, reduce, multiply, move. Written once here, they run at C speed where
+# they can (map over a row, sum(map(mul, ...)), zip(*rows) for a transpose), and the ops
+# above read as math rather than as loops.
 #
 # Plain functions over nested lists of floats; no Tensor here. A tensor of shape (2, 3) is
 # [[a, b, c], [d, e, f]]; a tensor of shape () is a bare float. Kernels recurse over the
@@ -192,7 +3153,7 @@ def _sum_of(values):
 # depth is the number of axes, at most MAX_NDIM. No kernel changes its arguments, so kernels
 # may return (parts of) their inputs, and repeated rows may be the same list object. The
 # kernels without a leading underscore are public: the forward of a primitive of your own
-# (section 8) may use them. They trust their caller and check nothing: the ops check shapes
+# (chapter 8) may use them. They trust their caller and check nothing: the ops check shapes
 # first, and operands of unequal lengths would be cut short by zip, without an error.
 # ============================================================================================
 
@@ -503,404 +3464,97 @@ def concatenate_lists(parts, axis):
 
 
 # ============================================================================================
-# 3. Tensor
+# Appendix B. IEEE-safe scalar math
 #
-# First, turning Python data into nested lists of floats, with errors that say where it goes
-# wrong; then the Tensor class, the making of nodes, and the constructors.
+# Why it exists: rax promises NumPy's answers (inf, nan) where Python raises: 1/0,
+# math.log(0), math.exp(1000), 0.0 ** -1, math.sqrt(-1); and (-8.0) ** (1/3) is a complex
+# number. The kernels first run the fast C function and, only if it raises somewhere, redo the
+# whole op with these safe versions, so the common case pays nothing.
 # ============================================================================================
 
-_REAL_TYPES = frozenset((float, int, bool))
-
-# The most elements a tensor may have. A float in a list costs at least 8 bytes (the
-# reference; 32 with its own float object), so 2**31 elements is 16 GB or more: a shape
-# beyond it is refused at once, before minutes of work and a MemoryError.
-MAX_SIZE = 2 ** 31
-
-
-def _has_tolist(obj):
-    """Whether obj converts itself to Python numbers and lists: a NumPy array or scalar, an
-    array.array, a memoryview (duck typing, so rax never imports NumPy)."""
-    return callable(getattr(obj, "tolist", None))
-
-
-def _text(value):
-    """repr(value) for an error message, but an int of more than 4300 digits, which Python
-    3.11+ refuses to print, by its number of digits (on every version), also in a tuple."""
-    if isinstance(value, tuple):
-        return "(" + ", ".join(map(_text, value)) + ("," if len(value) == 1 else "") + ")"
-    if isinstance(value, int) and _abs(value) >= 10 ** 4300:
-        digits = int(math.log10(_abs(value)))  # may be one off either way: correct it
-        digits += (10 ** (digits + 1) <= _abs(value)) - (10 ** digits > _abs(value))
-        return f"{'a negative' if value < 0 else 'an'} int of {digits + 1} digits"
+def _div(x, y):
+    """x / y, where division by zero gives inf, -inf or nan (1/0, -1/0, 1/-0.0, 0/0)."""
     try:
-        return repr(value)
-    except ValueError:  # a list holding such an int, or a lower sys.set_int_max_str_digits
-        return f"<{type(value).__name__} too long to print>"
+        return x / y
+    except ZeroDivisionError:
+        if x == 0.0 or x != x:
+            return nan
+        return math.copysign(inf, x) * math.copysign(1.0, y)  # the sign of a zero counts
 
 
-def _to_lists(obj, context):
-    """(data, shape) for a number, a rectangular nested list/tuple of numbers, or an object
-    with a tolist() method that gives one (a NumPy array or scalar, say).
+def _is_odd_integer(y):
+    return y % 2.0 == 1.0
 
-    The result is a fresh copy with every value a float. On bad input raise an error that
-    says where: ValueError for a ragged list, TypeError for something that is not a number.
-    """
-    if not isinstance(obj, (list, tuple)) and _has_tolist(obj):
-        obj = obj.tolist()
-    shape = []
-    probe = obj
-    while isinstance(probe, (list, tuple)) and len(shape) <= MAX_NDIM:
-        shape.append(len(probe))
-        if not probe:
-            break
-        probe = probe[0]
-    shape = tuple(shape)
-    if len(shape) > MAX_NDIM:
-        raise ValueError(f"{context}: data is nested more than {MAX_NDIM} levels deep")
+
+def _pow(x, y):
+    """x ** y as numpy.power on floats: never an exception, never a complex number."""
     try:
-        data = _copy_rectangular(obj, shape)
-    except OverflowError:  # float(10 ** 400)
-        data = None
-    if data is None:
-        raise _shape_or_error(obj, "data", context, 0)[1]
-    return data, shape
+        result = x ** y
+    except ZeroDivisionError:  # 0.0 ** -1
+        return math.copysign(inf, x) if _is_odd_integer(y) else inf
+    except OverflowError:  # 10.0 ** 400, (-10.0) ** 401, (-10.0) ** 400.5
+        if x < 0.0 and not y.is_integer():
+            return nan
+        return -inf if x < 0.0 and _is_odd_integer(y) else inf
+    return nan if type(result) is complex else result  # (-8.0) ** (1/3)
 
 
-def _copy_rectangular(obj, shape):
-    """Copy obj as nested lists of floats of exactly `shape`, or None if it does not fit."""
-    if not shape:
-        if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
-            return float(obj)
-        return None
-    if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
-        return None
-    if len(shape) == 1:
-        if set(map(type, obj)) <= _REAL_TYPES:  # the common case, checked at C speed
-            return list(map(float, obj))
-        row = [_copy_rectangular(value, ()) for value in obj]
-    else:
-        row = [_copy_rectangular(child, shape[1:]) for child in obj]
-    return None if None in row else row
-
-
-def _shape_or_error(obj, path, context, depth):
-    """(shape of obj, None) if obj is a number or a rectangular nested list of numbers, else
-    (None, the exception that names the first place where it is not)."""
-    if depth > MAX_NDIM:
-        return None, ValueError(f"{context}: {path} is nested more than {MAX_NDIM} levels deep")
-    if isinstance(obj, Tensor):
-        return None, TypeError(
-            f"{context}: {path} is a Tensor; use rax.stack to combine tensors into one")
-    if isinstance(obj, (list, tuple)):
-        first = None
-        for i, child in enumerate(obj):
-            shape, error = _shape_or_error(child, f"{path}[{i}]", context, depth + 1)
-            if error is not None:
-                return None, error
-            if first is None:
-                first = shape
-            elif shape != first:
-                return None, ValueError(
-                    f"{context}: ragged nested list: {path}[{i}] has shape {shape}, "
-                    f"but {path}[0] has shape {first}")
-        return (len(obj),) + (first or ()), None
-    if isinstance(obj, numbers.Real):
-        try:
-            float(obj)
-        except OverflowError:
-            return None, ValueError(f"{context}: {path} = {_text(obj)} is too large for a float")
-        return (), None
-    return None, TypeError(
-        f"{context}: {path} is {obj!r} ({type(obj).__name__}), not a number")
-
-
-# repr prints every value of a tensor of up to 1000 elements; a bigger one is summarised
-# as NumPy does with its default print options (threshold=1000, edgeitems=3). Rows that
-# are not shown are never visited, and at most _REPR_MAX_SHOWN values are shown in all, so
-# that a tensor of many axes (7 ** 11 elements shows 6 ** 11 values in NumPy's way) still
-# prints at once.
-_REPR_THRESHOLD, _REPR_EDGE, _REPR_MAX_SHOWN = 1000, 3, 10_000
-
-
-def _summarised(data, shape, budget):
-    """The text of nested list `data` with only the first and last _REPR_EDGE entries of
-    each longer axis, "..." standing for the rest. budget is a one-element list: the
-    number of values still to show; once it is spent, "..." stands for all the rest."""
-    if not shape:
-        budget[0] -= 1
-        return repr(data)
-    n, edge = shape[0], _REPR_EDGE
-    shown = itertools.chain(range(edge), range(n - edge, n)) if n > 2 * edge else range(n)
-    parts = []
-    for i in shown:
-        if budget[0] <= 0:
-            parts.append("...")
-            break
-        if i == n - edge and n > 2 * edge:
-            parts.append("...")
-        parts.append(_summarised(data[i], shape[1:], budget))
-    return "[" + ", ".join(parts) + "]"
-
-
-_NO_ATTRS = MappingProxyType({})
-_CONSTANT = MappingProxyType({"constant": True})  # the attrs of a constant (see _constant)
-_new_object = object.__new__
-
-
-class Tensor:
-    """An immutable n-dimensional array of floats that remembers how it was computed.
-
-    Attributes:
-        data: nested lists of floats (a float for a 0-d tensor). Read it, never change it;
-            ``tolist()`` gives a copy you may change.
-        shape: a tuple of ints.
-        op: the name of the op that made this tensor; None for a leaf.
-        inputs: the tensors it was made from, in order; () for a leaf.
-        forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again,
-            on other inputs too (check_grads uses this to test each op on its own); None for
-            a leaf.
-        vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
-            given g, the gradient of out (None where no gradient flows); () for a leaf.
-        attrs: the op's static arguments (axis, shape, index, ...), a dict; for a leaf
-            that an op made from a Python number or list, {"constant": True}.
-
-    ``Tensor(data)`` takes a number, a rectangular nested list or tuple of numbers, a
-    Tensor, or anything with a ``tolist()`` method, such as a NumPy array or scalar; every
-    value is stored as a Python float. ``float(t)``, ``int(t)`` and ``round(t)`` of a
-    one-element tensor are those of its float, so ``int(Tensor(inf))`` raises Python's own
-    OverflowError, as ``int(float("inf"))`` does. ``repr`` shows every value up to 1000 of
-    them; past that, as NumPy, the first and last 3 along each axis, and the shape.
-
-    ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
-    compares values. The operators are the ops of section 4 (``t * u`` is ``mul(t, u)``),
-    and every unary op, reduction, movement op and the softmax family is also a method
-    (``t.exp()``, ``t.sum(axis=0)``), attached at the end of section 5.
-
-    A tensor never changes, so ``copy.copy`` and ``copy.deepcopy`` return the tensor itself,
-    at once however long its graph. Pickling keeps its values, its shape and whether it is a
-    constant, and it unpickles as a leaf: the vjp rules of a graph are code, often lambdas,
-    and are not pickled.
-
-    >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
-    >>> t.shape, t.ndim, t.size
-    ((2, 3), 2, 6)
-    >>> t[1]
-    Tensor([4.0, 5.0, 6.0], op='getitem')
-    >>> (t + 1).tolist()
-    [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
-    """
-
-    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs", "__weakref__")
-
-    def __init__(self, data):
-        if isinstance(data, Tensor):
-            data, shape = data.data, data.shape  # tensors never change: sharing is copying
-        else:
-            data, shape = _to_lists(data, "Tensor()")
-        self.data, self.shape = data, shape
-        self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    @property
-    def size(self):
-        return math.prod(self.shape)
-
-    def tolist(self):
-        """The values as fresh nested lists of floats (a float for a 0-d tensor)."""
-        return _copy_lists(self.data, self.ndim)
-
-    def item(self):
-        """The one value of a tensor with exactly one element, as a float."""
-        if self.size != 1:
-            raise ValueError(f"item(): the tensor has {self.size} elements, not 1 "
-                             f"(shape {self.shape})")
-        return _flat(self.data, self.ndim)[0]
-
-    def __float__(self):
-        if self.size != 1:
-            raise TypeError(f"only a tensor with one element converts to float; "
-                            f"this one has shape {self.shape}")
-        return self.item()
-
-    def __int__(self):
-        return int(float(self))
-
-    def __round__(self, digits=None):
-        return round(float(self), digits)
-
-    def __bool__(self):
-        if self.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
-                             f"use .sum(), .max() or rax.equal")
-        return bool(self.item())
-
-    def __len__(self):
-        if not self.shape:
-            raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
-
-    def __iter__(self):
-        if not self.shape:
-            raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.shape[0]))
-
-    def __repr__(self):
-        op = "" if self.op is None else f", op={self.op!r}"
-        if self.size > _REPR_THRESHOLD:
-            text = _summarised(self.data, self.shape, [_REPR_MAX_SHOWN])
-            return f"Tensor({text}, shape={self.shape}{op})"
-        return f"Tensor({self.data!r}{op})"
-
-    def __format__(self, spec):
-        """A one-element tensor formats like its float: f"{loss:.3f}"."""
-        if not spec:
-            return repr(self)
-        if self.size != 1:
-            raise TypeError(f"format spec {spec!r} needs a tensor with one element; this one "
-                            f"has shape {self.shape} (format t.tolist() instead)")
-        return format(self.item(), spec)
-
-    # NumPy: with __array_ufunc__ = None, NumPy's operators (array + t, np.float64(2) * t,
-    # array @ t) return NotImplemented, so Python calls the tensor's reflected operator and
-    # the result is a Tensor; otherwise NumPy would build an object array of 0-d tensors.
-    __array_ufunc__ = None
-
-    def __array__(self, dtype=None, copy=None):
-        """The values as a new NumPy array, for numpy.asarray(t) and numpy.array(t).
-
-        NumPy converts the nested lists at C speed, instead of indexing the tensor element
-        by element. NumPy 2 passes copy; copy=False cannot be honoured, since the values
-        are Python floats that NumPy has to copy.
-        """
-        if copy is False:
-            raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
-                             "floats, which NumPy can only copy")
-        import numpy  # here only: rax itself needs no NumPy
-        dtype = numpy.float64 if dtype is None else dtype
-        return numpy.array(self.data, dtype=dtype).reshape(self.shape)
-
-    def __getitem__(self, key):
-        return _getitem(self, key)
-
-    # Arithmetic, comparisons and matmul: each operator is the function of the same name.
-    def __add__(self, other): return add(self, other)
-    def __radd__(self, other): return add(other, self)
-    def __sub__(self, other): return sub(self, other)
-    def __rsub__(self, other): return sub(other, self)
-    def __mul__(self, other): return mul(self, other)
-    def __rmul__(self, other): return mul(other, self)
-    def __truediv__(self, other): return div(self, other)
-    def __rtruediv__(self, other): return div(other, self)
-    def __pow__(self, other): return pow(self, other)
-    def __rpow__(self, other): return pow(other, self)
-    def __matmul__(self, other): return matmul(self, other)
-    def __rmatmul__(self, other): return matmul(other, self)
-    def __neg__(self): return neg(self)
-    def __pos__(self): return self
-    def __abs__(self): return abs(self)
-    def __lt__(self, other): return less(self, other)
-    def __le__(self, other): return less_equal(self, other)
-    def __gt__(self, other): return greater(self, other)
-    def __ge__(self, other): return greater_equal(self, other)
-    # __eq__ and __hash__ stay those of object (identity), so tensors can be dict keys.
-
-    @property
-    def T(self):
-        """All axes reversed (as NumPy's .T)."""
-        return transpose(self)
-
-    def backward(self, seed=None):
-        """The gradient graph of this tensor: see rax.backward and GradNode.
-
-        >>> x = Tensor(3.0)
-        >>> (x * x).backward()[x]
-        Tensor(6.0, op='add')
-        """
-        return backward(self, seed)
-
-    def __copy__(self):
-        """The tensor itself: a tensor never changes, so a copy would be the same value."""
-        return self
-
-    def __deepcopy__(self, memo):
-        """The tensor itself, at once, however long the graph behind it (see __copy__)."""
-        return self
-
-    def __reduce__(self):
-        """Pickle the values, the shape and whether it is a constant; it unpickles as a leaf,
-        since the vjp rules of a graph are code (often lambdas) and are not pickled."""
-        constant = self.op is None and bool(self.attrs.get("constant"))
-        return _tensor_from_pickle, (self.data, self.shape, constant)
-
-
-def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
-    """The output node of a primitive op: its value, and how it was made (the op's name, the
-    function that computes it, the inputs, their vjp rules and the op's static arguments).
-
-    `vjps` holds one rule per input (see section 4). A node refers only to its inputs, never
-    to itself or to what consumes it, so a graph is freed as soon as nothing refers to its
-    output, without the garbage collector.
-    """
-    out = _new_object(Tensor)  # skips __init__, which checks and copies user data
-    out.data = data
-    out.shape = shape
-    out.op = op
-    out.forward = forward
-    out.inputs = inputs
-    out.vjps = vjps
-    out.attrs = attrs
-    return out
-
-
-def _leaf(data, shape):
-    """A new leaf tensor from data that is already nested lists of floats of `shape`."""
-    return _node(None, None, data, shape, (), ())
-
-
-def _add_note(error, note):
-    """Say where an error from user code came from (Python 3.11 prints notes below it)."""
-    if hasattr(error, "add_note"):
-        error.add_note(note)
-
-
-def _source_location(fn):
-    """'file.py, line 12' for a function defined in Python, else its name."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return getattr(fn, "__name__", repr(fn))
-    return f"{code.co_filename}, line {code.co_firstlineno}"
-
-
-def _as_tensor(value, op):
-    """value as a Tensor: tensors pass through; numbers, nested lists and objects with a
-    tolist() method (NumPy arrays and scalars) become constant leaves."""
-    if isinstance(value, Tensor):
-        return value
-    if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
-        try:
-            return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
-        except OverflowError:
-            raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
-    if isinstance(value, (list, tuple)) or _has_tolist(value):
-        return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
-    raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
-                    f"got {value!r} ({type(value).__name__})")
-
-
-def _scalar(op, name, value):
-    """The float in `value`, a number or a tensor (or array) of shape ()."""
+def _exp(x):
+    """math.exp, with exp(1000) = inf instead of OverflowError."""
     try:
-        value = _as_tensor(value, op)
-    except TypeError:  # a string, say: name the argument
-        raise TypeError(f"{op}: {name} must be a number, got {value!r} "
-                        f"({type(value).__name__})") from None
-    if value.shape:
-        raise ValueError(f"{op}: {name} must be a number, got a tensor of shape {value.shape}")
-    return value.data
+        return math.exp(x)
+    except OverflowError:
+        return inf
 
+
+def _log(x):
+    """math.log, with log(0) = -inf and log(-1) = nan instead of ValueError."""
+    if x > 0.0:
+        return math.log(x)
+    return -inf if x == 0.0 else nan
+
+
+def _sqrt(x):
+    """math.sqrt, with sqrt(-1) = nan instead of ValueError (sqrt(-0.0) stays -0.0)."""
+    return math.sqrt(x) if x >= 0.0 else nan
+
+
+def _sin(x):
+    """math.sin, with sin(inf) = nan instead of ValueError."""
+    return math.sin(x) if math.isfinite(x) else nan
+
+
+def _cos(x):
+    """math.cos, with cos(inf) = nan instead of ValueError."""
+    return math.cos(x) if math.isfinite(x) else nan
+
+
+def _sigmoid(x):
+    """1 / (1 + e**-x), computed as PyTorch does; e**-x may overflow to inf, giving 0."""
+    return 1.0 / (1.0 + _exp(-x))
+
+
+def _max_of(values):
+    """The largest value, nan if any is nan (Python's max would skip a nan, by position)."""
+    return nan if any(map(math.isnan, values)) else _max(values)
+
+
+def _min_of(values):
+    """The smallest value, nan if any is nan."""
+    return nan if any(map(math.isnan, values)) else _min(values)
+
+
+def _sum_of(values):
+    """The sum of the values, as a float even when there are none."""
+    return _sum(values, 0.0)
+
+
+# ============================================================================================
+# Appendix C. Speed devices
+#
+# Two devices that change no result and only save time; each says what it buys, measured with
+# examples/benchmark.py.
+# ============================================================================================
 
 # A number in an op becomes a constant: a leaf marked {"constant": True}. Tensors are values,
 # so one constant can serve every op that uses the same number, as Python shares small ints:
@@ -922,1162 +3576,6 @@ def _constant(value):
     return constant
 
 
-def _as_shape(op, shape):
-    """shape as a tuple of non-negative ints (an int n means (n,)), of at most MAX_NDIM
-    axes and MAX_SIZE elements. A tuple or list only: bytes, dicts and strings iterate
-    too, into ints or keys, and are refused rather than read as a shape."""
-    if not isinstance(shape, (tuple, list)):
-        if _has_tolist(shape):  # a NumPy array or integer
-            shape = shape.tolist()
-        if isinstance(shape, numbers.Integral):
-            shape = (shape,)
-    try:
-        if not isinstance(shape, (tuple, list)):
-            raise TypeError  # to the message below
-        shape = tuple(operator.index(n) for n in shape)
-    except TypeError:
-        raise TypeError(f"{op}: shape must be an int or a tuple of ints, got {_text(shape)} "
-                        f"({type(shape).__name__})") from None
-    if any(n < 0 for n in shape):
-        raise ValueError(f"{op}: shape {_text(shape)} has a negative side")
-    if len(shape) > MAX_NDIM:
-        raise ValueError(f"{op}: shape {_text(shape)} has more than {MAX_NDIM} axes")
-    return _check_size(op, shape)
-
-
-def _check_size(op, shape):
-    """shape, if a tensor of that shape is not too large to build (see MAX_SIZE)."""
-    # Sides of 0 are left out: nested lists of shape (0, n) are built n wide inside.
-    if math.prod(n for n in shape if n) > MAX_SIZE:
-        raise ValueError(f"{op}: shape {_text(shape)} is too large: rax holds at most "
-                         f"rax.MAX_SIZE = {MAX_SIZE:,} elements (sides of 0 left out)")
-    return shape
-
-
-def _as_rng(rng):
-    """A random.Random from an int seed or a Random; None means Python's global generator."""
-    if rng is None:
-        return random  # the module's functions draw from its global Random instance
-    if isinstance(rng, random.Random):
-        return rng
-    if isinstance(rng, numbers.Integral):
-        return random.Random(operator.index(rng))  # np.int64: Random takes only int seeds
-    raise TypeError(f"rng must be a random.Random, an int seed or None, got {rng!r}")
-
-
-def full(shape, value):
-    """A new leaf of the given shape with every element `value`.
-
-    >>> full((2, 2), 7)
-    Tensor([[7.0, 7.0], [7.0, 7.0]])
-    """
-    shape = _as_shape("full", shape)
-    return _leaf(_full_lists(shape, _scalar("full", "value", value)), shape)
-
-
-def zeros(shape):
-    """A new leaf of zeros.
-
-    >>> zeros((2, 3))
-    Tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    """
-    shape = _as_shape("zeros", shape)
-    return _leaf(_full_lists(shape, 0.0), shape)
-
-
-def ones(shape):
-    """A new leaf of ones.
-
-    >>> ones(3)
-    Tensor([1.0, 1.0, 1.0])
-    """
-    shape = _as_shape("ones", shape)
-    return _leaf(_full_lists(shape, 1.0), shape)
-
-
-def zeros_like(t):
-    """Zeros with the shape of t.
-
-    >>> zeros_like(Tensor([1, 2]))
-    Tensor([0.0, 0.0])
-    """
-    return zeros(_as_tensor(t, "zeros_like").shape)
-
-
-def ones_like(t):
-    """Ones with the shape of t.
-
-    >>> ones_like(Tensor(5))
-    Tensor(1.0)
-    """
-    return ones(_as_tensor(t, "ones_like").shape)
-
-
-def arange(start, stop=None, step=1):
-    """Evenly spaced values in [start, stop), as numpy.arange: arange(n) is 0, 1, ..., n-1.
-
-    The values are NumPy's, bit for bit. With ints only they are start + i * step, exact.
-    Otherwise they are start, start + step, and then start + i * delta for i >= 2, with
-    delta = (start + step) - start, the step as rounded at start: arange(1, 2, 0.1) has
-    1.2000000000000002, not 1.2, as NumPy.
-
-    >>> arange(4)
-    Tensor([0.0, 1.0, 2.0, 3.0])
-    >>> arange(1, 2, 0.25)
-    Tensor([1.0, 1.25, 1.5, 1.75])
-    """
-    if stop is None:
-        start, stop = 0, start
-    start, stop, step = args = [_arange_number(name, number) for name, number
-                                in (("start", start), ("stop", stop), ("step", step))]
-    if step == 0:
-        raise ValueError("arange: step must not be zero")
-    try:
-        quotient = (stop - start) / step
-        if quotient == 0 and stop != start:  # underflow: one value if positive, as NumPy
-            n = 1 if math.copysign(1.0, quotient) > 0 else 0
-        else:
-            n = _max(0, math.ceil(quotient))
-    except OverflowError:  # the quotient is beyond floats, or inf (1 / 1e-320)
-        n = math.inf
-    if n > MAX_SIZE:
-        raise ValueError(f"arange: start={_text(start)}, stop={_text(stop)}, step={_text(step)}"
-                         f" give more than rax.MAX_SIZE = {MAX_SIZE:,} values")
-    if all(type(number) is int for number in args):
-        if n:  # every value lies between these two, so it is a float if they are
-            _scalar("arange", "the first value", start)
-            _scalar("arange", "the last value", start + (n - 1) * step)
-        return _leaf([float(start + i * step) for i in range(n)], (n,))
-    first, delta = float(start), (float(start) + float(step)) - float(start)
-    values = [first, first + float(step)] + [first + i * delta for i in range(2, n)]
-    return _leaf(values[:n], (n,))
-
-
-def _arange_number(name, number):
-    """An argument of arange as a Python int or a finite float."""
-    if isinstance(number, numbers.Integral):
-        return operator.index(number)
-    if not isinstance(number, numbers.Real):
-        raise TypeError(f"arange: {name} must be a number, got {number!r}")
-    number = _scalar("arange", name, number)
-    if not math.isfinite(number):
-        raise ValueError(f"arange: {name} must be finite, got {number!r}")
-    return number
-
-
-def eye(n, m=None):
-    """The identity matrix: n x n (or n x m), ones on the diagonal.
-
-    >>> eye(2)
-    Tensor([[1.0, 0.0], [0.0, 1.0]])
-    """
-    n, m = _as_shape("eye", (n, n if m is None else m))
-    return _leaf([[1.0 if i == j else 0.0 for j in range(m)] for i in range(n)], (n, m))
-
-
-def randn(shape, *more_sides, rng=None):
-    """A new leaf of samples from the standard normal distribution.
-
-    `rng` (keyword only) is a random.Random or an int seed; None uses Python's global
-    random generator. The shape is one argument: randn(2, 3) is a TypeError, not a vector
-    of 2 seeded with 3.
-
-    >>> randn((2, 3), rng=0).shape
-    (2, 3)
-    """
-    if more_sides:
-        if isinstance(shape, numbers.Integral):
-            hint = f"pass the shape as one tuple, randn({_text((shape, *more_sides))})"
-        else:
-            hint = f"rng is keyword-only: randn({_text(shape)}, rng={more_sides[0]!r})"
-        raise TypeError(f"randn takes one positional argument, the shape: {hint}")
-    shape, rng = _as_shape("randn", shape), _as_rng(rng)
-    return _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape), shape)
-
-
-def uniform(shape, low=0.0, high=1.0, *, rng=None):
-    """A new leaf of samples drawn uniformly from [low, high). `rng` is keyword-only.
-
-    An int shape goes with the default bounds only: uniform(2, 3) would read as shape
-    (2, 3) to a PyTorch user and as shape (2,) with low = 3 to a NumPy user, so it is a
-    TypeError; write uniform((2,), 3, 4).
-
-    >>> x = uniform((100,), -1, 1, rng=0)
-    >>> -1 <= x.min().item() <= x.max().item() < 1
-    True
-    """
-    low, high = _scalar("uniform", "low", low), _scalar("uniform", "high", high)
-    if isinstance(shape, numbers.Integral) and (low, high) != (0.0, 1.0):
-        raise TypeError(f"uniform: shape {shape!r} with low={low!r}, high={high!r} is "
-                        f"ambiguous (uniform(2, 3) is shape (2, 3) in PyTorch); pass the "
-                        f"shape as a tuple: uniform(({shape!r},), {low!r}, {high!r})")
-    shape, rng = _as_shape("uniform", shape), _as_rng(rng)
-    values = [low + (high - low) * rng.random() for _ in range(math.prod(shape))]
-    return _leaf(_fold(values, shape), shape)
-
-
-def one_hot(labels, num_classes):
-    """Rows of zeros with a one at each label: shape labels.shape + (num_classes,).
-
-    The result is a new leaf; no gradient flows to the labels.
-
-    >>> one_hot([2, 0], 3)
-    Tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    """
-    labels = _as_tensor(labels, "one_hot")
-    try:
-        num_classes = operator.index(num_classes)
-    except TypeError:
-        raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}") from None
-    if num_classes < 0:
-        raise ValueError(f"one_hot: num_classes must not be negative, got {_text(num_classes)}")
-    if labels.ndim >= MAX_NDIM:
-        raise ValueError(f"one_hot: labels have {labels.ndim} axes; the result would have "
-                         f"one more than {MAX_NDIM}")
-    shape = _as_shape("one_hot", labels.shape + (num_classes,))  # at most MAX_SIZE elements
-    flat = _flat(labels.data, labels.ndim)
-    for position, label in enumerate(flat):
-        if not (label.is_integer() and 0 <= label < num_classes):
-            raise ValueError(f"one_hot: label {label} at flat position {position} is not an "
-                             f"integer in [0, {num_classes})")
-    rows = [[1.0 if i == label else 0.0 for i in range(num_classes)] for label in flat]
-    return _leaf(_fold(list(itertools.chain.from_iterable(rows)), shape), shape)
-
-
-# ============================================================================================
-# 4. Primitive ops
-#
-# Each primitive computes its output with a kernel; right below it stand its vjp rules, one
-# per input: rule(g, out, *inputs) is the gradient for that input (of that input's shape),
-# given g, the gradient of out. Rules are written with tensor ops, so the gradients they
-# build are differentiable in turn (grad of grad). A rule takes the inputs as arguments
-# rather than closing over them, so making a node makes no closure (cheap, and nothing for
-# the garbage collector to chase), and a rule serves any node of its op. (concatenate, whose
-# rules need each input's offset, is the one exception.)
-# The engine (section 6) calls a rule only when that input's gradient is wanted, and sums
-# the contributions when a tensor feeds several ops: a rule never adds into anything.
-# ============================================================================================
-
-# ---- 4a. Unary ------------------------------------------------------------------------------
-
-def _unary(forward, x, fn, vjps, safe=None, rows=False):
-    """The output node of the elementwise op `forward` on one tensor: fn applied to every
-    element (see elementwise, and `safe` there), or with rows=True to every row (rowwise)."""
-    op = forward.__name__
-    x = _as_tensor(x, op)
-    ndim = len(x.shape)
-    data = rowwise(fn, (x.data,), ndim) if rows else elementwise(fn, (x.data,), ndim, safe)
-    return _node(op, forward, data, x.shape, (x,), vjps)
-
-
-def neg(x):
-    """-x.   d/dx (-x) = -1
-
-    >>> neg(Tensor([1, -2]))
-    Tensor([-1.0, 2.0], op='neg')
-    """
-    return _unary(neg, x, operator.neg, _neg_vjps)
-
-
-_neg_vjps = (lambda g, out, x: -g,)
-
-
-def exp(x):
-    """e ** x.   d/dx exp(x) = exp(x)
-
-    >>> exp(Tensor([0, 1000]))
-    Tensor([1.0, inf], op='exp')
-    """
-    return _unary(exp, x, math.exp, _exp_vjps, _exp)
-
-
-_exp_vjps = (lambda g, out, x: g * out,)
-
-
-def log(x):
-    """The natural logarithm.   d/dx log(x) = 1 / x
-
-    >>> log(Tensor([1, 0, -1]))
-    Tensor([0.0, -inf, nan], op='log')
-    """
-    return _unary(log, x, math.log, _log_vjps, _log)
-
-
-_log_vjps = (lambda g, out, x: g / x,)
-
-
-def sqrt(x):
-    """The square root.   d/dx sqrt(x) = 1 / (2 sqrt(x))
-
-    >>> sqrt(Tensor([4, -1]))
-    Tensor([2.0, nan], op='sqrt')
-    """
-    return _unary(sqrt, x, math.sqrt, _sqrt_vjps, _sqrt)
-
-
-_sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
-
-
-def sin(x):
-    """The sine.   d/dx sin(x) = cos(x)
-
-    >>> sin(Tensor(0))
-    Tensor(0.0, op='sin')
-    """
-    return _unary(sin, x, math.sin, _sin_vjps, _sin)
-
-
-_sin_vjps = (lambda g, out, x: g * cos(x),)
-
-
-def cos(x):
-    """The cosine.   d/dx cos(x) = -sin(x)
-
-    >>> cos(Tensor(0))
-    Tensor(1.0, op='cos')
-    """
-    return _unary(cos, x, math.cos, _cos_vjps, _cos)
-
-
-_cos_vjps = (lambda g, out, x: g * -sin(x),)
-
-
-def tanh(x):
-    """The hyperbolic tangent.   d/dx tanh(x) = 1 - tanh(x)**2
-
-    >>> tanh(Tensor([0, inf]))
-    Tensor([0.0, 1.0], op='tanh')
-    """
-    return _unary(tanh, x, math.tanh, _tanh_vjps)
-
-
-_tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
-
-
-def relu(x):
-    """max(x, 0).   d/dx relu(x) = 1 where relu(x) > 0, else 0 (so 0 at the kink x = 0)
-
-    >>> relu(Tensor([-1, 0, 2]))
-    Tensor([0.0, 0.0, 2.0], op='relu')
-    """
-    return _unary(relu, x, _relu_rows, _relu_vjps, rows=True)
-
-
-# relu's rule is where(out <= 0, 0, g), fused into one pass for speed (relu is everywhere),
-# as PyTorch's threshold_backward.
-_relu_vjps = (lambda g, out, x: _relu_backward(g, out),)
-
-
-def _relu_backward(g, out):
-    """g where out > 0, else 0: the gradient of relu. It is linear in g, so its own rule for
-    g is itself; out, a mask here, gets none."""
-    data = rowwise(_relu_backward_rows, (g.data, out.data), g.ndim)
-    return _node("relu_backward", _relu_backward, data, g.shape, (g, out),
-                  _relu_backward_vjps)
-
-
-_relu_backward_vjps = (lambda g2, out2, g, out: _relu_backward(g2, out), None)
-
-
-def abs(x):
-    """|x|.   d/dx |x| = sign(x), which is 0 at the kink x = 0
-
-    >>> abs(Tensor([-2, 0, 3]))
-    Tensor([2.0, 0.0, 3.0], op='abs')
-    """
-    return _unary(abs, x, _abs, _abs_vjps)
-
-
-_abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
-
-
-def stop_gradient(x):
-    """The same values, but no gradient flows back through them.
-
-    >>> x = Tensor(3.0)
-    >>> grad(lambda x: x * stop_gradient(x))(x).item()
-    3.0
-    """
-    x = _as_tensor(x, "stop_gradient")
-    return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
-
-
-def _identity(x):
-    """The same tensor as a new node; grad uses it to give each argument a node of its own."""
-    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
-
-
-_identity_vjps = (lambda g, out, x: g,)
-
-
-# ---- 4b. Movement ---------------------------------------------------------------------------
-
-def broadcast_to(x, shape):
-    """x repeated along new leading axes and along sides of 1, as numpy.broadcast_to.
-
-    The gradient sums g over the repeated axes (_sum_to): the one place where rax undoes
-    broadcasting, since binary ops broadcast their operands with this op first.
-
-    >>> broadcast_to(Tensor([1, 2]), (2, 2))
-    Tensor([[1.0, 2.0], [1.0, 2.0]], op='broadcast_to')
-    """
-    x = _as_tensor(x, "broadcast_to")
-    shape = _as_shape("broadcast_to", shape)
-    lead = len(shape) - len(x.shape)
-    if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
-        raise ValueError(f"broadcast_to: cannot broadcast a tensor of shape {x.shape} "
-                         f"to shape {shape}")
-    return _broadcast(x, shape)
-
-
-def _broadcast(x, shape):
-    """broadcast_to, for a shape already checked (by _broadcast_shapes, say)."""
-    if shape == x.shape:
-        return x
-    data = broadcast_lists(x.data, x.shape, shape)
-    return _node("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
-                 {"shape": shape})
-
-
-_broadcast_to_vjps = (lambda g, out, x: _sum_to(g, x.shape),)
-
-
-def _sum_to(g, shape):
-    """Sum g over the axes that broadcasting from `shape` added or stretched."""
-    lead = g.ndim - len(shape)
-    stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
-    return sum(g, tuple(range(lead)) + stretched).reshape(shape)
-
-
-def _resolve_shape(x, shape):
-    """The new shape for x.reshape(shape), with one -1 filled in; checks the sizes agree."""
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
-    try:
-        shape = tuple(operator.index(n) for n in shape)
-    except TypeError:
-        raise TypeError(f"reshape: shape must be an int or a tuple of ints, "
-                        f"got {shape!r}") from None
-    if shape.count(-1) > 1 or any(n < -1 for n in shape):
-        raise ValueError(f"reshape: shape {shape} may have one -1 and no other negative side")
-    known = math.prod(n for n in shape if n != -1)
-    if -1 in shape and known and x.size % known == 0:
-        shape = tuple(x.size // known if n == -1 else n for n in shape)
-    if -1 in shape or math.prod(shape) != x.size:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} "
-                         f"(size {x.size}) into shape {shape}")
-    return _as_shape("reshape", shape)
-
-
-def reshape(x, shape, *more_sides):
-    """The same elements, in row-major order, in a new shape; one side may be -1.
-    The sides may also be given one by one: t.reshape(2, 3).
-
-    d/dx: g reshaped back to x's shape.
-
-    >>> reshape(arange(6), (2, -1))
-    Tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], op='reshape')
-    """
-    x = _as_tensor(x, "reshape")
-    shape = _resolve_shape(x, (shape,) + more_sides if more_sides else shape)
-    if shape == x.shape:
-        return x
-    return _node("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
-                  _reshape_vjps, {"shape": shape})
-
-
-_reshape_vjps = (lambda g, out, x: g.reshape(x.shape),)
-
-
-def _normalize_axis(op, axis, ndim):
-    """axis as an int in [0, ndim): negative counts from the end."""
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{op}: an axis must be an int, got {axis!r} ({type(axis).__name__})")
-    axis = operator.index(axis)
-    if not -ndim <= axis < ndim:
-        raise AxisError(f"{op}: axis {axis} is out of bounds for a tensor of dimension {ndim}")
-    return axis % ndim
-
-
-def transpose(x, axes=None, *more_axes):
-    """The axes permuted: axis i of the result is axis axes[i] of x; None reverses them.
-    The axes may also be given one by one: t.transpose(1, 0).
-
-    d/dx: g with the axes permuted back.
-
-    >>> transpose(Tensor([[1, 2, 3]]))
-    Tensor([[1.0], [2.0], [3.0]], op='transpose')
-    """
-    x = _as_tensor(x, "transpose")
-    if more_axes:
-        axes = (axes,) + more_axes
-    if axes is None:
-        axes = tuple(reversed(range(x.ndim)))
-    if isinstance(axes, numbers.Integral):  # t.transpose(0) of a 1-D t, as NumPy
-        axes = (axes,)
-    if not isinstance(axes, (tuple, list)):
-        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {axes!r}")
-    axes = tuple(_normalize_axis("transpose", a, x.ndim) for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of the axes of a "
-                         f"tensor of shape {x.shape}")
-    if axes == tuple(range(x.ndim)):
-        return x
-    shape = tuple(x.shape[a] for a in axes)
-    return _node("transpose", transpose, transpose_lists(x.data, x.shape, axes), shape, (x,),
-                  _transpose_vjps, {"axes": axes})
-
-
-# g goes back through the inverse permutation: axis i of x is axis axes.index(i) of out.
-_transpose_vjps = (lambda g, out, x: g.transpose([out.attrs["axes"].index(i)
-                                                  for i in range(x.ndim)]),)
-
-
-def _normalize_index(key, shape):
-    """Read an index as one int or slice per leading axis.
-
-    Returns (index, data_shape, new_shape) for a tensor of `shape`: `index` has ints made
-    non-negative and trailing full slices dropped; `data_shape` is the shape of x[index];
-    `new_shape` adds the axes of size 1 that None asks for.
-    """
-    key = key if isinstance(key, tuple) else (key,)
-    used = _sum(1 for k in key if k is not None and k is not Ellipsis)
-    if used > len(shape):
-        raise IndexError(f"too many indices for tensor: tensor is {len(shape)}-dimensional, "
-                         f"but {used} were indexed")
-    if _sum(1 for k in key if k is Ellipsis) > 1:
-        raise IndexError("an index can only have a single ellipsis ('...')")
-    index, data_shape, new_shape, axis = [], [], [], 0
-    for k in key:
-        if k is None:
-            new_shape.append(1)
-        elif k is Ellipsis:
-            skipped = len(shape) - used
-            index += [slice(None)] * skipped
-            data_shape += shape[axis:axis + skipped]
-            new_shape += shape[axis:axis + skipped]
-            axis += skipped
-        elif isinstance(k, slice):
-            side = len(range(shape[axis])[k])  # range() checks the slice and applies it
-            index.append(k)
-            data_shape.append(side)
-            new_shape.append(side)
-            axis += 1
-        else:
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-                raise TypeError(f"only integers, slices (:), ellipsis (...) and None are valid "
-                                f"indices, got {k!r} ({type(k).__name__})")
-            n, i = shape[axis], operator.index(k)
-            if not -n <= i < n:
-                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
-            index.append(i % n)
-            axis += 1
-    data_shape += shape[axis:]
-    new_shape += shape[axis:]
-    while index and index[-1] == slice(None):
-        index.pop()
-    return tuple(index), tuple(data_shape), tuple(new_shape)
-
-
-def _getitem(x, index):
-    """x[index] for ints, slices (any step), ... and None, as NumPy's basic indexing.
-
-    d/dx: g goes back to the places it was taken from, and zeros everywhere else.
-    """
-    index, data_shape, shape = _normalize_index(index, x.shape)
-    out = x
-    if index:
-        out = _node("getitem", _getitem, index_lists(x.data, index), data_shape, (x,),
-                     _getitem_vjps, {"index": index})
-    return out.reshape(shape)  # a no-op unless None asked for new axes
-
-
-_getitem_vjps = (lambda g, out, x: _scatter(g, out.attrs["index"], x.shape),)
-
-
-def _scatter(g, index, shape):
-    """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
-    return _node("scatter", _scatter, scatter_lists(g.data, index, shape), shape, (g,),
-                  _scatter_vjps, {"index": index, "shape": shape})
-
-
-_scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
-
-
-def concatenate(tensors, axis=0):
-    """Join tensors of equal shape except along `axis`.
-
-    d/dx for each input is its own slice of g.
-
-    >>> concatenate([Tensor([[1, 2]]), Tensor([[3, 4]])], axis=1)
-    Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
-    """
-    tensors = tuple(_as_tensor(t, "concatenate") for t in _as_sequence("concatenate", tensors))
-    if not tensors:
-        raise ValueError("concatenate: need at least one tensor")
-    first = tensors[0]
-    if first.ndim == 0:
-        raise ValueError("concatenate: 0-d tensors cannot be concatenated; use rax.stack")
-    axis = _normalize_axis("concatenate", axis, first.ndim)
-    for i, t in enumerate(tensors):
-        if t.ndim != first.ndim or t.shape[:axis] + t.shape[axis + 1:] != (
-                first.shape[:axis] + first.shape[axis + 1:]):
-            raise ValueError(f"concatenate: tensor {i} has shape {t.shape}, but tensor 0 has "
-                             f"shape {first.shape}; all sides but axis {axis} must match")
-    offsets = list(itertools.accumulate((t.shape[axis] for t in tensors), initial=0))
-    shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
-    vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
-    data = concatenate_lists([t.data for t in tensors], axis)
-    return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
-
-
-def _as_sequence(op, tensors):
-    """The tensors that concatenate and stack join, from any iterable (a tensor gives its rows,
-    as in NumPy)."""
-    try:
-        return tuple(tensors)
-    except TypeError:
-        raise TypeError(f"{op}: expected a sequence of tensors, got {tensors!r}") from None
-
-
-def _concatenate(*tensors, axis):
-    """concatenate, called as node.forward(*node.inputs, **node.attrs) is."""
-    return concatenate(tensors, axis)
-
-
-def _slice_rule(axis, start, stop):
-    """The vjp rule of one input of concatenate: its own slice of g along `axis`."""
-    key = (slice(None),) * axis + (slice(start, stop),)
-    return lambda g, out, *inputs: g[key]
-
-
-# ---- 4c. Binary -----------------------------------------------------------------------------
-
-def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
-    """The output node of the elementwise op `forward` on two tensors, broadcast together
-    (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting);
-    fn, safe and rows as in _unary."""
-    op = forward.__name__
-    x, y = _as_tensor(x, op), _as_tensor(y, op)
-    if x.shape != y.shape:
-        shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
-        x, y = _broadcast(x, shape), _broadcast(y, shape)
-    ndim = len(x.shape)
-    operands = (x.data, y.data)
-    data = rowwise(fn, operands, ndim) if rows else elementwise(fn, operands, ndim, safe)
-    return _node(op, forward, data, x.shape, (x, y), vjps)
-
-
-def add(x, y):
-    """x + y.   d/dx = 1, d/dy = 1
-
-    >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
-    Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
-    """
-    return _binary(add, x, y, operator.add, _add_vjps)
-
-
-_add_vjps = (lambda g, out, x, y: g,
-             lambda g, out, x, y: g)
-
-
-def sub(x, y):
-    """x - y.   d/dx = 1, d/dy = -1
-
-    >>> sub(1, Tensor([1, 2]))
-    Tensor([0.0, -1.0], op='sub')
-    """
-    return _binary(sub, x, y, operator.sub, _sub_vjps)
-
-
-_sub_vjps = (lambda g, out, x, y: g,
-             lambda g, out, x, y: -g)
-
-
-def mul(x, y):
-    """x * y.   d/dx = y, d/dy = x
-
-    >>> mul(Tensor([1, 2]), 3)
-    Tensor([3.0, 6.0], op='mul')
-    """
-    return _binary(mul, x, y, operator.mul, _mul_vjps)
-
-
-_mul_vjps = (lambda g, out, x, y: g * y,
-             lambda g, out, x, y: g * x)
-
-
-def div(x, y):
-    """x / y, with 1/0 = inf and 0/0 = nan.   d/dx = 1/y, d/dy = -x/y**2 = -out/y
-
-    >>> div(Tensor([1, 0, -1]), 0)
-    Tensor([inf, nan, -inf], op='div')
-    """
-    return _binary(div, x, y, operator.truediv, _div_vjps, _div)
-
-
-_div_vjps = (lambda g, out, x, y: g / y,
-             lambda g, out, x, y: -g * (out / y))  # not x / y**2, which overflows sooner
-
-
-def pow(x, y):
-    """x ** y, as numpy.power on floats.   d/dx = y x**(y-1), d/dy = x**y log(x)
-
-    As PyTorch, d/dx is 0 where y = 0, and d/dy is 0 where x = 0 and y >= 0. A number y
-    is not a tensor input but the exponent of a one-input op (see _power), as in PyTorch.
-
-    >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
-    Tensor([8.0, nan, inf], op='pow')
-    >>> pow(Tensor([1, 2, 3]), 2)
-    Tensor([1.0, 4.0, 9.0], op='pow')
-    """
-    if isinstance(y, numbers.Real) and not isinstance(x, numbers.Real):
-        return _power(x, _scalar("pow", "the exponent", y))
-    return _binary(pow, x, y, _pow, _pow_vjps)
-
-
-# Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
-_pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
-             lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
-
-
-def _power(x, exponent):
-    """x ** exponent for a number exponent, kept in attrs.   d/dx = exponent x**(exponent-1)
-
-    x ** 2 is everywhere (square, squared errors), and a rule with a number exponent takes
-    half the ops of the rule for a tensor exponent.
-    """
-    x = _as_tensor(x, "pow")
-    exponents = _full_lists(x.shape, exponent)
-    if exponent.is_integer():  # C's pow, with _pow only if it raises (0.0 ** -1)
-        data = elementwise(operator.pow, (x.data, exponents), x.ndim, _pow)
-    else:  # a negative base would give Python a complex number, not nan
-        data = elementwise(_pow, (x.data, exponents), x.ndim)
-    return _node("pow", _power, data, x.shape, (x,), _power_vjps, {"exponent": exponent})
-
-
-def _power_vjp(g, out, x):
-    exponent = out.attrs["exponent"]
-    if exponent == 0.0:
-        return zeros(x.shape)  # as PyTorch: x ** 0 is 1, whatever g is
-    return g * (exponent * x ** (exponent - 1.0))
-
-
-_power_vjps = (_power_vjp,)
-
-
-def maximum(x, y):
-    """The larger of x and y, elementwise; nan if either is nan.
-
-    The gradient goes to the larger operand; on a tie each gets half (as PyTorch).
-
-    >>> maximum(Tensor([1, 5]), 3)
-    Tensor([3.0, 5.0], op='maximum')
-    """
-    return _binary(maximum, x, y, _maximum_rows, _maximum_vjps, rows=True)
-
-
-def _split_tie(g, x, y, loses):
-    """The gradient for one operand of maximum or minimum: none where it loses, half on a
-    tie (PyTorch's rule, where a nan loses to nothing)."""
-    return where(loses, 0.0, where(equal(x, y), g / 2.0, g))
-
-
-_maximum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x < y),
-                 lambda g, out, x, y: _split_tie(g, x, y, y < x))
-
-
-def minimum(x, y):
-    """The smaller of x and y, elementwise; nan if either is nan. Ties split the gradient.
-
-    >>> minimum(Tensor([1, 5]), 3)
-    Tensor([1.0, 3.0], op='minimum')
-    """
-    return _binary(minimum, x, y, _minimum_rows, _minimum_vjps, rows=True)
-
-
-_minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
-                 lambda g, out, x, y: _split_tie(g, x, y, y > x))
-
-
-# Comparisons give 1.0 or 0.0 and pass no gradient: their rules are None.
-_NO_GRADIENT = (None, None)
-
-
-def less(x, y):
-    """1.0 where x < y, else 0.0 (also the operator <).
-
-    >>> Tensor([1, 2, 3]) < 2
-    Tensor([1.0, 0.0, 0.0], op='less')
-    """
-    return _binary(less, x, y, _less_rows, _NO_GRADIENT, rows=True)
-
-
-def less_equal(x, y):
-    """1.0 where x <= y, else 0.0 (also the operator <=).
-
-    >>> Tensor([1, 2, 3]) <= 2
-    Tensor([1.0, 1.0, 0.0], op='less_equal')
-    """
-    return _binary(less_equal, x, y, _less_equal_rows, _NO_GRADIENT, rows=True)
-
-
-def greater(x, y):
-    """1.0 where x > y, else 0.0 (also the operator >).
-
-    >>> Tensor([1, 2, 3]) > 2
-    Tensor([0.0, 0.0, 1.0], op='greater')
-    """
-    return _binary(greater, x, y, _greater_rows, _NO_GRADIENT, rows=True)
-
-
-def greater_equal(x, y):
-    """1.0 where x >= y, else 0.0 (also the operator >=).
-
-    >>> Tensor([1, 2, 3]) >= 2
-    Tensor([0.0, 1.0, 1.0], op='greater_equal')
-    """
-    return _binary(greater_equal, x, y, _greater_equal_rows, _NO_GRADIENT, rows=True)
-
-
-def equal(x, y):
-    """1.0 where x == y, else 0.0 (nan equals nothing). ``==`` itself is identity.
-
-    >>> equal(Tensor([1, 2]), Tensor([1, 3]))
-    Tensor([1.0, 0.0], op='equal')
-    """
-    return _binary(equal, x, y, _equal_rows, _NO_GRADIENT, rows=True)
-
-
-def where(condition, x, y):
-    """x where condition is nonzero, else y (the three broadcast together).
-
-    x and y each get the gradient where they were chosen; the condition gets none.
-
-    >>> where(Tensor([1, 0]), Tensor([1, 2]), -1)
-    Tensor([1.0, -1.0], op='where')
-    """
-    tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
-    shape = _check_size("where", _broadcast_shapes("where", *(t.shape for t in tensors)))
-    condition, x, y = (_broadcast(t, shape) for t in tensors)
-    data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
-    return _node("where", where, data, shape, (condition, x, y), _where_vjps)
-
-
-_where_vjps = (None,
-               lambda g, out, condition, x, y: where(condition, g, 0.0),
-               lambda g, out, condition, x, y: where(condition, 0.0, g))
-
-
-# ---- 4d. Reduce -----------------------------------------------------------------------------
-
-def _normalize_axes(op, axis, ndim):
-    """axis (None, an int or a tuple of ints) as a sorted tuple of distinct axes."""
-    if axis is None:
-        return tuple(range(ndim))
-    if not isinstance(axis, (numbers.Integral, tuple, list)):
-        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-    axes = tuple(sorted(_normalize_axis(op, a, ndim) for a in axes))
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"{op}: axis {axis} repeats an axis")
-    return axes
-
-
-def _kept_shape(shape, axes):
-    """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
-
-
-def _reduce(forward, x, axis, keepdims, fn, vjps):
-    """The output node of the reduction `forward` of x over `axis`, with fn (see
-    reduce_lists)."""
-    op = forward.__name__
-    axes = _normalize_axes(op, axis, x.ndim)
-    data = reduce_lists(x.data, x.shape, axes, fn)
-    shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
-    if keepdims:
-        shape = _kept_shape(x.shape, axes)
-        data = _fold(_flat(data, x.ndim - len(axes)), shape)
-    return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
-
-
-def sum(x, axis=None, keepdims=False):
-    """The sum over `axis` (None: all axes; an int or a tuple).   d/dx = 1 for every element
-
-    >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
-    Tensor([4.0, 6.0], op='sum')
-    """
-    return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
-
-
-# g copied back along the summed axes.
-_sum_vjps = (lambda g, out, x: _broadcast(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
-                                          x.shape),)
-
-
-def _extremum(forward, x, axis, keepdims, fn):
-    """max or min over `axis`; there must be something to choose from."""
-    op = forward.__name__
-    x = _as_tensor(x, op)
-    for a in _normalize_axes(op, axis, x.ndim):
-        if x.shape[a] == 0:
-            raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
-                             f"(shape {x.shape})")
-    return _reduce(forward, x, axis, keepdims, fn, _extremum_vjps)
-
-
-def _extremum_vjp(g, out, x):
-    """g split equally among the elements equal to the result. As torch.amax, it is
-    (g / count) * mask, so a nan result spreads nan."""
-    kept = _kept_shape(x.shape, out.attrs["axis"])
-    winners = equal(x, out.reshape(kept))
-    return g.reshape(kept) / sum(winners, out.attrs["axis"], keepdims=True) * winners
-
-
-_extremum_vjps = (_extremum_vjp,)
-
-
-def max(x, axis=None, keepdims=False):
-    """The largest element over `axis`; nan if any is nan.
-
-    d/dx = 1 at the largest element; tied largest elements share it equally (torch.amax).
-
-    >>> max(Tensor([[1, 5], [7, 2]]), axis=1)
-    Tensor([5.0, 7.0], op='max')
-    """
-    return _extremum(max, x, axis, keepdims, _max_of)
-
-
-def min(x, axis=None, keepdims=False):
-    """The smallest element over `axis`; nan if any is nan.
-
-    d/dx = 1 at the smallest element; tied smallest elements share it equally (torch.amin).
-
-    >>> min(Tensor([[1, 5], [7, 2]]))
-    Tensor(1.0, op='min')
-    """
-    return _extremum(min, x, axis, keepdims, _min_of)
-
-
-# ---- 4e. Matmul -----------------------------------------------------------------------------
-
-def _matmul(x, y):
-    """x @ y for tensors of >= 2 axes with the same batch axes."""
-    *batch, n, k = x.shape
-    shape = (*batch, n, y.shape[-1])
-    data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
-    return _node("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
-
-
-def _swap_last(t):
-    """t with its last two axes swapped: the transpose of each matrix in a batch."""
-    return t.transpose(tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2))
-
-
-# d/dx = g @ y^T, d/dy = x^T @ g
-_matmul_vjps = (lambda g, out, x, y: _matmul(g, _swap_last(y)),
-                lambda g, out, x, y: _matmul(_swap_last(x), g))
-
-
-def matmul(x, y):
-    """The matrix product x @ y, with NumPy's rules.
-
-    2-D: (n, k) @ (k, m) -> (n, m), and d/dx = g @ y^T, d/dy = x^T @ g. A 1-D x is a row
-    and a 1-D y a column: they are made 2-D, and the result reshaped back without that
-    axis. More axes are a batch of matrices, broadcast together.
-
-    >>> matmul(Tensor([[1, 2], [3, 4]]), Tensor([1, 1]))  # a reshape of a (2, 1) matmul
-    Tensor([3.0, 7.0], op='reshape')
-    """
-    x, y = _as_tensor(x, "matmul"), _as_tensor(y, "matmul")
-    if x.ndim == 0 or y.ndim == 0:
-        raise ValueError(f"matmul: operands must have at least one axis, got shapes "
-                         f"{x.shape} and {y.shape}")
-    inner = y.shape[-2 if y.ndim > 1 else 0]
-    if x.shape[-1] != inner:
-        raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align: "
-                         f"{x.shape[-1]} (last axis of x) != {inner} (rows of y)")
-    try:
-        batch = _broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
-    except ValueError:
-        raise ValueError(f"matmul: the batch axes of shapes {x.shape} and {y.shape} cannot be "
-                         f"broadcast together") from None
-    shape = _check_size("matmul", batch + x.shape[-2:-1] + (y.shape[-1:] if y.ndim > 1 else ()))
-    if x.ndim == 1:
-        x = x.reshape((1,) + x.shape)  # a row
-    if y.ndim == 1:
-        y = y.reshape(y.shape + (1,))  # a column
-    if x.shape[:-2] != batch:
-        x = _broadcast(x, batch + x.shape[-2:])
-    if y.shape[:-2] != batch:
-        y = _broadcast(y, batch + y.shape[-2:])
-    out = _matmul(x, y)
-    return out if out.shape == shape else out.reshape(shape)
-
-
-# ============================================================================================
-# 5. Composite ops
-#
-# Built from the primitives above, so their gradients come for free. Two have rules of their
-# own: sigmoid, for numerical stability, and logsumexp, so that its gradient is PyTorch's.
-# ============================================================================================
-
-def square(x):
-    """x ** 2.   d/dx = 2x (computed as pow(x, 2), as torch.square does)
-
-    >>> square(Tensor([-3, 2]))
-    Tensor([9.0, 4.0], op='pow')
-    """
-    return pow(x, 2.0)
-
-
-def reciprocal(x):
-    """1 / x.   d/dx = -1 / x**2
-
-    >>> reciprocal(Tensor([2, 0]))
-    Tensor([0.5, inf], op='div')
-    """
-    return div(1.0, x)
-
-
-def sigmoid(x):
-    """1 / (1 + exp(-x)).   d/dx sigmoid(x) = sigmoid(x) (1 - sigmoid(x))
-
-    A fused rule: differentiating the formula above gives inf/inf = nan for x < -709.
-
-    >>> sigmoid(Tensor([0, -1000]))
-    Tensor([0.5, 0.0], op='sigmoid')
-    """
-    return _unary(sigmoid, x, _sigmoid, _sigmoid_vjps)
-
-
-_sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
-
-
-def mean(x, axis=None, keepdims=False):
-    """The sum over `axis` divided by n, the number of elements summed (nan for none).
-
-    d/dx = 1/n for every element.
-
-    >>> mean(Tensor([[1, 2], [3, 4]]), axis=1)
-    Tensor([1.5, 3.5], op='div')
-    """
-    x = _as_tensor(x, "mean")
-    count = math.prod(x.shape[a] for a in _normalize_axes("mean", axis, x.ndim))
-    return sum(x, axis, keepdims) / float(count)
-
-
-def _shift(op, x, axis):
-    """The largest element along `axis` (kept), as a constant: subtracting it before exp
-    keeps exp from overflowing, and changes neither softmax nor its gradient."""
-    axes = _normalize_axes(op, axis, x.ndim)
-    if any(x.shape[a] == 0 for a in axes):
-        return 0.0  # nothing to shift, and max of nothing is undefined
-    return stop_gradient(max(x, axes, keepdims=True))
-
-
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) over `axis`, computed without overflow.   d/dx = exp(x - out)
-
-    As PyTorch: -inf when every term is -inf (or there are none), inf when a term is inf.
-    It has a rule of its own so that its gradient is PyTorch's, exp(x - out), even where
-    rounding makes that differ from the gradient of the formula (at 1e16, say).
-
-    >>> logsumexp(Tensor([1000, 1000]))
-    Tensor(1000.6931471805599, op='logsumexp')
-    """
-    x = _as_tensor(x, "logsumexp")
-    axes = _normalize_axes("logsumexp", axis, x.ndim)
-    shift = _shift("logsumexp", x, axes)
-    shift = where(equal(abs(shift), inf), 0.0, shift)  # inf - inf would give nan
-    value = log(sum(exp(x - shift), axes, keepdims=True)) + shift  # only its data is kept
-    shape = value.shape if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
-    return _node("logsumexp", logsumexp, value.reshape(shape).data, shape, (x,),
-                 _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
-
-
-def _logsumexp_vjp(g, out, x):
-    kept = _kept_shape(x.shape, out.attrs["axis"])
-    return g.reshape(kept) * exp(x - out.reshape(kept))
-
-
-_logsumexp_vjps = (_logsumexp_vjp,)
-
-
-def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along `axis`: positive, summing to 1.
-
-    d/dx: out * (g - sum(g * out)) along the axis (what the composite's rules give).
-
-    >>> softmax(Tensor([0, 0, 0, 0]))
-    Tensor([0.25, 0.25, 0.25, 0.25], op='div')
-    """
-    x = _as_tensor(x, "softmax")
-    e = exp(x - _shift("softmax", x, axis))
-    return e / sum(e, axis, keepdims=True)
-
-
-def log_softmax(x, axis=-1):
-    """log(softmax(x)) along `axis`, computed without overflow (as PyTorch).
-
-    d/dx: g - softmax(x) * sum(g) along the axis (what the composite's rules give).
-
-    >>> log_softmax(Tensor([1000, 1000]))
-    Tensor([-0.6931471805599453, -0.6931471805599453], op='sub')
-    """
-    x = _as_tensor(x, "log_softmax")
-    shifted = x - _shift("log_softmax", x, axis)
-    return shifted - log(sum(exp(shifted), axis, keepdims=True))
-
-
-def flatten(x):
-    """The elements as a 1-D tensor, in row-major order.
-
-    >>> flatten(Tensor([[1, 2], [3, 4]]))
-    Tensor([1.0, 2.0, 3.0, 4.0], op='reshape')
-    """
-    return reshape(x, -1)
-
-
-def stack(tensors, axis=0):
-    """Join tensors of one shape along a new axis.
-
-    >>> stack([Tensor([1, 2]), Tensor([3, 4])], axis=1)
-    Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
-    """
-    tensors = [_as_tensor(t, "stack") for t in _as_sequence("stack", tensors)]
-    if not tensors:
-        raise ValueError("stack: need at least one tensor")
-    shape = tensors[0].shape
-    for i, t in enumerate(tensors):
-        if t.shape != shape:
-            raise ValueError(f"stack: tensor {i} has shape {t.shape}, but tensor 0 has "
-                             f"shape {shape}; all must have the same shape")
-    axis = _normalize_axis("stack", axis, len(shape) + 1)
-    new_shape = shape[:axis] + (1,) + shape[axis:]
-    return concatenate([t.reshape(new_shape) for t in tensors], axis)
-
-
-# Every unary op, reduction, movement op and the softmax family is also a Tensor method.
-for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
-            sum, mean, max, min, logsumexp, softmax, log_softmax,
-            reshape, transpose, broadcast_to, flatten):
-    setattr(Tensor, _op.__name__, _op)
-del _op
-
-
-# ============================================================================================
-# 6. Autodiff
-#
-# backward(t) walks t's graph once to learn which ops consume each tensor, and returns the
-# gradient graph: a GradNode for t, mirroring it. The value of a node, d t / d(its primal),
-# is the sum over the primal's consumers of what their vjp rules give, so it needs its
-# consumers' values first. Values are computed only when read, consumers first: asking for
-# the weights' gradients never pays for the gradient with respect to the input data, which
-# would cost as much.
-# ============================================================================================
-
 # Pausing Python's cycle collector during a walk buys 15% on W4 (a 10,000-op chain and its
 # gradient): a graph has no cycles (a node refers only to its inputs), so the collections set
 # off by the walk's many new lists and tensors could only waste time. The switch is
@@ -2086,7 +3584,11 @@ del _op
 # gc.disable() is respected). Each pause is a token in _pauses, added inside the protected
 # block, so an interrupt at any point leaves nothing behind.
 _pause_lock = threading.Lock()
+
+
 _pauses = set()  # the tokens of the pauses running now, in any thread
+
+
 _resume = [False]  # whether to turn the collector back on when the last pause ends
 
 
@@ -2107,1417 +3609,3 @@ def _collector_paused():
             if not _pauses and _resume[0]:
                 _resume[0] = False
                 gc.enable()
-
-
-class GradNode:
-    """A node of the gradient graph: the derivative of the graph's root w.r.t. `primal`.
-
-    Attributes:
-        primal: the forward tensor this node mirrors.
-        inputs: the nodes mirroring primal.inputs, in the same order; () for a leaf. A
-            tensor reached by several paths has one node, as in the forward graph.
-        value: d root / d primal, contracted with the seed: a Tensor of primal's shape,
-            computed when first read.
-
-    Any node also answers for the whole graph: ``g[x]`` is d root / d x for any tensor x
-    (zeros where x is not in the graph), ``x in g`` says whether it is, and ``g.wrt(tree)``
-    puts the gradient in place of each tensor of a tree.
-
-    >>> x = Tensor(3.0)
-    >>> y = x * x + x
-    >>> g = y.backward()
-    >>> g.primal is y, g.value
-    (True, Tensor(1.0))
-    >>> [node.primal.op for node in g.inputs]
-    ['mul', None]
-    >>> g[x]
-    Tensor(7.0, op='add')
-    """
-
-    __slots__ = ("primal", "_graph", "__weakref__")
-
-    def __init__(self, primal, graph):
-        self.primal, self._graph = primal, graph
-
-    @property
-    def value(self):
-        return self._graph.value(self.primal)
-
-    @property
-    def inputs(self):
-        return tuple(self._graph.node(x) for x in self.primal.inputs)
-
-    def __getitem__(self, x):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"g[x]: x must be a Tensor, got {type(x).__name__}")
-        return self._graph.value(x) if x in self._graph.consumers else zeros(x.shape)
-
-    def __contains__(self, x):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x in g: x must be a Tensor, got {type(x).__name__}")
-        return x in self._graph.consumers
-
-    def wrt(self, tree):
-        """tree with each Tensor leaf replaced by its gradient (a number's is 0.0).
-
-        >>> w = Tensor([1.0, 2.0])
-        >>> (w * w).sum().backward().wrt({"w": w, "lr": 0.1})
-        {'lr': Tensor(0.0), 'w': Tensor([2.0, 4.0], op='add')}
-        """
-        with _collector_paused():  # one pause for all the leaves, rather than one each
-            return tree_map(self._of_leaf, tree)
-
-    def _of_leaf(self, leaf):
-        if isinstance(leaf, Tensor):
-            return self[leaf]
-        if isinstance(leaf, numbers.Real):
-            return zeros(())
-        raise TypeError(f"g.wrt: the leaves of the tree must be Tensors or numbers, "
-                        f"got {leaf!r} ({type(leaf).__name__})")
-
-    def __repr__(self):
-        return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
-
-
-class _GradientGraph:
-    """What the nodes of one gradient graph share: who consumes each tensor, and the values
-    found so far (None for a tensor that no gradient reaches).
-
-    The graph holds its GradNodes weakly (each node holds the graph), so that nothing here is
-    a reference cycle: a graph and its gradients are freed by reference counting alone, as
-    soon as the last GradNode goes. A node kept by the user stays the one node of its tensor.
-    """
-
-    __slots__ = ("consumers", "values", "nodes")
-
-    def __init__(self, root, seed, stop=frozenset()):
-        # One walk over the forward graph, with a stack rather than recursion, so a chain of
-        # 100,000 ops is fine. consumers[x] lists each op that took x as an input, once.
-        # Tensors in `stop` count as leaves: the walk does not go below them.
-        consumers = {root: []}
-        stack = [root]
-        with _collector_paused():
-            while stack:
-                t = stack.pop()
-                if t in stop:
-                    continue
-                for x in t.inputs:
-                    users = consumers.get(x)
-                    if users is None:
-                        consumers[x] = [t]
-                        if x.inputs:  # a leaf has nothing below it to walk
-                            stack.append(x)
-                    elif users[-1] is not t:  # t may take x twice, as in x * x
-                        users.append(t)
-        self.consumers = consumers
-        self.values = {root: seed}
-        self.nodes = weakref.WeakValueDictionary()
-
-    def node(self, t):
-        """The one GradNode of tensor t in this graph."""
-        node = self.nodes.get(t)
-        if node is None:
-            node = self.nodes[t] = GradNode(t, self)
-        return node
-
-    def value(self, t):
-        """d root / d t, computing what it needs first (t must be in the graph)."""
-        if t not in self.values:
-            self._fill(t)
-        value = self.values[t]
-        return zeros(t.shape) if value is None else value
-
-    def _fill(self, t):
-        """Compute the value of t, and first those of the consumers it needs: a node leaves
-        the stack only when all its consumers have values (a walk, not a recursion)."""
-        values, consumers = self.values, self.consumers
-        stack = [t]
-        with _collector_paused():
-            while stack:
-                u = stack[-1]
-                waiting = False
-                for c in consumers[u]:
-                    if c not in values:
-                        stack.append(c)
-                        waiting = True
-                if not waiting:
-                    stack.pop()
-                    if u not in values:  # u may have been pushed by more than one consumer
-                        values[u] = self._sum_contributions(u)
-
-    def _sum_contributions(self, t):
-        """The sum over t's consumers of their vjp rules for t; None if no gradient flows."""
-        total = None
-        for consumer in self.consumers[t]:
-            g = self.values[consumer]
-            if g is None:
-                continue
-            inputs = consumer.inputs
-            for i, rule in enumerate(consumer.vjps):
-                if inputs[i] is not t or rule is None:
-                    continue
-                try:
-                    contribution = rule(g, consumer, *inputs)
-                except Exception as error:
-                    _add_note(error, f"in the vjp rule of {consumer.op!r} for input {i} "
-                                     f"({_source_location(rule)})")
-                    raise
-                if not isinstance(contribution, Tensor):  # a rule of one's own may give a list
-                    contribution = _as_tensor(contribution, consumer.op)
-                if contribution.shape != t.shape:
-                    raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} "
-                                     f"({_source_location(rule)}) gave shape {contribution.shape}, "
-                                     f"but that input has shape {t.shape}")
-                total = contribution if total is None else total + contribution
-        return total
-
-
-def backward(t, seed=None):
-    """The gradient graph of t, a GradNode mirroring t (see GradNode).
-
-    `seed` is the gradient arriving from whatever uses t, of t's shape: every value in the
-    graph is contracted with it. It may be left out when t has one element (it is then 1).
-
-    >>> x = Tensor([1.0, 2.0])
-    >>> backward(x * x, seed=[1.0, 10.0])[x]
-    Tensor([2.0, 40.0], op='add')
-    """
-    if not isinstance(t, Tensor):
-        raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
-    if seed is None:
-        if t.size != 1:
-            raise ValueError(f"backward: a tensor of shape {t.shape} needs a seed of that shape; "
-                             f"only a tensor with one element has the default seed 1")
-        seed = ones(t.shape)
-    seed = _as_tensor(seed, "backward")
-    if seed.shape != t.shape:
-        raise ValueError(f"backward: the seed has shape {seed.shape}, "
-                         f"but the tensor has shape {t.shape}")
-    return _GradientGraph(t, seed).node(t)
-
-
-def _as_argument(leaf):
-    """A leaf of a differentiated argument as its own node (see value_and_grad)."""
-    if isinstance(leaf, Tensor):
-        return _identity(leaf)
-    if isinstance(leaf, numbers.Real):
-        return Tensor(leaf)  # a new leaf: a variable, never a shared constant
-    raise TypeError(f"grad: the leaves of a differentiated argument must be Tensors or "
-                    f"numbers, got {leaf!r} ({type(leaf).__name__})")
-
-
-def _as_argnums(f, argnums):
-    """argnums as a tuple of ints, checking f and argnums when grad is called."""
-    if not callable(f):
-        raise TypeError(f"grad: f must be a function, got {f!r} ({type(f).__name__})")
-    positions = (argnums,) if isinstance(argnums, numbers.Integral) else argnums
-    if not isinstance(positions, (tuple, list)) or not positions or not all(
-            isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in positions):
-        raise TypeError(f"grad: argnums must be an int or a non-empty tuple of ints, "
-                        f"got {argnums!r}")
-    return tuple(operator.index(p) for p in positions)
-
-
-def value_and_grad(f, argnums=0, has_aux=False):
-    """A function returning f's value and its gradient w.r.t. args[argnums] (as JAX).
-
-    f must return a tensor with one element, or (that tensor, aux) when has_aux is true.
-    The gradient has the structure of args[argnums]: a Tensor, a tree of them, or a 0-d
-    Tensor for a number; a tuple of these when argnums is a tuple. Each leaf of a
-    differentiated argument counts as its own variable, even if the same Tensor appears
-    twice; a tensor that f uses without receiving it as such an argument is a constant.
-
-    >>> loss, g = value_and_grad(lambda w, x: (w * x).sum())(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
-    >>> loss, g
-    (Tensor(11.0, op='sum'), Tensor([3.0, 4.0], op='mul'))
-    """
-    positions = _as_argnums(f, argnums)
-
-    def value_and_grad_f(*args, **kwargs):
-        for p in positions:
-            if not -len(args) <= p < len(args):
-                raise ValueError(f"grad: argnums {argnums} asks for argument {p}, but f got "
-                                 f"{len(args)} positional arguments")
-        args = list(args)
-        for p in positions:
-            args[p] = tree_map(_as_argument, args[p])
-        arguments = frozenset(leaf for p in positions for leaf in tree_leaves(args[p]))
-        out = f(*args, **kwargs)
-        if has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError("grad with has_aux=True: f must return a pair (loss, aux)")
-            loss, aux = out
-        else:
-            loss = out
-        if not isinstance(loss, Tensor) or loss.size != 1:
-            what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
-            raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
-        # The walk stops at the arguments: what made them (a previous step of a loop, say)
-        # does not matter here, and may be long.
-        g = _GradientGraph(loss, ones(loss.shape), arguments).node(loss)
-        grads = tuple(g.wrt(args[p]) for p in positions)
-        if isinstance(argnums, numbers.Integral):
-            grads = grads[0]
-        return ((loss, aux) if has_aux else loss), grads
-
-    return value_and_grad_f
-
-
-def grad(f, argnums=0, has_aux=False):
-    """A function returning the gradient of f w.r.t. args[argnums] (as jax.grad).
-
-    See value_and_grad. With has_aux the function returns (gradient, aux). The gradient is
-    itself differentiable, so grad(grad(f)) is the second derivative.
-
-    >>> f = lambda x: x ** 3
-    >>> grad(f)(3.0).item(), grad(grad(f))(3.0).item()  # 3 x**2 and 6 x
-    (27.0, 18.0)
-    """
-    value_and_grad_f = value_and_grad(f, argnums, has_aux)
-
-    def grad_f(*args, **kwargs):
-        value, grads = value_and_grad_f(*args, **kwargs)
-        return (grads, value[1]) if has_aux else grads
-
-    return grad_f
-
-
-# ============================================================================================
-# 7. Trees and optimizers
-#
-# A tree is a nest of dicts, lists and tuples with tensors (or numbers) at the leaves, such
-# as a model's params. Leaves are visited in order, dict keys sorted (as JAX's tree_util).
-# ============================================================================================
-
-def _sorted_keys(tree, op, name, keys):
-    """The keys of the dict `tree` in sorted order, the order of its leaves."""
-    try:
-        return sorted(tree)
-    except TypeError as error:
-        shown = ", ".join(repr(key) for key in itertools.islice(tree, 6))
-        raise TypeError(f"{op}: the keys of {_path(name, keys)} ({shown}) cannot be sorted "
-                        f"({error}); a tree's leaves follow its dict keys in sorted order, "
-                        f"so use keys of one type, such as str") from None
-
-
-def _children(tree, op, name, keys):
-    """The (key, child) pairs of a dict (keys sorted), a list or a tuple; None for a leaf."""
-    if isinstance(tree, dict):
-        return [(key, tree[key]) for key in _sorted_keys(tree, op, name, keys)]
-    if isinstance(tree, (list, tuple)):
-        return list(enumerate(tree))
-    return None
-
-
-def _leaves_with_keys(tree, op="tree_leaves", name="tree"):
-    """[(keys, leaf), ...] in order; keys are the dict keys and list positions that lead from
-    the root of the tree to the leaf.
-
-    The walk keeps its own stack rather than recursing, so a tree may be nested any number
-    of levels deep. A container found inside itself is a ValueError: that tree has no end.
-    """
-    items, stack = [], [((), tree)]
-    open_containers = {}  # id -> keys of each container whose children are being walked
-    while stack:
-        keys, node = stack.pop()
-        if keys is None:  # the marker pushed below: every child of container `node` is done
-            del open_containers[node]
-            continue
-        children = _children(node, op, name, keys)
-        if children is None:
-            items.append((keys, node))
-            continue
-        if id(node) in open_containers:
-            raise ValueError(f"{op}: the tree contains itself: {_path(name, keys)} is "
-                             f"{_path(name, open_containers[id(node)])}")
-        open_containers[id(node)] = keys
-        stack.append((None, id(node)))
-        stack.extend((keys + (key,), child) for key, child in reversed(children))
-    return items
-
-
-def _path(name, keys):
-    """The keys of a leaf written as Python indexes with them: params['w'][0]."""
-    return name + "".join(f"[{key!r}]" for key in keys)
-
-
-def _rebuild(tree, leaves):
-    """A tree shaped like `tree` whose leaves are taken, in order, from the iterator leaves.
-
-    Iterative, as _leaves_with_keys: each container being rebuilt waits on a stack with the
-    children built so far, and is built itself once it has them all.
-    """
-    stack = []  # (container, its (key, child) pairs, its children built so far)
-    node = tree
-    while True:
-        children = _children(node, "tree_map", "tree", ())
-        if children:
-            stack.append((node, children, []))
-            node = children[0][1]
-            continue
-        value = next(leaves) if children is None else _container_like(node, [], [])
-        while stack:  # hand value to its container, and build each container now complete
-            container, children, built = stack[-1]
-            built.append(value)
-            if len(built) < len(children):
-                node = children[len(built)][1]
-                break
-            stack.pop()
-            value = _container_like(container, children, built)
-        else:
-            return value
-
-
-def _container_like(tree, children, values):
-    """A container of tree's type holding values (a dict's under the keys of `children`)."""
-    if isinstance(tree, dict):
-        return {key: value for (key, _), value in zip(children, values)}
-    if hasattr(tree, "_fields"):  # a namedtuple
-        return type(tree)(*values)
-    return type(tree)(values)
-
-
-def _structure_difference(a, b, name, names):
-    """Where trees a and b (called names[0] and names[1]) first differ in structure, in
-    words; None if they do not. Iterative, as _leaves_with_keys; a must have an end."""
-    stack = [((), a, b)]
-    while stack:
-        keys, a, b = stack.pop()
-        if not isinstance(a, (dict, list, tuple)) and not isinstance(b, (dict, list, tuple)):
-            continue
-        if type(a) is not type(b):
-            return (f"{_path(name, keys)} is a {type(a).__name__} in {names[0]} and a "
-                    f"{type(b).__name__} in {names[1]}")
-        if isinstance(a, dict):
-            order = _sorted_keys(a, "tree_map", name, keys)
-            if a.keys() != b.keys():
-                key = next((key for key in order if key not in b), None)
-                has, lacks = names
-                if key is None:
-                    key, has, lacks = next(key for key in b if key not in a), lacks, has
-                return f"{_path(name, keys + (key,))} is in {has} but not in {lacks}"
-            pairs = [(key, a[key], b[key]) for key in order]
-        else:
-            if len(a) != len(b):
-                has, lacks = names if len(a) > len(b) else names[::-1]
-                return (f"{_path(name, keys + (_min(len(a), len(b)),))} is in {has} but "
-                        f"not in {lacks} ({len(a)} items against {len(b)})")
-            pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b))]
-        stack.extend((keys + (key,), x, y) for key, x, y in reversed(pairs))
-    return None
-
-
-def _matching_leaves(op, tree, other, name, other_name):
-    """The leaves of `other`, which must have the same structure as `tree`."""
-    difference = _structure_difference(tree, other, name, (name, other_name))
-    if difference:
-        raise ValueError(f"{op}: {other_name} does not have the structure of {name}: "
-                         f"{difference}")
-    return [leaf for _, leaf in _leaves_with_keys(other, op, other_name)]
-
-
-def tree_leaves(tree):
-    """The leaves of a tree, in order (dict keys sorted).
-
-    >>> tree_leaves({"b": [1, 2], "a": Tensor(3)})
-    [Tensor(3.0), 1, 2]
-    """
-    return [leaf for _, leaf in _leaves_with_keys(tree)]
-
-
-def tree_map(f, tree, *rest):
-    """A tree of the same structure with f(leaf, *matching leaves of rest) at each leaf.
-
-    >>> tree_map(lambda x, y: x + y, {"a": 1, "b": (2, 3)}, {"a": 10, "b": (20, 30)})
-    {'a': 11, 'b': (22, 33)}
-    """
-    if not callable(f):
-        raise TypeError(f"tree_map: f must be callable, got {f!r:.80} ({type(f).__name__})")
-    columns = [[leaf for _, leaf in _leaves_with_keys(tree, "tree_map")]]
-    for i, other in enumerate(rest, 1):
-        columns.append(_matching_leaves("tree_map", tree, other, "tree", f"tree {i}"))
-    return _rebuild(tree, iter([f(*leaves) for leaves in zip(*columns)]))
-
-
-def _params_and_grads(op, params, grads):
-    """(keys, param, gradient) for each leaf of params, the two as tensors of equal shapes.
-
-    grads is a gradient graph (a GradNode) or a tree shaped like params.
-    """
-    items = _leaves_with_keys(params, op, "params")
-    if isinstance(grads, GradNode):  # as grads.wrt(params), without building the tree
-        tensors = [p for _, p in items if isinstance(p, Tensor)]
-        if tensors and not any(p in grads for p in tensors):
-            raise ValueError(f"{op}: no tensor of params is in the gradient graph, so every "
-                             f"gradient would be zero; was the loss computed from these params?")
-        with _collector_paused():
-            grad_leaves = [grads._of_leaf(p) for _, p in items]
-    else:
-        grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
-    leaves = []
-    for (keys, p), g in zip(items, grad_leaves):
-        p, g = _as_tensor(p, op), _as_tensor(g, op)
-        if p.shape != g.shape:
-            raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
-                             f"but its gradient has shape {g.shape}")
-        leaves.append((keys, p, g))
-    return leaves
-
-
-def _new_params(params, new_data):
-    """params with each leaf replaced by new data: tensors become fresh leaves, numbers stay
-    numbers."""
-    new_leaves = [_leaf(data, p.shape) if isinstance(p, Tensor) else data
-                  for p, data in zip(tree_leaves(params), new_data)]
-    return _rebuild(params, iter(new_leaves))
-
-
-# Hyperparameters are checked and stored as Python floats, so that nothing but floats ever
-# reaches tensor data (a 0-d Tensor or a NumPy scalar as lr would end up inside .data).
-# bool is refused although Python counts it as a number: SGD(lr=True) is a slip. nan is
-# refused everywhere: it fails every range check and would only make every param nan.
-
-def _hyperparameter(op, name, value):
-    """value, a real number, as a Python float; else a TypeError or ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a real number, got {value!r:.80} "
-                        f"({type(value).__name__})")
-    try:
-        value = float(value)
-    except OverflowError:
-        raise ValueError(f"{op}: {name} is too large for a float "
-                         f"(beyond 1.8e308)") from None
-    if value != value:
-        raise ValueError(f"{op}: {name} must be a number, got nan")
-    return value
-
-
-def _nonnegative(op, name, value):
-    """value as a float >= 0 (inf allowed), as PyTorch checks lr, momentum, weight_decay."""
-    value = _hyperparameter(op, name, value)
-    if value < 0.0:
-        raise ValueError(f"{op}: {name} must be >= 0, got {value}")
-    return value
-
-
-def _flag(op, name, value):
-    """value, which must be True or False."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be True or False, got {value!r:.80} "
-                        f"({type(value).__name__})")
-    return value
-
-
-def _betas(op, betas):
-    """Adam's (beta1, beta2) as a pair of floats in [0, 1)."""
-    if not isinstance(betas, (tuple, list)):
-        raise TypeError(f"{op}: betas must be a pair (beta1, beta2) of real numbers, got "
-                        f"{betas!r:.80} ({type(betas).__name__})")
-    if len(betas) != 2:
-        raise ValueError(f"{op}: betas must be a pair (beta1, beta2), got {betas!r:.80} "
-                         f"({len(betas)} values)")
-    betas = tuple(_hyperparameter(op, f"betas[{i}]", beta) for i, beta in enumerate(betas))
-    for i, beta in enumerate(betas):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"{op}: betas[{i}] must be in [0, 1), got {beta}")
-    return betas
-
-
-def sgd(params, grads, lr):
-    """Plain gradient descent: params - lr * grads, leaf by leaf, as new leaves.
-
-    >>> sgd({"w": Tensor([1.0, 2.0])}, {"w": Tensor([10.0, 10.0])}, lr=0.1)
-    {'w': Tensor([0.0, 1.0])}
-    """
-    lr = _nonnegative("sgd", "lr", lr)
-    leaves = _params_and_grads("sgd", params, grads)
-    return _new_params(params, [elementwise(lambda p, g: p - lr * g, (p.data, g.data), p.ndim)
-                                for _, p, g in leaves])
-
-
-# An optimizer's state: the number of updates taken, and after the first update, buffers for
-# each leaf of params (SGD's momentum buffer; Adam's two moments) kept in a dict keyed by the
-# leaf's path in the tree (its keys from _leaves_with_keys). Each update checks that the
-# params have exactly these paths, with the shapes of their buffers, so that a state is never
-# applied to another leaf. `opt.state` shows it as a tree shaped like params (the skeleton:
-# params with every leaf None), using PyTorch's names; `state=` takes such a tree back.
-
-def _state_of_leaves(op, leaves, buffers):
-    """The buffers of each leaf of params, in order (None for each before the first update),
-    or a ValueError naming the first leaf that does not fit the optimizer's state."""
-    if buffers is None:
-        return [None] * len(leaves)
-    lacking = [keys for keys in buffers if keys not in {keys for keys, _, _ in leaves}]
-    for keys, p, _ in leaves:
-        if keys not in buffers:
-            instead = f" ({_path('params', lacking[0])} among them, which params lacks)" \
-                if lacking else ""
-            raise ValueError(f"{op}: {_path('params', keys)} has no state in the optimizer, "
-                             f"whose state is for other leaves{instead}; use a new optimizer "
-                             f"for new params")
-        shape = buffers[keys][0].shape
-        if shape != p.shape:
-            raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, but the "
-                             f"optimizer's state for it has shape {shape}")
-    if lacking:
-        raise ValueError(f"{op}: the optimizer's state is for other leaves: it has "
-                         f"{_path('params', lacking[0])}, which params lacks")
-    return [buffers[keys] for keys, _, _ in leaves]
-
-
-def _skeleton(params):
-    """params with every leaf None: the structure in which opt.state shows the buffers."""
-    return _rebuild(params, itertools.repeat(None))
-
-
-def _state_tree(step, skeleton, buffers, names):
-    """An optimizer's state as a tree: {"step": step, names[i]: tree of the i-th buffers}."""
-    state = {"step": step}
-    if buffers is not None:
-        order = [keys for keys, _ in _leaves_with_keys(skeleton)]
-        for i, name in enumerate(names):
-            state[name] = _rebuild(skeleton, iter([buffers[keys][i] for keys in order]))
-    return state
-
-
-def _read_state(op, state, names):
-    """(step, skeleton, buffers) from a `state=` argument shaped like opt.state, checked;
-    (0, None, None) for None. Buffers are there only if the state has trees for all names."""
-    if state is None:
-        return 0, None, None
-    if not isinstance(state, dict):
-        raise TypeError(f"{op}: state must be a dict as opt.state gives, got "
-                        f"{type(state).__name__}")
-    expected = ("step",) + names
-    for key in state:
-        if key not in expected:
-            raise ValueError(f"{op}: state has the key {key!r:.80}; an {op} state has only "
-                             f"the keys {', '.join(map(repr, expected))}")
-    step = state.get("step")
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise TypeError(f"{op}: state['step'] must be an int, got {step!r:.80}")
-    if step < 0:
-        raise ValueError(f"{op}: state['step'] must be >= 0, got {step}")
-    given = [name for name in names if name in state]
-    if not given:
-        return int(step), None, None
-    if len(given) < len(names):
-        missing = [name for name in names if name not in state][0]
-        raise ValueError(f"{op}: state has {given[0]!r} but not {missing!r}")
-    if step == 0:
-        raise ValueError(f"{op}: state has buffers ({', '.join(map(repr, names))}) but "
-                         f"state['step'] is 0, and only an update makes them")
-    first = names[0]
-    columns = [_leaves_with_keys(state[name], op, f"state[{name!r}]") for name in names]
-    for name in names[1:]:
-        difference = _structure_difference(state[first], state[name], "state",
-                                           (f"state[{first!r}]", f"state[{name!r}]"))
-        if difference:
-            raise ValueError(f"{op}: state[{first!r}] and state[{name!r}] differ: "
-                             f"{difference}")
-    buffers = {}
-    for row in zip(*columns):
-        keys = row[0][0]
-        for name, (_, leaf) in zip(names, row):
-            if not isinstance(leaf, Tensor):
-                raise TypeError(f"{op}: {_path(f'state[{name!r}]', keys)} must be a Tensor, "
-                                f"got {leaf!r:.80} ({type(leaf).__name__})")
-            if leaf.shape != row[0][1].shape:
-                raise ValueError(f"{op}: {_path(f'state[{name!r}]', keys)} has shape "
-                                 f"{leaf.shape}, but {_path(f'state[{first!r}]', keys)} has "
-                                 f"shape {row[0][1].shape}")
-        buffers[keys] = tuple(_leaf(leaf.data, leaf.shape) for _, leaf in row)
-    return int(step), _skeleton(state[first]), buffers
-
-
-def _gradient_step_start(p, g, maximize, weight_decay):
-    """The first two steps of torch's SGD and Adam: d = -g if maximize, then
-    d = d + weight_decay * p. Returns d's data."""
-    d = g.data
-    if maximize:
-        d = elementwise(operator.neg, (d,), p.ndim)
-    if weight_decay:
-        d = elementwise(lambda d, p: d + weight_decay * p, (d, p.data), p.ndim)
-    return d
-
-
-class SGD:
-    """Stochastic gradient descent, exactly as torch.optim.SGD.
-
-    For each leaf, with d the gradient: d = -d if maximize; d = d + weight_decay * p; with
-    momentum, buf = d on the first step and momentum * buf + (1 - dampening) * d after,
-    then d = d + momentum * buf (nesterov) or d = buf; finally p = p - lr * d.
-
-    Hyperparameters are real numbers, kept as floats (nesterov and maximize are True or
-    False). ``opt.state`` is {"step": updates taken, "momentum_buffer": a tree shaped like
-    params} (the buffers only with momentum, after the first update); ``SGD(..., state=s)``
-    resumes from it. Each update checks that params have the leaves and shapes of the state.
-
-    >>> opt = SGD(lr=0.1, momentum=0.9)
-    >>> p = {"w": Tensor([1.0])}
-    >>> p = opt.update(p, {"w": Tensor([1.0])})
-    >>> p = opt.update(p, {"w": Tensor([1.0])})
-    >>> p["w"].item()  # 1 - 0.1 * 1 - 0.1 * (0.9 * 1 + 1)
-    0.71
-    >>> opt.state
-    {'step': 2, 'momentum_buffer': {'w': Tensor([1.9])}}
-    """
-
-    def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False, state=None):
-        self.lr = _nonnegative("SGD", "lr", lr)
-        self.momentum = _nonnegative("SGD", "momentum", momentum)
-        self.dampening = _hyperparameter("SGD", "dampening", dampening)
-        self.weight_decay = _nonnegative("SGD", "weight_decay", weight_decay)
-        self.nesterov = _flag("SGD", "nesterov", nesterov)
-        self.maximize = _flag("SGD", "maximize", maximize)
-        if self.nesterov and (self.momentum <= 0.0 or self.dampening != 0.0):
-            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening == 0")
-        self._step, self._skeleton, self._buffers = _read_state(
-            "SGD", state, ("momentum_buffer",))
-        if self._buffers is not None and not self.momentum:
-            raise ValueError("SGD: state has a 'momentum_buffer', but momentum is 0, which "
-                             "would ignore it")
-
-    def __repr__(self):
-        return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
-                f"weight_decay={self.weight_decay}, nesterov={self.nesterov}, "
-                f"maximize={self.maximize})")
-
-    @property
-    def state(self):
-        """{"step": updates taken, "momentum_buffer": tree like params}, for rax.save."""
-        return _state_tree(self._step, self._skeleton, self._buffers, ("momentum_buffer",))
-
-    def update(self, params, grads):
-        """New params from params and their gradients (a GradNode or a tree like params)."""
-        lr, momentum, dampening = self.lr, self.momentum, self.dampening
-        leaves = _params_and_grads("SGD.update", params, grads)
-        buffers = _state_of_leaves("SGD.update", leaves, self._buffers)
-        new_data, new_buffers = [], {}
-        for (keys, p, g), buf in zip(leaves, buffers):
-            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
-            if momentum:
-                buf = d if buf is None else elementwise(
-                    lambda b, d: momentum * b + (1.0 - dampening) * d, (buf[0].data, d), ndim)
-                d = elementwise(lambda d, b: d + momentum * b, (d, buf), ndim) \
-                    if self.nesterov else buf
-                new_buffers[keys] = (_leaf(buf, p.shape),)
-            new_data.append(elementwise(lambda p, d: p - lr * d, (p.data, d), ndim))
-        self._step += 1  # only now: a failed call changes nothing
-        if momentum:
-            self._skeleton, self._buffers = _skeleton(params), new_buffers
-        return _new_params(params, new_data)
-
-
-class Adam:
-    """Adam, exactly as torch.optim.Adam (amsgrad off; weight_decay is added to the gradient).
-
-    For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
-    d = d + weight_decay * p; m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d d;
-    p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps).
-    With eps = 0, a zero gradient gives 0/0 = nan there, as in PyTorch.
-
-    Hyperparameters are real numbers, kept as floats (maximize is True or False).
-    ``opt.state`` is {"step": t, "exp_avg": m, "exp_avg_sq": v} with m and v trees shaped like
-    params (after the first update); ``Adam(..., state=s)`` resumes from it. Each update
-    checks that params have the leaves and shapes of the state.
-
-    >>> opt = Adam(lr=0.1)
-    >>> opt.update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})["w"].item()  # moves by ~lr
-    0.9000000002
-    >>> opt.state["step"], opt.state["exp_avg"]["w"].shape, sorted(opt.state)
-    (1, (1,), ['exp_avg', 'exp_avg_sq', 'step'])
-    """
-
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 maximize=False, state=None):
-        self.lr = _nonnegative("Adam", "lr", lr)
-        self.betas = _betas("Adam", betas)
-        self.eps = _nonnegative("Adam", "eps", eps)
-        self.weight_decay = _nonnegative("Adam", "weight_decay", weight_decay)
-        self.maximize = _flag("Adam", "maximize", maximize)
-        self._step, self._skeleton, self._buffers = _read_state(
-            "Adam", state, ("exp_avg", "exp_avg_sq"))
-        if self._step and self._buffers is None:
-            raise ValueError(f"Adam: state['step'] is {self._step}, but the state has no "
-                             f"'exp_avg' and 'exp_avg_sq' to go with it")
-
-    def __repr__(self):
-        return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
-                f"weight_decay={self.weight_decay}, maximize={self.maximize}, "
-                f"steps taken={self._step})")
-
-    @property
-    def state(self):
-        """{"step": t, "exp_avg": tree like params, "exp_avg_sq": tree}, for rax.save."""
-        return _state_tree(self._step, self._skeleton, self._buffers, ("exp_avg", "exp_avg_sq"))
-
-    def update(self, params, grads):
-        """New params from params and their gradients (a GradNode or a tree like params)."""
-        (beta1, beta2), eps = self.betas, self.eps
-        leaves = _params_and_grads("Adam.update", params, grads)
-        moments = _state_of_leaves("Adam.update", leaves, self._buffers)
-        step = self._step + 1
-        step_size = self.lr / (1.0 - beta1 ** step)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
-
-        def new_param(p, m, v):
-            return p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps)
-
-        def new_param_safe(p, m, v):  # the same, where eps = 0 meets v = 0
-            return p - _div(step_size * m, _sqrt(v) / bias_correction2_sqrt + eps)
-
-        new_data, new_moments = [], {}
-        for (keys, p, g), moment in zip(leaves, moments):
-            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
-            m, v = (moment[0].data, moment[1].data) if moment else (_full_lists(p.shape, 0.0),) * 2
-            m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (m, d), ndim)
-            v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (v, d), ndim)
-            new_moments[keys] = (_leaf(m, p.shape), _leaf(v, p.shape))
-            new_data.append(elementwise(new_param, (p.data, m, v), ndim, safe=new_param_safe))
-        # only now: a failed call changes nothing
-        self._step, self._skeleton, self._buffers = step, _skeleton(params), new_moments
-        return _new_params(params, new_data)
-
-
-# ---- Saving --------------------------------------------------------------------------------
-#
-# save writes a tree as JSON that any JSON reader accepts and a person can read:
-#
-#     {"rax": 1, "tree": {"dict": {
-#       "b": {"shape": [2], "data": [0.5, "-inf"]},
-#       "w": [{"shape": [], "data": -0.0}, 3, {"tuple": [1.5, "nan"]}]
-#     }}}
-#
-# "rax" is the version of the layout. A list is a JSON array; a dict is {"dict": {...}} (keys
-# are strings), a tuple {"tuple": [...]} (a namedtuple comes back as a plain tuple), a tensor
-# {"shape": [...], "data": nested lists} (its values only: it comes back as a leaf). Numbers
-# stay numbers: true/false for bools, JSON integers for ints, and floats as Python's repr,
-# which reads back as the very same float (-0.0 included). JSON has no inf or nan, so they
-# are the strings "inf", "-inf", "nan" (the bits 0x7ff8000000000000), "-nan" (the same with
-# the sign bit set, what x86 gives for inf - inf), and any other nan "nan:" followed by its
-# 16 hexadecimal bits. load reads only this layout, with Python's json: nothing is executed.
-# Trees nest at most _MAX_SAVE_DEPTH containers deep, so that reading the file back stays
-# far from Python's recursion limit.
-
-_SAVE_VERSION = 1
-_MAX_SAVE_DEPTH = 100
-_NAN_NAMES = {"7ff8000000000000": "nan", "fff8000000000000": "-nan"}
-_NAN_BITS = {name: bits for bits, name in _NAN_NAMES.items()}
-
-
-def _float_to_json(x):
-    """A float as save writes it: itself if finite, else one of the strings above."""
-    if math.isfinite(x):
-        return x
-    if not math.isnan(x):
-        return "inf" if x > 0.0 else "-inf"
-    import struct
-    bits = struct.pack(">d", x).hex()
-    return _NAN_NAMES.get(bits, "nan:" + bits)
-
-
-def _float_from_json(value, where):
-    """The float that _float_to_json wrote as value (an int is read as its float too)."""
-    if type(value) is float:
-        return value
-    if type(value) is int:
-        try:
-            return float(value)
-        except OverflowError:
-            raise ValueError(f"load: {where()} is an integer too large for a float") from None
-    if type(value) is str:
-        if value in ("inf", "-inf"):
-            return float(value)
-        bits = _NAN_BITS.get(value)
-        if bits is None and value.startswith("nan:") and len(value) == 20:
-            bits = value[4:]
-        if bits is not None:
-            import struct
-            try:
-                x = struct.unpack(">d", bytes.fromhex(bits))[0]
-            except ValueError:
-                x = 0.0  # not hexadecimal: refused below
-            if math.isnan(x):
-                return x
-    raise ValueError(f"load: {where()} is {value!r:.80}, not a number (a float, an int, or "
-                     f"one of the strings 'inf', '-inf', 'nan', '-nan', 'nan:<16 hex digits>')")
-
-
-def _data_to_json(t):
-    """A tensor's data with inf and nan replaced by their strings."""
-    if all(map(math.isfinite, _flat(t.data, t.ndim))):
-        return t.data
-    return elementwise(_float_to_json, (t.data,), t.ndim)
-
-
-def _leaf_to_json(leaf, keys):
-    """The JSON text of a tensor or a number of a tree being saved."""
-    import json
-    if isinstance(leaf, Tensor):
-        data = json.dumps(_data_to_json(leaf), allow_nan=False)
-        return f'{{"shape": {list(leaf.shape)}, "data": {data}}}'
-    if isinstance(leaf, bool):
-        return "true" if leaf else "false"
-    if isinstance(leaf, numbers.Integral):
-        return str(int(leaf))
-    if isinstance(leaf, numbers.Real):
-        try:
-            return json.dumps(_float_to_json(float(leaf)), allow_nan=False)
-        except OverflowError:
-            raise ValueError(f"save: {_path('tree', keys)} is too large for a float") from None
-    raise TypeError(f"save: {_path('tree', keys)} is {leaf!r:.80} ({type(leaf).__name__}); a "
-                    f"tree to save holds only tensors and numbers in dicts, lists and tuples")
-
-
-def _tree_to_json(tree, keys, open_containers):
-    """The JSON text of a tree (see above): one line per tensor or number, containers
-    indented. open_containers holds the ids of the containers around tree."""
-    if not isinstance(tree, (dict, list, tuple)):
-        return _leaf_to_json(tree, keys)
-    import json
-    if id(tree) in open_containers:
-        raise ValueError(f"save: the tree contains itself at {_path('tree', keys)}")
-    if len(keys) >= _MAX_SAVE_DEPTH:
-        raise ValueError(f"save: the tree is nested more than {_MAX_SAVE_DEPTH} levels deep "
-                         f"at {_path('tree', keys)}")
-    if isinstance(tree, dict):
-        for key in tree:
-            if not isinstance(key, str):
-                raise TypeError(f"save: the key {key!r:.80} of {_path('tree', keys)} is a "
-                                f"{type(key).__name__}; JSON keys are strings")
-        children = [(key, f"{json.dumps(key)}: ") for key in tree]
-        start, end = '{"dict": {', "}}"
-    else:
-        children = [(i, "") for i in range(len(tree))]
-        start, end = ('{"tuple": [', "]}") if isinstance(tree, tuple) else ("[", "]")
-    if not children:
-        return start + end
-    open_containers.add(id(tree))
-    lines = [label + _tree_to_json(tree[key], keys + (key,), open_containers)
-             for key, label in children]
-    open_containers.remove(id(tree))
-    indent = "\n" + "  " * len(keys)
-    return start + indent + "  " + ("," + indent + "  ").join(lines) + indent + end
-
-
-def save(file, tree):
-    """Write a tree of tensors and numbers (params, an optimizer's state) to a JSON file.
-
-    Every float comes back from load exactly, inf, nan and -0.0 included; tensors come back
-    as leaves with their values and shape, numbers as numbers, tuples as tuples. file is a
-    path or an open text file. Dict keys must be strings. The whole text is made before the
-    file is opened, so a tree that cannot be saved leaves an existing file as it was.
-
-    >>> import io
-    >>> f = io.StringIO()
-    >>> save(f, {"w": Tensor([1.0, -math.inf]), "step": 3})
-    >>> print(f.getvalue(), end="")
-    {"rax": 1, "tree": {"dict": {
-      "w": {"shape": [2], "data": [1.0, "-inf"]},
-      "step": 3
-    }}}
-    >>> _ = f.seek(0)
-    >>> load(f)
-    {'w': Tensor([1.0, -inf]), 'step': 3}
-    """
-    import os
-    is_path = isinstance(file, (str, bytes, os.PathLike))
-    if not is_path and not callable(getattr(file, "write", None)):
-        raise TypeError(f"save: file must be a path or an open text file, got {file!r:.80}")
-    text = f'{{"rax": {_SAVE_VERSION}, "tree": {_tree_to_json(tree, (), set())}}}\n'
-    if is_path:
-        with open(file, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        file.write(text)
-
-
-def load(file):
-    """Read a tree written by save: tensors come back as leaves, every float exactly.
-
-    Safe on a file from anywhere: it is read as JSON and nothing in it is executed. A file
-    that is not what save writes is a ValueError naming where (``tree['w']: "data" has
-    shape (2,) but "shape" says (3,)``). file is a path or an open text file.
-    """
-    import json
-    import os
-    is_path = isinstance(file, (str, bytes, os.PathLike))
-    if not is_path and not callable(getattr(file, "read", None)):
-        raise TypeError(f"load: file must be a path or an open text file, got {file!r:.80}")
-    try:
-        if is_path:
-            with open(file, encoding="utf-8") as f:
-                text = f.read()
-        else:
-            text = file.read()
-        document = json.loads(text, parse_constant=_refuse_constant,
-                              object_pairs_hook=_object_without_repeated_keys)
-    except RecursionError:
-        raise ValueError("load: the JSON is nested too deeply to be a tree that save "
-                         "wrote") from None
-    except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError among them
-        raise ValueError(f"load: not a file that rax.save wrote: {error}") from None
-    if not isinstance(document, dict) or sorted(document) != ["rax", "tree"]:
-        raise ValueError('load: not a file that rax.save wrote: expected {"rax": '
-                         f'{_SAVE_VERSION}, "tree": ...}} at the top')
-    version = document["rax"]
-    if type(version) is not int or version != _SAVE_VERSION:
-        raise ValueError(f"load: the file is of version {version!r:.80}; this rax reads "
-                         f"version {_SAVE_VERSION}")
-    return _tree_from_json(document["tree"], ())
-
-
-def _refuse_constant(name):
-    """json's hook for NaN, Infinity and -Infinity, which are not standard JSON."""
-    raise ValueError(f"{name} is not standard JSON (save writes the strings 'inf', '-inf' "
-                     f"and 'nan')")
-
-
-def _object_without_repeated_keys(pairs):
-    """json's hook for an object: a dict, refusing a key given twice (JSON would keep the
-    last one silently)."""
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        repeated = next(key for i, (key, _) in enumerate(pairs)
-                        if key in (other for other, _ in pairs[:i]))
-        raise ValueError(f"the key {repeated!r:.80} appears twice in one object")
-    return result
-
-
-def _tree_from_json(node, keys):
-    """The tree that JSON value `node` (at path `keys` in the file's tree) stands for."""
-    def where():
-        return _path("tree", keys)
-    if isinstance(node, (list, dict)) and len(keys) >= _MAX_SAVE_DEPTH:
-        raise ValueError(f"load: {where()} is nested more than {_MAX_SAVE_DEPTH} levels deep")
-    if isinstance(node, list):
-        return [_tree_from_json(child, keys + (i,)) for i, child in enumerate(node)]
-    if isinstance(node, dict):
-        if node.keys() == {"shape", "data"}:
-            return _tensor_from_json(node["shape"], node["data"], where)
-        if node.keys() == {"dict"} and isinstance(node["dict"], dict):
-            return {key: _tree_from_json(child, keys + (key,))
-                    for key, child in node["dict"].items()}
-        if node.keys() == {"tuple"} and isinstance(node["tuple"], list):
-            return tuple(_tree_from_json(child, keys + (i,))
-                         for i, child in enumerate(node["tuple"]))
-        raise ValueError(f'load: {where()}: an object must be a tensor {{"shape": [...], '
-                         f'"data": [...]}}, {{"dict": {{...}}}} or {{"tuple": [...]}}; this '
-                         f'one has the keys {sorted(node)!r:.80}')
-    if type(node) in (bool, int):
-        return node
-    return _float_from_json(node, where)
-
-
-def _tensor_from_json(shape, data, where):
-    """A leaf from the "shape" and "data" of a tensor in a saved file, both checked."""
-    if not (isinstance(shape, list) and len(shape) <= MAX_NDIM
-            and all(type(n) is int and n >= 0 for n in shape)):
-        raise ValueError(f'load: {where()}: "shape" must be a list of at most {MAX_NDIM} '
-                         f'non-negative integers, got {shape!r:.80}')
-    shape = tuple(shape)
-    # The data of a shape with a zero side stops at that axis: (0, 3) is [], (2, 0) is [[], []].
-    expected = shape[:shape.index(0) + 1] if 0 in shape else shape
-    found, probe = [], data
-    while isinstance(probe, list) and len(found) <= len(expected):
-        found.append(len(probe))
-        if not probe:
-            break
-        probe = probe[0]
-    if tuple(found) != expected:
-        raise ValueError(f'load: {where()}: "data" has shape {tuple(found)} but "shape" '
-                         f'says {shape}')
-    return _leaf(_data_from_json(data, expected, where, ()), shape)
-
-
-def _data_from_json(data, shape, where, index):
-    """Nested lists of floats of `shape` from a saved tensor's "data" (or a ValueError saying
-    where in it the lengths or the values are wrong). index: the position of data in it."""
-    def here():
-        return where() + ': "data"' + "".join(f"[{i}]" for i in index)
-    if not shape:
-        return _float_from_json(data, here)
-    if not isinstance(data, list) or len(data) != shape[0]:
-        found = f"{len(data)} items" if isinstance(data, list) else f"{data!r:.40}"
-        raise ValueError(f"load: {here()} is {found}, but the shape asks for a list of "
-                         f"{shape[0]} on this axis (ragged data)")
-    if len(shape) == 1 and set(map(type, data)) <= {float}:  # the common case, at C speed
-        return data
-    return [_data_from_json(child, shape[1:], where, index + (i,))
-            for i, child in enumerate(data)]
-
-
-def _tensor_from_pickle(data, shape, constant):
-    """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
-    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
-
-
-# ============================================================================================
-# 8. Tools: your own primitives, gradient checks that point at the guilty op, pictures
-# ============================================================================================
-
-def primitive(op, forward, vjps):
-    """A new primitive op, made from a forward function and one vjp rule per input.
-
-    forward(*inputs, **attrs) computes the value from the input tensors, with rax ops
-    (their graph is dropped: the result is a single node) or with nested lists; it may
-    return a Tensor, a nested list or a number. vjps[i](g, out, *inputs) is the gradient
-    for input i given g, the gradient of out, written with rax ops (None if no gradient
-    flows), exactly like the rules of rax's own primitives. Keyword arguments of the new
-    op are passed to forward and kept as the node's attrs.
-
-    >>> softplus = primitive("softplus", lambda x: log(1.0 + exp(x)),
-    ...                      [lambda g, out, x: g * sigmoid(x)])
-    >>> x = Tensor([0.0, 2.0])
-    >>> y = softplus(x)
-    >>> y.op, y.inputs[0] is x
-    ('softplus', True)
-    >>> [round(v, 4) for v in grad(lambda x: softplus(x).sum())(x).tolist()]
-    [0.5, 0.8808]
-    """
-    if not isinstance(op, str):
-        raise TypeError(f"primitive: the op's name must be a str, got {op!r}")
-    if not callable(forward):
-        raise TypeError(f"primitive {op!r}: forward must be a function, got {forward!r}")
-    if not isinstance(vjps, (list, tuple)):
-        raise TypeError(f"primitive {op!r}: vjps must be a list with one rule (or None) per "
-                        f"input, got {vjps!r}")
-    vjps = tuple(vjps)
-    for i, rule in enumerate(vjps):
-        if rule is not None and not callable(rule):
-            raise TypeError(f"primitive {op!r}: vjps[{i}] must be a function or None, "
-                            f"got {rule!r}")
-
-    def new_op(*inputs, **attrs):
-        if len(inputs) != len(vjps):
-            raise TypeError(f"{op}: takes {len(vjps)} input(s), one per vjp rule, "
-                            f"got {len(inputs)}")
-        inputs = tuple(_as_tensor(t, op) for t in inputs)
-        try:
-            value = forward(*inputs, **attrs)
-        except Exception as error:
-            _add_note(error, f"in the forward function of {op!r} ({_source_location(forward)})")
-            raise
-        value = _as_tensor(value, f"{op} (the value forward returned)")
-        return _node(op, new_op, value.data, value.shape, inputs, vjps,
-                      MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
-
-    new_op.__name__ = new_op.__qualname__ = op
-    new_op.__doc__ = forward.__doc__
-    new_op.made_by_primitive = True  # check_grads then also checks inputs without a rule
-    return new_op
-
-
-def _topological_order(root):
-    """Every node of root's graph once, each after its inputs: leaves first, root last.
-    A walk with a stack, so deep graphs are fine."""
-    order, expanded = [], set()
-    stack = [(root, False)]
-    while stack:
-        t, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(t)
-        elif t not in expanded:
-            expanded.add(t)
-            stack.append((t, True))
-            stack.extend((x, False) for x in reversed(t.inputs) if x not in expanded)
-    return order
-
-
-def _moved(t, direction, step):
-    """A leaf like t moved by `step` along `direction`: the flat position of one element, or
-    a vector of t's size in row-major order."""
-    flat = list(_flat(t.data, t.ndim))
-    if isinstance(direction, int):
-        flat[direction] += step
-    else:
-        flat = [a + step * b for a, b in zip(flat, direction)]
-    return _leaf(_fold(flat, t.shape), t.shape)
-
-
-def _index_of(j, shape):
-    """The multi-index of flat position j in a tensor of `shape`, as text: [1, 2]."""
-    index = []
-    for n in reversed(shape):
-        j, i = divmod(j, n)
-        index.append(i)
-    return str(index[::-1])
-
-
-def _close(analytic, numeric, atol, rtol):
-    if analytic == numeric:  # also equal infinities
-        return True
-    return _abs(analytic - numeric) <= atol + rtol * _abs(numeric)
-
-
-def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0):
-    """Check grad(f) against central differences, for every Tensor leaf of the tuple args.
-
-    f(*args) must return a tensor with one element. Each element x of each Tensor leaf is
-    checked: |analytic - numeric| <= atol + rtol * |numeric|, where numeric is
-    (f(x + eps) - f(x - eps)) / (2 eps) (the defaults are torch.autograd.gradcheck's).
-    With directions=k, each leaf is checked instead along k random directions v, one
-    comparison each whatever its size: <grad, v> against (f(x + eps v) - f(x - eps v)) / 2eps.
-
-    On a mismatch it raises AssertionError naming the argument (args[0]['w']), the index
-    and both values; then it checks the vjp rule of every op of f's graph on that op alone,
-    and names the first one that is wrong, with the file and line of the rule.
-
-    >>> check_grads(lambda x, y: (x * y.exp()).sum(), (Tensor([1.0, 2.0]), Tensor([0.5, -1.0])))
-    >>> bad_square = primitive("bad_square", lambda x: x * x, [lambda g, out, x: g * x])
-    >>> check_grads(lambda x: bad_square(x).sum(), (Tensor([3.0]),))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0...
-    """
-    if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
-        raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
-                        f"got {type(args).__name__}")
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"check_grads: {name} must be a number, got {value!r}")
-        if not (math.isfinite(value) and value >= 0.0) or (name == "eps" and value == 0.0):
-            raise ValueError(f"check_grads: {name} must be finite and "
-                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
-    if directions is not None and (isinstance(directions, bool) or
-                                   not isinstance(directions, int) or directions < 1):
-        raise ValueError(f"check_grads: directions must be None or a positive int, "
-                         f"got {directions!r}")
-    args = tuple(args)
-    rng = _as_rng(rng)
-    items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
-    gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
-
-    def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
-        leaves = [new_leaf if k == position else leaf for k, (_, leaf) in enumerate(items)]
-        return _as_tensor(f(*_rebuild(args, iter(leaves))), "check_grads").item()
-
-    for position, ((path, leaf), gradient) in enumerate(zip(items, gradients)):
-        if not isinstance(leaf, Tensor):
-            continue
-        analytic_flat = _flat(gradient.data, gradient.ndim)
-        if directions is None:  # each element on its own
-            probes = [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j, analytic_flat[j])
-                      for j in range(leaf.size)]
-        else:
-            probes = []
-            for _ in range(directions):
-                v = [rng.gauss(0.0, 1.0) for _ in range(leaf.size)]
-                probes.append((f"along a random direction v, <d f / d {path}, v>", v,
-                               _sum(map(operator.mul, analytic_flat, v))))
-        for what, direction, analytic in probes:
-            numeric = (f_with(position, _moved(leaf, direction, eps))
-                       - f_with(position, _moved(leaf, direction, -eps))) / (2.0 * eps)
-            if not _close(analytic, numeric, atol, rtol):
-                raise AssertionError(
-                    f"check_grads: {what} is {analytic!r} by backward, but {numeric!r} by "
-                    f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
-                    + _blame(f, args, eps, atol, rtol, rng))
-
-
-def _blame(f, args, eps, atol, rtol, rng):
-    """Check each op of f's graph on its own, inputs first, and describe the first op whose
-    vjp rule disagrees with central differences of that op's forward function."""
-    out = f(*args)
-    nodes = [t for t in _topological_order(out) if t.forward is not None]
-    for number, node in enumerate(nodes, 1):
-        w_flat = [rng.gauss(0.0, 1.0) for _ in range(node.size)]  # a random cotangent
-        w = _leaf(_fold(w_flat, node.shape), node.shape)
-        shapes = ", ".join(str(t.shape) for t in node.inputs)
-        op = f"op {node.op!r} (op {number} of {len(nodes)}, inputs of shapes {shapes})"
-
-        def local(i, new_input):  # <w, node's op applied with input i replaced>
-            inputs = node.inputs[:i] + (new_input,) + node.inputs[i + 1:]
-            value = node.forward(*inputs, **node.attrs)
-            return _sum(map(operator.mul, w_flat, _flat(value.data, value.ndim)))
-
-        def numeric(i, direction):
-            x = node.inputs[i]
-            return (local(i, _moved(x, direction, eps))
-                    - local(i, _moved(x, direction, -eps))) / (2.0 * eps)
-
-        for i, (x, rule) in enumerate(zip(node.inputs, node.vjps)):
-            if rule is None and not getattr(node.forward, "made_by_primitive", False):
-                continue  # rax's own ops pass no gradient there on purpose (x < y, where's cond)
-            if rule is None:
-                analytic_flat = [0.0] * x.size
-            else:
-                analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
-                if analytic.shape != x.shape:
-                    return (f"The vjp rule of {op} for input {i} ({_source_location(rule)}) "
-                            f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
-                analytic_flat = _flat(analytic.data, analytic.ndim)
-            v = [rng.gauss(0.0, 1.0) for _ in range(x.size)]  # one look along a random line,
-            if _close(_sum(map(operator.mul, analytic_flat, v)), numeric(i, v), atol, rtol):
-                continue  # and element by element only to say where it is wrong
-            for j in range(x.size):
-                expected = numeric(i, j)
-                if _close(analytic_flat[j], expected, atol, rtol):
-                    continue
-                if rule is None:
-                    return (f"The first op whose gradient disagrees with central differences "
-                            f"on that op alone is {op}: it has no vjp rule for input {i}, yet "
-                            f"its output depends on that input (at {_index_of(j, x.shape)}, "
-                            f"central differences give {expected!r}).")
-                return (f"The first op whose vjp rule disagrees with central differences "
-                        f"on that op alone is {op}: for input {i} at "
-                        f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
-                        f"{analytic_flat[j]!r} but central differences give {expected!r}. "
-                        f"The rule is at {_source_location(rule)}. (Unless the input sits on "
-                        f"a kink, such as relu at 0, where no derivative exists.)")
-    return ("Every op's vjp rule agrees with central differences on that op alone, so look "
-            "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
-            "or too small for f, or randomness or changing state inside f.")
-
-
-def _summary(t, digits=4):
-    """A few words for a tensor's values: all of them when there are few, else statistics."""
-    flat = _flat(t.data, t.ndim)
-    if t.size <= 4:
-        return _format_nested(t.data, t.ndim, digits)
-    mean_value = _sum(flat) / len(flat)
-    return (f"mean {mean_value:.{digits}g}, min {_min_of(flat):.{digits}g}, "
-            f"max {_max_of(flat):.{digits}g}")
-
-
-def _format_nested(data, ndim, digits):
-    if ndim == 0:
-        return format(data, f".{digits}g")
-    return "[" + ", ".join(_format_nested(row, ndim - 1, digits) for row in data) + "]"
-
-
-def _labels(names):
-    """{tensor: name} from a tree of tensors, such as params: its keys joined by dots."""
-    if names is None:
-        return {}
-    return {leaf: ".".join(map(str, keys))
-            for keys, leaf in _leaves_with_keys(names) if isinstance(leaf, Tensor)}
-
-
-def _describe(t, labels):
-    """The op of t with its static arguments, or the leaf's name."""
-    if t.op is None:
-        return labels.get(t, "constant" if t.attrs.get("constant") else "leaf")
-    # keepdims=False is the default: leaving it out keeps the lines short.
-    attrs = ", ".join(f"{key}={value}" for key, value in t.attrs.items() if value is not False)
-    return f"{t.op}({attrs})" if attrs else t.op
-
-
-def _too_big(nodes, max_nodes):
-    counts = {}
-    for t in nodes:
-        counts[t.op or "leaf"] = counts.get(t.op or "leaf", 0) + 1
-    ops = ", ".join(f"{op} {n:,}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    root = nodes[-1]
-    return (f"a graph of {len(nodes):,} nodes, more than max_nodes={max_nodes} to draw: "
-            f"{ops}; the root is {_describe(root, {})} of shape {root.shape}")
-
-
-def _check_picture_arguments(op, t, grads, max_nodes):
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{op}: t must be a Tensor, got {t!r} ({type(t).__name__})")
-    if grads is not None and not isinstance(grads, GradNode):
-        raise TypeError(f"{op}: grads must be the gradient graph that backward returns (a "
-                        f"GradNode), got {type(grads).__name__}")
-    if max_nodes is not None and (isinstance(max_nodes, bool) or
-                                  not isinstance(max_nodes, numbers.Integral)):
-        raise TypeError(f"{op}: max_nodes must be an int or None, got {max_nodes!r}")
-
-
-def draw(t, grads=None, names=None, max_nodes=200):
-    """A text picture of t's graph: t first, and below each node its inputs, indented.
-
-    Each line shows a node's number, op (or the leaf's name from `names`, a tree of
-    tensors such as params), shape and values; with `grads`, the gradient graph from
-    backward, each node's gradient stands beside its value. A node reached a second time
-    is not drawn again but referred to by its number. A graph of more than max_nodes nodes
-    gets a one-line summary instead (None: no limit).
-
-    >>> w = Tensor([1.0, -2.0])
-    >>> loss = (w * w).sum()
-    >>> print(draw(loss, loss.backward(), names={"w": w}))
-    #0 sum(axis=(0,)) ()    5        grad 1
-    `-- #1 mul (2,)         [1, 4]   grad [1, 1]
-        |-- #2 w (2,)       [1, -2]  grad [2, -4]
-        `-- #2 (see above)
-    """
-    _check_picture_arguments("draw", t, grads, max_nodes)
-    nodes = _topological_order(t)
-    if max_nodes is not None and len(nodes) > max_nodes:
-        return _too_big(nodes, max_nodes)
-    labels = _labels(names)
-    number_of, rows = {}, []  # rows: (tree text, value text, gradient text)
-    stack = [(t, "", "")]  # (node, what precedes it on its line, what precedes its inputs)
-    while stack:
-        node, head, indent = stack.pop()
-        if node in number_of:
-            rows.append((f"{head}#{number_of[node]} (see above)", "", ""))
-            continue
-        number_of[node] = len(number_of)
-        gradient = "" if grads is None else "grad " + _summary(grads[node])
-        rows.append((f"{head}#{number_of[node]} {_describe(node, labels)} {node.shape}",
-                     _summary(node), gradient))
-        last = len(node.inputs) - 1
-        for k in reversed(range(len(node.inputs))):
-            stack.append((node.inputs[k], indent + ("`-- " if k == last else "|-- "),
-                          indent + ("    " if k == last else "|   ")))
-    tree_width = _max(len(row[0]) for row in rows)
-    value_width = _max(len(row[1]) for row in rows)
-    return "\n".join(f"{tree:<{tree_width}}  {value:<{value_width}}  {gradient}".rstrip()
-                     for tree, value, gradient in rows)
-
-
-def _dot_text(text):
-    """text as a quoted DOT string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def to_dot(t, grads=None, names=None, max_nodes=2000):
-    """Graphviz DOT text for t's graph (render it with `dot -Tsvg graph.dot -o graph.svg`).
-
-    Each node shows its op (or leaf name from `names`), shape and values, and arrows run
-    from inputs to the ops that use them, numbered 0, 1, ... where an op has several. With
-    `grads`, the gradient graph from backward stands beside it, node for node, its arrows
-    pointing the way gradients flow. A graph of more than max_nodes nodes (None: no limit)
-    becomes one box with a summary.
-
-    >>> x = Tensor(2.0)
-    >>> print(to_dot(x * x))  # doctest: +ELLIPSIS
-    digraph rax {
-    ...
-      n0 -> n1 [label=0];
-      n0 -> n1 [label=1];
-    }
-    """
-    _check_picture_arguments("to_dot", t, grads, max_nodes)
-    labels = _labels(names)
-    nodes = _topological_order(t)
-    header = ["digraph rax {", "  rankdir=BT;",
-              '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica, '
-              'fontsize=10];']
-    if max_nodes is not None and len(nodes) > max_nodes:
-        return "\n".join(header + [f"  n0 [label={_dot_text(_too_big(nodes, max_nodes))}];",
-                                   "}"])
-    number = {node: k for k, node in enumerate(nodes)}
-    lines = header + ["  subgraph cluster_forward {", '    label="forward graph";']
-    for node, k in number.items():
-        shape = "ellipse" if node.op is None else "box"
-        text = f"{_describe(node, labels)}\n{node.shape}\n{_summary(node)}"
-        lines.append(f"    n{k} [label={_dot_text(text)}, shape={shape}];")
-    lines.append("  }")
-    if grads is not None:
-        lines += ["  subgraph cluster_gradient {", '    label="gradient graph";']
-        for node, k in number.items():
-            text = f"d/d {_describe(node, labels)}\n{node.shape}\n{_summary(grads[node])}"
-            lines.append(f"    g{k} [label={_dot_text(text)}, fillcolor=lightyellow];")
-        lines.append("  }")
-    for node, k in number.items():
-        for i, x in enumerate(node.inputs):
-            label = f" [label={i}]" if len(node.inputs) > 1 else ""
-            lines.append(f"  n{number[x]} -> n{k}{label};")
-            if grads is not None:  # laid out like the forward edge, drawn pointing back
-                lines.append(f"  g{number[x]} -> g{k} [dir=back, color=darkorange];")
-    lines.append("}")
-    return "\n".join(lines)
