@@ -129,7 +129,7 @@ MAX_NDIM = 64  # as NumPy; it also bounds the depth of every recursive kernel
 MAX_SIZE = 2 ** 31
 
 
-# rax defines tensor versions of sum, max, min and abs; the kernels use Python's own.
+# Python's own sum, max, min and abs, which rax's tensor ops of the same names hide here.
 _sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
 
 
@@ -146,10 +146,10 @@ class AxisError(ValueError, IndexError):
 # all that backward (chapter 3) needs.
 # ============================================================================================
 
+# The attrs of a node without static arguments, and of a constant (see appendix C): shared,
+# and read-only, so no node can change another's.
 _NO_ATTRS = MappingProxyType({})
-
-
-_CONSTANT = MappingProxyType({"constant": True})  # the attrs of a constant (see _constant)
+_CONSTANT = MappingProxyType({"constant": True})
 
 
 class Tensor:
@@ -177,9 +177,9 @@ class Tensor:
     them; past that, as NumPy, the first and last 3 along each axis, and the shape.
 
     ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
-    compares values. The operators are the ops of section 4 (``t * u`` is ``mul(t, u)``),
-    and every unary op, reduction, movement op and the softmax family is also a method
-    (``t.exp()``, ``t.sum(axis=0)``), attached at the end of section 5.
+    compares values. The operators are the ops of chapters 2 and 4 (``t * u`` is
+    ``mul(t, u)``), and every unary op, reduction, movement op and the softmax family is
+    also a method (``t.exp()``, ``t.sum(axis=0)``), attached at the end of chapter 5.
 
     A tensor never changes, so ``copy.copy`` and ``copy.deepcopy`` return the tensor itself,
     at once however long its graph. Pickling keeps its values, its shape and whether it is a
@@ -349,7 +349,7 @@ def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     """The output node of a primitive op: its value, and how it was made (the op's name, the
     function that computes it, the inputs, their vjp rules and the op's static arguments).
 
-    `vjps` holds one rule per input (see section 4). A node refers only to its inputs, never
+    `vjps` holds one rule per input (see chapter 2). A node refers only to its inputs, never
     to itself or to what consumes it, so a graph is freed as soon as nothing refers to its
     output, without the garbage collector.
     """
