@@ -2840,19 +2840,7 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0)
     ...
     AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0...
     """
-    if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
-        raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
-                        f"got {type(args).__name__}")
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"check_grads: {name} must be a number, got {value!r}")
-        if not (math.isfinite(value) and value >= 0.0) or (name == "eps" and value == 0.0):
-            raise ValueError(f"check_grads: {name} must be finite and "
-                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
-    if directions is not None and (isinstance(directions, bool) or
-                                   not isinstance(directions, int) or directions < 1):
-        raise ValueError(f"check_grads: directions must be None or a positive int, "
-                         f"got {directions!r}")
+    _check_check_grads_arguments(args, eps, atol, rtol, directions)
     args = tuple(args)
     rng = _as_rng(rng)
     items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
@@ -2883,6 +2871,22 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0)
                     f"check_grads: {what} is {analytic!r} by backward, but {numeric!r} by "
                     f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
                     + _blame(f, args, eps, atol, rtol, rng))
+
+
+def _check_check_grads_arguments(args, eps, atol, rtol, directions):
+    if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
+        raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
+                        f"got {type(args).__name__}")
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"check_grads: {name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value >= 0.0) or (name == "eps" and value == 0.0):
+            raise ValueError(f"check_grads: {name} must be finite and "
+                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
+    if directions is not None and (isinstance(directions, bool) or
+                                   not isinstance(directions, int) or directions < 1):
+        raise ValueError(f"check_grads: directions must be None or a positive int, "
+                         f"got {directions!r}")
 
 
 def _blame(f, args, eps, atol, rtol, rng):
