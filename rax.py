@@ -385,6 +385,11 @@ def _as_tensor(value, op):
                     f"got {value!r} ({type(value).__name__})")
 
 
+def _tensor_from_pickle(data, shape, constant):
+    """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
+    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
+
+
 # ============================================================================================
 # 2. A few ops: how an op makes a node
 #
@@ -522,6 +527,24 @@ def _reduce(forward, x, axis, keepdims, fn, vjps):
         shape = _kept_shape(x.shape, axes)
         data = _fold(_flat(data, x.ndim - len(axes)), shape)
     return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
+
+
+def _normalize_axes(op, axis, ndim):
+    """axis (None, an int or a tuple of ints) as a sorted tuple of distinct axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, (numbers.Integral, tuple, list)):
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    axes = tuple(sorted(_normalize_axis(op, a, ndim) for a in axes))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis} repeats an axis")
+    return axes
+
+
+def _kept_shape(shape, axes):
+    """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
 def sum(x, axis=None, keepdims=False):
@@ -864,6 +887,14 @@ def _as_argument(leaf):
                     f"numbers, got {leaf!r} ({type(leaf).__name__})")
 
 
+def _identity(x):
+    """The same tensor as a new node; grad uses it to give each argument a node of its own."""
+    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
+
+
+_identity_vjps = (lambda g, out, x: g,)
+
+
 def _as_argnums(f, argnums):
     """argnums as a tuple of ints, checking f and argnums when grad is called."""
     if not callable(f):
@@ -1003,14 +1034,6 @@ def stop_gradient(x):
     """
     x = _as_tensor(x, "stop_gradient")
     return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
-
-
-def _identity(x):
-    """The same tensor as a new node; grad uses it to give each argument a node of its own."""
-    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
-
-
-_identity_vjps = (lambda g, out, x: g,)
 
 
 # ---- 4b. Two inputs, and where -------------------------------------------------------------
@@ -1438,24 +1461,6 @@ def _extremum_vjp(g, out, x):
 
 
 _extremum_vjps = (_extremum_vjp,)
-
-
-def _normalize_axes(op, axis, ndim):
-    """axis (None, an int or a tuple of ints) as a sorted tuple of distinct axes."""
-    if axis is None:
-        return tuple(range(ndim))
-    if not isinstance(axis, (numbers.Integral, tuple, list)):
-        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-    axes = tuple(sorted(_normalize_axis(op, a, ndim) for a in axes))
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"{op}: axis {axis} repeats an axis")
-    return axes
-
-
-def _kept_shape(shape, axes):
-    """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
 # ============================================================================================
@@ -2743,11 +2748,6 @@ def _data_from_json(data, shape, where, index):
         return data
     return [_data_from_json(child, shape[1:], where, index + (i,))
             for i, child in enumerate(data)]
-
-
-def _tensor_from_pickle(data, shape, constant):
-    """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
-    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
 
 
 # ============================================================================================
