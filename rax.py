@@ -3,8 +3,9 @@
 
 rax is a small deep-learning library in one file of pure Python, in the functional style
 of JAX. A model is a pure function ``model(params, x, y) -> loss``; calling it builds a
-computation graph; ``loss.backward()`` returns the gradient graph, a copy of that graph in
-which every node holds the derivative of the loss with respect to it; an optimizer maps
+computation graph; ``loss.backward()`` returns the gradient graph, a mirror of that graph
+whose node for each tensor gives, when read, the derivative of the loss with respect to that
+tensor; an optimizer maps
 ``(params, gradients)`` to new params. It is not a fast array library: it is the smallest
 complete one we could write that is still as fast as hand-written Python lists.
 
@@ -30,7 +31,7 @@ Tensor(14.0, op='sum')
 Tensor([2.0, -4.0, 6.0], op='add')
 >>> rax.grad(lambda w: (w ** 3).sum())(w).tolist()
 [3.0, 12.0, 27.0]
->>> rax.sgd({"w": w}, g, lr=0.5)
+>>> rax.sgd({"w": w}, g, lr=0.5)  # the gradient graph itself, or a tree of gradients
 {'w': Tensor([0.0, 0.0, 0.0])}
 
 Words used throughout:
@@ -38,15 +39,22 @@ Words used throughout:
 tensor      an immutable array of floats (``data``, ``shape``) that remembers how it was
             made (``op``, ``inputs``).
 leaf        a tensor made from data, not by an op: ``op`` is None, ``inputs`` is ().
-            A constant is a leaf that an op made from a Python number.
-node        a tensor made by an op; the graph's nodes point to their inputs, never back.
+            A constant is a leaf that an op made of a number, list or array passed to it
+            (the 2.0 of ``y * 2.0``), marked ``attrs == {"constant": True}``.
+node        a tensor in a graph; an op's output points to its inputs, never back. (A node
+            of the gradient graph is a GradNode.)
 op          what makes a node: add, exp, sum, matmul, ... (``t.op`` is its name).
-primitive   an op with a forward computation and vjp rules of its own (chapters 2 and 4).
+primitive   an op with a forward computation and vjp rules of its own (chapters 2 and 4,
+            two in 5, your own with ``primitive`` in 8).
 composite   an op written with other ops (softmax, mean): its gradient comes for free.
 vjp         vector-Jacobian product: the rule that turns the gradient of an op's output
             into the gradient of one input, ``rule(g, out, *inputs)``.
 cotangent   the ``g`` a rule receives: d(final output) / d(this op's output), of out's shape.
 primal      the forward tensor that a gradient belongs to (``GradNode.primal``).
+seed        the cotangent that backward starts from, of the root's shape (1 for a loss):
+            every gradient is the sum over the root's elements of seed times d(element).
+tree        a tensor or number (a leaf of the tree), or a dict, list or tuple of trees, such
+            as a model's params (chapter 7). A tree's leaf need not be a graph's leaf.
 gradient graph  names two things. (1) What ``backward()`` returns: a GradNode for every
             node of the forward graph, linked the same way, whose ``value`` is the
             gradient; ``draw`` shows it. (2) The graph of tensor ops that computed those
@@ -64,13 +72,13 @@ function may call one defined further down):
 
     The idea
     1. Tensors             what a tensor is and how an op makes a node.
-    2. A few ops           add, mul, exp, sum, broadcast_to, matmul: forward and vjp together.
+    2. A few ops           exp, add, mul, broadcast_to, sum, matmul: forward and vjp beside.
     3. Autodiff            backward, the gradient graph, grad, value_and_grad.
     Reference
     4. More primitives     unary, binary, comparisons, movement, indexing, reductions.
     5. Composite ops       built from primitives: softmax, mean, stack, ...
     6. Making tensors      zeros, ones, arange, randn, ... and Python data read as tensors.
-    7. Trees, optimizers   tree_map, sgd, SGD, Adam; save and load.
+    7. Trees, optimizers, saving   tree_map, sgd, SGD, Adam, save, load.
     8. Tools               your own primitives, check_grads, draw, to_dot.
     Appendices: the machinery
     A. Nested-list kernels     broadcasting, map, reduce, matmul, movement; no Tensor.
@@ -181,10 +189,8 @@ class Tensor:
     ``mul(t, u)``), and every unary op, reduction, movement op and the softmax family is
     also a method (``t.exp()``, ``t.sum(axis=0)``), attached at the end of chapter 5.
 
-    A tensor never changes, so ``copy.copy`` and ``copy.deepcopy`` return the tensor itself,
-    at once however long its graph. Pickling keeps its values, its shape and whether it is a
-    constant, and it unpickles as a leaf: the vjp rules of a graph are code, often lambdas,
-    and are not pickled.
+    A copy of a tensor is the tensor itself; a pickled one comes back as a leaf (see
+    ``__copy__`` and ``__reduce__``).
 
     >>> t = Tensor([[1, 2, 3], [4, 5, 6]])
     >>> t.shape, t.ndim, t.size
@@ -403,16 +409,19 @@ def _tensor_from_pickle(data, shape, constant):
 # wanted, and adds up the contributions when a tensor feeds several ops: a rule never adds
 # into anything.
 #
-# Six ops show every kind there is: exp (one input), add and mul (two inputs, broadcast
-# together first), broadcast_to (the one op that repeats values, whose rule sums them back),
-# sum (a reduction) and matmul. Chapter 4 has the rest, written the same way.
+# Six ops show the main kinds: exp (one input), add and mul (two inputs, broadcast together
+# first), broadcast_to (the one op that repeats values, whose rule sums them back), sum (a
+# reduction) and matmul. Chapter 4 has the rest, written the same way, and adds indexing,
+# where, and ops whose rules are None (no gradient flows through them).
 # ============================================================================================
 
 # ---- 2a. One input: exp --------------------------------------------------------------------
 
 def _unary(forward, x, fn, vjps, safe=None, rows=False):
     """The output node of the elementwise op `forward` on one tensor: fn applied to every
-    element (see elementwise, and `safe` there), or with rows=True to every row (rowwise)."""
+    element at C speed; if it raises on an IEEE corner case (exp(1000)), the op is redone
+    with `safe`, which gives inf or nan instead (appendix B). With rows=True, fn maps a
+    whole row (see rowwise, appendix A)."""
     op = forward.__name__
     x = _as_tensor(x, op)
     ndim = len(x.shape)
@@ -426,7 +435,7 @@ def exp(x):
     >>> exp(Tensor([0, 1000]))
     Tensor([1.0, inf], op='exp')
     """
-    return _unary(exp, x, math.exp, _exp_vjps, _exp)
+    return _unary(exp, x, math.exp, _exp_vjps, safe=_exp)
 
 
 _exp_vjps = (lambda g, out, x: g * out,)
@@ -603,6 +612,7 @@ def _matmul(x, y):
     """x @ y for tensors of >= 2 axes with the same batch axes."""
     *batch, n, k = x.shape
     shape = (*batch, n, y.shape[-1])
+    # k == 0: every dot product is empty, so every element is 0.0.
     data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
     return _node("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
 
@@ -622,18 +632,22 @@ _matmul_vjps = (lambda g, out, x, y: _matmul(g, _swap_last(y)),
 #
 # backward(t) walks t's graph once to learn which ops consume each tensor, and returns the
 # gradient graph: a GradNode for t, mirroring it. The value of a node, d t / d(its primal),
-# is the sum over the primal's consumers of what their vjp rules give, so it needs its
-# consumers' values first. Values are computed only when read, consumers first: asking for
-# the weights' gradients never pays for the gradient with respect to the input data, which
-# would cost as much. grad and value_and_grad (JAX's) are backward applied to a function's
-# arguments.
+# is the sum over the primal's consumers of what their vjp rules give: this is the chain
+# rule, since x reaches t through each op c that consumes it, so dt/dx is the sum over those
+# c of vjp_c(dt/dc). A node's value thus needs its consumers' values first. Values are
+# computed only when read: _fill waits on a stack until a node's consumers have values,
+# which is a topological order of just what is asked for. So asking for the weights'
+# gradients never pays for the gradient with respect to the input data (for x @ w, d/dx is
+# a matmul as large as d/dw). grad and value_and_grad (JAX's) are backward applied to a
+# function's arguments.
 # ============================================================================================
 
 def backward(t, seed=None):
     """The gradient graph of t, a GradNode mirroring t (see GradNode).
 
-    `seed` is the gradient arriving from whatever uses t, of t's shape: every value in the
-    graph is contracted with it. It may be left out when t has one element (it is then 1).
+    `seed` is the gradient arriving from whatever uses t, of t's shape: each value in the
+    graph is the sum over t's elements of seed times d(that element) / d(the node). It may
+    be left out when t has one element (it is then 1).
 
     >>> x = Tensor([1.0, 2.0])
     >>> backward(x * x, seed=[1.0, 10.0])[x]
@@ -751,8 +765,8 @@ class GradNode:
         primal: the forward tensor this node mirrors.
         inputs: the nodes mirroring primal.inputs, in the same order; () for a leaf. A
             tensor reached by several paths has one node, as in the forward graph.
-        value: d root / d primal, contracted with the seed: a Tensor of primal's shape,
-            computed when first read.
+        value: d root / d primal, weighted by the seed (see backward): a Tensor of
+            primal's shape, computed when first read.
 
     Any node also answers for the whole graph: ``g[x]`` is d root / d x for any tensor x
     (zeros where x is not in the graph), ``x in g`` says whether it is, and ``g.wrt(tree)``
@@ -820,7 +834,8 @@ def value_and_grad(f, argnums=0, has_aux=False):
     The gradient has the structure of args[argnums]: a Tensor, a tree of them, or a 0-d
     Tensor for a number; a tuple of these when argnums is a tuple. Each leaf of a
     differentiated argument counts as its own variable, even if the same Tensor appears
-    twice; a tensor that f uses without receiving it as such an argument is a constant.
+    twice; a tensor that f uses without receiving it as such an argument is held fixed: no
+    gradient is taken for it.
 
     >>> loss, g = value_and_grad(lambda w, x: (w * x).sum())(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
     >>> loss, g
@@ -833,6 +848,9 @@ def value_and_grad(f, argnums=0, has_aux=False):
             if not -len(args) <= p < len(args):
                 raise ValueError(f"grad: argnums {argnums} asks for argument {p}, but f got "
                                  f"{len(args)} positional arguments")
+        # Each leaf of a differentiated argument becomes a new identity node, and the walk
+        # below stops there. The gradient, built from tensor ops on that node, still hangs
+        # below the caller's tensor, so an outer grad can differentiate it again.
         args = list(args)
         for p in positions:
             args[p] = tree_map(_as_argument, args[p])
@@ -915,6 +933,9 @@ def _as_argnums(f, argnums):
 # ============================================================================================
 
 # ---- 4a. One input -------------------------------------------------------------------------
+#
+# relu's row rule and those of maximum, minimum, where and the comparisons (4b) are
+# comprehensions over a row, kept with the kernels in appendix A (_relu_rows, ...).
 
 def neg(x):
     """-x.   d/dx (-x) = -1
@@ -1464,10 +1485,11 @@ _extremum_vjps = (_extremum_vjp,)
 
 
 # ============================================================================================
-# 5. Composite ops
+# 5. Composite ops (and two fused primitives)
 #
-# Built from the primitives, so their gradients come for free. Two have rules of their own:
-# sigmoid, for numerical stability, and logsumexp, so that its gradient is PyTorch's.
+# Built from the primitives, so their gradients come for free. Two are primitives with rules
+# of their own: sigmoid, for numerical stability, and logsumexp, so that its gradient is
+# PyTorch's.
 # ============================================================================================
 
 def square(x):
@@ -1990,6 +2012,8 @@ def _summarised(data, shape, budget):
 #
 # A tree is a nest of dicts, lists and tuples with tensors (or numbers) at the leaves, such
 # as a model's params. Leaves are visited in order, dict keys sorted (as JAX's tree_util).
+# An optimizer maps (params, gradients) to new params, fresh leaves, so nothing changes in
+# place; save and load write such a tree as exact, readable JSON and read it back.
 # ============================================================================================
 
 def tree_leaves(tree):
@@ -2143,6 +2167,9 @@ def _matching_leaves(op, tree, other, name, other_name):
 
 
 # ---- 7a. Optimizers ------------------------------------------------------------------------
+#
+# sgd is a function; SGD and Adam keep state between updates (momentum, moments), per leaf
+# of params, checked at every update, and shown as a tree by opt.state for saving.
 
 def sgd(params, grads, lr):
     """Plain gradient descent: params - lr * grads, leaf by leaf, as new leaves.
@@ -2752,6 +2779,10 @@ def _data_from_json(data, shape, where, index):
 
 # ============================================================================================
 # 8. Tools: your own primitives, gradient checks that point at the guilty op, pictures
+#
+# primitive makes an op from a forward function and its vjp rules; check_grads compares grad
+# with central differences and, on a mismatch, checks each op alone to name the faulty rule;
+# draw and to_dot picture a graph and its gradient graph.
 # ============================================================================================
 
 def primitive(op, forward, vjps):
@@ -3373,7 +3404,8 @@ def matmul_lists(x, y, ndim):
     if len(y) <= 2 and len(y[0]) >= 4 * len(y):
         # A speed device. An inner side of 1 or 2 (a layer fed with 2-D points, say) makes each
         # dot product mostly call overhead: adding up scaled rows of y does the same sums at
-        # C speed, and takes W3a's (100, 2) @ (2, 16) from 350 to 220 microseconds.
+        # C speed: the (100, 2) @ (2, 16) of examples/benchmark.py's W3a takes 220
+        # microseconds instead of 350.
         return [_scaled_rows_sum(row, y) for row in x]
     columns = list(zip(*y))
     times = operator.mul  # a local name: looked up once, not once per element
@@ -3383,7 +3415,7 @@ def matmul_lists(x, y, ndim):
 def _scaled_rows_sum(coefficients, rows):
     """coefficients[0] * rows[0] + coefficients[1] * rows[1] + ..., elementwise.
 
-    sum() in the other path starts from +0.0, as NumPy's matmul does, so its result is never
+    _sum() in the other path starts from +0.0, as NumPy's matmul does, so its result is never
     -0.0; here a lone -0.0 * 1.0 would stay -0.0. Adding 0.0 turns -0.0 into 0.0 and leaves
     every other value as it is; it runs only when the result holds a zero, since looking
     for one (`in`, at C speed) costs less than half as much as the addition.
@@ -3468,8 +3500,10 @@ def concatenate_lists(parts, axis):
 #
 # Why it exists: rax promises NumPy's answers (inf, nan) where Python raises: 1/0,
 # math.log(0), math.exp(1000), 0.0 ** -1, math.sqrt(-1); and (-8.0) ** (1/3) is a complex
-# number. The kernels first run the fast C function and, only if it raises somewhere, redo the
-# whole op with these safe versions, so the common case pays nothing.
+# number. exp, log, sqrt, sin, cos, div and pow with an integer exponent run the fast C
+# function and redo the whole op with these safe versions only if it raises somewhere, so
+# the common case pays nothing; sigmoid and the other pows always use them. The max, min
+# and sum of a sequence (for the reductions) are here too: nan-aware, and a float for none.
 # ============================================================================================
 
 def _div(x, y):
@@ -3555,10 +3589,11 @@ def _sum_of(values):
 # A number in an op becomes a constant: a leaf marked {"constant": True}. Tensors are values,
 # so one constant can serve every op that uses the same number, as Python shares small ints:
 # 10,000 steps of y * 1.0001 then make one constant, not 10,000, a third fewer nodes. This
-# changes no result and buys a quarter of W4's time (examples/benchmark.py: 49 ms against
+# changes no result and buys a quarter of the time of examples/benchmark.py's W4 (49 ms against
 # 66 ms with a new leaf for every number, medians of 15 runs). Zeros are not shared, since
 # 0.0 == -0.0 would mix up their signs; the cache starts afresh when it holds 1,000 numbers.
 # ============================================================================================
+
 _constants = {}
 
 
