@@ -2511,7 +2511,6 @@ def _read_state(op, state, names):
 
 
 # ---- 7b. Saving ----------------------------------------------------------------------------
-
 #
 # save writes a tree as JSON that any JSON reader accepts and a person can read:
 #
@@ -2530,15 +2529,10 @@ def _read_state(op, state, names):
 # 16 hexadecimal bits. load reads only this layout, with Python's json: nothing is executed.
 # Trees nest at most _MAX_SAVE_DEPTH containers deep, so that reading the file back stays
 # far from Python's recursion limit.
+
 _SAVE_VERSION = 1
-
-
 _MAX_SAVE_DEPTH = 100
-
-
 _NAN_NAMES = {"7ff8000000000000": "nan", "fff8000000000000": "-nan"}
-
-
 _NAN_BITS = {name: bits for bits, name in _NAN_NAMES.items()}
 
 
