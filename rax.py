@@ -45,7 +45,7 @@ node        a tensor in a graph; an op's output points to its inputs, never back
             of the gradient graph is a GradNode.)
 op          what makes a node: add, exp, sum, matmul, ... (``t.op`` is its name).
 primitive   an op with a forward computation and vjp rules of its own (chapters 2 and 4,
-            two in 5, your own with ``primitive`` in 8).
+            two in 5, your own with ``primitive`` in 9).
 composite   an op written with other ops (softmax, mean): its gradient comes for free.
 vjp         vector-Jacobian product: the rule that turns the gradient of an op's output
             into the gradient of one input, ``rule(g, out, *inputs)``.
@@ -79,7 +79,8 @@ function may call one defined further down):
     5. Composite ops       built from primitives: softmax, mean, stack, ...
     6. Making tensors      zeros, ones, arange, randn, ... and Python data read as tensors.
     7. Trees, optimizers, saving   tree_map, sgd, SGD, Adam, save, load.
-    8. Tools               your own primitives, check_grads, draw, to_dot.
+    8. Forward mode        vjp, jvp, jacobian, hessian, hvp.
+    9. Tools               your own primitives, check_grads, draw, to_dot.
     Appendices: the machinery
     A. Nested-list kernels     broadcasting, map, reduce, matmul, movement; no Tensor.
     B. IEEE-safe scalar math   Python raises where NumPy returns inf or nan.
@@ -117,7 +118,7 @@ __all__ = [
     # movement
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff
-    "backward", "grad", "value_and_grad",
+    "backward", "grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp",
     # trees and optimizers
     "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "save", "load",
     # tools
@@ -844,10 +845,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
     positions = _as_argnums(f, argnums)
 
     def value_and_grad_f(*args, **kwargs):
-        for p in positions:
-            if not -len(args) <= p < len(args):
-                raise ValueError(f"grad: argnums {argnums} asks for argument {p}, but f got "
-                                 f"{len(args)} positional arguments")
+        _check_argnums_range("grad", argnums, positions, args)
         # Each leaf of a differentiated argument becomes a new identity node, and the walk
         # below stops there. The gradient, built from tensor ops on that node, still hangs
         # below the caller's tensor, so an outer grad can differentiate it again.
@@ -911,6 +909,13 @@ def _identity(x):
 
 
 _identity_vjps = (lambda g, out, x: g,)
+
+
+def _check_argnums_range(op, argnums, positions, args):
+    for p in positions:
+        if not -len(args) <= p < len(args):
+            raise ValueError(f"{op}: argnums {argnums} asks for argument {p}, but f got "
+                             f"{len(args)} positional arguments")
 
 
 def _as_argnums(f, argnums):
@@ -2772,7 +2777,241 @@ def _data_from_json(data, shape, where, index):
 
 
 # ============================================================================================
-# 8. Tools: your own primitives, gradient checks that point at the guilty op, pictures
+# 8. Forward mode and derivatives of derivatives
+#
+# JAX's family of transformations, built on the vjp rules alone, so no op needs a rule of
+# its own. vjp keeps f's graph and returns the pullback, cotangent -> J^T cotangent. Forward
+# mode comes from it by the double-vjp trick: the pullback of a cotangent u is built from
+# tensor ops, so it is a function of u, linear in it; for a tangent v, <J^T u, v> = <u, J v>,
+# and the gradient of that with respect to u is J v. jacobian takes rows by vjp or columns by
+# jvp, whichever are fewer; hessian is the jacobian of grad; hvp is jvp of grad.
+# ============================================================================================
+
+def vjp(f, *primals):
+    """(f(*primals), vjp_fn), where vjp_fn(cotangent) is J^T cotangent for each primal (as JAX).
+
+    f may return a tensor or a tree of tensors; the cotangent has that structure and those
+    shapes. vjp_fn returns a tuple with one tree per primal, shaped like it (a 0-d Tensor for
+    a number), and may be called again with other cotangents: f's graph is kept.
+
+    >>> out, f_vjp = vjp(lambda x, w: x * w, Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
+    >>> [t.tolist() for t in f_vjp(Tensor([1.0, 10.0]))]  # (w * ct, x * ct)
+    [[3.0, 40.0], [1.0, 20.0]]
+    """
+    if not callable(f):
+        raise TypeError(f"vjp: f must be a function, got {f!r} ({type(f).__name__})")
+    args = [tree_map(_as_argument, primal) for primal in primals]
+    arguments = frozenset(leaf for arg in args for leaf in tree_leaves(arg))
+    out = f(*args)
+    outputs = _output_tensors("vjp", out)
+
+    def vjp_fn(cotangent):
+        given = _matching_leaves("vjp", out, cotangent, "out", "cotangent")
+        cotangents = []
+        for (keys, o), c in zip(outputs, given):
+            c = _as_tensor(c, "vjp")
+            if c.shape != o.shape:
+                raise ValueError(f"vjp: {_path('cotangent', keys)} has shape {c.shape}, but "
+                                 f"{_path('out', keys)} has shape {o.shape}")
+            cotangents.append(c)
+        if len(outputs) == 1:  # the cotangent is the seed itself
+            root, seed = outputs[0][1], cotangents[0]
+        else:  # <out, cotangent> summed over the leaves: its gradient is J^T cotangent
+            root = _sum_of_products([o for _, o in outputs], cotangents)
+            seed = _constant(1.0)
+        g = _GradientGraph(root, seed, arguments).node(root)
+        return tuple(g.wrt(arg) for arg in args)
+
+    return out, vjp_fn
+
+
+def _output_tensors(op, out):
+    """[(keys, tensor), ...] for the leaves of f's result, which must all be tensors."""
+    items = _leaves_with_keys(out, op, "out")
+    for keys, leaf in items:
+        if not isinstance(leaf, Tensor):
+            raise TypeError(f"{op}: f must return a tensor or a tree of tensors, but "
+                            f"{_path('out', keys)} is {leaf!r:.80} ({type(leaf).__name__})")
+    if not items:
+        raise ValueError(f"{op}: f returned no tensor")
+    return items
+
+
+def _sum_of_products(xs, ys):
+    """The sum over pairs of (x * y).sum(): a 0-d tensor (an inner product of two trees)."""
+    total = None
+    for x, y in zip(xs, ys):
+        term = (x * y).sum()
+        total = term if total is None else total + term
+    return total
+
+
+def jvp(f, primals, tangents):
+    """(f(*primals), J tangents): the derivative of f along the tangents (as JAX's jvp).
+
+    primals and tangents are tuples of the same structure, a tangent shaped like its
+    primal; the second result is shaped like f's result. It costs one evaluation of f and
+    two backward passes (the double-vjp trick; see the top of this chapter), whatever the
+    number of inputs: J itself is never formed.
+
+    >>> out, t_out = jvp(lambda x: x ** 3, (Tensor([1.0, 2.0]),), (Tensor([1.0, 0.5]),))
+    >>> t_out.tolist()  # 3 x**2 v
+    [3.0, 6.0]
+    """
+    primals, tangents = _primals_and_tangents("jvp", primals, tangents)
+    out, push_forward = _linearize(f, primals)
+    return out, push_forward(tangents)
+
+
+def _primals_and_tangents(op, primals, tangents):
+    """primals and tangents as tuples of trees of one structure, tangents as tensors shaped
+    like their primals."""
+    for name, value in (("primals", primals), ("tangents", tangents)):
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{op}: {name} must be a tuple of f's arguments, such as (x,), "
+                            f"got {type(value).__name__}")
+    primals, tangents = tuple(primals), tuple(tangents)
+    given = _matching_leaves(op, primals, tangents, "primals", "tangents")
+    leaves = []
+    for (keys, p), t in zip(_leaves_with_keys(primals, op, "primals"), given):
+        p, t = _as_tensor(p, op), _as_tensor(t, op)
+        if p.shape != t.shape:
+            raise ValueError(f"{op}: {_path('tangents', keys)} has shape {t.shape}, but "
+                             f"{_path('primals', keys)} has shape {p.shape}")
+        leaves.append(t)
+    return primals, _rebuild(tangents, iter(leaves))
+
+
+def _linearize(f, primals):
+    """(f(*primals), push_forward), push_forward(tangents) giving J tangents: one backward
+    pass from a cotangent variable u, made once, then one backward pass per call."""
+    out, vjp_fn = vjp(f, *primals)
+    outputs = _output_tensors("jvp", out)
+    u = [_leaf(_full_lists(o.shape, 0.0), o.shape) for _, o in outputs]  # any value will do
+    cotangents = tree_leaves(vjp_fn(_rebuild(out, iter(u))))
+
+    def push_forward(tangents):
+        pairs = [(c, t) for c, t in zip(cotangents, tree_leaves(tangents))
+                 if isinstance(c, Tensor)]
+        inner = _sum_of_products(*zip(*pairs)) if pairs else _constant(0.0)
+        g = _GradientGraph(inner, _constant(1.0), frozenset(u)).node(inner)
+        return _rebuild(out, iter([g[ui] for ui in u]))
+
+    return out, push_forward
+
+
+def jacobian(f, argnums=0):
+    """A function returning the Jacobian of f w.r.t. args[argnums] (as JAX's jacrev/jacfwd).
+
+    For a tensor x and a tensor result, the Jacobian has shape f(x).shape + x.shape, with
+    J[i..., j...] = d f[i...] / d x[j...]. For trees, it is a tree like f's result whose each
+    leaf is a tree like args[argnums] (a tuple of them when argnums is a tuple), as JAX's.
+    With m output and n input elements it takes min(m, n) passes: m rows by vjp when m <= n
+    (reverse mode), else n columns by jvp (forward mode). The result is differentiable.
+
+    >>> jacobian(lambda x: x ** 2)(Tensor([1.0, 3.0])).tolist()
+    [[2.0, 0.0], [0.0, 6.0]]
+    """
+    positions = _as_argnums(f, argnums)
+
+    def jacobian_f(*args, **kwargs):
+        _check_argnums_range("jacobian", argnums, positions, args)
+
+        def f_of(*wrt):
+            full = list(args)
+            for p, arg in zip(positions, wrt):
+                full[p] = arg
+            return f(*full, **kwargs)
+
+        wrt = tuple(args[p] for p in positions)
+        inputs = [_as_tensor(leaf, "jacobian") for leaf in tree_leaves(wrt)]
+        out, vjp_fn = vjp(f_of, *wrt)
+        outputs = [o for _, o in _output_tensors("jacobian", out)]
+        if _sum(o.size for o in outputs) <= _sum(x.size for x in inputs):
+            blocks = _jacobian_rows(out, outputs, inputs, vjp_fn)
+        else:
+            blocks = _jacobian_columns(f_of, wrt, outputs, inputs)
+        per_output = [_rebuild(wrt, iter(row)) for row in blocks]
+        if isinstance(argnums, numbers.Integral):
+            per_output = [tree[0] for tree in per_output]
+        return _rebuild(out, iter(per_output))
+
+    return jacobian_f
+
+
+def _unit(shape, j):
+    """A constant of `shape` that is 1 at flat position j and 0 elsewhere."""
+    flat = [0.0] * math.prod(shape)
+    flat[j] = 1.0
+    return _node(None, None, _fold(flat, shape), shape, (), (), _CONSTANT)
+
+
+def _jacobian_rows(out, outputs, inputs, vjp_fn):
+    """blocks[k][l] = d outputs[k] / d inputs[l], one vjp per element of each output."""
+    zeros_out = [_node(None, None, _full_lists(o.shape, 0.0), o.shape, (), (), _CONSTANT)
+                 for o in outputs]
+    blocks = []
+    for k, o in enumerate(outputs):
+        rows = []  # rows[i][l]: the gradient of element i of output k w.r.t. input l
+        for i in range(o.size):
+            cotangent = zeros_out[:k] + [_unit(o.shape, i)] + zeros_out[k + 1:]
+            rows.append(tree_leaves(vjp_fn(_rebuild(out, iter(cotangent)))))
+        blocks.append([_assemble(o.shape, x.shape, [row[l] for row in rows], x.shape)
+                       for l, x in enumerate(inputs)])
+    return blocks
+
+
+def _jacobian_columns(f_of, wrt, outputs, inputs):
+    """blocks[k][l] = d outputs[k] / d inputs[l], one jvp per element of each input."""
+    _, push_forward = _linearize(f_of, wrt)
+    zeros_in = [_node(None, None, _full_lists(x.shape, 0.0), x.shape, (), (), _CONSTANT)
+                for x in inputs]
+    columns = []  # columns[l][j][k]: d output k / d element j of input l
+    for l, x in enumerate(inputs):
+        columns.append([])
+        for j in range(x.size):
+            tangent = zeros_in[:l] + [_unit(x.shape, j)] + zeros_in[l + 1:]
+            columns[l].append(tree_leaves(push_forward(_rebuild(wrt, iter(tangent)))))
+    return [[_assemble(o.shape, x.shape, [column[k] for column in columns[l]], o.shape)
+             for l, x in enumerate(inputs)] for k, o in enumerate(outputs)]
+
+
+def _assemble(out_shape, in_shape, parts, part_shape):
+    """The block of shape out_shape + in_shape from its rows (part_shape == in_shape, one per
+    output element) or its columns (part_shape == out_shape, one per input element)."""
+    if not parts:  # an output or input with no elements
+        shape = out_shape + in_shape
+        return _node(None, None, _full_lists(shape, 0.0), shape, (), (), _CONSTANT)
+    stacked = stack(parts)  # (number of parts,) + part_shape
+    if part_shape == in_shape and len(parts) == math.prod(out_shape):
+        return stacked.reshape(out_shape + in_shape)
+    n = len(in_shape)  # columns: in_shape + out_shape, then the output axes to the front
+    block = stacked.reshape(in_shape + out_shape)
+    return block.transpose(tuple(range(n, n + len(out_shape))) + tuple(range(n)))
+
+
+def hessian(f, argnums=0):
+    """A function returning the Hessian of a scalar f w.r.t. args[argnums]: the Jacobian of
+    its gradient, of shape x.shape + x.shape for a tensor x (trees as jacobian).
+
+    >>> hessian(lambda x: (x ** 3).sum())(Tensor([1.0, 2.0])).tolist()  # diag(6 x)
+    [[6.0, 0.0], [0.0, 12.0]]
+    """
+    return jacobian(grad(f, argnums), argnums)
+
+
+def hvp(f, primals, tangents):
+    """The Hessian of a scalar f times the tangents, without forming the Hessian: the jvp
+    of grad(f) (as JAX's recipe jvp(grad(f), primals, tangents)[1]); shaped like primals[0].
+
+    >>> hvp(lambda x: (x ** 3).sum(), (Tensor([1.0, 2.0]),), (Tensor([1.0, 1.0]),)).tolist()
+    [6.0, 12.0]
+    """
+    return jvp(grad(f), primals, tangents)[1]
+
+
+# ============================================================================================
+# 9. Tools: your own primitives, gradient checks that point at the guilty op, pictures
 #
 # primitive makes an op from a forward function and its vjp rules; check_grads compares grad
 # with central differences and, on a mismatch, checks each op alone to name the faulty rule;
@@ -3176,7 +3415,7 @@ def _dot_text(text):
 # depth is the number of axes, at most MAX_NDIM. No kernel changes its arguments, so kernels
 # may return (parts of) their inputs, and repeated rows may be the same list object. The
 # kernels without a leading underscore are public: the forward of a primitive of your own
-# (chapter 8) may use them. They trust their caller and check nothing: the ops check shapes
+# (chapter 9) may use them. They trust their caller and check nothing: the ops check shapes
 # first, and operands of unequal lengths would be cut short by zip, without an error.
 # ============================================================================================
 
