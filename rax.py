@@ -3084,60 +3084,103 @@ def _source_location(fn):
     return f"{code.co_filename}, line {code.co_firstlineno}"
 
 
-def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0):
-    """Check grad(f) against central differences, for every Tensor leaf of the tuple args.
+def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0,
+                modes=("rev",), order=1):
+    """Check f's derivatives against central differences, for every Tensor leaf of args.
 
     f(*args) must return a tensor with one element. Each element x of each Tensor leaf is
     checked: |analytic - numeric| <= atol + rtol * |numeric|, where numeric is
     (f(x + eps) - f(x - eps)) / (2 eps) (the defaults are torch.autograd.gradcheck's).
     With directions=k, each leaf is checked instead along k random directions v, one
     comparison each whatever its size: <grad, v> against (f(x + eps v) - f(x - eps v)) / 2eps.
+    modes says how the analytic side is found, as HIPS autograd's check_grads: "rev" by grad
+    (backward), "fwd" by jvp. order=2 also checks the derivative of the derivative: the same
+    checks on x -> <grad f(x), w> for a random w (and so on for higher orders).
 
     On a mismatch it raises AssertionError naming the argument (args[0]['w']), the index
     and both values; then it checks the vjp rule of every op of f's graph on that op alone,
     and names the first one that is wrong, with the file and line of the rule.
 
-    >>> check_grads(lambda x, y: (x * y.exp()).sum(), (Tensor([1.0, 2.0]), Tensor([0.5, -1.0])))
+    >>> check_grads(lambda x, y: (x * y.exp()).sum(), (Tensor([1.0, 2.0]), Tensor([0.5, -1.0])),
+    ...             modes=("fwd", "rev"), order=2)
     >>> bad_square = primitive("bad_square", lambda x: x * x, [lambda g, out, x: g * x])
     >>> check_grads(lambda x: bad_square(x).sum(), (Tensor([3.0]),))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0...
     """
-    _check_check_grads_arguments(args, eps, atol, rtol, directions)
-    args = tuple(args)
-    rng = _as_rng(rng)
+    _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order)
+    args, rng = tuple(args), _as_rng(rng)
+    for mode in modes:
+        _check_first_order(f, args, (eps, atol, rtol), directions, rng, mode)
+    if order > 1:
+        weights = [_leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(leaf.size)], leaf.shape),
+                         leaf.shape) if isinstance(leaf, Tensor) else None
+                   for leaf in tree_leaves(args)]
+
+        def derivative(*args):  # <grad f(args), w>: its gradient is the Hessian times w
+            gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
+            pairs = [(g, w) for g, w in zip(gradients, weights) if w is not None]
+            return _sum_of_products(*zip(*pairs)) if pairs else _constant(0.0)
+
+        try:
+            check_grads(derivative, args, eps, atol, rtol, directions, rng, modes, order - 1)
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}\nThis is the check of the derivative of the derivative (order "
+                f"{order}), f being x -> <grad f(x), w> for a random w: f's own gradient "
+                f"passed, so look for a vjp rule that is right but not differentiable as "
+                f"written (one that uses stop_gradient, or floats read out of tensors)."
+            ) from None
+
+
+def _check_first_order(f, args, tolerances, directions, rng, mode):
+    """check_grads of order 1 in one mode: "rev" (grad) or "fwd" (jvp)."""
+    eps, atol, rtol = tolerances
     items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
-    gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
+    if mode == "rev":
+        gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
+    else:
+        _, push_forward = _linearize(f, args)
+        zero = [_leaf(_full_lists(_as_tensor(leaf, "check_grads").shape, 0.0),
+                      _as_tensor(leaf, "check_grads").shape) for _, leaf in items]
 
     def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
         leaves = [new_leaf if k == position else leaf for k, (_, leaf) in enumerate(items)]
         return _as_tensor(f(*_rebuild(args, iter(leaves))), "check_grads").item()
 
-    for position, ((path, leaf), gradient) in enumerate(zip(items, gradients)):
+    def analytic(position, direction):  # the derivative along direction, by grad or jvp
+        if mode == "rev":
+            flat = _flat(gradients[position].data, gradients[position].ndim)
+            return flat[direction] if isinstance(direction, int) else \
+                _sum(map(operator.mul, flat, direction))
+        tangents = zero[:position] + [_moved(zero[position], direction, 1.0)] + \
+            zero[position + 1:]
+        return push_forward(_rebuild(args, iter(tangents))).item()
+
+    by = "by backward" if mode == "rev" else "by forward mode (jvp)"
+    for position, (path, leaf) in enumerate(items):
         if not isinstance(leaf, Tensor):
             continue
-        analytic_flat = _flat(gradient.data, gradient.ndim)
         if directions is None:  # each element on its own
-            probes = [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j, analytic_flat[j])
+            probes = [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j)
                       for j in range(leaf.size)]
         else:
-            probes = []
-            for _ in range(directions):
-                v = [rng.gauss(0.0, 1.0) for _ in range(leaf.size)]
-                probes.append((f"along a random direction v, <d f / d {path}, v>", v,
-                               _sum(map(operator.mul, analytic_flat, v))))
-        for what, direction, analytic in probes:
+            probes = [(f"along a random direction v, <d f / d {path}, v>",
+                       [rng.gauss(0.0, 1.0) for _ in range(leaf.size)])
+                      for _ in range(directions)]
+        for what, direction in probes:
+            value = analytic(position, direction)
             numeric = (f_with(position, _moved(leaf, direction, eps))
                        - f_with(position, _moved(leaf, direction, -eps))) / (2.0 * eps)
-            if not _close(analytic, numeric, atol, rtol):
+            if not _close(value, numeric, atol, rtol):
                 raise AssertionError(
-                    f"check_grads: {what} is {analytic!r} by backward, but {numeric!r} by "
+                    f"check_grads: {what} is {value!r} {by}, but {numeric!r} by "
                     f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
                     + _blame(f, args, eps, atol, rtol, rng))
 
 
-def _check_check_grads_arguments(args, eps, atol, rtol, directions):
+def _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order):
     if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
         raise TypeError(f"check_grads: args must be a tuple of f's arguments, such as (x,), "
                         f"got {type(args).__name__}")
@@ -3151,6 +3194,12 @@ def _check_check_grads_arguments(args, eps, atol, rtol, directions):
                                    not isinstance(directions, int) or directions < 1):
         raise ValueError(f"check_grads: directions must be None or a positive int, "
                          f"got {directions!r}")
+    if isinstance(modes, str) or not isinstance(modes, (tuple, list)) or not modes or any(
+            mode not in ("fwd", "rev") for mode in modes):
+        raise ValueError(f"check_grads: modes must be a tuple of 'fwd' and 'rev', "
+                         f"got {modes!r}")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"check_grads: order must be a positive int, got {order!r}")
 
 
 def _blame(f, args, eps, atol, rtol, rng):

@@ -4633,3 +4633,43 @@ def test_matmul_stretches_batch_sides_of_one_at_rank_4_and_5(x_shape, y_shape):
     g = contract(tx @ ty, w).backward()
     assert_values(g[tx], gx, x_shape, what="d/dx")
     assert_values(g[ty], gy, y_shape, what="d/dy")
+
+
+# ==== check_grads in forward mode and at second order (issue #11) ====
+
+def test_check_grads_in_forward_mode_passes_a_right_rule_and_blames_a_wrong_one():
+    """modes=("fwd",) compares jvp with central differences: a right f passes; a primitive
+    whose rule is off is caught, said to be found by forward mode, and blamed by name."""
+    x = Tensor([0.3, -0.7, 1.1])
+    rax.check_grads(lambda x: (x.tanh() * x.exp()).sum(), (x,), modes=("fwd",))
+    rax.check_grads(lambda x: (x.tanh() * x.exp()).sum(), (x,), modes=("fwd",), directions=2)
+    bad_square = rax.primitive("bad_square", lambda x: x * x, [lambda g, out, x: g * x])
+    with pytest.raises(AssertionError, match=r"(?s)by forward mode \(jvp\), but .*'bad_square'"):
+        rax.check_grads(lambda x: bad_square(x).sum(), (x,), modes=("fwd",))
+
+
+def test_check_grads_of_order_two_catches_a_rule_that_is_not_differentiable():
+    """A rule that is right but uses stop_gradient passes order 1 and fails order 2 (in
+    either mode), with a message saying it is the derivative of the derivative."""
+    half_right = rax.primitive("half_right", lambda x: x * x,
+                               [lambda g, out, x: g * 2.0 * rax.stop_gradient(x)])
+    x = Tensor([0.5, -1.5])
+    rax.check_grads(lambda x: half_right(x).sum(), (x,), modes=("fwd", "rev"))
+    for mode in ("fwd", "rev"):
+        with pytest.raises(AssertionError, match=r"derivative of the derivative \(order 2\)"):
+            rax.check_grads(lambda x: half_right(x).sum(), (x,), modes=(mode,), order=2)
+    rax.check_grads(lambda x: (x * x * x).sum(), (x,), modes=("fwd", "rev"), order=3)
+
+
+@pytest.mark.parametrize("modes, order, match", [
+    ("fwd", 1, r"modes must be a tuple of 'fwd' and 'rev', got 'fwd'"),
+    (("fwd", "back"), 1, r"modes must be a tuple .*'back'"),
+    ((), 1, r"modes must be a tuple"),
+    (("rev",), 0, r"order must be a positive int, got 0"),
+    (("rev",), 1.5, r"order must be a positive int, got 1\.5"),
+])
+def test_check_grads_rejects_bad_modes_and_orders(modes, order, match):
+    """Unknown modes and orders below 1 are a ValueError naming them."""
+    with pytest.raises(ValueError, match=match):
+        rax.check_grads(lambda x: x.sum(), (Tensor([1.0]),), modes=modes, order=order)
+
