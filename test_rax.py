@@ -2672,8 +2672,9 @@ def test_spiral_lesson_separates_the_three_arms():
 
 def test_newton_lesson_converges_in_few_steps_and_fewer_than_gradient_descent():
     """newton.main: Newton in 1-D reaches sqrt(2) to 1e-12 within 6 steps; Newton-CG
-    (Hessian-vector products) reaches |grad| <= tol within 10 steps, and gradient descent
-    with the same line search also converges but takes more steps."""
+    (Hessian-vector products) and Newton with rax.hessian reach |grad| <= tol within 10
+    steps, and gradient descent with the same line search also converges but takes more
+    steps; the Jacobian timings (checked against rax.jacobian inside) are all reported."""
     tol = 1e-6
     results = newton.main(tol=tol, verbose=False)
     steps_1d, error_1d = results["newton_1d"]
@@ -2683,6 +2684,10 @@ def test_newton_lesson_converges_in_few_steps_and_fewer_than_gradient_descent():
     assert newton_steps <= 10 and newton_norm <= tol
     assert descent_norm <= tol
     assert newton_steps < descent_steps
+    hessian_steps, hessian_norm = results["newton"]  # Newton with rax.hessian
+    assert hessian_steps <= 10 and hessian_norm <= tol and hessian_steps < descent_steps
+    assert set(results["jacobian_seconds"]) == {(shape, way) for shape in ("wide 2 x 100",
+                                                "tall 100 x 2") for way in ("rows", "columns")}
 
 
 def test_newton_hessian_vector_product_matches_the_hand_derived_hessian():

@@ -11,7 +11,11 @@ order come from grad alone.
    never the whole matrix. Newton-CG solves H d = -grad f with conjugate gradients, which
    use nothing but such products. On a smooth 2-D function (Boyd and Vandenberghe,
    Convex Optimization, eq. 9.20) it takes a handful of steps where gradient descent, with
-   the same line search, takes several times as many.
+   the same line search, takes several times as many. With rax.hessian the whole matrix
+   comes at once, for plain Newton steps, and rax.hvp gives H v by forward mode.
+3. A Jacobian is m rows (one vjp each: reverse mode) or n columns (one jvp each: forward
+   mode). For a wide one (many inputs, few outputs) rows are cheap; for a tall one, columns.
+   rax.jacobian picks whichever are fewer; the lesson times both ways on both shapes.
 
     python examples/newton.py
     python examples/newton.py --plot newton.png    # also save a figure, if matplotlib is there
@@ -21,6 +25,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 # termplot.py sits beside this file and rax.py one folder up. Put both first on the path:
 # `python -I` leaves even this file's folder off it, and nothing needs to be installed.
@@ -122,6 +127,17 @@ def gradient_descent_direction(x, gradient):
     return -gradient
 
 
+def newton_direction(f):
+    """Newton's direction d = -H^-1 grad f, with the Hessian from rax.hessian (2 x 2 here,
+    solved by Cramer's rule)."""
+    def direction(x, gradient):
+        (a, b), (c, d) = rax.hessian(f)(x).tolist()
+        g0, g1 = gradient.tolist()
+        det = a * d - b * c
+        return rax.Tensor([-(d * g0 - b * g1) / det, -(a * g1 - c * g0) / det])
+    return direction
+
+
 def newton_cg_direction(f):
     """Newton's direction d, with H d = -grad f solved by conjugate gradients on
     Hessian-vector products: the Hessian itself is never formed."""
@@ -152,7 +168,12 @@ def main(start=(-1.0, 1.0), tol=1e-6, max_steps=1000, verbose=True, plot=None):
     say("   its Hessian there, one column per Hessian-vector product H e_i:")
     for row in zip(*columns):
         say("      [" + "  ".join(f"{value:9.4f}" for value in row) + "]")
-    runs = {"newton_cg": ("Newton-CG", newton_cg_direction(boyd)),
+    hessian = rax.hessian(boyd)(x0).tolist()
+    say("   and rax.hessian gives the same matrix at once:")
+    for row in hessian:
+        say("      [" + "  ".join(f"{value:9.4f}" for value in row) + "]")
+    runs = {"newton": ("Newton (hessian)", newton_direction(boyd)),
+            "newton_cg": ("Newton-CG", newton_cg_direction(boyd)),
             "gradient_descent": ("gradient descent", gradient_descent_direction)}
     norms = {}  # display name -> |grad f| at each iterate
     results = {"newton_1d": (len(iterates) - 1, abs(iterates[-1] - math.sqrt(2.0)))}
@@ -167,7 +188,54 @@ def main(start=(-1.0, 1.0), tol=1e-6, max_steps=1000, verbose=True, plot=None):
     say(termplot.line_plot(norms, log_scale=True, title="|grad f| (log), same line search"))
     if plot:
         termplot.save_figure(plot, norms, title="|grad f|, same line search", log_scale=True)
+    results["jacobian_seconds"] = compare_jacobians(say)
     return results
+
+
+# ---- 3. Jacobians: rows by vjp or columns by jvp -------------------------------------------
+
+def wide(x):
+    """R^n -> R^2: many inputs, two outputs."""
+    return rax.stack([(x * x).sum(), x.sin().sum()])
+
+
+def tall(x):
+    """R^2 -> R^m: two inputs, many outputs."""
+    m = 100
+    return (rax.arange(m) / m * x[0] + x[1]).tanh()
+
+
+def jacobian_by_rows(f, x):
+    """One vjp per output element: row i is J^T e_i."""
+    out, f_vjp = rax.vjp(f, x)
+    rows = [f_vjp(rax.one_hot([i], out.size)[0])[0] for i in range(out.size)]
+    return rax.stack(rows)
+
+
+def jacobian_by_columns(f, x):
+    """One jvp per input element: column j is J e_j."""
+    columns = [rax.jvp(f, (x,), (rax.one_hot([j], x.size)[0],))[1] for j in range(x.size)]
+    return rax.stack(columns, axis=1)
+
+
+def compare_jacobians(say, n=100):
+    """Time both ways on a wide and a tall Jacobian; returns {(shape, way): seconds}."""
+    say("\n3. A Jacobian by rows (a vjp each) or by columns (a jvp each), timed:")
+    seconds = {}
+    for name, f, x in (("wide 2 x 100", wide, rax.uniform((n,), -1, 1, rng=0)),
+                       ("tall 100 x 2", tall, rax.Tensor([0.5, -0.25]))):
+        expected = rax.jacobian(f)(x).tolist()
+        for way, jacobian_fn in (("rows", jacobian_by_rows), ("columns", jacobian_by_columns)):
+            start = time.perf_counter()
+            got = jacobian_fn(f, x).tolist()
+            seconds[name, way] = time.perf_counter() - start
+            assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+                       for row_a, row_b in zip(got, expected) for a, b in zip(row_a, row_b))
+        say(f"   {name}:  rows {seconds[name, 'rows'] * 1e3:6.1f} ms   columns "
+            f"{seconds[name, 'columns'] * 1e3:6.1f} ms")
+    say("   The fewer passes win: rax.jacobian takes rows when there are fewer outputs than\n"
+        "   inputs, else columns.")
+    return seconds
 
 
 def parse_args(argv=None):
