@@ -2956,7 +2956,7 @@ def _jacobian_rows(out, outputs, inputs, vjp_fn):
         for i in range(o.size):
             cotangent = zeros_out[:k] + [_unit(o.shape, i)] + zeros_out[k + 1:]
             rows.append(tree_leaves(vjp_fn(_rebuild(out, iter(cotangent)))))
-        blocks.append([_assemble(o.shape, x.shape, [row[l] for row in rows], x.shape)
+        blocks.append([_assemble(o.shape, x.shape, [row[l] for row in rows], by_rows=True)
                        for l, x in enumerate(inputs)])
     return blocks
 
@@ -2972,18 +2972,18 @@ def _jacobian_columns(f_of, wrt, outputs, inputs):
         for j in range(x.size):
             tangent = zeros_in[:l] + [_unit(x.shape, j)] + zeros_in[l + 1:]
             columns[l].append(tree_leaves(push_forward(_rebuild(wrt, iter(tangent)))))
-    return [[_assemble(o.shape, x.shape, [column[k] for column in columns[l]], o.shape)
+    return [[_assemble(o.shape, x.shape, [column[k] for column in columns[l]], by_rows=False)
              for l, x in enumerate(inputs)] for k, o in enumerate(outputs)]
 
 
-def _assemble(out_shape, in_shape, parts, part_shape):
-    """The block of shape out_shape + in_shape from its rows (part_shape == in_shape, one per
-    output element) or its columns (part_shape == out_shape, one per input element)."""
+def _assemble(out_shape, in_shape, parts, by_rows):
+    """The block of shape out_shape + in_shape from its rows (of in_shape, one per output
+    element) or else its columns (of out_shape, one per input element)."""
     if not parts:  # an output or input with no elements
         shape = out_shape + in_shape
         return _node(None, None, _full_lists(shape, 0.0), shape, (), (), _CONSTANT)
-    stacked = stack(parts)  # (number of parts,) + part_shape
-    if part_shape == in_shape and len(parts) == math.prod(out_shape):
+    stacked = stack(parts)  # (number of parts,) + the shape of a part
+    if by_rows:
         return stacked.reshape(out_shape + in_shape)
     n = len(in_shape)  # columns: in_shape + out_shape, then the output axes to the front
     block = stacked.reshape(in_shape + out_shape)

@@ -4678,3 +4678,13 @@ def test_check_grads_rejects_bad_modes_and_orders(modes, order, match):
     with pytest.raises(ValueError, match=match):
         rax.check_grads(lambda x: x.sum(), (Tensor([1.0]),), modes=modes, order=order)
 
+
+
+def test_jacobian_by_columns_of_square_blocks_is_not_transposed():
+    """With more outputs than inputs jacobian goes by columns (jvp); a block whose output
+    and input have the same shape must still be d out[i] / d x[j] at [i, j], not its
+    transpose (a bug found while writing the lesson)."""
+    A = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    J = rax.jacobian(lambda x: {"a": A @ x, "b": (A @ x) * 2.0})(Tensor([1.0, -1.0]))
+    assert J["a"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert J["b"].tolist() == [[2.0, 4.0], [6.0, 8.0]]
