@@ -4995,3 +4995,321 @@ def test_adjoint_identity_holds_for_tree_inputs_and_outputs(case):
                  [u.flat, [energy_u], twice_u.flat])
     right = inner([flat(g["x"]), flat(g["ys"][0])], [vx.flat, vy.flat])
     assert math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-10), (left, right)
+
+
+@given(programs(zero_sides=False))
+def test_hessian_is_jacobian_of_grad_symmetric_and_agrees_with_hvp(case):
+    """For the scalar f(x) = <program(x, y), u>: hessian(f) == jacobian(grad(f)), it is
+    symmetric, H v equals hvp(f, (x,), (v,)), which equals jvp(grad(f), (x,), (v,))[1] and
+    the central differences of grad(f) along v."""
+    ops, x, y, vx, _, u = case
+    ty, tu = tensor(y), tensor(u)
+
+    def f(a):
+        return (run_program(ops, a, ty) * tu).sum()
+    tx, tv, n = tensor(x), tensor(vx), len(x.flat)
+    hess = flat(rax.hessian(f)(tx))
+    assert_values(rax.jacobian(rax.grad(f))(tx), hess, x.shape + x.shape, rel=1e-12,
+                  abs_tol=1e-14, what="jacobian(grad(f)) vs hessian(f)")
+    for i, j in itertools.product(range(n), repeat=2):
+        assert close(hess[i * n + j], hess[j * n + i], rel=1e-9, abs_tol=1e-10), (i, j)
+    h_v = rax.hvp(f, (tx,), (tv,))
+    assert_values(h_v, jacobian_times(hess, vx.flat), x.shape, rel=1e-9, abs_tol=1e-10,
+                  what="hvp vs H v")
+    assert_values(rax.jvp(rax.grad(f), (tx,), (tv,))[1], flat(h_v), x.shape, rel=1e-12,
+                  abs_tol=1e-14, what="jvp of grad vs hvp")
+    plus, minus = (flat(rax.grad(f)(tensor(Array([a + s * EPS * d for a, d in
+                                                  zip(x.flat, vx.flat)], x.shape))))
+                   for s in (1, -1))
+    assert_values(h_v, [(p - m) / (2 * EPS) for p, m in zip(plus, minus)], x.shape,
+                  rel=1e-4, abs_tol=1e-6, what="hvp vs differences of grad")
+
+
+@given(square_cases())
+def test_grad_of_a_jvp_is_the_hand_derived_second_derivative(case):
+    """grad(lambda x: jvp(f, (x,), (v,))[1].sum()) is 6 x v for f = x ** 3 elementwise and
+    (A + A^T) v for f(x) = x^T A x (the jvp is <(A + A^T) x, v>, linear in x)."""
+    a, x, v = case
+    n = len(x)
+    ta, tv = Tensor(a), Tensor(v)
+
+    def cube_jvp(t):
+        return rax.jvp(lambda s: s ** 3, (t,), (tv,))[1].sum()
+
+    def quadratic_jvp(t):
+        return rax.jvp(lambda s: s @ (ta @ s), (t,), (tv,))[1]
+    assert_values(rax.grad(cube_jvp)(Tensor(x)), [6 * p * q for p, q in zip(x, v)], (n,),
+                  abs_tol=1e-12)
+    s = [[a[i][j] + a[j][i] for j in range(n)] for i in range(n)]
+    assert_values(rax.grad(quadratic_jvp)(Tensor(x)), matvec(s, v), (n,), abs_tol=1e-12)
+
+
+def test_hessian_with_two_argnums_is_a_tuple_of_tuples_of_blocks_by_hand():
+    """For f(x, y) = sum(x**2) * sum(y**3) with x (2,) and y (2, 3), hessian(f, (0, 1)) is
+    ((H_xx, H_xy), (H_yx, H_yy)) of shapes ((2, 2), (2, 2, 3)), ((2, 3, 2), (2, 3, 2, 3)):
+    H_xx = 2 S I, H_xy[i, j] = 6 x[i] y[j]**2 = H_yx[j, i], H_yy = diag(6 Q y), with
+    S = sum(y**3) and Q = sum(x**2)."""
+    x, y = [0.5, -1.5], [1.0, -0.5, 2.0, 0.25, -1.0, 1.5]
+    big_s, q = math.fsum(v ** 3 for v in y), math.fsum(v * v for v in x)
+    hess = rax.hessian(lambda x, y: (x ** 2).sum() * (y ** 3).sum(), argnums=(0, 1))(
+        Tensor(x), Tensor(fold(y, (2, 3))))
+    assert isinstance(hess, tuple) and len(hess) == 2
+    assert all(isinstance(row, tuple) and len(row) == 2 for row in hess)
+    assert_values(hess[0][0], [2 * big_s * delta(i, j) for i in range(2) for j in range(2)],
+                  (2, 2), abs_tol=1e-12)
+    assert_values(hess[0][1], [6 * x[i] * y[j] ** 2 for i in range(2) for j in range(6)],
+                  (2, 2, 3), abs_tol=1e-12)
+    assert_values(hess[1][0], [6 * x[i] * y[j] ** 2 for j in range(6) for i in range(2)],
+                  (2, 3, 2), abs_tol=1e-12)
+    assert_values(hess[1][1], [6 * q * y[i] * delta(i, j) for i in range(6) for j in range(6)],
+                  (2, 3, 2, 3), abs_tol=1e-12)
+
+
+# ---- kinks: the conventions of grad ----------------------------------------------------------
+
+def test_relu_and_abs_have_derivative_zero_at_zero_in_jvp_jacobian_and_hessian():
+    """relu'(0) = 0 and abs'(0) = 0, as grad's: jvp along 1 at [0, 2, -2] is [0, 1, 0] for
+    relu and [0, 1, -1] for abs, jacobian is the diagonal of those, vjp agrees, and the
+    Hessian of sum(relu(x)) is zero."""
+    x, ones = Tensor([0.0, 2.0, -2.0]), Tensor([1.0, 1.0, 1.0])
+    for fn, slopes in ((rax.relu, [0.0, 1.0, 0.0]), (rax.abs, [0.0, 1.0, -1.0])):
+        assert flat(rax.jvp(fn, (x,), (ones,))[1]) == slopes
+        assert flat(rax.jvp(fn, (x,), (-ones,))[1]) == [-s for s in slopes]
+        assert flat(rax.vjp(fn, x)[1](ones)[0]) == slopes
+        assert rax.jacobian(fn)(x).tolist() == [[delta(i, j) * slopes[i] for j in range(3)]
+                                                for i in range(3)]
+        assert flat(rax.jvp(fn, (Tensor(0.0),), (Tensor(1.0),))[1]) == [0.0]
+    assert flat(rax.hessian(lambda t: rax.relu(t).sum())(x)) == [0.0] * 9
+
+
+def test_maximum_ties_split_the_derivative_equally_in_jvp_vjp_and_jacobian():
+    """maximum(x, y) where x == y passes half of a tangent from each side (jvp) and half of
+    a cotangent to each side (vjp), as grad does; away from a tie, all to the larger."""
+    x, y = Tensor([1.0, 2.0, 3.0]), Tensor([1.0, 5.0, 0.0])
+    _, t_out = rax.jvp(rax.maximum, (x, y), (Tensor([2.0, 2.0, 2.0]), Tensor([4.0, 4.0, 4.0])))
+    assert flat(t_out) == [3.0, 4.0, 2.0]
+    gx, gy = rax.vjp(rax.maximum, x, y)[1](Tensor([1.0, 1.0, 1.0]))
+    assert (flat(gx), flat(gy)) == ([0.5, 0.0, 1.0], [0.5, 1.0, 0.0])
+    jx, jy = rax.jacobian(rax.maximum, argnums=(0, 1))(x, y)
+    assert jx.tolist() == [[0.5, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert jy.tolist() == [[0.5, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+# ---- edge cases ----------------------------------------------------------------------------
+
+def test_an_output_that_does_not_depend_on_the_input_has_zero_derivatives():
+    """f(x) = ones(k) ignores x: jvp gives zeros of f's shape, vjp zeros of x's shape, and
+    jacobian zeros of shape (k,) + x.shape, both when wide (rows) and tall (columns)."""
+    for k, x in ((2, Tensor([1.0, 2.0, 3.0])), (4, Tensor([[1.0]]))):
+        def f(t):
+            return rax.ones((k,))
+        out, t_out = rax.jvp(f, (x,), (rax.ones(x.shape),))
+        assert flat(out) == [1.0] * k and flat(t_out) == [0.0] * k
+        assert flat(rax.vjp(f, x)[1](rax.ones((k,)))[0]) == [0.0] * x.size
+        jac = rax.jacobian(f)(x)
+        assert jac.shape == (k,) + x.shape and flat(jac) == [0.0] * (k * x.size)
+    assert flat(rax.hvp(lambda t: (t * 0.0).sum(), (x,), (x,))) == [0.0]
+
+
+def test_a_number_primal_takes_a_0d_tangent_and_gets_0d_derivatives():
+    """A Python number as a primal is a 0-d argument: jvp's tangent is 0-d (a number or a
+    0-d Tensor), vjp's result is a 0-d Tensor, and jacobian and hessian are 0-d."""
+    for tangent in (1.0, Tensor(1.0)):
+        out, t_out = rax.jvp(lambda t: t * t * t, (2.0,), (tangent,))
+        assert_flat(out, 8.0, ())
+        assert_flat(t_out, 12.0, ())
+    (g,) = rax.vjp(lambda t: t * t, 3.0)[1](Tensor(2.0))
+    assert_flat(g, 12.0, ())
+    assert_flat(rax.jacobian(lambda t: t * t)(3.0), 6.0, ())
+    assert_flat(rax.hessian(lambda t: t * t * t)(3.0), 18.0, ())
+    assert_flat(rax.hvp(lambda t: t * t * t, (3.0,), (0.5,)), 9.0, ())
+
+
+def test_0d_input_and_output():
+    """For sin of a 0-d x: jvp is cos(x) v, vjp cos(x) u, jacobian cos(x), hessian
+    -sin(x) and hvp -sin(x) v, all 0-d."""
+    x, v = 0.75, -2.0
+    tx = Tensor(x)
+    assert_flat(rax.jvp(rax.sin, (tx,), (Tensor(v),))[1], math.cos(x) * v, ())
+    assert_flat(rax.vjp(rax.sin, tx)[1](Tensor(v))[0], math.cos(x) * v, ())
+    assert_flat(rax.jacobian(rax.sin)(tx), math.cos(x), ())
+    assert_flat(rax.hessian(rax.sin)(tx), -math.sin(x), ())
+    assert_flat(rax.hvp(rax.sin, (tx,), (Tensor(v),)), -math.sin(x) * v, ())
+
+
+def test_zero_size_tensors_give_zero_size_derivatives():
+    """With no elements in, or out, every result is empty and of the right shape:
+    jacobian (0, 2, 0, 2) for 2 x of x (0, 2), (0, 2) for its sum, (3, 0) for an output of
+    3 not depending on a (0,) input, (0, 3) for an empty output of a (3,) input; hessian
+    (0, 2, 0, 2); jvp, vjp and hvp shaped like their output or input."""
+    z = rax.zeros((0, 2))
+    assert rax.jacobian(lambda t: t * 2.0)(z).shape == (0, 2, 0, 2)
+    assert rax.jacobian(lambda t: t.sum())(z).shape == (0, 2)
+    assert rax.hessian(lambda t: (t * t).sum())(z).shape == (0, 2, 0, 2)
+    tall = rax.jacobian(lambda t: t.sum() + Tensor([1.0, 2.0, 3.0]))(rax.zeros((0,)))
+    assert tall.shape == (3, 0)
+    wide = rax.jacobian(lambda t: t[:0] * 2.0)(Tensor([1.0, 2.0, 3.0]))
+    assert wide.shape == (0, 3)
+    out, t_out = rax.jvp(lambda t: rax.exp(t), (z,), (z,))
+    assert out.shape == t_out.shape == (0, 2)
+    assert rax.vjp(lambda t: t.sum(), z)[1](Tensor(1.0))[0].shape == (0, 2)
+    assert rax.hvp(lambda t: (t * t).sum(), (z,), (z,)).shape == (0, 2)
+    assert_flat(rax.jvp(lambda t: t.sum(), (z,), (z,))[1], 0.0, ())
+
+
+def test_vjp_fn_called_twice_gives_two_right_answers():
+    """vjp_fn is J^T u for each call: a second cotangent does not see the first (no
+    accumulation), and the first answer is unchanged by the second call."""
+    x, w = Tensor([1.0, 2.0]), Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    _, f_vjp = rax.vjp(lambda x: x @ w, x)
+    (first,) = f_vjp(Tensor([1.0, 0.0, 0.0]))
+    (second,) = f_vjp(Tensor([0.0, 1.0, -1.0]))
+    (again,) = f_vjp(Tensor([1.0, 0.0, 0.0]))
+    assert flat(first) == [1.0, 4.0] == flat(again)
+    assert flat(second) == [-1.0, -1.0]
+
+
+def test_nothing_is_mutated_by_vjp_jvp_jacobian_hessian_or_hvp():
+    """Primal, tangent and cotangent trees (dicts and lists of Tensors) keep their keys,
+    their very Tensors and those Tensors' values after every transformation."""
+    def f(p):
+        return {"y": p["w"] * p["b"][0], "s": (p["w"] ** 2).sum()}
+
+    def g(p):
+        return (p["w"] ** 2).sum() * p["b"][0]
+    p = {"w": Tensor([1.0, 2.0]), "b": [Tensor(3.0)]}
+    t = {"w": Tensor([0.5, -1.0]), "b": [Tensor(2.0)]}
+    c = {"y": Tensor([1.0, -1.0]), "s": Tensor(4.0)}
+    trees = (p, t, c)
+    before = [(tree, copy.copy(tree), [(leaf, leaf.tolist()) for leaf in rax.tree_leaves(tree)])
+              for tree in trees]
+    lists = (p["b"], t["b"])
+    lists_before = [list(b) for b in lists]
+    rax.vjp(f, p)[1](c)
+    rax.jvp(f, (p,), (t,))
+    rax.jacobian(f)(p)
+    rax.hessian(g)(p)
+    rax.hvp(g, (p,), (t,))
+    for tree, shallow, leaves in before:
+        assert tree == shallow
+        assert all(leaf.tolist() == values for leaf, values in leaves)
+        assert [leaf for leaf, _ in leaves] == rax.tree_leaves(tree)
+    assert [list(b) for b in lists] == lists_before
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+def test_tangent_structure_and_shape_mismatches_are_value_errors_naming_the_leaf():
+    """A tangent of the wrong shape is a ValueError naming the leaf (with its path in a
+    tree) and both shapes; a tangent tree of another structure names the missing leaf."""
+    x = Tensor([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"jvp: tangents\[0\] has shape \(1,\), but "
+                                         r"primals\[0\] has shape \(3,\)"):
+        rax.jvp(lambda t: t, (x,), (Tensor([1.0]),))
+    with pytest.raises(ValueError, match=r"jvp: tangents\[1\]\['w'\] has shape \(\), but "
+                                         r"primals\[1\]\['w'\] has shape \(3,\)"):
+        rax.jvp(lambda a, p: a * p["w"], (x, {"w": x}), (x, {"w": Tensor(1.0)}))
+    with pytest.raises(ValueError, match=r"jvp: tangents does not have the structure of "
+                                         r"primals: primals\[0\]\['a'\] is in primals"):
+        rax.jvp(lambda p: p["a"], ({"a": x},), ({"b": x},))
+    with pytest.raises(ValueError, match=r"tangents does not have the structure of primals"):
+        rax.jvp(lambda a: a, (x,), (x, x))
+    with pytest.raises(ValueError, match=r"tangents\[0\] has shape \(2,\), but "
+                                         r"primals\[0\] has shape \(3,\)"):
+        rax.hvp(lambda t: t.sum(), (x,), (Tensor([1.0, 2.0]),))
+
+
+def test_cotangent_shape_or_structure_mismatch_in_vjp_fn_is_a_value_error():
+    """vjp_fn with a cotangent of another shape than f's result names both shapes (and the
+    leaf's path in a tree); one of another structure names the missing leaf."""
+    x = Tensor([1.0, 2.0, 3.0])
+    _, f_vjp = rax.vjp(lambda t: t * 2.0, x)
+    with pytest.raises(ValueError, match=r"vjp: cotangent has shape \(1,\), but out has "
+                                         r"shape \(3,\)"):
+        f_vjp(Tensor([1.0]))
+    _, f_vjp = rax.vjp(lambda t: (t, {"s": t.sum()}), x)
+    with pytest.raises(ValueError, match=r"vjp: cotangent\[1\]\['s'\] has shape \(3,\), but "
+                                         r"out\[1\]\['s'\] has shape \(\)"):
+        f_vjp((x, {"s": x}))
+    with pytest.raises(ValueError, match=r"cotangent does not have the structure of out: "
+                                         r"out\[1\]\['s'\] is in out but not in cotangent"):
+        f_vjp((x, {"t": Tensor(1.0)}))
+
+
+def test_primals_or_tangents_not_a_tuple_is_a_type_error():
+    """jvp and hvp take primals and tangents as tuples of f's arguments: a bare Tensor in
+    either place is a TypeError saying so."""
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"jvp: primals must be a tuple of f's arguments, "
+                                        r"such as \(x,\), got Tensor"):
+        rax.jvp(lambda t: t, x, (x,))
+    with pytest.raises(TypeError, match=r"tangents must be a tuple .* got Tensor"):
+        rax.jvp(lambda t: t, (x,), x)
+    with pytest.raises(TypeError, match=r"primals must be a tuple .* got Tensor"):
+        rax.hvp(lambda t: t.sum(), x, (x,))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: rax.vjp(3, x),
+    lambda x: rax.jvp(3, (x,), (x,)),
+    lambda x: rax.jacobian(3)(x),
+    lambda x: rax.hessian(3)(x),
+    lambda x: rax.hvp(3, (x,), (x,)),
+], ids=["vjp", "jvp", "jacobian", "hessian", "hvp"])
+def test_f_not_callable_is_a_type_error(call):
+    """Every transformation refuses an f that is not a function with a TypeError showing
+    it (jacobian and hessian as soon as they are made or called)."""
+    with pytest.raises(TypeError, match=r"f must be a function, got 3 \(int\)"):
+        call(Tensor([1.0]))
+
+
+@pytest.mark.parametrize("call, where", [
+    (lambda f, x: rax.vjp(f, x), r"out\[1\] is 3\.0 \(float\)"),
+    (lambda f, x: rax.jvp(f, (x,), (x,)), r"out\[1\] is 3\.0 \(float\)"),
+    (lambda f, x: rax.jacobian(f)(x), r"out\[1\] is 3\.0 \(float\)"),
+], ids=["vjp", "jvp", "jacobian"])
+def test_f_returning_a_non_tensor_leaf_is_a_type_error(call, where):
+    """f must return a tensor or a tree of tensors: a number among the leaves is a
+    TypeError naming its path and showing it; a bare string result too."""
+    x = Tensor([1.0])
+    with pytest.raises(TypeError, match=r"f must return a tensor or a tree of tensors, but "
+                                        + where):
+        call(lambda t: (t, 3.0), x)
+    with pytest.raises(TypeError, match=r"but out is 's' \(str\)"):
+        call(lambda t: "s", x)
+
+
+def test_argnums_out_of_range_is_a_value_error():
+    """jacobian and hessian with argnums past f's positional arguments (alone, negative or
+    in a tuple) raise a ValueError naming argnums and the number of arguments."""
+    def f(a, b):
+        return (a * b).sum()
+    x = Tensor([1.0, 2.0])
+    for bad in (2, -3, (0, 2)):
+        for transform in (rax.jacobian, rax.hessian):
+            with pytest.raises(ValueError, match=rf"argnums {re.escape(str(bad))} asks for "
+                                                 r"argument -?\d, but f got 2 positional"):
+                transform(f, argnums=bad)(x, x)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="errors inside jvp, jacobian, hessian and hvp name the inner "
+                          "function (vjp, grad, jvp, jacobian)")
+@pytest.mark.parametrize("name, call", [
+    ("jvp", lambda x: rax.jvp(3, (x,), (x,))),
+    ("jvp", lambda x: rax.jvp(lambda t: (t, 3.0), (x,), (x,))),
+    ("jacobian", lambda x: rax.jacobian(3)),
+    ("jacobian", lambda x: rax.jacobian(lambda t: 3.0)(x)),
+    ("hessian", lambda x: rax.hessian(3)),
+    ("hessian", lambda x: rax.hessian(lambda t: t.sum(), argnums=1)(x)),
+    ("hvp", lambda x: rax.hvp(lambda t: t.sum(), x, (x,))),
+    ("hvp", lambda x: rax.hvp(3, (x,), (x,))),
+    ("hvp", lambda x: rax.hvp(lambda t: t.sum(), (x,), (Tensor([1.0, 2.0]),))),
+], ids=["jvp-f", "jvp-out", "jacobian-f", "jacobian-out", "hessian-f", "hessian-argnums",
+        "hvp-primals", "hvp-f", "hvp-tangent-shape"])
+def test_errors_name_the_transformation_the_user_called(name, call):
+    """An error from jvp, jacobian, hessian or hvp starts with that function's name (the
+    standard: a clear exception naming the function called), not with the name of the
+    function it is built on."""
+    with pytest.raises((TypeError, ValueError), match=rf"^{name}: "):
+        call(Tensor([1.0]))
