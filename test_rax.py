@@ -5313,3 +5313,15 @@ def test_errors_name_the_transformation_the_user_called(name, call):
     function it is built on."""
     with pytest.raises((TypeError, ValueError), match=rf"^{name}: "):
         call(Tensor([1.0]))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="_assemble takes a column-built block for rows when the output "
+                          "leaf's shape equals the input's, and returns it transposed")
+def test_tall_tree_jacobian_with_a_block_as_square_as_its_input_is_not_transposed():
+    """f(x) = (A @ x, sum(x)) for x (2,) has 3 outputs and 2 inputs, so columns by jvp:
+    the block d (A @ x) / d x is A itself, [[1, 2], [3, 4]], not its transpose."""
+    a = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    block, total = rax.jacobian(lambda x: (a @ x, x.sum()))(Tensor([1.0, 1.0]))
+    assert_flat(total, [1.0, 1.0], (2,))
+    assert_flat(block, [[1.0, 2.0], [3.0, 4.0]], (2, 2))
