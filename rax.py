@@ -911,6 +911,11 @@ def _identity(x):
 _identity_vjps = (lambda g, out, x: g,)
 
 
+def _check_function(op, f):
+    if not callable(f):
+        raise TypeError(f"{op}: f must be a function, got {f!r} ({type(f).__name__})")
+
+
 def _check_argnums_range(op, argnums, positions, args):
     for p in positions:
         if not -len(args) <= p < len(args):
@@ -918,14 +923,13 @@ def _check_argnums_range(op, argnums, positions, args):
                              f"{len(args)} positional arguments")
 
 
-def _as_argnums(f, argnums):
+def _as_argnums(f, argnums, op="grad"):
     """argnums as a tuple of ints, checking f and argnums when grad is called."""
-    if not callable(f):
-        raise TypeError(f"grad: f must be a function, got {f!r} ({type(f).__name__})")
+    _check_function(op, f)
     positions = (argnums,) if isinstance(argnums, numbers.Integral) else argnums
     if not isinstance(positions, (tuple, list)) or not positions or not all(
             isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in positions):
-        raise TypeError(f"grad: argnums must be an int or a non-empty tuple of ints, "
+        raise TypeError(f"{op}: argnums must be an int or a non-empty tuple of ints, "
                         f"got {argnums!r}")
     return tuple(operator.index(p) for p in positions)
 
@@ -2798,20 +2802,24 @@ def vjp(f, *primals):
     >>> [t.tolist() for t in f_vjp(Tensor([1.0, 10.0]))]  # (w * ct, x * ct)
     [[3.0, 40.0], [1.0, 20.0]]
     """
-    if not callable(f):
-        raise TypeError(f"vjp: f must be a function, got {f!r} ({type(f).__name__})")
+    return _vjp("vjp", f, primals)
+
+
+def _vjp(op, f, primals):
+    """vjp, with errors named for op (the function the user called)."""
+    _check_function(op, f)
     args = [tree_map(_as_argument, primal) for primal in primals]
     arguments = frozenset(leaf for arg in args for leaf in tree_leaves(arg))
     out = f(*args)
-    outputs = _output_tensors("vjp", out)
+    outputs = _output_tensors(op, out)
 
     def vjp_fn(cotangent):
-        given = _matching_leaves("vjp", out, cotangent, "out", "cotangent")
+        given = _matching_leaves(op, out, cotangent, "out", "cotangent")
         cotangents = []
         for (keys, o), c in zip(outputs, given):
-            c = _as_tensor(c, "vjp")
+            c = _as_tensor(c, op)
             if c.shape != o.shape:
-                raise ValueError(f"vjp: {_path('cotangent', keys)} has shape {c.shape}, but "
+                raise ValueError(f"{op}: {_path('cotangent', keys)} has shape {c.shape}, but "
                                  f"{_path('out', keys)} has shape {o.shape}")
             cotangents.append(c)
         if len(outputs) == 1:  # the cotangent is the seed itself
@@ -2858,8 +2866,13 @@ def jvp(f, primals, tangents):
     >>> t_out.tolist()  # 3 x**2 v
     [3.0, 6.0]
     """
-    primals, tangents = _primals_and_tangents("jvp", primals, tangents)
-    out, push_forward = _linearize(f, primals)
+    return _jvp("jvp", f, primals, tangents)
+
+
+def _jvp(op, f, primals, tangents):
+    _check_function(op, f)
+    primals, tangents = _primals_and_tangents(op, primals, tangents)
+    out, push_forward = _linearize(op, f, primals)
     return out, push_forward(tangents)
 
 
@@ -2882,11 +2895,11 @@ def _primals_and_tangents(op, primals, tangents):
     return primals, _rebuild(tangents, iter(leaves))
 
 
-def _linearize(f, primals):
+def _linearize(op, f, primals):
     """(f(*primals), push_forward), push_forward(tangents) giving J tangents: one backward
     pass from a cotangent variable u, made once, then one backward pass per call."""
-    out, vjp_fn = vjp(f, *primals)
-    outputs = _output_tensors("jvp", out)
+    out, vjp_fn = _vjp(op, f, primals)
+    outputs = _output_tensors(op, out)
     u = [_leaf(_full_lists(o.shape, 0.0), o.shape) for _, o in outputs]  # any value will do
     cotangents = tree_leaves(vjp_fn(_rebuild(out, iter(u))))
 
@@ -2912,10 +2925,15 @@ def jacobian(f, argnums=0):
     >>> jacobian(lambda x: x ** 2)(Tensor([1.0, 3.0])).tolist()
     [[2.0, 0.0], [0.0, 6.0]]
     """
-    positions = _as_argnums(f, argnums)
+    return _jacobian("jacobian", f, argnums)
+
+
+def _jacobian(op, f, argnums):
+    """jacobian, with errors named for op (the function the user called)."""
+    positions = _as_argnums(f, argnums, op)
 
     def jacobian_f(*args, **kwargs):
-        _check_argnums_range("jacobian", argnums, positions, args)
+        _check_argnums_range(op, argnums, positions, args)
 
         def f_of(*wrt):
             full = list(args)
@@ -2924,13 +2942,13 @@ def jacobian(f, argnums=0):
             return f(*full, **kwargs)
 
         wrt = tuple(args[p] for p in positions)
-        inputs = [_as_tensor(leaf, "jacobian") for leaf in tree_leaves(wrt)]
-        out, vjp_fn = vjp(f_of, *wrt)
-        outputs = [o for _, o in _output_tensors("jacobian", out)]
+        inputs = [_as_tensor(leaf, op) for leaf in tree_leaves(wrt)]
+        out, vjp_fn = _vjp(op, f_of, wrt)
+        outputs = [o for _, o in _output_tensors(op, out)]
         if _sum(o.size for o in outputs) <= _sum(x.size for x in inputs):
             blocks = _jacobian_rows(out, outputs, inputs, vjp_fn)
         else:
-            blocks = _jacobian_columns(f_of, wrt, outputs, inputs)
+            blocks = _jacobian_columns(op, f_of, wrt, outputs, inputs)
         per_output = [_rebuild(wrt, iter(row)) for row in blocks]
         if isinstance(argnums, numbers.Integral):
             per_output = [tree[0] for tree in per_output]
@@ -2961,9 +2979,9 @@ def _jacobian_rows(out, outputs, inputs, vjp_fn):
     return blocks
 
 
-def _jacobian_columns(f_of, wrt, outputs, inputs):
+def _jacobian_columns(op, f_of, wrt, outputs, inputs):
     """blocks[k][l] = d outputs[k] / d inputs[l], one jvp per element of each input."""
-    _, push_forward = _linearize(f_of, wrt)
+    _, push_forward = _linearize(op, f_of, wrt)
     zeros_in = [_node(None, None, _full_lists(x.shape, 0.0), x.shape, (), (), _CONSTANT)
                 for x in inputs]
     columns = []  # columns[l][j][k]: d output k / d element j of input l
@@ -2997,7 +3015,8 @@ def hessian(f, argnums=0):
     >>> hessian(lambda x: (x ** 3).sum())(Tensor([1.0, 2.0])).tolist()  # diag(6 x)
     [[6.0, 0.0], [0.0, 12.0]]
     """
-    return jacobian(grad(f, argnums), argnums)
+    _as_argnums(f, argnums, "hessian")
+    return _jacobian("hessian", grad(f, argnums), argnums)
 
 
 def hvp(f, primals, tangents):
@@ -3007,7 +3026,8 @@ def hvp(f, primals, tangents):
     >>> hvp(lambda x: (x ** 3).sum(), (Tensor([1.0, 2.0]),), (Tensor([1.0, 1.0]),)).tolist()
     [6.0, 12.0]
     """
-    return jvp(grad(f), primals, tangents)[1]
+    _check_function("hvp", f)
+    return _jvp("hvp", grad(f), primals, tangents)[1]
 
 
 # ============================================================================================
@@ -3141,7 +3161,7 @@ def _check_first_order(f, args, tolerances, directions, rng, mode):
     if mode == "rev":
         gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
     else:
-        _, push_forward = _linearize(f, args)
+        _, push_forward = _linearize("check_grads", f, args)
         zero = [_leaf(_full_lists(_as_tensor(leaf, "check_grads").shape, 0.0),
                       _as_tensor(leaf, "check_grads").shape) for _, leaf in items]
 

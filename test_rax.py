@@ -4688,3 +4688,689 @@ def test_jacobian_by_columns_of_square_blocks_is_not_transposed():
     J = rax.jacobian(lambda x: {"a": A @ x, "b": (A @ x) * 2.0})(Tensor([1.0, -1.0]))
     assert J["a"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
     assert J["b"].tolist() == [[2.0, 4.0], [6.0, 8.0]]
+
+
+# ==== Forward mode, Jacobians and Hessians (issue #11) ====
+#
+# Every expected Jacobian, Hessian and product is written out in plain Python over flat
+# row-major lists; random programs check the identities that hold for any f instead.
+
+
+def flat(t):
+    """The flat row-major list of a Tensor's values."""
+    return unfold(t.tolist(), t.shape)
+
+
+def assert_flat(t, expected, shape, rel=1e-9, abs_tol=1e-12, what="value"):
+    """assert_values with `expected` given as a nested list (or a number) of `shape`."""
+    assert_values(t, unfold(expected, shape) if shape else [expected], shape, rel, abs_tol, what)
+
+
+def inner(xs, ys):
+    """The inner product of two equally long lists of flat lists."""
+    return math.fsum(a * b for x, y in zip(xs, ys) for a, b in zip(x, y))
+
+
+def matvec(m, v):
+    """The plain product of a matrix (list of rows) and a vector."""
+    return [math.fsum(a * b for a, b in zip(row, v)) for row in m]
+
+
+def delta(i, j):
+    """Kronecker's delta as a float."""
+    return 1.0 if i == j else 0.0
+
+
+@st.composite
+def square_cases(draw):
+    """(A, x, v): an n x n matrix as rows and two vectors of n, n in 1..4."""
+    n = draw(st.integers(1, 4))
+    a = draw(arrays((n, n), REALS))
+    return fold(a.flat, (n, n)), draw(arrays((n,), REALS)).flat, draw(arrays((n,), REALS)).flat
+
+
+@given(square_cases())
+def test_quadratic_form_gradient_hessian_hvp_jvp_vjp_by_hand(case):
+    """For f(x) = x^T A x: grad is (A + A^T) x, hessian is A + A^T, hvp along v is
+    (A + A^T) v, jvp along v is <(A + A^T) x, v>, vjp of a cotangent c is c (A + A^T) x,
+    and the Jacobian of the 1-element-per-row x -> A x (square, so rows by vjp) is A."""
+    a, x, v = case
+    n = len(x)
+    s = [[a[i][j] + a[j][i] for j in range(n)] for i in range(n)]  # A + A^T
+    ta, tx, tv = Tensor(a), Tensor(x), Tensor(v)
+
+    def f(x):
+        return x @ (ta @ x)
+    assert_values(rax.grad(f)(tx), matvec(s, x), (n,), rel=1e-9, abs_tol=1e-12)
+    assert_flat(rax.hessian(f)(tx), s, (n, n))
+    assert_values(rax.hvp(f, (tx,), (tv,)), matvec(s, v), (n,), abs_tol=1e-12)
+    out, t_out = rax.jvp(f, (tx,), (tv,))
+    assert_flat(t_out, math.fsum(map(operator.mul, matvec(s, x), v)), (), abs_tol=1e-12)
+    assert_flat(out, math.fsum(map(operator.mul, x, matvec(a, x))), (), abs_tol=1e-12)
+    _, f_vjp = rax.vjp(f, tx)
+    (gx,) = f_vjp(Tensor(-1.5))
+    assert_values(gx, [-1.5 * g for g in matvec(s, x)], (n,), abs_tol=1e-12)
+    assert_flat(rax.jacobian(lambda x: ta @ x)(tx), a, (n, n))
+
+
+@given(st.integers(1, 5).flatmap(lambda n: st.tuples(*[arrays((n,), REALS)] * 3)))
+def test_softmax_jacobian_jvp_and_vjp_are_diag_s_minus_s_s_transposed(case):
+    """For s = softmax(x): jacobian is J = diag(s) - s s^T, jvp along v is J v and vjp of
+    u is J^T u (here J is symmetric), each by hand."""
+    x, v, u = (a.flat for a in case)
+    n = len(x)
+    top = max(x)
+    e = [math.exp(xi - top) for xi in x]
+    s = [ei / math.fsum(e) for ei in e]
+    jac = [[delta(i, j) * s[i] - s[i] * s[j] for j in range(n)] for i in range(n)]
+    tx = Tensor(x)
+    assert_flat(rax.jacobian(rax.softmax)(tx), jac, (n, n), abs_tol=1e-12)
+    assert_values(rax.jvp(rax.softmax, (tx,), (Tensor(v),))[1], matvec(jac, v), (n,),
+                  abs_tol=1e-12)
+    (g,) = rax.vjp(rax.softmax, tx)[1](Tensor(u))
+    assert_values(g, matvec(list(map(list, zip(*jac))), u), (n,), abs_tol=1e-12)
+
+
+def mlp_jacobians(x, w, b, sides):
+    """By hand, for Y = tanh(X @ W + b) with X (B, n), W (n, m), b (m,) and D = 1 - Y**2:
+    dY[p,k]/dX[q,i] = [p == q] D[p,k] W[i,k], dY[p,k]/dW[i,j] = D[p,k] X[p,i] [j == k],
+    dY[p,k]/db[j] = D[p,k] [j == k]; each flat, in the order out.shape + in.shape."""
+    bs, n, m = sides
+    y = [[math.tanh(math.fsum(x[p * n + i] * w[i * m + k] for i in range(n)) + b[k])
+          for k in range(m)] for p in range(bs)]
+    d = [[1.0 - y[p][k] ** 2 for k in range(m)] for p in range(bs)]
+    outs = list(itertools.product(range(bs), range(m)))
+    jx = [delta(p, q) * d[p][k] * w[i * m + k] for p, k in outs
+          for q, i in itertools.product(range(bs), range(n))]
+    jw = [d[p][k] * x[p * n + i] * delta(j, k) for p, k in outs
+          for i, j in itertools.product(range(n), range(m))]
+    jb = [d[p][k] * delta(j, k) for p, k in outs for j in range(m)]
+    return [v for row in y for v in row], (jx, jw, jb)
+
+
+@pytest.mark.parametrize("sides, argnums", [
+    ((1, 2, 3), 0),  # out 3 > in 2: columns by jvp
+    ((2, 2, 2), 1),  # out 4 == in 4: rows by vjp
+    ((3, 1, 2), (0, 2)),  # out 6 > in 3 + 2: columns, a tuple of blocks
+    ((2, 2, 3), (0, 1, 2)),  # out 6 < in 4 + 6 + 3: rows
+    ((1, 3, 2), 2),  # out 2 == in 2: rows
+])
+@given(data=st.data())
+def test_mlp_layer_jacobians_by_hand(sides, argnums, data):
+    """For Y = tanh(X @ W + b), jacobian w.r.t. X, W and b (alone or as a tuple of argnums)
+    has the blocks of mlp_jacobians, of shapes Y.shape + X.shape, Y.shape + W.shape and
+    Y.shape + b.shape, by rows (vjp) or by columns (jvp) as the sizes choose."""
+    bs, n, m = sides
+    shapes_ = [(bs, n), (n, m), (m,)]
+    args = [data.draw(arrays(s, REALS)) for s in shapes_]
+    y, blocks = mlp_jacobians(args[0].flat, args[1].flat, args[2].flat, sides)
+
+    def layer(x, w, b):
+        return rax.tanh(x @ w + b)
+    got = rax.jacobian(layer, argnums)(*map(tensor, args))
+    positions = (argnums,) if isinstance(argnums, int) else argnums
+    got = (got,) if isinstance(argnums, int) else got
+    assert isinstance(got, tuple) and len(got) == len(positions)
+    for p, block in zip(positions, got):
+        assert_values(block, blocks[p], (bs, m) + shapes_[p], abs_tol=1e-12,
+                      what=f"d Y / d argument {p}")
+    assert_values(layer(*map(tensor, args)), y, (bs, m))
+
+
+def test_jacobian_takes_rows_when_wide_and_columns_when_tall(monkeypatch):
+    """jacobian of f with m output and n input elements builds rows by vjp when m <= n
+    and columns by jvp when m > n (spied on), and both give diag(3 x**2) for x ** 3 and
+    the right blocks for a wide sum and a tall outer product."""
+    calls = []
+    for name in ("_jacobian_rows", "_jacobian_columns"):
+        real = getattr(rax, name)
+        monkeypatch.setattr(rax, name, lambda *a, real=real, name=name: (
+            calls.append(name), real(*a))[1])
+    x = Tensor([1.0, -2.0, 0.5])
+    assert_flat(rax.jacobian(lambda x: x ** 3)(x),
+                [[3.0, 0.0, 0.0], [0.0, 12.0, 0.0], [0.0, 0.0, 0.75]], (3, 3))
+    assert calls == ["_jacobian_rows"]
+    assert_flat(rax.jacobian(lambda x: (x * x).sum())(x), [2.0, -4.0, 1.0], (3,))
+    assert calls[1:] == ["_jacobian_rows"]
+    c = Tensor([1.0, 2.0, 3.0, 4.0])
+    tall = rax.jacobian(lambda t: t[:, None] * c)(Tensor([2.0, 5.0]))  # d out[i,k]/d t[j]
+    assert_flat(tall, [[[delta(i, j) * ck for j in range(2)] for ck in (1.0, 2.0, 3.0, 4.0)]
+                       for i in range(2)], (2, 4, 2))
+    assert calls[2:] == ["_jacobian_columns"]
+
+
+@given(data=st.data())
+def test_cube_jacobian_and_hessian_are_diagonal_by_hand(data):
+    """For x of rank 0-2, jacobian(x ** 3) is diag(3 x**2) of shape x.shape + x.shape,
+    hessian(sum(x ** 3)) is diag(6 x), hvp along v is 6 x v and jvp along v is 3 x**2 v."""
+    x = data.draw(shapes(max_rank=2, max_size=6).flatmap(lambda s: arrays(s, REALS)))
+    v = data.draw(arrays(x.shape, REALS))
+    n = len(x.flat)
+    shape = x.shape + x.shape
+    tx = tensor(x)
+    diag = [delta(i, j) for i in range(n) for j in range(n)]
+    assert_values(rax.jacobian(lambda t: t ** 3)(tx),
+                  [d * 3 * x.flat[k // n] ** 2 for k, d in enumerate(diag)], shape,
+                  abs_tol=1e-12)
+    assert_values(rax.hessian(lambda t: (t ** 3).sum())(tx),
+                  [d * 6 * x.flat[k // n] for k, d in enumerate(diag)], shape, abs_tol=1e-12)
+    assert_values(rax.hvp(lambda t: (t ** 3).sum(), (tx,), (tensor(v),)),
+                  [6 * a * b for a, b in zip(x.flat, v.flat)], x.shape, abs_tol=1e-12)
+    assert_values(rax.jvp(lambda t: t ** 3, (tx,), (tensor(v),))[1],
+                  [3 * a * a * b for a, b in zip(x.flat, v.flat)], x.shape, abs_tol=1e-12)
+
+
+DICT_PARAMS = {"w": [0.5, -1.0], "c": 1.5, "inner": {"m": [[1.0, 2.0], [-3.0, 0.25]]}}
+
+
+def dict_params():
+    """A fresh params tree of Tensors from DICT_PARAMS."""
+    return {"w": Tensor(DICT_PARAMS["w"]), "c": Tensor(DICT_PARAMS["c"]),
+            "inner": {"m": Tensor(DICT_PARAMS["inner"]["m"])}}
+
+
+def test_jacobian_of_a_dict_function_by_rows_has_every_block_by_hand():
+    """For f(p) = {"lin": m @ w + c, "norm": c * sum(w**2)} (3 outputs, 7 inputs: rows),
+    jacobian is a dict like f's result whose each leaf is a dict like p, with
+    d lin/d w = m, d lin/d c = 1, d lin[i]/d m[j,k] = [i == j] w[k], d norm/d w = 2 c w,
+    d norm/d c = sum(w**2) and d norm/d m = 0."""
+    w, c, m = DICT_PARAMS["w"], DICT_PARAMS["c"], DICT_PARAMS["inner"]["m"]
+
+    def f(p):
+        return {"lin": p["inner"]["m"] @ p["w"] + p["c"], "norm": p["c"] * (p["w"] ** 2).sum()}
+    jac = rax.jacobian(f)(dict_params())
+    assert set(jac) == {"lin", "norm"}
+    for block in jac.values():
+        assert set(block) == {"w", "c", "inner"} and set(block["inner"]) == {"m"}
+    assert_flat(jac["lin"]["w"], m, (2, 2))
+    assert_flat(jac["lin"]["c"], [1.0, 1.0], (2,))
+    assert_flat(jac["lin"]["inner"]["m"],
+                [[[delta(i, j) * w[k] for k in range(2)] for j in range(2)] for i in range(2)],
+                (2, 2, 2))
+    assert_flat(jac["norm"]["w"], [2 * c * wk for wk in w], (2,))
+    assert_flat(jac["norm"]["c"], math.fsum(wk * wk for wk in w), ())
+    assert_flat(jac["norm"]["inner"]["m"], [[0.0, 0.0], [0.0, 0.0]], (2, 2))
+
+
+def test_jacobian_and_hessian_of_dict_functions_by_columns_and_by_hand():
+    """A tall f(p) = {"u": a * k, "v": outer(b, b)} of p = {"a": 0-d, "b": (2,)} (6 outputs,
+    3 inputs: columns) has d u/d a = k, d u/d b = 0, d v[i,j]/d a = 0 and
+    d v[i,j]/d b[l] = [i == l] b[j] + [j == l] b[i]; the Hessian of g(p) = a**2 * sum(b**3)
+    is the tree of trees [[2 s, 6 a b], [6 a b, diag(6 a**2 b)]] with s = sum(b**3)."""
+    a, b, k = 0.5, [2.0, -1.0], [1.0, 2.0, 3.0]
+
+    def f(p):
+        return {"u": p["a"] * Tensor(k), "v": p["b"][:, None] * p["b"][None, :]}
+    jac = rax.jacobian(f)({"a": Tensor(a), "b": Tensor(b)})
+    assert set(jac) == {"u", "v"} and all(set(block) == {"a", "b"} for block in jac.values())
+    assert_flat(jac["u"]["a"], k, (3,))
+    assert_flat(jac["u"]["b"], [[0.0, 0.0]] * 3, (3, 2))
+    assert_flat(jac["v"]["a"], [[0.0, 0.0]] * 2, (2, 2))
+    assert_flat(jac["v"]["b"], [[[delta(i, l) * b[j] + delta(j, l) * b[i] for l in range(2)]
+                                 for j in range(2)] for i in range(2)], (2, 2, 2))
+    hess = rax.hessian(lambda p: p["a"] ** 2 * (p["b"] ** 3).sum())(
+        {"a": Tensor(a), "b": Tensor(b)})
+    s = math.fsum(bi ** 3 for bi in b)
+    assert_flat(hess["a"]["a"], 2 * s, ())
+    assert_flat(hess["a"]["b"], [6 * a * bi * bi for bi in b], (2,))
+    assert_flat(hess["b"]["a"], [6 * a * bi * bi for bi in b], (2,))
+    assert_flat(hess["b"]["b"], [[delta(i, j) * 6 * a * a * b[i] for j in range(2)]
+                                 for i in range(2)], (2, 2))
+
+
+# ---- random programs: +, *, exp, tanh, sum over an axis, matmul, broadcasting, softmax ----
+
+PROGRAM_OPS = ["add_y", "mul_y", "exp", "tanh", "sum", "matmul", "softmax"]
+UNIT = st.floats(-1.0, 1.0)
+
+
+def fits(a, b):
+    """Whether shapes a and b broadcast together (by hand)."""
+    return all(p == q or 1 in (p, q) for p, q in zip(reversed(a), reversed(b)))
+
+
+def run_program(ops, x, y):
+    """Apply ops (name, seed) in turn to h = x, with y as the second operand: y is used
+    as is where it broadcasts with h, else through its sum; exp is taken of tanh(h), so
+    that values stay of order one; matmul multiplies by a constant (last side, 1..3)."""
+    h = x
+    for name, seed in ops:
+        if name in ("add_y", "mul_y"):
+            other = y if fits(h.shape, y.shape) else y.sum()
+            h = h + other if name == "add_y" else h * other
+        elif name == "exp":
+            h = rax.exp(rax.tanh(h))
+        elif name == "tanh":
+            h = rax.tanh(h)
+        elif name == "sum":
+            h = h.sum(axis=seed % h.ndim, keepdims=seed % 2 == 1) if h.ndim else h.sum()
+        elif name == "matmul" and h.ndim:
+            rng, k = random.Random(seed), seed % 3 + 1
+            n = h.shape[-1]
+            h = h @ tensor(Array([rng.uniform(-1.0, 1.0) for _ in range(n * k)], (n, k)))
+        elif name == "softmax" and h.ndim:
+            h = rax.softmax(h, axis=-1)
+        else:
+            h = h * 0.5
+    return h
+
+
+@st.composite
+def programs(draw, zero_sides=True):
+    """(ops, x, y, v_x, v_y, u): a program of 1-4 ops, inputs x and y of rank <= 3 that
+    broadcast together, tangents for both and a cotangent of the program's output."""
+    x_shape, y_shape = draw(broadcastable_shapes(max_rank=3, max_size=12))
+    if not zero_sides:
+        x_shape, y_shape = (tuple(n or 1 for n in s) for s in (x_shape, y_shape))
+    ops = draw(st.lists(st.tuples(st.sampled_from(PROGRAM_OPS), st.integers(0, 99)),
+                        min_size=1, max_size=4))
+    x, y = draw(arrays(x_shape, UNIT)), draw(arrays(y_shape, UNIT))
+    vx, vy = draw(arrays(x_shape, UNIT)), draw(arrays(y_shape, UNIT))
+    out_shape = run_program(ops, tensor(x), tensor(y)).shape
+    return ops, x, y, vx, vy, draw(arrays(out_shape, COTANGENTS))
+
+
+def jacobian_times(block, vector, transpose=False):
+    """J v (or J^T v when transpose) for a flat Jacobian block of n_out * n_in values."""
+    n_in = len(vector) if not transpose else len(block) // max(len(vector), 1)
+    n_out = len(block) // n_in if n_in else 0
+    if transpose:
+        return [math.fsum(block[i * n_in + j] * vector[i] for i in range(len(vector)))
+                for j in range(n_in)]
+    return [math.fsum(block[i * n_in + j] * vector[j] for j in range(n_in))
+            for i in range(n_out)]
+
+
+@given(programs(zero_sides=False))
+def test_jvp_matches_central_differences_and_jacobian_times_v_and_vjp_jacobian_t_u(case):
+    """On a random program f(x, y): jvp along (v_x, v_y) is (f(x + eps v) - f(x - eps v))
+    / 2 eps and J_x v_x + J_y v_y from jacobian(f, argnums=(0, 1)); vjp of u is
+    (J_x^T u, J_y^T u); f's value is the same from f, jvp and vjp."""
+    ops, x, y, vx, vy, u = case
+
+    def f(a, b):
+        return run_program(ops, a, b)
+    expected_out = flat(f(tensor(x), tensor(y)))
+    out, t_out = rax.jvp(f, (tensor(x), tensor(y)), (tensor(vx), tensor(vy)))
+    shape = out.shape
+    assert_values(out, expected_out, shape, rel=0, abs_tol=0, what="jvp's out")
+
+    def moved(sign):
+        return flat(f(tensor(Array([a + sign * EPS * d for a, d in zip(x.flat, vx.flat)],
+                                   x.shape)),
+                      tensor(Array([a + sign * EPS * d for a, d in zip(y.flat, vy.flat)],
+                                   y.shape))))
+    central = [(p - m) / (2 * EPS) for p, m in zip(moved(1), moved(-1))]
+    assert_values(t_out, central, shape, rel=1e-4, abs_tol=1e-6, what="jvp vs differences")
+    jx, jy = (flat(block) for block in rax.jacobian(f, argnums=(0, 1))(tensor(x), tensor(y)))
+    j_v = [a + b for a, b in zip(jacobian_times(jx, vx.flat), jacobian_times(jy, vy.flat))]
+    assert_values(t_out, j_v, shape, rel=1e-9, abs_tol=1e-10, what="jvp vs J v")
+    out, f_vjp = rax.vjp(f, tensor(x), tensor(y))
+    assert_values(out, expected_out, shape, rel=0, abs_tol=0, what="vjp's out")
+    gx, gy = f_vjp(tensor(u))
+    assert_values(gx, jacobian_times(jx, u.flat, True), x.shape, rel=1e-9, abs_tol=1e-10,
+                  what="vjp vs J_x^T u")
+    assert_values(gy, jacobian_times(jy, u.flat, True), y.shape, rel=1e-9, abs_tol=1e-10,
+                  what="vjp vs J_y^T u")
+
+
+@given(programs())
+def test_jvp_and_vjp_satisfy_the_adjoint_identity_on_random_programs(case):
+    """<J v, u> == <v, J^T u> with J v from jvp and J^T u from vjp, on random programs of
+    rank <= 3 (zero sides too)."""
+    ops, x, y, vx, vy, u = case
+
+    def f(a, b):
+        return run_program(ops, a, b)
+    _, t_out = rax.jvp(f, (tensor(x), tensor(y)), (tensor(vx), tensor(vy)))
+    gx, gy = rax.vjp(f, tensor(x), tensor(y))[1](tensor(u))
+    left = inner([flat(t_out)], [u.flat])
+    right = inner([flat(gx), flat(gy)], [vx.flat, vy.flat])
+    assert math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-10), (left, right)
+
+
+@given(programs())
+def test_adjoint_identity_holds_for_tree_inputs_and_outputs(case):
+    """For f({"x": x, "ys": [y]}) = (h, {"energy": (h * h).sum(), "twice": 2 x}) with h a
+    random program: <J v, u> == <v, J^T u> summed over every leaf, with tangents and
+    cotangents as trees of those structures, and vjp's result has p's structure."""
+    ops, x, y, vx, vy, u = case
+    energy_u, twice_u = 0.75, Array([0.5 - k for k in range(len(x.flat))], x.shape)
+
+    def f(p):
+        h = run_program(ops, p["x"], p["ys"][0])
+        return h, {"energy": (h * h).sum(), "twice": p["x"] * 2.0}
+    p = {"x": tensor(x), "ys": [tensor(y)]}
+    out, t_out = rax.jvp(f, (p,), ({"x": tensor(vx), "ys": [tensor(vy)]},))
+    assert isinstance(t_out, tuple) and set(t_out[1]) == {"energy", "twice"}
+    cotangent = (tensor(u), {"energy": Tensor(energy_u), "twice": tensor(twice_u)})
+    (g,) = rax.vjp(f, p)[1](cotangent)
+    assert set(g) == {"x", "ys"} and isinstance(g["ys"], list) and len(g["ys"]) == 1
+    left = inner([flat(t_out[0]), [t_out[1]["energy"].item()], flat(t_out[1]["twice"])],
+                 [u.flat, [energy_u], twice_u.flat])
+    right = inner([flat(g["x"]), flat(g["ys"][0])], [vx.flat, vy.flat])
+    assert math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-10), (left, right)
+
+
+@given(programs(zero_sides=False))
+def test_hessian_is_jacobian_of_grad_symmetric_and_agrees_with_hvp(case):
+    """For the scalar f(x) = <program(x, y), u>: hessian(f) == jacobian(grad(f)), it is
+    symmetric, H v equals hvp(f, (x,), (v,)), which equals jvp(grad(f), (x,), (v,))[1] and
+    the central differences of grad(f) along v."""
+    ops, x, y, vx, _, u = case
+    ty, tu = tensor(y), tensor(u)
+
+    def f(a):
+        return (run_program(ops, a, ty) * tu).sum()
+    tx, tv, n = tensor(x), tensor(vx), len(x.flat)
+    hess = flat(rax.hessian(f)(tx))
+    assert_values(rax.jacobian(rax.grad(f))(tx), hess, x.shape + x.shape, rel=1e-12,
+                  abs_tol=1e-14, what="jacobian(grad(f)) vs hessian(f)")
+    for i, j in itertools.product(range(n), repeat=2):
+        assert close(hess[i * n + j], hess[j * n + i], rel=1e-9, abs_tol=1e-10), (i, j)
+    h_v = rax.hvp(f, (tx,), (tv,))
+    assert_values(h_v, jacobian_times(hess, vx.flat), x.shape, rel=1e-9, abs_tol=1e-10,
+                  what="hvp vs H v")
+    assert_values(rax.jvp(rax.grad(f), (tx,), (tv,))[1], flat(h_v), x.shape, rel=1e-12,
+                  abs_tol=1e-14, what="jvp of grad vs hvp")
+    plus, minus = (flat(rax.grad(f)(tensor(Array([a + s * EPS * d for a, d in
+                                                  zip(x.flat, vx.flat)], x.shape))))
+                   for s in (1, -1))
+    assert_values(h_v, [(p - m) / (2 * EPS) for p, m in zip(plus, minus)], x.shape,
+                  rel=1e-4, abs_tol=1e-6, what="hvp vs differences of grad")
+
+
+@given(square_cases())
+def test_grad_of_a_jvp_is_the_hand_derived_second_derivative(case):
+    """grad(lambda x: jvp(f, (x,), (v,))[1].sum()) is 6 x v for f = x ** 3 elementwise and
+    (A + A^T) v for f(x) = x^T A x (the jvp is <(A + A^T) x, v>, linear in x)."""
+    a, x, v = case
+    n = len(x)
+    ta, tv = Tensor(a), Tensor(v)
+
+    def cube_jvp(t):
+        return rax.jvp(lambda s: s ** 3, (t,), (tv,))[1].sum()
+
+    def quadratic_jvp(t):
+        return rax.jvp(lambda s: s @ (ta @ s), (t,), (tv,))[1]
+    assert_values(rax.grad(cube_jvp)(Tensor(x)), [6 * p * q for p, q in zip(x, v)], (n,),
+                  abs_tol=1e-12)
+    s = [[a[i][j] + a[j][i] for j in range(n)] for i in range(n)]
+    assert_values(rax.grad(quadratic_jvp)(Tensor(x)), matvec(s, v), (n,), abs_tol=1e-12)
+
+
+def test_hessian_with_two_argnums_is_a_tuple_of_tuples_of_blocks_by_hand():
+    """For f(x, y) = sum(x**2) * sum(y**3) with x (2,) and y (2, 3), hessian(f, (0, 1)) is
+    ((H_xx, H_xy), (H_yx, H_yy)) of shapes ((2, 2), (2, 2, 3)), ((2, 3, 2), (2, 3, 2, 3)):
+    H_xx = 2 S I, H_xy[i, j] = 6 x[i] y[j]**2 = H_yx[j, i], H_yy = diag(6 Q y), with
+    S = sum(y**3) and Q = sum(x**2)."""
+    x, y = [0.5, -1.5], [1.0, -0.5, 2.0, 0.25, -1.0, 1.5]
+    big_s, q = math.fsum(v ** 3 for v in y), math.fsum(v * v for v in x)
+    hess = rax.hessian(lambda x, y: (x ** 2).sum() * (y ** 3).sum(), argnums=(0, 1))(
+        Tensor(x), Tensor(fold(y, (2, 3))))
+    assert isinstance(hess, tuple) and len(hess) == 2
+    assert all(isinstance(row, tuple) and len(row) == 2 for row in hess)
+    assert_values(hess[0][0], [2 * big_s * delta(i, j) for i in range(2) for j in range(2)],
+                  (2, 2), abs_tol=1e-12)
+    assert_values(hess[0][1], [6 * x[i] * y[j] ** 2 for i in range(2) for j in range(6)],
+                  (2, 2, 3), abs_tol=1e-12)
+    assert_values(hess[1][0], [6 * x[i] * y[j] ** 2 for j in range(6) for i in range(2)],
+                  (2, 3, 2), abs_tol=1e-12)
+    assert_values(hess[1][1], [6 * q * y[i] * delta(i, j) for i in range(6) for j in range(6)],
+                  (2, 3, 2, 3), abs_tol=1e-12)
+
+
+# ---- kinks: the conventions of grad ----------------------------------------------------------
+
+def test_relu_and_abs_have_derivative_zero_at_zero_in_jvp_jacobian_and_hessian():
+    """relu'(0) = 0 and abs'(0) = 0, as grad's: jvp along 1 at [0, 2, -2] is [0, 1, 0] for
+    relu and [0, 1, -1] for abs, jacobian is the diagonal of those, vjp agrees, and the
+    Hessian of sum(relu(x)) is zero."""
+    x, ones = Tensor([0.0, 2.0, -2.0]), Tensor([1.0, 1.0, 1.0])
+    for fn, slopes in ((rax.relu, [0.0, 1.0, 0.0]), (rax.abs, [0.0, 1.0, -1.0])):
+        assert flat(rax.jvp(fn, (x,), (ones,))[1]) == slopes
+        assert flat(rax.jvp(fn, (x,), (-ones,))[1]) == [-s for s in slopes]
+        assert flat(rax.vjp(fn, x)[1](ones)[0]) == slopes
+        assert rax.jacobian(fn)(x).tolist() == [[delta(i, j) * slopes[i] for j in range(3)]
+                                                for i in range(3)]
+        assert flat(rax.jvp(fn, (Tensor(0.0),), (Tensor(1.0),))[1]) == [0.0]
+    assert flat(rax.hessian(lambda t: rax.relu(t).sum())(x)) == [0.0] * 9
+
+
+def test_maximum_ties_split_the_derivative_equally_in_jvp_vjp_and_jacobian():
+    """maximum(x, y) where x == y passes half of a tangent from each side (jvp) and half of
+    a cotangent to each side (vjp), as grad does; away from a tie, all to the larger."""
+    x, y = Tensor([1.0, 2.0, 3.0]), Tensor([1.0, 5.0, 0.0])
+    _, t_out = rax.jvp(rax.maximum, (x, y), (Tensor([2.0, 2.0, 2.0]), Tensor([4.0, 4.0, 4.0])))
+    assert flat(t_out) == [3.0, 4.0, 2.0]
+    gx, gy = rax.vjp(rax.maximum, x, y)[1](Tensor([1.0, 1.0, 1.0]))
+    assert (flat(gx), flat(gy)) == ([0.5, 0.0, 1.0], [0.5, 1.0, 0.0])
+    jx, jy = rax.jacobian(rax.maximum, argnums=(0, 1))(x, y)
+    assert jx.tolist() == [[0.5, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert jy.tolist() == [[0.5, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+# ---- edge cases ----------------------------------------------------------------------------
+
+def test_an_output_that_does_not_depend_on_the_input_has_zero_derivatives():
+    """f(x) = ones(k) ignores x: jvp gives zeros of f's shape, vjp zeros of x's shape, and
+    jacobian zeros of shape (k,) + x.shape, both when wide (rows) and tall (columns)."""
+    for k, x in ((2, Tensor([1.0, 2.0, 3.0])), (4, Tensor([[1.0]]))):
+        def f(t):
+            return rax.ones((k,))
+        out, t_out = rax.jvp(f, (x,), (rax.ones(x.shape),))
+        assert flat(out) == [1.0] * k and flat(t_out) == [0.0] * k
+        assert flat(rax.vjp(f, x)[1](rax.ones((k,)))[0]) == [0.0] * x.size
+        jac = rax.jacobian(f)(x)
+        assert jac.shape == (k,) + x.shape and flat(jac) == [0.0] * (k * x.size)
+    assert flat(rax.hvp(lambda t: (t * 0.0).sum(), (x,), (x,))) == [0.0]
+
+
+def test_a_number_primal_takes_a_0d_tangent_and_gets_0d_derivatives():
+    """A Python number as a primal is a 0-d argument: jvp's tangent is 0-d (a number or a
+    0-d Tensor), vjp's result is a 0-d Tensor, and jacobian and hessian are 0-d."""
+    for tangent in (1.0, Tensor(1.0)):
+        out, t_out = rax.jvp(lambda t: t * t * t, (2.0,), (tangent,))
+        assert_flat(out, 8.0, ())
+        assert_flat(t_out, 12.0, ())
+    (g,) = rax.vjp(lambda t: t * t, 3.0)[1](Tensor(2.0))
+    assert_flat(g, 12.0, ())
+    assert_flat(rax.jacobian(lambda t: t * t)(3.0), 6.0, ())
+    assert_flat(rax.hessian(lambda t: t * t * t)(3.0), 18.0, ())
+    assert_flat(rax.hvp(lambda t: t * t * t, (3.0,), (0.5,)), 9.0, ())
+
+
+def test_0d_input_and_output():
+    """For sin of a 0-d x: jvp is cos(x) v, vjp cos(x) u, jacobian cos(x), hessian
+    -sin(x) and hvp -sin(x) v, all 0-d."""
+    x, v = 0.75, -2.0
+    tx = Tensor(x)
+    assert_flat(rax.jvp(rax.sin, (tx,), (Tensor(v),))[1], math.cos(x) * v, ())
+    assert_flat(rax.vjp(rax.sin, tx)[1](Tensor(v))[0], math.cos(x) * v, ())
+    assert_flat(rax.jacobian(rax.sin)(tx), math.cos(x), ())
+    assert_flat(rax.hessian(rax.sin)(tx), -math.sin(x), ())
+    assert_flat(rax.hvp(rax.sin, (tx,), (Tensor(v),)), -math.sin(x) * v, ())
+
+
+def test_zero_size_tensors_give_zero_size_derivatives():
+    """With no elements in, or out, every result is empty and of the right shape:
+    jacobian (0, 2, 0, 2) for 2 x of x (0, 2), (0, 2) for its sum, (3, 0) for an output of
+    3 not depending on a (0,) input, (0, 3) for an empty output of a (3,) input; hessian
+    (0, 2, 0, 2); jvp, vjp and hvp shaped like their output or input."""
+    z = rax.zeros((0, 2))
+    assert rax.jacobian(lambda t: t * 2.0)(z).shape == (0, 2, 0, 2)
+    assert rax.jacobian(lambda t: t.sum())(z).shape == (0, 2)
+    assert rax.hessian(lambda t: (t * t).sum())(z).shape == (0, 2, 0, 2)
+    tall = rax.jacobian(lambda t: t.sum() + Tensor([1.0, 2.0, 3.0]))(rax.zeros((0,)))
+    assert tall.shape == (3, 0)
+    wide = rax.jacobian(lambda t: t[:0] * 2.0)(Tensor([1.0, 2.0, 3.0]))
+    assert wide.shape == (0, 3)
+    out, t_out = rax.jvp(lambda t: rax.exp(t), (z,), (z,))
+    assert out.shape == t_out.shape == (0, 2)
+    assert rax.vjp(lambda t: t.sum(), z)[1](Tensor(1.0))[0].shape == (0, 2)
+    assert rax.hvp(lambda t: (t * t).sum(), (z,), (z,)).shape == (0, 2)
+    assert_flat(rax.jvp(lambda t: t.sum(), (z,), (z,))[1], 0.0, ())
+
+
+def test_vjp_fn_called_twice_gives_two_right_answers():
+    """vjp_fn is J^T u for each call: a second cotangent does not see the first (no
+    accumulation), and the first answer is unchanged by the second call."""
+    x, w = Tensor([1.0, 2.0]), Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    _, f_vjp = rax.vjp(lambda x: x @ w, x)
+    (first,) = f_vjp(Tensor([1.0, 0.0, 0.0]))
+    (second,) = f_vjp(Tensor([0.0, 1.0, -1.0]))
+    (again,) = f_vjp(Tensor([1.0, 0.0, 0.0]))
+    assert flat(first) == [1.0, 4.0] == flat(again)
+    assert flat(second) == [-1.0, -1.0]
+
+
+def test_nothing_is_mutated_by_vjp_jvp_jacobian_hessian_or_hvp():
+    """Primal, tangent and cotangent trees (dicts and lists of Tensors) keep their keys,
+    their very Tensors and those Tensors' values after every transformation."""
+    def f(p):
+        return {"y": p["w"] * p["b"][0], "s": (p["w"] ** 2).sum()}
+
+    def g(p):
+        return (p["w"] ** 2).sum() * p["b"][0]
+    p = {"w": Tensor([1.0, 2.0]), "b": [Tensor(3.0)]}
+    t = {"w": Tensor([0.5, -1.0]), "b": [Tensor(2.0)]}
+    c = {"y": Tensor([1.0, -1.0]), "s": Tensor(4.0)}
+    trees = (p, t, c)
+    before = [(tree, copy.copy(tree), [(leaf, leaf.tolist()) for leaf in rax.tree_leaves(tree)])
+              for tree in trees]
+    lists = (p["b"], t["b"])
+    lists_before = [list(b) for b in lists]
+    rax.vjp(f, p)[1](c)
+    rax.jvp(f, (p,), (t,))
+    rax.jacobian(f)(p)
+    rax.hessian(g)(p)
+    rax.hvp(g, (p,), (t,))
+    for tree, shallow, leaves in before:
+        assert tree == shallow
+        assert all(leaf.tolist() == values for leaf, values in leaves)
+        assert [leaf for leaf, _ in leaves] == rax.tree_leaves(tree)
+    assert [list(b) for b in lists] == lists_before
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+def test_tangent_structure_and_shape_mismatches_are_value_errors_naming_the_leaf():
+    """A tangent of the wrong shape is a ValueError naming the leaf (with its path in a
+    tree) and both shapes; a tangent tree of another structure names the missing leaf."""
+    x = Tensor([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"jvp: tangents\[0\] has shape \(1,\), but "
+                                         r"primals\[0\] has shape \(3,\)"):
+        rax.jvp(lambda t: t, (x,), (Tensor([1.0]),))
+    with pytest.raises(ValueError, match=r"jvp: tangents\[1\]\['w'\] has shape \(\), but "
+                                         r"primals\[1\]\['w'\] has shape \(3,\)"):
+        rax.jvp(lambda a, p: a * p["w"], (x, {"w": x}), (x, {"w": Tensor(1.0)}))
+    with pytest.raises(ValueError, match=r"jvp: tangents does not have the structure of "
+                                         r"primals: primals\[0\]\['a'\] is in primals"):
+        rax.jvp(lambda p: p["a"], ({"a": x},), ({"b": x},))
+    with pytest.raises(ValueError, match=r"tangents does not have the structure of primals"):
+        rax.jvp(lambda a: a, (x,), (x, x))
+    with pytest.raises(ValueError, match=r"tangents\[0\] has shape \(2,\), but "
+                                         r"primals\[0\] has shape \(3,\)"):
+        rax.hvp(lambda t: t.sum(), (x,), (Tensor([1.0, 2.0]),))
+
+
+def test_cotangent_shape_or_structure_mismatch_in_vjp_fn_is_a_value_error():
+    """vjp_fn with a cotangent of another shape than f's result names both shapes (and the
+    leaf's path in a tree); one of another structure names the missing leaf."""
+    x = Tensor([1.0, 2.0, 3.0])
+    _, f_vjp = rax.vjp(lambda t: t * 2.0, x)
+    with pytest.raises(ValueError, match=r"vjp: cotangent has shape \(1,\), but out has "
+                                         r"shape \(3,\)"):
+        f_vjp(Tensor([1.0]))
+    _, f_vjp = rax.vjp(lambda t: (t, {"s": t.sum()}), x)
+    with pytest.raises(ValueError, match=r"vjp: cotangent\[1\]\['s'\] has shape \(3,\), but "
+                                         r"out\[1\]\['s'\] has shape \(\)"):
+        f_vjp((x, {"s": x}))
+    with pytest.raises(ValueError, match=r"cotangent does not have the structure of out: "
+                                         r"out\[1\]\['s'\] is in out but not in cotangent"):
+        f_vjp((x, {"t": Tensor(1.0)}))
+
+
+def test_primals_or_tangents_not_a_tuple_is_a_type_error():
+    """jvp and hvp take primals and tangents as tuples of f's arguments: a bare Tensor in
+    either place is a TypeError saying so."""
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"jvp: primals must be a tuple of f's arguments, "
+                                        r"such as \(x,\), got Tensor"):
+        rax.jvp(lambda t: t, x, (x,))
+    with pytest.raises(TypeError, match=r"tangents must be a tuple .* got Tensor"):
+        rax.jvp(lambda t: t, (x,), x)
+    with pytest.raises(TypeError, match=r"primals must be a tuple .* got Tensor"):
+        rax.hvp(lambda t: t.sum(), x, (x,))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: rax.vjp(3, x),
+    lambda x: rax.jvp(3, (x,), (x,)),
+    lambda x: rax.jacobian(3)(x),
+    lambda x: rax.hessian(3)(x),
+    lambda x: rax.hvp(3, (x,), (x,)),
+], ids=["vjp", "jvp", "jacobian", "hessian", "hvp"])
+def test_f_not_callable_is_a_type_error(call):
+    """Every transformation refuses an f that is not a function with a TypeError showing
+    it (jacobian and hessian as soon as they are made or called)."""
+    with pytest.raises(TypeError, match=r"f must be a function, got 3 \(int\)"):
+        call(Tensor([1.0]))
+
+
+@pytest.mark.parametrize("call, where", [
+    (lambda f, x: rax.vjp(f, x), r"out\[1\] is 3\.0 \(float\)"),
+    (lambda f, x: rax.jvp(f, (x,), (x,)), r"out\[1\] is 3\.0 \(float\)"),
+    (lambda f, x: rax.jacobian(f)(x), r"out\[1\] is 3\.0 \(float\)"),
+], ids=["vjp", "jvp", "jacobian"])
+def test_f_returning_a_non_tensor_leaf_is_a_type_error(call, where):
+    """f must return a tensor or a tree of tensors: a number among the leaves is a
+    TypeError naming its path and showing it; a bare string result too."""
+    x = Tensor([1.0])
+    with pytest.raises(TypeError, match=r"f must return a tensor or a tree of tensors, but "
+                                        + where):
+        call(lambda t: (t, 3.0), x)
+    with pytest.raises(TypeError, match=r"but out is 's' \(str\)"):
+        call(lambda t: "s", x)
+
+
+def test_argnums_out_of_range_is_a_value_error():
+    """jacobian and hessian with argnums past f's positional arguments (alone, negative or
+    in a tuple) raise a ValueError naming argnums and the number of arguments."""
+    def f(a, b):
+        return (a * b).sum()
+    x = Tensor([1.0, 2.0])
+    for bad in (2, -3, (0, 2)):
+        for transform in (rax.jacobian, rax.hessian):
+            with pytest.raises(ValueError, match=rf"argnums {re.escape(str(bad))} asks for "
+                                                 r"argument -?\d, but f got 2 positional"):
+                transform(f, argnums=bad)(x, x)
+
+
+@pytest.mark.parametrize("name, call", [
+    ("jvp", lambda x: rax.jvp(3, (x,), (x,))),
+    ("jvp", lambda x: rax.jvp(lambda t: (t, 3.0), (x,), (x,))),
+    ("jacobian", lambda x: rax.jacobian(3)),
+    ("jacobian", lambda x: rax.jacobian(lambda t: 3.0)(x)),
+    ("hessian", lambda x: rax.hessian(3)),
+    ("hessian", lambda x: rax.hessian(lambda t: t.sum(), argnums=1)(x)),
+    ("hvp", lambda x: rax.hvp(lambda t: t.sum(), x, (x,))),
+    ("hvp", lambda x: rax.hvp(3, (x,), (x,))),
+    ("hvp", lambda x: rax.hvp(lambda t: t.sum(), (x,), (Tensor([1.0, 2.0]),))),
+], ids=["jvp-f", "jvp-out", "jacobian-f", "jacobian-out", "hessian-f", "hessian-argnums",
+        "hvp-primals", "hvp-f", "hvp-tangent-shape"])
+def test_errors_name_the_transformation_the_user_called(name, call):
+    """An error from jvp, jacobian, hessian or hvp starts with that function's name (the
+    standard: a clear exception naming the function called), not with the name of the
+    function it is built on."""
+    with pytest.raises((TypeError, ValueError), match=rf"^{name}: "):
+        call(Tensor([1.0]))
+
+
+def test_tall_tree_jacobian_with_a_block_as_square_as_its_input_is_not_transposed():
+    """f(x) = (A @ x, sum(x)) for x (2,) has 3 outputs and 2 inputs, so columns by jvp:
+    the block d (A @ x) / d x is A itself, [[1, 2], [3, 4]], not its transpose."""
+    a = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    block, total = rax.jacobian(lambda x: (a @ x, x.sum()))(Tensor([1.0, 1.0]))
+    assert_flat(total, [1.0, 1.0], (2,))
+    assert_flat(block, [[1.0, 2.0], [3.0, 4.0]], (2, 2))
