@@ -392,6 +392,13 @@ def _as_tensor(value, op):
                     f"got {value!r} ({type(value).__name__})")
 
 
+def _filled(shape, value):
+    """A constant of `shape` with every element `value`, for the seeds and zeros that rax
+    makes itself (in backward, say): marked as a constant, so that it is never mistaken
+    for data or a variable."""
+    return _node(None, None, _full_lists(shape, value), shape, (), (), _CONSTANT)
+
+
 def _tensor_from_pickle(data, shape, constant):
     """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
     return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
@@ -660,7 +667,7 @@ def backward(t, seed=None):
         if t.size != 1:
             raise ValueError(f"backward: a tensor of shape {t.shape} needs a seed of that shape; "
                              f"only a tensor with one element has the default seed 1")
-        seed = ones(t.shape)
+        seed = _filled(t.shape, 1.0)
     seed = _as_tensor(seed, "backward")
     if seed.shape != t.shape:
         raise ValueError(f"backward: the seed has shape {seed.shape}, "
@@ -713,7 +720,7 @@ class _GradientGraph:
         if t not in self.values:
             self._fill(t)
         value = self.values[t]
-        return zeros(t.shape) if value is None else value
+        return _filled(t.shape, 0.0) if value is None else value
 
     def _fill(self, t):
         """Compute the value of t, and first those of the consumers it needs: a node leaves
@@ -800,7 +807,7 @@ class GradNode:
     def __getitem__(self, x):
         if not isinstance(x, Tensor):
             raise TypeError(f"g[x]: x must be a Tensor, got {type(x).__name__}")
-        return self._graph.value(x) if x in self._graph.consumers else zeros(x.shape)
+        return self._graph.value(x) if x in self._graph.consumers else _filled(x.shape, 0.0)
 
     def __contains__(self, x):
         if not isinstance(x, Tensor):
@@ -820,7 +827,7 @@ class GradNode:
         if isinstance(leaf, Tensor):
             return self[leaf]
         if isinstance(leaf, numbers.Real):
-            return zeros(())
+            return _filled((), 0.0)
         raise TypeError(f"g.wrt: the leaves of the tree must be Tensors or numbers, "
                         f"got {leaf!r} ({type(leaf).__name__})")
 
@@ -865,7 +872,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
             raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
         # The walk stops at the arguments: what made them (a previous step of a loop, say)
         # does not matter here, and may be long.
-        g = _GradientGraph(loss, ones(loss.shape), arguments).node(loss)
+        g = _GradientGraph(loss, _filled(loss.shape, 1.0), arguments).node(loss)
         grads = tuple(g.wrt(args[p]) for p in positions)
         if isinstance(argnums, numbers.Integral):
             grads = grads[0]
@@ -1133,7 +1140,7 @@ def _power(x, exponent):
 def _power_vjp(g, out, x):
     exponent = out.attrs["exponent"]
     if exponent == 0.0:
-        return zeros(x.shape)  # as PyTorch: x ** 0 is 1, whatever g is
+        return _filled(x.shape, 0.0)  # as PyTorch: x ** 0 is 1, whatever g is
     return g * (exponent * x ** (exponent - 1.0))
 
 
@@ -2966,8 +2973,7 @@ def _unit(shape, j):
 
 def _jacobian_rows(out, outputs, inputs, vjp_fn):
     """blocks[k][l] = d outputs[k] / d inputs[l], one vjp per element of each output."""
-    zeros_out = [_node(None, None, _full_lists(o.shape, 0.0), o.shape, (), (), _CONSTANT)
-                 for o in outputs]
+    zeros_out = [_filled(o.shape, 0.0) for o in outputs]
     blocks = []
     for k, o in enumerate(outputs):
         rows = []  # rows[i][l]: the gradient of element i of output k w.r.t. input l
@@ -2982,8 +2988,7 @@ def _jacobian_rows(out, outputs, inputs, vjp_fn):
 def _jacobian_columns(op, f_of, wrt, outputs, inputs):
     """blocks[k][l] = d outputs[k] / d inputs[l], one jvp per element of each input."""
     _, push_forward = _linearize(op, f_of, wrt)
-    zeros_in = [_node(None, None, _full_lists(x.shape, 0.0), x.shape, (), (), _CONSTANT)
-                for x in inputs]
+    zeros_in = [_filled(x.shape, 0.0) for x in inputs]
     columns = []  # columns[l][j][k]: d output k / d element j of input l
     for l, x in enumerate(inputs):
         columns.append([])
@@ -2999,7 +3004,7 @@ def _assemble(out_shape, in_shape, parts, by_rows):
     element) or else its columns (of out_shape, one per input element)."""
     if not parts:  # an output or input with no elements
         shape = out_shape + in_shape
-        return _node(None, None, _full_lists(shape, 0.0), shape, (), (), _CONSTANT)
+        return _filled(shape, 0.0)
     stacked = stack(parts)  # (number of parts,) + the shape of a part
     if by_rows:
         return stacked.reshape(out_shape + in_shape)

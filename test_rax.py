@@ -5374,3 +5374,19 @@ def test_tall_tree_jacobian_with_a_block_as_square_as_its_input_is_not_transpose
     block, total = rax.jacobian(lambda x: (a @ x, x.sum()))(Tensor([1.0, 1.0]))
     assert_flat(total, [1.0, 1.0], (2,))
     assert_flat(block, [[1.0, 2.0], [3.0, 4.0]], (2, 2))
+
+
+def test_the_seeds_and_zeros_that_rax_makes_are_marked_as_constants():
+    """A leaf knows what it is: the default seed of backward and grad, the zeros of g[x] for
+    an x outside the graph, of a number's gradient in g.wrt, and of x ** 0's rule are
+    constants (attrs {"constant": True}), never plain leaves that look like data."""
+    x, unused = Tensor([1.0, 2.0]), Tensor([3.0])
+    g = (x * x).sum().backward()
+    assert g.value.attrs == {"constant": True} and g.value.op is None
+    assert g[unused].attrs == {"constant": True} and g[unused].tolist() == [0.0]
+    assert g.wrt({"lr": 0.1})["lr"].attrs == {"constant": True}
+    power_zero = rax.grad(lambda x: (x ** 0.0).sum())(x)
+    assert power_zero.tolist() == [0.0, 0.0] and power_zero.attrs == {"constant": True}
+    constant_f = rax.grad(lambda x, y: (y * 2.0).sum())(x, Tensor([1.0]))
+    assert constant_f.attrs == {"constant": True} and constant_f.tolist() == [0.0, 0.0]
+    assert rax.Tensor([1.0]).attrs == {}  # data made by the user stays a plain leaf
