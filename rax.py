@@ -97,6 +97,7 @@ import operator
 import os
 import random
 import struct
+import sys
 import weakref
 from types import MappingProxyType
 
@@ -290,7 +291,9 @@ class Tensor:
         if copy is False:
             raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
                              "floats, which NumPy can only copy")
-        import numpy  # here only: rax itself needs no NumPy
+        numpy = sys.modules.get("numpy")  # NumPy calls this, so it is loaded: rax imports
+        if numpy is None:                 # no NumPy, here or anywhere
+            raise TypeError("Tensor.__array__ is NumPy's hook: call numpy.asarray(t)")
         dtype = numpy.float64 if dtype is None else dtype
         return numpy.array(self.data, dtype=dtype).reshape(self.shape)
 

@@ -3255,8 +3255,12 @@ def test_numpy_asarray_of_a_tensor_is_a_float64_array_made_at_once(monkeypatch):
 
 
 def test_rax_does_not_import_numpy():
-    """numpy is imported only inside Tensor.__array__, when NumPy itself asks for it."""
+    """rax never imports numpy: Tensor.__array__ uses the NumPy that called it, and called
+    directly without NumPy loaded it is a TypeError saying what it is for."""
     code = ("import sys, rax; t = rax.Tensor([1.0]) + 1; repr(t); "
+            "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+            "try:\n    t.__array__()\nexcept TypeError as e:\n"
+            "    assert 'numpy.asarray' in str(e), e\n"
             "assert 'numpy' not in sys.modules, 'numpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=pathlib.Path(rax.__file__).parent)
