@@ -18,22 +18,33 @@ Sections:
    10. Trees and optimizers
    11. Bad inputs
    12. Examples and tools
+   13. New-user edges: the star import, examples under python -I, CI, benchmark, plots
+   14. NumPy, data, sizes, repr
+   15. Optimizers, trees, saving, copying
+   16. Special values everywhere, rank up to 5, exact boundaries
+   17. check_grads in forward mode and at second order
+   18. Forward mode, Jacobians and Hessians
 """
 
+import builtins
 import collections
 import copy
 import fractions
 import gc
 import importlib.util
 import inspect
+import io
 import itertools
+import json
 import math
 import operator
 import os
 import pathlib
+import pickle
 import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -2795,7 +2806,7 @@ def test_draw_and_to_dot_describe_the_graph():
     assert dot.lstrip().startswith("digraph") and dot.rstrip().endswith("}")
     assert dot.count("->") == 3  # w -> mul twice, mul -> sum
     assert "->" in rax.to_dot(loss, loss.backward())
-    x = y = Tensor(1.0)
+    y = Tensor(1.0)
     for _ in range(100_000):
         y = y + 1.0
     assert isinstance(rax.draw(y), str)
@@ -2979,10 +2990,9 @@ def test_reshape_and_transpose_take_sides_one_by_one_and_numbers_convert():
 
 
 # ============================================================================================
-# Hardening: new-user edges
+# 13. New-user edges: the star import, examples under python -I, CI, benchmark, plots
 # ============================================================================================
 
-import builtins  # noqa: E402
 
 
 def test_star_import_leaves_the_builtins_alone_and_every_exported_name_exists():
@@ -3133,7 +3143,9 @@ def test_errors_in_ones_own_rule_or_forward_propagate_unchanged_where_notes_do_n
     assert "__notes__" not in vars(caught_forward.value) | vars(caught_rule.value)
 
 
-# ==== Hardening: NumPy, data, sizes, repr ====
+# ============================================================================================
+# 14. NumPy, data, sizes, repr
+# ============================================================================================
 
 def _bits(values):
     """Flat values with the sign of each zero made visible, for exact comparison."""
@@ -3480,18 +3492,13 @@ def test_repr_prints_up_to_1000_values_in_full_and_summarises_past_that():
 
 
 # ============================================================================================
-# ==== Hardening: optimizers, trees, saving, copying ====
+# 15. Optimizers, trees, saving, copying
 #
 # Optimizer state kept per leaf path and checked, hyperparameters checked and stored as
 # floats, opt.state and state=, rax.save and rax.load (exact JSON), copy and pickle of
 # tensors, trees and optimizers, tree walks of any depth with clear errors.
 # ============================================================================================
 
-import fractions  # noqa: E402  (imports of this section only)
-import io  # noqa: E402
-import json  # noqa: E402
-import pickle  # noqa: E402
-import struct  # noqa: E402
 
 
 def float_bits(x):
@@ -4100,7 +4107,7 @@ def test_copied_optimizers_take_the_same_next_steps(make, duplicate):
 
 
 # ============================================================================================
-# ==== Hardening: tests (special values everywhere, rank up to 5, exact boundaries) ====
+# 16. Special values everywhere, rank up to 5, exact boundaries
 #
 # Special values (inf, -inf, nan, signed zeros, the largest and smallest floats) mixed with
 # ordinary ones, through broadcasting, reductions over random axes and gradients; pow
@@ -4644,7 +4651,9 @@ def test_matmul_stretches_batch_sides_of_one_at_rank_4_and_5(x_shape, y_shape):
     assert_values(g[ty], gy, y_shape, what="d/dy")
 
 
-# ==== check_grads in forward mode and at second order (issue #11) ====
+# ============================================================================================
+# 17. check_grads in forward mode and at second order
+# ============================================================================================
 
 def test_check_grads_in_forward_mode_passes_a_right_rule_and_blames_a_wrong_one():
     """modes=("fwd",) compares jvp with central differences: a right f passes; a primitive
@@ -4694,11 +4703,12 @@ def test_jacobian_by_columns_of_square_blocks_is_not_transposed():
     assert J["b"].tolist() == [[2.0, 4.0], [6.0, 8.0]]
 
 
-# ==== Forward mode, Jacobians and Hessians (issue #11) ====
+# ============================================================================================
+# 18. Forward mode, Jacobians and Hessians
 #
 # Every expected Jacobian, Hessian and product is written out in plain Python over flat
 # row-major lists; random programs check the identities that hold for any f instead.
-
+# ============================================================================================
 
 def flat(t):
     """The flat row-major list of a Tensor's values."""
