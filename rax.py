@@ -176,8 +176,9 @@ class Tensor:
             a leaf.
         vjps: one rule per input, ``rule(g, out, *inputs)`` -> the gradient for that input
             given g, the gradient of out (None where no gradient flows); () for a leaf.
-        attrs: the op's static arguments (axis, shape, index, ...), a dict; for a leaf
-            that an op made from a Python number or list, {"constant": True}.
+        attrs: the op's static arguments (axis, shape, index, ...), a dict; for a
+            constant, a leaf that rax made (from a number or list given to an op, or a seed
+            or zeros of its own), {"constant": True}.
 
     ``Tensor(data)`` takes a number, a rectangular nested list or tuple of numbers, a
     Tensor, or anything with a ``tolist()`` method, such as a NumPy array or scalar; every
