@@ -39,8 +39,9 @@ Words used throughout:
 tensor      an immutable array of floats (``data``, ``shape``) that remembers how it was
             made (``op``, ``inputs``).
 leaf        a tensor made from data, not by an op: ``op`` is None, ``inputs`` is ().
-            A constant is a leaf that an op made of a number, list or array passed to it
-            (the 2.0 of ``y * 2.0``), marked ``attrs == {"constant": True}``.
+            A constant is a leaf that rax made itself, of a number, list or array given
+            to an op (the 2.0 of ``y * 2.0``) or as a seed or zeros of its own; it is
+            marked ``attrs == {"constant": True}``.
 node        a tensor in a graph; an op's output points to its inputs, never back. (A node
             of the gradient graph is a GradNode.)
 op          what makes a node: add, exp, sum, matmul, ... (``t.op`` is its name).
@@ -78,7 +79,7 @@ function may call one defined further down):
     4. More primitives     unary, binary, comparisons, movement, indexing, reductions.
     5. Composite ops       built from primitives: softmax, mean, stack, ...
     6. Making tensors      zeros, ones, arange, randn, ... and Python data read as tensors.
-    7. Trees, optimizers, saving   tree_map, sgd, SGD, Adam, save, load.
+    7. Trees, optimizers   tree_map, sgd, SGD, Adam; saving with save and load.
     8. Forward mode        vjp, jvp, jacobian, hessian, hvp.
     9. Tools               your own primitives, check_grads, draw, to_dot.
     Appendices: the machinery
