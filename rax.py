@@ -2065,43 +2065,57 @@ def _leaves_with_keys(tree, op="tree_leaves", name="tree"):
     the root of the tree to the leaf.
 
     The walk keeps its own stack rather than recursing, so a tree may be nested any number
-    of levels deep. A container found inside itself is a ValueError: that tree has no end.
+    of levels deep, and holds the way to each node as a linked path (see _unlink), so its
+    memory grows with the depth, not with its square. A container found inside itself is a
+    ValueError: that tree has no end.
     """
     items, stack = [], [((), tree)]
-    open_containers = {}  # id -> keys of each container whose children are being walked
+    open_containers = {}  # id -> path of each container whose children are being walked
     while stack:
-        keys, node = stack.pop()
-        if keys is None:  # the marker pushed below: every child of container `node` is done
+        path, node = stack.pop()
+        if path is None:  # the marker pushed below: every child of container `node` is done
             del open_containers[node]
             continue
-        children = _children(node, op, name, keys)
+        children = _children(node, op, name, path)
         if children is None:
-            items.append((keys, node))
+            items.append((_unlink(path), node))
             continue
         if id(node) in open_containers:
-            raise ValueError(f"{op}: the tree contains itself: {_path(name, keys)} is "
-                             f"{_path(name, open_containers[id(node)])}")
-        open_containers[id(node)] = keys
+            raise ValueError(f"{op}: the tree contains itself: {_path(name, _unlink(path))} "
+                             f"is {_path(name, _unlink(open_containers[id(node)]))}")
+        open_containers[id(node)] = path
         stack.append((None, id(node)))
-        stack.extend((keys + (key,), child) for key, child in reversed(children))
+        stack.extend(((path, key), child) for key, child in reversed(children))
     return items
 
 
-def _sorted_keys(tree, op, name, keys):
-    """The keys of the dict `tree` in sorted order, the order of its leaves."""
+def _unlink(path):
+    """The keys of a linked path, root first: () is the root, and (parent's path, key) the
+    child under key. A walk links each child to its parent in O(1), instead of copying a
+    tuple of all the keys above it at every level."""
+    keys = []
+    while path:
+        path, key = path
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
+def _sorted_keys(tree, op, name, path):
+    """The keys of the dict `tree` (at the linked path, see _unlink) in sorted order, the
+    order of its leaves."""
     try:
         return sorted(tree)
     except TypeError as error:
         shown = ", ".join(repr(key) for key in itertools.islice(tree, 6))
-        raise TypeError(f"{op}: the keys of {_path(name, keys)} ({shown}) cannot be sorted "
-                        f"({error}); a tree's leaves follow its dict keys in sorted order, "
-                        f"so use keys of one type, such as str") from None
+        raise TypeError(f"{op}: the keys of {_path(name, _unlink(path))} ({shown}) cannot "
+                        f"be sorted ({error}); a tree's leaves follow its dict keys in sorted "
+                        f"order, so use keys of one type, such as str") from None
 
 
-def _children(tree, op, name, keys):
+def _children(tree, op, name, path):
     """The (key, child) pairs of a dict (keys sorted), a list or a tuple; None for a leaf."""
     if isinstance(tree, dict):
-        return [(key, tree[key]) for key in _sorted_keys(tree, op, name, keys)]
+        return [(key, tree[key]) for key in _sorted_keys(tree, op, name, path)]
     if isinstance(tree, (list, tuple)):
         return list(enumerate(tree))
     return None
@@ -2151,30 +2165,33 @@ def _container_like(tree, children, values):
 def _structure_difference(a, b, name, names):
     """Where trees a and b (called names[0] and names[1]) first differ in structure, in
     words; None if they do not. Iterative, as _leaves_with_keys; a must have an end."""
-    stack = [((), a, b)]
+    def at(path, *more):  # the place for a message: tree['w'][0]
+        return _path(name, _unlink(path) + more)
+
+    stack = [((), a, b)]  # (linked path, see _unlink; a's node; b's node)
     while stack:
-        keys, a, b = stack.pop()
+        path, a, b = stack.pop()
         if not isinstance(a, (dict, list, tuple)) and not isinstance(b, (dict, list, tuple)):
             continue
         if type(a) is not type(b):
-            return (f"{_path(name, keys)} is a {type(a).__name__} in {names[0]} and a "
+            return (f"{at(path)} is a {type(a).__name__} in {names[0]} and a "
                     f"{type(b).__name__} in {names[1]}")
         if isinstance(a, dict):
-            order = _sorted_keys(a, "tree_map", name, keys)
+            order = _sorted_keys(a, "tree_map", name, path)
             if a.keys() != b.keys():
                 key = next((key for key in order if key not in b), None)
                 has, lacks = names
                 if key is None:
                     key, has, lacks = next(key for key in b if key not in a), lacks, has
-                return f"{_path(name, keys + (key,))} is in {has} but not in {lacks}"
+                return f"{at(path, key)} is in {has} but not in {lacks}"
             pairs = [(key, a[key], b[key]) for key in order]
         else:
             if len(a) != len(b):
                 has, lacks = names if len(a) > len(b) else names[::-1]
-                return (f"{_path(name, keys + (_min(len(a), len(b)),))} is in {has} but "
-                        f"not in {lacks} ({len(a)} items against {len(b)})")
+                return (f"{at(path, _min(len(a), len(b)))} is in {has} but not in {lacks} "
+                        f"({len(a)} items against {len(b)})")
             pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b))]
-        stack.extend((keys + (key,), x, y) for key, x, y in reversed(pairs))
+        stack.extend(((path, key), x, y) for key, x, y in reversed(pairs))
     return None
 
 

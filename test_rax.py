@@ -48,6 +48,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
 import weakref
 
 import pytest
@@ -5404,3 +5405,20 @@ def test_the_seeds_and_zeros_that_rax_makes_are_marked_as_constants():
     constant_f = rax.grad(lambda x, y: (y * 2.0).sum())(x, Tensor([1.0]))
     assert constant_f.attrs == {"constant": True} and constant_f.tolist() == [0.0, 0.0]
     assert rax.Tensor([1.0]).attrs == {}  # data made by the user stays a plain leaf
+
+
+def test_a_deep_tree_costs_memory_in_proportion_to_its_depth():
+    """tree_leaves and tree_map of a list nested 20,000 deep hold the way down as a linked
+    path, not a tuple of keys per level: the walk's peak memory stays within a few MB
+    (copying the keys at every level took hundreds of MB at this depth)."""
+    nested = [1.0]
+    for _ in range(20_000):
+        nested = [nested]
+    tracemalloc.start()
+    try:
+        assert rax.tree_leaves(nested) == [1.0]
+        assert rax.tree_map(lambda x, y: x + y, nested, nested) is not nested
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 30_000_000, f"peak {peak:,} bytes"
