@@ -943,7 +943,10 @@ def _as_argnums(f, argnums, op="grad"):
             isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in positions):
         raise TypeError(f"{op}: argnums must be an int or a non-empty tuple of ints, "
                         f"got {argnums!r}")
-    return tuple(operator.index(p) for p in positions)
+    positions = tuple(operator.index(p) for p in positions)
+    if len(set(positions)) != len(positions):
+        raise ValueError(f"{op}: argnums {argnums} names an argument twice")
+    return positions
 
 
 # ============================================================================================
@@ -2814,10 +2817,13 @@ def _data_from_json(data, shape, where, index):
 #
 # JAX's family of transformations, built on the vjp rules alone, so no op needs a rule of
 # its own. vjp keeps f's graph and returns the pullback, cotangent -> J^T cotangent. Forward
-# mode comes from it by the double-vjp trick: the pullback of a cotangent u is built from
-# tensor ops, so it is a function of u, linear in it; for a tangent v, <J^T u, v> = <u, J v>,
-# and the gradient of that with respect to u is J v. jacobian takes rows by vjp or columns by
-# jvp, whichever are fewer; hessian is the jacobian of grad; hvp is jvp of grad.
+# mode comes from it by the double-vjp trick: the pullback of a cotangent variable u is built
+# from tensor ops, so it is a function of u, linear in it; for a tangent v,
+# <J^T u, v> = <u, J v>, so one more backward pass, from <J^T u, v> to u, gives u's gradient
+# J v (u's value never matters). This needs every vjp rule to be written with rax ops, so
+# that it is differentiable in g: a rule that reads floats out of g would give a wrong jvp.
+# jacobian takes rows by vjp or columns by jvp, whichever are fewer; hessian is the jacobian
+# of grad; hvp is jvp of grad.
 # ============================================================================================
 
 def vjp(f, *primals):
@@ -2925,21 +2931,25 @@ def _primals_and_tangents(op, primals, tangents):
 
 
 def _linearize(op, f, primals):
-    """(f(*primals), push_forward), push_forward(tangents) giving J tangents: one backward
-    pass from a cotangent variable u, made once, then one backward pass per call."""
+    """(f(*primals), push_forward), push_forward(tangents) giving J tangents."""
     out, vjp_fn = _vjp(op, f, primals)
-    outputs = _output_tensors(op, out)
-    u = [_leaf(_full_lists(o.shape, 0.0), o.shape) for _, o in outputs]  # any value will do
-    cotangents = tree_leaves(vjp_fn(_rebuild(out, iter(u))))
+    return out, _push_forward(op, out, vjp_fn)
+
+
+def _push_forward(op, out, vjp_fn):
+    """tangents -> J tangents, from f's result and pullback: one backward pass from a
+    cotangent variable u, made once, then one backward pass per call, from <J^T u, v> back
+    to u, whose gradient is J v (the value of u never matters: all of it is linear in u)."""
+    u = [_leaf(_full_lists(o.shape, 0.0), o.shape) for _, o in _output_tensors(op, out)]
+    cotangents = tree_leaves(vjp_fn(_rebuild(out, iter(u))))  # tensors, built from u
 
     def push_forward(tangents):
-        pairs = [(c, t) for c, t in zip(cotangents, tree_leaves(tangents))
-                 if isinstance(c, Tensor)]
-        inner = _sum_of_products(*zip(*pairs)) if pairs else _constant(0.0)
+        inner = _sum_of_products(cotangents, tree_leaves(tangents)) if cotangents \
+            else _constant(0.0)
         g = _GradientGraph(inner, _constant(1.0), frozenset(u)).node(inner)
         return _rebuild(out, iter([g[ui] for ui in u]))
 
-    return out, push_forward
+    return push_forward
 
 
 def jacobian(f, argnums=0):
@@ -2977,7 +2987,7 @@ def _jacobian(op, f, argnums):
         if _sum(o.size for o in outputs) <= _sum(x.size for x in inputs):
             blocks = _jacobian_rows(out, outputs, inputs, vjp_fn)
         else:
-            blocks = _jacobian_columns(op, f_of, wrt, outputs, inputs)
+            blocks = _jacobian_columns(_push_forward(op, out, vjp_fn), wrt, outputs, inputs)
         per_output = [_rebuild(wrt, iter(row)) for row in blocks]
         if isinstance(argnums, numbers.Integral):
             per_output = [tree[0] for tree in per_output]
@@ -3007,9 +3017,8 @@ def _jacobian_rows(out, outputs, inputs, vjp_fn):
     return blocks
 
 
-def _jacobian_columns(op, f_of, wrt, outputs, inputs):
+def _jacobian_columns(push_forward, wrt, outputs, inputs):
     """blocks[k][l] = d outputs[k] / d inputs[l], one jvp per element of each input."""
-    _, push_forward = _linearize(op, f_of, wrt)
     zeros_in = [_filled(x.shape, 0.0) for x in inputs]
     columns = []  # columns[l][j][k]: d output k / d element j of input l
     for l, x in enumerate(inputs):
@@ -3047,8 +3056,9 @@ def hessian(f, argnums=0):
 
 
 def hvp(f, primals, tangents):
-    """The Hessian of a scalar f times the tangents, without forming the Hessian: the jvp
-    of grad(f) (as JAX's recipe jvp(grad(f), primals, tangents)[1]); shaped like primals[0].
+    """The Hessian of a scalar f times the tangents, without forming the Hessian: the jvp of
+    grad(f) w.r.t. primals[0], along all the tangents (JAX's recipe jvp(grad(f), primals,
+    tangents)[1]); shaped like primals[0]. For an f of one argument, that is H v.
 
     >>> hvp(lambda x: (x ** 3).sum(), (Tensor([1.0, 2.0]),), (Tensor([1.0, 1.0]),)).tolist()
     [6.0, 12.0]
@@ -3156,41 +3166,47 @@ def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0,
     ...
     AssertionError: check_grads: d f / d args[0] at [0] is 3.0 by backward, but 6.0...
     """
+    _check_function("check_grads", f)
     _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order)
     args, rng = tuple(args), _as_rng(rng)
-    for mode in modes:
-        _check_first_order(f, args, (eps, atol, rtol), directions, rng, mode)
-    if order > 1:
-        weights = [_leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(leaf.size)], leaf.shape),
-                         leaf.shape) if isinstance(leaf, Tensor) else None
-                   for leaf in tree_leaves(args)]
-
-        def derivative(*args):  # <grad f(args), w>: its gradient is the Hessian times w
-            gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
-            pairs = [(g, w) for g, w in zip(gradients, weights) if w is not None]
-            return _sum_of_products(*zip(*pairs)) if pairs else _constant(0.0)
-
-        try:
-            check_grads(derivative, args, eps, atol, rtol, directions, rng, modes, order - 1)
-        except AssertionError as error:
-            raise AssertionError(
-                f"{error}\nThis is the check of the derivative of the derivative (order "
-                f"{order}), f being x -> <grad f(x), w> for a random w: f's own gradient "
-                f"passed, so look for a vjp rule that is right but not differentiable as "
-                f"written (one that uses stop_gradient, or floats read out of tensors)."
-            ) from None
+    if not args:
+        return  # nothing to differentiate
+    for level in range(1, order + 1):
+        for mode in modes:
+            _check_first_order(f, args, (eps, atol, rtol), directions, rng, mode, level)
+        if level < order:
+            f = _directional_derivative(f, args, rng)
 
 
-def _check_first_order(f, args, tolerances, directions, rng, mode):
-    """check_grads of order 1 in one mode: "rev" (grad) or "fwd" (jvp)."""
+def _directional_derivative(f, args, rng):
+    """x -> <grad f(x), w> for a random w: its gradient is f's Hessian times w, so checking
+    it checks f's second derivatives."""
+    weights = [_leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(leaf.size)], leaf.shape),
+                     leaf.shape) if isinstance(leaf, Tensor) else None
+               for leaf in tree_leaves(args)]
+
+    def derivative(*args):
+        gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
+        pairs = [(g, w) for g, w in zip(gradients, weights) if w is not None]
+        return _sum_of_products(*zip(*pairs)) if pairs else _constant(0.0)
+
+    return derivative
+
+
+def _check_first_order(f, args, tolerances, directions, rng, mode, level):
+    """One mode's check of f's first derivatives, f being check_grads' own f at level 1 and
+    its directional derivative of order level - 1 above that."""
     eps, atol, rtol = tolerances
     items = [(_path("args", keys), leaf) for keys, leaf in _leaves_with_keys(args)]
     if mode == "rev":
         gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
     else:
-        _, push_forward = _linearize("check_grads", f, args)
-        zero = [_leaf(_full_lists(_as_tensor(leaf, "check_grads").shape, 0.0),
-                      _as_tensor(leaf, "check_grads").shape) for _, leaf in items]
+        out, push_forward = _linearize("check_grads", f, args)
+        if not isinstance(out, Tensor) or out.size != 1:
+            what = f"shape {out.shape}" if isinstance(out, Tensor) else type(out).__name__
+            raise TypeError(f"check_grads: f must return a Tensor with one element, "
+                            f"got {what}")
+        zero = [_filled(_as_tensor(leaf, "check_grads").shape, 0.0) for _, leaf in items]
 
     def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
         leaves = [new_leaf if k == position else leaf for k, (_, leaf) in enumerate(items)]
@@ -3206,6 +3222,9 @@ def _check_first_order(f, args, tolerances, directions, rng, mode):
         return push_forward(_rebuild(args, iter(tangents))).item()
 
     by = "by backward" if mode == "rev" else "by forward mode (jvp)"
+    if level > 1:
+        by += (f", for the derivative of order {level} (f here is x -> <grad f(x), w> "
+               f"for a random w, {level - 1} time(s) over)")
     for position, (path, leaf) in enumerate(items):
         if not isinstance(leaf, Tensor):
             continue
@@ -3224,7 +3243,7 @@ def _check_first_order(f, args, tolerances, directions, rng, mode):
                 raise AssertionError(
                     f"check_grads: {what} is {value!r} {by}, but {numeric!r} by "
                     f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
-                    + _blame(f, args, eps, atol, rtol, rng))
+                    + _blame(f, args, eps, atol, rtol, rng, mode == "rev" and level == 1))
 
 
 def _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order):
@@ -3245,11 +3264,11 @@ def _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order
             mode not in ("fwd", "rev") for mode in modes):
         raise ValueError(f"check_grads: modes must be a tuple of 'fwd' and 'rev', "
                          f"got {modes!r}")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 1:
         raise ValueError(f"check_grads: order must be a positive int, got {order!r}")
 
 
-def _blame(f, args, eps, atol, rtol, rng):
+def _blame(f, args, eps, atol, rtol, rng, first_order_rev=True):
     """Check each op of f's graph on its own, inputs first, and describe the first op whose
     vjp rule disagrees with central differences of that op's forward function."""
     out = f(*args)
@@ -3299,6 +3318,11 @@ def _blame(f, args, eps, atol, rtol, rng):
                         f"{analytic_flat[j]!r} but central differences give {expected!r}. "
                         f"The rule is at {_source_location(rule)}. (Unless the input sits on "
                         f"a kink, such as relu at 0, where no derivative exists.)")
+    if not first_order_rev:  # forward mode, or a derivative of a derivative
+        return ("Every op's vjp rule agrees with central differences on that op alone. Forward "
+                "mode and higher derivatives differentiate the rules themselves, so look for a "
+                "vjp rule that is right but not differentiable as written (one that uses "
+                "stop_gradient, or floats read out of tensors), or a kink near the point.")
     return ("Every op's vjp rule agrees with central differences on that op alone, so look "
             "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
             "or too small for f, or randomness or changing state inside f.")

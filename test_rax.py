@@ -4669,15 +4669,37 @@ def test_check_grads_in_forward_mode_passes_a_right_rule_and_blames_a_wrong_one(
 
 def test_check_grads_of_order_two_catches_a_rule_that_is_not_differentiable():
     """A rule that is right but uses stop_gradient passes order 1 and fails order 2 (in
-    either mode), with a message saying it is the derivative of the derivative."""
+    either mode, and when order=3 is asked for too), with a message naming the order of the
+    derivative that failed and pointing at a rule not differentiable as written (not the
+    first-order advice to look at f itself)."""
     half_right = rax.primitive("half_right", lambda x: x * x,
                                [lambda g, out, x: g * 2.0 * rax.stop_gradient(x)])
     x = Tensor([0.5, -1.5])
     rax.check_grads(lambda x: half_right(x).sum(), (x,), modes=("fwd", "rev"))
-    for mode in ("fwd", "rev"):
-        with pytest.raises(AssertionError, match=r"derivative of the derivative \(order 2\)"):
-            rax.check_grads(lambda x: half_right(x).sum(), (x,), modes=(mode,), order=2)
+    for mode, order in (("fwd", 2), ("rev", 2), ("rev", 3)):
+        with pytest.raises(AssertionError) as caught:
+            rax.check_grads(lambda x: half_right(x).sum(), (x,), modes=(mode,), order=order)
+        message = str(caught.value)
+        assert "derivative of order 2" in message and "order 3" not in message
+        assert "not differentiable as written" in message and "look at f itself" not in message
     rax.check_grads(lambda x: (x * x * x).sum(), (x,), modes=("fwd", "rev"), order=3)
+
+
+def test_check_grads_in_forward_mode_names_a_wrong_output_and_other_edges():
+    """Forward mode refuses an f whose result is not one element, as reverse mode does; an
+    empty args has nothing to check; a non-function f and a NumPy-integer order are read
+    as in the rest of rax."""
+    x = Tensor([1.0, 2.0])
+    for mode in ("fwd", "rev"):
+        with pytest.raises(TypeError, match=r"one element"):
+            rax.check_grads(lambda x: (x.sum(),), (x,), modes=(mode,))
+        with pytest.raises(TypeError, match=r"one element, got shape \(2,\)"):
+            rax.check_grads(lambda x: x * 2.0, (x,), modes=(mode,))
+    assert rax.check_grads(lambda: Tensor(1.0), ()) is None
+    with pytest.raises(TypeError, match=r"^check_grads: f must be a function"):
+        rax.check_grads(3, (x,))
+    np = pytest.importorskip("numpy")
+    rax.check_grads(lambda x: (x ** 3).sum(), (x,), order=np.int64(2))
 
 
 @pytest.mark.parametrize("modes, order, match", [
@@ -5422,3 +5444,23 @@ def test_a_deep_tree_costs_memory_in_proportion_to_its_depth():
     finally:
         tracemalloc.stop()
     assert peak < 30_000_000, f"peak {peak:,} bytes"
+
+
+def test_argnums_may_not_name_an_argument_twice_and_jacobian_runs_f_once():
+    """argnums naming one argument twice is a ValueError for grad and jacobian alike (a
+    jacobian would otherwise silently give one block of zeros); and jacobian by columns
+    runs f once, so the Jacobian belongs to the very output it returns with."""
+    f = lambda a, b: a * b  # noqa: E731
+    x, y = Tensor([1.0, 2.0]), Tensor([3.0, 4.0])
+    for transform in (rax.grad, rax.jacobian, rax.hessian, rax.value_and_grad):
+        with pytest.raises(ValueError, match=r"argnums \(0, 0\) names an argument twice"):
+            transform(f, argnums=(0, 0))
+    calls = []
+
+    def tall(x):
+        calls.append(1)
+        return rax.stack([x * 2.0, x * 3.0, x * 4.0])
+
+    J = rax.jacobian(tall)(Tensor([1.0, 2.0]))  # 6 outputs, 2 inputs: by columns
+    assert len(calls) == 1 and J.shape == (3, 2, 2)
+    assert J.tolist()[2] == [[4.0, 0.0], [0.0, 4.0]]
