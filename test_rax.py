@@ -5451,7 +5451,6 @@ def test_argnums_may_not_name_an_argument_twice_and_jacobian_runs_f_once():
     jacobian would otherwise silently give one block of zeros); and jacobian by columns
     runs f once, so the Jacobian belongs to the very output it returns with."""
     f = lambda a, b: a * b  # noqa: E731
-    x, y = Tensor([1.0, 2.0]), Tensor([3.0, 4.0])
     for transform in (rax.grad, rax.jacobian, rax.hessian, rax.value_and_grad):
         with pytest.raises(ValueError, match=r"argnums \(0, 0\) names an argument twice"):
             transform(f, argnums=(0, 0))
