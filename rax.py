@@ -95,6 +95,7 @@ import json
 import math
 import numbers
 import operator
+import re
 import os
 import random
 import struct
@@ -430,16 +431,93 @@ def _tensor_from_pickle(data, shape, constant):
 
 # ---- 2a. One input: exp --------------------------------------------------------------------
 
-def _unary(forward, x, fn, vjps, safe=None, rows=False):
-    """The output node of the elementwise op `forward` on one tensor: fn applied to every
-    element at C speed; if it raises on an IEEE corner case (exp(1000)), the op is redone
-    with `safe`, which gives inf or nan instead (appendix B). With rows=True, fn maps a
-    whole row (see rowwise, appendix A)."""
+class _Elementwise:
+    """How an elementwise primitive computes each element, said once, beside the op, for all
+    who need it: the op itself, and a program's replay and compiled code (chapter 10). They
+    all read this record, so they cannot drift apart.
+
+    expr   the computation as a Python expression over the operands {0}, {1}, ...
+    fn     the same as a function that eager rax maps over the elements: a C function such
+           as math.exp where there is one, which runs at C speed.
+    safe   fn's IEEE-safe twin (appendix B), for where fn raises (exp(1000) overflows), or
+           None if fn never raises. Its expression is safe({0}, ...).
+    rows   for an expr that is no C function (relu's 0.0 if v < 0.0 else v), instead of fn:
+           the same as a comprehension over a row, run on each innermost row (see rowwise).
+
+    A function may be given by its name, when it is defined further down (appendices A and
+    B). A test checks, over special values, that expr, fn, safe and rows agree bit for bit.
+    """
+
+    __slots__ = ("expr", "fn", "safe", "rows")
+
+    def __init__(self, expr, fn=None, safe=None, rows=None):
+        self.expr, self.fn, self.safe, self.rows = expr, fn, safe, rows
+
+    def __call__(self, operands, ndim):
+        """The op on equally shaped nested lists: fn, redone with the safe twin only if fn
+        raises somewhere, so that the common case pays nothing for it."""
+        if self.rows is not None:
+            return rowwise(globals()[self.rows], operands, ndim)
+        fn = globals()[self.fn] if isinstance(self.fn, str) else self.fn
+        try:
+            return elementwise(fn, operands, ndim)
+        except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, log(-1)
+            if self.safe is None:
+                raise
+            return elementwise(globals()[self.safe], operands, ndim)
+
+    def safe_expr(self):
+        """expr with the IEEE-safe twin in place of fn: what compiled code runs if expr
+        raises."""
+        if self.safe is None:
+            return self.expr
+        arity = len(set(re.findall(r"\{\d\}", self.expr)))
+        return f"{self.safe}({', '.join('{%d}' % i for i in range(arity))})"
+
+    def __repr__(self):
+        return f"_Elementwise({self.expr!r})"
+
+
+class _Kernel:
+    """How a primitive that is not elementwise computes its data: the name of its kernel
+    (appendix A) and the arguments it takes after the input data. Like _Elementwise, it
+    stands beside the op, and the op, a program's replay and its compiled code all call
+    that same kernel with these arguments: kernel(*data, *args(in_shapes, attrs, shape)).
+
+    name: the kernel's name, or None for an op whose output is its input (identity).
+    args: a function of the input shapes, the op's attrs and the output's shape.
+    listed: the input data are passed as one list (concatenate's parts).
+    """
+
+    __slots__ = ("name", "args", "listed")
+
+    def __init__(self, name, args=lambda shapes, attrs, shape: (), listed=False):
+        self.name, self.args, self.listed = name, args, listed
+
+    def __repr__(self):
+        return f"_Kernel({self.name!r})"
+
+
+class _Name(str):
+    """A kernel's argument that is a function of rax's (the _sum_of of a sum), by name: its
+    repr is the name, which is how compiled code calls it."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return str(self)
+
+
+# Every primitive's rule by op name, for programs (chapter 10): an _Elementwise or a _Kernel.
+_RULES = {}
+
+
+def _unary(forward, x, rule, vjps):
+    """The output node of the elementwise op `forward` on one tensor, computed by its
+    _Elementwise rule."""
     op = forward.__name__
     x = _as_tensor(x, op)
-    ndim = len(x.shape)
-    data = rowwise(fn, (x.data,), ndim) if rows else elementwise(fn, (x.data,), ndim, safe)
-    return _node(op, forward, data, x.shape, (x,), vjps)
+    return _node(op, forward, rule((x.data,), len(x.shape)), x.shape, (x,), vjps)
 
 
 def exp(x):
@@ -448,27 +526,25 @@ def exp(x):
     >>> exp(Tensor([0, 1000]))
     Tensor([1.0, inf], op='exp')
     """
-    return _unary(exp, x, math.exp, _exp_vjps, safe=_exp)
+    return _unary(exp, x, _EXP, _exp_vjps)
 
 
+_EXP = _RULES["exp"] = _Elementwise("exp({0})", math.exp, safe="_exp")
 _exp_vjps = (lambda g, out, x: g * out,)
 
 
 # ---- 2b. Two inputs: add and mul -----------------------------------------------------------
 
-def _binary(forward, x, y, fn, vjps, safe=None, rows=False):
+def _binary(forward, x, y, rule, vjps):
     """The output node of the elementwise op `forward` on two tensors, broadcast together
-    (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting);
-    fn, safe and rows as in _unary."""
+    (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting),
+    computed by its _Elementwise rule."""
     op = forward.__name__
     x, y = _as_tensor(x, op), _as_tensor(y, op)
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
-    ndim = len(x.shape)
-    operands = (x.data, y.data)
-    data = rowwise(fn, operands, ndim) if rows else elementwise(fn, operands, ndim, safe)
-    return _node(op, forward, data, x.shape, (x, y), vjps)
+    return _node(op, forward, rule((x.data, y.data), len(x.shape)), x.shape, (x, y), vjps)
 
 
 def add(x, y):
@@ -477,9 +553,10 @@ def add(x, y):
     >>> add(Tensor([[1], [2]]), Tensor([10, 20]))
     Tensor([[11.0, 21.0], [12.0, 22.0]], op='add')
     """
-    return _binary(add, x, y, operator.add, _add_vjps)
+    return _binary(add, x, y, _ADD, _add_vjps)
 
 
+_ADD = _RULES["add"] = _Elementwise("{0} + {1}", operator.add)
 _add_vjps = (lambda g, out, x, y: g,
              lambda g, out, x, y: g)
 
@@ -490,9 +567,10 @@ def mul(x, y):
     >>> mul(Tensor([1, 2]), 3)
     Tensor([3.0, 6.0], op='mul')
     """
-    return _binary(mul, x, y, operator.mul, _mul_vjps)
+    return _binary(mul, x, y, _MUL, _mul_vjps)
 
 
+_MUL = _RULES["mul"] = _Elementwise("{0} * {1}", operator.mul)
 _mul_vjps = (lambda g, out, x, y: g * y,
              lambda g, out, x, y: g * x)
 
@@ -526,6 +604,7 @@ def _broadcast(x, shape):
                  {"shape": shape})
 
 
+_RULES["broadcast_to"] = _Kernel("broadcast_lists", lambda shapes, attrs, shape: (shapes[0], shape))
 _broadcast_to_vjps = (lambda g, out, x: _sum_to(g, x.shape),)
 
 
@@ -543,12 +622,17 @@ def _reduce(forward, x, axis, keepdims, fn, vjps):
     reduce_lists)."""
     op = forward.__name__
     axes = _normalize_axes(op, axis, x.ndim)
-    data = reduce_lists(x.data, x.shape, axes, fn)
     shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
     if keepdims:
         shape = _kept_shape(x.shape, axes)
-        data = _fold(_flat(data, x.ndim - len(axes)), shape)
+    data = reduce_lists(x.data, x.shape, axes, fn, shape)
     return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
+
+
+def _reduction(fn):
+    """The _Kernel of a reduction by fn (_sum_of, _max_of, ...), given by its name."""
+    return _Kernel("reduce_lists", lambda shapes, attrs, shape: (shapes[0], attrs["axis"],
+                                                                  _Name(fn), shape))
 
 
 def _normalize_axes(op, axis, ndim):
@@ -578,6 +662,7 @@ def sum(x, axis=None, keepdims=False):
     return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
 
 
+_RULES["sum"] = _reduction("_sum_of")
 # g copied back along the summed axes.
 _sum_vjps = (lambda g, out, x: _broadcast(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
                                           x.shape),)
@@ -626,8 +711,11 @@ def _matmul(x, y):
     *batch, n, k = x.shape
     shape = (*batch, n, y.shape[-1])
     # k == 0: every dot product is empty, so every element is 0.0.
-    data = _full_lists(shape, 0.0) if k == 0 else matmul_lists(x.data, y.data, x.ndim)
-    return _node("matmul", _matmul, data, shape, (x, y), _matmul_vjps)
+    return _node("matmul", _matmul, matmul_lists(x.data, y.data, shape, k), shape, (x, y),
+                 _matmul_vjps)
+
+
+_RULES["matmul"] = _Kernel("matmul_lists", lambda shapes, attrs, shape: (shape, shapes[0][-1]))
 
 
 def _swap_last(t):
@@ -920,6 +1008,7 @@ def _identity(x):
     return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
 
 
+_RULES["identity"] = _Kernel(None)
 _identity_vjps = (lambda g, out, x: g,)
 
 
@@ -967,9 +1056,10 @@ def neg(x):
     >>> neg(Tensor([1, -2]))
     Tensor([-1.0, 2.0], op='neg')
     """
-    return _unary(neg, x, operator.neg, _neg_vjps)
+    return _unary(neg, x, _NEG, _neg_vjps)
 
 
+_NEG = _RULES["neg"] = _Elementwise("-{0}", operator.neg)
 _neg_vjps = (lambda g, out, x: -g,)
 
 
@@ -979,9 +1069,10 @@ def log(x):
     >>> log(Tensor([1, 0, -1]))
     Tensor([0.0, -inf, nan], op='log')
     """
-    return _unary(log, x, math.log, _log_vjps, _log)
+    return _unary(log, x, _LOG, _log_vjps)
 
 
+_LOG = _RULES["log"] = _Elementwise("log({0})", math.log, safe="_log")
 _log_vjps = (lambda g, out, x: g / x,)
 
 
@@ -991,9 +1082,10 @@ def sqrt(x):
     >>> sqrt(Tensor([4, -1]))
     Tensor([2.0, nan], op='sqrt')
     """
-    return _unary(sqrt, x, math.sqrt, _sqrt_vjps, _sqrt)
+    return _unary(sqrt, x, _SQRT, _sqrt_vjps)
 
 
+_SQRT = _RULES["sqrt"] = _Elementwise("sqrt({0})", math.sqrt, safe="_sqrt")
 _sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
 
 
@@ -1003,9 +1095,10 @@ def sin(x):
     >>> sin(Tensor(0))
     Tensor(0.0, op='sin')
     """
-    return _unary(sin, x, math.sin, _sin_vjps, _sin)
+    return _unary(sin, x, _SIN, _sin_vjps)
 
 
+_SIN = _RULES["sin"] = _Elementwise("sin({0})", math.sin, safe="_sin")
 _sin_vjps = (lambda g, out, x: g * cos(x),)
 
 
@@ -1015,9 +1108,10 @@ def cos(x):
     >>> cos(Tensor(0))
     Tensor(1.0, op='cos')
     """
-    return _unary(cos, x, math.cos, _cos_vjps, _cos)
+    return _unary(cos, x, _COS, _cos_vjps)
 
 
+_COS = _RULES["cos"] = _Elementwise("cos({0})", math.cos, safe="_cos")
 _cos_vjps = (lambda g, out, x: g * -sin(x),)
 
 
@@ -1027,9 +1121,10 @@ def tanh(x):
     >>> tanh(Tensor([0, inf]))
     Tensor([0.0, 1.0], op='tanh')
     """
-    return _unary(tanh, x, math.tanh, _tanh_vjps)
+    return _unary(tanh, x, _TANH, _tanh_vjps)
 
 
+_TANH = _RULES["tanh"] = _Elementwise("tanh({0})", math.tanh)
 _tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
 
 
@@ -1039,9 +1134,10 @@ def relu(x):
     >>> relu(Tensor([-1, 0, 2]))
     Tensor([0.0, 0.0, 2.0], op='relu')
     """
-    return _unary(relu, x, _relu_rows, _relu_vjps, rows=True)
+    return _unary(relu, x, _RELU, _relu_vjps)
 
 
+_RELU = _RULES["relu"] = _Elementwise("(0.0 if {0} < 0.0 else {0})", rows="_relu_rows")
 # relu's rule is where(out <= 0, 0, g), fused into one pass for speed (relu is everywhere),
 # as PyTorch's threshold_backward.
 _relu_vjps = (lambda g, out, x: _relu_backward(g, out),)
@@ -1050,11 +1146,12 @@ _relu_vjps = (lambda g, out, x: _relu_backward(g, out),)
 def _relu_backward(g, out):
     """g where out > 0, else 0: the gradient of relu. It is linear in g, so its own rule for
     g is itself; out, a mask here, gets none."""
-    data = rowwise(_relu_backward_rows, (g.data, out.data), g.ndim)
+    data = _RELU_BACKWARD((g.data, out.data), g.ndim)
     return _node("relu_backward", _relu_backward, data, g.shape, (g, out),
                   _relu_backward_vjps)
 
 
+_RELU_BACKWARD = _RULES["relu_backward"] = _Elementwise("(0.0 if {1} <= 0.0 else {0})", rows="_relu_backward_rows")
 _relu_backward_vjps = (lambda g2, out2, g, out: _relu_backward(g2, out), None)
 
 
@@ -1064,9 +1161,10 @@ def abs(x):
     >>> abs(Tensor([-2, 0, 3]))
     Tensor([2.0, 0.0, 3.0], op='abs')
     """
-    return _unary(abs, x, _abs, _abs_vjps)
+    return _unary(abs, x, _ABS, _abs_vjps)
 
 
+_ABS = _RULES["abs"] = _Elementwise("abs({0})", _abs)
 _abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
 
 
@@ -1081,6 +1179,9 @@ def stop_gradient(x):
     return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
 
 
+_RULES["stop_gradient"] = _Kernel(None)
+
+
 # ---- 4b. Two inputs, and where -------------------------------------------------------------
 
 def sub(x, y):
@@ -1089,9 +1190,10 @@ def sub(x, y):
     >>> sub(1, Tensor([1, 2]))
     Tensor([0.0, -1.0], op='sub')
     """
-    return _binary(sub, x, y, operator.sub, _sub_vjps)
+    return _binary(sub, x, y, _SUB, _sub_vjps)
 
 
+_SUB = _RULES["sub"] = _Elementwise("{0} - {1}", operator.sub)
 _sub_vjps = (lambda g, out, x, y: g,
              lambda g, out, x, y: -g)
 
@@ -1102,9 +1204,10 @@ def div(x, y):
     >>> div(Tensor([1, 0, -1]), 0)
     Tensor([inf, nan, -inf], op='div')
     """
-    return _binary(div, x, y, operator.truediv, _div_vjps, _div)
+    return _binary(div, x, y, _DIV, _div_vjps)
 
 
+_DIV = _RULES["div"] = _Elementwise("{0} / {1}", operator.truediv, safe="_div")
 _div_vjps = (lambda g, out, x, y: g / y,
              lambda g, out, x, y: -g * (out / y))  # not x / y**2, which overflows sooner
 
@@ -1113,18 +1216,20 @@ def pow(x, y):
     """x ** y, as numpy.power on floats.   d/dx = y x**(y-1), d/dy = x**y log(x)
 
     As PyTorch, d/dx is 0 where y = 0, and d/dy is 0 where x = 0 and y >= 0. A number y
-    is not a tensor input but the exponent of a one-input op (see _power), as in PyTorch.
+    is not a tensor input but the exponent of the one-input op pow_scalar (see _power), as
+    in PyTorch.
 
     >>> pow(Tensor([2, -8, 0]), Tensor([3, 1/3, -1]))
     Tensor([8.0, nan, inf], op='pow')
     >>> pow(Tensor([1, 2, 3]), 2)
-    Tensor([1.0, 4.0, 9.0], op='pow')
+    Tensor([1.0, 4.0, 9.0], op='pow_scalar')
     """
     if isinstance(y, numbers.Real) and not isinstance(x, numbers.Real):
         return _power(x, _scalar("pow", "the exponent", y))
-    return _binary(pow, x, y, _pow, _pow_vjps)
+    return _binary(pow, x, y, _POW, _pow_vjps)
 
 
+_POW = _RULES["pow"] = _Elementwise("_pow({0}, {1})", "_pow")
 # Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
              lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
@@ -1137,12 +1242,19 @@ def _power(x, exponent):
     half the ops of the rule for a tensor exponent.
     """
     x = _as_tensor(x, "pow")
-    exponents = _full_lists(x.shape, exponent)
-    if exponent.is_integer():  # C's pow, with _pow only if it raises (0.0 ** -1)
-        data = elementwise(operator.pow, (x.data, exponents), x.ndim, _pow)
-    else:  # a negative base would give Python a complex number, not nan
-        data = elementwise(_pow, (x.data, exponents), x.ndim)
-    return _node("pow", _power, data, x.shape, (x,), _power_vjps, {"exponent": exponent})
+    data = _power_rule(exponent)((x.data, _full_lists(x.shape, exponent)), x.ndim)
+    return _node("pow_scalar", _power, data, x.shape, (x,), _power_vjps,
+                 {"exponent": exponent})
+
+
+def _power_rule(exponent):
+    """The rule of x ** exponent, with the exponent as a second operand: C's pow for an
+    integer exponent, with _pow only where it raises (0.0 ** -1); _pow always otherwise,
+    since a negative base would give Python a complex number, not nan."""
+    return _POW_INTEGER if exponent.is_integer() else _POW
+
+
+_POW_INTEGER = _Elementwise("{0} ** {1}", operator.pow, safe="_pow")
 
 
 def _power_vjp(g, out, x):
@@ -1163,9 +1275,10 @@ def maximum(x, y):
     >>> maximum(Tensor([1, 5]), 3)
     Tensor([3.0, 5.0], op='maximum')
     """
-    return _binary(maximum, x, y, _maximum_rows, _maximum_vjps, rows=True)
+    return _binary(maximum, x, y, _MAXIMUM, _maximum_vjps)
 
 
+_MAXIMUM = _RULES["maximum"] = _Elementwise("({0} if {0} > {1} or {0} != {0} else {1})", rows="_maximum_rows")
 def _split_tie(g, x, y, loses):
     """The gradient for one operand of maximum or minimum: none where it loses, half on a
     tie (PyTorch's rule, where a nan loses to nothing)."""
@@ -1182,9 +1295,10 @@ def minimum(x, y):
     >>> minimum(Tensor([1, 5]), 3)
     Tensor([1.0, 3.0], op='minimum')
     """
-    return _binary(minimum, x, y, _minimum_rows, _minimum_vjps, rows=True)
+    return _binary(minimum, x, y, _MINIMUM, _minimum_vjps)
 
 
+_MINIMUM = _RULES["minimum"] = _Elementwise("({0} if {0} < {1} or {0} != {0} else {1})", rows="_minimum_rows")
 _minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
                  lambda g, out, x, y: _split_tie(g, x, y, y > x))
 
@@ -1199,45 +1313,50 @@ def less(x, y):
     >>> Tensor([1, 2, 3]) < 2
     Tensor([1.0, 0.0, 0.0], op='less')
     """
-    return _binary(less, x, y, _less_rows, _NO_GRADIENT, rows=True)
+    return _binary(less, x, y, _LESS, _NO_GRADIENT)
 
 
+_LESS = _RULES["less"] = _Elementwise("(1.0 if {0} < {1} else 0.0)", rows="_less_rows")
 def less_equal(x, y):
     """1.0 where x <= y, else 0.0 (also the operator <=).
 
     >>> Tensor([1, 2, 3]) <= 2
     Tensor([1.0, 1.0, 0.0], op='less_equal')
     """
-    return _binary(less_equal, x, y, _less_equal_rows, _NO_GRADIENT, rows=True)
+    return _binary(less_equal, x, y, _LESS_EQUAL, _NO_GRADIENT)
 
 
+_LESS_EQUAL = _RULES["less_equal"] = _Elementwise("(1.0 if {0} <= {1} else 0.0)", rows="_less_equal_rows")
 def greater(x, y):
     """1.0 where x > y, else 0.0 (also the operator >).
 
     >>> Tensor([1, 2, 3]) > 2
     Tensor([0.0, 0.0, 1.0], op='greater')
     """
-    return _binary(greater, x, y, _greater_rows, _NO_GRADIENT, rows=True)
+    return _binary(greater, x, y, _GREATER, _NO_GRADIENT)
 
 
+_GREATER = _RULES["greater"] = _Elementwise("(1.0 if {0} > {1} else 0.0)", rows="_greater_rows")
 def greater_equal(x, y):
     """1.0 where x >= y, else 0.0 (also the operator >=).
 
     >>> Tensor([1, 2, 3]) >= 2
     Tensor([0.0, 1.0, 1.0], op='greater_equal')
     """
-    return _binary(greater_equal, x, y, _greater_equal_rows, _NO_GRADIENT, rows=True)
+    return _binary(greater_equal, x, y, _GREATER_EQUAL, _NO_GRADIENT)
 
 
+_GREATER_EQUAL = _RULES["greater_equal"] = _Elementwise("(1.0 if {0} >= {1} else 0.0)", rows="_greater_equal_rows")
 def equal(x, y):
     """1.0 where x == y, else 0.0 (nan equals nothing). ``==`` itself is identity.
 
     >>> equal(Tensor([1, 2]), Tensor([1, 3]))
     Tensor([1.0, 0.0], op='equal')
     """
-    return _binary(equal, x, y, _equal_rows, _NO_GRADIENT, rows=True)
+    return _binary(equal, x, y, _EQUAL, _NO_GRADIENT)
 
 
+_EQUAL = _RULES["equal"] = _Elementwise("(1.0 if {0} == {1} else 0.0)", rows="_equal_rows")
 def where(condition, x, y):
     """x where condition is nonzero, else y (the three broadcast together).
 
@@ -1249,10 +1368,11 @@ def where(condition, x, y):
     tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
     shape = _check_size("where", _broadcast_shapes("where", *(t.shape for t in tensors)))
     condition, x, y = (_broadcast(t, shape) for t in tensors)
-    data = rowwise(_select_rows, (condition.data, x.data, y.data), len(shape))
+    data = _WHERE((condition.data, x.data, y.data), len(shape))
     return _node("where", where, data, shape, (condition, x, y), _where_vjps)
 
 
+_WHERE = _RULES["where"] = _Elementwise("({1} if {0} else {2})", rows="_select_rows")
 _where_vjps = (None,
                lambda g, out, condition, x, y: where(condition, g, 0.0),
                lambda g, out, condition, x, y: where(condition, 0.0, g))
@@ -1273,10 +1393,11 @@ def reshape(x, shape, *more_sides):
     shape = _resolve_shape(x, (shape,) + more_sides if more_sides else shape)
     if shape == x.shape:
         return x
-    return _node("reshape", reshape, _fold(_flat(x.data, x.ndim), shape), shape, (x,),
+    return _node("reshape", reshape, reshape_lists(x.data, x.shape, shape), shape, (x,),
                   _reshape_vjps, {"shape": shape})
 
 
+_RULES["reshape"] = _Kernel("reshape_lists", lambda shapes, attrs, shape: (shapes[0], shape))
 _reshape_vjps = (lambda g, out, x: g.reshape(x.shape),)
 
 
@@ -1329,6 +1450,8 @@ def transpose(x, axes=None, *more_axes):
                   _transpose_vjps, {"axes": axes})
 
 
+_RULES["transpose"] = _Kernel("transpose_lists",
+                              lambda shapes, attrs, shape: (shapes[0], attrs["axes"]))
 # g goes back through the inverse permutation: axis i of x is axis axes.index(i) of out.
 _transpose_vjps = (lambda g, out, x: g.transpose([out.attrs["axes"].index(i)
                                                   for i in range(x.ndim)]),)
@@ -1357,6 +1480,7 @@ def _getitem(x, index):
     return out.reshape(shape)  # a no-op unless None asked for new axes
 
 
+_RULES["getitem"] = _Kernel("index_lists", lambda shapes, attrs, shape: (attrs["index"],))
 _getitem_vjps = (lambda g, out, x: _scatter(g, out.attrs["index"], x.shape),)
 
 
@@ -1412,6 +1536,8 @@ def _scatter(g, index, shape):
                   _scatter_vjps, {"index": index, "shape": shape})
 
 
+_RULES["scatter"] = _Kernel("scatter_lists",
+                            lambda shapes, attrs, shape: (attrs["index"], shape))
 _scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
 
 
@@ -1440,6 +1566,10 @@ def concatenate(tensors, axis=0):
     vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
     data = concatenate_lists([t.data for t in tensors], axis)
     return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
+
+
+_RULES["concatenate"] = _Kernel("concatenate_lists", lambda shapes, attrs, shape: (attrs["axis"],),
+                                listed=True)
 
 
 def _concatenate(*tensors, axis):
@@ -1505,6 +1635,8 @@ def _extremum_vjp(g, out, x):
     return g.reshape(kept) / winners.sum(out.attrs["axis"], keepdims=True) * winners
 
 
+_RULES["max"] = _reduction("_max_of")
+_RULES["min"] = _reduction("_min_of")
 _extremum_vjps = (_extremum_vjp,)
 
 
@@ -1520,7 +1652,7 @@ def square(x):
     """x ** 2.   d/dx = 2x (computed as pow(x, 2), as torch.square does)
 
     >>> square(Tensor([-3, 2]))
-    Tensor([9.0, 4.0], op='pow')
+    Tensor([9.0, 4.0], op='pow_scalar')
     """
     return _as_tensor(x, "square") ** 2.0
 
@@ -1542,9 +1674,10 @@ def sigmoid(x):
     >>> sigmoid(Tensor([0, -1000]))
     Tensor([0.5, 0.0], op='sigmoid')
     """
-    return _unary(sigmoid, x, _sigmoid, _sigmoid_vjps)
+    return _unary(sigmoid, x, _SIGMOID, _sigmoid_vjps)
 
 
+_SIGMOID = _RULES["sigmoid"] = _Elementwise("_sigmoid({0})", "_sigmoid")
 _sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
 
 
@@ -1573,12 +1706,13 @@ def logsumexp(x, axis=None, keepdims=False):
     """
     x = _as_tensor(x, "logsumexp")
     axes = _normalize_axes("logsumexp", axis, x.ndim)
-    shift = _shift("logsumexp", x, axes)
-    shift = where(equal(shift.abs(), inf), 0.0, shift)  # inf - inf would give nan
-    value = log(exp(x - shift).sum(axes, keepdims=True)) + shift  # only its data is kept
-    shape = value.shape if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
-    return _node("logsumexp", logsumexp, value.reshape(shape).data, shape, (x,),
-                 _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
+    shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape) if keepdims or i not in axes)
+    return _node("logsumexp", logsumexp, logsumexp_lists(x.data, x.shape, axes, shape), shape,
+                 (x,), _logsumexp_vjps, {"axis": axes, "keepdims": keepdims})
+
+
+_RULES["logsumexp"] = _Kernel("logsumexp_lists",
+                              lambda shapes, attrs, shape: (shapes[0], attrs["axis"], shape))
 
 
 def _logsumexp_vjp(g, out, x):
@@ -1821,10 +1955,11 @@ def uniform(shape, low=0.0, high=1.0, *, rng=None):
 def one_hot(labels, num_classes):
     """Rows of zeros with a one at each label: shape labels.shape + (num_classes,).
 
-    The result is a new leaf; no gradient flows to the labels.
+    It is an op on the labels, through which no gradient flows, so that in a program
+    (chapter 10) the labels can be an input.
 
     >>> one_hot([2, 0], 3)
-    Tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    Tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], op='one_hot')
     """
     labels = _as_tensor(labels, "one_hot")
     try:
@@ -1837,13 +1972,11 @@ def one_hot(labels, num_classes):
         raise ValueError(f"one_hot: labels have {labels.ndim} axes; the result would have "
                          f"one more than {MAX_NDIM}")
     shape = _as_shape("one_hot", labels.shape + (num_classes,))  # at most MAX_SIZE elements
-    flat = _flat(labels.data, labels.ndim)
-    for position, label in enumerate(flat):
-        if not (label.is_integer() and 0 <= label < num_classes):
-            raise ValueError(f"one_hot: label {label} at flat position {position} is not an "
-                             f"integer in [0, {num_classes})")
-    rows = [[1.0 if i == label else 0.0 for i in range(num_classes)] for label in flat]
-    return _leaf(_fold(list(itertools.chain.from_iterable(rows)), shape), shape)
+    return _node("one_hot", one_hot, one_hot_lists(labels.data, labels.shape, shape), shape,
+                 (labels,), (None,), {"num_classes": num_classes})
+
+
+_RULES["one_hot"] = _Kernel("one_hot_lists", lambda shapes, attrs, shape: (shapes[0], shape))
 
 
 def _as_shape(op, shape):
@@ -3710,22 +3843,27 @@ def _equal_rows(x, y):
     return [1.0 if a == b else 0.0 for a, b in zip(x, y)]
 
 
-def reduce_lists(x, shape, axes, fn):
+def reduce_lists(x, shape, axes, fn, new_shape=None):
     """Reduce nested list x over the sorted `axes` with fn (a sequence of floats -> a float).
 
-    The reduced axes are removed from the result. With no axes, each element is reduced on
-    its own, as NumPy does: the sum of -0.0 over axis=() is 0.0, as over any other axis.
+    The reduced axes are removed from the result, or kept as sides of 1 when new_shape,
+    the result's shape, says so (keepdims). With no axes, each element is reduced on its
+    own, as NumPy does: the sum of -0.0 over axis=() is 0.0, as over any other axis.
 
     >>> reduce_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), (0,), _sum_of)
     [4.0, 6.0]
     """
-    if len(axes) == len(shape):
-        return fn(_flat(x, len(shape)))
-    if not axes:
-        return elementwise(lambda v: fn((v,)), (x,), len(shape))
-    for axis in reversed(axes):  # the last axis first, so the others keep their numbers
-        x = _reduce_axis(x, shape, axis, fn)
+    ndim = len(shape)
+    if len(axes) == ndim:
+        x = fn(_flat(x, ndim))
+    elif not axes:
+        x = elementwise(lambda v: fn((v,)), (x,), ndim)
+    for axis in reversed(axes if len(axes) < ndim else ()):  # the last axis first, so the
+        x = _reduce_axis(x, shape, axis, fn)                   # others keep their numbers
         shape = shape[:axis] + shape[axis + 1:]
+    if new_shape is not None and len(new_shape) == ndim and axes:  # keepdims
+        x = reshape_lists(x, tuple(n for i, n in enumerate(new_shape) if i not in axes),
+                          new_shape)
     return x
 
 
@@ -3746,14 +3884,37 @@ def _reduce_across(group, depth, fn):
     return [_reduce_across(column, depth - 1, fn) for column in zip(*group)]
 
 
-def matmul_lists(x, y, ndim):
-    """x @ y for nested lists of ndim >= 2 axes whose leading (batch) axes are equal.
+def logsumexp_lists(x, shape, axes, new_shape):
+    """log(sum(exp(x))) over the sorted `axes`, the reduced axes as new_shape has them, as
+    this formula, step by step: with m the largest element along the axes (0 where m is
+    infinite, or where there are none), log(sum(exp(x - m))) + m.
 
-    >>> matmul_lists([[1.0, 2.0]], [[3.0], [4.0]], 2)
+    >>> logsumexp_lists([1000.0, 1000.0], (2,), (0,), ())
+    1000.6931471805599
+    """
+    kept = _kept_shape(shape, axes)
+    if 0 in (shape[a] for a in axes):
+        shift = _full_lists(kept, 0.0)
+    else:
+        shift = reduce_lists(x, shape, axes, _max_of, kept)
+        shift = elementwise(lambda m: 0.0 if _abs(m) == inf else m, (shift,), len(kept))
+    shifted = _SUB((x, broadcast_lists(shift, kept, shape)), len(shape))
+    total = reduce_lists(_EXP((shifted,), len(shape)), shape, axes, _sum_of, kept)
+    value = _ADD((_LOG((total,), len(kept)), shift), len(kept))
+    return reshape_lists(value, kept, new_shape)
+
+
+def matmul_lists(x, y, shape, k):
+    """x @ y for nested lists of >= 2 axes whose leading (batch) axes are equal; `shape` is
+    the result's and k the inner side.
+
+    >>> matmul_lists([[1.0, 2.0]], [[3.0], [4.0]], (1, 1), 2)
     [[11.0]]
     """
-    if ndim > 2:
-        return [matmul_lists(a, b, ndim - 1) for a, b in zip(x, y)]
+    if k == 0:  # every dot product is empty, so every element is 0.0
+        return _full_lists(shape, 0.0)
+    if len(shape) > 2:
+        return [matmul_lists(a, b, shape[1:], k) for a, b in zip(x, y)]
     if len(y) <= 2 and len(y[0]) >= 4 * len(y):
         # A speed device. An inner side of 1 or 2 (a layer fed with 2-D points, say) makes each
         # dot product mostly call overhead: adding up scaled rows of y does the same sums at
@@ -3779,6 +3940,15 @@ def _scaled_rows_sum(coefficients, rows):
     if 0.0 in total:  # == finds -0.0 too
         total = list(map(operator.add, total, itertools.repeat(0.0)))
     return total
+
+
+def reshape_lists(x, shape, new_shape):
+    """The elements of nested list x of `shape`, in row-major order, folded into new_shape.
+
+    >>> reshape_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), (4,))
+    [1.0, 2.0, 3.0, 4.0]
+    """
+    return _fold(_flat(x, len(shape)), new_shape)
 
 
 def transpose_lists(x, shape, axes):
@@ -3835,6 +4005,23 @@ def scatter_lists(g, index, shape):
         for position, child in zip(range(shape[0])[first], g):
             out[position] = scatter_lists(child, rest, shape[1:])
     return out
+
+
+def one_hot_lists(labels, shape, new_shape):
+    """Rows of zeros with a 1.0 at each label, in new_shape (shape + (classes,)). A label
+    that is not an integer in [0, classes) is a ValueError, since this runs in programs too.
+
+    >>> one_hot_lists([2.0, 0.0], (2,), (2, 3))
+    [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    classes = new_shape[-1]
+    flat = _flat(labels, len(shape))
+    for position, label in enumerate(flat):
+        if not (label.is_integer() and 0 <= label < classes):
+            raise ValueError(f"one_hot: label {label} at flat position {position} is not an "
+                             f"integer in [0, {classes})")
+    rows = [[1.0 if i == label else 0.0 for i in range(classes)] for label in flat]
+    return _fold(list(itertools.chain.from_iterable(rows)), new_shape)
 
 
 def concatenate_lists(parts, axis):
