@@ -92,6 +92,8 @@ function may call one defined further down):
 import builtins
 import itertools
 import json
+import keyword
+import linecache
 import math
 import numbers
 import operator
@@ -126,9 +128,12 @@ __all__ = [
     "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "save", "load",
     # tools
     "primitive", "check_grads", "draw", "to_dot",
+    # programs
+    "trace", "jit", "Program", "Var", "Equation", "TraceError",
     # kernels: nested lists in, nested lists out (for the forward of a primitive of one's own)
     "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
-    "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
+    "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
+    "logsumexp_lists", "one_hot_lists",
 ]
 
 
@@ -147,6 +152,11 @@ _sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
 
 class AxisError(ValueError, IndexError):
     """An axis out of range for a tensor's number of dimensions (as numpy.exceptions.AxisError)."""
+
+
+class TraceError(TypeError):
+    """A value read out of a tensor while its function is traced (chapter 10), where it
+    would be frozen into the program, or a stateful optimizer's update inside a trace."""
 
 
 # ============================================================================================
@@ -209,12 +219,16 @@ class Tensor:
     __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs", "__weakref__")
 
     def __init__(self, data):
+        self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
         if isinstance(data, Tensor):
+            if _recording is not None and _depends_on_arguments(data):  # see chapter 10
+                self.op, self.forward, self.inputs, self.vjps = (
+                    "stop_gradient", stop_gradient, (data,), (None,))
+                _recording.nodes.append(self)
             data, shape = data.data, data.shape  # tensors never change: sharing is copying
         else:
             data, shape = _to_lists(data, "Tensor()")
         self.data, self.shape = data, shape
-        self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
 
     @property
     def ndim(self):
@@ -226,10 +240,12 @@ class Tensor:
 
     def tolist(self):
         """The values as fresh nested lists of floats (a float for a 0-d tensor)."""
+        _check_readable(self, "tolist()")
         return _copy_lists(self.data, self.ndim)
 
     def item(self):
         """The one value of a tensor with exactly one element, as a float."""
+        _check_readable(self, "item() (or float(), int(), bool(), format())")
         if self.size != 1:
             raise ValueError(f"item(): the tensor has {self.size} elements, not 1 "
                              f"(shape {self.shape})")
@@ -274,6 +290,7 @@ class Tensor:
         """A one-element tensor formats like its float: f"{loss:.3f}"."""
         if not spec:
             return repr(self)
+        _check_readable(self, f"format(t, {spec!r})")
         if self.size != 1:
             raise TypeError(f"format spec {spec!r} needs a tensor with one element; this one "
                             f"has shape {self.shape} (format t.tolist() instead)")
@@ -294,6 +311,7 @@ class Tensor:
         if copy is False:
             raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
                              "floats, which NumPy can only copy")
+        _check_readable(self, "numpy.asarray()")
         numpy = sys.modules.get("numpy")  # NumPy calls this, so it is loaded: rax imports
         if numpy is None:                 # no NumPy, here or anywhere
             raise TypeError("Tensor.__array__ is NumPy's hook: call numpy.asarray(t)")
@@ -374,6 +392,8 @@ def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     out.inputs = inputs
     out.vjps = vjps
     out.attrs = attrs
+    if _recording is not None:  # trace() is running: see chapter 10
+        _recording.nodes.append(out)
     return out
 
 
@@ -830,7 +850,10 @@ class _GradientGraph:
             if not waiting:
                 stack.pop()
                 if u not in values:  # u may have been pushed by more than one consumer
+                    start = len(_recording.nodes) if _recording is not None else 0
                     values[u] = self._sum_contributions(u)
+                    if _recording is not None:  # a trace marks the backward pass's nodes
+                        _recording.backward.update(_recording.nodes[start:])
 
     def _sum_contributions(self, t):
         """The sum over t's consumers of their vjp rules for t; None if no gradient flows."""
@@ -2353,6 +2376,8 @@ def sgd(params, grads, lr):
     """
     lr = _nonnegative("sgd", "lr", lr)
     leaves = _params_and_grads("sgd", params, grads)
+    if _recording is not None:  # traced (chapter 10): the same, as ops
+        return _rebuild(params, iter([p - lr * g for _, p, g in leaves]))
     return _new_params(params, [elementwise(lambda p, g: p - lr * g, (p.data, g.data), p.ndim)
                                 for _, p, g in leaves])
 
@@ -2407,6 +2432,7 @@ class SGD:
 
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
+        _refuse_trace("SGD.update")
         lr, momentum, dampening = self.lr, self.momentum, self.dampening
         leaves = _params_and_grads("SGD.update", params, grads)
         buffers = _state_of_leaves("SGD.update", leaves, self._buffers)
@@ -2471,6 +2497,7 @@ class Adam:
 
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
+        _refuse_trace("Adam.update")
         (beta1, beta2), eps = self.betas, self.eps
         leaves = _params_and_grads("Adam.update", params, grads)
         moments = _state_of_leaves("Adam.update", leaves, self._buffers)
@@ -2495,6 +2522,14 @@ class Adam:
         # only now: a failed call changes nothing
         self._step, self._skeleton, self._buffers = step, _skeleton(params), new_moments
         return _new_params(params, new_data)
+
+
+def _refuse_trace(op):
+    """A stateful update inside a traced function would freeze its state into the program."""
+    if _recording is not None:
+        raise TraceError(f"{op} inside a traced function: the optimizer's state would be frozen "
+                         f"into the program. Trace (or jit) the gradient, and update outside, "
+                         f"or use rax.sgd, which is traced")
 
 
 def _params_and_grads(op, params, grads):
@@ -3652,6 +3687,770 @@ def _too_big(nodes, max_nodes):
 def _dot_text(text):
     """text as a quoted DOT string."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+# ============================================================================================
+# 10. Programs: trace once, run many
+#
+# Calling a function builds its graph; a program keeps that graph so that it can be run again
+# on new arguments without building tensors, printed, and compiled to straight-line Python.
+# trace(f)(*args) runs f once on fresh argument leaves while _node records every node made.
+# Walking back from f's result, each node is an argument (an input of the program), a node
+# recorded during the call (an equation), or anything else, a tensor f reached by closure or
+# made from data (a constant). Since vjp rules are tensor ops, the trace of
+# value_and_grad(loss) holds the forward and the backward pass in one program.
+#
+# An equation says only its op, inputs, output and attrs; what it computes is the op's rule
+# in _RULES, the record beside the op in chapters 2 and 4, which the eager op reads too. So
+# eager, replay and compiled code compute every element with the same function, in the same
+# order, and give the same floats. The compiled code is faster than eager rax and than most
+# Python written by hand: it has no per-op overhead, fuses chains of elementwise ops (and
+# the bias and activation after a matmul) into one comprehension, and reuses names.
+# ============================================================================================
+
+_recording = None  # the _Trace being recorded while trace() runs f, else None
+
+
+class _Trace:
+    """What trace() records: every node made (in order), the nodes made by vjp rules (the
+    backward pass, for the listing), and the argument leaves; `outer` is the trace that was
+    recording when this one began (a trace inside a traced function)."""
+
+    __slots__ = ("nodes", "backward", "arguments", "outer")
+
+    def __init__(self, arguments, outer):
+        self.nodes, self.backward, self.arguments, self.outer = [], set(), arguments, outer
+
+
+def _depends_on_arguments(t):
+    """Whether t was computed from an argument of a trace being recorded: then its value is
+    only that of this one call, and reading it would freeze it into the program."""
+    arguments = set()
+    state = _recording
+    while state is not None:
+        arguments |= state.arguments
+        state = state.outer
+    seen, stack = set(), [t]
+    while stack:
+        u = stack.pop()
+        if u in arguments:
+            return True
+        for x in u.inputs:
+            if id(x) not in seen:
+                seen.add(id(x))
+                stack.append(x)
+    return False
+
+
+def _check_readable(t, what):
+    """Raise TraceError if `what` (float(), .item(), ...) reads t while it is being traced."""
+    if _recording is not None and _depends_on_arguments(t):
+        raise TraceError(
+            f"{what} of a tensor computed from the arguments of a traced function (op "
+            f"{t.op!r}, shape {t.shape}): its value would be frozen into the program. Use "
+            f"rax.where to choose by value, or pass the value as a static argument (a leaf "
+            f"that is not a number or tensor)")
+
+
+def trace(f):
+    """A function that runs f once on the given arguments and returns its Program.
+
+    The program's inputs are the leaves of the arguments that are tensors or numbers (bools
+    and other leaves are static: part of the program); tensors f reaches by closure, numbers
+    written in f and random draws made in f are constants. f returns a tensor or a tree of
+    them. While f runs, reading a value out of a tensor that depends on the arguments
+    (float, int, bool, .item(), .tolist(), formatting) raises TraceError.
+
+    >>> program = trace(lambda x: (x * x).sum())(Tensor([1.0, 2.0]))
+    >>> print(program)
+    { lambda a:f[2] .
+        b:f[2] = mul a a
+        c:f[] = sum[axis=(0,), keepdims=False] b
+      in c }
+    >>> program(Tensor([3.0, 4.0]))
+    Tensor(25.0)
+    """
+    _check_function("trace", f)
+
+    def traced(*args, **kwargs):
+        return _trace(f, args, kwargs)
+
+    traced.__name__ = traced.__qualname__ = f"trace({getattr(f, '__name__', 'f')})"
+    return traced
+
+
+def _is_input(leaf):
+    """Whether a leaf of the arguments is an input of a program: a tensor, an array or a
+    number (not a bool: a flag steers the code, so it is static)."""
+    if isinstance(leaf, Tensor) or _has_tolist(leaf):
+        return True
+    return isinstance(leaf, numbers.Real) and not isinstance(leaf, bool)
+
+
+def _trace(f, args, kwargs):
+    global _recording
+    items = _leaves_with_keys((args, kwargs), "trace", "args")
+    inputs, leaves = [], []
+    for keys, leaf in items:
+        if _is_input(leaf):
+            data, shape = _to_lists(leaf, "trace") if not isinstance(leaf, Tensor) else (
+                leaf.data, leaf.shape)
+            leaf = _node(None, None, data, shape, (), (), _ARGUMENT)
+            inputs.append((keys, leaf))
+        leaves.append(leaf)
+    new_args, new_kwargs = _rebuild((args, kwargs), iter(leaves))
+    state = _Trace({leaf for _, leaf in inputs}, _recording)
+    _recording = state
+    try:
+        result = f(*new_args, **new_kwargs)
+    finally:
+        _recording = state.outer
+        if state.outer is not None:  # the inner trace's nodes were made in the outer's call
+            state.outer.nodes += state.nodes
+            state.outer.backward |= state.backward
+    return Program(state, inputs, (args, kwargs), result)
+
+
+_ARGUMENT = MappingProxyType({"argument": True})
+
+
+class Var:
+    """A variable of a program: its name in the listing and its shape. An input also has the
+    path of its leaf in the arguments; a constant, its data."""
+
+    __slots__ = ("name", "shape", "path", "data")
+
+    def __init__(self, name, shape, path=None, data=None):
+        self.name, self.shape, self.path, self.data = name, shape, path, data
+
+    def __repr__(self):
+        return f"{self.name}:f[{','.join(map(str, self.shape))}]"
+
+
+class Equation:
+    """One step of a program: output = op(*inputs) with the static attrs. `forward` is the
+    op's function (a primitive of your own is called through it); `backward` says that a
+    vjp rule made it."""
+
+    __slots__ = ("op", "inputs", "output", "attrs", "forward", "backward")
+
+    def __init__(self, op, inputs, output, attrs, forward, backward):
+        self.op, self.inputs, self.output, self.attrs = op, inputs, output, attrs
+        self.forward, self.backward = forward, backward
+
+    def __repr__(self):
+        attrs = ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
+        operands = " ".join(_operand_text(v) for v in self.inputs)
+        return f"{self.output!r} = {self.op}{f'[{attrs}]' if attrs else ''} {operands}"
+
+
+def _operand_text(var):
+    """A variable as the listing shows an operand: a 0-d constant by its value (2.0)."""
+    if var.data is not None and not var.shape:
+        return repr(var.data)
+    return var.name
+
+
+def _letters(i):
+    """The i-th name of a listing, as jaxpr's: a, b, ..., z, ba, bb, ..."""
+    name = ""
+    while True:
+        name = "abcdefghijklmnopqrstuvwxyz"[i % 26] + name
+        i //= 26
+        if i == 0:
+            return name
+
+
+class Program:
+    """The graph of one call of a function, kept to run again, to print and to compile.
+
+    Attributes: inputs (a Var for each tensor or number among the arguments' leaves), the
+    constants (Vars with data), the equations in the order f ran them, and the outputs (a
+    Var for each tensor in f's result). Made by rax.trace.
+
+    ``program(*args, **kwargs)`` runs the equations on new arguments of the same structure
+    and shapes and returns fresh leaves in the structure of f's result; ``source()`` is the
+    program as the text of a Python function, ``compile()`` that function ready to call.
+    """
+
+    def __init__(self, state, inputs, arguments, result):
+        # The structures of the arguments and of the result, without their tensors.
+        self._arguments = tree_map(lambda leaf: _INPUT if _is_input(leaf) else leaf, arguments)
+        self._result = tree_map(lambda leaf: _INPUT if isinstance(leaf, Tensor) else leaf,
+                                result)
+        self.inputs = tuple(Var(_letters(i), leaf.shape, _argument_path(keys))
+                            for i, (keys, leaf) in enumerate(inputs))
+        var_of = {leaf: var for (_, leaf), var in zip(inputs, self.inputs)}
+        outputs = [leaf for _, leaf in _leaves_with_keys(result, "trace", "f's result")
+                   if isinstance(leaf, Tensor)]
+        order = {t: i for i, t in enumerate(state.nodes)}
+        made = self._reachable(outputs, var_of, order)
+        constants, equations, merged = [], [], {}
+        for t in sorted(made, key=order.__getitem__) if made else ():
+            inputs_ = []
+            for x in t.inputs:
+                if x not in var_of:  # a constant: not recorded, or a leaf made in f
+                    _check_constant(x)
+                    var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data)
+                    constants.append(var_of[x])
+                inputs_.append(var_of[x])
+            key = (t.op, t.forward, tuple(map(id, inputs_)), repr(sorted(t.attrs.items())))
+            if key in merged:  # the same op on the same inputs: the same value
+                var_of[t] = merged[key]
+                continue
+            var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape)
+            equations.append(Equation(t.op, tuple(inputs_), var_of[t], dict(t.attrs),
+                                      t.forward, t in state.backward))
+        for t in outputs:
+            if t not in var_of:  # an output that is a constant
+                _check_constant(t)
+                var_of[t] = Var(_letters(len(var_of)), t.shape, data=t.data)
+                constants.append(var_of[t])
+        self.constants, self.equations = tuple(constants), tuple(equations)
+        self.outputs = tuple(var_of[t] for t in outputs)
+        self._compiled = {}
+
+    @staticmethod
+    def _reachable(outputs, var_of, order):
+        """The recorded op nodes that the outputs need (dead ones are dropped)."""
+        made, stack = set(), [t for t in outputs if t.op is not None and t in order]
+        while stack:
+            t = stack.pop()
+            if t in made:
+                continue
+            made.add(t)
+            stack += [x for x in t.inputs if x.op is not None and x in order and x not in var_of]
+        return made
+
+    def __repr__(self):
+        return (f"<rax.Program: {len(self.inputs)} inputs, {len(self.equations)} equations, "
+                f"{len(self.outputs)} outputs>")
+
+    def __str__(self):
+        """The listing, as JAX's jaxpr: inputs and constants with their shapes, one equation
+        a line, the backward pass after a marker, the outputs in f's structure."""
+        constants = [v for v in self.constants if v.shape]
+        head = " ".join(map(repr, self.inputs))
+        if constants:
+            head += " ; " + " ".join(map(repr, constants))
+        lines = [f"{{ lambda {head} ."]
+        backward = False
+        for eq in self.equations:
+            if eq.backward != backward:
+                backward = eq.backward
+                lines.append("    -- backward --" if backward else "    -- forward --")
+            lines.append(f"    {eq!r}")
+        names = iter([_Name(_operand_text(v)) for v in self.outputs])
+        result = _rebuild(self._result, (next(names) if leaf is _INPUT else leaf
+                                         for leaf in tree_leaves(self._result)))
+        lines.append(f"  in {result!r} }}")
+        return "\n".join(lines)
+
+    def _input_data(self, op, args, kwargs):
+        """The data of each input from new arguments, checked against the traced ones."""
+        difference = _structure_difference(self._arguments, (args, kwargs), "args",
+                                           ("the traced arguments", "these"))
+        if difference:
+            raise ValueError(f"{op}: the arguments do not have the structure of the traced "
+                             f"ones: {difference}")
+        data, inputs = [], iter(self.inputs)
+        traced = tree_leaves(self._arguments)
+        for (keys, leaf), was in zip(_leaves_with_keys((args, kwargs), op, "args"), traced):
+            where = _argument_path(keys)
+            if was is not _INPUT:
+                if _is_input(leaf) or not _same_static(was, leaf):
+                    raise ValueError(f"{op}: {where} is {leaf!r:.60}, but the program was "
+                                     f"traced with {was!r:.60} there, a static argument")
+                continue
+            if not _is_input(leaf):
+                raise ValueError(f"{op}: {where} is {leaf!r:.60}, but the program takes a "
+                                 f"tensor or a number there")
+            var = next(inputs)
+            if isinstance(leaf, Tensor):
+                _check_readable(leaf, f"calling a program with {where}")
+                value, shape = leaf.data, leaf.shape
+            else:
+                value, shape = _to_lists(leaf, op)
+            if shape != var.shape:
+                raise ValueError(f"{op}: {where} has shape {shape}, but the program was traced "
+                                 f"with shape {var.shape}")
+            data.append(value)
+        return data
+
+    def _results(self, data):
+        """Fresh leaves of the outputs' data, in the structure of f's result."""
+        leaves = iter([_leaf(d, v.shape) for d, v in zip(data, self.outputs)])
+        return _rebuild(self._result, (next(leaves) if leaf is _INPUT else leaf
+                                       for leaf in tree_leaves(self._result)))
+
+    def __call__(self, *args, **kwargs):
+        """Run the equations on new arguments, building no tensors, with each op's rule."""
+        values = dict(zip(self.inputs, self._input_data("Program", args, kwargs)))
+        values.update((v, v.data) for v in self.constants)
+        for eq in self.equations:
+            values[eq.output] = _run_equation(eq, [values[v] for v in eq.inputs])
+        return self._results([values[v] for v in self.outputs])
+
+    def source(self, backend="python"):
+        """The program as the text of one straight-line Python function (see compile)."""
+        _check_backend(backend)
+        return _python_source(self)
+
+    def compile(self, backend="python"):
+        """The program as a function, called as the program is, that runs its source.
+
+        The source uses the fast C functions (math.exp, /); if they raise somewhere (1/0,
+        exp(1000)), the call is made again with the IEEE-safe twins (appendix B), as eager
+        rax redoes an op, so the answers are the same.
+        """
+        _check_backend(backend)
+        fast = self._compiled.get(False) or self._compile(False)
+
+        def compiled(*args, **kwargs):
+            data = self._input_data("compiled program", args, kwargs)
+            try:
+                outputs = fast(*data)
+            except (ArithmeticError, ValueError):
+                outputs = (self._compiled.get(True) or self._compile(True))(*data)
+            return self._results(outputs)
+
+        return compiled
+
+    def _compile(self, safe):
+        text = _python_source(self, safe)
+        filename = f"<rax program {id(self):x}{' safe' if safe else ''}>"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        namespace = {"__name__": "rax_program"}
+        exec(compile(text, filename, "exec"), namespace)  # noqa: S102: rax's own text
+        self._compiled[safe] = namespace["program"]
+        return namespace["program"]
+
+
+_INPUT = _Name("<input>")  # marks, in a program's structures, where its inputs and outputs go
+
+
+def _argument_path(keys):
+    """Where a leaf is in trace's (args, kwargs): args[0]['w'] or kwargs['lr']."""
+    return _path("args" if keys[0] == 0 else "kwargs", keys[1:])
+
+
+def _same_static(was, leaf):
+    try:
+        return was is leaf or bool(was == leaf)
+    except Exception:  # noqa: BLE001: an == that cannot answer is a no
+        return False
+
+
+def _check_constant(t):
+    """A constant of a program must not depend on an argument of an enclosing trace."""
+    _check_readable(t, "a constant of a program (a tensor reached by closure)")
+
+
+def _check_backend(backend):
+    if backend != "python":
+        raise ValueError(f"Program: unknown backend {backend!r}; there is 'python'")
+
+
+def _run_equation(eq, data):
+    """The output data of one equation, by its op's rule (_RULES), as eager rax computes."""
+    rule = _rule_of(eq)
+    if rule is None:  # a primitive of your own: its forward, on leaves
+        out = eq.forward(*[_leaf(d, v.shape) for d, v in zip(data, eq.inputs)], **eq.attrs)
+        return out.data
+    if isinstance(rule, _Elementwise):
+        if eq.op == "pow_scalar":
+            data = data + [_full_lists(eq.output.shape, eq.attrs["exponent"])]
+        return rule(data, len(eq.output.shape))
+    if rule.name is None:
+        return data[0]
+    args = [globals()[a] if isinstance(a, _Name) else a for a in _kernel_args(eq, rule)]
+    kernel = globals()[rule.name]
+    return kernel(data, *args) if rule.listed else kernel(*data, *args)
+
+
+def _rule_of(eq):
+    """The _Elementwise or _Kernel of an equation; None for a primitive of your own."""
+    if getattr(eq.forward, "made_by_primitive", False):
+        return None
+    if eq.op == "pow_scalar":
+        return _power_rule(eq.attrs["exponent"])
+    return _RULES[eq.op]
+
+
+def _kernel_args(eq, rule):
+    return rule.args(tuple(v.shape for v in eq.inputs), eq.attrs, eq.output.shape)
+
+
+def jit(f):
+    """f, compiled: traced and compiled on the first call with each signature (the
+    structure of the arguments, the shapes of their tensors, their static leaves), then run
+    as compiled code. Results are fresh leaves, equal to f's (==, nan equal to nan).
+
+    Called while a function is being traced, or with a tensor that was computed by ops
+    (inside grad, say), it runs f itself, so that the graph and gradients are those of f.
+
+    >>> step = jit(lambda w, x: (w * x).sum())
+    >>> step(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
+    Tensor(11.0)
+    """
+    _check_function("jit", f)
+    cache = {}
+
+    def jitted(*args, **kwargs):
+        leaves = tree_leaves((args, kwargs))
+        if _recording is not None or any(isinstance(t, Tensor) and t.op is not None
+                                         for t in leaves):
+            return f(*args, **kwargs)
+        key = repr(tree_map(_signature_of, (args, kwargs)))
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = cache[key] = _trace(f, args, kwargs).compile()
+        return compiled(*args, **kwargs)
+
+    jitted.__name__ = jitted.__qualname__ = f"jit({getattr(f, '__name__', 'f')})"
+    return jitted
+
+
+def _signature_of(leaf):
+    """What of a leaf decides the program: an input's shape, a static leaf itself."""
+    if isinstance(leaf, Tensor):
+        return _Name(f"f{list(leaf.shape)}")
+    if _is_input(leaf):
+        return _Name(f"f{list(_to_lists(leaf, 'jit')[1])}")
+    return leaf
+
+
+# ---- 10a. Compiling a program to Python -----------------------------------------------------
+#
+# One statement per materialised value. An elementwise equation used once, by another
+# elementwise equation, is not materialised but written into its user's expression, so a
+# chain of them becomes one comprehension over the rows; a broadcast_to that only elementwise
+# equations use is not materialised either: its source is zipped in at the axes where it has
+# the side, and read once where it is repeated. A 2-D matmul feeds its dot products into
+# such a comprehension (the bias add and relu after it). Names of values no longer needed
+# are reused: a frame of 30,000 locals made W4's code twice as slow.
+
+_MAX_DEPTH = 24  # operators nested in one expression; Python's parser stops near 200 parens
+_INDEX_LETTERS = "ijklmnopqrstuvwxyz"
+
+
+def _python_source(program, safe=False):
+    return _PythonWriter(program, safe).text()
+
+
+class _PythonWriter:
+    """Writes the Python source of one program (see above); safe=True uses the IEEE-safe
+    twins of every elementwise function."""
+
+    def __init__(self, program, safe):
+        self.program, self.safe = program, safe
+        self.uses = {}  # var -> the equations and outputs that read it
+        for eq in program.equations:
+            for v in eq.inputs:
+                self.uses.setdefault(v, []).append(eq)
+        for v in program.outputs:
+            self.uses.setdefault(v, []).append(None)
+        self.producer = {eq.output: eq for eq in program.equations}
+        self.inlined, self.virtual, self.alias, depth = set(), set(), {}, {}
+        outputs = set(program.outputs)
+        for eq in program.equations:
+            rule = _rule_of(eq)
+            users = self.uses.get(eq.output, [])
+            elementwise_users = users and all(
+                u is not None and isinstance(_rule_of(u), _Elementwise) for u in users)
+            if isinstance(rule, _Kernel) and rule.name is None:
+                self.alias[eq.output] = eq.inputs[0]
+            elif eq.op == "broadcast_to" and elementwise_users and eq.output not in outputs:
+                self.virtual.add(eq.output)
+            elif isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
+                d = 1 + _max((depth.get(v, 0) for v in eq.inputs), default=0)
+                if (len(users) == 1 and elementwise_users and eq.output not in outputs
+                        and d < _MAX_DEPTH and (rule is not None)):
+                    self.inlined.add(eq.output)
+                    depth[eq.output] = d
+        self._one_matmul_a_group()
+        self.names, self.free, self.count = {}, [], 0
+        self.helpers = {}  # name -> the object it is bound to in the module
+        self.lines = []
+
+    def _one_matmul_a_group(self):
+        """A group holds one matmul at most: the others are materialised."""
+        for eq in reversed(self.program.equations):
+            if eq.output in self.inlined:
+                continue
+            found, stack = False, list(eq.inputs)
+            while stack:
+                v = self.resolve(stack.pop())
+                if v not in self.inlined:
+                    continue
+                producer = self.producer[v]
+                if producer.op == "matmul":
+                    if found:
+                        self.inlined.discard(v)
+                    found = True
+                else:
+                    stack += producer.inputs
+
+    def _fusable_matmul(self, eq):
+        """A 2-D matmul with an inner side, written as a comprehension of dot products."""
+        return eq.op == "matmul" and len(eq.output.shape) == 2 and eq.inputs[0].shape[1] > 0
+
+    # -- names --
+    def name(self, var):
+        """The Python text of a value: its local name, a literal or a constant's name."""
+        var = self.resolve(var)
+        if var in self.names:
+            return self.names[var]
+        if var.data is not None:
+            if not var.shape:
+                return _literal(var.data)
+            name = self.names[var] = f"c{len(self.helpers)}"
+            self.helpers[name] = var.data
+            return name
+        raise AssertionError(f"no name for {var!r}")
+
+    def resolve(self, var):
+        while var in self.alias:
+            var = self.alias[var]
+        return var
+
+    def new_name(self, var):
+        """A name for a new value: one freed by a value no longer needed, else a new one."""
+        if self.free:
+            name = self.free.pop()
+        else:
+            name, self.count = f"t{self.count}", self.count + 1
+        self.names[var] = name
+        return name
+
+    # -- the function --
+    def text(self):
+        program = self.program
+        params = []
+        for var in program.inputs:
+            name = _identifier(var.path, set(params))
+            self.names[var] = name
+            params.append(name)
+        last_use = {}
+        steps = [eq for eq in program.equations
+                 if eq.output not in self.inlined and eq.output not in self.virtual
+                 and eq.output not in self.alias]
+        for i, eq in enumerate(steps):
+            for v in self.leaves_of(eq):
+                last_use[self.resolve(v)] = i
+        outputs = {self.resolve(v) for v in program.outputs}
+        for i, eq in enumerate(steps):
+            before, statement = self.statement(eq)
+            self.lines += [f"    {line}" for line in before]
+            for v in {self.resolve(v) for v in self.leaves_of(eq)}:
+                if last_use.get(v) == i and v not in outputs and v in self.names \
+                        and re.fullmatch(r"t\d+", self.names[v]):
+                    self.free.append(self.names[v])
+            self.lines.append(f"    {self.new_name(eq.output)} = {statement}")
+        outputs = ", ".join(self.name(v) for v in program.outputs)
+        self.lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
+        head = [f"def program({', '.join(params)}):"]
+        imports = ["from math import inf, nan, exp, log, sqrt, sin, cos, tanh",
+                   "from operator import add, sub, mul, truediv, neg, pow",
+                   "from itertools import repeat"]
+        used = sorted(n for n in self.helpers if not n.startswith("c"))
+        if used:
+            imports.append(f"from {__name__} import {', '.join(used)}")
+        constants = [f"# {n}: a constant, bound when compiled" for n in self.helpers
+                     if n.startswith("c")]
+        return "\n".join(imports + [""] + constants + head + self.lines) + "\n"
+
+    def leaves_of(self, eq):
+        """The materialised values that the statement of eq reads, through what it fuses."""
+        if (eq.output in self.virtual or isinstance(_rule_of(eq), _Elementwise)
+                or self._fusable_matmul(eq)):
+            return [w for v in eq.inputs for w in self._leaf_vars(v)]
+        return [self.resolve(v) for v in eq.inputs]
+
+    def _leaf_vars(self, v):
+        v = self.resolve(v)
+        if v in self.inlined or v in self.virtual:
+            return self.leaves_of(self.producer[v])
+        return [v]
+
+    def statement(self, eq):
+        """The right-hand side that computes eq's output (with what it fuses)."""
+        rule = _rule_of(eq)
+        if isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
+            return _Comprehension(self, eq).text()
+        if rule is None:
+            name = f"{_identifier(eq.op, set())}_{len(self.helpers)}"
+            self.helpers[name] = _primitive_call(eq)
+            return [], f"{name}({', '.join(self.name(v) for v in eq.inputs)})"
+        self.helpers[rule.name] = globals()[rule.name]
+        args = [self.name(v) for v in eq.inputs]
+        if rule.listed:
+            args = [f"[{', '.join(args)}]"]
+        for a in _kernel_args(eq, rule):
+            if isinstance(a, _Name):
+                self.helpers[str(a)] = globals()[a]
+            args.append(repr(a))
+        return [], f"{rule.name}({', '.join(args)})"
+
+
+def _primitive_call(eq):
+    """A primitive of your own as a function of data, as compiled code calls it."""
+    forward, shapes, attrs = eq.forward, [v.shape for v in eq.inputs], eq.attrs
+
+    def call(*data):
+        return forward(*[_leaf(d, s) for d, s in zip(data, shapes)], **attrs).data
+
+    return call
+
+
+def _literal(value):
+    """A float as Python source: 2.0, -0.0, inf, nan."""
+    if value != value:
+        return "nan"
+    return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _identifier(text, taken):
+    """A Python name made of text (an argument's path: args[0]['w'] -> arg0_w), not taken."""
+    name = re.sub(r"\W+", "_", text).strip("_") or "x"
+    name = re.sub(r"^args_(\d+)", r"arg\1", name)
+    name = re.sub(r"^kwargs_", "", name)
+    if name[0].isdigit():
+        name = "arg" + name
+    while (name in taken or name in _RESERVED or name.startswith(("t", "c"))
+           and name[1:].isdigit()):
+        name += "_"
+    return name
+
+
+_RESERVED = frozenset(("program", "inf", "nan", "exp", "log", "sqrt", "sin", "cos", "tanh",
+                       "add", "sub", "mul", "truediv", "neg", "pow", "repeat", "sum", "map",
+                       "zip", "range", "list", "abs", "len", "row", "column")) | frozenset(
+    keyword.kwlist)
+
+
+class _Comprehension:
+    """The expression of one fused group: an elementwise equation (or a 2-D matmul) with
+    the equations written into it, as one comprehension over the rows of its shape."""
+
+    def __init__(self, writer, root):
+        self.writer, self.root = writer, root
+        self.shape = root.output.shape
+        self.operands = []   # (name, source shape): materialised values the group reads
+        self.bindings = []   # (name, expression): values used twice, bound once per element
+        self.matmul = None   # (x name, y columns name) of the matmul in the group, if any
+        self.pre = []        # statements before the comprehension (a matmul's columns)
+
+    def text(self):
+        """(statements to run first, the expression of the whole group)."""
+        expr = self.expression(self.root.output, top=True)
+        return self.loops(expr)
+
+    def operand(self, var, shape):
+        """The placeholder of a materialised operand: replaced by its element's name."""
+        operand = (self.writer.name(var), shape)
+        if operand not in self.operands:
+            self.operands.append(operand)
+        return f"\x00{self.operands.index(operand)}\x00"
+
+    def expression(self, var, top=False):
+        writer = self.writer
+        var = writer.resolve(var)
+        if var.data is not None and not var.shape:
+            return _literal(var.data)
+        if not top and var not in writer.inlined and var not in writer.virtual:
+            return self.operand(var, var.shape)
+        eq = writer.producer[var]
+        if eq.op == "broadcast_to":  # virtual: its source, read where it has the side
+            source = writer.resolve(eq.inputs[0])
+            if source.data is not None and not source.shape:
+                return _literal(source.data)
+            if source in writer.inlined or source in writer.virtual:
+                return self.expression(source)
+            return self.operand(source, source.shape)
+        if eq.op == "matmul":
+            x, y = (writer.name(v) for v in eq.inputs)
+            self.matmul = x, y
+            return "\x01"
+        rule = _rule_of(eq)
+        template = rule.safe_expr() if writer.safe else rule.expr
+        operands = [self.expression(v) for v in eq.inputs]
+        if eq.op == "pow_scalar":
+            operands.append(_literal(eq.attrs["exponent"]))
+        for name in re.findall(r"[A-Za-z_]\w*(?=\()", template):
+            if name.startswith("_"):
+                writer.helpers[name] = globals()[name]
+        texts = []
+        for i, text in enumerate(operands):
+            if template.count("{%d}" % i) > 1 and not _is_atom(text):
+                bound = f"v{self.writer.count}_{len(self.bindings)}"
+                self.bindings.append((bound, text))
+                text = bound
+            texts.append(text if _is_atom(text) else f"({text})")
+        return template.format(*texts)
+
+    def loops(self, expr):
+        """(statements to run first, the comprehension computing expr at every position of
+        the group's shape)."""
+        shape, k = self.shape, len(self.shape)
+        names = [name for name, _ in self.operands]
+        before, clauses = [], []
+        if self.matmul is not None:  # the columns of y, once
+            x, y = self.matmul
+            columns = f"{y}_columns"
+            before.append(f"{columns} = list(zip(*{y}))")
+        for level in range(k):
+            iterated, targets = [], []
+            for j, (name, source) in enumerate(self.operands):
+                lead = k - len(source)
+                if level < lead:
+                    continue
+                if source[level - lead] == shape[level]:
+                    element = f"{name}_{_INDEX_LETTERS[level]}" if level < len(
+                        _INDEX_LETTERS) else f"{name}_{level}"
+                    iterated.append(names[j])
+                    targets.append(element)
+                    names[j] = element
+                else:  # a side of 1, repeated
+                    names[j] = f"{names[j]}[0]"
+            if self.matmul is not None and level == k - 2:
+                iterated.append(x)
+                targets.append("row")
+            if self.matmul is not None and level == k - 1:
+                iterated.append(columns)
+                targets.append("column")
+            clauses.append(_for_clause(targets, iterated, shape[level]))
+
+        def filled(text):
+            for j, name in enumerate(names):
+                text = text.replace(f"\x00{j}\x00", name)
+            return text.replace("\x01", "sum(map(mul, row, column))")
+
+        expr = filled(expr)
+        if not k:  # a 0-d group: values used twice are bound first
+            return before + [f"{name} = {filled(text)}" for name, text in self.bindings], expr
+        inner = clauses[-1] + "".join(f" for {name} in [{filled(text)}]"
+                                      for name, text in self.bindings)
+        body = f"[{expr} {inner}]"
+        for clause in reversed(clauses[:-1]):
+            body = f"[{body} {clause}]"
+        return before, body
+
+
+def _for_clause(targets, iterables, side):
+    """for x_i, b_i in zip(x, b): the loop over one axis (range(side) if nothing varies)."""
+    if not iterables:
+        return f"for _ in range({side})"
+    if len(iterables) == 1:
+        return f"for {targets[0]} in {iterables[0]}"
+    return f"for {', '.join(targets)} in zip({', '.join(iterables)})"
+
+
+def _is_atom(text):
+    """Whether text needs no parentheses as an operand: a name, a placeholder, a
+    non-negative number or a call."""
+    return bool(re.fullmatch(r"[\w.\x00\x01]+|[A-Za-z_]\w*\([^()]*\)|\([^()]*\)", text)) \
+        and not text.startswith("-")
 
 
 # ============================================================================================
