@@ -1174,7 +1174,8 @@ def _relu_backward(g, out):
                   _relu_backward_vjps)
 
 
-_RELU_BACKWARD = _RULES["relu_backward"] = _Elementwise("(0.0 if {1} <= 0.0 else {0})", rows="_relu_backward_rows")
+_RELU_BACKWARD = _RULES["relu_backward"] = _Elementwise("(0.0 if {1} <= 0.0 else {0})",
+                                                        rows="_relu_backward_rows")
 _relu_backward_vjps = (lambda g2, out2, g, out: _relu_backward(g2, out), None)
 
 
@@ -1301,7 +1302,8 @@ def maximum(x, y):
     return _binary(maximum, x, y, _MAXIMUM, _maximum_vjps)
 
 
-_MAXIMUM = _RULES["maximum"] = _Elementwise("({0} if {0} > {1} or {0} != {0} else {1})", rows="_maximum_rows")
+_MAXIMUM = _RULES["maximum"] = _Elementwise("({0} if {0} > {1} or {0} != {0} else {1})",
+                                            rows="_maximum_rows")
 def _split_tie(g, x, y, loses):
     """The gradient for one operand of maximum or minimum: none where it loses, half on a
     tie (PyTorch's rule, where a nan loses to nothing)."""
@@ -1321,7 +1323,8 @@ def minimum(x, y):
     return _binary(minimum, x, y, _MINIMUM, _minimum_vjps)
 
 
-_MINIMUM = _RULES["minimum"] = _Elementwise("({0} if {0} < {1} or {0} != {0} else {1})", rows="_minimum_rows")
+_MINIMUM = _RULES["minimum"] = _Elementwise("({0} if {0} < {1} or {0} != {0} else {1})",
+                                            rows="_minimum_rows")
 _minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
                  lambda g, out, x, y: _split_tie(g, x, y, y > x))
 
@@ -1349,7 +1352,8 @@ def less_equal(x, y):
     return _binary(less_equal, x, y, _LESS_EQUAL, _NO_GRADIENT)
 
 
-_LESS_EQUAL = _RULES["less_equal"] = _Elementwise("(1.0 if {0} <= {1} else 0.0)", rows="_less_equal_rows")
+_LESS_EQUAL = _RULES["less_equal"] = _Elementwise("(1.0 if {0} <= {1} else 0.0)",
+                                                  rows="_less_equal_rows")
 def greater(x, y):
     """1.0 where x > y, else 0.0 (also the operator >).
 
@@ -1369,7 +1373,8 @@ def greater_equal(x, y):
     return _binary(greater_equal, x, y, _GREATER_EQUAL, _NO_GRADIENT)
 
 
-_GREATER_EQUAL = _RULES["greater_equal"] = _Elementwise("(1.0 if {0} >= {1} else 0.0)", rows="_greater_equal_rows")
+_GREATER_EQUAL = _RULES["greater_equal"] = _Elementwise("(1.0 if {0} >= {1} else 0.0)",
+                                                        rows="_greater_equal_rows")
 def equal(x, y):
     """1.0 where x == y, else 0.0 (nan equals nothing). ``==`` itself is identity.
 
@@ -3994,7 +3999,7 @@ class Program:
     def source(self, backend="python"):
         """The program as the text of one straight-line Python function (see compile)."""
         _check_backend(backend)
-        return _python_source(self)
+        return _python_source(self)[0]
 
     def compile(self, backend="python"):
         """The program as a function, called as the program is, that runs its source.
@@ -4017,10 +4022,10 @@ class Program:
         return compiled
 
     def _compile(self, safe):
-        text = _python_source(self, safe)
+        text, bound = _python_source(self, safe)
         filename = f"<rax program {id(self):x}{' safe' if safe else ''}>"
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-        namespace = {"__name__": "rax_program"}
+        namespace = {"__name__": "rax_program", **bound}
         exec(compile(text, filename, "exec"), namespace)  # noqa: S102: rax's own text
         self._compiled[safe] = namespace["program"]
         return namespace["program"]
@@ -4135,7 +4140,9 @@ _INDEX_LETTERS = "ijklmnopqrstuvwxyz"
 
 
 def _python_source(program, safe=False):
-    return _PythonWriter(program, safe).text()
+    """(the source text, the names it needs bound: its constants and your primitives)."""
+    writer = _PythonWriter(program, safe)
+    return writer.text(), writer.bound
 
 
 class _PythonWriter:
@@ -4170,7 +4177,8 @@ class _PythonWriter:
                     depth[eq.output] = d
         self._one_matmul_a_group()
         self.names, self.free, self.count = {}, [], 0
-        self.helpers = {}  # name -> the object it is bound to in the module
+        self.helpers = {}  # names imported from rax -> their objects
+        self.bound = {}  # names bound when compiled: constants, your primitives
         self.lines = []
 
     def _one_matmul_a_group(self):
@@ -4204,8 +4212,8 @@ class _PythonWriter:
         if var.data is not None:
             if not var.shape:
                 return _literal(var.data)
-            name = self.names[var] = f"c{len(self.helpers)}"
-            self.helpers[name] = var.data
+            name = self.names[var] = f"c{len(self.bound)}"
+            self.bound[name] = var.data
             return name
         raise AssertionError(f"no name for {var!r}")
 
@@ -4253,11 +4261,10 @@ class _PythonWriter:
         imports = ["from math import inf, nan, exp, log, sqrt, sin, cos, tanh",
                    "from operator import add, sub, mul, truediv, neg, pow",
                    "from itertools import repeat"]
-        used = sorted(n for n in self.helpers if not n.startswith("c"))
-        if used:
-            imports.append(f"from {__name__} import {', '.join(used)}")
-        constants = [f"# {n}: a constant, bound when compiled" for n in self.helpers
-                     if n.startswith("c")]
+        if self.helpers:
+            imports.append(f"from {__name__} import {', '.join(sorted(self.helpers))}")
+        constants = [f"# {name}: {'your primitive' if callable(value) else 'a constant'}, "
+                     f"bound when compiled" for name, value in self.bound.items()]
         return "\n".join(imports + [""] + constants + head + self.lines) + "\n"
 
     def leaves_of(self, eq):
@@ -4279,8 +4286,8 @@ class _PythonWriter:
         if isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
             return _Comprehension(self, eq).text()
         if rule is None:
-            name = f"{_identifier(eq.op, set())}_{len(self.helpers)}"
-            self.helpers[name] = _primitive_call(eq)
+            name = f"{_identifier(eq.op, set())}_{len(self.bound)}"
+            self.bound[name] = _primitive_call(eq)
             return [], f"{name}({', '.join(self.name(v) for v in eq.inputs)})"
         self.helpers[rule.name] = globals()[rule.name]
         args = [self.name(v) for v in eq.inputs]

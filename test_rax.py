@@ -2206,7 +2206,8 @@ BAD_CALLS = [_binary_row(name, fn) for name, fn in BINARY_FUNCTIONS] + [
     ("arange step 0", ValueError, r"arange: step", lambda t: rax.arange(0, 1, 0)),
     ("arange inf", ValueError, r"arange: stop", lambda t: rax.arange(inf)),
     ("full of a vector", ValueError, r"full: .*\(3,\)", lambda t: rax.full((2,), t["v3"])),
-    ("negative side", ValueError, r"zeros: shape \(2, -1\) has a negative side", lambda t: rax.zeros((2, -1))),
+    ("negative side", ValueError, r"zeros: shape \(2, -1\) has a negative side",
+     lambda t: rax.zeros((2, -1))),
     ("randn bad rng", TypeError, r"rng", lambda t: rax.randn((2,), rng="seed")),
     ("backward of a number", TypeError, r"backward", lambda t: rax.backward(3.0)),
     ("backward needs a seed", ValueError, r"backward: .*\(2, 3\)",
@@ -5472,3 +5473,250 @@ def test_argnums_may_not_name_an_argument_twice_and_jacobian_runs_f_once():
     J = rax.jacobian(tall)(Tensor([1.0, 2.0]))  # 6 outputs, 2 inputs: by columns
     assert len(calls) == 1 and J.shape == (3, 2, 2)
     assert J.tolist()[2] == [[4.0, 0.0], [0.0, 4.0]]
+
+
+# ============================================================================================
+# 19. Programs: trace, replay, compile, jit
+# ============================================================================================
+
+def _prog_bits(data):
+    """Nested data with every float as its bits, any nan as one token: equal means the same
+    floats, signs of zeros included."""
+    if isinstance(data, list):
+        return [_prog_bits(d) for d in data]
+    return "nan" if data != data else struct.pack("<d", data)
+
+
+def _prog_same_results(a, b):
+    la, lb = rax.tree_leaves(a), rax.tree_leaves(b)
+    return len(la) == len(lb) and all(
+        x.shape == y.shape and _prog_bits(x.data) == _prog_bits(y.data) for x, y in zip(la, lb))
+
+
+ELEMENTWISE_SPECIALS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-308, -5e-324, 1e308, -1e308,
+                        709.8, -745.2, inf, -inf, nan, 2.0 ** 0.5]
+
+
+@pytest.mark.parametrize("op", sorted(op for op, rule in rax._RULES.items()
+                                      if isinstance(rule, rax._Elementwise)))
+def test_each_elementwise_rule_says_one_computation(op):
+    """The one definition per op: for every elementwise rule, its expression (run as Python
+    source, as compiled programs run it), its C function, its IEEE-safe twin and its row form
+    give the same float, bit for bit, on every pair of special values; where the C function
+    or the expression raises, both raise and the safe twin gives the IEEE answer."""
+    rule = rax._RULES[op]
+    arity = len(set(re.findall(r"\{\d\}", rule.expr)))
+    namespace = {name: getattr(math, name) for name in ("exp", "log", "sqrt", "sin", "cos",
+                                                        "tanh", "inf", "nan")}
+    namespace.update({name: getattr(rax, name) for name in ("_pow", "_sigmoid", "_div", "_exp",
+                                                            "_log", "_sqrt", "_sin", "_cos")})
+    fast = eval("lambda *v: " + rule.expr.format(*(f"v[{i}]" for i in range(arity))), namespace)
+    safe = eval("lambda *v: " + rule.safe_expr().format(*(f"v[{i}]" for i in range(arity))),
+                namespace)
+    for values in itertools.product(ELEMENTWISE_SPECIALS, repeat=arity):
+        eager = rule([[v] for v in values], 1)[0]
+        try:
+            expected = fast(*values)
+        except (ArithmeticError, ValueError):
+            assert rule.safe is not None, f"{op}{values}: the expression raised"
+            fn = getattr(rax, rule.fn) if isinstance(rule.fn, str) else rule.fn
+            with pytest.raises((ArithmeticError, ValueError)):
+                fn(*values)
+            expected = safe(*values)
+        assert _prog_bits(eager) == _prog_bits(expected), \
+            f"{op}{values}: eager {eager}, expr {expected}"
+        assert _prog_bits(safe(*values)) == _prog_bits(expected), f"{op}{values}: safe twin differs"
+
+
+def _prog_mlp_loss(params, x, y):
+    h = rax.relu(x @ params[0]["w"] + params[0]["b"])
+    return ((h @ params[1]["w"] + params[1]["b"] - y) ** 2).mean()
+
+
+def _prog_mlp_params(seed):
+    rng = random.Random(seed)
+    return [{"w": rax.randn((3, 4), rng=rng), "b": rax.randn((4,), rng=rng)},
+            {"w": rax.randn((4, 2), rng=rng), "b": rax.randn((2,), rng=rng)}]
+
+
+def _prog_training_step(params, x, y):
+    loss, grads = rax.value_and_grad(_prog_mlp_loss)(params, x, y)
+    return loss, rax.sgd(params, grads, 0.1)
+
+
+def test_a_traced_training_step_replays_and_compiles_to_eager_answers():
+    """A traced value_and_grad + sgd step of an MLP: replay and compiled code equal eager,
+    bit for bit, over three steps on new data; outputs are fresh leaves in f's structure."""
+    params = _prog_mlp_params(0)
+    rng = random.Random(1)
+    x, y = rax.randn((5, 3), rng=rng), rax.randn((5, 2), rng=rng)
+    program = rax.trace(_prog_training_step)(params, x, y)
+    compiled, jitted = program.compile(), rax.jit(_prog_training_step)
+    p_eager = p_replay = p_compiled = p_jit = params
+    for _ in range(3):
+        x, y = rax.randn((5, 3), rng=rng), rax.randn((5, 2), rng=rng)
+        eager = _prog_training_step(p_eager, x, y)
+        replay, comp, jit = program(p_replay, x, y), compiled(p_compiled, x, y), \
+            jitted(p_jit, x, y)
+        for got in (replay, comp, jit):
+            assert _prog_same_results(eager, got)
+            assert all(t.op is None for t in rax.tree_leaves(got))
+            assert isinstance(got, tuple) and isinstance(got[1], list)
+        p_eager, p_replay, p_compiled, p_jit = eager[1], replay[1], comp[1], jit[1]
+
+
+def test_the_listing_reads_like_a_jaxpr():
+    """str(program): typed inputs, one equation per line with static attrs, numbers inline,
+    a marker before the backward pass, the outputs in f's structure."""
+    program = rax.trace(rax.value_and_grad(lambda x: (x * 2.0).sum()))(Tensor([1.0, 2.0]))
+    text = str(program)
+    assert text.startswith("{ lambda a:f[2] .")
+    assert "= mul" in text and " 2.0" in text
+    assert "sum[axis=(0,), keepdims=False]" in text
+    assert "-- backward --" in text
+    assert text.rstrip().endswith("}") and "in (" in text
+    assert [eq.op for eq in program.equations][:1] == ["identity"]
+    assert all(isinstance(eq, rax.Equation) for eq in program.equations)
+    assert program.inputs[0].shape == (2,) and program.inputs[0].path == "args[0]"
+
+
+def test_compiled_source_fuses_elementwise_chains_into_one_comprehension():
+    """(x + b) * x with a broadcast b compiles to one statement: b is zipped in, not
+    materialised, and the chain is one comprehension; the source is valid, readable Python."""
+    program = rax.trace(lambda x, b: rax.relu((x + b) * x))(rax.ones((2, 3)), rax.ones((3,)))
+    source = program.source()
+    body = [line for line in source.splitlines() if line.startswith("    ")]
+    assert len(body) == 2, source  # one statement, and the return
+    assert "broadcast" not in source and "for" in body[0]
+    compile(source, "<test>", "exec")
+
+
+def test_dead_equations_are_dropped_and_identical_ones_merged():
+    """An unused value leaves no equation; the same op on the same inputs is computed once."""
+    def f(x):
+        unused = x.exp()
+        return x.sin() + x.sin()
+    program = rax.trace(f)(Tensor([1.0, 2.0]))
+    assert [eq.op for eq in program.equations] == ["sin", "add"]
+
+
+@pytest.mark.parametrize("read", [
+    lambda t: float(t.sum()), lambda t: int(t.sum()), lambda t: bool(t.sum() > 0),
+    lambda t: t.sum().item(), lambda t: t.tolist(), lambda t: f"{t.sum():.3f}",
+    lambda t: round(t.sum()),
+], ids=["float", "int", "bool", "item", "tolist", "format", "round"])
+def test_reading_a_traced_value_is_a_trace_error(read):
+    """Reading a Python value out of a tensor that depends on the arguments, while tracing,
+    raises TraceError (a TypeError) naming the op and suggesting rax.where; the same read of
+    a constant is allowed."""
+    constant = Tensor([1.0, 2.0])
+
+    def f(x):
+        read(constant)  # not from the arguments: fine
+        read(x)
+        return x
+    with pytest.raises(rax.TraceError, match="where"):
+        rax.trace(f)(Tensor([1.0, 2.0]))
+    assert issubclass(rax.TraceError, TypeError)
+    assert rax.trace(lambda x: x)(Tensor([1.0]))  # the trace is over: nothing is left on
+
+
+def test_stateful_optimizers_refuse_a_trace_and_sgd_is_traced():
+    """SGD.update and Adam.update inside a traced f raise TraceError; rax.sgd is traced as
+    ops, so the new params follow new gradients."""
+    for opt in (rax.SGD(lr=0.1), rax.Adam()):
+        with pytest.raises(rax.TraceError, match="update"):
+            rax.trace(lambda p, g: opt.update(p, g))({"w": Tensor([1.0])}, {"w": Tensor([1.0])})
+    program = rax.trace(lambda p, g: rax.sgd(p, g, 0.5))({"w": Tensor([1.0])},
+                                                          {"w": Tensor([1.0])})
+    assert program({"w": Tensor([1.0])}, {"w": Tensor([4.0])})["w"].tolist() == [-1.0]
+
+
+def test_tensor_of_a_traced_tensor_is_an_op_and_random_draws_are_constants():
+    """Tensor(t) of a traced t is recorded (no gradient), not frozen; a random draw in f is a
+    constant of the program, the same on every run."""
+    program = rax.trace(lambda x: Tensor(x) * 2.0)(Tensor([1.0]))
+    assert program(Tensor([5.0])).tolist() == [10.0]
+    program = rax.trace(lambda x: x + rax.randn((2,), rng=0))(Tensor([0.0, 0.0]))
+    assert program(Tensor([0.0, 0.0])).tolist() == program(Tensor([0.0, 0.0])).tolist() \
+        == rax.randn((2,), rng=0).tolist()
+    assert any(v.data is not None and v.shape == (2,) for v in program.constants)
+
+
+def test_a_program_checks_structure_shapes_and_static_arguments():
+    """A call with another structure, shape or static value is a ValueError naming the
+    place and both; a number input takes any number; a bool is static."""
+    program = rax.trace(lambda x, n, flag: x * n if flag else x)(Tensor([1.0, 2.0]), 3, True)
+    assert program(Tensor([1.0, 1.0]), 5, True).tolist() == [5.0, 5.0]
+    with pytest.raises(ValueError, match=r"args\[0\] has shape \(3,\).*\(2,\)"):
+        program(Tensor([1.0, 2.0, 3.0]), 3, True)
+    with pytest.raises(ValueError, match=r"args\[2\] is False.*True"):
+        program(Tensor([1.0, 2.0]), 3, False)
+    with pytest.raises(ValueError, match="structure"):
+        program([Tensor([1.0, 2.0])], 3, True)
+
+
+def test_jit_caches_per_signature_and_runs_f_itself_under_grad_or_trace():
+    """jit traces once per signature; called with a tensor that has history (inside grad)
+    or while tracing, it runs f, so gradients flow through it."""
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return (x * x).sum()
+    fast = rax.jit(f)
+    fast(Tensor([1.0, 2.0]))
+    fast(Tensor([3.0, 4.0]))
+    assert len(calls) == 1
+    fast(Tensor([1.0, 2.0, 3.0]))
+    assert len(calls) == 2
+    assert rax.grad(fast)(Tensor([1.0, 2.0])).tolist() == [2.0, 4.0]
+    program = rax.trace(lambda x: fast(x) * 2.0)(Tensor([1.0]))
+    assert program(Tensor([3.0])).tolist() == 18.0
+
+
+def test_ieee_special_cases_take_the_safe_path_in_compiled_code():
+    """Where the fast C functions raise (log(0), 1/0, exp(1000)), the compiled program is run
+    again with the IEEE-safe twins and gives eager's inf and nan."""
+    def f(x):
+        return (x.log() + 1.0 / x + x.exp()).sum(axis=0)
+    x = Tensor([[0.0, -1.0, 1000.0], [1.0, 2.0, 3.0]])
+    program = rax.trace(f)(Tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
+    assert _prog_same_results(f(x), program.compile()(x)) and _prog_same_results(f(x), program(x))
+
+
+def test_a_long_chain_compiles_and_a_primitive_of_ones_own_is_called():
+    """A 3,000-op 0-d chain (cut into expressions the parser takes) and a primitive of one's
+    own compile and give eager's answers."""
+    softplus = rax.primitive("softplus", lambda x: rax.log(1.0 + rax.exp(x)),
+                             [lambda g, out, x: g * rax.sigmoid(x)])
+
+    def f(x):
+        y = x
+        for _ in range(3000):
+            y = y * 1.0001 + 0.0001
+        return softplus(y)
+    step = rax.grad(f)
+    fast = rax.jit(step)
+    assert _prog_same_results(step(Tensor(0.5)), fast(Tensor(0.5)))
+    assert _prog_same_results(f(Tensor(0.25)), rax.trace(f)(Tensor(0.5)).compile()(Tensor(0.25)))
+
+
+def test_one_hot_labels_can_be_a_program_input():
+    """one_hot is an op on the labels, so new labels give new one-hot rows in a program,
+    and a bad label is still a ValueError."""
+    program = rax.trace(lambda labels: rax.one_hot(labels, 3))(Tensor([0.0, 1.0]))
+    assert program(Tensor([2.0, 0.0])).tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="label 5.0"):
+        program.compile()(Tensor([5.0, 0.0]))
+
+
+def test_programs_do_not_change_their_arguments():
+    """Replay and compiled code leave the arguments' data as they were."""
+    params = _prog_mlp_params(2)
+    x, y = rax.ones((5, 3)), rax.zeros((5, 2))
+    before = copy.deepcopy([t.tolist() for t in rax.tree_leaves(params)])
+    program = rax.trace(_prog_training_step)(params, x, y)
+    program(params, x, y)
+    program.compile()(params, x, y)
+    assert [t.tolist() for t in rax.tree_leaves(params)] == before

@@ -182,6 +182,46 @@ def rax_chain(x, steps):
     return y.backward()[x].item()
 
 
+# ---- the same with rax.jit: traced once, then run as compiled Python ----------------------
+
+def rax_step_values(loss_fn, params, x, y, lr):
+    """One step without .item(), so that it can be traced: (loss, new params)."""
+    loss, grads = rax.value_and_grad(loss_fn)(params, x, y)
+    return loss, rax.sgd(params, grads, lr)
+
+
+def mse(params, x, y):
+    return ((rax_mlp(params, x) - y) ** 2).mean()
+
+
+def cross_entropy(params, x, labels):
+    return -(rax.log_softmax(rax_mlp(params, x), axis=1) * labels).sum(axis=1).mean()
+
+
+def chain(x, steps):
+    y = x
+    for _ in range(steps):
+        y = y * 1.0001 + 0.0001
+    return y
+
+
+COMPILE_SECONDS = {}  # workload -> seconds of its first call: trace, generate, compile
+
+
+def jitted(name, f):
+    """rax.jit(f), its first call timed (the one-off cost) and its result as rax_* give."""
+    fast = rax.jit(f)
+
+    def call(*args):
+        if name not in COMPILE_SECONDS:
+            start = time.perf_counter()
+            fast(*args)
+            COMPILE_SECONDS[name] = time.perf_counter() - start
+        return fast(*args)
+
+    return call
+
+
 # ---- micrograd, when installed --------------------------------------------------------------
 
 def micrograd_matmul(a, b):
@@ -286,6 +326,10 @@ def workloads(quick):
     rows.append(("W2", f"(X + b) * X, X {side}x{side}, b ({side},)", 1.55,
                  lambda: [list(map(mul, map(add, row, bias), row)) for row in x],
                  lambda: (tx + tbias) * tx, None))
+    fused = jitted("W2-jit", lambda x, b: (x + b) * x)
+    rows.append(("W2-jit", "the same, rax.jit", 1.0,
+                 lambda: [list(map(mul, map(add, row, bias), row)) for row in x],
+                 lambda: fused(tx, tbias), None))
 
     params = mlp_params(rng, (2, 16, 16, 1))
     points = random_matrix(rng, 100, 2)
@@ -297,6 +341,10 @@ def workloads(quick):
     rows.append(("W3a", "MLP 2-16-16-1 step, ReLU, MSE, 100 points", 1.3,
                  lambda p=params: hand_step_mse(p, points, targets, 0.1),
                  lambda p=rparams: rax_step_mse(p, rpoints, rtargets, 0.1), micro))
+    step = jitted("W3a-jit", lambda p, x, y: rax_step_values(mse, p, x, y, 0.1))
+    rows.append(("W3a-jit", "the same, rax.jit", 0.8,
+                 lambda p=params: hand_step_mse(p, points, targets, 0.1),
+                 lambda p=rparams: item_first(step(p, rpoints, rtargets)), None))
 
     params = mlp_params(rng, (64, 128, 128, 10))
     batch = random_matrix(rng, 64, 64)
@@ -306,13 +354,25 @@ def workloads(quick):
     rows.append(("W3b", "MLP 64-128-128-10 step, ReLU, softmax CE, batch 64", 1.15,
                  lambda: hand_step_cross_entropy(params, batch, labels, 0.1),
                  lambda: rax_step_cross_entropy(rparams, rbatch, rlabels, 0.1), None))
+    step_ce = jitted("W3b-jit", lambda p, x, y: rax_step_values(cross_entropy, p, x, y, 0.1))
+    rows.append(("W3b-jit", "the same, rax.jit", 1.0,
+                 lambda: hand_step_cross_entropy(params, batch, labels, 0.1),
+                 lambda: item_first(step_ce(rparams, rbatch, rlabels)), None))
 
     steps = 10_000
     micro = (lambda: micrograd_chain(0.5, steps)) if MicrogradValue is not None else None
     x0 = rax.Tensor(0.5)
     rows.append(("W4", f"{steps:,} x (y * 1.0001 + 0.0001) on 0-d, then dy/dx", 150,
                  lambda: hand_chain(0.5, steps), lambda: rax_chain(x0, steps), micro))
+    derivative = jitted("W4-jit", rax.grad(lambda x: chain(x, steps)))
+    rows.append(("W4-jit", "the same, rax.jit", 0.7,
+                 lambda: hand_chain(0.5, steps), lambda: derivative(x0).item(), None))
     return rows
+
+
+def item_first(pair):
+    """(loss as a float, params): what rax_step_* return, from a jitted step's result."""
+    return pair[0].item(), pair[1]
 
 
 def target_cells(ratio, target):
@@ -348,6 +408,8 @@ def main(quick=False):
             line += f" {times[2] / times[0]:>15.1f}" if micro else f" {'-':>15}"
         print(line + f"   {what}")
 
+    print("one-off cost of rax.jit (trace, generate and compile, on the first call): " +
+          ", ".join(f"{name} {seconds * 1e3:.0f} ms" for name, seconds in COMPILE_SECONDS.items()))
     rng = random.Random(0)
     params = mlp_params(rng, (2, 16, 16, 1))
     points = random_matrix(rng, 100, 2)
