@@ -2611,8 +2611,9 @@ import newton  # noqa: E402
 import regression  # noqa: E402
 import spiral  # noqa: E402
 import termplot  # noqa: E402
+import jit as jit_lesson  # noqa: E402
 
-LESSONS = (moons, regression, spiral, newton, custom_op, graph)
+LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson)
 
 
 @pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
@@ -5720,3 +5721,10 @@ def test_programs_do_not_change_their_arguments():
     program(params, x, y)
     program.compile()(params, x, y)
     assert [t.tolist() for t in rax.tree_leaves(params)] == before
+
+
+def test_jit_lesson_compiles_a_step_that_equals_eager_and_learns():
+    """examples/jit.py: the compiled step gives the eager step's floats and the loss falls."""
+    result = jit_lesson.main(steps=20, n=20, repeats=1, verbose=False)
+    assert result["same"] and result["losses"][-1] < result["losses"][0]
+    assert set(result["times"]) == {"eager rax", "rax.jit", "by hand"}
