@@ -61,6 +61,12 @@ gradient graph  names two things. (1) What ``backward()`` returns: a GradNode fo
             gradient; ``draw`` shows it. (2) The graph of tensor ops that computed those
             values: vjp rules are tensor ops, so gradients are nodes too, and
             ``grad(grad(f))`` differentiates through them.
+program     the graph of one call of a function, kept by ``trace`` to run again on new
+            arguments, to print and to compile (chapter 10). Its inputs are the
+            arguments' tensors and numbers; its constants, what f reached otherwise.
+equation    one step of a program: ``output = op(*inputs)`` with the op's static attrs.
+rule        what an op computes, said once beside it (``_Elementwise``, ``_Kernel``):
+            eager rax, a program's replay and its compiled code all read it.
 
 Inside this file ``sum``, ``max``, ``min``, ``abs`` and ``pow`` are rax's tensor ops, named
 as NumPy's, and they hide Python's builtins of the same names: where Python's are meant,
@@ -82,6 +88,7 @@ function may call one defined further down):
     7. Trees, optimizers   tree_map, sgd, SGD, Adam; saving with save and load.
     8. Forward mode        vjp, jvp, jacobian, hessian, hvp.
     9. Tools               your own primitives, check_grads, draw, to_dot.
+    10. Programs           trace, Program (listing, replay, compile to Python), jit.
     Appendices: the machinery
     A. Nested-list kernels     broadcasting, map, reduce, matmul, movement; no Tensor.
     B. IEEE-safe scalar math   Python raises where NumPy returns inf or nan.
