@@ -24,6 +24,8 @@ Sections:
    16. Special values everywhere, rank up to 5, exact boundaries
    17. check_grads in forward mode and at second order
    18. Forward mode, Jacobians and Hessians
+   19. Programs: trace, replay, compile, jit
+   20. Random programs against eager rax
 """
 
 import builtins
@@ -5480,18 +5482,18 @@ def test_argnums_may_not_name_an_argument_twice_and_jacobian_runs_f_once():
 # 19. Programs: trace, replay, compile, jit
 # ============================================================================================
 
-def _prog_bits(data):
+def _p19_bits(data):
     """Nested data with every float as its bits, any nan as one token: equal means the same
     floats, signs of zeros included."""
     if isinstance(data, list):
-        return [_prog_bits(d) for d in data]
+        return [_p19_bits(d) for d in data]
     return "nan" if data != data else struct.pack("<d", data)
 
 
-def _prog_same_results(a, b):
+def _p19_same_results(a, b):
     la, lb = rax.tree_leaves(a), rax.tree_leaves(b)
     return len(la) == len(lb) and all(
-        x.shape == y.shape and _prog_bits(x.data) == _prog_bits(y.data) for x, y in zip(la, lb))
+        x.shape == y.shape and _p19_bits(x.data) == _p19_bits(y.data) for x, y in zip(la, lb))
 
 
 ELEMENTWISE_SPECIALS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-308, -5e-324, 1e308, -1e308,
@@ -5524,43 +5526,43 @@ def test_each_elementwise_rule_says_one_computation(op):
             with pytest.raises((ArithmeticError, ValueError)):
                 fn(*values)
             expected = safe(*values)
-        assert _prog_bits(eager) == _prog_bits(expected), \
+        assert _p19_bits(eager) == _p19_bits(expected), \
             f"{op}{values}: eager {eager}, expr {expected}"
-        assert _prog_bits(safe(*values)) == _prog_bits(expected), f"{op}{values}: safe twin differs"
+        assert _p19_bits(safe(*values)) == _p19_bits(expected), f"{op}{values}: safe twin differs"
 
 
-def _prog_mlp_loss(params, x, y):
+def _p19_mlp_loss(params, x, y):
     h = rax.relu(x @ params[0]["w"] + params[0]["b"])
     return ((h @ params[1]["w"] + params[1]["b"] - y) ** 2).mean()
 
 
-def _prog_mlp_params(seed):
+def _p19_mlp_params(seed):
     rng = random.Random(seed)
     return [{"w": rax.randn((3, 4), rng=rng), "b": rax.randn((4,), rng=rng)},
             {"w": rax.randn((4, 2), rng=rng), "b": rax.randn((2,), rng=rng)}]
 
 
-def _prog_training_step(params, x, y):
-    loss, grads = rax.value_and_grad(_prog_mlp_loss)(params, x, y)
+def _p19_training_step(params, x, y):
+    loss, grads = rax.value_and_grad(_p19_mlp_loss)(params, x, y)
     return loss, rax.sgd(params, grads, 0.1)
 
 
 def test_a_traced_training_step_replays_and_compiles_to_eager_answers():
     """A traced value_and_grad + sgd step of an MLP: replay and compiled code equal eager,
     bit for bit, over three steps on new data; outputs are fresh leaves in f's structure."""
-    params = _prog_mlp_params(0)
+    params = _p19_mlp_params(0)
     rng = random.Random(1)
     x, y = rax.randn((5, 3), rng=rng), rax.randn((5, 2), rng=rng)
-    program = rax.trace(_prog_training_step)(params, x, y)
-    compiled, jitted = program.compile(), rax.jit(_prog_training_step)
+    program = rax.trace(_p19_training_step)(params, x, y)
+    compiled, jitted = program.compile(), rax.jit(_p19_training_step)
     p_eager = p_replay = p_compiled = p_jit = params
     for _ in range(3):
         x, y = rax.randn((5, 3), rng=rng), rax.randn((5, 2), rng=rng)
-        eager = _prog_training_step(p_eager, x, y)
+        eager = _p19_training_step(p_eager, x, y)
         replay, comp, jit = program(p_replay, x, y), compiled(p_compiled, x, y), \
             jitted(p_jit, x, y)
         for got in (replay, comp, jit):
-            assert _prog_same_results(eager, got)
+            assert _p19_same_results(eager, got)
             assert all(t.op is None for t in rax.tree_leaves(got))
             assert isinstance(got, tuple) and isinstance(got[1], list)
         p_eager, p_replay, p_compiled, p_jit = eager[1], replay[1], comp[1], jit[1]
@@ -5683,7 +5685,7 @@ def test_ieee_special_cases_take_the_safe_path_in_compiled_code():
         return (x.log() + 1.0 / x + x.exp()).sum(axis=0)
     x = Tensor([[0.0, -1.0, 1000.0], [1.0, 2.0, 3.0]])
     program = rax.trace(f)(Tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
-    assert _prog_same_results(f(x), program.compile()(x)) and _prog_same_results(f(x), program(x))
+    assert _p19_same_results(f(x), program.compile()(x)) and _p19_same_results(f(x), program(x))
 
 
 def test_a_long_chain_compiles_and_a_primitive_of_ones_own_is_called():
@@ -5699,8 +5701,8 @@ def test_a_long_chain_compiles_and_a_primitive_of_ones_own_is_called():
         return softplus(y)
     step = rax.grad(f)
     fast = rax.jit(step)
-    assert _prog_same_results(step(Tensor(0.5)), fast(Tensor(0.5)))
-    assert _prog_same_results(f(Tensor(0.25)), rax.trace(f)(Tensor(0.5)).compile()(Tensor(0.25)))
+    assert _p19_same_results(step(Tensor(0.5)), fast(Tensor(0.5)))
+    assert _p19_same_results(f(Tensor(0.25)), rax.trace(f)(Tensor(0.5)).compile()(Tensor(0.25)))
 
 
 def test_one_hot_labels_can_be_a_program_input():
@@ -5714,10 +5716,10 @@ def test_one_hot_labels_can_be_a_program_input():
 
 def test_programs_do_not_change_their_arguments():
     """Replay and compiled code leave the arguments' data as they were."""
-    params = _prog_mlp_params(2)
+    params = _p19_mlp_params(2)
     x, y = rax.ones((5, 3)), rax.zeros((5, 2))
     before = copy.deepcopy([t.tolist() for t in rax.tree_leaves(params)])
-    program = rax.trace(_prog_training_step)(params, x, y)
+    program = rax.trace(_p19_training_step)(params, x, y)
     program(params, x, y)
     program.compile()(params, x, y)
     assert [t.tolist() for t in rax.tree_leaves(params)] == before
@@ -5728,3 +5730,774 @@ def test_jit_lesson_compiles_a_step_that_equals_eager_and_learns():
     result = jit_lesson.main(steps=20, n=20, repeats=1, verbose=False)
     assert result["same"] and result["losses"][-1] < result["losses"][0]
     assert set(result["times"]) == {"eager rax", "rax.jit", "by hand"}
+
+
+# ============================================================================================
+# 20. Random programs: rax.trace, Program (replay, source, compile) and rax.jit against eager
+#
+# A strategy draws RANDOM PROGRAMS: a few steps, each an op of rax applied to earlier values,
+# the arguments (tensors, a number, integer labels), closure constants or numbers written in
+# the code. A program is rendered as Python source and made into a function by exec, so a
+# failing example prints the very function that failed (see _ProgCase.__repr__). Every
+# test compares eager rax with the replayed Program, its compiled source and rax.jit bit for
+# bit (any nan equals any nan; the sign of a zero counts).
+# ============================================================================================
+
+_PROG_MAX_NDIM = 5
+_PROG_MAX_SIZE = 400
+_PROG_INF, _PROG_NAN = math.inf, math.nan
+
+# Values: mostly ordinary (with ties, from a small pool), sometimes IEEE specials.
+_PROG_POOL = (1.0, -1.0, 0.5, 2.0, -2.0, 3.0, 0.25, -0.5)
+_PROG_SPECIALS = (0.0, -0.0, math.inf, -math.inf, math.nan, 1e308, -1e308, -1e-308, 5e-324)
+_prog_floats = st.one_of(
+    st.sampled_from(_PROG_POOL),
+    st.floats(-4.0, 4.0),
+    st.sampled_from(_PROG_SPECIALS),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+# Numbers written in a program's code, on either side of a binary op.
+_PROG_LITERALS = (2, 3, 0.5, -1, 0, 2.5, -0.0, 0.0, 1e308, "inf", "nan", -3, 1e-308)
+_PROG_EXPONENTS = (2, 3, 0.5, -1, 0, -2, 1.5, 0.0, -0.5)
+_PROG_SIDES = (1, 2, 3, 2, 0, 3, 1)
+
+
+def _prog_fold(flat, shape):
+    """Nested lists of `shape` from a flat row-major list (a bare float for shape ())."""
+    if not shape:
+        return flat[0]
+    step = math.prod(shape[1:])
+    return [_prog_fold(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def _prog_tensor(flat, shape):
+    """A leaf Tensor of `shape` holding `flat` (rax.zeros for a shape with no elements)."""
+    return Tensor(_prog_fold(flat, shape)) if math.prod(shape) else rax.zeros(shape)
+
+
+def _prog_same_floats(a, b):
+    """Nested lists of floats equal bit for bit (any nan equals any nan)."""
+    if isinstance(a, list) or isinstance(b, list):
+        return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+                and all(map(_prog_same_floats, a, b)))
+    if type(a) is not float or type(b) is not float:
+        return False
+    if a != a or b != b:
+        return a != a and b != b
+    return struct.pack("<d", a) == struct.pack("<d", b)
+
+
+def _prog_assert_same(expected, actual, what, fresh=True):
+    """actual has expected's tree structure, with tensors of the same shapes and bit-equal
+    values; with fresh=True each of its tensors is a new leaf (op None, no inputs)."""
+    if isinstance(expected, Tensor):
+        assert isinstance(actual, Tensor), f"{what}: expected a Tensor, got {actual!r}"
+        assert actual.shape == expected.shape, (
+            f"{what}: shape {actual.shape}, eager gives {expected.shape}")
+        assert _prog_same_floats(expected.data, actual.data), (
+            f"{what}: values differ from eager\n  eager:  {expected.data!r}\n"
+            f"  actual: {actual.data!r}")
+        if fresh:
+            assert actual.op is None and actual.inputs == (), (
+                f"{what}: not a fresh leaf (op {actual.op!r})")
+    elif isinstance(expected, dict):
+        assert type(actual) is type(expected), f"{what}: {type(actual)} vs {type(expected)}"
+        assert sorted(actual) == sorted(expected), f"{what}: keys {sorted(actual)}"
+        for key in expected:
+            _prog_assert_same(expected[key], actual[key], f"{what}[{key!r}]", fresh)
+    elif isinstance(expected, (list, tuple)):
+        assert type(actual) is type(expected), f"{what}: {type(actual)} vs {type(expected)}"
+        assert len(actual) == len(expected), f"{what}: length {len(actual)}"
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            _prog_assert_same(e, a, f"{what}[{i}]", fresh)
+    else:
+        assert type(actual) is type(expected) and (
+            actual == expected or (actual != actual and expected != expected)), (
+            f"{what}: {actual!r}, eager gives {expected!r}")
+
+
+def _prog_snapshot(tree):
+    """The values of every tensor of a tree of tensors and numbers, as fresh nested lists."""
+    if isinstance(tree, Tensor):
+        return ("tensor", tree.shape, tree.tolist())
+    if isinstance(tree, dict):
+        return ("dict", {k: _prog_snapshot(v) for k, v in tree.items()})
+    if isinstance(tree, (list, tuple)):
+        return (type(tree).__name__, [_prog_snapshot(v) for v in tree])
+    return ("leaf", tree)
+
+
+def _prog_same_snapshot(a, b):
+    if a[0] == "tensor":
+        return b[0] == "tensor" and a[1] == b[1] and _prog_same_floats(a[2], b[2])
+    if a[0] == "dict":
+        return (b[0] == "dict" and a[1].keys() == b[1].keys()
+                and all(_prog_same_snapshot(a[1][k], b[1][k]) for k in a[1]))
+    if a[0] in ("list", "tuple"):
+        return (a[0] == b[0] and len(a[1]) == len(b[1])
+                and all(map(_prog_same_snapshot, a[1], b[1])))
+    return a == b or (a[1] != a[1] and b[1] != b[1])
+
+
+# ---- Shapes --------------------------------------------------------------------------------
+
+def _prog_broadcast(*shapes):
+    """NumPy's broadcast shape, or None when the shapes do not broadcast together."""
+    ndim = max(map(len, shapes))
+    out = []
+    for sides in itertools.zip_longest(*(s[::-1] for s in shapes), fillvalue=1):
+        wide = {n for n in sides if n != 1}
+        if len(wide) > 1:
+            return None
+        out.append(wide.pop() if wide else 1)
+    return tuple(reversed(out)) if ndim else ()
+
+
+def _prog_matmul_shape(a, b):
+    """The shape of a @ b under NumPy's rules, or None."""
+    if not a or not b:
+        return None
+    if a[-1] != (b[-2] if len(b) > 1 else b[0]):
+        return None
+    batch = _prog_broadcast(a[:-2], b[:-2])
+    if batch is None:
+        return None
+    return batch + a[-2:-1] + (b[-1:] if len(b) > 1 else ())
+
+
+def _prog_fits(shape):
+    """Whether a drawn shape is small enough: rank <= 5, at most 400 elements."""
+    return (shape is not None and len(shape) <= _PROG_MAX_NDIM
+            and math.prod(shape) <= _PROG_MAX_SIZE)
+
+
+def _prog_names(text):
+    """The identifiers (and numbers) in a piece of source text."""
+    return "".join(c if c.isalnum() or c == "_" else " " for c in text).split()
+
+
+def _prog_literal(value):
+    """A number as it is written in a program's source."""
+    return str(value) if isinstance(value, str) else repr(value)
+
+
+# ---- The program strategy ------------------------------------------------------------------
+
+class _ProgCase:
+    """A random program: its arguments' kinds and shapes, its closure constants and its source.
+
+    args: ("tensor", shape), ("number",) or ("labels", shape, num_classes) for each positional
+    argument; constants: (name, shape, flat values, is_labels). make() execs the source and
+    returns f, a closure over the constants.
+    """
+
+    def __init__(self, args, constants, lines, outputs):
+        self.args, self.constants, self.lines, self.outputs = args, constants, lines, outputs
+        names = [f"a{i}" for i in range(len(args))]
+        consts = [c[0] for c in constants]
+        body = "".join(f"        {line}\n" for line in lines)
+        self.source = (f"def make({', '.join(consts)}):\n"
+                       f"    def f({', '.join(names)}):\n{body}"
+                       f"        return {outputs}\n"
+                       f"    return f\n")
+
+    def make(self):
+        namespace = {"rax": rax, "Tensor": Tensor, "inf": math.inf, "nan": math.nan}
+        exec(compile(self.source, "<random program>", "exec"), namespace)
+        return namespace["make"](*(_prog_tensor(flat, shape) for _, shape, flat, _ in
+                                   self.constants))
+
+    def __repr__(self):
+        consts = "".join(f"    {name} = {_prog_tensor(flat, shape)!r}  # shape {shape}\n"
+                         for name, shape, flat, _ in self.constants)
+        args = ", ".join(f"a{i}: {a[0]} {a[1] if len(a) > 1 else ''}".rstrip()
+                         for i, a in enumerate(self.args))
+        return f"<program ({args})\n{consts}{self.source}>"
+
+
+def _prog_sub_shape(draw, universe):
+    """A shape that broadcasts to `universe`: a suffix of it, some sides made 1."""
+    k = draw(st.integers(0, len(universe)))
+    suffix = universe[len(universe) - k:]
+    return tuple(1 if n != 1 and draw(st.integers(0, 3)) == 0 else n for n in suffix)
+
+
+def _prog_reshape_target(draw, shape):
+    """A new shape of the same size for a tensor of `shape`: (the shape, how it is written,
+    maybe with one -1)."""
+    size = math.prod(shape)
+    ndim = draw(st.integers(0 if size == 1 else 1, _PROG_MAX_NDIM))
+    if size == 0:
+        sides = [draw(st.sampled_from((0, 1, 2, 3))) for _ in range(ndim)]
+        sides[draw(st.integers(0, ndim - 1))] = 0
+        return tuple(sides), tuple(sides)
+    primes, n, p = [], size, 2
+    while n > 1:
+        while n % p == 0:
+            primes.append(p)
+            n //= p
+        p += 1
+    sides = [1] * ndim
+    for p in primes:
+        sides[draw(st.integers(0, ndim - 1))] *= p
+    written = list(sides)
+    if ndim and draw(st.booleans()):
+        written[draw(st.integers(0, ndim - 1))] = -1
+    return tuple(sides), tuple(written)
+
+
+def _prog_index(draw, shape):
+    """A basic index for a tensor of `shape`: (its source text, the result's shape)."""
+    items = []  # dicts: text, sides (what it gives the result), axes (how many it reads)
+    for n in shape:
+        kind = draw(st.sampled_from(("full", "int", "slice", "slice")))
+        if kind == "int" and n > 0:
+            items.append({"text": str(draw(st.integers(-n, n - 1))), "sides": (), "axes": 1})
+        elif kind == "slice":
+            start = draw(st.one_of(st.none(), st.integers(-4, 4)))
+            stop = draw(st.one_of(st.none(), st.integers(-4, 4)))
+            step = draw(st.sampled_from((None, 1, 2, -1, -2, 3)))
+            text = ("" if start is None else str(start)) + ":" + (
+                "" if stop is None else str(stop)) + ("" if step is None else f":{step}")
+            side = len(range(n)[slice(start, stop, step)])
+            items.append({"text": text, "sides": (side,), "axes": 1})
+        else:
+            items.append({"text": ":", "sides": (n,), "axes": 1, "full": True})
+    # A run of full slices may be written as ..., and trailing ones left out.
+    if draw(st.booleans()):
+        i = draw(st.integers(0, len(items)))
+        j = draw(st.integers(i, len(items)))
+        if all(item.get("full") for item in items[i:j]):
+            covered = tuple(n for item in items[i:j] for n in item["sides"])
+            items[i:j] = [{"text": "...", "sides": covered, "axes": j - i}]
+    # (not after a ..., which would then stand for more axes)
+    while (items and items[-1].get("full") and all(item["text"] != "..." for item in items)
+           and draw(st.booleans())):
+        items.pop()
+
+    def result():
+        read = sum(item["axes"] for item in items)
+        return tuple(n for item in items for n in item["sides"]) + tuple(shape[read:])
+
+    while len(result()) < _PROG_MAX_NDIM and draw(st.integers(0, 2)) == 0:
+        items.insert(draw(st.integers(0, len(items))), {"text": "None", "sides": (1,),
+                                                         "axes": 0})
+    texts = [item["text"] for item in items]
+    return (", ".join(texts) if texts else "()"), result()
+
+
+@st.composite
+def _prog_cases(draw, scalar_input=False, max_steps=12):
+    """A random program (a _ProgCase): up to max_steps steps over its arguments.
+
+    With scalar_input, the one argument is a 0-d tensor (for second derivatives).
+    """
+    universe = tuple(draw(st.lists(st.sampled_from(_PROG_SIDES), max_size=4)))
+    env = []  # dicts: text (how the program names it), shape, number, labels
+    args, constants = [], []
+
+    def add(text, shape, number=False, labels=None):
+        env.append({"text": text, "shape": shape, "number": number, "labels": labels})
+
+    if scalar_input:
+        args.append(("tensor", ()))
+        add("a0", ())
+    else:
+        for _ in range(draw(st.integers(1, 3))):
+            shape = _prog_sub_shape(draw, universe)
+            add(f"a{len(args)}", shape)
+            args.append(("tensor", shape))
+        if draw(st.integers(0, 3)) == 0:
+            add(f"a{len(args)}", (), number=True)
+            args.append(("number",))
+        if draw(st.integers(0, 4)) == 0:
+            shape = _prog_sub_shape(draw, universe)[-3:]
+            classes = draw(st.integers(1, 3))
+            add(f"a{len(args)}", shape, labels=classes)
+            args.append(("labels", shape, classes))
+
+    def new_constant(shape, labels=None):
+        name = f"c{len(constants)}"
+        size = math.prod(shape)
+        if labels:
+            flat = [float(draw(st.integers(0, labels - 1))) for _ in range(size)]
+        else:
+            flat = draw(st.lists(_prog_floats, min_size=size, max_size=size))
+        constants.append((name, shape, flat, labels))
+        add(name, shape, labels=labels)
+        return env[-1]
+
+    for _ in range(draw(st.integers(0, 2))):
+        if draw(st.integers(0, 4)) == 0:
+            new_constant(_prog_sub_shape(draw, universe)[-3:], labels=draw(st.integers(1, 3)))
+        else:
+            new_constant(_prog_sub_shape(draw, universe))
+
+    lines = []
+
+    def pick(predicate=lambda v: True):
+        candidates = [v for v in env if predicate(v)]
+        if not candidates:
+            return None
+        if draw(st.booleans()):  # the newest, for chains deeper than one step
+            return candidates[-1]
+        return draw(st.sampled_from(candidates))
+
+    tensor = lambda v: not v["number"]
+
+    def operand(shape_with, allow_literal=True, literals=_PROG_LITERALS):
+        """An entry or a literal that broadcasts with shape_with: (text, shape, is_tensor)."""
+        if allow_literal and draw(st.integers(0, 3)) == 0:
+            return _prog_literal(draw(st.sampled_from(literals))), (), False
+        v = pick(lambda v: _prog_fits(_prog_broadcast(v["shape"], shape_with)))
+        if v is None:
+            return _prog_literal(draw(st.sampled_from(literals))), (), False
+        return v["text"], v["shape"], not v["number"]
+
+    unary_ops = ("neg", "exp", "log", "sqrt", "sin", "cos", "tanh", "relu", "abs", "sigmoid",
+                 "square", "reciprocal", "stop_gradient")
+    binary_ops = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
+                  "maximum": None, "minimum": None}
+    compare_ops = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
+                   "equal": None}
+    families = ("unary", "binary", "binary", "compare", "where", "reduce", "softmax",
+                "reshape", "transpose", "broadcast_to", "index", "index", "concatenate",
+                "stack", "matmul", "matmul", "dense", "dense", "one_hot", "constant")
+
+    def step(family):
+        """One step of `family`: (expression, shape, labels) or None when it does not fit."""
+        if family == "unary":
+            v = pick()
+            op = draw(st.sampled_from(unary_ops))
+            if v["number"] or op == "stop_gradient" or draw(st.booleans()):
+                return f"rax.{op}({v['text']})", v["shape"], None
+            if op == "neg" and draw(st.booleans()):
+                return f"-{v['text']}", v["shape"], None
+            if op == "abs" and draw(st.booleans()):
+                return f"abs({v['text']})", v["shape"], None
+            return f"{v['text']}.{op}()", v["shape"], None
+        if family in ("binary", "compare"):
+            ops = binary_ops if family == "binary" else compare_ops
+            op = draw(st.sampled_from(sorted(ops)))
+            v = pick()
+            literals = _PROG_EXPONENTS if op == "pow" else _PROG_LITERALS
+            other, other_shape, other_tensor = operand(v["shape"], literals=literals)
+            left, right = v["text"], other
+            if op != "pow" and draw(st.booleans()):
+                left, right = right, left
+            elif op == "pow" and other_tensor and draw(st.booleans()):
+                left, right = right, left
+            elif op == "pow" and not other_tensor and draw(st.integers(0, 3)) == 0:
+                left, right = right, left  # a number base: 2.5 ** x
+            shape = _prog_broadcast(v["shape"], other_shape)
+            labels = 2 if family == "compare" else None
+            symbol = ops[op]
+            if symbol is not None and (tensor(v) or other_tensor) and draw(st.booleans()):
+                return f"({left} {symbol} {right})", shape, labels
+            return f"rax.{op}({left}, {right})", shape, labels
+        if family == "where":
+            c = pick()
+            a, a_shape, _ = operand(c["shape"])
+            b_text, b_shape, _ = operand(_prog_broadcast(c["shape"], a_shape))
+            shape = _prog_broadcast(c["shape"], a_shape, b_shape)
+            return f"rax.where({c['text']}, {a}, {b_text})", shape, None
+        if family == "reduce":
+            v = pick(tensor)
+            if v is None:
+                return None
+            op = draw(st.sampled_from(("sum", "max", "min", "mean", "logsumexp")))
+            ndim = len(v["shape"])
+            how = draw(st.sampled_from(("none", "int", "tuple", "default")))
+            if how == "int" and ndim:
+                a = draw(st.integers(-ndim, ndim - 1))
+                axes, axis_text = (a % ndim,), str(a)
+            elif how == "tuple":
+                chosen = draw(st.lists(st.integers(0, ndim - 1), unique=True, max_size=ndim)
+                              ) if ndim else []
+                written = [a - ndim if draw(st.booleans()) else a for a in chosen]
+                axes = tuple(chosen)
+                axis_text = "(" + "".join(f"{a}, " for a in written) + ")"
+            else:
+                axes, axis_text = tuple(range(ndim)), ("None" if how == "none" else None)
+            if op in ("max", "min") and any(v["shape"][a] == 0 for a in axes):
+                op = "sum"
+            keepdims = draw(st.sampled_from((None, False, True)))
+            if keepdims:
+                shape = tuple(1 if i in axes else n for i, n in enumerate(v["shape"]))
+            else:
+                shape = tuple(n for i, n in enumerate(v["shape"]) if i not in axes)
+            arguments = [] if axis_text is None else [axis_text]
+            if keepdims is not None:
+                arguments.append(f"keepdims={keepdims}")
+            if draw(st.booleans()):
+                return f"rax.{op}({', '.join([v['text']] + arguments)})", shape, None
+            return f"{v['text']}.{op}({', '.join(arguments)})", shape, None
+        if family == "softmax":
+            v = pick(tensor)
+            op = draw(st.sampled_from(("softmax", "log_softmax")))
+            ndim = len(v["shape"])
+            if ndim and draw(st.integers(0, 2)):
+                axis = draw(st.sampled_from(("", str(draw(st.integers(-ndim, ndim - 1))))))
+            else:
+                axis = "axis=None"
+            args_text = f", {axis}" if axis else ""
+            return f"rax.{op}({v['text']}{args_text})", v["shape"], None
+        if family == "reshape":
+            v = pick(tensor)
+            shape, written = _prog_reshape_target(draw, v["shape"])
+            form = draw(st.integers(0, 3))
+            if form == 0:
+                return f"rax.reshape({v['text']}, {written!r})", shape, v["labels"]
+            if form == 1 and written:
+                return f"{v['text']}.reshape({', '.join(map(str, written))})", shape, v["labels"]
+            if form == 2 and len(shape) == 1:
+                return f"{v['text']}.flatten()", shape, v["labels"]
+            return f"{v['text']}.reshape({written!r})", shape, v["labels"]
+        if family == "transpose":
+            v = pick(tensor)
+            ndim = len(v["shape"])
+            form = draw(st.integers(0, 2))
+            if form == 0:
+                shape = v["shape"][::-1]
+                return (f"{v['text']}.T" if draw(st.booleans()) else
+                        f"rax.transpose({v['text']})"), shape, v["labels"]
+            perm = draw(st.permutations(range(ndim)))
+            written = [a - ndim if draw(st.booleans()) else a for a in perm]
+            shape = tuple(v["shape"][a] for a in perm)
+            if form == 1 or not written:
+                return f"rax.transpose({v['text']}, {tuple(written)!r})", shape, v["labels"]
+            return f"{v['text']}.transpose({', '.join(map(str, written))})", shape, v["labels"]
+        if family == "broadcast_to":
+            v = pick(tensor)
+            ndim = len(v["shape"])
+            lead = tuple(draw(st.lists(st.sampled_from(_PROG_SIDES),
+                                       max_size=_PROG_MAX_NDIM - ndim)))
+            shape = lead + tuple(draw(st.sampled_from((1, 2, 3, 0))) if n == 1 else n
+                                 for n in v["shape"])
+            if draw(st.booleans()):
+                return f"rax.broadcast_to({v['text']}, {shape!r})", shape, v["labels"]
+            return f"{v['text']}.broadcast_to({shape!r})", shape, v["labels"]
+        if family == "index":
+            v = pick(tensor)
+            key, shape = _prog_index(draw, v["shape"])
+            return f"{v['text']}[{key}]", shape, v["labels"]
+        if family in ("concatenate", "stack"):
+            v = pick(lambda v: tensor(v) and (v["shape"] or family == "stack"))
+            if v is None:
+                return None
+            ndim = len(v["shape"])
+            if family == "concatenate":
+                axis = draw(st.integers(-ndim, ndim - 1))
+                same = lambda s: len(s) == ndim and all(
+                    n == m for i, (n, m) in enumerate(zip(s, v["shape"])) if i != axis % ndim)
+            else:
+                axis = draw(st.integers(-ndim - 1, ndim))
+                same = lambda s: s == v["shape"]
+            others = [u for u in env if tensor(u) and same(u["shape"])]
+            parts = [v] + draw(st.lists(st.sampled_from(others), max_size=2))
+            parts = draw(st.permutations(parts))
+            texts = [u["text"] for u in parts]
+            sequence = (f"[{', '.join(texts)}]" if draw(st.booleans()) else
+                        f"({''.join(t + ', ' for t in texts)})")
+            labels = (min(u["labels"] for u in parts)
+                      if all(u["labels"] for u in parts) else None)
+            if labels:
+                labels = max(u["labels"] for u in parts)
+            if family == "concatenate":
+                a = axis % ndim
+                shape = (v["shape"][:a] + (sum(u["shape"][a] for u in parts),)
+                         + v["shape"][a + 1:])
+            else:
+                a = axis % (ndim + 1)
+                shape = v["shape"][:a] + (len(parts),) + v["shape"][a:]
+            axis_text = "" if axis == 0 and draw(st.booleans()) else (
+                f", axis={axis}" if draw(st.booleans()) else f", {axis}")
+            return f"rax.{family}({sequence}{axis_text})", shape, labels
+        if family == "matmul":
+            v = pick(lambda v: tensor(v) and v["shape"])
+            if v is None:
+                return None
+            x_text, x_shape = v["text"], v["shape"]
+            candidates = [u for u in env if tensor(u) and _prog_fits(
+                _prog_matmul_shape(x_shape, u["shape"]))]
+            how = draw(st.integers(0, 3))
+            if how == 0 and candidates:
+                u = draw(st.sampled_from(candidates))
+                y_text, y_shape = u["text"], u["shape"]
+            elif how == 1 and len(x_shape) >= 2:
+                perm = tuple(range(len(x_shape) - 2)) + (len(x_shape) - 1, len(x_shape) - 2)
+                y_text, y_shape = f"rax.transpose({x_text}, {perm!r})", tuple(
+                    x_shape[a] for a in perm)
+            elif how == 1:
+                y_text, y_shape = x_text, x_shape
+            else:
+                k = x_shape[-1]
+                form = draw(st.integers(0, 2))
+                if form == 0:
+                    y_shape = (k,)
+                elif form == 1:
+                    y_shape = (k, draw(st.sampled_from(_PROG_SIDES)))
+                else:
+                    batch = _prog_sub_shape(draw, x_shape[:-2])
+                    y_shape = batch + (k, draw(st.sampled_from(_PROG_SIDES)))
+                if not _prog_fits(y_shape):
+                    return None
+                y_text = new_constant(y_shape)["text"]
+            shape = _prog_matmul_shape(x_shape, y_shape)
+            if shape is None:
+                return None
+            if draw(st.booleans()):
+                return f"({x_text} @ {y_text})", shape, None
+            return f"rax.matmul({x_text}, {y_text})", shape, None
+        if family == "dense":  # x @ w + b, then maybe an activation (fused when compiled)
+            v = pick(lambda v: tensor(v) and 1 <= len(v["shape"]) <= 2)
+            if v is None:
+                return None
+            k = v["shape"][-1]
+            m = draw(st.sampled_from(_PROG_SIDES))
+            u = pick(lambda u: tensor(u) and u["shape"] == (k, m))
+            w = (u if u is not None and draw(st.booleans()) else new_constant((k, m)))["text"]
+            shape = v["shape"][:-1] + (m,)
+            b_shape = draw(st.sampled_from(((m,), (1, m), (), shape)))
+            u = pick(lambda u: tensor(u) and u["shape"] == b_shape)
+            b = (u if u is not None and draw(st.booleans()) else new_constant(b_shape))["text"]
+            shape = _prog_broadcast(shape, b_shape)
+            z = (f"{v['text']} @ {w} + {b}" if draw(st.booleans()) else
+                 f"{b} + {v['text']} @ {w}")
+            activation = draw(st.sampled_from(("rax.relu", "rax.tanh", "rax.sigmoid", "")))
+            return f"{activation}({z})", shape, None
+        if family == "one_hot":
+            v = pick(lambda v: v["labels"] and len(v["shape"]) < _PROG_MAX_NDIM)
+            if v is None:
+                return None
+            classes = v["labels"] + draw(st.integers(0, 1))
+            return (f"rax.one_hot({v['text']}, {classes})", v["shape"] + (classes,), 2)
+        if family == "constant":
+            if draw(st.integers(0, 3)) == 0:
+                new_constant(_prog_sub_shape(draw, universe)[-3:], labels=draw(st.integers(1, 3)))
+            else:
+                new_constant(_prog_sub_shape(draw, universe))
+            return None  # the new constant is there for later steps; a unary step stands in
+        raise AssertionError(family)
+
+    for _ in range(draw(st.integers(1, max_steps))):
+        made = step(draw(st.sampled_from(families)))
+        if made is None or not _prog_fits(made[1]):
+            v = pick()
+            made = (f"rax.{draw(st.sampled_from(unary_ops))}({v['text']})", v["shape"], None)
+        expression, shape, labels = made
+        name = f"v{len(lines)}"
+        lines.append(f"{name} = {expression}  # {shape}")
+        add(name, shape, labels=labels)
+
+    # Outputs: the last step, the other values that no later step uses, maybe more tensors.
+    used = set(_prog_names(" ".join(line.split("#")[0].split("=", 1)[1] for line in lines)))
+    outputs = [f"v{len(lines) - 1}"] + [
+        f"v{i}" for i in range(len(lines) - 2, -1, -1) if f"v{i}" not in used][:2] + [
+        v["text"] for v in draw(st.lists(st.sampled_from([v for v in env if tensor(v)]),
+                                         max_size=1))]
+    structure = draw(st.sampled_from(("single", "tuple", "list", "dict", "nested")))
+    if structure == "single" or len(outputs) == 1 and structure != "tuple":
+        result = outputs[0]
+    elif structure == "tuple":
+        result = "(" + "".join(o + ", " for o in outputs) + ")"
+    elif structure == "list":
+        result = "[" + ", ".join(outputs) + "]"
+    elif structure == "dict":
+        result = "{" + ", ".join(f"'out{i}': {o}" for i, o in enumerate(outputs)) + "}"
+    else:
+        result = "{'main': " + outputs[0] + ", 'rest': (" + "".join(
+            o + ", " for o in outputs[1:]) + ")}"
+    return _ProgCase(tuple(args), tuple(constants), tuple(lines), result)
+
+
+def _prog_arguments(case):
+    """A strategy for argument values of a case: a list, one per argument."""
+    parts = []
+    for arg in case.args:
+        if arg[0] == "tensor":
+            size = math.prod(arg[1])
+            parts.append(st.lists(_prog_floats, min_size=size, max_size=size).map(
+                lambda flat, shape=arg[1]: _prog_tensor(flat, shape)))
+        elif arg[0] == "number":
+            parts.append(st.one_of(_prog_floats, st.integers(-3, 3)))
+        else:
+            _, shape, classes = arg
+            size = math.prod(shape)
+            parts.append(st.lists(st.integers(0, classes - 1).map(float), min_size=size,
+                                  max_size=size).map(
+                lambda flat, shape=shape: _prog_tensor(flat, shape)))
+    return st.tuples(*parts).map(list)
+
+
+def _prog_scalar(out):
+    """One number from a program's result tree: the sum of the sums of its tensors."""
+    total = None
+    for leaf in rax.tree_leaves(out):
+        total = rax.sum(leaf) if total is None else total + rax.sum(leaf)
+    return total
+
+
+def _prog_check_all_ways(f, args, expected, what="", kwargs=None):
+    """rax.trace(f)(*args, **kwargs) replayed, its compiled source and rax.jit(f) give
+    `expected` (eager f(*args, **kwargs)) bit for bit, as fresh leaves; returns the Program."""
+    kwargs = kwargs or {}
+    program = rax.trace(f)(*args, **kwargs)
+    assert isinstance(program, rax.Program)
+    leaves = rax.tree_leaves((list(args), kwargs))
+    assert len(program.inputs) == len(leaves), (
+        f"{len(program.inputs)} inputs for {len(leaves)} argument leaves")
+    assert [tuple(v.shape) for v in program.inputs] == [
+        leaf.shape if isinstance(leaf, Tensor) else () for leaf in leaves]
+    assert isinstance(str(program), str)
+    _prog_assert_same(expected, program(*args, **kwargs), f"replay{what}")
+    source = program.source()
+    assert isinstance(source, str)
+    compiled = program.compile()
+    _prog_assert_same(expected, compiled(*args, **kwargs), f"compiled{what}\n{source}")
+    _prog_assert_same(expected, rax.jit(f)(*args, **kwargs), f"jit{what}")
+    return program
+
+
+def _prog_split(data, args):
+    """args as (positional, keywords): the last few passed by name (a0, a1, ...)."""
+    k = data.draw(st.integers(0, len(args)), label="positional count")
+    return args[:k], {f"a{i}": a for i, a in enumerate(args) if i >= k}
+
+
+# ---- The tests -----------------------------------------------------------------------------
+
+@given(st.data())
+def test_prog_random_programs_match_eager(data):
+    """For a random program f and arguments (some passed by keyword, or all positional ones
+    in one tree), rax.trace(f)(*args)(*args) (replay), .compile()(*args) and
+    rax.jit(f)(*args) equal eager f(*args) bit for bit, in the same tree structure and
+    shapes, as fresh leaves; the Program has one input per argument leaf, of that leaf's
+    shape (() for a number)."""
+    case = data.draw(_prog_cases(), label="program")
+    args, kwargs = _prog_split(data, data.draw(_prog_arguments(case), label="args"))
+    f = case.make()
+    expected = f(*args, **kwargs)
+    _prog_check_all_ways(f, args, expected, kwargs=kwargs)
+    # the same, with the positional arguments passed as one tree
+    tree = {"first": tuple(args[:1]), "rest": [list(args[1:])]}
+    g = lambda tree, **kw: f(*tree["first"], *tree["rest"][0], **kw)
+    _prog_check_all_ways(g, [tree], expected, " (args in a tree)", kwargs=kwargs)
+
+
+@given(st.data())
+def test_prog_random_programs_on_new_arguments(data):
+    """A program traced on one set of arguments, replayed, compiled or jitted (after a first
+    call on the first set) on a second set of the same shapes, equals eager f on the second
+    set bit for bit: nothing of the first set's values is baked in."""
+    case = data.draw(_prog_cases(), label="program")
+    first = data.draw(_prog_arguments(case), label="first args")
+    second = data.draw(_prog_arguments(case), label="second args")
+    k = data.draw(st.integers(0, len(first)), label="positional count")
+    first, first_kw = first[:k], {f"a{i}": a for i, a in enumerate(first) if i >= k}
+    second, second_kw = second[:k], {f"a{i}": a for i, a in enumerate(second) if i >= k}
+    f = case.make()
+    expected = f(*second, **second_kw)
+    program = rax.trace(f)(*first, **first_kw)
+    _prog_assert_same(expected, program(*second, **second_kw), "replay")
+    _prog_assert_same(expected, program.compile()(*second, **second_kw),
+                      "compiled\n" + program.source())
+    jitted = rax.jit(f)
+    _prog_assert_same(f(*first, **first_kw), jitted(*first, **first_kw), "jit, first call")
+    _prog_assert_same(expected, jitted(*second, **second_kw), "jit, second call")
+
+
+@given(st.data())
+def test_prog_random_program_gradients_match_eager(data):
+    """For a random program F, g = rax.value_and_grad(lambda *xs: sum of the sums of F's
+    outputs, argnums=some positions): tracing g and replaying, compiling or jitting it gives
+    eager g's value and gradients bit for bit, on the traced arguments and on new ones."""
+    case = data.draw(_prog_cases(), label="program")
+    args = data.draw(_prog_arguments(case), label="args")
+    others = data.draw(_prog_arguments(case), label="new args")
+    F = case.make()
+    positions = data.draw(st.lists(st.integers(0, len(args) - 1), min_size=1, unique=True),
+                          label="argnums")
+    g = rax.value_and_grad(lambda *xs: _prog_scalar(F(*xs)), argnums=tuple(positions))
+    program = _prog_check_all_ways(g, args, g(*args))
+    expected = g(*others)
+    _prog_assert_same(expected, program(*others), "replay on new args")
+    _prog_assert_same(expected, program.compile()(*others), "compiled on new args")
+
+
+@given(st.data())
+def test_prog_second_derivative_matches_eager(data):
+    """For a random scalar function h of a 0-d tensor, rax.grad(rax.grad(h)) traced and
+    replayed, compiled or jitted equals eager grad(grad(h)) bit for bit, at the traced point
+    and at another."""
+    case = data.draw(_prog_cases(scalar_input=True, max_steps=8), label="program")
+    point, other = data.draw(st.lists(_prog_floats, min_size=2, max_size=2), label="points")
+    F = case.make()
+    d2 = rax.grad(rax.grad(lambda s: _prog_scalar(F(s))))
+    x, y = Tensor(point), Tensor(other)
+    program = _prog_check_all_ways(d2, [x], d2(x))
+    _prog_assert_same(d2(y), program(y), "replay at another point")
+    _prog_assert_same(d2(y), program.compile()(y), "compiled at another point")
+
+
+def _prog_mlp_loss(params, x, y):
+    h = rax.relu(x @ params["w1"] + params["b1"])
+    out = h @ params["w2"] + params["b2"]
+    return ((out - y) ** 2).mean()
+
+
+def _prog_mlp_step(params, x, y):
+    loss, grads = rax.value_and_grad(_prog_mlp_loss)(params, x, y)
+    return rax.sgd(params, grads, 0.1), loss
+
+
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 6), hidden=st.integers(1, 5),
+       special=st.sampled_from((None,) + _PROG_SPECIALS))
+def test_prog_training_step_compiled_matches_eager(seed, n, hidden, special):
+    """One SGD step of a tiny MLP (matmul, bias, relu, mean squared error), traced and
+    compiled, and jitted, gives eager's new params and loss bit for bit over 3 steps (and
+    replay too), with an IEEE special value in the data sometimes; args are not changed."""
+    params = {"w1": rax.randn((2, hidden), rng=seed), "b1": rax.randn((hidden,), rng=seed + 1),
+              "w2": rax.randn((hidden, 1), rng=seed + 2), "b2": rax.zeros((1,))}
+    x = rax.uniform((n, 2), -1, 1, rng=seed + 3)
+    y = rax.uniform((n, 1), -1, 1, rng=seed + 4)
+    if special is not None:
+        rows = x.tolist()
+        rows[seed % n][seed % 2] = special
+        x = Tensor(rows)
+    program = rax.trace(_prog_mlp_step)(params, x, y)
+    compiled, jitted = program.compile(), rax.jit(_prog_mlp_step)
+    eager_p = compiled_p = jit_p = replay_p = params
+    for i in range(3):
+        eager_p, eager_loss = _prog_mlp_step(eager_p, x, y)
+        old = (compiled_p, jit_p, replay_p, x, y)
+        before = _prog_snapshot(old)
+        compiled_p, compiled_loss = compiled(compiled_p, x, y)
+        jit_p, jit_loss = jitted(jit_p, x, y)
+        replay_p, replay_loss = program(replay_p, x, y)
+        assert _prog_same_snapshot(before, _prog_snapshot(old)), "a step changed its args"
+        for what, p, loss in (("compiled", compiled_p, compiled_loss), ("jit", jit_p, jit_loss),
+                              ("replay", replay_p, replay_loss)):
+            _prog_assert_same(eager_p, p, f"{what} params, step {i}")
+            _prog_assert_same(eager_loss, loss, f"{what} loss, step {i}")
+
+
+@given(st.data())
+def test_prog_programs_do_not_change_their_arguments(data):
+    """Tracing, replaying, compiling and jitting a random program changes no argument and no
+    closure constant: every tensor's values (nested lists deep-copied before) are the same
+    after, and a second call of each gives the same result as the first."""
+    case = data.draw(_prog_cases(), label="program")
+    args, kwargs = _prog_split(data, data.draw(_prog_arguments(case), label="args"))
+    f = case.make()
+    constants = [c.cell_contents for c in (f.__closure__ or ())]
+    before = _prog_snapshot((args, kwargs, constants))
+    program = rax.trace(f)(*args, **kwargs)
+    assert _prog_same_snapshot(before, _prog_snapshot((args, kwargs, constants)))
+    compiled, jitted = program.compile(), rax.jit(f)
+    results = [program(*args, **kwargs), compiled(*args, **kwargs), jitted(*args, **kwargs)]
+    assert _prog_same_snapshot(before, _prog_snapshot((args, kwargs, constants)))
+    again = [program(*args, **kwargs), compiled(*args, **kwargs), jitted(*args, **kwargs)]
+    assert _prog_same_snapshot(before, _prog_snapshot((args, kwargs, constants)))
+    for first, second in zip(results, again):
+        _prog_assert_same(first, second, "second call")
