@@ -109,6 +109,7 @@ import os
 import random
 import struct
 import sys
+import threading
 import weakref
 from types import MappingProxyType
 
@@ -228,10 +229,11 @@ class Tensor:
     def __init__(self, data):
         self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
         if isinstance(data, Tensor):
-            if _recording is not None and _depends_on_arguments(data):  # see chapter 10
+            state = _current_trace()
+            if state is not None and _depends_on_arguments(data):  # see chapter 10
                 self.op, self.forward, self.inputs, self.vjps = (
                     "stop_gradient", stop_gradient, (data,), (None,))
-                _recording.nodes.append(self)
+                state.nodes.append(self)
             data, shape = data.data, data.shape  # tensors never change: sharing is copying
         else:
             data, shape = _to_lists(data, "Tensor()")
@@ -376,6 +378,7 @@ class Tensor:
     def __reduce__(self):
         """Pickle the values, the shape and whether it is a constant; it unpickles as a leaf,
         since the vjp rules of a graph are code (often lambdas) and are not pickled."""
+        _check_readable(self, "pickling")
         constant = self.op is None and bool(self.attrs.get("constant"))
         return _tensor_from_pickle, (self.data, self.shape, constant)
 
@@ -399,8 +402,8 @@ def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     out.inputs = inputs
     out.vjps = vjps
     out.attrs = attrs
-    if _recording is not None:  # trace() is running: see chapter 10
-        _recording.nodes.append(out)
+    if _traces_running:  # trace() is running in some thread: see chapter 10
+        _record(out)
     return out
 
 
@@ -857,10 +860,11 @@ class _GradientGraph:
             if not waiting:
                 stack.pop()
                 if u not in values:  # u may have been pushed by more than one consumer
-                    start = len(_recording.nodes) if _recording is not None else 0
+                    state = _current_trace()
+                    start = len(state.nodes) if state is not None else 0
                     values[u] = self._sum_contributions(u)
-                    if _recording is not None:  # a trace marks the backward pass's nodes
-                        _recording.backward.update(_recording.nodes[start:])
+                    if state is not None:  # a trace marks the backward pass's nodes
+                        state.backward.update(state.nodes[start:])
 
     def _sum_contributions(self, t):
         """The sum over t's consumers of their vjp rules for t; None if no gradient flows."""
@@ -2066,6 +2070,7 @@ def _scalar(op, name, value):
                         f"({type(value).__name__})") from None
     if value.shape:
         raise ValueError(f"{op}: {name} must be a number, got a tensor of shape {value.shape}")
+    _check_readable(value, f"{op}: {name}")
     return value.data
 
 
@@ -2388,7 +2393,7 @@ def sgd(params, grads, lr):
     """
     lr = _nonnegative("sgd", "lr", lr)
     leaves = _params_and_grads("sgd", params, grads)
-    if _recording is not None:  # traced (chapter 10): the same, as ops
+    if _current_trace() is not None:  # traced (chapter 10): the same, as ops
         return _rebuild(params, iter([p - lr * g for _, p, g in leaves]))
     return _new_params(params, [elementwise(lambda p, g: p - lr * g, (p.data, g.data), p.ndim)
                                 for _, p, g in leaves])
@@ -2538,7 +2543,7 @@ class Adam:
 
 def _refuse_trace(op):
     """A stateful update inside a traced function would freeze its state into the program."""
-    if _recording is not None:
+    if _current_trace() is not None:
         raise TraceError(f"{op} inside a traced function: the optimizer's state would be frozen "
                          f"into the program. Trace (or jit) the gradient, and update outside, "
                          f"or use rax.sgd, which is traced")
@@ -2859,6 +2864,7 @@ def _float_from_json(value, where):
 
 def _data_to_json(t):
     """A tensor's data with inf and nan replaced by their strings."""
+    _check_readable(t, "rax.save")
     if all(map(math.isfinite, _flat(t.data, t.ndim))):
         return t.data
     return elementwise(_float_to_json, (t.data,), t.ndim)
@@ -3720,7 +3726,21 @@ def _dot_text(text):
 # the bias and activation after a matmul) into one comprehension, and reuses names.
 # ============================================================================================
 
-_recording = None  # the _Trace being recorded while trace() runs f, else None
+# Each thread records its own trace. While no thread traces, _node tests one global int.
+_traces_running = 0  # the number of traces being recorded, in all threads
+_this_thread = threading.local()  # .trace: the _Trace this thread records, if any
+_traces_lock = threading.Lock()
+
+
+def _current_trace():
+    """The trace that this thread is recording, or None."""
+    return getattr(_this_thread, "trace", None) if _traces_running else None
+
+
+def _record(node):
+    state = getattr(_this_thread, "trace", None)
+    if state is not None:
+        state.nodes.append(node)
 
 
 class _Trace:
@@ -3738,7 +3758,7 @@ def _depends_on_arguments(t):
     """Whether t was computed from an argument of a trace being recorded: then its value is
     only that of this one call, and reading it would freeze it into the program."""
     arguments = set()
-    state = _recording
+    state = _current_trace()
     while state is not None:
         arguments |= state.arguments
         state = state.outer
@@ -3756,12 +3776,12 @@ def _depends_on_arguments(t):
 
 def _check_readable(t, what):
     """Raise TraceError if `what` (float(), .item(), ...) reads t while it is being traced."""
-    if _recording is not None and _depends_on_arguments(t):
+    if _traces_running and _current_trace() is not None and _depends_on_arguments(t):
         raise TraceError(
             f"{what} of a tensor computed from the arguments of a traced function (op "
             f"{t.op!r}, shape {t.shape}): its value would be frozen into the program. Use "
-            f"rax.where to choose by value, or pass the value as a static argument (a leaf "
-            f"that is not a number or tensor)")
+            f"rax.where to choose by value; a number that Python code needs (a size, a "
+            f"flag) is no argument: pass it by closure or functools.partial")
 
 
 def trace(f):
@@ -3793,14 +3813,17 @@ def trace(f):
 
 def _is_input(leaf):
     """Whether a leaf of the arguments is an input of a program: a tensor, an array or a
-    number (not a bool: a flag steers the code, so it is static)."""
-    if isinstance(leaf, Tensor) or _has_tolist(leaf):
+    number (not a bool, nor NumPy's: a flag steers the code, so it is static)."""
+    if isinstance(leaf, Tensor):
         return True
-    return isinstance(leaf, numbers.Real) and not isinstance(leaf, bool)
+    if isinstance(leaf, bool) or (getattr(getattr(leaf, "dtype", None), "kind", "") == "b"
+                                  and getattr(leaf, "shape", None) == ()):
+        return False
+    return _has_tolist(leaf) or isinstance(leaf, numbers.Real)
 
 
 def _trace(f, args, kwargs):
-    global _recording
+    global _traces_running
     items = _leaves_with_keys((args, kwargs), "trace", "args")
     inputs, leaves = [], []
     for keys, leaf in items:
@@ -3811,12 +3834,21 @@ def _trace(f, args, kwargs):
             inputs.append((keys, leaf))
         leaves.append(leaf)
     new_args, new_kwargs = _rebuild((args, kwargs), iter(leaves))
-    state = _Trace({leaf for _, leaf in inputs}, _recording)
-    _recording = state
+    state = _Trace({leaf for _, leaf in inputs}, _current_trace())
+    with _traces_lock:
+        _traces_running += 1
+    _this_thread.trace = state
     try:
         result = f(*new_args, **new_kwargs)
+    except TypeError as error:
+        _add_note(error, "while tracing: the numbers among the arguments are inputs of the "
+                         "program, 0-d tensors inside f; pass a number that Python code needs "
+                         "(a size, an index, lr) by closure or functools.partial")
+        raise
     finally:
-        _recording = state.outer
+        _this_thread.trace = state.outer
+        with _traces_lock:
+            _traces_running -= 1
         if state.outer is not None:  # the inner trace's nodes were made in the outer's call
             state.outer.nodes += state.nodes
             state.outer.backward |= state.backward
@@ -3958,14 +3990,16 @@ class Program:
         lines.append(f"  in {result!r} }}")
         return "\n".join(lines)
 
-    def _input_data(self, op, args, kwargs):
-        """The data of each input from new arguments, checked against the traced ones."""
-        difference = _structure_difference(self._arguments, (args, kwargs), "args",
-                                           ("the traced arguments", "these"))
-        if difference:
-            raise ValueError(f"{op}: the arguments do not have the structure of the traced "
-                             f"ones: {difference}")
-        data, inputs = [], iter(self.inputs)
+    def _input_tensors(self, op, args, kwargs):
+        """The inputs from new arguments, as tensors, checked against the traced ones."""
+        for name, traced, given in (("args", self._arguments[0], args),
+                                    ("kwargs", self._arguments[1], kwargs)):
+            difference = _structure_difference(traced, given, name,
+                                               ("the traced arguments", "these"))
+            if difference:
+                raise ValueError(f"{op}: the arguments do not have the structure of the "
+                                 f"traced ones: {difference}")
+        tensors, inputs = [], iter(self.inputs)
         traced = tree_leaves(self._arguments)
         for (keys, leaf), was in zip(_leaves_with_keys((args, kwargs), op, "args"), traced):
             where = _argument_path(keys)
@@ -3978,26 +4012,42 @@ class Program:
                 raise ValueError(f"{op}: {where} is {leaf!r:.60}, but the program takes a "
                                  f"tensor or a number there")
             var = next(inputs)
-            if isinstance(leaf, Tensor):
-                _check_readable(leaf, f"calling a program with {where}")
-                value, shape = leaf.data, leaf.shape
-            else:
-                value, shape = _to_lists(leaf, op)
-            if shape != var.shape:
-                raise ValueError(f"{op}: {where} has shape {shape}, but the program was traced "
-                                 f"with shape {var.shape}")
-            data.append(value)
-        return data
+            t = leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, op))
+            if t.shape != var.shape:
+                raise ValueError(f"{op}: {where} has shape {t.shape}, but the program was "
+                                 f"traced with shape {var.shape}")
+            tensors.append(t)
+        return tensors
+
+    def _in_structure(self, outputs):
+        """The outputs (tensors), in the structure of f's result."""
+        outputs = iter(outputs)
+        return _rebuild(self._result, (next(outputs) if leaf is _INPUT else leaf
+                                       for leaf in tree_leaves(self._result)))
 
     def _results(self, data):
         """Fresh leaves of the outputs' data, in the structure of f's result."""
-        leaves = iter([_leaf(d, v.shape) for d, v in zip(data, self.outputs)])
-        return _rebuild(self._result, (next(leaves) if leaf is _INPUT else leaf
-                                       for leaf in tree_leaves(self._result)))
+        return self._in_structure([_leaf(d, v.shape) for d, v in zip(data, self.outputs)])
+
+    def _with_ops(self, inputs):
+        """The equations run as ops, each by its op's function (forward(*inputs, **attrs)
+        makes the node again), for a call while tracing or with tensors that have history:
+        the graph, and so the gradients, go through the program."""
+        values = dict(zip(self.inputs, inputs))
+        values.update((v, _node(None, None, v.data, v.shape, (), (), _CONSTANT))
+                      for v in self.constants)
+        for eq in self.equations:
+            values[eq.output] = eq.forward(*[values[v] for v in eq.inputs], **eq.attrs)
+        return self._in_structure([values[v] for v in self.outputs])
 
     def __call__(self, *args, **kwargs):
-        """Run the equations on new arguments, building no tensors, with each op's rule."""
-        values = dict(zip(self.inputs, self._input_data("Program", args, kwargs)))
+        """Run the equations on new arguments, building no tensors, with each op's rule.
+        Called while tracing, or with a tensor that has history (inside grad, say), it runs
+        them as ops instead, so that gradients flow through it."""
+        inputs = self._input_tensors("Program", args, kwargs)
+        if _current_trace() is not None or any(t.op is not None for t in inputs):
+            return self._with_ops(inputs)
+        values = {var: t.data for var, t in zip(self.inputs, inputs)}
         values.update((v, v.data) for v in self.constants)
         for eq in self.equations:
             values[eq.output] = _run_equation(eq, [values[v] for v in eq.inputs])
@@ -4019,7 +4069,10 @@ class Program:
         fast = self._compiled.get(False) or self._compile(False)
 
         def compiled(*args, **kwargs):
-            data = self._input_data("compiled program", args, kwargs)
+            inputs = self._input_tensors("compiled program", args, kwargs)
+            if _current_trace() is not None or any(t.op is not None for t in inputs):
+                return self._with_ops(inputs)  # as the program's call does
+            data = [t.data for t in inputs]
             try:
                 outputs = fast(*data)
             except (ArithmeticError, ValueError):
@@ -4038,7 +4091,18 @@ class Program:
         return namespace["program"]
 
 
-_INPUT = _Name("<input>")  # marks, in a program's structures, where its inputs and outputs go
+class _Slot:
+    """The mark of a program's input or output in its structures; its type reads well in
+    a message (args[0] is a tensor or number in the traced arguments and a list in these)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<input>"
+
+
+_Slot.__name__ = "tensor or number"
+_INPUT = _Slot()
 
 
 def _argument_path(keys):
@@ -4110,10 +4174,10 @@ def jit(f):
 
     def jitted(*args, **kwargs):
         leaves = tree_leaves((args, kwargs))
-        if _recording is not None or any(isinstance(t, Tensor) and t.op is not None
+        if _current_trace() is not None or any(isinstance(t, Tensor) and t.op is not None
                                          for t in leaves):
             return f(*args, **kwargs)
-        key = repr(tree_map(_signature_of, (args, kwargs)))
+        key = _signature((args, kwargs))
         compiled = cache.get(key)
         if compiled is None:
             compiled = cache[key] = _trace(f, args, kwargs).compile()
@@ -4123,13 +4187,26 @@ def jit(f):
     return jitted
 
 
-def _signature_of(leaf):
-    """What of a leaf decides the program: an input's shape, a static leaf itself."""
-    if isinstance(leaf, Tensor):
-        return _Name(f"f{list(leaf.shape)}")
-    if _is_input(leaf):
-        return _Name(f"f{list(_to_lists(leaf, 'jit')[1])}")
-    return leaf
+def _signature(arguments):
+    """What of the arguments decides the program: their structure, each input's shape, and
+    each static leaf itself (by ==, so it must be hashable, as JAX's static arguments)."""
+    def shape_or_static(leaf):
+        if isinstance(leaf, Tensor):
+            return _Name(f"f{list(leaf.shape)}")
+        if _is_input(leaf):
+            return _Name(f"f{list(_to_lists(leaf, 'jit')[1])}")
+        return _Name("static")
+    statics = []
+    for keys, leaf in _leaves_with_keys(arguments, "jit", "args"):
+        if not _is_input(leaf):
+            try:
+                hash(leaf)
+            except TypeError:
+                raise TypeError(f"jit: {_argument_path(keys)} = {leaf!r:.60} is a static "
+                                f"argument (not a tensor or number), so it must be hashable"
+                                ) from None
+            statics.append((type(leaf), leaf))
+    return repr(tree_map(shape_or_static, arguments)), tuple(statics)
 
 
 # ---- 10a. Compiling a program to Python -----------------------------------------------------

@@ -6501,3 +6501,98 @@ def test_prog_programs_do_not_change_their_arguments(data):
     assert _prog_same_snapshot(before, _prog_snapshot((args, kwargs, constants)))
     for first, second in zip(results, again):
         _prog_assert_same(first, second, "second call")
+
+
+def test_traces_in_two_threads_record_apart_and_leave_nothing_on():
+    """Each thread records its own trace: two traces open at once, ended in either order,
+    each get their own program, and afterwards no trace is left running, so jit compiles
+    and eager ops are recorded nowhere."""
+    x = Tensor([1.0, 2.0])
+    a_in, b_in, a_go, b_go = (threading.Event() for _ in range(4))
+    programs = {}
+
+    def traced(name, factor, entered, go):
+        def f(t):
+            entered.set()
+            go.wait(5)
+            return t * factor
+        programs[name] = rax.trace(f)(x)
+
+    ta = threading.Thread(target=traced, args=("a", 2.0, a_in, a_go))
+    tb = threading.Thread(target=traced, args=("b", 3.0, b_in, b_go))
+    ta.start()
+    a_in.wait(5)
+    tb.start()
+    b_in.wait(5)
+    a_go.set()
+    ta.join()
+    b_go.set()
+    tb.join()
+    assert programs["a"](Tensor([1.0, 1.0])).tolist() == [2.0, 2.0]
+    assert programs["b"](Tensor([1.0, 1.0])).tolist() == [3.0, 3.0]
+    assert [eq.op for eq in programs["a"].equations] == ["broadcast_to", "mul"]
+    assert rax._traces_running == 0 and rax._current_trace() is None
+    assert rax.jit(lambda t: t * 2.0)(x).op is None  # compiled: a fresh leaf
+
+
+@pytest.mark.parametrize("f", [
+    lambda a, v: a + rax.full((2,), v), lambda a, v: rax.full((2,), a.sum()),
+    lambda a, v: rax.uniform((2,), 0.0, v, rng=0), lambda a, v: rax.eye(2) * a.sum().item(),
+    lambda a, v: pickle.loads(pickle.dumps(a * v)), lambda a, v: rax.save(io.StringIO(), a * v),
+], ids=["full value", "full of a sum", "uniform high", "item", "pickle", "save"])
+def test_constructors_pickle_and_save_refuse_a_traced_value(f):
+    """full, uniform, pickling and saving read values too: of a traced tensor (a number
+    argument is one), they raise TraceError rather than freeze the value."""
+    with pytest.raises(rax.TraceError):
+        rax.trace(f)(Tensor([1.0, 2.0]), 1.0)
+
+
+def test_jit_keys_static_arguments_by_equality_and_wants_them_hashable():
+    """Two static arguments with the same repr but different values get two programs; an
+    unhashable static argument is a TypeError naming it; a NumPy bool is static."""
+    class Config:
+        def __init__(self, v):
+            self.v = v
+
+        def __repr__(self):
+            return "Config()"
+    fast = rax.jit(lambda a, c: a * c.v)
+    x = Tensor([1.0, 2.0])
+    assert fast(x, Config(2.0)).tolist() == [2.0, 4.0]
+    assert fast(x, Config(3.0)).tolist() == [3.0, 6.0]
+    with pytest.raises(TypeError, match=r"args\[1\].*hashable"):
+        rax.jit(lambda a, c: a)(x, {"a", "set"})
+    np = pytest.importorskip("numpy")
+    assert rax.jit(lambda a, b: a * 2.0 if b else a)(x, np.bool_(True)).tolist() == [2.0, 4.0]
+
+
+def test_structure_errors_name_the_argument_as_the_caller_wrote_it():
+    """A missing positional argument, a list for a tensor and an extra keyword are named
+    args[1], args[0] and kwargs['z'], with no internal type in the message."""
+    program = rax.trace(lambda a, n: a * n)(Tensor([1.0, 2.0]), 2.0)
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"args\[1\] is in the traced arguments"):
+        program(x)
+    with pytest.raises(ValueError, match=r"args\[0\] is a tensor or number in the traced"):
+        program([1.0, 2.0], 2.0)
+    with pytest.raises(ValueError, match=r"kwargs\['z'\] is in these"):
+        program(x, 2.0, z=1)
+
+
+def test_a_program_called_while_tracing_or_under_grad_runs_as_ops():
+    """A program (replayed or compiled) called inside a traced function or on a tensor
+    with history runs its equations as ops: the outer program and gradients go through it."""
+    program = rax.trace(lambda a, n: a * n)(Tensor([1.0, 2.0]), 2.0)
+    outer = rax.trace(lambda a: program(a, 3.0) + 1.0)(Tensor([1.0, 2.0]))
+    assert outer(Tensor([1.0, 1.0])).tolist() == [4.0, 4.0]
+    for run in (program, program.compile()):
+        assert rax.grad(lambda a: run(a, 3.0).sum())(Tensor([1.0, 2.0])).tolist() == [3.0, 3.0]
+
+
+def test_a_type_error_while_tracing_says_numbers_are_inputs():
+    """A number argument that f uses as a Python number fails with a note saying that
+    numbers are program inputs and how to pass one that Python code needs."""
+    with pytest.raises(TypeError) as info:
+        rax.trace(lambda p, lr: rax.sgd(p, p, lr))({"w": Tensor([1.0])}, 0.1)
+    if sys.version_info >= (3, 11):
+        assert "functools.partial" in " ".join(info.value.__notes__)
