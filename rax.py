@@ -4031,8 +4031,8 @@ class Program:
 
     def _with_ops(self, inputs):
         """The equations run as ops, each by its op's function (forward(*inputs, **attrs)
-        makes the node again), for a call while tracing or with tensors that have history:
-        the graph, and so the gradients, go through the program."""
+        makes the node again), for a call while tracing or inside grad: the graph, and so
+        the gradients, go through the program."""
         values = dict(zip(self.inputs, inputs))
         values.update((v, _node(None, None, v.data, v.shape, (), (), _CONSTANT))
                       for v in self.constants)
@@ -4042,10 +4042,10 @@ class Program:
 
     def __call__(self, *args, **kwargs):
         """Run the equations on new arguments, building no tensors, with each op's rule.
-        Called while tracing, or with a tensor that has history (inside grad, say), it runs
-        them as ops instead, so that gradients flow through it."""
+        Called while tracing, or with a tensor computed from an argument of grad (or vjp,
+        jvp), it runs them as ops instead, so that gradients flow through it."""
         inputs = self._input_tensors("Program", args, kwargs)
-        if _current_trace() is not None or any(t.op is not None for t in inputs):
+        if _current_trace() is not None or _differentiated(inputs):
             return self._with_ops(inputs)
         values = {var: t.data for var, t in zip(self.inputs, inputs)}
         values.update((v, v.data) for v in self.constants)
@@ -4070,7 +4070,7 @@ class Program:
 
         def compiled(*args, **kwargs):
             inputs = self._input_tensors("compiled program", args, kwargs)
-            if _current_trace() is not None or any(t.op is not None for t in inputs):
+            if _current_trace() is not None or _differentiated(inputs):
                 return self._with_ops(inputs)  # as the program's call does
             data = [t.data for t in inputs]
             try:
@@ -4162,8 +4162,8 @@ def jit(f):
     structure of the arguments, the shapes of their tensors, their static leaves), then run
     as compiled code. Results are fresh leaves, equal to f's (==, nan equal to nan).
 
-    Called while a function is being traced, or with a tensor that was computed by ops
-    (inside grad, say), it runs f itself, so that the graph and gradients are those of f.
+    Called while a function is being traced, or with a tensor computed from an argument of
+    grad, vjp or jvp, it runs f itself, so that the graph and gradients are those of f.
 
     >>> step = jit(lambda w, x: (w * x).sum())
     >>> step(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
@@ -4174,8 +4174,8 @@ def jit(f):
 
     def jitted(*args, **kwargs):
         leaves = tree_leaves((args, kwargs))
-        if _current_trace() is not None or any(isinstance(t, Tensor) and t.op is not None
-                                         for t in leaves):
+        if _current_trace() is not None or _differentiated(
+                [t for t in leaves if isinstance(t, Tensor)]):
             return f(*args, **kwargs)
         key = _signature((args, kwargs))
         compiled = cache.get(key)
@@ -4185,6 +4185,23 @@ def jit(f):
 
     jitted.__name__ = jitted.__qualname__ = f"jit({getattr(f, '__name__', 'f')})"
     return jitted
+
+
+def _differentiated(tensors):
+    """Whether any of the tensors was computed from an argument of grad, vjp or jvp (an
+    identity node, see _as_argument): then a program or jitted function runs as ops, so
+    that the gradient goes through it. Tensors merely made by ops (one_hot labels, x / 255)
+    still run compiled."""
+    seen, stack = set(), list(tensors)
+    while stack:
+        t = stack.pop()
+        if t.op == "identity":
+            return True
+        for x in t.inputs:
+            if id(x) not in seen:
+                seen.add(id(x))
+                stack.append(x)
+    return False
 
 
 def _signature(arguments):
@@ -4243,6 +4260,7 @@ class _PythonWriter:
             self.uses.setdefault(v, []).append(None)
         self.producer = {eq.output: eq for eq in program.equations}
         self.inlined, self.virtual, self.alias, depth = set(), set(), {}, {}
+        self.swapped = set()  # 2-D transposes that only matmuls read: never materialised
         outputs = set(program.outputs)
         for eq in program.equations:
             rule = _rule_of(eq)
@@ -4253,6 +4271,10 @@ class _PythonWriter:
                 self.alias[eq.output] = eq.inputs[0]
             elif eq.op == "broadcast_to" and elementwise_users and eq.output not in outputs:
                 self.virtual.add(eq.output)
+            elif (eq.op == "transpose" and len(eq.output.shape) == 2 and users
+                  and eq.output not in outputs
+                  and all(u is not None and self._fusable_matmul(u) for u in users)):
+                self.swapped.add(eq.output)
             elif isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
                 d = 1 + _max((depth.get(v, 0) for v in eq.inputs), default=0)
                 if (len(users) == 1 and elementwise_users and eq.output not in outputs
@@ -4326,7 +4348,7 @@ class _PythonWriter:
         last_use = {}
         steps = [eq for eq in program.equations
                  if eq.output not in self.inlined and eq.output not in self.virtual
-                 and eq.output not in self.alias]
+                 and eq.output not in self.alias and eq.output not in self.swapped]
         for i, eq in enumerate(steps):
             for v in self.leaves_of(eq):
                 last_use[self.resolve(v)] = i
@@ -4360,7 +4382,7 @@ class _PythonWriter:
 
     def _leaf_vars(self, v):
         v = self.resolve(v)
-        if v in self.inlined or v in self.virtual:
+        if v in self.inlined or v in self.virtual or v in self.swapped:
             return self.leaves_of(self.producer[v])
         return [v]
 
@@ -4459,9 +4481,16 @@ class _Comprehension:
             if source in writer.inlined or source in writer.virtual:
                 return self.expression(source)
             return self.operand(source, source.shape)
-        if eq.op == "matmul":
-            x, y = (writer.name(v) for v in eq.inputs)
-            self.matmul = x, y
+        if eq.op == "matmul":  # the rows of x, the columns of y (see loops)
+            x, y = (writer.resolve(v) for v in eq.inputs)
+            # A transposed operand is read from its source: the rows of x.T are zip(*x),
+            # the columns of y.T are y's rows. (W3b: 4% of the step, 3 transposes.)
+            rows = f"zip(*{writer.name(writer.producer[x].inputs[0])})" \
+                if x in writer.swapped else writer.name(x)
+            if y in writer.swapped:
+                self.matmul = rows, writer.name(writer.producer[y].inputs[0]), True
+            else:
+                self.matmul = rows, writer.name(y), False
             return "\x01"
         rule = _rule_of(eq)
         template = rule.safe_expr() if writer.safe else rule.expr
@@ -4487,9 +4516,10 @@ class _Comprehension:
         names = [name for name, _ in self.operands]
         before, clauses = [], []
         if self.matmul is not None:  # the columns of y, once
-            x, y = self.matmul
-            columns = f"{y}_columns"
-            before.append(f"{columns} = list(zip(*{y}))")
+            x, y, ready = self.matmul
+            columns = y if ready else f"{y}_columns"
+            if not ready:
+                before.append(f"{columns} = list(zip(*{y}))")
         for level in range(k):
             iterated, targets = [], []
             for j, (name, source) in enumerate(self.operands):

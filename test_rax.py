@@ -6596,3 +6596,14 @@ def test_a_type_error_while_tracing_says_numbers_are_inputs():
         rax.trace(lambda p, lr: rax.sgd(p, p, lr))({"w": Tensor([1.0])}, 0.1)
     if sys.version_info >= (3, 11):
         assert "functools.partial" in " ".join(info.value.__notes__)
+
+
+def test_tensors_made_by_ops_still_run_compiled_and_grad_arguments_run_as_ops():
+    """Data made by ops (one_hot labels) does not stop jit or a compiled program from running
+    compiled (fresh leaves out); a tensor from grad's argument does (gradients flow)."""
+    labels = rax.one_hot([0, 2], 3)
+    fast = rax.jit(lambda x, l: (x * l).sum(axis=1))
+    out = fast(Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), labels)
+    assert out.op is None and out.tolist() == [1.0, 6.0]
+    assert rax.grad(lambda x: fast(x, labels).sum())(
+        Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])).tolist() == labels.tolist()
