@@ -475,26 +475,21 @@ class _Elementwise:
            the same as a comprehension over a row, run on each innermost row (see rowwise).
 
     A function may be given by its name, when it is defined further down (appendices A and
-    B). A test checks, over special values, that expr, fn, safe and rows agree bit for bit.
+    B): names are looked up once, at the end of the file (_resolve_rules). A test checks,
+    over special values, that expr, fn, safe and rows agree bit for bit.
     """
 
-    __slots__ = ("expr", "fn", "safe", "rows")
+    __slots__ = ("expr", "fn", "safe", "rows", "safe_fn")
 
     def __init__(self, expr, fn=None, safe=None, rows=None):
-        self.expr, self.fn, self.safe, self.rows = expr, fn, safe, rows
+        self.expr, self.fn, self.safe, self.rows, self.safe_fn = expr, fn, safe, rows, None
 
     def __call__(self, operands, ndim):
         """The op on equally shaped nested lists: fn, redone with the safe twin only if fn
-        raises somewhere, so that the common case pays nothing for it."""
+        raises somewhere (see elementwise), so that the common case pays nothing for it."""
         if self.rows is not None:
-            return rowwise(globals()[self.rows], operands, ndim)
-        fn = globals()[self.fn] if isinstance(self.fn, str) else self.fn
-        try:
-            return elementwise(fn, operands, ndim)
-        except (ArithmeticError, ValueError):  # ZeroDivisionError, OverflowError, log(-1)
-            if self.safe is None:
-                raise
-            return elementwise(globals()[self.safe], operands, ndim)
+            return rowwise(self.rows, operands, ndim)
+        return elementwise(self.fn, operands, ndim, self.safe_fn)
 
     def safe_expr(self):
         """expr with the IEEE-safe twin in place of fn: what compiled code runs if expr
@@ -547,7 +542,11 @@ def _unary(forward, x, rule, vjps):
     _Elementwise rule."""
     op = forward.__name__
     x = _as_tensor(x, op)
-    return _node(op, forward, rule((x.data,), len(x.shape)), x.shape, (x,), vjps)
+    operands, ndim = (x.data,), len(x.shape)
+    # rule(operands, ndim), written out: a call less per op makes W4 6% faster.
+    data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
+        rowwise(rule.rows, operands, ndim)
+    return _node(op, forward, data, x.shape, (x,), vjps)
 
 
 def exp(x):
@@ -574,7 +573,10 @@ def _binary(forward, x, y, rule, vjps):
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
-    return _node(op, forward, rule((x.data, y.data), len(x.shape)), x.shape, (x, y), vjps)
+    operands, ndim = (x.data, y.data), len(x.shape)
+    data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
+        rowwise(rule.rows, operands, ndim)  # rule(operands, ndim), as in _unary
+    return _node(op, forward, data, x.shape, (x, y), vjps)
 
 
 def add(x, y):
@@ -860,7 +862,7 @@ class _GradientGraph:
             if not waiting:
                 stack.pop()
                 if u not in values:  # u may have been pushed by more than one consumer
-                    state = _current_trace()
+                    state = _current_trace() if _traces_running else None
                     start = len(state.nodes) if state is not None else 0
                     values[u] = self._sum_contributions(u)
                     if state is not None:  # a trace marks the backward pass's nodes
@@ -5067,3 +5069,15 @@ def _constant(value):
                 _constants.clear()
             _constants[value] = constant
     return constant
+
+
+def _resolve_rules():
+    """Look up the functions that rules name (defined after them), once, now all is here."""
+    for rule in (*_RULES.values(), _POW_INTEGER):
+        if isinstance(rule, _Elementwise):
+            rule.fn = globals()[rule.fn] if isinstance(rule.fn, str) else rule.fn
+            rule.rows = globals()[rule.rows] if isinstance(rule.rows, str) else rule.rows
+            rule.safe_fn = globals()[rule.safe] if rule.safe else None
+
+
+_resolve_rules()
