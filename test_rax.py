@@ -6609,3 +6609,21 @@ def test_tensors_made_by_ops_still_run_compiled_and_grad_arguments_run_as_ops():
     assert out.op is None and out.tolist() == [1.0, 6.0]
     assert rax.grad(lambda x: fast(x, labels).sum())(
         Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])).tolist() == labels.tolist()
+
+
+@given(st.integers(1, 3), st.integers(0, 3), st.integers(0, 5), st.data())
+def test_compiled_matmuls_with_small_inner_sides_add_as_eager(k, n, m, data):
+    """Compiled 2-D matmuls (inner side 1 and 2 written out as 0.0 + terms, wider ones as
+    sum(map(...))), fused with a bias and relu or read through a transpose, give eager's
+    floats bit for bit, signed zeros and infinities included."""
+    values = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -3.0, inf, -inf, nan, 1e308, 5e-324])
+    x = Tensor(data.draw(st.lists(st.lists(values, min_size=k, max_size=k), min_size=n,
+                                  max_size=n)) if n else rax.zeros((0, k)))
+    w = Tensor(data.draw(st.lists(st.lists(values, min_size=m, max_size=m), min_size=k,
+                                  max_size=k)) if m else rax.zeros((k, 0)))
+    b = Tensor(data.draw(st.lists(values, min_size=m, max_size=m)) if m else rax.zeros((0,)))
+
+    def f(x, w, b):
+        return rax.relu(x @ w + b), (x @ w).sum(), w.T @ x.T
+    program = rax.trace(f)(x, w, b)
+    assert _p19_same_results(f(x, w, b), program.compile()(x, w, b))
