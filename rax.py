@@ -3992,8 +3992,9 @@ class Program:
         lines.append(f"  in {result!r} }}")
         return "\n".join(lines)
 
-    def _input_tensors(self, op, args, kwargs):
-        """The inputs from new arguments, as tensors, checked against the traced ones."""
+    def _input_tensors(self, op, args, kwargs, as_array=None):
+        """The inputs from new arguments, as tensors (or arrays, made by as_array),
+        checked against the traced ones."""
         for name, traced, given in (("args", self._arguments[0], args),
                                     ("kwargs", self._arguments[1], kwargs)):
             difference = _structure_difference(traced, given, name,
@@ -4014,10 +4015,14 @@ class Program:
                 raise ValueError(f"{op}: {where} is {leaf!r:.60}, but the program takes a "
                                  f"tensor or a number there")
             var = next(inputs)
-            t = leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, op))
-            if t.shape != var.shape:
-                raise ValueError(f"{op}: {where} has shape {t.shape}, but the program was "
-                                 f"traced with shape {var.shape}")
+            if as_array is not None:  # (reshaped: the data of a (0, 3) tensor is [])
+                t = as_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
+                    else as_array(leaf)
+            else:
+                t = leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, op))
+            if tuple(t.shape) != var.shape:
+                raise ValueError(f"{op}: {where} has shape {tuple(t.shape)}, but the program "
+                                 f"was traced with shape {var.shape}")
             tensors.append(t)
         return tensors
 
@@ -4056,9 +4061,10 @@ class Program:
         return self._results([values[v] for v in self.outputs])
 
     def source(self, backend="python"):
-        """The program as the text of one straight-line Python function (see compile)."""
+        """The program as the text of one function: straight-line Python over nested lists
+        (see compile), or code over the arrays of "numpy", "jax" or "torch" (see 10b)."""
         _check_backend(backend)
-        return _python_source(self)[0]
+        return _python_source(self)[0] if backend == "python" else _array_source(self, backend)
 
     def compile(self, backend="python"):
         """The program as a function, called as the program is, that runs its source.
@@ -4068,6 +4074,8 @@ class Program:
         rax redoes an op, so the answers are the same.
         """
         _check_backend(backend)
+        if backend != "python":
+            return self._compile_array(backend)
         self._compiled.get(False) or self._compile(False)
 
         def compiled(*args, **kwargs):
@@ -4086,6 +4094,29 @@ class Program:
         except (ArithmeticError, ValueError):
             outputs = (self._compiled.get(True) or self._compile(True))(*data)
         return self._results(outputs)
+
+    def _compile_array(self, backend):
+        """The program's code in a library as a function: that library's arrays (or
+        tensors, numbers, nested lists) in, in the structure of the arguments, and its
+        float64 arrays out, in the structure of f's result."""
+        text = _array_source(self, backend)
+        filename = f"<rax program {id(self):x} {backend}>"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        namespace = {"__name__": f"rax_program_{backend}"}
+        try:
+            exec(compile(text, filename, "exec"), namespace)  # noqa: S102: rax's own text
+        except ImportError as error:
+            raise ImportError(f"Program.compile({backend!r}) needs {backend}, which is not "
+                              f"installed here: {_BACKENDS[backend].install}") from error
+        function, as_array = namespace["program"], namespace["as_array"]
+
+        def compiled(*args, **kwargs):
+            inputs = self._input_tensors(f"compiled {backend} program", args, kwargs,
+                                         as_array)
+            return self._in_structure([as_array(out) for out in function(*inputs)])
+
+        compiled.function = function  # the generated function itself, on flat arrays
+        return compiled
 
     def _compile(self, safe):
         text, bound = _python_source(self, safe)
@@ -4129,8 +4160,9 @@ def _check_constant(t):
 
 
 def _check_backend(backend):
-    if backend != "python":
-        raise ValueError(f"Program: unknown backend {backend!r}; there is 'python'")
+    if backend != "python" and backend not in _BACKENDS:
+        raise ValueError(f"Program: unknown backend {backend!r}; there are 'python', "
+                         f"'numpy', 'jax' and 'torch'")
 
 
 def _run_equation(eq, data):
@@ -4163,10 +4195,11 @@ def _kernel_args(eq, rule):
     return rule.args(tuple(v.shape for v in eq.inputs), eq.attrs, eq.output.shape)
 
 
-def jit(f):
+def jit(f, backend="python"):
     """f, compiled: traced and compiled on the first call with each signature (the
     structure of the arguments, the shapes of their tensors, their static leaves), then run
-    as compiled code. Results are fresh leaves, equal to f's (==, nan equal to nan).
+    as compiled code. Results are fresh leaves, equal to f's (==, nan equal to nan). With
+    backend "numpy", "jax" or "torch", the code is that library's (see Program.compile).
 
     Called while a function is being traced, or with a tensor computed from an argument of
     grad, vjp or jvp, it runs f itself, so that the graph and gradients are those of f.
@@ -4176,18 +4209,24 @@ def jit(f):
     Tensor(11.0)
     """
     _check_function("jit", f)
+    _check_backend(backend)
     cache = {}
 
     def jitted(*args, **kwargs):
         key, inputs = _signature((args, kwargs))
-        if _current_trace() is not None or _differentiated(inputs):
+        tensors = [t for t in inputs if isinstance(t, Tensor)]
+        if _current_trace() is not None or _differentiated(tensors):
             return f(*args, **kwargs)
         program = cache.get(key)
         if program is None:
-            program = cache[key] = _trace(f, args, kwargs)
-            program.compile()
+            program = _trace(f, args, kwargs)
+            cache[key] = program, program.compile(backend)
+            program = cache[key]
+        if backend != "python":
+            return program[1](*args, **kwargs)
         # The key holds the structure, the shapes and the static leaves: no check is left.
-        return program._run_compiled(inputs)
+        return program[0]._run_compiled([t if isinstance(t, Tensor) else
+                                         _leaf(*_to_lists(t, "jit")) for t in inputs])
 
     jitted.__name__ = jitted.__qualname__ = f"jit({getattr(f, '__name__', 'f')})"
     return jitted
@@ -4213,9 +4252,9 @@ def _differentiated(tensors):
 def _signature(arguments):
     """What of the arguments decides the program: their structure, each input's shape, and
     each static leaf itself (by ==, so it must be hashable, as JAX's static arguments); and
-    the inputs, as tensors."""
+    the leaves that are inputs."""
     def shape_or_static(leaf):
-        if isinstance(leaf, Tensor):
+        if isinstance(leaf, Tensor) or hasattr(leaf, "shape"):  # a tensor, an array
             return _Name(f"f{list(leaf.shape)}")
         if _is_input(leaf):
             return _Name(f"f{list(_to_lists(leaf, 'jit')[1])}")
@@ -4223,7 +4262,7 @@ def _signature(arguments):
     statics, inputs = [], []
     for keys, leaf in _leaves_with_keys(arguments, "jit", "args"):
         if _is_input(leaf):
-            inputs.append(leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, "jit")))
+            inputs.append(leaf)
         else:
             try:
                 hash(leaf)
@@ -4592,6 +4631,257 @@ def _is_atom(text):
     non-negative number or a call."""
     return bool(re.fullmatch(r"[\w.\x00\x01]+|[A-Za-z_]\w*\([^()]*\)|\([^()]*\)", text)) \
         and not text.startswith("-")
+
+
+# ---- 10b. Other backends: NumPy, JAX, PyTorch ----------------------------------------------
+#
+# The same program as array code, for a model that has outgrown lists: one statement per
+# equation, the arrays of the library doing the loops. A backend is a table: for each op,
+# the expression that computes its output from its inputs' names, written so that it gives
+# rax's answer (relu(-0.0) is -0.0, maximum of a nan is nan, the sum over no axes turns
+# -0.0 into 0.0), within rounding, since a library may add in another order. The library is
+# imported by the generated code, never by rax.py; compile(backend) imports it then.
+
+_ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the array module
+    "neg": "-{0}", "exp": "{xp}.exp({0})", "log": "{xp}.log({0})", "sqrt": "{xp}.sqrt({0})",
+    "sin": "{xp}.sin({0})", "cos": "{xp}.cos({0})", "tanh": "{xp}.tanh({0})",
+    "abs": "{xp}.abs({0})", "sigmoid": "1.0 / (1.0 + {xp}.exp(-{0}))",
+    "relu": "{xp}.where({0} < 0.0, 0.0, {0})",
+    "relu_backward": "{xp}.where({1} <= 0.0, 0.0, {0})",
+    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
+    "pow": "{xp}.power({0}, {1})",
+    "maximum": "{xp}.where(({0} > {1}) | ({0} != {0}), {0}, {1})",
+    "minimum": "{xp}.where(({0} < {1}) | ({0} != {0}), {0}, {1})",
+    "less": "as_float({0} < {1})", "less_equal": "as_float({0} <= {1})",
+    "greater": "as_float({0} > {1})", "greater_equal": "as_float({0} >= {1})",
+    "equal": "as_float({0} == {1})", "where": "{xp}.where({0} != 0.0, {1}, {2})",
+    "identity": "{0}", "stop_gradient": "{0}",
+    "broadcast_to": "{xp}.broadcast_to({0}, {shape})", "reshape": "{xp}.reshape({0}, {shape})",
+    "transpose": "{xp}.transpose({0}, {axes})", "getitem": "{0}[{index}]",
+    "concatenate": "{xp}.concatenate([{all}], axis={axis})", "matmul": "{0} @ {1}",
+    "sum": "{xp}.sum({0}, axis={axis}, keepdims={keepdims})",
+    "max": "{xp}.max({0}, axis={axis}, keepdims={keepdims})",
+    "min": "{xp}.min({0}, axis={axis}, keepdims={keepdims})",
+    "logsumexp": "logsumexp({0}, {axis}, {shape})",
+    "scatter": "scatter({0}, {index_repr}, {shape})",
+    "one_hot": "one_hot({0}, {num_classes})",
+}
+
+# What each library says differently. torch has no negative slice steps: an index is read
+# through the flat positions it picks (computed once, when the code is written).
+_TORCH_OPS = dict(_ARRAY_OPS, **{
+    "broadcast_to": "{0}.expand({shape})", "transpose": "{0}.permute({axes})",
+    "getitem": "{0}.reshape(-1)[{positions}].reshape({shape})",
+    "scatter": "scatter({0}, {positions}, {shape})", "stop_gradient": "{0}.detach()",
+    "concatenate": "torch.cat([{all}], dim={axis})", "pow": "torch.pow({0}, {1})",
+    "sum": "torch.sum({0}, dim={axis}, keepdim={keepdims})",
+    "max": "torch.amax({0}, dim={axis}, keepdim={keepdims})",
+    "min": "torch.amin({0}, dim={axis}, keepdim={keepdims})",
+})
+_JAX_OPS = dict(_ARRAY_OPS, **{
+    "stop_gradient": "jax.lax.stop_gradient({0})",
+    "scatter": "jnp.zeros({shape}).at[{index}].set({0})",
+})
+
+# Helpers that the code of each backend defines at its top, in that library.
+_ARRAY_HELPERS = '''
+def as_array(x):
+    """x (nested lists, a number, an array) as a float64 array."""
+    return {as_array}
+
+
+def as_float(mask):
+    """A mask of True and False as 1.0 and 0.0."""
+    return {as_float}
+
+
+def logsumexp(x, axis, shape):
+    """rax's logsumexp: log(sum(exp(x - m))) + m, m the largest (0 where infinite)."""
+    if 0 in [x.shape[a] for a in axis]:
+        m = {xp}.zeros([1 if i in axis else n for i, n in enumerate(x.shape)],
+                       dtype={xp}.float64)
+    else:
+        m = {amax}(x, {dim}=axis, {keepdim}=True)
+        m = {xp}.where({xp}.abs(m) == inf, 0.0, m)
+    return {xp}.reshape({xp}.log({sum}({xp}.exp(x - m), {dim}=axis, {keepdim}=True)) + m, shape)
+'''
+_NUMPY_HELPERS = _ARRAY_HELPERS + '''
+
+def scatter(g, index, shape):
+    """Zeros of shape with g written at [index] (the gradient of indexing)."""
+    out = np.zeros(shape)
+    out[index] = g
+    return out
+
+
+def one_hot(labels, n):
+    """Rows with a 1.0 at each label, which must be an integer in [0, n)."""
+    labels = as_array(labels)
+    if not np.all((labels == np.floor(labels)) & (labels >= 0) & (labels < n)):
+        raise ValueError(f"one_hot: a label is not an integer in [0, {{n}})")
+    return (labels[..., None] == np.arange(n)).astype(np.float64)
+'''
+_JAX_HELPERS = _ARRAY_HELPERS + '''
+
+def one_hot(labels, n):
+    """Rows with a 1.0 at each label (a label outside [0, n) gives a row of zeros: under
+    jax.jit nothing can be raised)."""
+    labels = as_array(labels)
+    return (labels[..., None] == jnp.arange(n)).astype(jnp.float64)
+'''
+_TORCH_HELPERS = _ARRAY_HELPERS + '''
+
+def scatter(g, positions, shape):
+    """Zeros of shape with g written at the flat positions (the gradient of indexing)."""
+    out = torch.zeros(math.prod(shape), dtype=torch.float64)
+    out[positions] = g.reshape(-1)
+    return out.reshape(shape)
+
+
+def one_hot(labels, n):
+    """Rows with a 1.0 at each label, which must be an integer in [0, n)."""
+    labels = as_array(labels)
+    if not bool(torch.all((labels == torch.floor(labels)) & (labels >= 0) & (labels < n))):
+        raise ValueError(f"one_hot: a label is not an integer in [0, {{n}})")
+    return (labels[..., None] == torch.arange(n)).to(torch.float64)
+'''
+
+
+class _Backend:
+    """One library's table: its imports, the name of its array module, its ops and helpers,
+    how a float becomes an array of it, and what to install."""
+
+    def __init__(self, name, imports, xp, ops, helpers, words, install):
+        self.name, self.imports, self.xp, self.ops = name, imports, xp, ops
+        self.helpers = helpers.format(xp=xp, **words)
+        self.words, self.install = words, install
+
+
+_BACKENDS = {
+    "numpy": _Backend("numpy", "import numpy as np", "np", _ARRAY_OPS, _NUMPY_HELPERS,
+                      {"amax": "np.max", "sum": "np.sum", "dim": "axis", "keepdim": "keepdims",
+                       "as_array": "np.asarray(x, dtype=np.float64)",
+                       "as_float": "np.asarray(mask, dtype=np.float64)",
+                       "power": "np.power"}, "pip install numpy"),
+    "jax": _Backend("jax", "import jax\nimport jax.numpy as jnp\n\n"
+                    "jax.config.update(\"jax_enable_x64\", True)  # rax computes in float64",
+                    "jnp", _JAX_OPS, _JAX_HELPERS,
+                    {"amax": "jnp.max", "sum": "jnp.sum", "dim": "axis", "keepdim": "keepdims",
+                     "as_array": "jnp.asarray(x, dtype=jnp.float64)",
+                     "as_float": "jnp.asarray(mask, dtype=jnp.float64)",
+                     "power": "jnp.power"}, "pip install jax"),
+    "torch": _Backend("torch", "import torch", "torch", _TORCH_OPS, _TORCH_HELPERS,
+                      {"amax": "torch.amax", "sum": "torch.sum", "dim": "dim",
+                       "keepdim": "keepdim",
+                       "as_array": "torch.as_tensor(x, dtype=torch.float64)",
+                       "as_float": "mask.to(torch.float64)",
+                       "power": "torch.pow"}, "pip install torch"),
+}
+
+
+def _array_source(program, backend):
+    """The source of the program in the library of `backend` (see _BACKENDS)."""
+    table = _BACKENDS[backend]
+    names, taken, lines = {}, set(), []
+    params = []
+    for var in program.inputs:
+        names[var] = _identifier(var.path, taken)
+        taken.add(names[var])
+        params.append(names[var])
+
+    def name(var):
+        if var in names:
+            return names[var]
+        if not var.shape:  # a 0-d constant: its value (torch's ops want a tensor)
+            literal = _literal(var.data)
+            return f"as_array({literal})" if backend == "torch" else literal
+        text = f"as_array({_nested_literal(var.data)}).reshape({var.shape})"
+        names[var] = f"c{len(names)}"
+        lines.append(f"    {names[var]} = {text}")
+        return names[var]
+
+    for i, eq in enumerate(program.equations):
+        if getattr(eq.forward, "made_by_primitive", False) or (
+                eq.op not in table.ops and eq.op != "pow_scalar"):
+            raise ValueError(f"Program.source({backend!r}): op {eq.op!r} is a primitive of "
+                             f"your own, whose forward is Python: it has no {backend} code")
+        operands = [name(v) for v in eq.inputs]
+        if eq.inputs and all(v.data is not None and not v.shape for v in eq.inputs):
+            operands[0] = f"as_array({operands[0]})"  # numbers only: Python's 1.0 / 0.0 raises
+        if eq.op == "identity" or eq.op == "stop_gradient" and backend == "numpy":
+            names[eq.output] = operands[0]  # the same array
+            continue
+        lines.append(f"    {_array_name(eq, names)} = {_array_expression(eq, operands, table)}")
+    outputs = ", ".join(name(v) for v in program.outputs)
+    lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
+    head = (f"# rax program as {backend} code; every array is float64.\n"
+            f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
+            f"{table.helpers}\n\n"
+            f"def program({', '.join(params)}):")
+    if backend == "numpy":  # 1/0 and log(0) are inf here, as in rax: no warnings
+        head += "\n    with np.errstate(all=\"ignore\"):\n        return _program(" + \
+                ", ".join(params) + ")\n\n\ndef _program(" + ", ".join(params) + "):"
+    return head + "\n" + "\n".join(lines) + "\n"
+
+
+def _array_name(eq, names):
+    names[eq.output] = f"v{len(names)}"
+    return names[eq.output]
+
+
+def _array_expression(eq, operands, table):
+    """The expression of one equation in a backend's table."""
+    attrs = dict(eq.attrs)
+    if eq.op in ("sum", "max", "min", "logsumexp") and not attrs["axis"]:
+        # over no axes: each element alone (the sum turns -0.0 into 0.0, as rax's)
+        return operands[0] if eq.op in ("max", "min") else f"({operands[0]} + 0.0)"
+    if eq.op == "pow_scalar":
+        exponent = attrs["exponent"]
+        if exponent == 0.5:  # the libraries take sqrt, which differs at -0.0 and -inf
+            return (f"{table.xp}.where({operands[0]} == -inf, inf, "
+                    f"{table.xp}.sqrt({operands[0]}) + 0.0)")
+        return f"{table.words['power']}({operands[0]}, {_literal(exponent)})"
+    template = table.ops[eq.op]
+    fields = {"xp": table.xp, "all": ", ".join(operands), "shape": tuple(eq.output.shape)}
+    for key, value in attrs.items():
+        fields[key] = value if key != "axis" or eq.op == "concatenate" else tuple(value)
+    if "index" in attrs:
+        fields["index"], fields["index_repr"] = _index_text(attrs["index"]), attrs["index"]
+        shape = eq.inputs[0].shape if eq.op == "getitem" else eq.output.shape
+        fields["positions"] = _flat_positions(attrs["index"], shape)
+    return template.format(*operands, **fields)
+
+
+def _index_text(index):
+    """An index tuple as Python source: 1, ::-1, 0:2."""
+    parts = []
+    for k in index:
+        if isinstance(k, slice):
+            parts.append(":".join("" if v is None else str(v)
+                                  for v in (k.start, k.stop, k.step)))
+        else:
+            parts.append(str(k))
+    return ", ".join(parts) + ("," if len(parts) == 1 else "")
+
+
+def _flat_positions(index, shape):
+    """The flat positions (row-major) that x[index] reads from a tensor of shape, as a
+    list literal: torch reads an index with negative steps through them."""
+    ranges = []
+    for axis, n in enumerate(shape):
+        k = index[axis] if axis < len(index) else slice(None)
+        ranges.append([k] if isinstance(k, int) else list(range(n))[k])
+    strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+    positions = [_sum(i * s for i, s in zip(point, strides))
+                 for point in itertools.product(*ranges)]
+    return f"torch.tensor({positions}, dtype=torch.long)"
+
+
+def _nested_literal(data):
+    """Nested lists of floats as Python source (inf, nan by name)."""
+    if isinstance(data, list):
+        return "[" + ", ".join(_nested_literal(d) for d in data) + "]"
+    return _literal(data)
 
 
 # ============================================================================================
