@@ -3922,6 +3922,7 @@ class Program:
     def __init__(self, state, inputs, arguments, result):
         # The structures of the arguments and of the result, without their tensors.
         self._arguments = tree_map(lambda leaf: _INPUT if _is_input(leaf) else leaf, arguments)
+        self._traced_leaves = tree_leaves(self._arguments)
         self._result = tree_map(lambda leaf: _INPUT if isinstance(leaf, Tensor) else leaf,
                                 result)
         self.inputs = tuple(Var(_letters(i), leaf.shape, _argument_path(keys))
@@ -4003,17 +4004,17 @@ class Program:
                 raise ValueError(f"{op}: the arguments do not have the structure of the "
                                  f"traced ones: {difference}")
         tensors, inputs = [], iter(self.inputs)
-        traced = tree_leaves(self._arguments)
-        for (keys, leaf), was in zip(_leaves_with_keys((args, kwargs), op, "args"), traced):
-            where = _argument_path(keys)
+        for (keys, leaf), was in zip(_leaves_with_keys((args, kwargs), op, "args"),
+                                     self._traced_leaves):
             if was is not _INPUT:
                 if _is_input(leaf) or not _same_static(was, leaf):
-                    raise ValueError(f"{op}: {where} is {leaf!r:.60}, but the program was "
-                                     f"traced with {was!r:.60} there, a static argument")
+                    raise ValueError(f"{op}: {_argument_path(keys)} is {leaf!r:.60}, but the "
+                                     f"program was traced with {was!r:.60} there, a static "
+                                     f"argument")
                 continue
             if not _is_input(leaf):
-                raise ValueError(f"{op}: {where} is {leaf!r:.60}, but the program takes a "
-                                 f"tensor or a number there")
+                raise ValueError(f"{op}: {_argument_path(keys)} is {leaf!r:.60}, but the "
+                                 f"program takes a tensor or a number there")
             var = next(inputs)
             if as_array is not None:  # (reshaped: the data of a (0, 3) tensor is [])
                 t = as_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
@@ -4021,8 +4022,8 @@ class Program:
             else:
                 t = leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, op))
             if tuple(t.shape) != var.shape:
-                raise ValueError(f"{op}: {where} has shape {tuple(t.shape)}, but the program "
-                                 f"was traced with shape {var.shape}")
+                raise ValueError(f"{op}: {_argument_path(keys)} has shape {tuple(t.shape)}, "
+                                 f"but the program was traced with shape {var.shape}")
             tensors.append(t)
         return tensors
 
@@ -4800,18 +4801,36 @@ def _array_source(program, backend):
         lines.append(f"    {names[var]} = {text}")
         return names[var]
 
+    users = {}
+    for eq in program.equations:
+        for v in eq.inputs:
+            users.setdefault(v, []).append(eq)
+    outputs = set(program.outputs)
+    actual = {}  # var -> the shape of its array, where a broadcast was left to numpy
     for i, eq in enumerate(program.equations):
         if getattr(eq.forward, "made_by_primitive", False) or (
                 eq.op not in table.ops and eq.op != "pow_scalar"):
             raise ValueError(f"Program.source({backend!r}): op {eq.op!r} is a primitive of "
                              f"your own, whose forward is Python: it has no {backend} code")
         operands = [name(v) for v in eq.inputs]
-        if eq.inputs and all(v.data is not None and not v.shape for v in eq.inputs):
-            operands[0] = f"as_array({operands[0]})"  # numbers only: Python's 1.0 / 0.0 raises
-        if eq.op == "identity" or eq.op == "stop_gradient" and backend == "numpy":
-            names[eq.output] = operands[0]  # the same array
+        if eq.op == "identity" or eq.op == "stop_gradient" and backend == "numpy" or (
+                eq.op == "broadcast_to" and eq.output not in outputs and all(
+                    isinstance(_rule_of(u), _Elementwise) or u.op == "pow_scalar"
+                    for u in users.get(eq.output, ()))):
+            # The same array; an elementwise op broadcasts its operands by itself.
+            names[eq.output] = operands[0]
+            actual[eq.output] = actual.get(eq.inputs[0], eq.inputs[0].shape)
             continue
-        lines.append(f"    {_array_name(eq, names)} = {_array_expression(eq, operands, table)}")
+        if all(v.data is not None and not v.shape for v in eq.inputs):
+            operands[0] = f"as_array({operands[0]})"  # numbers only: Python's 1.0 / 0.0 raises
+        expression = _array_expression(eq, operands, table)
+        rule = _rule_of(eq)
+        if isinstance(rule, _Elementwise) or eq.op == "pow_scalar":
+            shapes = [actual.get(v, v.shape) for v in eq.inputs]
+            if _broadcast_shapes(eq.op, *shapes) != eq.output.shape:  # all were broadcast
+                expression = table.ops["broadcast_to"].format(
+                    f"({expression})", xp=table.xp, shape=eq.output.shape)
+        lines.append(f"    {_array_name(eq, names)} = {expression}")
     outputs = ", ".join(name(v) for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
     head = (f"# rax program as {backend} code; every array is float64.\n"

@@ -375,6 +375,104 @@ def item_first(pair):
     return pair[0].item(), pair[1]
 
 
+# ---- the array backends, when NumPy is installed ------------------------------------------
+
+def numpy_step(np, params, x, target, lr, cross_entropy):
+    """One step of the MLP in NumPy by hand: forward, hand-derived backward, SGD. target is
+    y (MSE) or one-hot labels (softmax cross-entropy)."""
+    hs, zs = [x], []
+    for i, (w, b) in enumerate(params):
+        z = hs[-1] @ w + b
+        zs.append(z)
+        hs.append(np.maximum(z, 0.0) if i < len(params) - 1 else z)
+    out, n = hs[-1], len(x)
+    if cross_entropy:
+        shifted = out - out.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = -(log_probs * target).sum(axis=1).mean()
+        dz = (np.exp(log_probs) - target) / n
+    else:
+        diff = out - target
+        loss = (diff * diff).mean()
+        dz = 2.0 * diff / diff.size
+    grads = []
+    for i in reversed(range(len(params))):
+        w, _ = params[i]
+        grads.append((hs[i].T @ dz, dz.sum(axis=0)))
+        if i > 0:
+            dz = (dz @ w.T) * (zs[i - 1] > 0.0)
+    grads.reverse()
+    return loss, [(w - lr * dw, b - lr * db) for (w, b), (dw, db) in zip(params, grads)]
+
+
+def array_backends(quick):
+    """W3a and W3b as compiled NumPy programs against the same steps in NumPy by hand, and
+    the compiled Python, JAX (under jax.jit) and PyTorch programs beside them."""
+    try:
+        import numpy as np
+    except ImportError:
+        print("NumPy is not installed: no row for the array backends")
+        return {}
+    seconds = 0.2 if quick else 2.0
+    print(f"\n{'id':<9} {'numpy ms':>10} {'rax ms':>10} {'rax/numpy':>9} {'target':>7} "
+          f"{'met':>4} {'python/rax':>10} {'jax ms':>8} {'torch ms':>8}   workload")
+    rng = random.Random(0)
+    results = {}
+    for name, sizes, n, target, cross_entropy in (("W3a-np", (2, 16, 16, 1), 100, 2.0, False),
+                                                  ("W3b-np", (64, 128, 128, 10), 64, 1.5,
+                                                   True)):
+        params = mlp_params(rng, sizes)
+        x = random_matrix(rng, n, sizes[0])
+        if cross_entropy:
+            y = rax.one_hot([rng.randrange(sizes[-1]) for _ in range(n)], sizes[-1])
+        else:
+            y = rax.Tensor([[math.sin(p[0]) * math.cos(p[1])] for p in x])
+        rparams, rx = rax_params(params), rax.Tensor(x)
+        loss = cross_entropy_loss if cross_entropy else mse
+        program = rax.trace(lambda p, x, y: rax_step_values(loss, p, x, y, 0.1))(rparams, rx, y)
+        np_params = [(np.array(w), np.array(b)) for w, b in params]
+        np_x, np_y = np.array(x), np.array(y.tolist())
+        tree = [{"w": w, "b": b} for w, b in np_params]
+        compiled = program.compile("numpy")
+        python = program.compile()
+        hand = lambda: numpy_step(np, np_params, np_x, np_y, 0.1, cross_entropy)  # noqa: E731
+        ours = lambda: compiled(tree, np_x, np_y)  # noqa: E731
+        check_same(name, float(ours()[0]), float(hand()[0]))
+        times = median_times([hand, ours, lambda: python(rparams, rx, y)], seconds,
+                             least=3 if quick else 11)
+        others = []
+        for backend in ("jax", "torch"):
+            try:
+                step = program.compile(backend)
+            except ImportError:
+                others.append("-")
+                continue
+            if backend == "jax":
+                import jax
+                fast = jax.jit(step.function)
+                flat = [step.function.__globals__["as_array"](leaf) for leaf in
+                        rax.tree_leaves((tree, np_x, np_y))]
+                run = lambda fast=fast, flat=flat: [out.block_until_ready()  # noqa: E731
+                                                    for out in fast(*flat)]
+            else:
+                import torch
+                torch_tree = [{"w": torch.tensor(w), "b": torch.tensor(b)} for w, b in np_params]
+                run = lambda step=step, t=torch_tree: step(t, torch.tensor(np_x),  # noqa: E731
+                                                           torch.tensor(np_y))
+            run()
+            others.append(f"{median_times([run], seconds, least=3 if quick else 11)[0] * 1e3:.3f}")
+        ratio = times[1] / times[0]
+        results[name] = ratio
+        print(f"{name:<9} {times[0] * 1e3:>10.3f} {times[1] * 1e3:>10.3f} {ratio:>9.2f} "
+              f"{target_cells(ratio, target)} {times[2] / times[1]:>10.1f} {others[0]:>8} "
+              f"{others[1]:>8}   MLP {'-'.join(map(str, sizes))} step, compiled to NumPy")
+    return results
+
+
+def cross_entropy_loss(params, x, labels):
+    return cross_entropy(params, x, labels)
+
+
 def target_cells(ratio, target):
     """The target and whether the ratio meets it (at most the target): '   1.25  yes'."""
     return f"{target:>7g} {'yes' if ratio <= target else 'no':>4}"
@@ -421,6 +519,7 @@ def main(quick=False):
     print(f"{'M':<9} {hand_peak / 1024:>8.0f}kB {rax_peak / 1024:>8.0f}kB "
           f"{rax_peak / hand_peak:>9.2f} {target_cells(rax_peak / hand_peak, 3)}"
           "   peak memory of one W3a step (tracemalloc)")
+    results.update(array_backends(quick))
     return results
 
 
