@@ -4110,6 +4110,8 @@ class Program:
             raise ImportError(f"Program.compile({backend!r}) needs {backend}, which is not "
                               f"installed here: {_BACKENDS[backend].install}") from error
         function, as_array = namespace["program"], namespace["as_array"]
+        if backend == "jax":  # compiled by XLA once per shape: op by op, JAX is slow
+            function = namespace["jax"].jit(function)
 
         def compiled(*args, **kwargs):
             inputs = self._input_tensors(f"compiled {backend} program", args, kwargs,

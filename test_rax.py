@@ -2614,8 +2614,9 @@ import regression  # noqa: E402
 import spiral  # noqa: E402
 import termplot  # noqa: E402
 import jit as jit_lesson  # noqa: E402
+import graduate  # noqa: E402
 
-LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson)
+LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate)
 
 
 @pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
@@ -6765,3 +6766,12 @@ def test_compile_to_a_missing_library_is_an_import_error_naming_it(monkeypatch):
     program = rax.trace(lambda x: x * 2.0)(Tensor([1.0]))
     with pytest.raises(ImportError, match="'torch'.*pip install torch"):
         program.compile("torch")
+
+
+def test_graduate_lesson_trains_on_in_each_library_as_rax_would():
+    """examples/graduate.py: after rax's steps, the step compiled to each installed library
+    continues training with rax's losses, within 1e-12 relative."""
+    result = graduate.main(rax_steps=3, more_steps=4, n=12, verbose=False)
+    assert set(result["worst"]) == set(graduate.libraries()) and result["worst"]
+    assert all(worst < 1e-12 for worst in result["worst"].values())
+    assert result["losses"]["rax"][-1] < result["losses"]["rax"][0]
