@@ -447,13 +447,12 @@ def array_backends(quick):
             except ImportError:
                 others.append("-")
                 continue
-            if backend == "jax":
-                import jax
-                fast = jax.jit(step.function)
-                flat = [step.function.__globals__["as_array"](leaf) for leaf in
-                        rax.tree_leaves((tree, np_x, np_y))]
-                run = lambda fast=fast, flat=flat: [out.block_until_ready()  # noqa: E731
-                                                    for out in fast(*flat)]
+            if backend == "jax":  # the compiled function runs under jax.jit
+                import jax.numpy as jnp
+                jax_tree = [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in np_params]
+                jx, jy = jnp.asarray(np_x), jnp.asarray(np_y)
+                run = lambda step=step, t=jax_tree, jx=jx, jy=jy: [  # noqa: E731
+                    out.block_until_ready() for out in rax.tree_leaves(step(t, jx, jy))]
             else:
                 import torch
                 torch_tree = [{"w": torch.tensor(w), "b": torch.tensor(b)} for w, b in np_params]
