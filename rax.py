@@ -462,21 +462,19 @@ def _tensor_from_pickle(data, shape, constant):
 # ---- 2a. One input: exp --------------------------------------------------------------------
 
 class _Elementwise:
-    """How an elementwise primitive computes each element, said once, beside the op, for all
-    who need it: the op itself, and a program's replay and compiled code (chapter 10). They
-    all read this record, so they cannot drift apart.
+    """How an elementwise primitive computes each element, said once, beside the op: the op,
+    a program's replay and its compiled code (chapter 10) all read it, so they cannot drift.
 
     expr   the computation as a Python expression over the operands {0}, {1}, ...
-    fn     the same as a function that eager rax maps over the elements: a C function such
-           as math.exp where there is one, which runs at C speed.
-    safe   fn's IEEE-safe twin (appendix B), for where fn raises (exp(1000) overflows), or
-           None if fn never raises. Its expression is safe({0}, ...).
-    rows   for an expr that is no C function (relu's 0.0 if v < 0.0 else v), instead of fn:
+    fn     the same as the function eager rax maps over the elements (C's where there is
+           one, such as math.exp, which runs at C speed).
+    safe   the name of fn's IEEE-safe twin (appendix B), for where fn raises (exp(1000)),
+           or None if fn never raises.
+    rows   instead of fn, for an expr that is no C function (relu's 0.0 if v < 0.0 else v):
            the same as a comprehension over a row, run on each innermost row (see rowwise).
 
-    A function may be given by its name, when it is defined further down (appendices A and
-    B): names are looked up once, at the end of the file (_resolve_rules). A test checks,
-    over special values, that expr, fn, safe and rows agree bit for bit.
+    A function defined further down is given by name, and looked up at the end of the file
+    (_resolve_rules). A test checks on special values that all four agree bit for bit.
     """
 
     __slots__ = ("expr", "fn", "safe", "rows", "safe_fn")
@@ -492,49 +490,24 @@ class _Elementwise:
         return elementwise(self.fn, operands, ndim, self.safe_fn)
 
     def safe_expr(self):
-        """expr with the IEEE-safe twin in place of fn: what compiled code runs if expr
-        raises."""
-        if self.safe is None:
-            return self.expr
+        """expr with the safe twin in place of fn, for compiled code (chapter 10)."""
         arity = len(set(re.findall(r"\{\d\}", self.expr)))
-        return f"{self.safe}({', '.join('{%d}' % i for i in range(arity))})"
-
-    def __repr__(self):
-        return f"_Elementwise({self.expr!r})"
+        return f"{self.safe}({', '.join('{%d}' % i for i in range(arity))})" \
+            if self.safe else self.expr
 
 
 class _Kernel:
-    """How a primitive that is not elementwise computes its data: the name of its kernel
-    (appendix A) and the arguments it takes after the input data. Like _Elementwise, it
-    stands beside the op, and the op, a program's replay and its compiled code all call
-    that same kernel with these arguments: kernel(*data, *args(in_shapes, attrs, shape)).
-
-    name: the kernel's name, or None for an op whose output is its input (identity).
-    args: a function of the input shapes, the op's attrs and the output's shape.
-    listed: the input data are passed as one list (concatenate's parts).
-    """
+    """The same for a primitive that is not elementwise: the name of its kernel (appendix
+    A), and args(in_shapes, attrs, shape), what the kernel takes after the input data (as
+    one list if listed); name None for an op whose output is its input."""
 
     __slots__ = ("name", "args", "listed")
 
     def __init__(self, name, args=lambda shapes, attrs, shape: (), listed=False):
         self.name, self.args, self.listed = name, args, listed
 
-    def __repr__(self):
-        return f"_Kernel({self.name!r})"
 
-
-class _Name(str):
-    """A kernel's argument that is a function of rax's (the _sum_of of a sum), by name: its
-    repr is the name, which is how compiled code calls it."""
-
-    __slots__ = ()
-
-    def __repr__(self):
-        return str(self)
-
-
-# Every primitive's rule by op name, for programs (chapter 10): an _Elementwise or a _Kernel.
-_RULES = {}
+_RULES = {}  # every primitive's _Elementwise or _Kernel, by op name, for chapter 10
 
 
 def _unary(forward, x, rule, vjps):
@@ -3727,6 +3700,16 @@ def _dot_text(text):
 # Python written by hand: it has no per-op overhead, fuses chains of elementwise ops (and
 # the bias and activation after a matmul) into one comprehension, and reuses names.
 # ============================================================================================
+
+class _Name(str):
+    """A name in generated code, such as a kernel's argument that is one of rax's functions
+    (the _sum_of of a sum): its repr is the bare name."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return str(self)
+
 
 # Each thread records its own trace. While no thread traces, _node tests one global int.
 _traces_running = 0  # the number of traces being recorded, in all threads
