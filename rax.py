@@ -127,7 +127,10 @@ __all__ = [
     "add", "sub", "mul", "div", "maximum", "minimum", "matmul",
     "less", "less_equal", "greater", "greater_equal", "equal", "where",
     # reduce
-    "mean", "logsumexp", "softmax", "log_softmax",
+    "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std",
+    # more ops for models
+    "clip", "sign", "leaky_relu", "silu", "softplus", "elu", "layer_norm", "mse_loss",
+    "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     # movement
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff
@@ -1649,6 +1652,49 @@ def _extremum_vjp(g, out, x):
     return g.reshape(kept) / winners.sum(out.attrs["axis"], keepdims=True) * winners
 
 
+def argmax(x, axis=None, keepdims=False):
+    """The index of the largest element along `axis` (None: in the flattened tensor), as a
+    float: the first of tied ones, and the first nan if there is one (as NumPy). No
+    gradient flows through it.
+
+    >>> argmax(Tensor([[1, 5, 5], [7, 0, 2]]), axis=1).tolist()
+    [1.0, 0.0]
+    """
+    return _argextremum(argmax, x, axis, keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    """The index of the smallest element along `axis`, as argmax does for the largest.
+
+    >>> argmin(Tensor([[1, 5, 5], [7, 0, 2]])).item()
+    4.0
+    """
+    return _argextremum(argmin, x, axis, keepdims)
+
+
+def _argextremum(forward, x, axis, keepdims):
+    op = forward.__name__
+    x = _as_tensor(x, op)
+    if axis is not None:
+        axis = _normalize_axis(op, axis, x.ndim)
+    axes = tuple(range(x.ndim)) if axis is None else (axis,)
+    if x.size == 0 or any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"{op}: an empty axis has no {op[3:]} (shape {x.shape})")
+    shape = _kept_shape(x.shape, axes) if keepdims else tuple(
+        n for i, n in enumerate(x.shape) if i not in axes)
+    fn = _argmax_of if op == "argmax" else _argmin_of
+    return _node(op, forward, reduce_lists(x.data, x.shape, axes, fn, shape), shape, (x,),
+                 (None,), {"axis": axis, "keepdims": keepdims})
+
+
+def _argextremum_rule(fn):
+    return _Kernel("reduce_lists", lambda shapes, attrs, shape: (
+        shapes[0], tuple(range(len(shapes[0]))) if attrs["axis"] is None else (attrs["axis"],),
+        _Name(fn), shape))
+
+
+_RULES["argmax"] = _argextremum_rule("_argmax_of")
+_RULES["argmin"] = _argextremum_rule("_argmin_of")
 _RULES["max"] = _reduction("_max_of")
 _RULES["min"] = _reduction("_min_of")
 _extremum_vjps = (_extremum_vjp,)
@@ -1800,10 +1846,269 @@ def stack(tensors, axis=0):
     return concatenate([t.reshape(new_shape) for t in tensors], axis)
 
 
-# Every unary op, reduction, movement op and the softmax family is also a Tensor method.
+# ---- 5a. Shapes ----------------------------------------------------------------------------
+
+def squeeze(x, axis=None):
+    """x without its axes of size 1 (all of them, or those in `axis`, which must be 1).
+
+    >>> squeeze(zeros((1, 2, 1))).shape
+    (2,)
+    """
+    x = _as_tensor(x, "squeeze")
+    if axis is None:
+        axes = tuple(i for i, n in enumerate(x.shape) if n == 1)
+    else:
+        axes = _normalize_axes("squeeze", axis, x.ndim)
+        for a in axes:
+            if x.shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} has size {x.shape[a]}, not 1 "
+                                 f"(shape {x.shape})")
+    return x.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def expand_dims(x, axis):
+    """x with new axes of size 1, at the positions `axis` of the result (as NumPy).
+
+    >>> expand_dims(zeros((2, 3)), (0, -1)).shape
+    (1, 2, 3, 1)
+    """
+    x = _as_tensor(x, "expand_dims")
+    count = 1 if isinstance(axis, numbers.Integral) else len(_as_sequence("expand_dims", axis))
+    axes = _normalize_axes("expand_dims", axis, x.ndim + count)
+    shape = list(x.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return x.reshape(tuple(shape))
+
+
+def swapaxes(x, axis1, axis2):
+    """x with two axes swapped.
+
+    >>> swapaxes(zeros((2, 3, 4)), 0, 2).shape
+    (4, 3, 2)
+    """
+    x = _as_tensor(x, "swapaxes")
+    a, b = (_normalize_axis("swapaxes", axis, x.ndim) for axis in (axis1, axis2))
+    order = list(range(x.ndim))
+    order[a], order[b] = order[b], order[a]
+    return x.transpose(order)
+
+
+def moveaxis(x, source, destination):
+    """x with the axes `source` moved to the positions `destination`, the others in order.
+
+    >>> moveaxis(zeros((2, 3, 4)), 0, -1).shape
+    (3, 4, 2)
+    """
+    x = _as_tensor(x, "moveaxis")
+    sources = [_normalize_axis("moveaxis", a, x.ndim) for a in _axes_list(source)]
+    targets = [_normalize_axis("moveaxis", a, x.ndim) for a in _axes_list(destination)]
+    if len(sources) != len(targets):
+        raise ValueError(f"moveaxis: {len(sources)} source axes but {len(targets)} "
+                         f"destinations")
+    if len(set(sources)) != len(sources) or len(set(targets)) != len(targets):
+        raise ValueError(f"moveaxis: an axis is named twice in {source} or {destination}")
+    order = [a for a in range(x.ndim) if a not in sources]
+    for target, s in sorted(zip(targets, sources)):
+        order.insert(target, s)
+    return x.transpose(order)
+
+
+def _axes_list(axes):
+    return [axes] if isinstance(axes, numbers.Integral) else list(axes)
+
+
+def flip(x, axis=None):
+    """x with the order of the elements reversed along `axis` (None: every axis).
+
+    >>> flip(Tensor([[1, 2], [3, 4]]), axis=1).tolist()
+    [[2.0, 1.0], [4.0, 3.0]]
+    """
+    x = _as_tensor(x, "flip")
+    axes = _normalize_axes("flip", axis, x.ndim)
+    if not axes:
+        return x
+    return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
+
+
+# ---- 5b. Arithmetic for models -------------------------------------------------------------
+
+def clip(x, low=None, high=None):
+    """x limited to [low, high], as numpy.clip (where low > high, every value is high);
+    low or high may be None. d/dx = 1 where low <= x <= high, else 0 (as torch.clamp);
+    low and high get the gradient where they were chosen.
+
+    >>> clip(Tensor([-2, 0.5, 3]), 0, 1).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    x = _as_tensor(x, "clip")
+    if low is None and high is None:
+        raise ValueError("clip: give low, high or both")
+    if low is not None:
+        x = where(x < low, low, x)
+    if high is not None:
+        x = where(x > high, high, x)
+    return x
+
+
+def sign(x):
+    """-1, 0 or 1 as x is negative, zero or positive; nan for nan (as NumPy).   d/dx = 0
+
+    >>> sign(Tensor([-2, 0, 3])).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+    x = _as_tensor(x, "sign")
+    return where(equal(x, x), (x > 0.0) - (x < 0.0), x)  # x == x is false only for nan
+
+
+# ---- 5c. Activations and losses ------------------------------------------------------------
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x.   d/dx = 1 where x > 0, else negative_slope
+
+    >>> leaky_relu(Tensor([-100, 2])).tolist()
+    [-1.0, 2.0]
+    """
+    x = _as_tensor(x, "leaky_relu")
+    return where(x > 0.0, x, _scalar("leaky_relu", "negative_slope", negative_slope) * x)
+
+
+def silu(x):
+    """x * sigmoid(x).   d/dx = s + x s (1 - s), s = sigmoid(x)
+
+    >>> round(silu(Tensor(1.0)).item(), 6)
+    0.731059
+    """
+    x = _as_tensor(x, "silu")
+    return x * sigmoid(x)
+
+
+def softplus(x):
+    """log(1 + exp(x)), computed as max(x, 0) + log(1 + exp(-|x|)), which neither overflows
+    for large x nor loses small values for very negative x.   d/dx = sigmoid(x)
+
+    >>> softplus(Tensor([0, 1000])).tolist()
+    [0.6931471805599453, 1000.0]
+    """
+    x = _as_tensor(x, "softplus")
+    return maximum(x, 0.0) + log(1.0 + exp(-abs(x)))
+
+
+def elu(x, alpha=1.0):
+    """x where x > 0, else alpha * (exp(x) - 1).   d/dx = 1 where x > 0, else alpha exp(x)
+
+    exp sees min(x, 0) only, so a large x cannot make the unused branch inf, whose gradient
+    would be 0 * inf = nan.
+
+    >>> elu(Tensor([-1000, 2])).tolist()
+    [-1.0, 2.0]
+    """
+    x = _as_tensor(x, "elu")
+    alpha = _scalar("elu", "alpha", alpha)
+    return where(x > 0.0, x, alpha * (exp(where(x > 0.0, 0.0, x)) - 1.0))
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """The variance over `axis`: the sum of squared deviations from the mean over n - ddof
+    (as NumPy; n - ddof <= 0 gives inf or nan).   d/dx = 2 (x - mean) / (n - ddof)
+
+    >>> var(Tensor([1, 2, 3, 4])).item()
+    1.25
+    """
+    x = _as_tensor(x, "var")
+    axes = _normalize_axes("var", axis, x.ndim)
+    count = math.prod(x.shape[a] for a in axes) - _scalar("var", "ddof", ddof)
+    deviation = x - x.mean(axes, keepdims=True)
+    return (deviation * deviation).sum(axes, keepdims) / float(count)
+
+
+def std(x, axis=None, ddof=0, keepdims=False):
+    """The standard deviation, sqrt(var(x, axis, ddof)).
+
+    >>> std(Tensor([1, 3])).item()
+    1.0
+    """
+    return sqrt(var(x, axis, ddof, keepdims))
+
+
+def layer_norm(x, axis=-1, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) over `axis`, the biased variance (as
+    torch.nn.functional.layer_norm, without its weight and bias).
+
+    >>> [round(v, 4) for v in layer_norm(Tensor([1.0, 3.0])).tolist()]
+    [-1.0, 1.0]
+    """
+    x = _as_tensor(x, "layer_norm")
+    axes = _normalize_axes("layer_norm", axis, x.ndim)
+    eps = _scalar("layer_norm", "eps", eps)
+    return (x - x.mean(axes, keepdims=True)) / sqrt(var(x, axes, keepdims=True) + eps)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """The squared differences, reduced as PyTorch's mse_loss: "mean", "sum" or "none".
+
+    >>> mse_loss(Tensor([1, 2]), Tensor([1, 4])).item()
+    2.0
+    """
+    input, target = _as_tensor(input, "mse_loss"), _as_tensor(target, "mse_loss")
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input has shape {input.shape}, target {target.shape}")
+    return _reduction_of("mse_loss", (input - target) ** 2.0, reduction)
+
+
+def nll_loss(log_probs, labels, axis=-1, reduction="mean"):
+    """-log_probs at each integer label along `axis`, reduced as PyTorch's nll_loss ("mean",
+    "sum" or "none"). labels: integer values, the shape of log_probs without `axis`; a
+    label outside [0, classes) is a ValueError.   d/dlog_probs = -1 at the label (/ n)
+
+    >>> nll_loss(Tensor([[-1.0, -2.0], [-3.0, -4.0]]), [1, 0]).item()
+    2.5
+    """
+    log_probs = _as_tensor(log_probs, "nll_loss")
+    labels = _as_tensor(labels, "nll_loss")
+    if log_probs.ndim == 0:
+        raise ValueError("nll_loss: log_probs needs an axis of classes, got a 0-d tensor")
+    axis = _normalize_axis("nll_loss", axis, log_probs.ndim)
+    rest = log_probs.shape[:axis] + log_probs.shape[axis + 1:]
+    if labels.shape != rest:
+        raise ValueError(f"nll_loss: labels have shape {labels.shape}, but log_probs of shape "
+                         f"{log_probs.shape} need {rest} (its shape without axis {axis})")
+    chosen = moveaxis(one_hot(labels, log_probs.shape[axis]), -1, axis)
+    # where, not a product: 0 * -inf would be nan where a class other than the label is -inf
+    picked = where(chosen, log_probs, 0.0).sum(axis)
+    return _reduction_of("nll_loss", -picked, reduction)
+
+
+def cross_entropy(logits, labels, axis=-1, reduction="mean"):
+    """nll_loss(log_softmax(logits, axis), labels, axis, reduction): stable at logits of
+    +-1000.   d/dlogits = softmax(logits) - one_hot(labels) (/ n)
+
+    >>> round(cross_entropy(Tensor([[1000.0, 0.0]]), [1]).item(), 6)
+    1000.0
+    """
+    logits = _as_tensor(logits, "cross_entropy")
+    return nll_loss(log_softmax(logits, axis), labels, axis, reduction)
+
+
+def _reduction_of(op, losses, reduction):
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+# Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
+# so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
-            sum, mean, max, min, logsumexp, softmax, log_softmax,
-            reshape, transpose, broadcast_to, flatten):
+            sign, clip, leaky_relu, silu, softplus, elu,
+            sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin,
+            reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
+            moveaxis, flip,
+            add, sub, mul, div, pow, maximum, minimum, matmul,
+            less, less_equal, greater, greater_equal, equal):
     setattr(Tensor, _op.__name__, _op)
 del _op
 
@@ -4650,6 +4955,8 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "min": "{xp}.min({0}, axis={axis}, keepdims={keepdims})",
     "logsumexp": "logsumexp({0}, {axis}, {shape})",
     "scatter": "scatter({0}, {index_repr}, {shape})",
+    "argmax": "as_array({xp}.argmax({0}, axis={axis}, keepdims={keepdims}))",
+    "argmin": "as_array({xp}.argmin({0}, axis={axis}, keepdims={keepdims}))",
     "one_hot": "one_hot({0}, {num_classes})",
 }
 
@@ -4660,6 +4967,8 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
     "getitem": "{0}.reshape(-1)[{positions}].reshape({shape})",
     "scatter": "scatter({0}, {positions}, {shape})", "stop_gradient": "{0}.detach()",
     "concatenate": "torch.cat([{all}], dim={axis})", "pow": "torch.pow({0}, {1})",
+    "argmax": "as_array(argext(torch.argmax, {0}, {axis}, {keepdims}))",
+    "argmin": "as_array(argext(torch.argmin, {0}, {axis}, {keepdims}))",
     "sum": "torch.sum({0}, dim={axis}, keepdim={keepdims})",
     "max": "torch.amax({0}, dim={axis}, keepdim={keepdims})",
     "min": "torch.amin({0}, dim={axis}, keepdim={keepdims})",
@@ -4722,6 +5031,14 @@ def scatter(g, positions, shape):
     out = torch.zeros(math.prod(shape), dtype=torch.float64)
     out[positions] = g.reshape(-1)
     return out.reshape(shape)
+
+
+def argext(pick, x, axis, keepdims):
+    """torch.argmax or argmin as NumPy's: over the flattened tensor when axis is None."""
+    if axis is None:
+        index = pick(x.reshape(-1))
+        return index.reshape([1] * x.dim()) if keepdims else index
+    return pick(x, dim=axis, keepdim=keepdims)
 
 
 def one_hot(labels, n):
@@ -4848,7 +5165,7 @@ def _array_expression(eq, operands, table):
     template = table.ops[eq.op]
     fields = {"xp": table.xp, "all": ", ".join(operands), "shape": tuple(eq.output.shape)}
     for key, value in attrs.items():
-        fields[key] = value if key != "axis" or eq.op == "concatenate" else tuple(value)
+        fields[key] = tuple(value) if key == "axis" and isinstance(value, tuple) else value
     if "index" in attrs:
         fields["index"], fields["index_repr"] = _index_text(attrs["index"]), attrs["index"]
         shape = eq.inputs[0].shape if eq.op == "getitem" else eq.output.shape
@@ -5350,6 +5667,24 @@ def _max_of(values):
 def _min_of(values):
     """The smallest value, nan if any is nan."""
     return nan if any(map(math.isnan, values)) else _min(values)
+
+
+def _argmax_of(values):
+    """The index of the largest value (the first of ties), or of the first nan, as a float."""
+    values = list(values)
+    for i, v in enumerate(values):
+        if v != v:
+            return float(i)
+    return float(values.index(_max(values)))
+
+
+def _argmin_of(values):
+    """The index of the smallest value (the first of ties), or of the first nan."""
+    values = list(values)
+    for i, v in enumerate(values):
+        if v != v:
+            return float(i)
+    return float(values.index(_min(values)))
 
 
 def _sum_of(values):

@@ -6775,3 +6775,224 @@ def test_graduate_lesson_trains_on_in_each_library_as_rax_would():
     assert set(result["worst"]) == set(graduate.libraries()) and result["worst"]
     assert all(worst < 1e-12 for worst in result["worst"].values())
     assert result["losses"]["rax"][-1] < result["losses"]["rax"][0]
+
+
+# ============================================================================================
+# 22. Ops for models: shapes, clip and sign, activations, var/std/layer_norm, losses, argmax
+# ============================================================================================
+
+def _np():
+    return pytest.importorskip("numpy")
+
+
+@given(shapes(max_rank=5), st.data())
+def test_shape_helpers_match_numpy_and_carry_gradients_back(shape, data):
+    """squeeze, expand_dims, swapaxes, moveaxis and flip give NumPy's values and shapes at
+    rank 0-5 with zero sides, and the gradient of (out * w).sum() is w put back in place."""
+    np = _np()
+    x = data.draw(arrays(shape, st.floats(-5, 5)))
+    nx = np.array(x.flat, dtype=float).reshape(shape)
+    ndim = len(shape)
+    cases = [(rax.squeeze, np.squeeze, ()), (rax.flip, np.flip, ())]
+    if ndim:
+        a, b = data.draw(st.integers(-ndim, ndim - 1)), data.draw(st.integers(-ndim, ndim - 1))
+        cases += [(rax.swapaxes, np.swapaxes, (a, b)), (rax.moveaxis, np.moveaxis, (a, b)),
+                  (rax.flip, np.flip, (a,))]
+    e = data.draw(st.integers(-ndim - 1, ndim))
+    cases.append((rax.expand_dims, np.expand_dims, (e,)))
+    for ours, theirs, extra in cases:
+        out = ours(tensor(x), *extra)
+        expected = theirs(nx, *extra)
+        assert out.shape == expected.shape, (ours.__name__, extra)
+        if not out.size:
+            continue
+        assert out.tolist() == expected.tolist(), (ours.__name__, extra)
+        w = Array(list(np.arange(out.size, dtype=float)), out.shape)
+        g = rax.grad(lambda t: contract(ours(t, *extra), w))(tensor(x))
+        if out.size:
+            # the same map applied to the positions: the gradient of element k is w[k]
+            positions = theirs(np.arange(nx.size, dtype=float).reshape(shape), *extra)
+            back = np.zeros(nx.size)
+            back[positions.ravel().astype(int)] = np.asarray(w.flat)
+            assert g.tolist() == back.reshape(shape).tolist(), (ours.__name__, extra)
+
+
+def test_shape_helpers_refuse_bad_axes():
+    """squeeze of a side that is not 1, a repeated or out-of-range axis: ValueError or
+    AxisError naming the op."""
+    x = rax.zeros((1, 2))
+    with pytest.raises(ValueError, match="squeeze: axis 1 has size 2"):
+        rax.squeeze(x, 1)
+    with pytest.raises(rax.AxisError, match="swapaxes"):
+        rax.swapaxes(x, 0, 2)
+    with pytest.raises(ValueError, match="moveaxis: 2 source axes but 1"):
+        rax.moveaxis(x, (0, 1), 0)
+    with pytest.raises(ValueError, match="expand_dims: axis .* repeats"):
+        rax.expand_dims(x, (0, 0))
+    with pytest.raises(ValueError, match="clip: give low, high or both"):
+        rax.clip(x)
+
+
+ACTIVATIONS = [  # (name, rax function, value, derivative)
+    ("clip", lambda t: rax.clip(t, -1.0, 2.0), lambda v: min(max(v, -1.0), 2.0),
+     lambda v: 1.0 if -1.0 <= v <= 2.0 else 0.0),
+    ("sign", rax.sign, lambda v: (v > 0) - (v < 0), lambda v: 0.0),
+    ("leaky_relu", rax.leaky_relu, lambda v: v if v > 0 else 0.01 * v,
+     lambda v: 1.0 if v > 0 else 0.01),
+    ("silu", rax.silu, lambda v: v / (1 + math.exp(-v)),
+     lambda v: (1 / (1 + math.exp(-v))) * (1 + v * (1 - 1 / (1 + math.exp(-v))))),
+    ("softplus", rax.softplus, lambda v: math.log1p(math.exp(v)),
+     lambda v: 1 / (1 + math.exp(-v))),
+    ("elu", rax.elu, lambda v: v if v > 0 else math.expm1(v),
+     lambda v: 1.0 if v > 0 else math.exp(v)),
+]
+
+
+@pytest.mark.parametrize("name, ours, value, derivative", ACTIVATIONS,
+                         ids=[row[0] for row in ACTIVATIONS])
+@given(shapes(max_rank=5), st.data())
+def test_activations_match_their_formulas_and_derivatives(name, ours, value, derivative,
+                                                          shape, data):
+    """Each activation's values and gradient (ties and kinks included: clip's bounds, 0)
+    against the formula and its hand derivative, element by element, at rank 0-5."""
+    x = data.draw(arrays(shape, st.sampled_from([-3.0, -1.0, -0.5, 0.0, 0.5, 2.0])
+                         | st.floats(-8, 8)))
+    out = ours(tensor(x))
+    assert_values(out, [float(value(v)) for v in x.flat], shape, rel=1e-12, abs_tol=1e-15)
+    g = rax.grad(lambda t: ours(t).sum())(tensor(x))
+    assert_values(g, [derivative(v) for v in x.flat], shape, rel=1e-12, abs_tol=1e-15,
+                  what="gradient")
+
+
+def test_activations_are_stable_and_propagate_nan():
+    """softplus and elu at +-1000 have finite values and gradients (no inf * 0 = nan);
+    sign and clip of nan are nan, as NumPy."""
+    x = Tensor([-1000.0, 1000.0])
+    for f in (rax.softplus, rax.elu, rax.silu, rax.leaky_relu):
+        out, g = f(x), rax.grad(lambda t: f(t).sum())(x)
+        assert all(math.isfinite(v) for v in out.tolist() + g.tolist()), f.__name__
+    assert rax.softplus(x).tolist() == [0.0, 1000.0]
+    assert math.isnan(rax.sign(Tensor(nan)).item())
+    assert math.isnan(rax.clip(Tensor(nan), 0.0, 1.0).item())
+    assert rax.clip(Tensor([0.0, 5.0]), 3.0, 1.0).tolist() == [1.0, 1.0]  # low > high: high
+
+
+@given(shapes(min_rank=1, max_rank=4, zero_sides=False), st.data())
+def test_var_std_and_layer_norm_match_references_and_central_differences(shape, data):
+    """var and std (ddof 0 and 1) over a random axis, and layer_norm over the last, against
+    plain-Python formulas, and their gradients against central differences."""
+    x = data.draw(arrays(shape, st.floats(-3, 3)))
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    ddof = data.draw(st.integers(0, 1))
+    n = shape[axis]
+    groups = {}
+    for index in indices(shape):
+        key = index[:axis] + index[axis + 1:]
+        groups.setdefault(key, []).append(x.flat[offset(index, shape)])
+    keys = list(indices(shape[:axis] + shape[axis + 1:]))
+
+    def variance(values, d):
+        m = math.fsum(values) / len(values)
+        return math.fsum((v - m) ** 2 for v in values) / (len(values) - d) \
+            if len(values) > d else math.inf
+    expected = [variance(groups[k], ddof) for k in keys]
+    if n > ddof:
+        assert_values(rax.var(tensor(x), axis, ddof), expected, shape[:axis] + shape[axis + 1:],
+                      rel=1e-9, abs_tol=1e-12)
+        assert_values(rax.std(tensor(x), axis, ddof), [math.sqrt(v) for v in expected],
+                      shape[:axis] + shape[axis + 1:], rel=1e-9, abs_tol=1e-9)
+    normed = rax.layer_norm(tensor(x))
+    rows = [x.flat[i:i + shape[-1]] for i in range(0, len(x.flat), shape[-1])]
+    flat = []
+    for row in rows:
+        m = math.fsum(row) / len(row)
+        flat += [(v - m) / math.sqrt(variance(row, 0) + 1e-5) for v in row]
+    assert_values(normed, flat, shape, rel=1e-9, abs_tol=1e-9)
+    w = Array([math.sin(k + 1.0) for k in range(len(x.flat))], shape)
+    assert_central_differences(lambda t: contract(rax.layer_norm(t), w), [x], rel=1e-4,
+                               abs_tol=1e-5)
+    assert_central_differences(lambda t: rax.var(t, axis, ddof=0).sum(), [x])
+
+
+@given(st.integers(1, 4), st.integers(1, 5), st.data())
+def test_cross_entropy_and_nll_loss_match_pytorch_formulas(n, classes, data):
+    """cross_entropy with integer labels: the mean, sum or each of -log softmax at the label,
+    stable at logits of +-1000; its gradient is (softmax - one_hot) / n for "mean"; along
+    another axis (classes first) the same; mse_loss is the mean squared difference."""
+    logits = data.draw(arrays((n, classes), st.floats(-5, 5) | st.sampled_from([1000.0,
+                                                                                 -1000.0])))
+    labels = data.draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n))
+    rows = [logits.flat[i * classes:(i + 1) * classes] for i in range(n)]
+
+    def log_softmax_row(row):
+        top = max(row)
+        return [v - top - math.log(math.fsum(math.exp(u - top) for u in row)) for v in row]
+    each = [-log_softmax_row(row)[label] for row, label in zip(rows, labels)]
+    x = tensor(logits)
+    assert_values(rax.cross_entropy(x, labels, reduction="none"), each, (n,), rel=1e-12,
+                  abs_tol=1e-12)
+    assert close(rax.cross_entropy(x, labels, reduction="sum").item(), math.fsum(each), 1e-12)
+    assert close(rax.cross_entropy(x, labels).item(), math.fsum(each) / n, 1e-12)
+    x_t = tensor(Array([logits.flat[i * classes + c] for c in range(classes)
+                        for i in range(n)], (classes, n)))
+    assert close(rax.cross_entropy(x_t, labels, axis=0).item(), math.fsum(each) / n, 1e-12)
+    g = rax.grad(lambda t: rax.cross_entropy(t, labels))(x)
+    expected = []
+    for row, label in zip(rows, labels):
+        probs = [math.exp(v) for v in log_softmax_row(row)]
+        expected += [(p - (c == label)) / n for c, p in enumerate(probs)]
+    assert_values(g, expected, (n, classes), rel=1e-9, abs_tol=1e-15, what="gradient")
+    y = data.draw(arrays((n, classes), st.floats(-5, 5)))
+    assert close(rax.mse_loss(tensor(logits), tensor(y)).item(),
+                 math.fsum((a - b) ** 2 for a, b in zip(logits.flat, y.flat)) / (n * classes),
+                 1e-12)
+
+
+def test_losses_refuse_bad_labels_shapes_and_reductions():
+    """A label out of range, labels of the wrong shape, an unknown reduction: errors naming
+    the op and what is wrong."""
+    x = rax.zeros((2, 3))
+    with pytest.raises(ValueError, match="label 3.0"):
+        rax.cross_entropy(x, [0, 3])
+    with pytest.raises(ValueError, match=r"nll_loss: labels have shape \(3,\)"):
+        rax.nll_loss(x, [0, 1, 2])
+    with pytest.raises(ValueError, match="reduction must be"):
+        rax.cross_entropy(x, [0, 1], reduction="avg")
+    with pytest.raises(ValueError, match="mse_loss: input has shape"):
+        rax.mse_loss(x, rax.zeros((3,)))
+
+
+@given(shapes(min_rank=0, max_rank=5, zero_sides=False), st.data())
+def test_argmax_and_argmin_match_numpy_with_ties_and_nan(shape, data):
+    """argmax/argmin over None or an axis, with keepdims, give NumPy's indices (the first
+    of ties, the first nan), as floats, and pass no gradient."""
+    np = _np()
+    x = data.draw(arrays(shape, st.sampled_from([0.0, -0.0, 1.0, 1.0, -2.0, nan, inf])))
+    nx = np.array(x.flat, dtype=float).reshape(shape)
+    axis = data.draw(st.none() | st.integers(-len(shape), len(shape) - 1)) if shape else None
+    keepdims = data.draw(st.booleans())
+    for ours, theirs in ((rax.argmax, np.argmax), (rax.argmin, np.argmin)):
+        out = ours(tensor(x), axis, keepdims)
+        expected = theirs(nx, axis=axis, keepdims=keepdims)
+        assert out.shape == expected.shape
+        assert unfold(out.tolist(), out.shape) == [float(v) for v in np.ravel(expected)]
+    g = rax.grad(lambda t: rax.argmax(t).sum() + t.sum())(tensor(x))
+    assert unfold(g.tolist(), shape) == [1.0] * len(x.flat)
+    with pytest.raises(ValueError, match="argmax: an empty axis"):
+        rax.argmax(rax.zeros((2, 0)), axis=1)
+
+
+def test_binary_ops_and_new_ops_are_methods_and_compile():
+    """t.pow(2), t.maximum(u), t.matmul(u) and the new ops as methods; a traced
+    cross-entropy step with integer labels as an input compiles to eager's floats."""
+    t, u = Tensor([[1.0, -2.0]]), Tensor([[3.0], [4.0]])
+    assert t.pow(2.0).tolist() == [[1.0, 4.0]] and t.matmul(u).tolist() == [[-5.0]]
+    assert t.maximum(0.0).tolist() == [[1.0, 0.0]] and t.clip(-1.0, 0.5).tolist() == [[0.5, -1.0]]
+    assert t.argmax().item() == 0.0 and t.squeeze().shape == (2,)
+
+    def step(w, x, labels):
+        return rax.value_and_grad(lambda w: rax.cross_entropy(x @ w, labels))(w)
+    w, x = Tensor([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]]), Tensor([[1.0, 2.0], [-1.0, 0.5]])
+    program = rax.trace(step)(w, x, Tensor([2.0, 0.0]))
+    for labels in (Tensor([2.0, 0.0]), Tensor([1.0, 1.0])):
+        assert _p19_same_results(step(w, x, labels), program.compile()(w, x, labels))
