@@ -131,6 +131,7 @@ __all__ = [
     # more ops for models
     "clip", "sign", "leaky_relu", "silu", "softplus", "elu", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
+    "take", "take_along_axis",
     # movement
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff
@@ -144,7 +145,8 @@ __all__ = [
     # kernels: nested lists in, nested lists out (for the forward of a primitive of one's own)
     "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
     "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
-    "logsumexp_lists", "one_hot_lists",
+    "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
+    "checked_indices_lists",
 ]
 
 
@@ -1489,6 +1491,8 @@ def _getitem(x, index):
 
     d/dx: g goes back to the places it was taken from, and zeros everywhere else.
     """
+    if _is_advanced(index):
+        return _advanced_index(x, index)
     index, data_shape, shape = _normalize_index(index, x.shape)
     out = x
     if index:
@@ -1607,6 +1611,135 @@ def _as_sequence(op, tensors):
         return tuple(tensors)
     except TypeError:
         raise TypeError(f"{op}: expected a sequence of tensors, got {tensors!r}") from None
+
+
+# ---- 4e. Indexing by integers: take, take_along_axis, x[indices], x[mask] ------------------
+
+def take(x, indices, axis=None):
+    """The elements of x at the integer `indices` along `axis` (None: of x flattened), as
+    numpy.take: shape x.shape[:axis] + indices.shape + x.shape[axis + 1:]. A negative index
+    counts from the end; one out of range is an IndexError. The indices get no gradient.
+
+    d/dx: g added back at the places it was taken from (a repeated index adds up).
+
+    >>> take(Tensor([[1, 2], [3, 4]]), [1, 1, 0], axis=0).tolist()
+    [[3.0, 4.0], [3.0, 4.0], [1.0, 2.0]]
+    """
+    x, indices = _as_tensor(x, "take"), _as_tensor(indices, "take")
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    axis = _normalize_axis("take", axis, x.ndim)
+    shape = _check_size("take", x.shape[:axis] + indices.shape + x.shape[axis + 1:])
+    data = take_lists(x.data, indices.data, x.shape, indices.shape, axis)
+    return _node("take", _take, data, shape, (x, indices), _take_vjps, {"axis": axis})
+
+
+def _take(x, indices, axis):
+    """take, called as node.forward(*node.inputs, **node.attrs) is."""
+    return take(x, indices, axis)
+
+
+_RULES["take"] = _Kernel("take_lists", lambda shapes, attrs, shape: (
+    shapes[0], shapes[1], attrs["axis"]))
+_take_vjps = (lambda g, out, x, indices: _take_backward(g, indices, x.shape, out.attrs["axis"]),
+              None)
+
+
+def _take_backward(g, indices, shape, axis):
+    """Zeros of `shape` with g added at the places take read (its vjp, linear in g)."""
+    data = take_backward_lists(g.data, indices.data, indices.shape, shape, axis)
+    return _node("take_backward", _take_backward, data, shape, (g, indices),
+                 _take_backward_vjps, {"shape": shape, "axis": axis})
+
+
+_RULES["take_backward"] = _Kernel("take_backward_lists", lambda shapes, attrs, shape: (
+    shapes[1], attrs["shape"], attrs["axis"]))
+_take_backward_vjps = (lambda g, out, g0, indices: take(g, indices, out.attrs["axis"]), None)
+
+
+def take_along_axis(x, indices, axis):
+    """x[..., indices[..., i, ...], ...] along `axis`, as numpy.take_along_axis: indices
+    has x's number of axes and x's sides except along `axis`. The indices get no gradient.
+
+    >>> take_along_axis(Tensor([[1, 2], [3, 4]]), Tensor([[1], [0]]), axis=1).tolist()
+    [[2.0], [3.0]]
+    """
+    x, indices = _as_tensor(x, "take_along_axis"), _as_tensor(indices, "take_along_axis")
+    axis = _normalize_axis("take_along_axis", axis, x.ndim)
+    if indices.ndim != x.ndim or any(
+            a != b for i, (a, b) in enumerate(zip(indices.shape, x.shape)) if i != axis):
+        raise ValueError(f"take_along_axis: indices of shape {indices.shape} must have the "
+                         f"sides of x's shape {x.shape} except along axis {axis}")
+    # The flat positions along axis 0 of x flattened, computed with ops on the indices:
+    # position = (i * n + index) * inner + k, over the outer i and inner k of `axis`.
+    n, inner = x.shape[axis], math.prod(x.shape[axis + 1:])
+    checked = _checked_indices(indices, n)
+    outer = arange(math.prod(x.shape[:axis])).reshape(x.shape[:axis] + (1,) * (x.ndim - axis))
+    within = arange(inner).reshape(x.shape[axis + 1:]) if inner else zeros(x.shape[axis + 1:])
+    positions = (outer * float(n) + checked) * float(inner) + within
+    return take(x.reshape(-1), positions, 0)
+
+
+def _checked_indices(indices, n):
+    """Integer indices along a side of n, negatives counted from the end; one that is not an
+    integer in [-n, n) is an IndexError (in programs too). No gradient flows."""
+    data = checked_indices_lists(indices.data, indices.shape, n)
+    return _node("checked_indices", _checked_indices, data, indices.shape, (indices,), (None,),
+                 {"n": n})
+
+
+_RULES["checked_indices"] = _Kernel("checked_indices_lists",
+                                    lambda shapes, attrs, shape: (shapes[0], attrs["n"]))
+
+
+def _advanced_index(x, key):
+    """x[key] for a key of integer arrays (a list, a Tensor or an array of ints), one for each
+    leading axis (x[rows, cols]), broadcast together; or a boolean mask of x's shape (a
+    nested list or array of bools), which picks the elements where it is true, in order."""
+    arrays = key if isinstance(key, tuple) else (key,)
+    if len(arrays) == 1 and _is_mask(arrays[0]):
+        mask = _to_lists(arrays[0], "x[mask]")
+        if mask[1] != x.shape:
+            raise IndexError(f"boolean index of shape {mask[1]} does not match the indexed "
+                             f"tensor of shape {x.shape}")
+        positions = [float(i) for i, v in enumerate(_flat(mask[0], len(x.shape))) if v]
+        return take(x.reshape(-1), positions, 0)
+    if len(arrays) > x.ndim:
+        raise IndexError(f"too many indices for tensor: tensor is {x.ndim}-dimensional, but "
+                         f"{len(arrays)} were indexed")
+    tensors = [_as_tensor(a, "x[indices]") for a in arrays]
+    shape = _broadcast_shapes("x[indices]", *(t.shape for t in tensors))
+    position = None
+    for t, n in zip(tensors, x.shape):
+        checked = _broadcast(_checked_indices(t, n), shape)
+        position = checked if position is None else position * float(n) + checked
+    k = len(tensors)
+    flat = x.reshape((math.prod(x.shape[:k]),) + x.shape[k:])
+    return take(flat, position, 0)
+
+
+def _is_advanced(key):
+    """Whether an index asks for integer or boolean indexing: a list, a Tensor or an array,
+    alone or in a tuple of them (mixing them with slices is not supported: use take)."""
+    def advanced(k):
+        return isinstance(k, (list, Tensor)) or _has_tolist(k) and getattr(k, "ndim", 0) > 0
+    if isinstance(key, tuple):
+        kinds = [advanced(k) for k in key]
+        if any(kinds) and not all(kinds):
+            raise IndexError("indexing with integer arrays mixed with ints, slices or None is "
+                             "not supported; index in two steps, or use take")
+        return bool(kinds) and all(kinds)
+    return advanced(key)
+
+
+def _is_mask(obj):
+    """Whether an index is a boolean mask: Python bools in (nested) lists, or an array of
+    dtype bool. A Tensor holds floats: it is always integer indices."""
+    if getattr(getattr(obj, "dtype", None), "kind", None) == "b":
+        return True
+    while isinstance(obj, (list, tuple)) and obj:
+        obj = obj[0]
+    return isinstance(obj, bool)
 
 
 # ---- 4d. Reductions: max and min -----------------------------------------------------------
@@ -4955,6 +5088,9 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "min": "{xp}.min({0}, axis={axis}, keepdims={keepdims})",
     "logsumexp": "logsumexp({0}, {axis}, {shape})",
     "scatter": "scatter({0}, {index_repr}, {shape})",
+    "take": "{xp}.take({0}, index_array({1}, {n}), axis={axis})",
+    "take_backward": "take_backward({0}, index_array({1}, {n}), {shape}, {axis})",
+    "checked_indices": "as_array(index_array({0}, {n}))",
     "argmax": "as_array({xp}.argmax({0}, axis={axis}, keepdims={keepdims}))",
     "argmin": "as_array({xp}.argmin({0}, axis={axis}, keepdims={keepdims}))",
     "one_hot": "one_hot({0}, {num_classes})",
@@ -4967,6 +5103,8 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
     "getitem": "{0}.reshape(-1)[{positions}].reshape({shape})",
     "scatter": "scatter({0}, {positions}, {shape})", "stop_gradient": "{0}.detach()",
     "concatenate": "torch.cat([{all}], dim={axis})", "pow": "torch.pow({0}, {1})",
+    "take": "torch.index_select({0}, {axis}, index_array({1}, {n}).reshape(-1))"
+            ".reshape({shape})",
     "argmax": "as_array(argext(torch.argmax, {0}, {axis}, {keepdims}))",
     "argmin": "as_array(argext(torch.argmin, {0}, {axis}, {keepdims}))",
     "sum": "torch.sum({0}, dim={axis}, keepdim={keepdims})",
@@ -5009,6 +5147,21 @@ def scatter(g, index, shape):
     return out
 
 
+def index_array(indices, n):
+    """Integer indices along a side of n, negatives from the end, else an IndexError."""
+    indices = as_array(indices)
+    if not np.all((indices == np.floor(indices)) & (indices >= -n) & (indices < n)):
+        raise IndexError(f"an index is not an integer in [-{{n}}, {{n}})")
+    return np.where(indices < 0, indices + n, indices).astype(np.int64)
+
+
+def take_backward(g, indices, shape, axis):
+    """Zeros of shape with g added where take read (a repeated index adds up)."""
+    out = np.zeros(shape)
+    np.add.at(out, (slice(None),) * axis + (indices,), g)
+    return out
+
+
 def one_hot(labels, n):
     """Rows with a 1.0 at each label, which must be an integer in [0, n)."""
     labels = as_array(labels)
@@ -5017,6 +5170,18 @@ def one_hot(labels, n):
     return (labels[..., None] == np.arange(n)).astype(np.float64)
 '''
 _JAX_HELPERS = _ARRAY_HELPERS + '''
+
+def index_array(indices, n):
+    """Integer indices along a side of n, negatives from the end (under jax.jit nothing
+    can be raised: JAX clamps an index out of range)."""
+    indices = as_array(indices)
+    return jnp.where(indices < 0, indices + n, indices).astype(jnp.int64)
+
+
+def take_backward(g, indices, shape, axis):
+    """Zeros of shape with g added where take read (a repeated index adds up)."""
+    return jnp.zeros(shape).at[(slice(None),) * axis + (indices,)].add(g)
+
 
 def one_hot(labels, n):
     """Rows with a 1.0 at each label (a label outside [0, n) gives a row of zeros: under
@@ -5031,6 +5196,21 @@ def scatter(g, positions, shape):
     out = torch.zeros(math.prod(shape), dtype=torch.float64)
     out[positions] = g.reshape(-1)
     return out.reshape(shape)
+
+
+def index_array(indices, n):
+    """Integer indices along a side of n, negatives from the end, else an IndexError."""
+    indices = as_array(indices)
+    if not bool(torch.all((indices == torch.floor(indices)) & (indices >= -n) & (indices < n))):
+        raise IndexError(f"an index is not an integer in [-{{n}}, {{n}})")
+    return torch.where(indices < 0, indices + n, indices).to(torch.long)
+
+
+def take_backward(g, indices, shape, axis):
+    """Zeros of shape with g added where take read (a repeated index adds up)."""
+    out = torch.zeros(shape, dtype=torch.float64)
+    sides = list(shape[:axis]) + [-1] + list(shape[axis + 1:])
+    return out.index_add_(axis, indices.reshape(-1), g.reshape(sides))
 
 
 def argext(pick, x, axis, keepdims):
@@ -5170,6 +5350,10 @@ def _array_expression(eq, operands, table):
         fields["index"], fields["index_repr"] = _index_text(attrs["index"]), attrs["index"]
         shape = eq.inputs[0].shape if eq.op == "getitem" else eq.output.shape
         fields["positions"] = _flat_positions(attrs["index"], shape)
+    if eq.op in ("take", "take_backward", "checked_indices"):  # the side indexed
+        fields["n"] = attrs["n"] if eq.op == "checked_indices" else (
+            eq.inputs[0].shape[attrs["axis"]] if eq.op == "take" else
+            attrs["shape"][attrs["axis"]])
     return template.format(*operands, **fields)
 
 
@@ -5573,6 +5757,50 @@ def one_hot_lists(labels, shape, new_shape):
                              f"integer in [0, {classes})")
     rows = [[1.0 if i == label else 0.0 for i in range(classes)] for label in flat]
     return _fold(list(itertools.chain.from_iterable(rows)), new_shape)
+
+
+def take_lists(x, indices, shape, index_shape, axis):
+    """x[..., indices, ...] along `axis` (numpy.take): each index an integer in [-n, n),
+    counted from the end if negative, else an IndexError.
+
+    >>> take_lists([[1.0, 2.0], [3.0, 4.0]], [1.0, 0.0], (2, 2), (2,), 1)
+    [[2.0, 1.0], [4.0, 3.0]]
+    """
+    n = shape[axis]
+    picks = _flat(checked_indices_lists(indices, index_shape, n), len(index_shape))
+    flat = _flat(x, len(shape))
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    out = [flat[(o * n + int(i)) * inner + k]
+           for o in range(outer) for i in picks for k in range(inner)]
+    return _fold(out, shape[:axis] + tuple(index_shape) + shape[axis + 1:])
+
+
+def take_backward_lists(g, indices, index_shape, shape, axis):
+    """Zeros of `shape` with g added where take_lists read (a repeated index adds up)."""
+    n = shape[axis]
+    picks = _flat(checked_indices_lists(indices, index_shape, n), len(index_shape))
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    values = _flat(g, axis + len(index_shape) + len(shape) - axis - 1)
+    out = [0.0] * math.prod(shape)
+    position = 0
+    for o in range(outer):
+        for i in picks:
+            start = (o * n + int(i)) * inner
+            for k in range(inner):
+                out[start + k] += values[position]
+                position += 1
+    return _fold(out, shape)
+
+
+def checked_indices_lists(indices, shape, n):
+    """Indices along a side of n as non-negative floats; one that is not an integer in
+    [-n, n) is an IndexError."""
+    flat = _flat(indices, len(shape))
+    for position, i in enumerate(flat):
+        if not (i == i and float(i).is_integer() and -n <= i < n):
+            raise IndexError(f"index {_text(i)} at flat position {position} is out of bounds "
+                             f"for an axis of size {n}")
+    return _fold([i + n if i < 0 else i + 0.0 for i in flat], shape)
 
 
 def concatenate_lists(parts, axis):

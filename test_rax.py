@@ -6996,3 +6996,100 @@ def test_binary_ops_and_new_ops_are_methods_and_compile():
     program = rax.trace(step)(w, x, Tensor([2.0, 0.0]))
     for labels in (Tensor([2.0, 0.0]), Tensor([1.0, 1.0])):
         assert _p19_same_results(step(w, x, labels), program.compile()(w, x, labels))
+
+
+@given(shapes(min_rank=1, max_rank=4), st.data())
+def test_take_and_integer_indexing_match_numpy_and_scatter_add_gradients(shape, data):
+    """take along a random axis (or None), with repeated and negative indices, gives
+    numpy.take's values; x[list], x[tensor] and x[rows, cols] give NumPy's advanced
+    indexing; the gradient adds g back at every place an index read (numpy.add.at)."""
+    np = _np()
+    x = data.draw(arrays(shape, st.floats(-5, 5)))
+    nx = np.array(x.flat, dtype=float).reshape(shape)
+    axis = data.draw(st.none() | st.integers(-len(shape), len(shape) - 1))
+    side = nx.size if axis is None else shape[axis]
+    assume(side > 0)
+    count = data.draw(st.integers(0, 4))
+    picks = data.draw(st.lists(st.integers(-side, side - 1), min_size=count, max_size=count))
+    out = rax.take(tensor(x), picks, axis)
+    expected = np.take(nx, np.array(picks, dtype=int), axis=axis)
+    assert out.shape == expected.shape and out.tolist() == expected.tolist()
+    w = np.arange(1.0, expected.size + 1.0).reshape(expected.shape)
+    weights = Tensor(w.ravel().tolist()).reshape(expected.shape)
+    g = rax.grad(lambda t: (rax.take(t, picks, axis) * weights).sum())(tensor(x))
+    back = np.zeros(nx.size if axis is None else nx.shape)
+    if axis is None:
+        np.add.at(back, np.array(picks, dtype=int), w)
+    else:
+        np.add.at(back, (slice(None),) * (axis % len(shape)) + (np.array(picks, dtype=int),),
+                  w)
+    assert g.tolist() == back.reshape(shape).tolist()
+    if shape[0]:
+        rows = data.draw(st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1,
+                                  max_size=3))
+        assert tensor(x)[rows].tolist() == nx[rows].tolist()
+        assert tensor(x)[Tensor([float(r) for r in rows])].tolist() == nx[rows].tolist()
+        if len(shape) > 1 and shape[1]:
+            cols = data.draw(st.lists(st.integers(0, shape[1] - 1), min_size=len(rows),
+                                      max_size=len(rows)))
+            assert tensor(x)[rows, cols].tolist() == nx[rows, cols].tolist()
+
+
+@given(shapes(min_rank=1, max_rank=4, zero_sides=False), st.data())
+def test_take_along_axis_and_masks_match_numpy(shape, data):
+    """take_along_axis gives numpy.take_along_axis's values and the mask x[m] (m nested
+    bools of x's shape) picks the elements where m is true, in order; both differentiate
+    by adding back."""
+    np = _np()
+    x = data.draw(arrays(shape, st.floats(-5, 5)))
+    nx = np.array(x.flat, dtype=float).reshape(shape)
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    k = data.draw(st.integers(1, 3))
+    index_shape = shape[:axis] + (k,) + shape[axis + 1:]
+    picks = data.draw(arrays(index_shape, st.integers(0, shape[axis] - 1)))
+    npicks = np.array(picks.flat, dtype=int).reshape(index_shape)
+    out = rax.take_along_axis(tensor(x), tensor(Array([float(v) for v in picks.flat],
+                                                      index_shape)), axis)
+    assert out.tolist() == np.take_along_axis(nx, npicks, axis).tolist()
+    mask = data.draw(arrays(shape, st.booleans()))
+    nmask = np.array(mask.flat, dtype=bool).reshape(shape)
+    picked = tensor(x)[fold(mask.flat, shape)]
+    assert picked.tolist() == nx[nmask].tolist()
+    g = rax.grad(lambda t: t[fold(mask.flat, shape)].sum())(tensor(x))
+    assert g.tolist() == nmask.astype(float).tolist()
+
+
+def test_integer_indexing_errors_name_the_index_and_the_side():
+    """An index out of range or not an integer is an IndexError naming it and the side;
+    arrays mixed with slices, or a mask of another shape, are IndexErrors too."""
+    x = rax.zeros((2, 3))
+    with pytest.raises(IndexError, match="index 2.0 .* size 2"):
+        x[[0, 2]]
+    with pytest.raises(IndexError, match="index 0.5"):
+        rax.take(x, [0.5], axis=1)
+    with pytest.raises(IndexError, match="mixed with ints, slices"):
+        x[[0, 1], 1:]
+    with pytest.raises(IndexError, match="boolean index of shape"):
+        x[[True, False]]
+    with pytest.raises(ValueError, match="take_along_axis: indices of shape"):
+        rax.take_along_axis(x, rax.zeros((3, 1)), axis=1)
+
+
+@pytest.mark.parametrize("backend", ["python"] + BACKENDS)
+def test_gathers_compile_with_indices_as_inputs(backend):
+    """A program that gathers (take, x[i, j], take_along_axis) and differentiates through
+    the gather takes new indices as inputs in every backend, with eager's values."""
+    if backend != "python":
+        _backend_module(backend)
+    x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+
+    def f(x, i, j):
+        return (x[i, j] * 2.0 + rax.take(x, i, axis=0).sum(axis=1),
+                rax.grad(lambda x: (x[i] ** 2.0).sum())(x),
+                rax.take_along_axis(x, rax.Tensor([[2.0], [-3.0]]), 1))
+    program = rax.trace(f)(x, Tensor([0.0, 1.0, 1.0]), Tensor([0.0, 1.0, 2.0]))
+    args = (x, Tensor([1.0, -2.0, 1.0]), Tensor([0.0, 2.0, 2.0]))
+    got = program.compile(backend)(*args)
+    for e, g in zip(rax.tree_leaves(f(*args)), rax.tree_leaves(got)):
+        _close_to_rax(e, g.numpy() if backend == "torch" else
+                      (g.tolist() if backend == "python" else g), backend)
