@@ -131,7 +131,7 @@ __all__ = [
     # more ops for models
     "clip", "sign", "leaky_relu", "silu", "softplus", "elu", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
-    "take", "take_along_axis",
+    "take", "take_along_axis", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
     # movement
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff
@@ -146,7 +146,7 @@ __all__ = [
     "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
     "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
     "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
-    "checked_indices_lists",
+    "checked_indices_lists", "im2col_lists", "col2im_lists",
 ]
 
 
@@ -2231,6 +2231,155 @@ def _reduction_of(op, losses, reduction):
     if reduction == "none":
         return losses
     raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+# ---- 5d. Convolution and pooling -----------------------------------------------------------
+#
+# A convolution is a matmul: im2col copies every window of the input into one row of a
+# matrix of patches, and the patches times the filters, reshaped, are the output. im2col is
+# the primitive (its vjp, col2im, adds each patch's gradient back where it was read), so a
+# conv is three nodes, not thousands of slices, and runs on the matmul kernel.
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """The 2-D convolution of torch.nn.functional.conv2d (a cross-correlation): x of shape
+    (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None; stride, padding (zeros) and
+    dilation each an int or a pair. The result has shape (N, O, OH, OW).
+
+    d/dx, d/dweight, d/dbias: those of the matmul of patches, added back (col2im).
+
+    >>> conv2d(ones((1, 1, 3, 3)), ones((1, 1, 2, 2))).tolist()
+    [[[[4.0, 4.0], [4.0, 4.0]]]]
+    """
+    x, weight = _as_tensor(x, "conv2d"), _as_tensor(weight, "conv2d")
+    if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"conv2d: x of shape {x.shape} must be (N, C, H, W) and weight of "
+                         f"shape {weight.shape} (O, C, kh, kw), with the same C")
+    n, o = x.shape[0], weight.shape[0]
+    patches = _im2col(x, weight.shape[2:], _pair("conv2d", "stride", stride, 1),
+                      _pair("conv2d", "padding", padding, 0),
+                      _pair("conv2d", "dilation", dilation, 1), 0.0)
+    out_h, out_w = patches.attrs["out"]
+    out = patches @ weight.reshape((o, -1)).T  # (N, OH * OW, O)
+    out = out.transpose((0, 2, 1)).reshape((n, o, out_h, out_w))
+    if bias is not None:
+        bias = _as_tensor(bias, "conv2d")
+        if bias.shape != (o,):
+            raise ValueError(f"conv2d: bias has shape {bias.shape}, not ({o},)")
+        out = out + bias.reshape((1, o, 1, 1))
+    return out
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """The 1-D convolution of torch.nn.functional.conv1d: x (N, C, L), weight (O, C, k).
+
+    >>> conv1d(ones((1, 1, 4)), ones((1, 1, 2))).tolist()
+    [[[2.0, 2.0, 2.0]]]
+    """
+    x, weight = _as_tensor(x, "conv1d"), _as_tensor(weight, "conv1d")
+    if x.ndim != 3 or weight.ndim != 3:
+        raise ValueError(f"conv1d: x of shape {x.shape} must be (N, C, L) and weight of "
+                         f"shape {weight.shape} (O, C, k)")
+    out = conv2d(x.reshape(x.shape[:2] + (1, x.shape[2])),
+                 weight.reshape(weight.shape[:2] + (1, weight.shape[2])), bias,
+                 (1, _int("conv1d", "stride", stride, 1)),
+                 (0, _int("conv1d", "padding", padding, 0)),
+                 (1, _int("conv1d", "dilation", dilation, 1)))
+    return out.reshape(out.shape[:2] + out.shape[3:])
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """The largest value of each window, as torch.nn.functional.max_pool2d (padding counts
+    as -inf); x (N, C, H, W). d/dx: g to the largest element of each window (tied ones share
+    it equally, as torch.amax; PyTorch's max_pool2d gives it to one of them).
+
+    >>> max_pool2d(Tensor([[[[1, 2], [3, 4]]]]), 2).tolist()
+    [[[[4.0]]]]
+    """
+    return _pool("max_pool2d", x, kernel_size, stride, padding)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """The mean of each window, as torch.nn.functional.avg_pool2d (padding counts as zeros
+    in the mean, PyTorch's count_include_pad=True); x (N, C, H, W).
+
+    >>> avg_pool2d(Tensor([[[[1, 2], [3, 4]]]]), 2).tolist()
+    [[[[2.5]]]]
+    """
+    return _pool("avg_pool2d", x, kernel_size, stride, padding)
+
+
+def _pool(op, x, kernel_size, stride, padding):
+    x = _as_tensor(x, op)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: x of shape {x.shape} must be (N, C, H, W)")
+    kernel = _pair(op, "kernel_size", kernel_size, 1)
+    stride = kernel if stride is None else _pair(op, "stride", stride, 1)
+    n, c, h, w = x.shape
+    patches = _im2col(x.reshape((n * c, 1, h, w)), kernel, stride,
+                      _pair(op, "padding", padding, 0), (1, 1),
+                      -inf if op == "max_pool2d" else 0.0)
+    pooled = patches.max(axis=2) if op == "max_pool2d" else patches.mean(axis=2)
+    return pooled.reshape((n, c) + patches.attrs["out"])
+
+
+def _pair(op, name, value, least):
+    """An int or a pair of ints, each at least `least`, as a pair."""
+    values = (value, value) if isinstance(value, numbers.Integral) else tuple(
+        _as_sequence(op, value))
+    if len(values) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair, got {value!r}")
+    return tuple(_int(op, name, v, least) for v in values)
+
+
+def _int(op, name, value, least):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{op}: {name} must be an int >= {least}, got {value!r}")
+    return int(value)
+
+
+def _im2col(x, kernel, stride, padding, dilation, fill):
+    """The windows of x (N, C, H, W) as rows: shape (N, OH * OW, C * kh * kw); outside x,
+    `fill`. attrs["out"] is (OH, OW)."""
+    n, c, h, w = x.shape
+    out_h = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"im2col: a window of {kernel} (dilation {dilation}) does not fit "
+                         f"an input of {h} x {w} with padding {padding}")
+    shape = _check_size("im2col", (n, out_h * out_w, c * kernel[0] * kernel[1]))
+    attrs = {"kernel": tuple(kernel), "stride": stride, "padding": padding,
+             "dilation": dilation, "fill": fill, "out": (out_h, out_w)}
+    data = im2col_lists(x.data, x.shape, kernel, stride, padding, dilation, fill)
+    return _node("im2col", _im2col_again, data, shape, (x,), _im2col_vjps, attrs)
+
+
+def _im2col_again(x, kernel, stride, padding, dilation, fill, out):
+    """_im2col, called as node.forward(*node.inputs, **node.attrs) is."""
+    return _im2col(x, kernel, stride, padding, dilation, fill)
+
+
+def _col2im(g, shape, kernel, stride, padding, dilation):
+    """The vjp of im2col: each patch's gradient added back where it was read (linear in g,
+    so its own vjp is im2col)."""
+    data = col2im_lists(g.data, shape, kernel, stride, padding, dilation)
+    return _node("col2im", _col2im, data, shape, (g,), _col2im_vjps,
+                 {"shape": shape, "kernel": kernel, "stride": stride, "padding": padding,
+                  "dilation": dilation})
+
+
+def _im2col_args(shapes, attrs, shape):
+    return (shapes[0], attrs["kernel"], attrs["stride"], attrs["padding"], attrs["dilation"],
+            attrs["fill"])
+
+
+_RULES["im2col"] = _Kernel("im2col_lists", _im2col_args)
+_RULES["col2im"] = _Kernel("col2im_lists", lambda shapes, attrs, shape: (
+    attrs["shape"], attrs["kernel"], attrs["stride"], attrs["padding"], attrs["dilation"]))
+_im2col_vjps = (lambda g, out, x: _col2im(g, x.shape, out.attrs["kernel"],
+                                          out.attrs["stride"], out.attrs["padding"],
+                                          out.attrs["dilation"]),)
+_col2im_vjps = (lambda g, out, g0: _im2col(g, out.attrs["kernel"], out.attrs["stride"],
+                                           out.attrs["padding"], out.attrs["dilation"], 0.0),)
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
@@ -5091,6 +5240,8 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "take": "{xp}.take({0}, index_array({1}, {n}), axis={axis})",
     "take_backward": "take_backward({0}, index_array({1}, {n}), {shape}, {axis})",
     "checked_indices": "as_array(index_array({0}, {n}))",
+    "im2col": "im2col({0}, {kernel}, {stride}, {padding}, {dilation}, {fill_text})",
+    "col2im": "col2im({0}, {shape_in}, {kernel}, {stride}, {padding}, {dilation})",
     "argmax": "as_array({xp}.argmax({0}, axis={axis}, keepdims={keepdims}))",
     "argmin": "as_array({xp}.argmin({0}, axis={axis}, keepdims={keepdims}))",
     "one_hot": "one_hot({0}, {num_classes})",
@@ -5128,6 +5279,34 @@ def as_float(mask):
     return {as_float}
 
 
+def im2col(x, kernel, stride, padding, dilation, fill):
+    """The windows of x (N, C, H, W) as rows (N, OH * OW, C * kh * kw), rax's im2col."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c = x.shape[0], x.shape[1]
+    x = {pad}
+    oh = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    ow = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    windows = [x[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+               for i in range(kh) for j in range(kw)]
+    return {xp}.stack(windows, {dim}=2).reshape(n, c * kh * kw, oh * ow).{swap}
+
+
+def col2im(g, shape, kernel, stride, padding, dilation):
+    """The adjoint of im2col: each patch added back where it was read."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = shape
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    g = g.{swap}.reshape(n, c, kh * kw, oh, ow)
+    out = {xp}.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype={xp}.float64)
+    for i in range(kh):
+        for j in range(kw):
+            window = (slice(None), slice(None), slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
+                      slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
+            out = {add_at}
+    return out[:, :, ph:ph + h, pw:pw + w]
+
+
 def logsumexp(x, axis, shape):
     """rax's logsumexp: log(sum(exp(x - m))) + m, m the largest (0 where infinite)."""
     if 0 in [x.shape[a] for a in axis]:
@@ -5139,6 +5318,12 @@ def logsumexp(x, axis, shape):
     return {xp}.reshape({xp}.log({sum}({xp}.exp(x - m), {dim}=axis, {keepdim}=True)) + m, shape)
 '''
 _NUMPY_HELPERS = _ARRAY_HELPERS + '''
+
+def _added(out, window, values):
+    """out with values added at window (out is col2im's own fresh array)."""
+    out[window] += values
+    return out
+
 
 def scatter(g, index, shape):
     """Zeros of shape with g written at [index] (the gradient of indexing)."""
@@ -5190,6 +5375,12 @@ def one_hot(labels, n):
     return (labels[..., None] == jnp.arange(n)).astype(jnp.float64)
 '''
 _TORCH_HELPERS = _ARRAY_HELPERS + '''
+
+def _added(out, window, values):
+    """out with values added at window (out is col2im's own fresh tensor)."""
+    out[window] += values
+    return out
+
 
 def scatter(g, positions, shape):
     """Zeros of shape with g written at the flat positions (the gradient of indexing)."""
@@ -5243,6 +5434,10 @@ class _Backend:
 _BACKENDS = {
     "numpy": _Backend("numpy", "import numpy as np", "np", _ARRAY_OPS, _NUMPY_HELPERS,
                       {"amax": "np.max", "sum": "np.sum", "dim": "axis", "keepdim": "keepdims",
+                       "pad": "np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), "
+                              "constant_values=fill)",
+                       "swap": "transpose(0, 2, 1)",
+                       "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "np.asarray(x, dtype=np.float64)",
                        "as_float": "np.asarray(mask, dtype=np.float64)",
                        "power": "np.power"}, "pip install numpy"),
@@ -5250,12 +5445,19 @@ _BACKENDS = {
                     "jax.config.update(\"jax_enable_x64\", True)  # rax computes in float64",
                     "jnp", _JAX_OPS, _JAX_HELPERS,
                     {"amax": "jnp.max", "sum": "jnp.sum", "dim": "axis", "keepdim": "keepdims",
+                     "pad": "jnp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), "
+                            "constant_values=fill)",
+                     "swap": "transpose(0, 2, 1)",
+                     "add_at": "out.at[window].add(g[:, :, i * kw + j])",
                      "as_array": "jnp.asarray(x, dtype=jnp.float64)",
                      "as_float": "jnp.asarray(mask, dtype=jnp.float64)",
                      "power": "jnp.power"}, "pip install jax"),
     "torch": _Backend("torch", "import torch", "torch", _TORCH_OPS, _TORCH_HELPERS,
                       {"amax": "torch.amax", "sum": "torch.sum", "dim": "dim",
                        "keepdim": "keepdim",
+                       "pad": "torch.nn.functional.pad(x, (pw, pw, ph, ph), value=fill)",
+                       "swap": "permute(0, 2, 1)",
+                       "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "torch.as_tensor(x, dtype=torch.float64)",
                        "as_float": "mask.to(torch.float64)",
                        "power": "torch.pow"}, "pip install torch"),
@@ -5350,6 +5552,9 @@ def _array_expression(eq, operands, table):
         fields["index"], fields["index_repr"] = _index_text(attrs["index"]), attrs["index"]
         shape = eq.inputs[0].shape if eq.op == "getitem" else eq.output.shape
         fields["positions"] = _flat_positions(attrs["index"], shape)
+    if eq.op in ("im2col", "col2im"):
+        fields["fill_text"] = _literal(attrs.get("fill", 0.0))
+        fields["shape_in"] = attrs.get("shape")
     if eq.op in ("take", "take_backward", "checked_indices"):  # the side indexed
         fields["n"] = attrs["n"] if eq.op == "checked_indices" else (
             eq.inputs[0].shape[attrs["axis"]] if eq.op == "take" else
@@ -5801,6 +6006,67 @@ def checked_indices_lists(indices, shape, n):
             raise IndexError(f"index {_text(i)} at flat position {position} is out of bounds "
                              f"for an axis of size {n}")
     return _fold([i + n if i < 0 else i + 0.0 for i in flat], shape)
+
+
+def im2col_lists(x, shape, kernel, stride, padding, dilation, fill):
+    """The windows of nested list x of shape (N, C, H, W) as rows of patches: shape
+    (N, OH * OW, C * kh * kw), each row in (channel, i, j) order; `fill` outside x.
+
+    Each (channel, i, j) column is cut from whole rows with one slice per output row, and
+    zip(*columns) turns the columns into rows at C speed.
+
+    >>> im2col_lists([[[[1.0, 2.0], [3.0, 4.0]]]], (1, 1, 2, 2), (2, 1), (1, 1), (0, 0),
+    ...              (1, 1), 0.0)
+    [[[1.0, 3.0], [2.0, 4.0]]]
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    height, width = shape[2] + 2 * ph, shape[3] + 2 * pw
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    result = []
+    for image in x:
+        columns = []
+        for channel in image:
+            if ph or pw:
+                edge = [fill] * width
+                channel = [edge] * ph + [[fill] * pw + row + [fill] * pw
+                                         for row in channel] + [edge] * ph
+            for i in range(kh):
+                rows = [channel[oh * sh + i * dh] for oh in range(out_h)]
+                for j in range(kw):
+                    start, stop = j * dw, j * dw + (out_w - 1) * sw + 1
+                    columns.append([v for row in rows for v in row[start:stop:sw]])
+        result.append([list(patch) for patch in zip(*columns)] if columns else
+                      [[] for _ in range(out_h * out_w)])
+    return result
+
+
+def col2im_lists(g, shape, kernel, stride, padding, dilation):
+    """The adjoint of im2col_lists: zeros of `shape` (N, C, H, W) with each element of the
+    patches g added back at the place it was read from (windows that overlap add up)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = shape
+    height, width = h + 2 * ph, w + 2 * pw
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    result = []
+    for patches in g:
+        columns = list(zip(*patches)) if patches and patches[0] else []
+        image, k = [], 0
+        for _ in range(c):
+            channel = [[0.0] * width for _ in range(height)]
+            for i in range(kh):
+                for j in range(kw):
+                    column = columns[k]
+                    k += 1
+                    start, stop = j * dw, j * dw + (out_w - 1) * sw + 1
+                    for oh in range(out_h):
+                        row = channel[oh * sh + i * dh]
+                        row[start:stop:sw] = map(operator.add, row[start:stop:sw],
+                                                 column[oh * out_w:(oh + 1) * out_w])
+            image.append([row[pw:pw + w] for row in channel[ph:ph + h]])
+        result.append(image)
+    return result if n else []
 
 
 def concatenate_lists(parts, axis):

@@ -7093,3 +7093,117 @@ def test_gathers_compile_with_indices_as_inputs(backend):
     for e, g in zip(rax.tree_leaves(f(*args)), rax.tree_leaves(got)):
         _close_to_rax(e, g.numpy() if backend == "torch" else
                       (g.tolist() if backend == "python" else g), backend)
+
+
+def _conv_reference(x, w, b, stride, padding, dilation):
+    """A direct 2-D cross-correlation over nested lists: four loops, zeros outside x."""
+    n, c, h, width = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
+    o, _, kh, kw = len(w), len(w[0]), len(w[0][0]), len(w[0][0][0])
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+
+    def at(img, ch, r, s):
+        return x[img][ch][r][s] if 0 <= r < h and 0 <= s < width else 0.0
+    return [[[[math.fsum(at(img, ch, y * stride[0] + i * dilation[0] - padding[0],
+                            z * stride[1] + j * dilation[1] - padding[1]) * w[f][ch][i][j]
+                         for ch in range(c) for i in range(kh) for j in range(kw))
+               + (b[f] if b else 0.0)
+               for z in range(ow)] for y in range(oh)] for f in range(o)] for img in range(n)]
+
+
+@given(st.data())
+def test_conv2d_matches_a_direct_convolution_and_central_differences(data):
+    """conv2d with random strides, padding and dilation (shapes with sides of 1, and a batch
+    of 0) against four plain loops, and its gradients for x, weight and bias against
+    central differences; conv1d is conv2d with a height of 1."""
+    n, c, o = data.draw(st.integers(0, 2)), data.draw(st.integers(1, 2)), data.draw(
+        st.integers(1, 2))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    stride = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    padding = (data.draw(st.integers(0, 1)), data.draw(st.integers(0, 1)))
+    dilation = (data.draw(st.integers(1, 2)), 1)
+    h = data.draw(st.integers(dilation[0] * (kh - 1) + 1, 5))
+    width = data.draw(st.integers(kw, 4))
+    x = data.draw(arrays((n, c, h, width), st.floats(-2, 2)))
+    w = data.draw(arrays((o, c, kh, kw), st.floats(-2, 2)))
+    b = data.draw(arrays((o,), st.floats(-2, 2)))
+    out = rax.conv2d(tensor(x), tensor(w), tensor(b), stride, padding, dilation)
+    if n:
+        expected = _conv_reference(fold(x.flat, x.shape), fold(w.flat, w.shape), b.flat,
+                                   stride, padding, dilation)
+        assert_values(out, unfold(expected, out.shape), out.shape, rel=1e-12, abs_tol=1e-12)
+        probe = Array([math.sin(k + 0.5) for k in range(out.size)], out.shape)
+        assert_central_differences(
+            lambda x, w, b: contract(rax.conv2d(x, w, b, stride, padding, dilation), probe),
+            [x, w, b])
+    else:
+        assert out.shape[0] == 0 and out.shape[1] == o
+    x1 = Tensor([[[1.0, -2.0, 3.0, 0.5]]])
+    w1 = Tensor([[[2.0, 1.0]]])
+    assert rax.conv1d(x1, w1, padding=1).tolist() == [[[1.0, 0.0, -1.0, 6.5, 1.0]]]
+
+
+@given(st.sampled_from(["max_pool2d", "avg_pool2d"]), st.integers(1, 3), st.integers(1, 2),
+       st.integers(0, 1), st.data())
+def test_pooling_matches_windows_by_hand(name, k, stride, padding, data):
+    """max_pool2d and avg_pool2d take the max or mean of each window (padding -inf for max,
+    zeros counted for avg, as PyTorch); max's gradient goes to the window's largest
+    element, avg's is 1/k**2 per window, checked against central differences."""
+    assume(padding <= k // 2)
+    h, w = data.draw(st.integers(k, 5)), data.draw(st.integers(k, 5))
+    x = data.draw(arrays((1, 2, h, w), st.floats(-3, 3, allow_subnormal=False)))
+    out = getattr(rax, name)(tensor(x), k, stride, padding)
+    grid = fold(x.flat, x.shape)[0]
+    oh, ow = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    expected = []
+    for ch in range(2):
+        for y in range(oh):
+            for z in range(ow):
+                window = [grid[ch][y * stride + i - padding][z * stride + j - padding]
+                          if 0 <= y * stride + i - padding < h and
+                          0 <= z * stride + j - padding < w
+                          else (-inf if name == "max_pool2d" else 0.0)
+                          for i in range(k) for j in range(k)]
+                expected.append(max(window) if name == "max_pool2d" else
+                                math.fsum(window) / (k * k))
+    assert_values(out, expected, (1, 2, oh, ow), rel=1e-12, abs_tol=1e-12)
+    ordered = sorted(x.flat)
+    if all(b - a > 1e-3 for a, b in zip(ordered, ordered[1:])):  # no near ties: a derivative
+        probe = Array([math.cos(j + 1.0) for j in range(out.size)], out.shape)
+        assert_central_differences(lambda t: contract(getattr(rax, name)(t, k, stride,
+                                                                          padding), probe), [x])
+
+
+def test_conv_and_pool_refuse_bad_shapes():
+    """A mismatch of channels, a window that does not fit, a bad stride: ValueErrors naming
+    the op."""
+    with pytest.raises(ValueError, match="conv2d: x of shape"):
+        rax.conv2d(rax.zeros((1, 2, 3, 3)), rax.zeros((1, 3, 2, 2)))
+    with pytest.raises(ValueError, match="does not fit"):
+        rax.conv2d(rax.zeros((1, 1, 2, 2)), rax.zeros((1, 1, 3, 3)))
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        rax.max_pool2d(rax.zeros((1, 1, 2, 2)), 2, stride=0)
+    with pytest.raises(ValueError, match="conv2d: bias has shape"):
+        rax.conv2d(rax.zeros((1, 1, 3, 3)), rax.zeros((2, 1, 2, 2)), bias=rax.zeros((3,)))
+
+
+@pytest.mark.parametrize("backend", ["python"] + BACKENDS)
+def test_a_convnet_step_compiles_to_every_backend(backend):
+    """value_and_grad of a conv, relu, max pool, avg pool net, traced, gives eager's
+    values in every backend (the Python one bit for bit, the others within 1e-12)."""
+    if backend != "python":
+        _backend_module(backend)
+    rng = random.Random(7)
+    x, w, b = rax.randn((2, 3, 6, 5), rng=rng), rax.randn((4, 3, 3, 2), rng=rng), \
+        rax.randn((4,), rng=rng)
+
+    def f(x, w, b):
+        y = rax.relu(rax.conv2d(x, w, b, stride=(1, 2), padding=1, dilation=(2, 1)))
+        return (rax.max_pool2d(y, 2) + rax.avg_pool2d(y, 2)).sum()
+    step = rax.value_and_grad(f, argnums=(0, 1, 2))
+    got = rax.trace(step)(x, w, b).compile(backend)(x, w, b)
+    if backend == "python":
+        assert _p19_same_results(step(x, w, b), got)
+    for e, g in zip(rax.tree_leaves(step(x, w, b)), rax.tree_leaves(got)):
+        _close_to_rax(e, g.numpy() if backend == "torch" else
+                      (g.tolist() if backend == "python" else g), backend)
