@@ -65,8 +65,9 @@ program     the graph of one call of a function, kept by ``trace`` to run again 
             arguments, to print and to compile (chapter 10). Its inputs are the
             arguments' tensors and numbers; its constants, what f reached otherwise.
 equation    one step of a program: ``output = op(*inputs)`` with the op's static attrs.
-rule        what an op computes, said once beside it (``_Elementwise``, ``_Kernel``):
-            eager rax, a program's replay and its compiled code all read it.
+rule        what an op computes, said once beside it: an ``_Elementwise`` expression,
+            read by eager rax, a program's replay and its compiled code alike, or a
+            ``_Kernel``, the kernel (appendix A) that all three call.
 
 Inside this file ``sum``, ``max``, ``min``, ``abs`` and ``pow`` are rax's tensor ops, named
 as NumPy's, and they hide Python's builtins of the same names: where Python's are meant,
@@ -967,7 +968,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         for p in positions:
             args[p] = tree_map(_as_argument, args[p])
         arguments = frozenset(leaf for p in positions for leaf in tree_leaves(args[p]))
-        out = f(*args, **kwargs)
+        out = _differentiating(arguments, f, *args, **kwargs)
         if has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise TypeError("grad with has_aux=True: f must return a pair (loss, aux)")
@@ -1029,6 +1030,17 @@ _identity_vjps = (lambda g, out, x: g,)
 def _check_function(op, f):
     if not callable(f):
         raise TypeError(f"{op}: f must be a function, got {f!r} ({type(f).__name__})")
+
+
+def _differentiating(arguments, f, *args, **kwargs):
+    """f(*args, **kwargs), while this thread knows that `arguments` are being differentiated
+    (so that a jitted f inside runs as ops: see _differentiated, chapter 10)."""
+    running = _this_thread.__dict__.setdefault("differentiated", [])
+    running.append(arguments)
+    try:
+        return f(*args, **kwargs)
+    finally:
+        running.pop()
 
 
 def _check_argnums_range(op, argnums, positions, args):
@@ -3593,7 +3605,7 @@ def _vjp(op, f, primals):
     _check_function(op, f)
     args = [tree_map(_as_argument, primal) for primal in primals]
     arguments = frozenset(leaf for arg in args for leaf in tree_leaves(arg))
-    out = f(*args)
+    out = _differentiating(arguments, f, *args)
     outputs = _output_tensors(op, out)
 
     def vjp_fn(cotangent):
@@ -3860,11 +3872,16 @@ def primitive(op, forward, vjps):
             raise TypeError(f"{op}: takes {len(vjps)} input(s), one per vjp rule, "
                             f"got {len(inputs)}")
         inputs = tuple(_as_tensor(t, op) for t in inputs)
+        # While tracing, forward runs outside the trace: the program calls it again on new
+        # inputs, so it may read their values (tolist(), float()) and its graph is dropped.
+        state, _this_thread.trace = getattr(_this_thread, "trace", None), None
         try:
             value = forward(*inputs, **attrs)
         except Exception as error:
             _add_note(error, f"in the forward function of {op!r} ({_source_location(forward)})")
             raise
+        finally:
+            _this_thread.trace = state
         value = _as_tensor(value, f"{op} (the value forward returned)")
         return _node(op, new_op, value.data, value.shape, inputs, vjps,
                       MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
@@ -4415,7 +4432,8 @@ def _trace(f, args, kwargs):
     except TypeError as error:
         _add_note(error, "while tracing: the numbers among the arguments are inputs of the "
                          "program, 0-d tensors inside f; pass a number that Python code needs "
-                         "(a size, an index, lr) by closure or functools.partial")
+                         "(a size, an index, lr) by closure or functools.partial. A list of "
+                         "numbers is a tree of numbers: pass data as rax.Tensor(list)")
         raise
     finally:
         _this_thread.trace = state.outer
@@ -4448,11 +4466,13 @@ class Equation:
     op's function (a primitive of your own is called through it); `backward` says that a
     vjp rule made it."""
 
-    __slots__ = ("op", "inputs", "output", "attrs", "forward", "backward")
+    __slots__ = ("op", "inputs", "output", "attrs", "forward", "backward", "kind")
 
     def __init__(self, op, inputs, output, attrs, forward, backward):
         self.op, self.inputs, self.output, self.attrs = op, inputs, output, attrs
         self.forward, self.backward = forward, backward
+        # The op, if it is rax's: a primitive of your own may have the name of one of them.
+        self.kind = None if getattr(forward, "made_by_primitive", False) else op
 
     def __repr__(self):
         attrs = ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
@@ -4503,7 +4523,7 @@ class Program:
         order = {t: i for i, t in enumerate(state.nodes)}
         made = self._reachable(outputs, var_of, order)
         constants, equations, merged = [], [], {}
-        for t in sorted(made, key=order.__getitem__) if made else ():
+        for t in sorted(made, key=order.__getitem__):
             inputs_ = []
             for x in t.inputs:
                 if x not in var_of:  # a constant: not recorded, or a leaf made in f
@@ -4511,13 +4531,18 @@ class Program:
                     var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data)
                     constants.append(var_of[x])
                 inputs_.append(var_of[x])
-            key = (t.op, t.forward, tuple(map(id, inputs_)), repr(sorted(t.attrs.items())))
+            key = (t.op, t.forward, tuple(map(id, inputs_)), _attrs_key(t.attrs))
             if key in merged:  # the same op on the same inputs: the same value
                 var_of[t] = merged[key]
                 continue
             var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape)
             equations.append(Equation(t.op, tuple(inputs_), var_of[t], dict(t.attrs),
                                       t.forward, t in state.backward))
+        # A constant computed from a grad's argument (a closure of a jitted f inside grad):
+        # jit then runs f itself, or the gradient through the constant would be lost.
+        self._from_grad = _differentiated(
+            [t for t in state.nodes if t.op is None] + [x for eq_t in made for x in eq_t.inputs
+                                                        if x not in order])
         for t in outputs:
             if t not in var_of:  # an output that is a constant
                 _check_constant(t)
@@ -4586,6 +4611,9 @@ class Program:
                 raise ValueError(f"{op}: {_argument_path(keys)} is {leaf!r:.60}, but the "
                                  f"program takes a tensor or a number there")
             var = next(inputs)
+            if "complex" in str(getattr(leaf, "dtype", "")):
+                raise TypeError(f"{op}: {_argument_path(keys)} holds complex numbers; rax "
+                                f"computes with real floats")
             if as_array is not None:  # (reshaped: the data of a (0, 3) tensor is [])
                 t = as_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
                     else as_array(leaf)
@@ -4647,7 +4675,8 @@ class Program:
         _check_backend(backend)
         if backend != "python":
             return self._compile_array(backend)
-        self._compiled.get(False) or self._compile(False)
+        if False not in self._compiled:
+            self._compile(False)
 
         def compiled(*args, **kwargs):
             inputs = self._input_tensors("compiled program", args, kwargs)
@@ -4727,14 +4756,27 @@ def _same_static(was, leaf):
         return False
 
 
+def _attrs_key(attrs):
+    """attrs as a key that two equations share only if their attrs are the same: numbers,
+    strings, slices and tuples of them by value (repr keeps -0.0 apart from 0.0), anything
+    else (an array given to a primitive of your own, say) by identity."""
+    def key(value):
+        if isinstance(value, tuple):
+            return tuple(map(key, value))
+        if value is None or isinstance(value, (bool, int, float, str, slice)):
+            return repr(value)
+        return ("object", id(value))
+    return tuple((name, key(value)) for name, value in sorted(attrs.items()))
+
+
 def _check_constant(t):
     """A constant of a program must not depend on an argument of an enclosing trace."""
     _check_readable(t, "a constant of a program (a tensor reached by closure)")
 
 
-def _check_backend(backend):
+def _check_backend(backend, op="Program"):
     if backend != "python" and backend not in _BACKENDS:
-        raise ValueError(f"Program: unknown backend {backend!r}; there are 'python', "
+        raise ValueError(f"{op}: unknown backend {backend!r}; there are 'python', "
                          f"'numpy', 'jax' and 'torch'")
 
 
@@ -4782,7 +4824,7 @@ def jit(f, backend="python"):
     Tensor(11.0)
     """
     _check_function("jit", f)
-    _check_backend(backend)
+    _check_backend(backend, "jit")
     cache = {}
 
     def jitted(*args, **kwargs):
@@ -4790,30 +4832,35 @@ def jit(f, backend="python"):
         tensors = [t for t in inputs if isinstance(t, Tensor)]
         if _current_trace() is not None or _differentiated(tensors):
             return f(*args, **kwargs)
-        program = cache.get(key)
-        if program is None:
+        entry = cache.get(key)  # (program, its compiled function)
+        if entry is None:
             program = _trace(f, args, kwargs)
-            cache[key] = program, program.compile(backend)
-            program = cache[key]
+            if program._from_grad:  # f closes over a tensor being differentiated
+                return f(*args, **kwargs)
+            entry = cache[key] = program, program.compile(backend)
         if backend != "python":
-            return program[1](*args, **kwargs)
+            return entry[1](*args, **kwargs)
         # The key holds the structure, the shapes and the static leaves: no check is left.
-        return program[0]._run_compiled([t if isinstance(t, Tensor) else
-                                         _leaf(*_to_lists(t, "jit")) for t in inputs])
+        return entry[0]._run_compiled([t if isinstance(t, Tensor) else
+                                       _leaf(*_to_lists(t, "jit")) for t in inputs])
 
     jitted.__name__ = jitted.__qualname__ = f"jit({getattr(f, '__name__', 'f')})"
     return jitted
 
 
 def _differentiated(tensors):
-    """Whether any of the tensors was computed from an argument of grad, vjp or jvp (an
-    identity node, see _as_argument): then a program or jitted function runs as ops, so
-    that the gradient goes through it. Tensors merely made by ops (one_hot labels, x / 255)
-    still run compiled."""
+    """Whether any of the tensors was computed from an argument of a grad, vjp or jvp that
+    is running in this thread: then a program or jitted function runs as ops, so that the
+    gradient goes through it. Tensors merely made by ops (one_hot labels, x / 255), or from
+    the arguments of a grad that is over, still run compiled."""
+    running = getattr(_this_thread, "differentiated", None)
+    if not running:
+        return False
+    arguments = frozenset().union(*running)
     seen, stack = set(), list(tensors)
     while stack:
         t = stack.pop()
-        if t.op == "identity":
+        if t in arguments:
             return True
         for x in t.inputs:
             if id(x) not in seen:
@@ -4890,9 +4937,9 @@ class _PythonWriter:
                 u is not None and isinstance(_rule_of(u), _Elementwise) for u in users)
             if isinstance(rule, _Kernel) and rule.name is None:
                 self.alias[eq.output] = eq.inputs[0]
-            elif eq.op == "broadcast_to" and elementwise_users and eq.output not in outputs:
+            elif eq.kind == "broadcast_to" and elementwise_users and eq.output not in outputs:
                 self.virtual.add(eq.output)
-            elif (eq.op == "transpose" and len(eq.output.shape) == 2 and users
+            elif (eq.kind == "transpose" and len(eq.output.shape) == 2 and users
                   and eq.output not in outputs
                   and all(u is not None and self._fusable_matmul(u) for u in users)):
                 self.swapped.add(eq.output)
@@ -4904,6 +4951,7 @@ class _PythonWriter:
                     depth[eq.output] = d
         self._one_matmul_a_group()
         self.names, self.free, self.count = {}, [], 0
+        self.taken = set()  # every name the function uses: no two values may share one
         self.helpers = {}  # names imported from rax -> their objects
         self.bound = {}  # names bound when compiled: constants, your primitives
         self.lines = []
@@ -4919,7 +4967,7 @@ class _PythonWriter:
                 if v not in self.inlined:
                     continue
                 producer = self.producer[v]
-                if producer.op == "matmul":
+                if producer.kind == "matmul":
                     if found:
                         self.inlined.discard(v)
                     found = True
@@ -4928,7 +4976,7 @@ class _PythonWriter:
 
     def _fusable_matmul(self, eq):
         """A 2-D matmul with an inner side, written as a comprehension of dot products."""
-        return eq.op == "matmul" and len(eq.output.shape) == 2 and eq.inputs[0].shape[1] > 0
+        return eq.kind == "matmul" and len(eq.output.shape) == 2 and eq.inputs[0].shape[1] > 0
 
     # -- names --
     def name(self, var):
@@ -4939,7 +4987,7 @@ class _PythonWriter:
         if var.data is not None:
             if not var.shape:
                 return _literal(var.data)
-            name = self.names[var] = f"c{len(self.bound)}"
+            name = self.names[var] = self.fresh(f"c{len(self.bound)}")
             self.bound[name] = var.data
             return name
         raise AssertionError(f"no name for {var!r}")
@@ -4954,8 +5002,15 @@ class _PythonWriter:
         if self.free:
             name = self.free.pop()
         else:
-            name, self.count = f"t{self.count}", self.count + 1
+            name, self.count = self.fresh(f"t{self.count}"), self.count + 1
         self.names[var] = name
+        return name
+
+    def fresh(self, name):
+        """name, or name with _ added until no argument or other value has it."""
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
         return name
 
     # -- the function --
@@ -4963,7 +5018,8 @@ class _PythonWriter:
         program = self.program
         params = []
         for var in program.inputs:
-            name = _identifier(var.path, set(params))
+            name = _identifier(var.path, self.taken)
+            self.taken.add(name)
             self.names[var] = name
             params.append(name)
         last_use = {}
@@ -5013,7 +5069,7 @@ class _PythonWriter:
         if isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
             return _Comprehension(self, eq).text()
         if rule is None:
-            name = f"{_identifier(eq.op, set())}_{len(self.bound)}"
+            name = self.fresh(f"{_identifier(eq.op, set())}_{len(self.bound)}")
             self.bound[name] = _primitive_call(eq)
             return [], f"{name}({', '.join(self.name(v) for v in eq.inputs)})"
         self.helpers[rule.name] = globals()[rule.name]
@@ -5051,16 +5107,19 @@ def _identifier(text, taken):
     name = re.sub(r"^kwargs_", "", name)
     if name[0].isdigit():
         name = "arg" + name
-    while (name in taken or name in _RESERVED or name.startswith(("t", "c"))
-           and name[1:].isdigit()):
-        name += "_"
+    while (name in taken or name in _RESERVED or name in globals()
+           or hasattr(builtins, name) or re.fullmatch(r"[tcv][0-9]+(_[0-9]+)?", name)):
+        name += "_"  # not a name the generated code uses for anything else
     return name
 
 
 _RESERVED = frozenset(("program", "inf", "nan", "exp", "log", "sqrt", "sin", "cos", "tanh",
                        "add", "sub", "mul", "truediv", "neg", "pow", "repeat", "sum", "map",
                        "zip", "range", "list", "abs", "len", "row", "column", "row0", "row1",
-                       "column0", "column1")) | frozenset(
+                       "column0", "column1", "np", "jnp", "jax", "torch", "math", "as_array",
+                       "as_float", "logsumexp", "scatter", "one_hot", "index_array",
+                       "take_backward", "im2col", "col2im", "argext", "_added",
+                       "_program")) | frozenset(
     keyword.kwlist)
 
 
@@ -5096,14 +5155,14 @@ class _Comprehension:
         if not top and var not in writer.inlined and var not in writer.virtual:
             return self.operand(var, var.shape)
         eq = writer.producer[var]
-        if eq.op == "broadcast_to":  # virtual: its source, read where it has the side
+        if eq.kind == "broadcast_to":  # virtual: its source, read where it has the side
             source = writer.resolve(eq.inputs[0])
             if source.data is not None and not source.shape:
                 return _literal(source.data)
             if source in writer.inlined or source in writer.virtual:
                 return self.expression(source)
             return self.operand(source, source.shape)
-        if eq.op == "matmul":  # the rows of x, the columns of y (see loops)
+        if eq.kind == "matmul":  # the rows of x, the columns of y (see loops)
             x, y = (writer.resolve(v) for v in eq.inputs)
             # A transposed operand is read from its source: the rows of x.T are zip(*x),
             # the columns of y.T are y's rows. (W3b: 4% of the step, 3 transposes.)
@@ -5118,7 +5177,7 @@ class _Comprehension:
         rule = _rule_of(eq)
         template = rule.safe_expr() if writer.safe else rule.expr
         operands = [self.expression(v) for v in eq.inputs]
-        if eq.op == "pow_scalar":
+        if eq.kind == "pow_scalar":
             operands.append(_literal(eq.attrs["exponent"]))
         for name in re.findall(r"[A-Za-z_]\w*(?=\()", template):
             if name.startswith("_"):
@@ -5126,7 +5185,7 @@ class _Comprehension:
         texts = []
         for i, text in enumerate(operands):
             if template.count("{%d}" % i) > 1 and not _is_atom(text):
-                bound = f"v{self.writer.count}_{len(self.bindings)}"
+                bound = self.writer.fresh(f"v{self.writer.count}_{len(self.bindings)}")
                 self.bindings.append((bound, text))
                 text = bound
             texts.append(text if _is_atom(text) else f"({text})")
@@ -5140,7 +5199,7 @@ class _Comprehension:
         before, clauses = [], []
         if self.matmul is not None:  # the columns of y, once
             x, y, ready = self.matmul
-            columns = y if ready else f"{y}_columns"
+            columns = y if ready else self.writer.fresh(f"{y}_columns")
             if not ready:
                 before.append(f"{columns} = list(zip(*{y}))")
         for level in range(k):
@@ -5150,8 +5209,9 @@ class _Comprehension:
                 if level < lead:
                     continue
                 if source[level - lead] == shape[level]:
-                    element = f"{name}_{_INDEX_LETTERS[level]}" if level < len(
-                        _INDEX_LETTERS) else f"{name}_{level}"
+                    element = self.writer.fresh(
+                        f"{name}_{_INDEX_LETTERS[level]}" if level < len(_INDEX_LETTERS)
+                        else f"{name}_{level}")
                     iterated.append(names[j])
                     targets.append(element)
                     names[j] = element
@@ -5253,6 +5313,8 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
     "broadcast_to": "{0}.expand({shape})", "transpose": "{0}.permute({axes})",
     "getitem": "{0}.reshape(-1)[{positions}].reshape({shape})",
     "scatter": "scatter({0}, {positions}, {shape})", "stop_gradient": "{0}.detach()",
+    "getitem_forward_steps": "{0}[{index}]",
+    "scatter_forward_steps": "scatter_slices({0}, {index_repr}, {shape})",
     "concatenate": "torch.cat([{all}], dim={axis})", "pow": "torch.pow({0}, {1})",
     "take": "torch.index_select({0}, {axis}, index_array({1}, {n}).reshape(-1))"
             ".reshape({shape})",
@@ -5277,6 +5339,11 @@ def as_array(x):
 def as_float(mask):
     """A mask of True and False as 1.0 and 0.0."""
     return {as_float}
+
+
+def plus_zero(x):
+    """x + 0.0: -0.0 becomes 0.0, everything else stays (XLA would drop a + 0.0)."""
+    return {xp}.where(x == 0.0, 0.0, x)
 
 
 def im2col(x, kernel, stride, padding, dilation, fill):
@@ -5379,6 +5446,13 @@ _TORCH_HELPERS = _ARRAY_HELPERS + '''
 def _added(out, window, values):
     """out with values added at window (out is col2im's own fresh tensor)."""
     out[window] += values
+    return out
+
+
+def scatter_slices(g, index, shape):
+    """Zeros of shape with g written at [index] (the gradient of indexing)."""
+    out = torch.zeros(shape, dtype=torch.float64)
+    out[index] = g
     return out
 
 
@@ -5505,7 +5579,7 @@ def _array_source(program, backend):
             names[eq.output] = operands[0]
             actual[eq.output] = actual.get(eq.inputs[0], eq.inputs[0].shape)
             continue
-        if all(v.data is not None and not v.shape for v in eq.inputs):
+        if all(re.fullmatch(r"-?(inf|nan|[0-9.e+-]+)", text) for text in operands):
             operands[0] = f"as_array({operands[0]})"  # numbers only: Python's 1.0 / 0.0 raises
         expression = _array_expression(eq, operands, table)
         rule = _rule_of(eq)
@@ -5537,14 +5611,18 @@ def _array_expression(eq, operands, table):
     attrs = dict(eq.attrs)
     if eq.op in ("sum", "max", "min", "logsumexp") and not attrs["axis"]:
         # over no axes: each element alone (the sum turns -0.0 into 0.0, as rax's)
-        return operands[0] if eq.op in ("max", "min") else f"({operands[0]} + 0.0)"
+        return operands[0] if eq.op in ("max", "min") else f"plus_zero({operands[0]})"
     if eq.op == "pow_scalar":
         exponent = attrs["exponent"]
-        if exponent == 0.5:  # the libraries take sqrt, which differs at -0.0 and -inf
-            return (f"{table.xp}.where({operands[0]} == -inf, inf, "
-                    f"{table.xp}.sqrt({operands[0]}) + 0.0)")
+        if exponent in (0.5, -0.5):  # the libraries take sqrt or rsqrt, which differ from
+            root = (f"{table.xp}.where({operands[0]} == -inf, inf, "  # pow at -0.0 and -inf
+                    f"plus_zero({table.xp}.sqrt({operands[0]})))")
+            return root if exponent == 0.5 else f"1.0 / {root}"
         return f"{table.words['power']}({operands[0]}, {_literal(exponent)})"
     template = table.ops[eq.op]
+    if eq.op in ("getitem", "scatter") and f"{eq.op}_forward_steps" in table.ops and all(
+            not isinstance(k, slice) or (k.step or 1) > 0 for k in attrs["index"]):
+        template = table.ops[f"{eq.op}_forward_steps"]  # torch slices by itself
     fields = {"xp": table.xp, "all": ", ".join(operands), "shape": tuple(eq.output.shape)}
     for key, value in attrs.items():
         fields[key] = tuple(value) if key == "axis" and isinstance(value, tuple) else value

@@ -7207,3 +7207,100 @@ def test_a_convnet_step_compiles_to_every_backend(backend):
     for e, g in zip(rax.tree_leaves(step(x, w, b)), rax.tree_leaves(got)):
         _close_to_rax(e, g.numpy() if backend == "torch" else
                       (g.tolist() if backend == "python" else g), backend)
+
+
+# ---- from a review of programs and backends: each was a wrong answer or a stray error ------
+
+def test_argument_names_never_collide_with_the_names_compiled_code_makes():
+    """Arguments named like the loop variables, bindings, temporaries, constants and
+    imports of compiled code (w and w_i, v0_0, v3, np, reduce_lists) keep their values, in
+    the Python code and in every backend."""
+    p = {"w": Tensor([[1.0, 2.0], [3.0, 4.0]]), "w_i": Tensor([10.0, 20.0])}
+    g = lambda p: p["w"] * 2.0 + p["w_i"]  # noqa: E731
+    assert rax.jit(g)(p).tolist() == g(p).tolist()
+    x, v = Tensor([1.0, 2.0]), Tensor([10.0, 100.0])
+    assert rax.jit(lambda x, y, arg1_i: x * y + arg1_i)(x, v, arg1_i=100.0).tolist() == \
+        [110.0, 300.0]
+    f = lambda x, v0_0: rax.relu(x * 3.0 + 1.0) * v0_0  # noqa: E731
+    assert rax.jit(f)(x, v0_0=v).tolist() == f(x, v).tolist()
+    h = lambda x, v3, np, reduce_lists: (x * 2.0 + 1.0) * v3 + np + reduce_lists  # noqa: E731
+    expected = h(x, v, 1.0, 2.0).tolist()
+    assert rax.jit(h)(x, v3=v, np=1.0, reduce_lists=2.0).tolist() == expected
+    for backend in BACKENDS:
+        if importlib.util.find_spec(backend) is None:
+            continue
+        got = rax.trace(h)(x, v3=v, np=1.0, reduce_lists=2.0).compile(backend)(
+            x, v3=v, np=1.0, reduce_lists=2.0)
+        assert [float(a) for a in got.tolist()] == expected, backend
+
+
+def test_a_primitive_named_like_a_rax_op_is_compiled_as_itself():
+    """Primitives of one's own named matmul, transpose and broadcast_to compile to calls of
+    their own forwards, not to rax's ops of those names."""
+    mm = rax.primitive("matmul", lambda x, y: (x @ y) * 2.0, [None, None])
+    tr = rax.primitive("transpose", lambda x: -x, [None])
+    bc = rax.primitive("broadcast_to", lambda x: x * 10.0, [None])
+    f = lambda x, y: mm(x, y) + 1.0 + tr(x) + bc(x)  # noqa: E731
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert rax.jit(f)(x, rax.eye(2)).tolist() == f(x, rax.eye(2)).tolist()
+
+
+def test_equations_with_attrs_that_print_alike_are_not_merged():
+    """Two calls of a primitive with different (large) arrays as attrs stay two equations."""
+    np = _np()
+    scale = rax.primitive("scale", lambda x, table: [v * float(table[500]) for v in x.data],
+                          [None])
+    t1, t2 = np.zeros(2000), np.zeros(2000)
+    t1[500], t2[500] = 1.0, 2.0
+    f = lambda a: (scale(a, table=t1), scale(a, table=t2))  # noqa: E731
+    x = Tensor([0.1, 0.5])
+    assert [t.tolist() for t in rax.trace(f)(x)(x)] == [[0.1, 0.5], [0.2, 1.0]]
+
+
+def test_grad_through_a_jitted_closure_and_after_a_finished_grad():
+    """jit inside grad whose f closes over the differentiated tensor gives the gradient;
+    after a grad is over, a jitted call on its results runs compiled again."""
+    xd = Tensor([3.0, 4.0])
+    assert rax.grad(lambda w: rax.jit(lambda x: (x * w).sum())(xd))(
+        Tensor([1.0, 2.0])).tolist() == [3.0, 4.0]
+    w = Tensor([1.0, 2.0])
+    w = w - 0.01 * rax.grad(lambda w: (w * xd).sum())(w)
+    assert rax.jit(lambda w, x: (w * x).sum())(w, xd).op is None
+
+
+def test_backends_follow_pow_at_signed_zero_and_infinity_and_never_divide_numbers():
+    """x ** 0.5 and x ** -0.5 at -0.0 and -inf, a sum over no axes of -0.0, and a division
+    of two numbers by zero give rax's answers in every backend (no ZeroDivisionError)."""
+    x = Tensor([-0.0, -inf, 4.0, 0.0])
+    f = lambda x: (x ** -0.5, x ** 0.5, x.sum(axis=()),  # noqa: E731
+                   rax.broadcast_to(Tensor(1.0), (4,)) / rax.broadcast_to(Tensor(0.0), (4,)))
+    program = rax.trace(f)(x)
+    for backend in BACKENDS:
+        _backend_module(backend)
+        for e, g in zip(f(x), program.compile(backend)(x)):
+            got = g.numpy() if backend == "torch" else g
+            assert [_p19_bits(float(v)) for v in got.tolist()] == \
+                [_p19_bits(v) for v in e.tolist()], backend
+
+
+def test_backends_refuse_complex_arrays_and_primitives_may_read_their_inputs():
+    """A complex array given to a compiled backend is a TypeError; a primitive whose
+    forward reads its input (tolist) traces and compiles, since programs call it again."""
+    np = _np()
+    program = rax.trace(lambda x: x * 2.0)(Tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="complex"):
+        program.compile("numpy")(np.array([1j, 2.0]))
+    erf = rax.primitive("erf", lambda x: [math.erf(v) for v in x.tolist()], [None])
+    x = Tensor([0.5, 1.0])
+    assert rax.jit(lambda x: erf(x) * 2.0)(x).tolist() == (erf(x) * 2.0).tolist()
+
+
+def test_torch_slices_with_positive_steps_need_no_positions():
+    """A plain slice is torch's own slicing in the generated code (small source); negative
+    steps still give rax's values."""
+    _backend_module("torch")
+    assert len(rax.trace(lambda x: x[1:].sum())(rax.zeros((300, 300))).source("torch")) < 5000
+    x = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    f = lambda x: (x[::-1, 1:].sum(), rax.grad(lambda x: x[1:, ::2].sum())(x))  # noqa: E731
+    for e, g in zip(f(x), rax.trace(f)(x).compile("torch")(x)):
+        assert g.tolist() == e.tolist()
