@@ -2615,8 +2615,9 @@ import spiral  # noqa: E402
 import termplot  # noqa: E402
 import jit as jit_lesson  # noqa: E402
 import graduate  # noqa: E402
+import convnet  # noqa: E402
 
-LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate)
+LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate, convnet)
 
 
 @pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
@@ -7304,3 +7305,12 @@ def test_torch_slices_with_positive_steps_need_no_positions():
     f = lambda x: (x[::-1, 1:].sum(), rax.grad(lambda x: x[1:, ::2].sum())(x))  # noqa: E731
     for e, g in zip(f(x), rax.trace(f)(x).compile("torch")(x)):
         assert g.tolist() == e.tolist()
+
+
+def test_convnet_lesson_learns_bars_from_crosses():
+    """examples/convnet.py: conv, relu, max pool and a linear layer, trained with
+    cross_entropy on integer labels through rax.jit, learn the task: the loss falls and new
+    images are classified well."""
+    result = convnet.main(verbose=False)
+    assert result["losses"][-1] < 0.2 * result["losses"][0]
+    assert result["test_accuracy"] >= 0.9

@@ -149,6 +149,42 @@ def hand_chain(x, steps):
     return dy_dx
 
 
+def hand_conv_gradients(x, w, g):
+    """The forward pass conv2d(x, w), then d/dx and d/dw given g, the gradient of its output
+    (d/dx and d/dw of sum(conv2d(x, w) * g)), for x
+    (N, C, H, W), w (O, C, 3, 3) (stride 1, no padding), by im2col by hand: the patches of
+    each image, the dot products with each filter, the gradients through the same patches."""
+    n_out, kh, kw = len(w), len(w[0][0]), len(w[0][0][0])
+    filters = [[v for channel in f for row in channel for v in row] for f in w]
+    h, width = len(x[0][0]), len(x[0][0][0])
+    oh, ow = h - kh + 1, width - kw + 1
+    dw = [[0.0] * len(filters[0]) for _ in range(n_out)]
+    dx, outputs = [], []
+    for image, gi in zip(x, g):
+        columns = [[v for r in range(oh) for v in channel[r + i][j:j + ow]]
+                   for channel in image for i in range(kh) for j in range(kw)]
+        patches = list(zip(*columns))
+        outputs.append([[sum(map(mul, patch, f)) for patch in patches] for f in filters])
+        grads = [[v for row in go for v in row] for go in gi]  # (O, OH * OW)
+        for o in range(n_out):  # dw[o][k] = sum over positions of g * patch
+            dw[o] = [a + sum(map(mul, grads[o], column)) for a, column in zip(dw[o], columns)]
+        dpatches = [[sum(map(mul, by_filter, f_column)) for f_column in zip(*filters)]
+                    for by_filter in zip(*grads)]
+        image_grad = [[[0.0] * width for _ in range(h)] for _ in image]
+        k = 0
+        for c in range(len(image)):
+            for i in range(kh):
+                for j in range(kw):
+                    column = [p[k] for p in dpatches]
+                    k += 1
+                    for r in range(oh):
+                        row = image_grad[c][r + i]
+                        row[j:j + ow] = map(add, row[j:j + ow], column[r * ow:(r + 1) * ow])
+        dx.append(image_grad)
+    return dx, [[[dw[o][(c * kh + i) * kw:(c * kh + i + 1) * kw] for i in range(kh)]
+                 for c in range(len(x[0]))] for o in range(n_out)], outputs
+
+
 # ---- the same with rax ----------------------------------------------------------------------
 
 def rax_params(params):
@@ -358,6 +394,18 @@ def workloads(quick):
     rows.append(("W3b-jit", "the same, rax.jit", 1.0,
                  lambda: hand_step_cross_entropy(params, batch, labels, 0.1),
                  lambda: item_first(step_ce(rparams, rbatch, rlabels)), None))
+
+    conv_batch = 4 if quick else 16
+    images = [[random_matrix(rng, 28, 28)] for _ in range(conv_batch)]
+    filters = [[random_matrix(rng, 3, 3)] for _ in range(8)]
+    upstream = [[random_matrix(rng, 26, 26) for _ in range(8)] for _ in range(conv_batch)]
+    timages, tfilters, tupstream = rax.Tensor(images), rax.Tensor(filters), rax.Tensor(upstream)
+    def with_rax():  # the forward pass, then the backward pass from the upstream gradient
+        out, backward = rax.vjp(rax.conv2d, timages, tfilters)
+        dx, dw = backward(tupstream)
+        return dx, dw, out.reshape(out.shape[:2] + (-1,))
+    rows.append(("W5", f"conv2d ({conv_batch}, 1, 28, 28), 8 3x3 filters, forward, d/dx, d/dw",
+                 1.3, lambda: hand_conv_gradients(images, filters, upstream), with_rax, None))
 
     steps = 10_000
     micro = (lambda: micrograd_chain(0.5, steps)) if MicrogradValue is not None else None
