@@ -69,10 +69,10 @@ rule        what an op computes, said once beside it: an ``_Elementwise`` expres
             read by eager rax, a program's replay and its compiled code alike, or a
             ``_Kernel``, the kernel (appendix A) that all three call.
 
-Inside this file ``sum``, ``max``, ``min``, ``abs`` and ``pow`` are rax's tensor ops, named
-as NumPy's, and they hide Python's builtins of the same names: where Python's are meant,
-the code says ``_sum``, ``_max``, ``_min`` and ``_abs``; calls of the tensor ops are written
-as methods (``g.sum(axes)``) wherever a builtin could be read instead.
+Inside this file ``sum``, ``max``, ``min``, ``abs``, ``pow`` and ``round`` are rax's tensor
+ops, named as NumPy's, and they hide Python's builtins of the same names: where Python's
+are meant, the code says ``_sum``, ``_max``, ``_min``, ``_abs`` and ``_round``; calls of the
+tensor ops are written as methods (``g.sum(axes)``) wherever a builtin could be read instead.
 
 How to read it. The first three chapters are the idea, about twenty minutes; the rest is
 reference, to read when you need it (Python looks names up when a function runs, so a
@@ -114,8 +114,8 @@ import threading
 import weakref
 from types import MappingProxyType
 
-# rax.abs, rax.pow, rax.sum, rax.max and rax.min are left out, so that `from rax import *`
-# does not shadow Python's builtins of the same names.
+# rax.abs, rax.pow, rax.round, rax.sum, rax.max and rax.min are left out, so that
+# `from rax import *` does not shadow Python's builtins of the same names.
 __all__ = [
     "Tensor", "GradNode", "AxisError",
     # constructors
@@ -130,9 +130,12 @@ __all__ = [
     # reduce
     "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std",
     # more ops for models
-    "clip", "sign", "leaky_relu", "silu", "softplus", "elu", "layer_norm", "mse_loss",
+    "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
+    "elu", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
-    "take", "take_along_axis", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
+    "take", "take_along_axis", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "hstack",
+    "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
+    "dropout",
     # movement
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff
@@ -162,6 +165,7 @@ MAX_SIZE = 2 ** 31
 
 # Python's own sum, max, min and abs, which rax's tensor ops of the same names hide here.
 _sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
+_round = builtins.round
 
 
 class AxisError(ValueError, IndexError):
@@ -276,7 +280,7 @@ class Tensor:
         return int(float(self))
 
     def __round__(self, digits=None):
-        return round(float(self), digits)
+        return _round(float(self), digits)
 
     def __bool__(self):
         if self.size != 1:
@@ -348,6 +352,10 @@ class Tensor:
     def __rtruediv__(self, other): return div(other, self)
     def __pow__(self, other): return pow(self, other)
     def __rpow__(self, other): return pow(other, self)
+    def __mod__(self, other): return mod(self, other)
+    def __rmod__(self, other): return mod(other, self)
+    def __floordiv__(self, other): return floor_divide(self, other)
+    def __rfloordiv__(self, other): return floor_divide(other, self)
     def __matmul__(self, other): return matmul(self, other)
     def __rmatmul__(self, other): return matmul(other, self)
     def __neg__(self): return neg(self)
@@ -2076,6 +2084,204 @@ def flip(x, axis=None):
     return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
 
 
+def hstack(tensors):
+    """Tensors joined along axis 1 (along axis 0 if they are 1-D), as numpy.hstack.
+
+    >>> hstack([Tensor([1, 2]), Tensor([3])]).tolist()
+    [1.0, 2.0, 3.0]
+    """
+    tensors = [_as_tensor(t, "hstack") for t in _as_sequence("hstack", tensors)]
+    return concatenate(tensors, 0 if tensors and tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Tensors joined along axis 0, 1-D ones as rows, as numpy.vstack.
+
+    >>> vstack([Tensor([1, 2]), Tensor([3, 4])]).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
+    tensors = [_as_tensor(t, "vstack") for t in _as_sequence("vstack", tensors)]
+    return concatenate([t.reshape((1,) + t.shape) if t.ndim == 1 else t for t in tensors], 0)
+
+
+def split(x, sections, axis=0):
+    """x cut along `axis` into `sections` equal parts (an int), or at the given indices (a
+    list), as numpy.split: a list of tensors, each with its own slice of the gradient.
+
+    >>> [t.tolist() for t in split(arange(5), [2])]
+    [[0.0, 1.0], [2.0, 3.0, 4.0]]
+    """
+    x = _as_tensor(x, "split")
+    axis = _normalize_axis("split", axis, x.ndim)
+    n = x.shape[axis]
+    if isinstance(sections, numbers.Integral):
+        if sections < 1 or n % sections or sections > _max(n, 1):
+            raise ValueError(f"split: axis {axis} of size {n} does not divide into "
+                             f"{sections} equal parts")
+        cuts = [n // sections * i for i in range(1, sections)]
+    else:
+        cuts = [operator.index(i) for i in _as_sequence("split", sections)]
+    bounds = [0] + cuts + [n]
+    lead = (slice(None),) * axis
+    return [x[lead + (slice(start, _max(start, stop)),)] for start, stop in zip(bounds, bounds[1:])]
+
+
+def tile(x, reps):
+    """x repeated reps times along each axis (an int or a tuple), as numpy.tile.
+
+    >>> tile(Tensor([1, 2]), 2).tolist()
+    [1.0, 2.0, 1.0, 2.0]
+    """
+    x = _as_tensor(x, "tile")
+    reps = (reps,) if isinstance(reps, numbers.Integral) else tuple(_as_sequence("tile", reps))
+    reps = tuple(_int("tile", "reps", r, 0) for r in reps)
+    ndim = _max(x.ndim, len(reps))
+    reps = (1,) * (ndim - len(reps)) + reps
+    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
+    # each axis of x gets a new axis of size r in front of it, broadcast, then merged
+    spread = x.reshape(tuple(v for n in x.shape for v in (1, n)))
+    big = broadcast_to(spread, tuple(v for r, n in zip(reps, x.shape) for v in (r, n)))
+    return big.reshape(tuple(r * n for r, n in zip(reps, x.shape)))
+
+
+def repeat(x, repeats, axis=None):
+    """Each element repeated `repeats` times along `axis` (None: of x flattened), as
+    numpy.repeat with an int count.
+
+    >>> repeat(Tensor([1, 2]), 2).tolist()
+    [1.0, 1.0, 2.0, 2.0]
+    """
+    x = _as_tensor(x, "repeat")
+    repeats = _int("repeat", "repeats", repeats, 0)
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    axis = _normalize_axis("repeat", axis, x.ndim)
+    _check_size("repeat", x.shape[:axis] + (x.shape[axis] * repeats,) + x.shape[axis + 1:])
+    return take(x, [float(i) for i in range(x.shape[axis]) for _ in range(repeats)], axis)
+
+
+def roll(x, shift, axis=None):
+    """x shifted by `shift` places along `axis` (None: of x flattened), the elements that
+    leave at one end coming back at the other, as numpy.roll with an int shift.
+
+    >>> roll(Tensor([1, 2, 3]), 1).tolist()
+    [3.0, 1.0, 2.0]
+    """
+    x = _as_tensor(x, "roll")
+    shift = _int("roll", "shift", shift, -sys.maxsize)
+    if axis is None:
+        return roll(x.reshape(-1), shift, 0).reshape(x.shape)
+    axis = _normalize_axis("roll", axis, x.ndim)
+    n = x.shape[axis]
+    return take(x, [float((i - shift) % n) for i in range(n)], axis) if n else x
+
+
+def tril(x, k=0):
+    """x with the elements above the k-th diagonal of its last two axes set to 0 (where,
+    not a product: an inf above stays out).   d/dx = 1 where kept
+
+    >>> tril(ones((2, 2))).tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    return _triangle("tril", x, k, lambda i, j: j - i <= k)
+
+
+def triu(x, k=0):
+    """x with the elements below the k-th diagonal of its last two axes set to 0.
+
+    >>> triu(ones((2, 2))).tolist()
+    [[1.0, 1.0], [0.0, 1.0]]
+    """
+    return _triangle("triu", x, k, lambda i, j: j - i >= k)
+
+
+def _triangle(op, x, k, keep):
+    x = _as_tensor(x, op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: needs at least 2 axes, got shape {x.shape}")
+    k = _int(op, "k", k, -sys.maxsize)
+    n, m = x.shape[-2:]
+    mask = [[1.0 if keep(i, j) else 0.0 for j in range(m)] for i in range(n)]
+    return where(Tensor(mask) if n and m else zeros((n, m)), x, 0.0)
+
+
+def diag(x, k=0):
+    """The k-th diagonal of a 2-D x as a 1-D tensor, or a 1-D x as the k-th diagonal of a
+    square matrix of zeros, as numpy.diag.
+
+    >>> diag(Tensor([[1, 2], [3, 4]])).tolist()
+    [1.0, 4.0]
+    """
+    x = _as_tensor(x, "diag")
+    k = _int("diag", "k", k, -sys.maxsize)
+    if x.ndim == 1:
+        size = x.shape[0] + _abs(k)
+        _check_size("diag", (size, size))
+        mask = Tensor([[float(j - i == k) for j in range(size)] for i in range(size)]) \
+            if size else zeros((0, 0))
+        values = concatenate([x, zeros((_abs(k),))])  # row i holds x[i] (k >= 0), or
+        across = values.reshape((size, 1) if k >= 0 else (1, size))  # column j holds x[j]
+        return where(mask, broadcast_to(across, (size, size)), 0.0)
+    if x.ndim != 2:
+        raise ValueError(f"diag: needs 1 or 2 axes, got shape {x.shape}")
+    n, m = x.shape
+    positions = [float(i * m + i + k) for i in range(n) if 0 <= i + k < m]
+    return take(x.reshape(-1), positions, 0)
+
+
+def _matrix_trace(x, k=0):
+    """The sum of the k-th diagonal of a 2-D x, as numpy.trace: the method t.trace() (the
+    name rax.trace is the tracer of chapter 10).   d/dx = 1 on the diagonal
+
+    >>> Tensor([[1, 2], [3, 4]]).trace().item()
+    5.0
+    """
+    return diag(x, k).sum()
+
+
+def pad(x, pad_width, value=0.0):
+    """x with `value` added before and after each axis, as numpy.pad in constant mode:
+    pad_width is an int, a pair (before, after) for every axis, or one pair per axis.
+
+    >>> pad(Tensor([1, 2]), 1).tolist()
+    [0.0, 1.0, 2.0, 0.0]
+    """
+    x = _as_tensor(x, "pad")
+    value = _scalar("pad", "value", value)
+    if isinstance(pad_width, numbers.Integral):
+        widths = [(pad_width, pad_width)] * x.ndim
+    else:
+        pairs = [tuple(p) if isinstance(p, (list, tuple)) else (p, p)
+                 for p in _as_sequence("pad", pad_width)]
+        widths = pairs * x.ndim if len(pairs) == 1 else pairs
+    if len(widths) != x.ndim or any(len(p) != 2 for p in widths):
+        raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape "
+                         f"{x.shape}")
+    for axis, (before, after) in enumerate(widths):
+        before, after = _int("pad", "pad_width", before, 0), _int("pad", "pad_width", after, 0)
+        side = lambda n: full(x.shape[:axis] + (n,) + x.shape[axis + 1:], value)  # noqa: E731
+        x = concatenate([side(before), x, side(after)], axis)
+    return x
+
+
+def dropout(x, p=0.5, rng=None, mask=None):
+    """Inverted dropout: each element kept with probability 1 - p and scaled by 1 / (1 - p),
+    else 0 (as torch.nn.functional.dropout in training). The mask is drawn from rng; or
+    give it (1.0 kept, 0.0 dropped), which a traced program can take as an input: a mask
+    drawn inside a traced function is a constant of the program.   d/dx = mask / (1 - p)
+
+    >>> dropout(ones((4,)), 0.5, rng=0).tolist()
+    [2.0, 2.0, 0.0, 0.0]
+    """
+    x = _as_tensor(x, "dropout")
+    p = _scalar("dropout", "p", p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if mask is None:
+        mask = uniform(x.shape, rng=rng) >= p
+    return where(mask, x / (1.0 - p), 0.0)
+
+
 # ---- 5b. Arithmetic for models -------------------------------------------------------------
 
 def clip(x, low=None, high=None):
@@ -2094,6 +2300,73 @@ def clip(x, low=None, high=None):
     if high is not None:
         x = where(x > high, high, x)
     return x
+
+
+def floor(x):
+    """The largest integer <= x, as a float (inf, nan and -0.0 stay, as NumPy).   d/dx = 0
+
+    >>> floor(Tensor([-1.5, 2.5])).tolist()
+    [-2.0, 2.0]
+    """
+    return _unary(floor, x, _FLOOR, _NO_GRADIENT[:1])
+
+
+_FLOOR = _RULES["floor"] = _Elementwise("_floor({0})", "_floor")
+
+
+def ceil(x):
+    """The smallest integer >= x, as a float (ceil(-0.5) = -0.0, as NumPy).   d/dx = 0
+
+    >>> ceil(Tensor([-1.5, 2.5])).tolist()
+    [-1.0, 3.0]
+    """
+    return _unary(ceil, x, _CEIL, _NO_GRADIENT[:1])
+
+
+_CEIL = _RULES["ceil"] = _Elementwise("_ceil({0})", "_ceil")
+
+
+def round(x):
+    """x rounded to the nearest integer, ties to even (as numpy.round), as a float.
+    d/dx = 0. (Inside this file, Python's round is _round.)
+
+    >>> round(Tensor([0.5, 1.5, -2.5])).tolist()
+    [0.0, 2.0, -2.0]
+    """
+    return _unary(round, x, _ROUND, _NO_GRADIENT[:1])
+
+
+_ROUND = _RULES["round"] = _Elementwise("_round_even({0})", "_round_even")
+
+
+def mod(x, y):
+    """x - floor(x / y) * y, with the sign of y (numpy.mod, Python's %); nan where y is 0.
+
+    d/dx = 1, d/dy = -floor(x / y) (as torch.remainder)
+
+    >>> mod(Tensor([5, -5]), 3).tolist()
+    [2.0, 1.0]
+    """
+    return _binary(mod, x, y, _MOD, _mod_vjps)
+
+
+_MOD = _RULES["mod"] = _Elementwise("{0} % {1}", operator.mod, safe="_mod")
+_mod_vjps = (lambda g, out, x, y: g,
+             lambda g, out, x, y: g * -floor(x / y))
+
+
+def floor_divide(x, y):
+    """floor(x / y), as numpy.floor_divide and Python's //; x // 0 gives inf, -inf or nan.
+    No gradient (as PyTorch).
+
+    >>> floor_divide(Tensor([5, -5]), 3).tolist()
+    [1.0, -2.0]
+    """
+    return _binary(floor_divide, x, y, _FLOOR_DIVIDE, _NO_GRADIENT)
+
+
+_FLOOR_DIVIDE = _RULES["floor_divide"] = _Elementwise("{0} // {1}", operator.floordiv,
+                                                      safe="_floor_divide")
 
 
 def sign(x):
@@ -2121,8 +2394,8 @@ def leaky_relu(x, negative_slope=0.01):
 def silu(x):
     """x * sigmoid(x).   d/dx = s + x s (1 - s), s = sigmoid(x)
 
-    >>> round(silu(Tensor(1.0)).item(), 6)
-    0.731059
+    >>> f"{silu(Tensor(1.0)):.6f}"
+    '0.731059'
     """
     x = _as_tensor(x, "silu")
     return x * sigmoid(x)
@@ -2180,8 +2453,8 @@ def layer_norm(x, axis=-1, eps=1e-5):
     """(x - mean) / sqrt(var + eps) over `axis`, the biased variance (as
     torch.nn.functional.layer_norm, without its weight and bias).
 
-    >>> [round(v, 4) for v in layer_norm(Tensor([1.0, 3.0])).tolist()]
-    [-1.0, 1.0]
+    >>> [f"{v:.4f}" for v in layer_norm(Tensor([1.0, 3.0])).tolist()]
+    ['-1.0000', '1.0000']
     """
     x = _as_tensor(x, "layer_norm")
     axes = _normalize_axes("layer_norm", axis, x.ndim)
@@ -2228,7 +2501,7 @@ def cross_entropy(logits, labels, axis=-1, reduction="mean"):
     """nll_loss(log_softmax(logits, axis), labels, axis, reduction): stable at logits of
     +-1000.   d/dlogits = softmax(logits) - one_hot(labels) (/ n)
 
-    >>> round(cross_entropy(Tensor([[1000.0, 0.0]]), [1]).item(), 6)
+    >>> cross_entropy(Tensor([[1000.0, 0.0]]), [1]).item()
     1000.0
     """
     logits = _as_tensor(logits, "cross_entropy")
@@ -2397,14 +2670,15 @@ _col2im_vjps = (lambda g, out, g0: _im2col(g, out.attrs["kernel"], out.attrs["st
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
-            sign, clip, leaky_relu, silu, softplus, elu,
+            sign, floor, ceil, round, clip, leaky_relu, silu, softplus, elu,
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
-            moveaxis, flip,
-            add, sub, mul, div, pow, maximum, minimum, matmul,
+            moveaxis, flip, repeat, roll, tril, triu, diag,
+            add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
             less, less_equal, greater, greater_equal, equal):
     setattr(Tensor, _op.__name__, _op)
 del _op
+Tensor.trace = _matrix_trace  # rax.trace traces functions (chapter 10)
 
 
 # ============================================================================================
@@ -3851,8 +4125,8 @@ def primitive(op, forward, vjps):
     >>> y = softplus(x)
     >>> y.op, y.inputs[0] is x
     ('softplus', True)
-    >>> [round(v, 4) for v in grad(lambda x: softplus(x).sum())(x).tolist()]
-    [0.5, 0.8808]
+    >>> [f"{v:.4f}" for v in grad(lambda x: softplus(x).sum())(x).tolist()]
+    ['0.5000', '0.8808']
     """
     if not isinstance(op, str):
         raise TypeError(f"primitive: the op's name must be a str, got {op!r}")
@@ -5279,6 +5553,8 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "neg": "-{0}", "exp": "{xp}.exp({0})", "log": "{xp}.log({0})", "sqrt": "{xp}.sqrt({0})",
     "sin": "{xp}.sin({0})", "cos": "{xp}.cos({0})", "tanh": "{xp}.tanh({0})",
     "abs": "{xp}.abs({0})", "sigmoid": "1.0 / (1.0 + {xp}.exp(-{0}))",
+    "floor": "{xp}.floor({0})", "ceil": "{xp}.ceil({0})", "round": "{xp}.round({0})",
+    "mod": "{xp}.remainder({0}, {1})", "floor_divide": "{xp}.floor_divide({0}, {1})",
     "relu": "{xp}.where({0} < 0.0, 0.0, {0})",
     "relu_backward": "{xp}.where({1} <= 0.0, 0.0, {0})",
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
@@ -6229,6 +6505,44 @@ def _cos(x):
 def _sigmoid(x):
     """1 / (1 + e**-x), computed as PyTorch does; e**-x may overflow to inf, giving 0."""
     return 1.0 / (1.0 + _exp(-x))
+
+
+def _integral(r, x):
+    """A rounding r of x as a float: x itself where it is inf or nan, -0.0 for a zero that
+    came from a negative x (as NumPy)."""
+    if not math.isfinite(x):
+        return x
+    r = float(r(x))
+    return math.copysign(r, x) if r == 0.0 else r
+
+
+def _floor(x):
+    return _integral(math.floor, x)
+
+
+def _ceil(x):
+    return _integral(math.ceil, x)
+
+
+def _round_even(x):
+    """Python's round, which rounds ties to even, as numpy.round."""
+    return _integral(_round, x)
+
+
+def _mod(x, y):
+    """x % y, with nan where y is 0 (Python raises) as numpy.mod."""
+    try:
+        return x % y
+    except ZeroDivisionError:
+        return nan
+
+
+def _floor_divide(x, y):
+    """x // y, with x // 0 = inf, -inf or nan (Python raises) as numpy.floor_divide."""
+    try:
+        return x // y
+    except ZeroDivisionError:
+        return _div(x, y)
 
 
 def _max_of(values):
