@@ -131,7 +131,7 @@ __all__ = [
     "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std",
     # more ops for models
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
-    "elu", "layer_norm", "mse_loss",
+    "elu", "erf", "gelu", "cumsum", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     "take", "take_along_axis", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "hstack",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
@@ -150,7 +150,7 @@ __all__ = [
     "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
     "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
     "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
-    "checked_indices_lists", "im2col_lists", "col2im_lists",
+    "checked_indices_lists", "im2col_lists", "col2im_lists", "cumsum_lists",
 ]
 
 
@@ -2369,6 +2369,57 @@ _FLOOR_DIVIDE = _RULES["floor_divide"] = _Elementwise("{0} // {1}", operator.flo
                                                       safe="_floor_divide")
 
 
+def erf(x):
+    """The error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x.
+    d/dx erf(x) = 2/sqrt(pi) exp(-x**2)
+
+    >>> erf(Tensor([0.0, inf])).tolist()
+    [0.0, 1.0]
+    """
+    return _unary(erf, x, _ERF, _erf_vjps)
+
+
+_ERF = _RULES["erf"] = _Elementwise("erf({0})", math.erf)
+_erf_vjps = (lambda g, out, x: g * (2.0 / math.sqrt(math.pi) * exp(-(x * x))),)
+
+
+def gelu(x):
+    """x times the standard normal distribution function at x, with erf (the exact GELU of
+    torch.nn.functional.gelu).   d/dx = Phi(x) + x phi(x)
+
+    >>> gelu(Tensor([0.0, 1000.0])).tolist()
+    [0.0, 1000.0]
+    """
+    x = _as_tensor(x, "gelu")
+    return 0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def cumsum(x, axis=None):
+    """The running sums along `axis` (None: of x flattened), added in order, as
+    numpy.cumsum.   d/dx: g summed from each place to the end (a reversed cumsum)
+
+    >>> cumsum(Tensor([1, 2, 3])).tolist()
+    [1.0, 3.0, 6.0]
+    """
+    x = _as_tensor(x, "cumsum")
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    axis = _normalize_axis("cumsum", axis, x.ndim)
+    return _node("cumsum", _cumsum, cumsum_lists(x.data, x.shape, axis), x.shape, (x,),
+                 _cumsum_vjps, {"axis": axis})
+
+
+def _cumsum(x, axis):
+    """cumsum, called as node.forward(*node.inputs, **node.attrs) is."""
+    return cumsum(x, axis)
+
+
+_RULES["cumsum"] = _Kernel("cumsum_lists", lambda shapes, attrs, shape: (shapes[0],
+                                                                         attrs["axis"]))
+_cumsum_vjps = (lambda g, out, x: flip(cumsum(flip(g, out.attrs["axis"]), out.attrs["axis"]),
+                                       out.attrs["axis"]),)
+
+
 def sign(x):
     """-1, 0 or 1 as x is negative, zero or positive; nan for nan (as NumPy).   d/dx = 0
 
@@ -2670,7 +2721,7 @@ _col2im_vjps = (lambda g, out, g0: _im2col(g, out.attrs["kernel"], out.attrs["st
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
-            sign, floor, ceil, round, clip, leaky_relu, silu, softplus, elu,
+            sign, floor, ceil, round, clip, leaky_relu, silu, softplus, elu, erf, gelu, cumsum,
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
             moveaxis, flip, repeat, roll, tril, triu, diag,
@@ -5315,7 +5366,7 @@ class _PythonWriter:
         outputs = ", ".join(self.name(v) for v in program.outputs)
         self.lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
         head = [f"def program({', '.join(params)}):"]
-        imports = ["from math import inf, nan, exp, log, sqrt, sin, cos, tanh",
+        imports = ["from math import inf, nan, exp, log, sqrt, sin, cos, tanh, erf",
                    "from operator import add, sub, mul, truediv, neg, pow",
                    "from itertools import repeat"]
         if self.helpers:
@@ -5387,7 +5438,7 @@ def _identifier(text, taken):
     return name
 
 
-_RESERVED = frozenset(("program", "inf", "nan", "exp", "log", "sqrt", "sin", "cos", "tanh",
+_RESERVED = frozenset(("program", "inf", "nan", "exp", "log", "sqrt", "sin", "cos", "tanh", "erf",
                        "add", "sub", "mul", "truediv", "neg", "pow", "repeat", "sum", "map",
                        "zip", "range", "list", "abs", "len", "row", "column", "row0", "row1",
                        "column0", "column1", "np", "jnp", "jax", "torch", "math", "as_array",
@@ -5554,6 +5605,7 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "sin": "{xp}.sin({0})", "cos": "{xp}.cos({0})", "tanh": "{xp}.tanh({0})",
     "abs": "{xp}.abs({0})", "sigmoid": "1.0 / (1.0 + {xp}.exp(-{0}))",
     "floor": "{xp}.floor({0})", "ceil": "{xp}.ceil({0})", "round": "{xp}.round({0})",
+    "erf": "erf({0})", "cumsum": "{xp}.cumsum({0}, {dim}={axis})",
     "mod": "{xp}.remainder({0}, {1})", "floor_divide": "{xp}.floor_divide({0}, {1})",
     "relu": "{xp}.where({0} < 0.0, 0.0, {0})",
     "relu_backward": "{xp}.where({1} <= 0.0, 0.0, {0})",
@@ -5668,6 +5720,9 @@ def _added(out, window, values):
     return out
 
 
+erf = np.vectorize(math.erf, otypes=[np.float64])  # NumPy has no erf of its own
+
+
 def scatter(g, index, shape):
     """Zeros of shape with g written at [index] (the gradient of indexing)."""
     out = np.zeros(shape)
@@ -5699,6 +5754,9 @@ def one_hot(labels, n):
 '''
 _JAX_HELPERS = _ARRAY_HELPERS + '''
 
+from jax.scipy.special import erf  # noqa: E402
+
+
 def index_array(indices, n):
     """Integer indices along a side of n, negatives from the end (under jax.jit nothing
     can be raised: JAX clamps an index out of range)."""
@@ -5723,6 +5781,9 @@ def _added(out, window, values):
     """out with values added at window (out is col2im's own fresh tensor)."""
     out[window] += values
     return out
+
+
+erf = torch.erf
 
 
 def scatter_slices(g, index, shape):
@@ -5899,7 +5960,8 @@ def _array_expression(eq, operands, table):
     if eq.op in ("getitem", "scatter") and f"{eq.op}_forward_steps" in table.ops and all(
             not isinstance(k, slice) or (k.step or 1) > 0 for k in attrs["index"]):
         template = table.ops[f"{eq.op}_forward_steps"]  # torch slices by itself
-    fields = {"xp": table.xp, "all": ", ".join(operands), "shape": tuple(eq.output.shape)}
+    fields = {**table.words, "xp": table.xp, "all": ", ".join(operands),
+              "shape": tuple(eq.output.shape)}
     for key, value in attrs.items():
         fields[key] = tuple(value) if key == "axis" and isinstance(value, tuple) else value
     if "index" in attrs:
@@ -6421,6 +6483,21 @@ def col2im_lists(g, shape, kernel, stride, padding, dilation):
             image.append([row[pw:pw + w] for row in channel[ph:ph + h]])
         result.append(image)
     return result if n else []
+
+
+def cumsum_lists(x, shape, axis):
+    """The running sums of nested list x along `axis`, each added to the last in order.
+
+    >>> cumsum_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), 0)
+    [[1.0, 2.0], [4.0, 6.0]]
+    """
+    if axis == len(shape) - 1:  # rows: itertools.accumulate at C speed
+        return elementwise(lambda row: list(itertools.accumulate(row)), (x,), axis) \
+            if axis else list(itertools.accumulate(x))
+    if axis > 0:
+        return [cumsum_lists(child, shape[1:], axis - 1) for child in x]
+    return list(itertools.accumulate(x, lambda total, row: elementwise(
+        operator.add, (total, row), len(shape) - 1))) if x else x
 
 
 def concatenate_lists(parts, axis):

@@ -5512,7 +5512,7 @@ def test_each_elementwise_rule_says_one_computation(op):
     rule = rax._POW_INTEGER if op == "pow_scalar" else rax._RULES[op]  # integer exponents
     arity = len(set(re.findall(r"\{\d\}", rule.expr)))
     namespace = {name: getattr(math, name) for name in ("exp", "log", "sqrt", "sin", "cos",
-                                                        "tanh", "inf", "nan")}
+                                                        "tanh", "erf", "inf", "nan")}
     namespace.update({name: value for name, value in vars(rax).items()
                       if name.startswith("_") and callable(value)})
     fast = eval("lambda *v: " + rule.expr.format(*(f"v[{i}]" for i in range(arity))), namespace)
@@ -6846,6 +6846,10 @@ ACTIVATIONS = [  # (name, rax function, value, derivative)
      lambda v: 1 / (1 + math.exp(-v))),
     ("elu", rax.elu, lambda v: v if v > 0 else math.expm1(v),
      lambda v: 1.0 if v > 0 else math.exp(v)),
+    ("erf", rax.erf, math.erf, lambda v: 2.0 / math.sqrt(math.pi) * math.exp(-v * v)),
+    ("gelu", rax.gelu, lambda v: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),
+     lambda v: 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
+     + v * math.exp(-v * v / 2.0) / math.sqrt(2.0 * math.pi)),
 ]
 
 
@@ -7391,3 +7395,32 @@ def test_dropout_keeps_with_probability_and_takes_a_mask():
     assert program(Tensor([1.0, 2.0, 3.0]), Tensor([0.0, 1.0, 1.0])).tolist() == [0.0, 4.0, 6.0]
     with pytest.raises(ValueError, match="dropout: p must be in"):
         rax.dropout(rax.ones((2,)), 1.0)
+
+
+@given(shapes(min_rank=1, max_rank=5), st.data())
+def test_cumsum_adds_in_order_and_its_gradient_is_the_reversed_cumsum(shape, data):
+    """cumsum along a random axis (or None) gives the running sums added in order (as
+    numpy.cumsum, bit for bit), at rank 1-5 with zero sides; the gradient of
+    (cumsum(x) * w).sum() at each place is the sum of w from that place to the end."""
+    x = data.draw(arrays(shape, st.floats(-5, 5)))
+    axis = data.draw(st.none() | st.integers(0, len(shape) - 1))
+    out = rax.cumsum(tensor(x), axis)
+    flat_shape = (len(x.flat),) if axis is None else shape
+    a = 0 if axis is None else axis
+    expected, grads = [0.0] * len(x.flat), [0.0] * len(x.flat)
+    w = [math.cos(k + 1.0) for k in range(len(x.flat))]
+    for index in indices(flat_shape):
+        if index[a]:
+            continue
+        line = [offset(index[:a] + (i,) + index[a + 1:], flat_shape)
+                for i in range(flat_shape[a])]
+        running = list(itertools.accumulate(x.flat[j] for j in line))
+        tail = list(itertools.accumulate(reversed([w[j] for j in line])))[::-1]
+        for j, r, s in zip(line, running, tail):
+            expected[j], grads[j] = r, s
+    assert_values(out, expected, flat_shape, rel=0.0, abs_tol=0.0)
+    g = rax.grad(lambda t: (rax.cumsum(t, axis) * Tensor(fold(w, flat_shape)
+                                                         if w else [])).sum())(tensor(x)) \
+        if len(x.flat) else None
+    if g is not None:
+        assert_values(g, grads, shape, rel=1e-12, abs_tol=1e-12, what="gradient")
