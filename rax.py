@@ -133,7 +133,7 @@ __all__ = [
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
     "elu", "erf", "gelu", "cumsum", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
-    "take", "take_along_axis", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "hstack",
+    "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "hstack",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
@@ -151,6 +151,7 @@ __all__ = [
     "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
     "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
     "checked_indices_lists", "im2col_lists", "col2im_lists", "cumsum_lists",
+    "argsort_lists",
 ]
 
 
@@ -1700,6 +1701,36 @@ def take_along_axis(x, indices, axis):
     return take(x.reshape(-1), positions, 0)
 
 
+def argsort(x, axis=-1):
+    """The indices that sort x along `axis`, as floats: ascending, ties in their order, nan
+    last (numpy.argsort with kind="stable"). No gradient flows through it.
+
+    >>> argsort(Tensor([3, 1, 2])).tolist()
+    [1.0, 2.0, 0.0]
+    """
+    x = _as_tensor(x, "argsort")
+    if x.ndim == 0:
+        raise ValueError("argsort: a 0-d tensor has no axis to sort along")
+    axis = _normalize_axis("argsort", axis, x.ndim)
+    return _node("argsort", argsort, argsort_lists(x.data, x.shape, axis), x.shape, (x,),
+                 (None,), {"axis": axis})
+
+
+_RULES["argsort"] = _Kernel("argsort_lists", lambda shapes, attrs, shape: (shapes[0],
+                                                                           attrs["axis"]))
+
+
+def sort(x, axis=-1):
+    """x sorted along `axis`, ascending, nan last (as numpy.sort); the gradient follows the
+    permutation: each element's goes back to where it came from.
+
+    >>> sort(Tensor([3, nan, 1])).tolist()
+    [1.0, 3.0, nan]
+    """
+    x = _as_tensor(x, "sort")
+    return take_along_axis(x, argsort(x, axis), axis)
+
+
 def _checked_indices(indices, n):
     """Integer indices along a side of n, negatives counted from the end; one that is not an
     integer in [-n, n) is an IndexError (in programs too). No gradient flows."""
@@ -2724,7 +2755,7 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
             sign, floor, ceil, round, clip, leaky_relu, silu, softplus, elu, erf, gelu, cumsum,
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
-            moveaxis, flip, repeat, roll, tril, triu, diag,
+            moveaxis, flip, repeat, roll, tril, triu, diag, sort, argsort,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
             less, less_equal, greater, greater_equal, equal):
     setattr(Tensor, _op.__name__, _op)
@@ -5606,6 +5637,7 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "abs": "{xp}.abs({0})", "sigmoid": "1.0 / (1.0 + {xp}.exp(-{0}))",
     "floor": "{xp}.floor({0})", "ceil": "{xp}.ceil({0})", "round": "{xp}.round({0})",
     "erf": "erf({0})", "cumsum": "{xp}.cumsum({0}, {dim}={axis})",
+    "argsort": "as_array({xp}.argsort({0}, axis={axis}, stable=True))",
     "mod": "{xp}.remainder({0}, {1})", "floor_divide": "{xp}.floor_divide({0}, {1})",
     "relu": "{xp}.where({0} < 0.0, 0.0, {0})",
     "relu_backward": "{xp}.where({1} <= 0.0, 0.0, {0})",
@@ -5647,6 +5679,7 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
     "take": "torch.index_select({0}, {axis}, index_array({1}, {n}).reshape(-1))"
             ".reshape({shape})",
     "argmax": "as_array(argext(torch.argmax, {0}, {axis}, {keepdims}))",
+    "argsort": "as_array(torch.argsort({0}, dim={axis}, stable=True))",
     "argmin": "as_array(argext(torch.argmin, {0}, {axis}, {keepdims}))",
     "sum": "torch.sum({0}, dim={axis}, keepdim={keepdims})",
     "max": "torch.amax({0}, dim={axis}, keepdim={keepdims})",
@@ -6498,6 +6531,24 @@ def cumsum_lists(x, shape, axis):
         return [cumsum_lists(child, shape[1:], axis - 1) for child in x]
     return list(itertools.accumulate(x, lambda total, row: elementwise(
         operator.add, (total, row), len(shape) - 1))) if x else x
+
+
+def argsort_lists(x, shape, axis):
+    """For each line of nested list x along `axis`, the positions that sort it: ascending,
+    ties kept in order, nan last; as floats.
+
+    >>> argsort_lists([3.0, 1.0, 2.0], (3,), 0)
+    [1.0, 2.0, 0.0]
+    """
+    moved = _move_to_front(x, axis) if axis else x
+    rest = shape[:axis] + shape[axis + 1:]
+    lines = list(zip(*[_flat(part, len(rest)) for part in moved])) if moved else []
+    order = [[float(i) for i in sorted(range(len(line)), key=lambda i, v=line: (
+        v[i] != v[i], v[i]))] for line in lines]  # (is nan, value): nan sorts last
+    columns = [list(c) for c in zip(*order)] if order else [[] for _ in range(shape[axis])]
+    front = [_fold(c, rest) for c in columns]  # the sorted positions, axis in front
+    order_axes = tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, len(shape)))
+    return transpose_lists(front, (shape[axis],) + rest, order_axes) if axis else front
 
 
 def concatenate_lists(parts, axis):
