@@ -133,7 +133,8 @@ __all__ = [
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
     "elu", "erf", "gelu", "cumsum", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
-    "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "hstack",
+    "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
+    "avg_pool2d", "hstack",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
