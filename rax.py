@@ -128,7 +128,7 @@ __all__ = [
     "add", "sub", "mul", "div", "maximum", "minimum", "matmul",
     "less", "less_equal", "greater", "greater_equal", "equal", "where",
     # reduce
-    "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std",
+    "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std", "prod",
     # more ops for models
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
     "elu", "erf", "gelu", "cumsum", "layer_norm", "mse_loss",
@@ -1837,6 +1837,39 @@ def _extremum_vjp(g, out, x):
     return g.reshape(kept) / winners.sum(out.attrs["axis"], keepdims=True) * winners
 
 
+def prod(x, axis=None, keepdims=False):
+    """The product over `axis` (None: all axes), multiplied in order (1.0 for none).
+
+    d/dx_i = the product of the others, right where x holds zeros too (as PyTorch): with
+    no zero in the group it is out / x_i; with one, it is nonzero only at that zero.
+    Second derivatives are PyTorch's too, except in a group with two zeros or more.
+
+    >>> prod(Tensor([[1, 2], [3, 4]]), axis=1).tolist()
+    [2.0, 12.0]
+    """
+    return _reduce(prod, _as_tensor(x, "prod"), axis, keepdims, _prod_of, _prod_vjps)
+
+
+def _prod_vjp(g, out, x):
+    axes = out.attrs["axis"]
+    kept = _kept_shape(x.shape, axes)
+    zero = equal(x, 0.0)
+    nonzero = where(zero, 1.0, x)  # x with its zeros as ones: no division by zero below
+    others = nonzero.prod(axes, keepdims=True)  # the product of the nonzero elements
+    zeros = zero.sum(axes, keepdims=True)
+    at_zero = where(equal(zeros, 1.0), others, 0.0)
+    # Where the group holds one zero, the others' product is 0: written as a product with
+    # that zero (its value, kept as a tensor), so that a second derivative sees it.
+    the_zero = where(zero, x, 0.0).sum(axes, keepdims=True)
+    elsewhere = where(equal(zeros, 0.0), others / nonzero,
+                      where(equal(zeros, 1.0), others / nonzero * the_zero, 0.0))
+    return g.reshape(kept) * where(zero, at_zero, elsewhere)
+
+
+_RULES["prod"] = _reduction("_prod_of")
+_prod_vjps = (_prod_vjp,)
+
+
 def argmax(x, axis=None, keepdims=False):
     """The index of the largest element along `axis` (None: in the flattened tensor), as a
     float: the first of tied ones, and the first nan if there is one (as NumPy). No
@@ -2754,7 +2787,7 @@ _col2im_vjps = (lambda g, out, g0: _im2col(g, out.attrs["kernel"], out.attrs["st
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
             sign, floor, ceil, round, clip, leaky_relu, silu, softplus, elu, erf, gelu, cumsum,
-            sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin,
+            sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin, prod,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
             moveaxis, flip, repeat, roll, tril, triu, diag, sort, argsort,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
@@ -5655,6 +5688,7 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "concatenate": "{xp}.concatenate([{all}], axis={axis})", "matmul": "{0} @ {1}",
     "sum": "{xp}.sum({0}, axis={axis}, keepdims={keepdims})",
     "max": "{xp}.max({0}, axis={axis}, keepdims={keepdims})",
+    "prod": "{xp}.prod({0}, axis={axis}, keepdims={keepdims})",
     "min": "{xp}.min({0}, axis={axis}, keepdims={keepdims})",
     "logsumexp": "logsumexp({0}, {axis}, {shape})",
     "scatter": "scatter({0}, {index_repr}, {shape})",
@@ -5684,6 +5718,7 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
     "argmin": "as_array(argext(torch.argmin, {0}, {axis}, {keepdims}))",
     "sum": "torch.sum({0}, dim={axis}, keepdim={keepdims})",
     "max": "torch.amax({0}, dim={axis}, keepdim={keepdims})",
+    "prod": "torch_prod({0}, {axis}, {keepdims})",
     "min": "torch.amin({0}, dim={axis}, keepdim={keepdims})",
 })
 _JAX_OPS = dict(_ARRAY_OPS, **{
@@ -5849,6 +5884,13 @@ def take_backward(g, indices, shape, axis):
     return out.index_add_(axis, indices.reshape(-1), g.reshape(sides))
 
 
+def torch_prod(x, axis, keepdims):
+    """The product over several axes (torch.prod takes one at a time)."""
+    for a in sorted(axis, reverse=True):
+        x = torch.prod(x, dim=a, keepdim=keepdims)
+    return x
+
+
 def argext(pick, x, axis, keepdims):
     """torch.argmax or argmin as NumPy's: over the flattened tensor when axis is None."""
     if axis is None:
@@ -5980,9 +6022,9 @@ def _array_name(eq, names):
 def _array_expression(eq, operands, table):
     """The expression of one equation in a backend's table."""
     attrs = dict(eq.attrs)
-    if eq.op in ("sum", "max", "min", "logsumexp") and not attrs["axis"]:
+    if eq.op in ("sum", "max", "min", "logsumexp", "prod") and not attrs["axis"]:
         # over no axes: each element alone (the sum turns -0.0 into 0.0, as rax's)
-        return operands[0] if eq.op in ("max", "min") else f"plus_zero({operands[0]})"
+        return operands[0] if eq.op in ("max", "min", "prod") else f"plus_zero({operands[0]})"
     if eq.op == "pow_scalar":
         exponent = attrs["exponent"]
         if exponent in (0.5, -0.5):  # the libraries take sqrt or rsqrt, which differ from
@@ -6700,6 +6742,11 @@ def _argmin_of(values):
         if v != v:
             return float(i)
     return float(values.index(_min(values)))
+
+
+def _prod_of(values):
+    """The product of the values, multiplied in order, as a float (1.0 for none)."""
+    return float(math.prod(values))
 
 
 def _sum_of(values):

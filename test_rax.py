@@ -7447,3 +7447,26 @@ def test_sort_and_argsort_match_numpy_and_sort_passes_the_gradient_back(shape, d
         back = np.zeros(shape)
         np.put_along_axis(back, order, w, axis=axis)
         assert g.tolist() == back.tolist()
+
+
+@given(shapes(min_rank=0, max_rank=4), st.data())
+def test_prod_multiplies_in_order_and_its_gradient_is_the_product_of_the_others(shape, data):
+    """prod over random axes gives the product of each group (1.0 for none), and its
+    gradient is, at each element, the product of the other elements of its group, with
+    zeros among them (one, two, or none), as PyTorch; its second derivative is PyTorch's
+    with at most one zero a group (checked against central differences where no zero)."""
+    x = data.draw(arrays(shape, st.sampled_from([0.0, 1.0, -2.0, 0.5, 3.0])
+                         | st.floats(-2, 2).filter(lambda v: abs(v) > 1e-3)))
+    axis = data.draw(axis_specs(len(shape)))
+    out_shape, groups = reduce_groups(shape, axis, False)
+    out = rax.prod(tensor(x), axis)
+    assert_values(out, [math.prod(x.flat[j] for j in group) for group in groups], out_shape,
+                  rel=1e-12, abs_tol=0.0)
+    g = rax.grad(lambda t: rax.prod(t, axis).sum())(tensor(x))
+    expected = [0.0] * len(x.flat)
+    for group in groups:
+        for j in group:
+            expected[j] = math.prod(x.flat[k] for k in group if k != j)
+    assert_values(g, expected, shape, rel=1e-12, abs_tol=1e-300, what="gradient")
+    if 0 < len(x.flat) <= 6 and 0.0 not in x.flat:
+        rax.check_grads(lambda t: rax.prod(t, axis).sum(), (tensor(x),), order=2)
