@@ -5001,7 +5001,8 @@ class Program:
                 raise ValueError(f"{op}: {_argument_path(keys)} is {leaf!r:.60}, but the "
                                  f"program takes a tensor or a number there")
             var = next(inputs)
-            if "complex" in str(getattr(leaf, "dtype", "")):
+            dtype = getattr(leaf, "dtype", None)  # NumPy's and JAX's kinds, torch's flag
+            if getattr(dtype, "kind", "") == "c" or getattr(dtype, "is_complex", False):
                 raise TypeError(f"{op}: {_argument_path(keys)} holds complex numbers; rax "
                                 f"computes with real floats")
             if as_array is not None:  # (reshaped: the data of a (0, 3) tensor is [])
