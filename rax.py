@@ -6731,20 +6731,20 @@ def _min_of(values):
 
 def _argmax_of(values):
     """The index of the largest value (the first of ties), or of the first nan, as a float."""
-    values = list(values)
-    for i, v in enumerate(values):
-        if v != v:
-            return float(i)
-    return float(values.index(_max(values)))
+    return _position_of_extreme(values, _max)
 
 
 def _argmin_of(values):
     """The index of the smallest value (the first of ties), or of the first nan."""
+    return _position_of_extreme(values, _min)
+
+
+def _position_of_extreme(values, pick):
     values = list(values)
     for i, v in enumerate(values):
         if v != v:
             return float(i)
-    return float(values.index(_min(values)))
+    return float(values.index(pick(values)))
 
 
 def _prod_of(values):

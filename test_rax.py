@@ -5766,17 +5766,12 @@ _PROG_EXPONENTS = (2, 3, 0.5, -1, 0, -2, 1.5, 0.0, -0.5)
 _PROG_SIDES = (1, 2, 3, 2, 0, 3, 1)
 
 
-def _prog_fold(flat, shape):
-    """Nested lists of `shape` from a flat row-major list (a bare float for shape ())."""
-    if not shape:
-        return flat[0]
-    step = math.prod(shape[1:])
-    return [_prog_fold(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+_prog_fold = fold  # section 2's helpers, under the names this section was written with
 
 
 def _prog_tensor(flat, shape):
     """A leaf Tensor of `shape` holding `flat` (rax.zeros for a shape with no elements)."""
-    return Tensor(_prog_fold(flat, shape)) if math.prod(shape) else rax.zeros(shape)
+    return tensor(Array(list(flat), tuple(shape)))
 
 
 def _prog_same_floats(a, b):
@@ -7470,3 +7465,14 @@ def test_prod_multiplies_in_order_and_its_gradient_is_the_product_of_the_others(
     assert_values(g, expected, shape, rel=1e-12, abs_tol=1e-300, what="gradient")
     if 0 < len(x.flat) <= 6 and 0.0 not in x.flat:
         rax.check_grads(lambda t: rax.prod(t, axis).sum(), (tensor(x),), order=2)
+
+
+def test_no_function_or_class_of_rax_is_defined_twice():
+    """Every top-level def and class of rax.py and of this file has its own name: a second
+    def of a name silently replaces the first (a helper named like another, say)."""
+    import ast
+    for path in (pathlib.Path(rax.__file__), pathlib.Path(__file__)):
+        tree = ast.parse(path.read_text())
+        names = [node.name for node in tree.body
+                 if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        assert len(names) == len(set(names)), [n for n in set(names) if names.count(n) > 1]
