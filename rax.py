@@ -131,7 +131,7 @@ __all__ = [
     "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std", "prod",
     # more ops for models
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
-    "elu", "erf", "gelu", "cumsum", "layer_norm", "mse_loss",
+    "elu", "erf", "gelu", "cumsum", "cumprod", "layer_norm", "mse_loss",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
     "avg_pool2d", "hstack",
@@ -152,6 +152,7 @@ __all__ = [
     "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
     "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
     "checked_indices_lists", "im2col_lists", "col2im_lists", "cumsum_lists",
+    "cumprod_lists",
     "argsort_lists",
 ]
 
@@ -2485,6 +2486,49 @@ _cumsum_vjps = (lambda g, out, x: flip(cumsum(flip(g, out.attrs["axis"]), out.at
                                        out.attrs["axis"]),)
 
 
+def cumprod(x, axis=None):
+    """The running products along `axis` (None: of x flattened), multiplied in order, as
+    numpy.cumprod. d/dx_i = sum over k >= i of g_k times the product of x_j for j <= k,
+    j != i: right where x holds zeros too (it never divides by x).
+
+    >>> cumprod(Tensor([1, 2, 3])).tolist()
+    [1.0, 2.0, 6.0]
+    """
+    x = _as_tensor(x, "cumprod")
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    axis = _normalize_axis("cumprod", axis, x.ndim)
+    return _node("cumprod", _cumprod, cumprod_lists(x.data, x.shape, axis), x.shape, (x,),
+                 _cumprod_vjps, {"axis": axis})
+
+
+def _cumprod(x, axis):
+    """cumprod, called as node.forward(*node.inputs, **node.attrs) is."""
+    return cumprod(x, axis)
+
+
+def _cumprod_vjp(g, out, x):
+    """prefix_i * s_i: prefix_i the product of the x_j before i (out_(i-1)), and
+    s_i = g_i + x_(i+1) s_(i+1), the rest of the sum, scanned from the end."""
+    axis, n = out.attrs["axis"], x.shape[out.attrs["axis"]]
+    if n == 0:
+        return zeros_like(x)
+    lead = (slice(None),) * axis
+
+    def at(t, i):  # position i along the axis, the axis kept
+        return t[lead + (slice(i, i + 1),)]
+    prefix = concatenate([ones_like(at(x, 0)), out[lead + (slice(0, n - 1),)]], axis)
+    scans = [at(g, n - 1)]
+    for i in range(n - 2, -1, -1):
+        scans.append(at(g, i) + at(x, i + 1) * scans[-1])
+    return prefix * concatenate(scans[::-1], axis)
+
+
+_RULES["cumprod"] = _Kernel("cumprod_lists", lambda shapes, attrs, shape: (shapes[0],
+                                                                           attrs["axis"]))
+_cumprod_vjps = (_cumprod_vjp,)
+
+
 def sign(x):
     """-1, 0 or 1 as x is negative, zero or positive; nan for nan (as NumPy).   d/dx = 0
 
@@ -2787,6 +2831,7 @@ _col2im_vjps = (lambda g, out, g0: _im2col(g, out.attrs["kernel"], out.attrs["st
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
             sign, floor, ceil, round, clip, leaky_relu, silu, softplus, elu, erf, gelu, cumsum,
+            cumprod,
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin, prod,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
             moveaxis, flip, repeat, roll, tril, triu, diag, sort, argsort,
@@ -5672,6 +5717,7 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "abs": "{xp}.abs({0})", "sigmoid": "1.0 / (1.0 + {xp}.exp(-{0}))",
     "floor": "{xp}.floor({0})", "ceil": "{xp}.ceil({0})", "round": "{xp}.round({0})",
     "erf": "erf({0})", "cumsum": "{xp}.cumsum({0}, {dim}={axis})",
+    "cumprod": "{xp}.cumprod({0}, {dim}={axis})",
     "argsort": "as_array({xp}.argsort({0}, axis={axis}, stable=True))",
     "mod": "{xp}.remainder({0}, {1})", "floor_divide": "{xp}.floor_divide({0}, {1})",
     "relu": "{xp}.where({0} < 0.0, 0.0, {0})",
@@ -6570,13 +6616,26 @@ def cumsum_lists(x, shape, axis):
     >>> cumsum_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), 0)
     [[1.0, 2.0], [4.0, 6.0]]
     """
+    return _accumulate_lists(x, shape, axis, operator.add)
+
+
+def cumprod_lists(x, shape, axis):
+    """The running products of nested list x along `axis`, multiplied in order.
+
+    >>> cumprod_lists([2.0, 3.0, 4.0], (3,), 0)
+    [2.0, 6.0, 24.0]
+    """
+    return _accumulate_lists(x, shape, axis, operator.mul)
+
+
+def _accumulate_lists(x, shape, axis, fn):
     if axis == len(shape) - 1:  # rows: itertools.accumulate at C speed
-        return elementwise(lambda row: list(itertools.accumulate(row)), (x,), axis) \
-            if axis else list(itertools.accumulate(x))
+        return elementwise(lambda row: list(itertools.accumulate(row, fn)), (x,), axis) \
+            if axis else list(itertools.accumulate(x, fn))
     if axis > 0:
-        return [cumsum_lists(child, shape[1:], axis - 1) for child in x]
+        return [_accumulate_lists(child, shape[1:], axis - 1, fn) for child in x]
     return list(itertools.accumulate(x, lambda total, row: elementwise(
-        operator.add, (total, row), len(shape) - 1))) if x else x
+        fn, (total, row), len(shape) - 1))) if x else x
 
 
 def argsort_lists(x, shape, axis):

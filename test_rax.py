@@ -7476,3 +7476,34 @@ def test_no_function_or_class_of_rax_is_defined_twice():
         names = [node.name for node in tree.body
                  if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
         assert len(names) == len(set(names)), [n for n in set(names) if names.count(n) > 1]
+
+
+@given(shapes(min_rank=1, max_rank=4), st.data())
+def test_cumprod_multiplies_in_order_and_differentiates_through_zeros(shape, data):
+    """cumprod along a random axis gives numpy.cumprod's values bit for bit; its gradient
+    of (cumprod(x) * w).sum() is, at i, the sum over k >= i of w_k times the product of
+    x_j (j <= k, j != i), zeros in x included; central differences agree where no zero."""
+    np = _np()
+    x = data.draw(arrays(shape, st.sampled_from([0.0, 1.0, -2.0, 0.5]) | st.floats(-2, 2)))
+    nx = np.array(x.flat, dtype=float).reshape(shape)
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    out = rax.cumprod(tensor(x), axis)
+    assert [_p19_bits(v) for v in unfold(out.tolist(), shape)] == \
+        [_p19_bits(v) for v in np.cumprod(nx, axis=axis).ravel().tolist()]
+    w = [math.cos(k + 1.0) for k in range(len(x.flat))]
+    if not w:
+        return
+    g = rax.grad(lambda t: (rax.cumprod(t, axis) * Tensor(fold(w, shape))).sum())(tensor(x))
+    expected = [0.0] * len(x.flat)
+    for index in indices(shape):
+        if index[axis]:
+            continue
+        line = [offset(index[:axis] + (i,) + index[axis + 1:], shape) for i in range(shape[axis])]
+        for i, a in enumerate(line):
+            expected[a] = math.fsum(w[line[k]] * math.prod(x.flat[line[j]] for j in range(k + 1)
+                                                           if j != i)
+                                    for k in range(i, len(line)))
+    assert_values(g, expected, shape, rel=1e-9, abs_tol=1e-12, what="gradient")
+    if len(x.flat) <= 8 and 0.0 not in x.flat:
+        assert_central_differences(lambda t: (rax.cumprod(t, axis) * Tensor(fold(w, shape)))
+                                   .sum(), [x])
