@@ -670,17 +670,26 @@ def _normalize_axes(op, axis, ndim):
     return axes
 
 
+def _no_dim(op, dim):
+    """PyTorch's dim= is called axis= here, as in NumPy: a TypeError that says so, rather than
+    Python's "unexpected keyword argument"."""
+    if dim is not None:
+        raise TypeError(f"{op}: the axis is called axis= in rax, as in NumPy (dim= is "
+                        f"PyTorch's name): write axis={dim!r}")
+
+
 def _kept_shape(shape, axes):
     """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def sum(x, axis=None, keepdims=False):
+def sum(x, axis=None, keepdims=False, *, dim=None):
     """The sum over `axis` (None: all axes; an int or a tuple).   d/dx = 1 for every element
 
     >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
     Tensor([4.0, 6.0], op='sum')
     """
+    _no_dim("sum", dim)
     return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
 
 
@@ -1585,7 +1594,7 @@ _RULES["scatter"] = _Kernel("scatter_lists",
 _scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
 
 
-def concatenate(tensors, axis=0):
+def concatenate(tensors, axis=0, *, dim=None):
     """Join tensors of equal shape except along `axis`.
 
     d/dx for each input is its own slice of g.
@@ -1593,6 +1602,7 @@ def concatenate(tensors, axis=0):
     >>> concatenate([Tensor([[1, 2]]), Tensor([[3, 4]])], axis=1)
     Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
     """
+    _no_dim("concatenate", dim)
     tensors = tuple(_as_tensor(t, "concatenate") for t in _as_sequence("concatenate", tensors))
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
@@ -1797,7 +1807,7 @@ def _is_mask(obj):
 
 # ---- 4d. Reductions: max and min -----------------------------------------------------------
 
-def max(x, axis=None, keepdims=False):
+def max(x, axis=None, keepdims=False, *, dim=None):
     """The largest element over `axis`; nan if any is nan.
 
     d/dx = 1 at the largest element; tied largest elements share it equally (torch.amax).
@@ -1805,10 +1815,11 @@ def max(x, axis=None, keepdims=False):
     >>> max(Tensor([[1, 5], [7, 2]]), axis=1)
     Tensor([5.0, 7.0], op='max')
     """
+    _no_dim("max", dim)
     return _extremum(max, x, axis, keepdims, _max_of)
 
 
-def min(x, axis=None, keepdims=False):
+def min(x, axis=None, keepdims=False, *, dim=None):
     """The smallest element over `axis`; nan if any is nan.
 
     d/dx = 1 at the smallest element; tied smallest elements share it equally (torch.amin).
@@ -1816,6 +1827,7 @@ def min(x, axis=None, keepdims=False):
     >>> min(Tensor([[1, 5], [7, 2]]))
     Tensor(1.0, op='min')
     """
+    _no_dim("min", dim)
     return _extremum(min, x, axis, keepdims, _min_of)
 
 
@@ -1838,7 +1850,7 @@ def _extremum_vjp(g, out, x):
     return g.reshape(kept) / winners.sum(out.attrs["axis"], keepdims=True) * winners
 
 
-def prod(x, axis=None, keepdims=False):
+def prod(x, axis=None, keepdims=False, *, dim=None):
     """The product over `axis` (None: all axes), multiplied in order (1.0 for none).
 
     d/dx_i = the product of the others, right where x holds zeros too (as PyTorch): with
@@ -1848,6 +1860,7 @@ def prod(x, axis=None, keepdims=False):
     >>> prod(Tensor([[1, 2], [3, 4]]), axis=1).tolist()
     [2.0, 12.0]
     """
+    _no_dim("prod", dim)
     return _reduce(prod, _as_tensor(x, "prod"), axis, keepdims, _prod_of, _prod_vjps)
 
 
@@ -1871,7 +1884,7 @@ _RULES["prod"] = _reduction("_prod_of")
 _prod_vjps = (_prod_vjp,)
 
 
-def argmax(x, axis=None, keepdims=False):
+def argmax(x, axis=None, keepdims=False, *, dim=None):
     """The index of the largest element along `axis` (None: in the flattened tensor), as a
     float: the first of tied ones, and the first nan if there is one (as NumPy). No
     gradient flows through it.
@@ -1879,15 +1892,17 @@ def argmax(x, axis=None, keepdims=False):
     >>> argmax(Tensor([[1, 5, 5], [7, 0, 2]]), axis=1).tolist()
     [1.0, 0.0]
     """
+    _no_dim("argmax", dim)
     return _argextremum(argmax, x, axis, keepdims)
 
 
-def argmin(x, axis=None, keepdims=False):
+def argmin(x, axis=None, keepdims=False, *, dim=None):
     """The index of the smallest element along `axis`, as argmax does for the largest.
 
     >>> argmin(Tensor([[1, 5, 5], [7, 0, 2]])).item()
     4.0
     """
+    _no_dim("argmin", dim)
     return _argextremum(argmin, x, axis, keepdims)
 
 
@@ -1960,7 +1975,7 @@ _SIGMOID = _RULES["sigmoid"] = _Elementwise("_sigmoid({0})", "_sigmoid")
 _sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dim=None):
     """The sum over `axis` divided by n, the number of elements summed (nan for none).
 
     d/dx = 1/n for every element.
@@ -1968,12 +1983,13 @@ def mean(x, axis=None, keepdims=False):
     >>> mean(Tensor([[1, 2], [3, 4]]), axis=1)
     Tensor([1.5, 3.5], op='div')
     """
+    _no_dim("mean", dim)
     x = _as_tensor(x, "mean")
     count = math.prod(x.shape[a] for a in _normalize_axes("mean", axis, x.ndim))
     return x.sum(axis, keepdims) / float(count)
 
 
-def logsumexp(x, axis=None, keepdims=False):
+def logsumexp(x, axis=None, keepdims=False, *, dim=None):
     """log(sum(exp(x))) over `axis`, computed without overflow.   d/dx = exp(x - out)
 
     As PyTorch: -inf when every term is -inf (or there are none), inf when a term is inf.
@@ -1983,6 +1999,7 @@ def logsumexp(x, axis=None, keepdims=False):
     >>> logsumexp(Tensor([1000, 1000]))
     Tensor(1000.6931471805599, op='logsumexp')
     """
+    _no_dim("logsumexp", dim)
     x = _as_tensor(x, "logsumexp")
     axes = _normalize_axes("logsumexp", axis, x.ndim)
     shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape) if keepdims or i not in axes)
@@ -2011,7 +2028,7 @@ def _shift(op, x, axis):
     return stop_gradient(x.max(axes, keepdims=True))
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=-1, *, dim=None):
     """exp(x) / sum(exp(x)) along `axis`: positive, summing to 1.
 
     d/dx: out * (g - sum(g * out)) along the axis (what the composite's rules give).
@@ -2019,12 +2036,13 @@ def softmax(x, axis=-1):
     >>> softmax(Tensor([0, 0, 0, 0]))
     Tensor([0.25, 0.25, 0.25, 0.25], op='div')
     """
+    _no_dim("softmax", dim)
     x = _as_tensor(x, "softmax")
     e = exp(x - _shift("softmax", x, axis))
     return e / e.sum(axis, keepdims=True)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=-1, *, dim=None):
     """log(softmax(x)) along `axis`, computed without overflow (as PyTorch).
 
     d/dx: g - softmax(x) * sum(g) along the axis (what the composite's rules give).
@@ -2032,6 +2050,7 @@ def log_softmax(x, axis=-1):
     >>> log_softmax(Tensor([1000, 1000]))
     Tensor([-0.6931471805599453, -0.6931471805599453], op='sub')
     """
+    _no_dim("log_softmax", dim)
     x = _as_tensor(x, "log_softmax")
     shifted = x - _shift("log_softmax", x, axis)
     return shifted - log(exp(shifted).sum(axis, keepdims=True))
@@ -2046,12 +2065,13 @@ def flatten(x):
     return reshape(x, -1)
 
 
-def stack(tensors, axis=0):
+def stack(tensors, axis=0, *, dim=None):
     """Join tensors of one shape along a new axis.
 
     >>> stack([Tensor([1, 2]), Tensor([3, 4])], axis=1)
     Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
     """
+    _no_dim("stack", dim)
     tensors = [_as_tensor(t, "stack") for t in _as_sequence("stack", tensors)]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
@@ -2067,12 +2087,13 @@ def stack(tensors, axis=0):
 
 # ---- 5a. Shapes ----------------------------------------------------------------------------
 
-def squeeze(x, axis=None):
+def squeeze(x, axis=None, *, dim=None):
     """x without its axes of size 1 (all of them, or those in `axis`, which must be 1).
 
     >>> squeeze(zeros((1, 2, 1))).shape
     (2,)
     """
+    _no_dim("squeeze", dim)
     x = _as_tensor(x, "squeeze")
     if axis is None:
         axes = tuple(i for i, n in enumerate(x.shape) if n == 1)
@@ -2137,12 +2158,13 @@ def _axes_list(axes):
     return [axes] if isinstance(axes, numbers.Integral) else list(axes)
 
 
-def flip(x, axis=None):
+def flip(x, axis=None, *, dim=None):
     """x with the order of the elements reversed along `axis` (None: every axis).
 
     >>> flip(Tensor([[1, 2], [3, 4]]), axis=1).tolist()
     [[2.0, 1.0], [4.0, 3.0]]
     """
+    _no_dim("flip", dim)
     x = _as_tensor(x, "flip")
     axes = _normalize_axes("flip", axis, x.ndim)
     if not axes:
@@ -2460,13 +2482,14 @@ def gelu(x):
     return 0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
 
 
-def cumsum(x, axis=None):
+def cumsum(x, axis=None, *, dim=None):
     """The running sums along `axis` (None: of x flattened), added in order, as
     numpy.cumsum.   d/dx: g summed from each place to the end (a reversed cumsum)
 
     >>> cumsum(Tensor([1, 2, 3])).tolist()
     [1.0, 3.0, 6.0]
     """
+    _no_dim("cumsum", dim)
     x = _as_tensor(x, "cumsum")
     if axis is None:
         x, axis = x.reshape(-1), 0
@@ -2486,7 +2509,7 @@ _cumsum_vjps = (lambda g, out, x: flip(cumsum(flip(g, out.attrs["axis"]), out.at
                                        out.attrs["axis"]),)
 
 
-def cumprod(x, axis=None):
+def cumprod(x, axis=None, *, dim=None):
     """The running products along `axis` (None: of x flattened), multiplied in order, as
     numpy.cumprod. d/dx_i = sum over k >= i of g_k times the product of x_j for j <= k,
     j != i: right where x holds zeros too (it never divides by x).
@@ -2494,6 +2517,7 @@ def cumprod(x, axis=None):
     >>> cumprod(Tensor([1, 2, 3])).tolist()
     [1.0, 2.0, 6.0]
     """
+    _no_dim("cumprod", dim)
     x = _as_tensor(x, "cumprod")
     if axis is None:
         x, axis = x.reshape(-1), 0
@@ -2586,13 +2610,14 @@ def elu(x, alpha=1.0):
     return where(x > 0.0, x, alpha * (exp(where(x > 0.0, 0.0, x)) - 1.0))
 
 
-def var(x, axis=None, ddof=0, keepdims=False):
+def var(x, axis=None, ddof=0, keepdims=False, *, dim=None):
     """The variance over `axis`: the sum of squared deviations from the mean over n - ddof
     (as NumPy; n - ddof <= 0 gives inf or nan).   d/dx = 2 (x - mean) / (n - ddof)
 
     >>> var(Tensor([1, 2, 3, 4])).item()
     1.25
     """
+    _no_dim("var", dim)
     x = _as_tensor(x, "var")
     axes = _normalize_axes("var", axis, x.ndim)
     count = math.prod(x.shape[a] for a in axes) - _scalar("var", "ddof", ddof)
@@ -2600,12 +2625,13 @@ def var(x, axis=None, ddof=0, keepdims=False):
     return (deviation * deviation).sum(axes, keepdims) / float(count)
 
 
-def std(x, axis=None, ddof=0, keepdims=False):
+def std(x, axis=None, ddof=0, keepdims=False, *, dim=None):
     """The standard deviation, sqrt(var(x, axis, ddof)).
 
     >>> std(Tensor([1, 3])).item()
     1.0
     """
+    _no_dim("std", dim)
     return sqrt(var(x, axis, ddof, keepdims))
 
 

@@ -7507,3 +7507,16 @@ def test_cumprod_multiplies_in_order_and_differentiates_through_zeros(shape, dat
     if len(x.flat) <= 8 and 0.0 not in x.flat:
         assert_central_differences(lambda t: (rax.cumprod(t, axis) * Tensor(fold(w, shape)))
                                    .sum(), [x])
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "prod", "argmax", "argmin",
+                                  "var", "std", "logsumexp", "softmax", "log_softmax",
+                                  "cumsum", "cumprod", "squeeze", "flip"])
+def test_pytorchs_dim_keyword_is_a_type_error_that_says_axis(name):
+    """t.NAME(dim=1), a PyTorch habit, is a TypeError telling to write axis=1; so is
+    concatenate or stack with dim=."""
+    t = rax.ones((2, 1))
+    with pytest.raises(TypeError, match=rf"{name}: the axis is called axis=.*write axis=1"):
+        getattr(t, name)(dim=1)
+    with pytest.raises(TypeError, match="write axis=0"):
+        rax.concatenate([t, t], dim=0)
