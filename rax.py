@@ -670,14 +670,6 @@ def _normalize_axes(op, axis, ndim):
     return axes
 
 
-def _no_dim(op, dim):
-    """PyTorch's dim= is called axis= here, as in NumPy: a TypeError that says so, rather than
-    Python's "unexpected keyword argument"."""
-    if dim is not None:
-        raise TypeError(f"{op}: the axis is called axis= in rax, as in NumPy (dim= is "
-                        f"PyTorch's name): write axis={dim!r}")
-
-
 def _kept_shape(shape, axes):
     """shape with the reduced axes kept as sides of 1 (the shape keepdims=True gives)."""
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
@@ -1506,6 +1498,14 @@ _RULES["transpose"] = _Kernel("transpose_lists",
 # g goes back through the inverse permutation: axis i of x is axis axes.index(i) of out.
 _transpose_vjps = (lambda g, out, x: g.transpose([out.attrs["axes"].index(i)
                                                   for i in range(x.ndim)]),)
+
+
+def _no_dim(op, dim):
+    """PyTorch's dim= is called axis= here, as in NumPy: a TypeError that says so, rather than
+    Python's "unexpected keyword argument"."""
+    if dim is not None:
+        raise TypeError(f"{op}: the axis is called axis= in rax, as in NumPy (dim= is "
+                        f"PyTorch's name): write axis={dim!r}")
 
 
 def _normalize_axis(op, axis, ndim):
@@ -2490,17 +2490,18 @@ def cumsum(x, axis=None, *, dim=None):
     [1.0, 3.0, 6.0]
     """
     _no_dim("cumsum", dim)
-    x = _as_tensor(x, "cumsum")
+    return _running(cumsum, x, axis, cumsum_lists, _cumsum_vjps)
+
+
+def _running(forward, x, axis, kernel, vjps):
+    """The node of cumsum or cumprod: the kernel along `axis` of x (flattened if None)."""
+    op = forward.__name__
+    x = _as_tensor(x, op)
     if axis is None:
         x, axis = x.reshape(-1), 0
-    axis = _normalize_axis("cumsum", axis, x.ndim)
-    return _node("cumsum", _cumsum, cumsum_lists(x.data, x.shape, axis), x.shape, (x,),
-                 _cumsum_vjps, {"axis": axis})
-
-
-def _cumsum(x, axis):
-    """cumsum, called as node.forward(*node.inputs, **node.attrs) is."""
-    return cumsum(x, axis)
+    axis = _normalize_axis(op, axis, x.ndim)
+    return _node(op, forward, kernel(x.data, x.shape, axis), x.shape, (x,), vjps,
+                 {"axis": axis})
 
 
 _RULES["cumsum"] = _Kernel("cumsum_lists", lambda shapes, attrs, shape: (shapes[0],
@@ -2518,17 +2519,7 @@ def cumprod(x, axis=None, *, dim=None):
     [1.0, 2.0, 6.0]
     """
     _no_dim("cumprod", dim)
-    x = _as_tensor(x, "cumprod")
-    if axis is None:
-        x, axis = x.reshape(-1), 0
-    axis = _normalize_axis("cumprod", axis, x.ndim)
-    return _node("cumprod", _cumprod, cumprod_lists(x.data, x.shape, axis), x.shape, (x,),
-                 _cumprod_vjps, {"axis": axis})
-
-
-def _cumprod(x, axis):
-    """cumprod, called as node.forward(*node.inputs, **node.attrs) is."""
-    return cumprod(x, axis)
+    return _running(cumprod, x, axis, cumprod_lists, _cumprod_vjps)
 
 
 def _cumprod_vjp(g, out, x):
