@@ -98,6 +98,7 @@ function may call one defined further down):
 
 
 import builtins
+import functools
 import itertools
 import json
 import keyword
@@ -132,6 +133,9 @@ __all__ = [
     # more ops for models
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
     "elu", "erf", "gelu", "cumsum", "cumprod", "layer_norm", "mse_loss",
+    # numpy's math
+    "tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh",
+    "arctanh", "log1p", "expm1", "log2", "log10", "exp2", "hypot", "logaddexp",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
     "avg_pool2d", "hstack",
@@ -169,6 +173,7 @@ MAX_SIZE = 2 ** 31
 # Python's own sum, max, min and abs, which rax's tensor ops of the same names hide here.
 _sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
 _round = builtins.round
+_LN2 = math.log(2.0)
 
 
 class AxisError(ValueError, IndexError):
@@ -1932,6 +1937,252 @@ _RULES["argmin"] = _argextremum_rule("_argmin_of")
 _RULES["max"] = _reduction("_max_of")
 _RULES["min"] = _reduction("_min_of")
 _extremum_vjps = (_extremum_vjp,)
+
+
+# ---- 4f. NumPy's elementwise math ----------------------------------------------------------
+#
+# The rest of numpy's real functions, each as exp: C's function (the math module's), an
+# IEEE-safe twin (appendix B) where C raises (tan(inf), atanh(1), sinh(1000)), and vjp rules
+# placed as PyTorch's, so that their infs and nans at the domain edges are PyTorch's too.
+
+def tan(x):
+    """The tangent.   d/dx tan(x) = 1 + tan(x)**2
+
+    >>> tan(Tensor([0.0, inf])).tolist()
+    [0.0, nan]
+    """
+    return _unary(tan, x, _TAN, _tan_vjps)
+
+
+_TAN = _RULES["tan"] = _Elementwise("tan({0})", math.tan, safe="_tan")
+_tan_vjps = (lambda g, out, x: g * (1.0 + out * out),)
+
+
+def sinh(x):
+    """The hyperbolic sine.   d/dx sinh(x) = cosh(x)
+
+    >>> sinh(Tensor([0.0, -1000.0])).tolist()
+    [0.0, -inf]
+    """
+    return _unary(sinh, x, _SINH, _sinh_vjps)
+
+
+_SINH = _RULES["sinh"] = _Elementwise("sinh({0})", math.sinh, safe="_sinh")
+_sinh_vjps = (lambda g, out, x: g * cosh(x),)
+
+
+def cosh(x):
+    """The hyperbolic cosine.   d/dx cosh(x) = sinh(x)
+
+    >>> cosh(Tensor([0.0, -1000.0])).tolist()
+    [1.0, inf]
+    """
+    return _unary(cosh, x, _COSH, _cosh_vjps)
+
+
+_COSH = _RULES["cosh"] = _Elementwise("cosh({0})", math.cosh, safe="_cosh")
+_cosh_vjps = (lambda g, out, x: g * sinh(x),)
+
+
+def arcsin(x):
+    """The inverse sine, in [-pi/2, pi/2]; nan outside [-1, 1].
+    d/dx arcsin(x) = 1 / sqrt(1 - x**2)   (inf at x = +-1)
+
+    >>> arcsin(Tensor([1.0, 2.0])).tolist()
+    [1.5707963267948966, nan]
+    """
+    return _unary(arcsin, x, _ARCSIN, _arcsin_vjps)
+
+
+_ARCSIN = _RULES["arcsin"] = _Elementwise("asin({0})", math.asin, safe="_asin")
+_arcsin_vjps = (lambda g, out, x: g / sqrt(1.0 - x * x),)
+
+
+def arccos(x):
+    """The inverse cosine, in [0, pi]; nan outside [-1, 1].
+    d/dx arccos(x) = -1 / sqrt(1 - x**2)
+
+    >>> arccos(Tensor([1.0, 2.0])).tolist()
+    [0.0, nan]
+    """
+    return _unary(arccos, x, _ARCCOS, _arccos_vjps)
+
+
+_ARCCOS = _RULES["arccos"] = _Elementwise("acos({0})", math.acos, safe="_acos")
+_arccos_vjps = (lambda g, out, x: -g / sqrt(1.0 - x * x),)
+
+
+def arctan(x):
+    """The inverse tangent, in [-pi/2, pi/2].   d/dx arctan(x) = 1 / (1 + x**2)
+
+    >>> arctan(Tensor([0.0, inf])).tolist()
+    [0.0, 1.5707963267948966]
+    """
+    return _unary(arctan, x, _ARCTAN, _arctan_vjps)
+
+
+_ARCTAN = _RULES["arctan"] = _Elementwise("atan({0})", math.atan)
+_arctan_vjps = (lambda g, out, x: g / (1.0 + x * x),)
+
+
+def arcsinh(x):
+    """The inverse hyperbolic sine.   d/dx arcsinh(x) = 1 / sqrt(x**2 + 1)
+
+    >>> arcsinh(Tensor([0.0, -inf])).tolist()
+    [0.0, -inf]
+    """
+    return _unary(arcsinh, x, _ARCSINH, _arcsinh_vjps)
+
+
+_ARCSINH = _RULES["arcsinh"] = _Elementwise("asinh({0})", math.asinh)
+_arcsinh_vjps = (lambda g, out, x: g / sqrt(x * x + 1.0),)
+
+
+def arccosh(x):
+    """The inverse hyperbolic cosine, for x >= 1 (nan below).
+    d/dx arccosh(x) = 1 / sqrt(x**2 - 1)   (inf at x = 1)
+
+    >>> arccosh(Tensor([1.0, 0.0])).tolist()
+    [0.0, nan]
+    """
+    return _unary(arccosh, x, _ARCCOSH, _arccosh_vjps)
+
+
+_ARCCOSH = _RULES["arccosh"] = _Elementwise("acosh({0})", math.acosh, safe="_acosh")
+_arccosh_vjps = (lambda g, out, x: g / sqrt(x * x - 1.0),)
+
+
+def arctanh(x):
+    """The inverse hyperbolic tangent: +-inf at x = +-1, nan beyond.
+    d/dx arctanh(x) = 1 / (1 - x**2)
+
+    >>> arctanh(Tensor([1.0, 2.0])).tolist()
+    [inf, nan]
+    """
+    return _unary(arctanh, x, _ARCTANH, _arctanh_vjps)
+
+
+_ARCTANH = _RULES["arctanh"] = _Elementwise("atanh({0})", math.atanh, safe="_atanh")
+_arctanh_vjps = (lambda g, out, x: g / (1.0 - x * x),)
+
+
+def log1p(x):
+    """log(1 + x), exact for tiny x: -inf at x = -1, nan below.   d/dx = 1 / (1 + x)
+
+    >>> log1p(Tensor([1e-20, -1.0])).tolist()
+    [1e-20, -inf]
+    """
+    return _unary(log1p, x, _LOG1P, _log1p_vjps)
+
+
+_LOG1P = _RULES["log1p"] = _Elementwise("log1p({0})", math.log1p, safe="_log1p")
+_log1p_vjps = (lambda g, out, x: g / (x + 1.0),)
+
+
+def expm1(x):
+    """exp(x) - 1, exact for tiny x.   d/dx expm1(x) = exp(x) = expm1(x) + 1
+
+    >>> expm1(Tensor([1e-20, 1000.0])).tolist()
+    [1e-20, inf]
+    """
+    return _unary(expm1, x, _EXPM1, _expm1_vjps)
+
+
+_EXPM1 = _RULES["expm1"] = _Elementwise("expm1({0})", math.expm1, safe="_expm1")
+_expm1_vjps = (lambda g, out, x: g * (out + 1.0),)
+
+
+def log2(x):
+    """The base-2 logarithm.   d/dx log2(x) = 1 / (x log(2))
+
+    >>> log2(Tensor([8.0, 0.0, -1.0])).tolist()
+    [3.0, -inf, nan]
+    """
+    return _unary(log2, x, _LOG2, _log2_vjps)
+
+
+_LOG2 = _RULES["log2"] = _Elementwise("log2({0})", math.log2, safe="_log2")
+_log2_vjps = (lambda g, out, x: g / (x * math.log(2.0)),)
+
+
+def log10(x):
+    """The base-10 logarithm.   d/dx log10(x) = 1 / (x log(10))
+
+    >>> log10(Tensor([1000.0, 0.0])).tolist()
+    [3.0, -inf]
+    """
+    return _unary(log10, x, _LOG10, _log10_vjps)
+
+
+_LOG10 = _RULES["log10"] = _Elementwise("log10({0})", math.log10, safe="_log10")
+_log10_vjps = (lambda g, out, x: g / (x * math.log(10.0)),)
+
+
+def exp2(x):
+    """2 ** x.   d/dx exp2(x) = 2**x log(2)
+
+    >>> exp2(Tensor([3.0, 2000.0])).tolist()
+    [8.0, inf]
+    """
+    return _unary(exp2, x, _EXP2, _exp2_vjps)
+
+
+_EXP2 = _RULES["exp2"] = _Elementwise("2.0 ** {0}", functools.partial(operator.pow, 2.0),
+                                      safe="_exp2")
+_exp2_vjps = (lambda g, out, x: g * (out * math.log(2.0)),)
+
+
+def arctan2(y, x):
+    """The angle of the point (x, y), in [-pi, pi], signs of zeros included, as numpy.
+    d/dy = x / (x**2 + y**2), d/dx = -y / (x**2 + y**2)   (0 at the origin, as PyTorch)
+
+    >>> arctan2(Tensor([1.0, 0.0]), Tensor([0.0, -1.0])).tolist()
+    [1.5707963267948966, 3.141592653589793]
+    """
+    return _binary(arctan2, y, x, _ARCTAN2, _arctan2_vjps)
+
+
+_ARCTAN2 = _RULES["arctan2"] = _Elementwise("atan2({0}, {1})", math.atan2)
+_arctan2_vjps = (lambda g, out, y, x: g * x * _inverse_square_radius(y, x),
+                 lambda g, out, y, x: g * -y * _inverse_square_radius(y, x))
+
+
+def _inverse_square_radius(y, x):
+    """1 / (x**2 + y**2), with 0 where that is inf (at the origin, or where the squares
+    underflow): as PyTorch, whose arctan2 gradient there is 0, not nan."""
+    r = reciprocal(y * y + x * x)
+    return where(equal(r, inf), 0.0, r)
+
+
+def hypot(x, y):
+    """sqrt(x**2 + y**2), without overflow in the squares (inf if either is inf, even with
+    a nan).   d/dx = x / hypot(x, y), d/dy = y / hypot(x, y)   (nan at 0, 0, as PyTorch)
+
+    >>> hypot(Tensor([3.0, inf]), Tensor([4.0, nan])).tolist()
+    [5.0, inf]
+    """
+    return _binary(hypot, x, y, _HYPOT, _hypot_vjps)
+
+
+_HYPOT = _RULES["hypot"] = _Elementwise("hypot({0}, {1})", math.hypot, safe="_hypot")
+_hypot_vjps = (lambda g, out, x, y: g * x / out,
+               lambda g, out, x, y: g * y / out)
+
+
+def logaddexp(x, y):
+    """log(exp(x) + exp(y)), without overflow (as numpy: x + log(2) where x == y, which
+    keeps logaddexp(inf, inf) = inf).
+    d/dx = 1 / (1 + exp(y - x)), d/dy = 1 / (1 + exp(x - y))
+
+    >>> logaddexp(Tensor([1000.0, -inf]), Tensor([1000.0, 0.0])).tolist()
+    [1000.6931471805599, 0.0]
+    """
+    return _binary(logaddexp, x, y, _LOGADDEXP, _logaddexp_vjps)
+
+
+_LOGADDEXP = _RULES["logaddexp"] = _Elementwise("_logaddexp({0}, {1})", "_logaddexp")
+_logaddexp_vjps = (lambda g, out, x, y: g / (1.0 + exp(y - x)),
+                   lambda g, out, x, y: g / (1.0 + exp(x - y)))
 
 
 # ============================================================================================
@@ -5494,7 +5745,7 @@ class _PythonWriter:
         outputs = ", ".join(self.name(v) for v in program.outputs)
         self.lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
         head = [f"def program({', '.join(params)}):"]
-        imports = ["from math import inf, nan, exp, log, sqrt, sin, cos, tanh, erf",
+        imports = [f"from math import inf, nan, {', '.join(sorted(_MATH_NAMES))}",
                    "from operator import add, sub, mul, truediv, neg, pow",
                    "from itertools import repeat"]
         if self.helpers:
@@ -5566,7 +5817,12 @@ def _identifier(text, taken):
     return name
 
 
-_RESERVED = frozenset(("program", "inf", "nan", "exp", "log", "sqrt", "sin", "cos", "tanh", "erf",
+# The math module's functions that elementwise rules call by name ("exp({0})"), which
+# compiled code imports; the rules' other functions are rax's safe ones (appendix B).
+_MATH_NAMES = frozenset(name for rule in _RULES.values() if isinstance(rule, _Elementwise)
+                        for name in re.findall(r"\b([a-z]\w*)\(", rule.expr)
+                        if hasattr(math, name))
+_RESERVED = _MATH_NAMES | frozenset(("program", "inf", "nan",
                        "add", "sub", "mul", "truediv", "neg", "pow", "repeat", "sum", "map",
                        "zip", "range", "list", "abs", "len", "row", "column", "row0", "row1",
                        "column0", "column1", "np", "jnp", "jax", "torch", "math", "as_array",
@@ -5734,6 +5990,10 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "abs": "{xp}.abs({0})", "sigmoid": "1.0 / (1.0 + {xp}.exp(-{0}))",
     "floor": "{xp}.floor({0})", "ceil": "{xp}.ceil({0})", "round": "{xp}.round({0})",
     "erf": "erf({0})", "cumsum": "{xp}.cumsum({0}, {dim}={axis})",
+    **{name: "{xp}.%s({0})" % name for name in (
+        "tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh",
+        "log1p", "expm1", "log2", "log10", "exp2")},
+    **{name: "{xp}.%s({0}, {1})" % name for name in ("arctan2", "hypot", "logaddexp")},
     "cumprod": "{xp}.cumprod({0}, {dim}={axis})",
     "argsort": "as_array({xp}.argsort({0}, axis={axis}, stable=True))",
     "mod": "{xp}.remainder({0}, {1})", "floor_divide": "{xp}.floor_divide({0}, {1})",
@@ -6750,6 +7010,107 @@ def _sin(x):
 def _cos(x):
     """math.cos, with cos(inf) = nan instead of ValueError."""
     return math.cos(x) if math.isfinite(x) else nan
+
+
+def _tan(x):
+    """math.tan, with tan(inf) = nan instead of ValueError."""
+    return math.tan(x) if math.isfinite(x) else nan
+
+
+def _sinh(x):
+    """math.sinh, with sinh(+-1000) = +-inf instead of OverflowError."""
+    try:
+        return math.sinh(x)
+    except OverflowError:
+        return math.copysign(inf, x)
+
+
+def _cosh(x):
+    """math.cosh, with cosh(+-1000) = inf instead of OverflowError."""
+    try:
+        return math.cosh(x)
+    except OverflowError:
+        return inf
+
+
+def _asin(x):
+    """math.asin, nan outside [-1, 1] instead of ValueError."""
+    return math.asin(x) if -1.0 <= x <= 1.0 else nan
+
+
+def _acos(x):
+    """math.acos, nan outside [-1, 1] instead of ValueError."""
+    return math.acos(x) if -1.0 <= x <= 1.0 else nan
+
+
+def _acosh(x):
+    """math.acosh, nan below 1 instead of ValueError."""
+    return math.acosh(x) if x >= 1.0 else nan
+
+
+def _atanh(x):
+    """math.atanh, +-inf at +-1 and nan beyond instead of ValueError."""
+    if -1.0 < x < 1.0:
+        return math.atanh(x)
+    return math.copysign(inf, x) if _abs(x) == 1.0 else nan
+
+
+def _log1p(x):
+    """math.log1p, -inf at -1 and nan below instead of ValueError."""
+    if x > -1.0:
+        return math.log1p(x)
+    return -inf if x == -1.0 else nan
+
+
+def _expm1(x):
+    """math.expm1, with expm1(1000) = inf instead of OverflowError."""
+    try:
+        return math.expm1(x)
+    except OverflowError:
+        return inf
+
+
+def _log2(x):
+    """math.log2, as _log."""
+    if x > 0.0:
+        return math.log2(x)
+    return -inf if x == 0.0 else nan
+
+
+def _log10(x):
+    """math.log10, as _log."""
+    if x > 0.0:
+        return math.log10(x)
+    return -inf if x == 0.0 else nan
+
+
+def _exp2(x):
+    """2.0 ** x, with 2 ** 2000 = inf instead of OverflowError."""
+    try:
+        return 2.0 ** x
+    except OverflowError:
+        return inf
+
+
+def _hypot(x, y):
+    """math.hypot, with inf where the result is beyond floats instead of OverflowError."""
+    try:
+        return math.hypot(x, y)
+    except OverflowError:
+        return inf
+
+
+def _logaddexp(x, y):
+    """log(exp(x) + exp(y)) as numpy.logaddexp: the larger plus log1p(exp(-distance)), and
+    x + log(2) where x == y (so infinities of one sign give themselves, not nan)."""
+    if x == y:
+        return x + _LN2
+    d = x - y
+    if d > 0.0:
+        return x + math.log1p(math.exp(-d))
+    if d <= 0.0:
+        return y + math.log1p(math.exp(d))
+    return d  # nan
 
 
 def _sigmoid(x):

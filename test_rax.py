@@ -5511,8 +5511,7 @@ def test_each_elementwise_rule_says_one_computation(op):
     or the expression raises, both raise and the safe twin gives the IEEE answer."""
     rule = rax._POW_INTEGER if op == "pow_scalar" else rax._RULES[op]  # integer exponents
     arity = len(set(re.findall(r"\{\d\}", rule.expr)))
-    namespace = {name: getattr(math, name) for name in ("exp", "log", "sqrt", "sin", "cos",
-                                                        "tanh", "erf", "inf", "nan")}
+    namespace = {name: getattr(math, name) for name in rax._MATH_NAMES | {"inf", "nan"}}
     namespace.update({name: value for name, value in vars(rax).items()
                       if name.startswith("_") and callable(value)})
     fast = eval("lambda *v: " + rule.expr.format(*(f"v[{i}]" for i in range(arity))), namespace)
@@ -6059,7 +6058,9 @@ def _prog_cases(draw, scalar_input=False, max_steps=12):
                   "maximum": None, "minimum": None}
     compare_ops = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
                    "equal": None}
-    families = ("unary", "binary", "binary", "compare", "where", "reduce", "softmax",
+    math_unary = ("tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh",
+                  "arctanh", "log1p", "expm1", "log2", "log10", "exp2")
+    families = ("unary", "math", "binary", "binary", "compare", "where", "reduce", "softmax",
                 "reshape", "transpose", "broadcast_to", "index", "index", "concatenate",
                 "stack", "matmul", "matmul", "dense", "dense", "one_hot", "constant")
 
@@ -6075,6 +6076,14 @@ def _prog_cases(draw, scalar_input=False, max_steps=12):
             if op == "abs" and draw(st.booleans()):
                 return f"abs({v['text']})", v["shape"], None
             return f"{v['text']}.{op}()", v["shape"], None
+        if family == "math":  # numpy's elementwise math (functions, no methods)
+            v = pick()
+            if draw(st.booleans()):
+                return f"rax.{draw(st.sampled_from(math_unary))}({v['text']})", v["shape"], None
+            other, other_shape, _ = operand(v["shape"])
+            op = draw(st.sampled_from(("arctan2", "hypot", "logaddexp")))
+            return (f"rax.{op}({v['text']}, {other})", _prog_broadcast(v["shape"], other_shape),
+                    None)
         if family in ("binary", "compare"):
             ops = binary_ops if family == "binary" else compare_ops
             op = draw(st.sampled_from(sorted(ops)))
@@ -7520,3 +7529,185 @@ def test_pytorchs_dim_keyword_is_a_type_error_that_says_axis(name):
         getattr(t, name)(dim=1)
     with pytest.raises(TypeError, match="write axis=0"):
         rax.concatenate([t, t], dim=0)
+
+
+# ============================================================================================
+# 23. NumPy's math: elementwise functions, contractions, rax.linalg
+# ============================================================================================
+
+def _ref_guard(fn, low=-inf, high=inf, at_low=nan, at_high=nan, open_low=False,
+               open_high=False):
+    """fn inside its domain [low, high] (an end open where told, with the value there
+    given), nan outside or at nan: a plain-Python reference for a function with edges."""
+    def value(v):
+        if v != v:
+            return nan
+        if v < low or (open_low and v == low):
+            return at_low if v == low else nan
+        if v > high or (open_high and v == high):
+            return at_high if v == high else nan
+        try:
+            return fn(v)
+        except OverflowError:
+            return math.copysign(inf, fn(math.copysign(1.0, v)))  # sinh, cosh, expm1, exp2
+    return value
+
+
+def _ref_logaddexp(x, y):
+    if math.isnan(x) or math.isnan(y):
+        return nan
+    high, low = max(x, y), min(x, y)
+    if high == -inf or x == y:
+        return high + math.log(2.0) if high != -inf else -inf
+    return high + math.log1p(math.exp(low - high))
+
+
+def _call_or_nan(f, point):
+    """A hand derivative at a point, nan where its formula divides by zero or overflows."""
+    try:
+        return f(*point)
+    except (ArithmeticError, ValueError):
+        return nan
+
+
+def _broadcast_flat(x, shape):
+    """Array x broadcast to `shape`, as a flat row-major list (by hand)."""
+    pad = (1,) * (len(shape) - len(x.shape)) + tuple(x.shape)
+    return [x.flat[offset(tuple(i if n > 1 else 0 for i, n in zip(index, pad)), pad)]
+            for index in indices(shape)]
+
+
+def _sum_back(flat, shape, to_shape):
+    """Values at every position of `shape` summed onto the positions of `to_shape` that
+    broadcast to them (the gradient of a broadcast input), by hand."""
+    pad = (1,) * (len(shape) - len(to_shape)) + tuple(to_shape)
+    total = [0.0] * math.prod(to_shape)
+    for index, v in zip(indices(shape), flat):
+        total[offset(tuple(i if n > 1 else 0 for i, n in zip(index, pad)), pad)] += v
+    return total
+
+
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+# name -> (plain-Python value, derivatives by hand, the interval of smooth points)
+NUMPY_MATH = {
+    "tan": (lambda v: math.tan(v) if math.isfinite(v) else nan, [lambda v: 1.0 / math.cos(v) ** 2],
+            (-1.5, 1.5)),
+    "sinh": (_ref_guard(math.sinh), [math.cosh], (-5.0, 5.0)),
+    "cosh": (_ref_guard(math.cosh), [math.sinh],
+             (-5.0, 5.0)),
+    "arcsin": (_ref_guard(math.asin, -1.0, 1.0), [lambda v: 1.0 / math.sqrt(1.0 - v * v)],
+               (-0.95, 0.95)),
+    "arccos": (_ref_guard(math.acos, -1.0, 1.0), [lambda v: -1.0 / math.sqrt(1.0 - v * v)],
+               (-0.95, 0.95)),
+    "arctan": (_ref_guard(math.atan), [lambda v: 1.0 / (1.0 + v * v)], (-5.0, 5.0)),
+    "arcsinh": (_ref_guard(math.asinh), [lambda v: 1.0 / math.sqrt(v * v + 1.0)], (-5.0, 5.0)),
+    "arccosh": (_ref_guard(math.acosh, 1.0), [lambda v: 1.0 / math.sqrt(v * v - 1.0)],
+                (1.05, 5.0)),
+    "arctanh": (_ref_guard(math.atanh, -1.0, 1.0, -inf, inf, True, True),
+                [lambda v: 1.0 / (1.0 - v * v)], (-0.95, 0.95)),
+    "log1p": (_ref_guard(math.log1p, -1.0, at_low=-inf, open_low=True),
+              [lambda v: 1.0 / (1.0 + v)], (-0.9, 5.0)),
+    "expm1": (_ref_guard(math.expm1),
+              [math.exp], (-5.0, 5.0)),
+    "log2": (_ref_guard(lambda v: math.log2(v) if v else -inf, 0.0),
+             [lambda v: 1.0 / (v * _LN2)], (0.1, 5.0)),
+    "log10": (_ref_guard(lambda v: math.log10(v) if v else -inf, 0.0),
+              [lambda v: 1.0 / (v * _LN10)], (0.1, 5.0)),
+    "exp2": (_ref_guard(lambda v: 2.0 ** v), [lambda v: 2.0 ** v * _LN2],
+             (-5.0, 5.0)),
+    "arctan2": (math.atan2, [lambda y, x: x / (x * x + y * y), lambda y, x: -y / (x * x + y * y)],
+                (-3.0, 3.0)),
+    "hypot": (lambda x, y: math.hypot(x, y) if max(abs(x), abs(y)) < 1e308 or math.isinf(
+        x) or math.isinf(y) or x != x or y != y else math.hypot(x / 2, y / 2) * 2,
+        [lambda x, y: x / math.hypot(x, y), lambda x, y: y / math.hypot(x, y)], (-3.0, 3.0)),
+    "logaddexp": (_ref_logaddexp, [lambda x, y: 1.0 / (1.0 + math.exp(y - x)),
+                                   lambda x, y: 1.0 / (1.0 + math.exp(x - y))], (-5.0, 5.0)),
+}
+_SPECIAL_POINTS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-308, -5e-324, 1e308, -1e308, 709.8,
+                   -745.2, inf, -inf, nan, 2.0 ** 0.5, 1024.0, 710.0]
+
+
+def _same_special(got, expected, rel=1e-14):
+    """nan for nan, exactly the same infinity or signed zero, else within rel."""
+    if math.isnan(expected) or math.isinf(expected) or expected == 0.0:
+        return same_float(got, expected)
+    return math.isclose(got, expected, rel_tol=rel)
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_MATH))
+def test_numpy_math_values_are_numpys_at_every_special_value(name):
+    """Every pair of special values (0, -0, the domain edges, 1e308, 710, inf, nan): rax
+    gives the plain-Python reference and NumPy's answer: nan and infinities and the sign of
+    zeros exactly, never an exception."""
+    np = _np()
+    value, derivatives, _ = NUMPY_MATH[name]
+    points = list(itertools.product(_SPECIAL_POINTS, repeat=len(derivatives)))
+    columns = [Tensor([p[i] for p in points]) for i in range(len(derivatives))]
+    got = getattr(rax, name)(*columns).tolist()
+    with np.errstate(all="ignore"):
+        theirs = getattr(np, name)(*[np.array(c.tolist()) for c in columns]).tolist()
+    for p, a, b in zip(points, got, theirs):
+        assert _same_special(a, value(*p)), f"{name}{p}: rax {a}, reference {value(*p)}"
+        assert _same_special(a, b, 1e-13), f"{name}{p}: rax {a}, numpy {b}"
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_MATH))
+def test_numpy_math_gradients_are_pytorchs_at_every_special_value(name):
+    """The gradients at the same special values are PyTorch's (inf at arcsin's edges, 0 for
+    arctan2 at the origin), within rounding: one vjp formula, placed as PyTorch places it."""
+    torch = pytest.importorskip("torch")
+    _, derivatives, _ = NUMPY_MATH[name]
+    points = list(itertools.product(_SPECIAL_POINTS, repeat=len(derivatives)))
+    if name in ("sinh", "cosh"):  # torch's own cosh and sinh overflow below 710 (NumPy's not)
+        points = [p for p in points if abs(p[0]) != 709.8]
+    columns = [[p[i] for p in points] for i in range(len(derivatives))]
+    grads = rax.grad(lambda *t: getattr(rax, name)(*t).sum(),
+                     argnums=tuple(range(len(columns))))(*map(Tensor, columns))
+    leaves = [torch.tensor(c, dtype=torch.float64, requires_grad=True) for c in columns]
+    getattr(torch, name)(*leaves).sum().backward()
+    for i, (ours, leaf) in enumerate(zip(grads, leaves)):
+        for p, a, b in zip(points, ours.tolist(), leaf.grad.tolist()):
+            assert _same_special(a, b, 1e-12) or (a == 0.0 == b), \
+                f"d{name}/d(input {i}) at {p}: rax {a}, torch {b}"
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_MATH))
+@given(st.data())
+def test_numpy_math_matches_references_and_hand_derivatives(name, data):
+    """At rank 0-5 (two inputs broadcast together), with ties and special values mixed in:
+    values against the plain-Python reference, the gradient against the hand-derived
+    derivative, element by element, summed back over broadcast axes; central differences
+    and second derivatives (check_grads, order 2) at smooth points."""
+    value, derivatives, (low, high) = NUMPY_MATH[name]
+    arity = len(derivatives)
+    shape_list = data.draw(broadcastable_shapes(count=arity)) if arity == 2 \
+        else [data.draw(shapes())]
+    smooth = st.floats(low, high) | st.sampled_from([low, high, (low + high) / 2])
+    special = st.sampled_from(_SPECIAL_POINTS)
+    xs = [data.draw(arrays(s, smooth | special)) for s in shape_list]
+    out_shape = broadcast_shape(*shape_list)
+    columns = [_broadcast_flat(x, out_shape) for x in xs]
+    points = list(zip(*columns)) if columns[0] else []
+    fn = getattr(rax, name)
+    assert_values(fn(*map(tensor, xs)), [value(*p) for p in points], out_shape,
+                  rel=1e-13, abs_tol=0.0)
+    weights = [math.cos(k) for k in range(len(points))]
+    w = Tensor(fold(weights, out_shape)) if points else rax.zeros(out_shape)
+    grads = rax.grad(lambda *t: (fn(*t) * w).sum(), argnums=tuple(range(arity)))(
+        *map(tensor, xs))
+    for i, (x, g) in enumerate(zip(xs, grads)):
+        # Not at subnormals, where g * y / out and g * (y / out) round apart (by 2x).
+        per_point = [nan if any(0.0 < abs(v) < sys.float_info.min for v in p)
+                     else wk * _call_or_nan(derivatives[i], p) for wk, p in zip(weights, points)]
+        expected = _sum_back(per_point, out_shape, x.shape)
+        for j, (a, b) in enumerate(zip(unfold(g.tolist(), x.shape), expected)):
+            if math.isfinite(b):  # the edges: the test above, against PyTorch
+                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), \
+                    f"gradient {i} at flat index {j}: rax {a}, by hand {b}"
+    smooth_xs = [data.draw(arrays(s, st.floats(low + 0.01, high - 0.01))) for s in shape_list]
+    if name in ("hypot", "arctan2"):  # away from the origin, where neither has a derivative
+        smooth_xs = [Array([v if abs(v) > 0.1 else 0.5 for v in x.flat], x.shape)
+                     for x in smooth_xs]
+    if all(math.prod(s) <= 12 for s in shape_list):
+        rax.check_grads(lambda *t: (fn(*t) * w).sum(), tuple(map(tensor, smooth_xs)),
+                        rtol=1e-4, atol=1e-6, order=2)
