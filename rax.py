@@ -138,7 +138,7 @@ __all__ = [
     "arctanh", "log1p", "expm1", "log2", "log10", "exp2", "hypot", "logaddexp",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
-    "avg_pool2d", "hstack",
+    "avg_pool2d", "hstack", "diagonal", "dot", "inner", "outer", "tensordot", "einsum",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
@@ -2563,19 +2563,7 @@ def diag(x, k=0):
         return where(mask, broadcast_to(across, (size, size)), 0.0)
     if x.ndim != 2:
         raise ValueError(f"diag: needs 1 or 2 axes, got shape {x.shape}")
-    n, m = x.shape
-    positions = [float(i * m + i + k) for i in range(n) if 0 <= i + k < m]
-    return take(x.reshape(-1), positions, 0)
-
-
-def _matrix_trace(x, k=0):
-    """The sum of the k-th diagonal of a 2-D x, as numpy.trace: the method t.trace() (the
-    name rax.trace is the tracer of chapter 10).   d/dx = 1 on the diagonal
-
-    >>> Tensor([[1, 2], [3, 4]]).trace().item()
-    5.0
-    """
-    return diag(x, k).sum()
+    return diagonal(x, k)
 
 
 def pad(x, pad_width, value=0.0):
@@ -3095,6 +3083,273 @@ _col2im_vjps = (lambda g, out, g0: _im2col(g, out.attrs["kernel"], out.attrs["st
                                            out.attrs["padding"], out.attrs["dilation"], 0.0),)
 
 
+# ---- 5e. Contractions: diagonal, dot, inner, outer, tensordot, einsum ----------------------
+#
+# Every contraction is made of transposes, reshapes and one matmul per pair of operands
+# (_contract), so its gradient is theirs, and it costs what that matmul costs: a transpose or
+# reshape that would change nothing is left out, so einsum("bij,bjk->bik", x, y) is the one
+# matmul node that x @ y makes.
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """The diagonal of x in the plane of axis1 and axis2 (offset above it if > 0, below if
+    < 0), as numpy.diagonal: its last axis is the diagonal, the others are x's other axes.
+    d/dx: g back on that diagonal, 0 elsewhere
+
+    >>> diagonal(Tensor([[1, 2], [3, 4]]), 1).tolist()
+    [2.0]
+    """
+    op = "diagonal"
+    x = _as_tensor(x, op)
+    if x.ndim < 2:
+        raise ValueError(f"diagonal: needs at least 2 axes, got shape {x.shape}")
+    offset = _int(op, "offset", offset, -sys.maxsize)
+    a1, a2 = _normalize_axis(op, axis1, x.ndim), _normalize_axis(op, axis2, x.ndim)
+    if a1 == a2:
+        raise ValueError(f"diagonal: axis1 and axis2 are both axis {a1} of shape {x.shape}")
+    n, m = x.shape[a1], x.shape[a2]
+    x = _arranged(x, [a for a in range(x.ndim) if a not in (a1, a2)] + [a1, a2])
+    positions = [float(i * m + i + offset) for i in range(n) if 0 <= i + offset < m]
+    return take(x.reshape(x.shape[:-2] + (n * m,)), positions, -1)
+
+
+def _matrix_trace(x, offset=0, axis1=0, axis2=1):
+    """The sum of a diagonal of x (see diagonal), as numpy.trace: the method t.trace(), and
+    rax.trace(x) when x is no function (rax.trace(f) traces f, chapter 10).
+    d/dx = 1 on the diagonal
+
+    >>> Tensor([[1, 2], [3, 4]]).trace().item()
+    5.0
+    """
+    return diagonal(x, offset, axis1, axis2).sum(-1)
+
+
+def _arranged(x, axes):
+    """transpose(x, axes), or x itself when that changes nothing."""
+    return x if list(axes) == list(range(x.ndim)) else transpose(x, axes)
+
+
+def _reshaped(x, shape):
+    return x if x.shape == tuple(shape) else x.reshape(shape)
+
+
+def _contract(op, x, x_labels, y, y_labels, keep):
+    """x times y, summed over the labels they share that are not in `keep`: x and y have one
+    label (a character) per axis. The result's labels are the shared ones that are kept (a
+    batch), then x's own, then y's own, each in its operand's order. An axis of side 1
+    against a longer one of the same label is broadcast, as NumPy's einsum does."""
+    sides = lambda labels: tuple(side[c] for c in labels)  # noqa: E731
+    shared = [c for c in x_labels if c in y_labels]
+    batch = [c for c in shared if c in keep]
+    summed = [c for c in shared if c not in keep]
+    x_own = [c for c in x_labels if c not in y_labels]
+    y_own = [c for c in y_labels if c not in x_labels]
+    side = dict(zip(y_labels, y.shape))
+    for c, n in zip(x_labels, x.shape):
+        if c in side and n != side[c] and 1 not in (n, side[c]):
+            raise ValueError(f"{op}: label {c!r} has side {n} in one operand and {side[c]} in "
+                             f"another (shapes {x.shape} and {y.shape})")
+        if c not in side or side[c] == 1:
+            side[c] = n
+    x = _arranged(x, [x_labels.index(c) for c in batch + x_own + summed])
+    y = _arranged(y, [y_labels.index(c) for c in batch + summed + y_own])
+    x, y = (_broadcast(t, sides(labels)) if t.shape != sides(labels) else t
+            for t, labels in ((x, batch + x_own + summed), (y, batch + summed + y_own)))
+    rows, inner, columns = (math.prod(sides(part)) for part in (x_own, summed, y_own))
+    lead = sides(batch)  # matmul's batch axes, as they are (a reshape would copy)
+    product = matmul(_reshaped(x, lead + (rows, inner)), _reshaped(y, lead + (inner, columns)))
+    return _reshaped(product, sides(batch + x_own + y_own)), batch + x_own + y_own
+
+
+def tensordot(a, b, axes=2):
+    """The sum of products over the given axes of a and b, as numpy.tensordot: axes=n sums
+    the last n axes of a against the first n of b; axes=(a_axes, b_axes) pairs them up. The
+    result's axes are a's others, then b's others.
+
+    >>> tensordot(Tensor([[1, 2], [3, 4]]), Tensor([[1, 0], [0, 1]])).item()  # sum of a * b
+    5.0
+    """
+    op = "tensordot"
+    a, b = _as_tensor(a, op), _as_tensor(b, op)
+    if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
+        n = _int(op, "axes", axes, 0)
+        if n > _min(a.ndim, b.ndim):
+            raise ValueError(f"{op}: axes={n} but the shapes are {a.shape} and {b.shape}")
+        a_axes, b_axes = list(range(a.ndim - n, a.ndim)), list(range(n))
+    else:
+        try:
+            a_axes, b_axes = axes
+        except (TypeError, ValueError):
+            raise TypeError(f"{op}: axes must be an int or a pair (a_axes, b_axes), got "
+                            f"{axes!r}") from None
+        a_axes, b_axes = ([v] if isinstance(v, numbers.Integral) else list(v)
+                          for v in (a_axes, b_axes))
+        a_axes = [_normalize_axis(op, v, a.ndim) for v in a_axes]
+        b_axes = [_normalize_axis(op, v, b.ndim) for v in b_axes]
+        if len(a_axes) != len(b_axes) or len(set(a_axes)) < len(a_axes) \
+                or len(set(b_axes)) < len(b_axes):
+            raise ValueError(f"{op}: axes {axes!r} do not pair distinct axes one to one")
+    for i, j in zip(a_axes, b_axes):
+        if a.shape[i] != b.shape[j]:
+            raise ValueError(f"{op}: axis {i} of a (shape {a.shape}) has side {a.shape[i]} "
+                             f"but axis {j} of b (shape {b.shape}) has {b.shape[j]}")
+    a_labels = [chr(0x100 + i) for i in range(a.ndim)]
+    b_labels = [a_labels[a_axes[b_axes.index(j)]] if j in b_axes else chr(0x200 + j)
+                for j in range(b.ndim)]
+    kept = [c for c in a_labels + b_labels if (c in a_labels) != (c in b_labels)]
+    return _contract(op, a, a_labels, b, b_labels, kept)[0]
+
+
+def dot(a, b):
+    """The dot product, as numpy.dot: a * b if either is 0-d; the sum over the last axis of
+    a and of b if b is 1-D; else over the last axis of a and the second-to-last of b (so
+    matmul for 2-D, without its broadcasting of batch axes).
+
+    >>> dot(Tensor([1, 2]), Tensor([3, 4])).item()
+    11.0
+    """
+    a, b = _as_tensor(a, "dot"), _as_tensor(b, "dot")
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    return tensordot(a, b, ([a.ndim - 1], [_max(b.ndim - 2, 0)]))
+
+
+def inner(a, b):
+    """The sum of products over the last axes of a and b, as numpy.inner (a * b if either
+    is 0-d); the result's axes are a's others, then b's others.
+
+    >>> inner(Tensor([[1, 2], [3, 4]]), Tensor([1, 1])).tolist()
+    [3.0, 7.0]
+    """
+    a, b = _as_tensor(a, "inner"), _as_tensor(b, "inner")
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    return tensordot(a, b, ([-1], [-1]))
+
+
+def outer(a, b):
+    """Every element of a (flattened) times every element of b: shape (a.size, b.size), as
+    numpy.outer.
+
+    >>> outer(Tensor([1, 2]), Tensor([1, 10, 100])).tolist()
+    [[1.0, 10.0, 100.0], [2.0, 20.0, 200.0]]
+    """
+    a, b = _as_tensor(a, "outer"), _as_tensor(b, "outer")
+    return a.reshape((-1, 1)) * b.reshape((1, -1))
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def einsum(subscripts, *operands, optimize=False):
+    """Einstein summation, as numpy.einsum: "ij,jk->ik" is a matmul, "ii->i" a diagonal,
+    "ii" a trace, "i,j->ij" an outer product, "...ij,...jk" a batch of matmuls. Without
+    "->" the output is the labels that appear once, in alphabetical order, after "...".
+    Labels repeated within an operand take its diagonal; labels missing from the output are
+    summed; an axis of side 1 broadcasts against a longer one of its label. The sublist
+    form einsum(x, [0, 1], y, [1, 2], [0, 2]) (ints and ... for labels) works too.
+
+    The operands are contracted left to right, a pair at a time, each pair one matmul
+    (see _contract), so the gradient is that of matmul, transpose and reshape; `optimize`
+    is accepted for NumPy's sake and changes nothing.
+
+    >>> einsum("ij,jk->ik", Tensor([[1, 2]]), Tensor([[3], [4]])).tolist()
+    [[11.0]]
+    >>> einsum("ii", Tensor([[1, 2], [3, 4]])).item()
+    5.0
+    """
+    op = "einsum"
+    if not isinstance(subscripts, str):  # the sublist form
+        subscripts, operands = _einsum_sublists((subscripts,) + operands)
+    operands = [_as_tensor(x, op) for x in operands]
+    inputs, output = _einsum_labels(subscripts.replace(" ", ""), operands)
+    for k, labels in enumerate(inputs):  # repeated labels: take the diagonal
+        x = operands[k]
+        for c in sorted(set(labels), key=labels.index):
+            while labels.count(c) > 1:
+                i = labels.index(c)
+                j = labels.index(c, i + 1)
+                if x.shape[i] != x.shape[j]:
+                    raise ValueError(f"{op}: label {c!r} repeats in operand {k} over axes "
+                                     f"of sides {x.shape[i]} and {x.shape[j]}")
+                x = diagonal(x, 0, i, j)
+                labels = [v for a, v in enumerate(labels) if a not in (i, j)] + [c]
+        operands[k], inputs[k] = x, labels
+    x, labels = operands[0], inputs[0]
+    for k in range(1, len(operands) + 1):
+        later = set(output).union(*inputs[k + 1:])  # the labels wanted after operand k
+        y_labels = inputs[k] if k < len(operands) else []
+        x, labels = _sum_unneeded(x, labels, later.union(y_labels))
+        if k < len(operands):
+            y, y_labels = _sum_unneeded(operands[k], y_labels, later.union(labels))
+            x, labels = _contract(op, x, labels, y, y_labels, later)
+    return _arranged(x, [labels.index(c) for c in output])
+
+
+def _sum_unneeded(x, labels, needed):
+    """x summed over the axes whose labels are not needed, and the labels left."""
+    alone = tuple(a for a, c in enumerate(labels) if c not in needed)
+    return (x.sum(alone), [c for c in labels if c in needed]) if alone else (x, labels)
+
+
+def _einsum_labels(subscripts, operands):
+    """Each operand's labels and the output's, as lists of characters, "..." spelled out as
+    one label per axis it stands for (right-aligned across operands, as broadcasting)."""
+    op = "einsum"
+    left, arrow, right = subscripts.partition("->")
+    terms = left.split(",")
+    if len(terms) != len(operands):
+        raise ValueError(f"{op}: {subscripts!r} names {len(terms)} operands, but "
+                         f"{len(operands)} are given")
+    for term in terms + [right]:
+        bad = set(term.replace("...", "")) - set(_LETTERS)
+        if bad or term.count("...") > 1:
+            raise ValueError(f"{op}: {subscripts!r}: labels are letters, with at most one "
+                             f"'...' per operand; got {term!r}")
+    inputs, most = [], 0
+    for term, x in zip(terms, operands):
+        named = len(term.replace("...", ""))
+        if named > x.ndim or (named < x.ndim and "..." not in term):
+            raise ValueError(f"{op}: {term!r} labels {named} axes, but the operand has shape "
+                             f"{x.shape}")
+        most = _max(most, x.ndim - named)
+        inputs.append((term, x.ndim - named))
+    ellipsis = [chr(0x100 + i) for i in range(most)]
+    labels = [_spelled_out(term, ellipsis[most - n:]) for term, n in inputs]
+    if arrow:
+        if "..." not in right and most and any("..." in t for t in terms):
+            raise ValueError(f"{op}: {subscripts!r}: the output must say '...' where the "
+                             f"operands do")
+        output = _spelled_out(right, ellipsis)
+        for c in output:
+            if output.count(c) > 1 or not any(c in term for term in labels):
+                raise ValueError(f"{op}: {subscripts!r}: output label {c!r} is repeated or "
+                                 f"in no operand")
+    else:
+        every = [c for term in labels for c in term]
+        output = ellipsis + sorted(c for c in set(every) if every.count(c) == 1
+                                   and c not in ellipsis)
+    return labels, output
+
+
+def _spelled_out(term, ellipsis):
+    """The labels of one term, with "..." replaced by the labels it stands for."""
+    before, dots, after = term.partition("...")
+    return list(before) + (ellipsis if dots else []) + list(after)
+
+
+def _einsum_sublists(arguments):
+    """numpy's sublist form, einsum(x, [0, 1], y, [1, 2], [0, 2]), as a subscripts string."""
+    def term(sublist):
+        try:
+            return "".join("..." if v is Ellipsis else _LETTERS[v] for v in sublist)
+        except (TypeError, IndexError):
+            raise ValueError(f"einsum: a sublist holds ints 0-51 and ..., got "
+                             f"{sublist!r}") from None
+    output = "->" + term(arguments[-1]) if len(arguments) % 2 else ""
+    arguments = arguments[:len(arguments) - len(arguments) % 2]
+    return ",".join(term(s) for s in arguments[1::2]) + output, arguments[0::2]
+
+
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
@@ -3102,7 +3357,7 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
             cumprod,
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin, prod,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
-            moveaxis, flip, repeat, roll, tril, triu, diag, sort, argsort,
+            moveaxis, flip, repeat, roll, tril, triu, diag, diagonal, sort, argsort, dot,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
             less, less_equal, greater, greater_equal, equal):
     setattr(Tensor, _op.__name__, _op)
@@ -5076,8 +5331,12 @@ def _check_readable(t, what):
             f"flag) is no argument: pass it by closure or functools.partial")
 
 
-def trace(f):
+def trace(f, offset=0, axis1=0, axis2=1):
     """A function that runs f once on the given arguments and returns its Program.
+
+    (Given a tensor, nested lists or a number instead of a function, trace is numpy.trace:
+    the sum of a diagonal, as the method x.trace(offset, axis1, axis2). No function is a
+    tensor, so the two cannot be confused, and NumPy code translates name for name.)
 
     The program's inputs are the leaves of the arguments that are tensors or numbers (bools
     and other leaves are static: part of the program); tensors f reaches by closure, numbers
@@ -5094,6 +5353,8 @@ def trace(f):
     >>> program(Tensor([3.0, 4.0]))
     Tensor(25.0)
     """
+    if not callable(f):
+        return _matrix_trace(f, offset, axis1, axis2)
     _check_function("trace", f)
 
     def traced(*args, **kwargs):

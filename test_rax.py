@@ -7711,3 +7711,192 @@ def test_numpy_math_matches_references_and_hand_derivatives(name, data):
     if all(math.prod(s) <= 12 for s in shape_list):
         rax.check_grads(lambda *t: (fn(*t) * w).sum(), tuple(map(tensor, smooth_xs)),
                         rtol=1e-4, atol=1e-6, order=2)
+
+
+@st.composite
+def einsum_cases(draw):
+    """(subscripts, [Array operands]): 1-3 operands over labels a-d of sides 0-3, labels
+    repeated within an operand (diagonals), a side 1 against a longer side (broadcast),
+    "..." in some, the output given or implicit, ranks up to 5."""
+    sides = {c: draw(st.integers(1, 3)) for c in "abcd"}
+    if draw(st.integers(0, 9)) == 0:
+        sides[draw(st.sampled_from("abcd"))] = 0
+    dots = draw(st.lists(st.integers(1, 2), max_size=2)) if draw(st.booleans()) else None
+    terms, operands = [], []
+    for _ in range(draw(st.integers(1, 3))):
+        labels = draw(st.lists(st.sampled_from("abcd"), max_size=4 if dots is None else 3))
+        side = {}  # a repeated label has one side within an operand
+        shape = [side.setdefault(c, sides[c] if draw(st.integers(0, 5)) else 1) for c in labels]
+        term = "".join(labels)
+        if dots is not None and draw(st.booleans()):
+            at = draw(st.integers(0, len(labels)))
+            mine = [n if draw(st.integers(0, 3)) else 1
+                    for n in dots[len(dots) - draw(st.integers(0, len(dots))):]]
+            term = term[:at] + "..." + term[at:]
+            shape = shape[:at] + mine + shape[at:]
+        terms.append(term)
+        operands.append(draw(arrays(tuple(shape), st.floats(-2, 2) | st.sampled_from(
+            [0.0, -0.0, 1.0]))))
+    present = sorted(set("".join(terms).replace(".", "")))
+    if draw(st.booleans()):
+        out = "".join(draw(st.permutations(present))[:draw(st.integers(0, len(present)))])
+        if any("..." in t for t in terms):
+            at = draw(st.integers(0, len(out)))
+            out = out[:at] + "..." + out[at:]
+        return ",".join(terms) + "->" + out, operands
+    return ",".join(terms), operands
+
+
+def _einsum_axis_label(term, ndim, k):
+    """The label of axis k of an operand of `ndim` axes written `term` ("." inside ...)."""
+    before, dots, after = term.partition("...")
+    if k < len(before):
+        return before[k]
+    if k >= ndim - len(after):
+        return after[k - (ndim - len(after))]
+    return f".{k - (ndim - len(after))}"  # -1 for the last axis of the ..., and so on
+
+
+def _einsum_reference(subscripts, operands, weights=None, wrt=None):
+    """einsum by brute force over every assignment of the labels (ellipsis axes are labels
+    counted from the right; a side 1 is read at 0): the values, or, with weights on the
+    output and wrt = k, the gradient of sum(weights * einsum) for operand k."""
+    left, arrow, out = subscripts.partition("->")
+    terms = left.split(",")
+    axis_labels = [[_einsum_axis_label(t, len(x.shape), k) for k in range(len(x.shape))]
+                   for t, x in zip(terms, operands)]
+    sides = {}
+    for labels, x in zip(axis_labels, operands):
+        for c, n in zip(labels, x.shape):
+            sides[c] = n if sides.get(c, 1) == 1 else sides[c]
+    dotted = sorted({c for labels in axis_labels for c in labels if c.startswith(".")},
+                    key=lambda c: int(c[1:]))
+    if arrow:
+        before, dots, after = out.partition("...")
+        out_labels = list(before) + (dotted if dots else []) + list(after)
+    else:
+        every = [c for labels in axis_labels for c in labels if not c.startswith(".")]
+        out_labels = dotted + sorted(c for c in set(every) if every.count(c) == 1)
+    out_shape = tuple(sides[c] for c in out_labels)
+    names = sorted(sides)
+    result = [0.0] * math.prod(out_shape)
+    grad = [0.0] * math.prod(operands[wrt].shape) if wrt is not None else None
+    for values in itertools.product(*(range(sides[c]) for c in names)):
+        at = dict(zip(names, values))
+        positions = [offset(tuple(at[c] if n > 1 else 0 for c, n in zip(labels, x.shape)),
+                            x.shape) for labels, x in zip(axis_labels, operands)]
+        o = offset(tuple(at[c] for c in out_labels), out_shape)
+        if wrt is None:
+            result[o] += math.prod(x.flat[p] for x, p in zip(operands, positions))
+        else:
+            grad[positions[wrt]] += weights[o] * math.prod(
+                x.flat[p] for k, (x, p) in enumerate(zip(operands, positions)) if k != wrt)
+    return (result, out_shape) if wrt is None else grad
+
+
+@given(einsum_cases())
+def test_einsum_matches_brute_force_and_numpy_and_its_gradient_the_hand_sum(case):
+    """einsum against a brute-force sum over every assignment of the labels (diagonals,
+    broadcasting, "...", implicit output), and NumPy's einsum; the gradient of a weighted sum
+    of it, for every operand, against the brute-force derivative."""
+    subscripts, operands = case
+    expected, shape = _einsum_reference(subscripts, operands)
+    tensors = [tensor(x) for x in operands]
+    out = rax.einsum(subscripts, *tensors)
+    assert_values(out, expected, shape, rel=1e-12, abs_tol=1e-12)
+    np = _np()
+    theirs = np.einsum(subscripts, *[np.array(x.flat).reshape(x.shape) for x in operands])
+    assert theirs.shape == shape
+    weights = [math.cos(k + 0.5) for k in range(len(expected))]
+    w = Tensor(fold(weights, shape)) if expected else rax.zeros(shape)
+    grads = rax.grad(lambda *t: (rax.einsum(subscripts, *t) * w).sum(),
+                     argnums=tuple(range(len(tensors))))(*tensors)
+    for k, (x, g) in enumerate(zip(operands, grads)):
+        assert_values(g, _einsum_reference(subscripts, operands, weights, k), x.shape,
+                      rel=1e-12, abs_tol=1e-12, what=f"gradient of operand {k}")
+
+
+@given(shapes(max_rank=4), shapes(max_rank=4), st.data())
+def test_dot_inner_outer_tensordot_match_numpy_and_carry_gradients(a_shape, b_shape, data):
+    """dot, inner, outer and tensordot (axes an int or pairs, negative too) against NumPy
+    on shapes that fit (b's shape is made to fit), with gradients by central differences."""
+    np = _np()
+    which = data.draw(st.sampled_from(["dot", "inner", "outer", "tensordot"]))
+    b_shape = list(b_shape)
+    if which == "dot" and a_shape and b_shape:
+        b_shape[max(len(b_shape) - 2, 0)] = a_shape[-1]
+    if which == "inner" and a_shape and b_shape:
+        b_shape[-1] = a_shape[-1]
+    args = ()
+    if which == "tensordot":
+        n = data.draw(st.integers(0, min(len(a_shape), len(b_shape))))
+        if data.draw(st.booleans()):
+            b_shape[:n] = a_shape[len(a_shape) - n:]
+            args = (n,)
+        else:
+            a_axes = data.draw(st.permutations(range(len(a_shape))))[:n]
+            b_axes = data.draw(st.permutations(range(len(b_shape))))[:n]
+            for i, j in zip(a_axes, b_axes):
+                b_shape[j] = a_shape[i]
+            args = (([i - len(a_shape) * data.draw(st.booleans()) for i in a_axes], b_axes),)
+    b_shape = tuple(b_shape)
+    if math.prod(a_shape) * math.prod(b_shape) > 400:
+        return
+    a = data.draw(arrays(a_shape, st.floats(-2, 2)))
+    b = data.draw(arrays(b_shape, st.floats(-2, 2)))
+    f = getattr(rax, which)
+    out = f(tensor(a), tensor(b), *args)
+    theirs = getattr(np, which)(np.array(a.flat).reshape(a_shape),
+                                np.array(b.flat).reshape(b_shape), *args)
+    assert out.shape == theirs.shape
+    assert_values(out, [float(v) for v in np.ravel(theirs)], theirs.shape, rel=1e-12,
+                  abs_tol=1e-12)
+    if 0 < out.size and a.flat and b.flat and len(a.flat) + len(b.flat) <= 24:
+        w = Tensor(fold([math.cos(k) for k in range(out.size)], out.shape))
+        assert_central_differences(lambda x, y: (f(x, y, *args) * w).sum(), [a, b])
+
+
+def test_einsum_and_tensordot_errors_name_the_problem():
+    x = rax.ones((2, 3))
+    with pytest.raises(ValueError, match="einsum: 'ij,jk' names 2 operands, but 1"):
+        rax.einsum("ij,jk", x)
+    with pytest.raises(ValueError, match="einsum: 'ijk' labels 3 axes, but .* shape \\(2, 3\\)"):
+        rax.einsum("ijk", x)
+    with pytest.raises(ValueError, match="label 'j' has side 3 in one operand and 2"):
+        rax.einsum("ij,jk", x, x)
+    with pytest.raises(ValueError, match="labels are letters"):
+        rax.einsum("i1", x)
+    with pytest.raises(ValueError, match="output label 'k' is repeated or in no operand"):
+        rax.einsum("ij->k", x)
+    with pytest.raises(ValueError, match="the output must say '...'"):
+        rax.einsum("...j->j", rax.ones((2, 2, 3)))
+    with pytest.raises(ValueError, match="label 'i' repeats in operand 0 over axes of sides 2 "
+                                         "and 3"):
+        rax.einsum("ii", x)
+    with pytest.raises(ValueError, match="tensordot: axis 1 of a .* has side 3 but axis 0"):
+        rax.tensordot(x, x, 1)
+    with pytest.raises(ValueError, match="tensordot: axes=3"):
+        rax.tensordot(x, x, 3)
+    with pytest.raises(TypeError, match="tensordot: axes must be an int or a pair"):
+        rax.tensordot(x, x, 1.5)
+    with pytest.raises(TypeError, match="tensordot: an axis must be an int, got 'i'"):
+        rax.tensordot(x, x, "ij")
+    with pytest.raises(ValueError, match="dot|tensordot"):
+        rax.dot(x, x)
+
+
+def test_einsum_of_a_batched_matmul_is_one_matmul_node_and_trace_takes_arrays():
+    """einsum("bij,bjk->bik") builds exactly the graph of x @ y (so it costs what matmul
+    costs); "ij->ji" one transpose. rax.trace(array) is numpy.trace; rax.trace(f) traces."""
+    x, y = rax.randn((2, 3, 4), rng=0), rax.randn((2, 4, 5), rng=1)
+    out = rax.einsum("bij,bjk->bik", x, y)
+    assert out.op == "matmul" and out.inputs == (x, y)
+    assert rax.einsum("ij->ji", x[0]).op == "transpose"
+    assert rax.trace([[1.0, 2.0], [3.0, 4.0]]).item() == 5.0
+    assert rax.trace(rax.ones((2, 3, 3)), 1, 1, 2).tolist() == [2.0, 2.0]
+    assert isinstance(rax.trace(lambda t: t * 2.0)(x), rax.Program)
+    np = _np()
+    a = np.arange(24.0).reshape(2, 3, 4)
+    for args in [(0, 0, 1), (1, 0, 2), (-1, 2, 1), (5, 0, 1)]:
+        assert rax.trace(a, *args).tolist() == np.trace(a, *args).tolist()
+        assert rax.diagonal(a, *args).tolist() == np.diagonal(a, *args).tolist()

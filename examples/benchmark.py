@@ -407,6 +407,20 @@ def workloads(quick):
     rows.append(("W5", f"conv2d ({conv_batch}, 1, 28, 28), 8 3x3 filters, forward, d/dx, d/dw",
                  1.3, lambda: hand_conv_gradients(images, filters, upstream), with_rax, None))
 
+    # W6 measures einsum against the same contraction chained by hand from rax's ops (so
+    # its "hand" column is rax too): einsum must cost no more than what it is made of.
+    heads = 2 if quick else 4
+    q = rax.randn((4, heads, 32, 16), rng=1)
+    k = rax.randn((4, heads, 32, 16), rng=2)
+    g = rax.randn((4, heads, 32, 32), rng=3)
+    def scores(f):  # forward, then the gradients of q and k from an upstream g
+        out, backward = rax.vjp(f, q, k)
+        return out, backward(g)
+    rows.append(("W6", f"einsum('bhqd,bhkd->bhqk'), (4, {heads}, 32, 16), with d/dq, d/dk; "
+                 "hand = q @ swapaxes(k, -1, -2) in rax", 1.05,
+                 lambda: scores(lambda q, k: q @ rax.swapaxes(k, -1, -2)),
+                 lambda: scores(lambda q, k: rax.einsum("bhqd,bhkd->bhqk", q, k)), None))
+
     steps = 10_000
     micro = (lambda: micrograd_chain(0.5, steps)) if MicrogradValue is not None else None
     x0 = rax.Tensor(0.5)
