@@ -113,7 +113,7 @@ import struct
 import sys
 import threading
 import weakref
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 
 # rax.abs, rax.pow, rax.round, rax.sum, rax.max and rax.min are left out, so that
 # `from rax import *` does not shadow Python's builtins of the same names.
@@ -139,6 +139,7 @@ __all__ = [
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
     "avg_pool2d", "hstack", "diagonal", "dot", "inner", "outer", "tensordot", "einsum",
+    "linalg", "LinAlgError", "norm",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
@@ -157,7 +158,8 @@ __all__ = [
     "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
     "checked_indices_lists", "im2col_lists", "col2im_lists", "cumsum_lists",
     "cumprod_lists",
-    "argsort_lists",
+    "argsort_lists", "inv_lists", "solve_lists", "det_lists", "sign_of_det_lists",
+    "logabsdet_lists", "cofactors_lists", "cholesky_lists", "eigh_lists",
 ]
 
 
@@ -3350,6 +3352,315 @@ def _einsum_sublists(arguments):
     return ",".join(term(s) for s in arguments[1::2]) + output, arguments[0::2]
 
 
+# ---- 5f. Linear algebra: rax.linalg --------------------------------------------------------
+#
+# numpy.linalg's functions on the last two axes of a tensor, batched over the others. Each
+# is a primitive with a pure-Python kernel (appendix A): Gaussian elimination with partial
+# pivoting (inv, solve, det, slogdet), Cholesky, and Jacobi's eigenvalue iteration (eigh).
+# Their vjp rules are the textbook ones, written with rax's ops (inv and solve among them),
+# so second derivatives come for free. Like NumPy, a matrix that elimination finds singular
+# (a pivot of exactly 0) raises LinAlgError, a ValueError.
+
+class LinAlgError(ValueError):
+    """A matrix that a linalg function cannot take: singular (inv, solve), not positive
+    definite (cholesky), as numpy.linalg.LinAlgError."""
+
+
+def _square(op, a):
+    a = _as_tensor(a, op)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{op}: needs square matrices in the last two axes, got shape "
+                         f"{a.shape}")
+    return a
+
+
+def _mT(x):
+    """The matrices of x transposed (its last two axes swapped)."""
+    return swapaxes(x, -1, -2)
+
+
+def inv(a):
+    """The inverse of each matrix, as numpy.linalg.inv.   d/da = -inv(a)^T g inv(a)^T
+
+    >>> inv(Tensor([[2, 0], [0, 4]])).tolist()
+    [[0.5, 0.0], [0.0, 0.25]]
+    """
+    a = _square("inv", a)
+    return _node("inv", inv, inv_lists(a.data, a.shape), a.shape, (a,), _inv_vjps)
+
+
+_RULES["inv"] = _Kernel("inv_lists", lambda shapes, attrs, shape: (shapes[0],))
+_inv_vjps = (lambda g, out, a: -(_mT(out) @ g @ _mT(out)),)
+
+
+def solve(a, b):
+    """x with a @ x = b, as numpy.linalg.solve: b is one vector (..., n) if it is 1-D, else
+    (..., n, k) columns; the batch axes of a and b broadcast together.
+    d/db = solve(a^T, g), d/da = -d/db x^T
+
+    >>> solve(Tensor([[2, 0], [0, 4]]), Tensor([2, 2])).tolist()
+    [1.0, 0.5]
+    """
+    a, b = _square("solve", a), _as_tensor(b, "solve")
+    vector = b.ndim == 1
+    if vector:
+        b = b.reshape(b.shape + (1,))
+    if b.ndim < 2 or b.shape[-2] != a.shape[-1]:
+        raise ValueError(f"solve: b of shape {b.shape[:-1] if vector else b.shape} does not "
+                         f"fit the matrices of shape {a.shape}")
+    try:
+        batch = _broadcast_shapes("solve", a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"solve: the batch axes of shapes {a.shape} and {b.shape} cannot be "
+                         f"broadcast together") from None
+    a, b = _broadcast(a, batch + a.shape[-2:]), _broadcast(b, batch + b.shape[-2:])
+    x = _node("solve", solve, solve_lists(a.data, b.data, a.shape, b.shape), b.shape, (a, b),
+              _solve_vjps)
+    return x.reshape(x.shape[:-1]) if vector else x
+
+
+_RULES["solve"] = _Kernel("solve_lists", lambda shapes, attrs, shape: tuple(shapes))
+_solve_vjps = (lambda g, out, a, b: -(solve(_mT(a), g) @ _mT(out)),
+               lambda g, out, a, b: solve(_mT(a), g))
+
+
+def det(a):
+    """The determinant of each matrix, as numpy.linalg.det (0.0 for a singular one).
+    d/da = the cofactor matrix of a (= det(a) inv(a)^T where a is invertible), which is
+    right at singular matrices too.
+
+    >>> det(Tensor([[1, 2], [3, 4]])).item()
+    -2.0
+    """
+    a = _square("det", a)
+    return _node("det", det, det_lists(a.data, a.shape), a.shape[:-2], (a,), _det_vjps)
+
+
+_RULES["det"] = _Kernel("det_lists", lambda shapes, attrs, shape: (shapes[0],))
+_det_vjps = (lambda g, out, a: g.reshape(g.shape + (1, 1)) * _cofactors(a),)
+
+
+def _cofactors(a):
+    """The cofactor matrix of each matrix of a: C[i][j] = (-1)**(i+j) times the determinant
+    of a without row i and column j; the gradient of det.
+
+    Its own vjp (for second derivatives of det): d<W, C> / da = (<W, C> C - C W^T C) / det(a),
+    from C = det(a) inv(a)^T; nan at a singular matrix, where it divides by 0.
+    """
+    return _node("cofactors", _cofactors, cofactors_lists(a.data, a.shape), a.shape, (a,),
+                 _cofactors_vjps)
+
+
+_RULES["cofactors"] = _Kernel("cofactors_lists", lambda shapes, attrs, shape: (shapes[0],))
+_cofactors_vjps = (lambda g, out, a: (
+    (g * out).sum((-2, -1), keepdims=True) * out - out @ _mT(g) @ out)
+    / det(a).reshape(a.shape[:-2] + (1, 1)),)
+
+
+def slogdet(a):
+    """(sign, logabsdet) of each matrix's determinant, as numpy.linalg.slogdet: det(a) =
+    sign * exp(logabsdet), without overflow; (0.0, -inf) for a singular matrix. The sign has
+    no gradient.   d logabsdet / da = inv(a)^T
+
+    >>> sign, logabsdet = slogdet(Tensor([[-1e200, 0], [0, 1e200]]))
+    >>> sign.item(), logabsdet.item()
+    (-1.0, 921.0340371976183)
+    """
+    a = _square("slogdet", a)
+    sign = _node("sign_of_det", _sign_of_det, sign_of_det_lists(a.data, a.shape),
+                 a.shape[:-2], (a,), (None,))
+    return sign, _node("logabsdet", _logabsdet, logabsdet_lists(a.data, a.shape),
+                       a.shape[:-2], (a,), _logabsdet_vjps)
+
+
+def _sign_of_det(a):
+    return slogdet(a)[0]
+
+
+def _logabsdet(a):
+    return slogdet(a)[1]
+
+
+_RULES["sign_of_det"] = _Kernel("sign_of_det_lists", lambda shapes, attrs, shape: (shapes[0],))
+_RULES["logabsdet"] = _Kernel("logabsdet_lists", lambda shapes, attrs, shape: (shapes[0],))
+_logabsdet_vjps = (lambda g, out, a: g.reshape(g.shape + (1, 1)) * _mT(inv(a)),)
+
+
+def cholesky(a, upper=False):
+    """The lower-triangular L with L @ L^T = a for each symmetric positive-definite matrix,
+    as numpy.linalg.cholesky: only the lower triangle of a is read (the upper with upper=True,
+    which returns L^T). Not positive definite: LinAlgError.
+
+    d/da (Murray, 2016): with P = Phi(L^T g), Phi the lower triangle with its diagonal
+    halved, and S = L^-T P L^-1, the gradient is S + S^T below the diagonal and S on it: the
+    derivative with respect to the entries that are read (those above it are not: 0).
+
+    >>> cholesky(Tensor([[4, 2], [2, 5]])).tolist()
+    [[2.0, 0.0], [1.0, 2.0]]
+    """
+    a = _square("cholesky", a)
+    if upper:
+        return _mT(cholesky(_mT(a)))
+    return _node("cholesky", cholesky, cholesky_lists(a.data, a.shape), a.shape, (a,),
+                 _cholesky_vjps)
+
+
+_RULES["cholesky"] = _Kernel("cholesky_lists", lambda shapes, attrs, shape: (shapes[0],))
+
+
+def _cholesky_vjp(g, out, a):
+    eye_ = eye(a.shape[-1])
+    p = tril(_mT(out) @ g) * (1.0 - 0.5 * eye_)
+    s = _mT(solve(_mT(out), _mT(solve(_mT(out), p))))
+    return tril(s + _mT(s)) * (1.0 - 0.5 * eye_)
+
+
+_cholesky_vjps = (_cholesky_vjp,)
+
+
+def eigh(a, UPLO="L"):
+    """(eigenvalues, eigenvectors) of each symmetric matrix, as numpy.linalg.eigh: the
+    eigenvalues ascending, the eigenvectors the columns of an orthogonal matrix, each scaled
+    so that its entry of largest magnitude is positive. Only the lower triangle of a is read
+    (the upper with UPLO="U"); nan everywhere for a matrix with an inf or nan.
+
+    The gradient is the standard one, V (diag(gw) + F * (V^T gV)) V^T with F[i][j] =
+    1 / (w[j] - w[i]), taken on the triangle that is read (as HIPS autograd). At repeated
+    eigenvalues the eigenvectors are not unique: the pairs of equal eigenvalues are left out
+    of F, so the gradient is right for the eigenvalues and for what depends only on the
+    eigenspaces (a projection onto one), and not meaningful for a single eigenvector there.
+
+    >>> w, v = eigh(Tensor([[2, 1], [1, 2]]))
+    >>> [round(e, 12) for e in w.tolist()]
+    [1.0, 3.0]
+    """
+    a = _square("eigh", a)
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    n = a.shape[-1]
+    both = _node("eigh", eigh, eigh_lists(a.data, a.shape, UPLO),
+                 a.shape[:-2] + (n + 1, n), (a,), _eigh_vjps, {"UPLO": UPLO})
+    return both[..., 0, :], both[..., 1:, :]  # one node holds both: row 0, then V
+
+
+_RULES["eigh"] = _Kernel("eigh_lists", lambda shapes, attrs, shape: (shapes[0], attrs["UPLO"]))
+
+
+def _eigh_vjp(g, out, a):
+    w, v = out[..., 0, :], out[..., 1:, :]
+    gw, gv = g[..., 0, :], g[..., 1:, :]
+    n = a.shape[-1]
+    gaps = expand_dims(w, -2) - expand_dims(w, -1)  # [i][j] = w[j] - w[i]
+    f = where(equal(gaps, 0.0), 0.0, 1.0 / where(equal(gaps, 0.0), 1.0, gaps))
+    inner = expand_dims(gw, -1) * eye(n) + f * (_mT(v) @ gv)
+    full = v @ inner @ _mT(v)
+    below = tril(ones((n, n)), -1) if out.attrs["UPLO"] == "L" else triu(ones((n, n)), 1)
+    return full * eye(n) + (full + _mT(full)) * below
+
+
+_eigh_vjps = (_eigh_vjp,)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """A vector or matrix norm, as numpy.linalg.norm (real input).
+
+    axis None: x flattened with ord None (the 2-norm), else x must be 1-D (a vector norm) or
+    2-D (a matrix norm). axis an int: vector norms along it; a pair: matrix norms over it.
+    Vector ord: None or 2 (sqrt of the sum of squares), 1, inf (the largest |x|), -inf, 0
+    (the number of nonzeros, no gradient), or any other number p (sum |x|**p)**(1/p).
+    Matrix ord: None or "fro", "nuc" (the sum of the singular values), 1 and -1 (the
+    largest and smallest column sum of |x|), inf and -inf (row sums), 2 and -2 (the largest
+    and smallest singular value; the singular values are the square roots of eigh(x^T x)).
+
+    The gradient of a norm at zero is 0, as PyTorch (where no derivative exists); so is that of
+    a p-norm with respect to an element that is 0.
+
+    >>> norm(Tensor([3, 4])).item()
+    5.0
+    """
+    op = "norm"
+    x = _as_tensor(x, op)
+    if axis is None:
+        if ord is None:
+            out = _two_norm(x.reshape(-1), 0)
+            return out.reshape((1,) * x.ndim) if keepdims else out
+        if x.ndim not in (1, 2):
+            raise ValueError(f"norm: ord={ord!r} without an axis needs a 1-D or 2-D tensor, "
+                             f"got shape {x.shape}")
+        axis = tuple(range(x.ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    axes = tuple(_normalize_axis(op, a, x.ndim) for a in axes)
+    if len(axes) == 1:
+        out = _vector_norm(x, ord, axes[0])
+    elif len(axes) == 2 and axes[0] != axes[1]:
+        out = _matrix_norm(x, ord, axes)
+    else:
+        raise ValueError(f"norm: axis must be one axis or two different ones, got {axis!r}")
+    return expand_dims(out, sorted(axes)) if keepdims else out
+
+
+def _where_zero(s, f):
+    """f(s), but 0 where s is 0, with a gradient of 0 there (and nowhere a nan from f's
+    derivative at 0): the double where of JAX's FAQ."""
+    zero = equal(s, 0.0)
+    return where(zero, 0.0, f(where(zero, 1.0, s)))
+
+
+def _two_norm(x, axis):
+    return _where_zero((x * x).sum(axis), sqrt)
+
+
+def _vector_norm(x, ord, axis):
+    if ord is None or ord == 2:
+        return _two_norm(x, axis)
+    if isinstance(ord, str) or not isinstance(ord, numbers.Real):
+        raise ValueError(f"norm: ord={ord!r} is no vector norm (None, a number, inf, -inf)")
+    if ord == inf:
+        return abs(x).max(axis)
+    if ord == -inf:
+        return abs(x).min(axis)
+    if ord == 0:
+        return stop_gradient(greater(abs(x), 0.0).sum(axis))
+    if ord == 1:
+        return abs(x).sum(axis)
+    p = _scalar("norm", "ord", ord)
+    powers = _where_zero(abs(x), lambda v: v ** p) if p > 0.0 else abs(x) ** p  # 0 ** -1: inf
+    return _where_zero(powers.sum(axis), lambda s: s ** (1.0 / p))
+
+
+def _matrix_norm(x, ord, axes):
+    rows, columns = axes
+    if ord is None or ord == "fro":
+        return _where_zero((x * x).sum(axes), sqrt)
+    if ord in (1, -1, inf, -inf) and not isinstance(ord, bool):
+        summed, over = (rows, columns) if ord in (1, -1) else (columns, rows)
+        sums = abs(x).sum(summed, keepdims=True)
+        pick = (max if ord > 0 else min)(sums, over, keepdims=True)
+        return squeeze(pick, axes)
+    if ord in (2, -2, "nuc"):
+        moved = moveaxis(x, axes, (-2, -1))
+        gram = _mT(moved) @ moved if moved.shape[-2] >= moved.shape[-1] \
+            else moved @ _mT(moved)
+        values = sqrt(relu(eigh(gram)[0]))  # eigenvalues of a Gram matrix are >= 0
+        if ord == "nuc":
+            return values.sum(-1)
+        return values[..., -1] if ord == 2 else values[..., 0]
+    raise ValueError(f"norm: ord={ord!r} is no matrix norm (None, 'fro', 'nuc', 1, -1, 2, "
+                     f"-2, inf, -inf)")
+
+
+class _Linalg(SimpleNamespace):
+    """rax.linalg, as numpy.linalg: inv, solve, det, slogdet, cholesky, eigh, norm and
+    LinAlgError."""
+
+    def __repr__(self):
+        return "rax.linalg"
+
+
+linalg = _Linalg(inv=inv, solve=solve, det=det, slogdet=slogdet, cholesky=cholesky, eigh=eigh,
+                 norm=norm, LinAlgError=LinAlgError)
+
+
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
@@ -6089,6 +6400,7 @@ _RESERVED = _MATH_NAMES | frozenset(("program", "inf", "nan",
                        "column0", "column1", "np", "jnp", "jax", "torch", "math", "as_array",
                        "as_float", "logsumexp", "scatter", "one_hot", "index_array",
                        "take_backward", "im2col", "col2im", "argext", "_added",
+                       "cofactors", "eigh_packed",
                        "_program")) | frozenset(
     keyword.kwlist)
 
@@ -6285,6 +6597,10 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "argmax": "as_array({xp}.argmax({0}, axis={axis}, keepdims={keepdims}))",
     "argmin": "as_array({xp}.argmin({0}, axis={axis}, keepdims={keepdims}))",
     "one_hot": "one_hot({0}, {num_classes})",
+    "inv": "{xp}.linalg.inv({0})", "solve": "{xp}.linalg.solve({0}, {1})",
+    "det": "{xp}.linalg.det({0})", "cofactors": "cofactors({0})",
+    "sign_of_det": "{xp}.linalg.slogdet({0})[0]", "logabsdet": "{xp}.linalg.slogdet({0})[1]",
+    "cholesky": "{xp}.linalg.cholesky({0})", "eigh": "eigh_packed({0}, {UPLO!r})",
 }
 
 # What each library says differently. torch has no negative slice steps: an index is read
@@ -6354,6 +6670,21 @@ def col2im(g, shape, kernel, stride, padding, dilation):
                       slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
             out = {add_at}
     return out[:, :, ph:ph + h, pw:pw + w]
+
+
+def cofactors(a):
+    """rax's gradient of det: det(a) inv(a)^T (for an invertible a)."""
+    return {xp}.linalg.det(a)[..., None, None] * {xp}.swapaxes({xp}.linalg.inv(a), -1, -2)
+
+
+def eigh_packed(a, uplo):
+    """rax's eigh: the eigenvalues (ascending) in row 0, the eigenvectors below, each
+    scaled so that its first entry of largest magnitude is positive."""
+    w, v = {eigh}
+    first = {xp}.argmax({xp}.abs(v), {dim}=-2)
+    mask = {xp}.arange(v.shape[-1])[:, None] == first[..., None, :]
+    picked = {sum}(v * mask, {dim}=-2, {keepdim}=True)
+    return {cat}([w[..., None, :], {xp}.where(picked < 0.0, -v, v)], {dim}=-2)
 
 
 def logsumexp(x, axis, shape):
@@ -6512,7 +6843,8 @@ _BACKENDS = {
                        "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "np.asarray(x, dtype=np.float64)",
                        "as_float": "np.asarray(mask, dtype=np.float64)",
-                       "power": "np.power"}, "pip install numpy"),
+                       "power": "np.power",
+                       "eigh": "np.linalg.eigh(a, UPLO=uplo)", "cat": "np.concatenate"}, "pip install numpy"),
     "jax": _Backend("jax", "import jax\nimport jax.numpy as jnp\n\n"
                     "jax.config.update(\"jax_enable_x64\", True)  # rax computes in float64",
                     "jnp", _JAX_OPS, _JAX_HELPERS,
@@ -6523,7 +6855,8 @@ _BACKENDS = {
                      "add_at": "out.at[window].add(g[:, :, i * kw + j])",
                      "as_array": "jnp.asarray(x, dtype=jnp.float64)",
                      "as_float": "jnp.asarray(mask, dtype=jnp.float64)",
-                     "power": "jnp.power"}, "pip install jax"),
+                     "power": "jnp.power",
+                       "eigh": "jnp.linalg.eigh(a, UPLO=uplo, symmetrize_input=False)", "cat": "jnp.concatenate"}, "pip install jax"),
     "torch": _Backend("torch", "import torch", "torch", _TORCH_OPS, _TORCH_HELPERS,
                       {"amax": "torch.amax", "sum": "torch.sum", "dim": "dim",
                        "keepdim": "keepdim",
@@ -6532,7 +6865,8 @@ _BACKENDS = {
                        "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "torch.as_tensor(x, dtype=torch.float64)",
                        "as_float": "mask.to(torch.float64)",
-                       "power": "torch.pow"}, "pip install torch"),
+                       "power": "torch.pow",
+                       "eigh": "torch.linalg.eigh(a, UPLO=uplo)", "cat": "torch.cat"}, "pip install torch"),
 }
 
 
@@ -7203,6 +7537,229 @@ def concatenate_lists(parts, axis):
     if axis == 0:
         return list(itertools.chain.from_iterable(parts))
     return [concatenate_lists(group, axis - 1) for group in zip(*parts)]
+
+
+# ---- Linear algebra (chapter 5f): each kernel maps a one-matrix function over the batch --
+
+def _each_matrix(op, fn, data, shape, index=()):
+    """fn(matrix, where) for each matrix (the last two axes) of nested lists of `shape`,
+    nested as the batch axes; `where` names the matrix in an error ("" for one matrix)."""
+    if len(shape) == 2:
+        return fn(data, f" (matrix {index} of the batch)" if index else "")
+    return [_each_matrix(op, fn, d, shape[1:], index + (i,)) for i, d in enumerate(data)]
+
+
+def _lu(m):
+    """Gaussian elimination with partial pivoting of a square matrix: (lu, order, sign), L
+    below the diagonal (its ones implied) and U on and above it, of m's rows taken in
+    `order`, an even (sign 1.0) or odd (-1.0) permutation; None if a pivot is exactly 0."""
+    n = len(m)
+    lu, order, sign = [[float(v) for v in row] for row in m], list(range(n)), 1.0
+    for k in range(n):
+        p = _max(range(k, n), key=lambda i: _abs(lu[i][k]))
+        pivot = lu[p][k]
+        if pivot == 0.0:
+            return None
+        if p != k:
+            lu[k], lu[p], order[k], order[p], sign = lu[p], lu[k], order[p], order[k], -sign
+        top = lu[k][k + 1:]
+        for row in lu[k + 1:]:
+            f = row[k] = row[k] / pivot
+            if f:
+                row[k + 1:] = [v - f * t for v, t in zip(row[k + 1:], top)]
+    return lu, order, sign
+
+
+def _lu_solve(lu, order, b):
+    """x with m @ x = b (rows of b: n lists of k), from m's _lu."""
+    n = len(lu)
+    x = [list(b[i]) for i in order]
+    for i in range(n):  # L y = b, L with ones on its diagonal
+        row = lu[i]
+        for j in range(i):
+            if row[j]:
+                x[i] = [v - row[j] * w for v, w in zip(x[i], x[j])]
+    for i in reversed(range(n)):  # U x = y
+        row = lu[i]
+        for j in range(i + 1, n):
+            if row[j]:
+                x[i] = [v - row[j] * w for v, w in zip(x[i], x[j])]
+        x[i] = [v / row[i] for v in x[i]]
+    return x
+
+
+def _factored(op, m, where):
+    factors = _lu(m)
+    if factors is None:
+        raise LinAlgError(f"{op}: singular matrix{where}: elimination met a pivot of 0")
+    return factors
+
+
+def _unit_matrix(n):
+    return [[float(i == j) for j in range(n)] for i in range(n)]
+
+
+def inv_lists(a, shape):
+    """The inverse of each matrix (numpy.linalg.inv); LinAlgError if one is singular.
+
+    >>> inv_lists([[2.0, 0.0], [0.0, 4.0]], (2, 2))
+    [[0.5, 0.0], [0.0, 0.25]]
+    """
+    return _each_matrix("inv", lambda m, where: _lu_solve(
+        *_factored("inv", m, where)[:2], _unit_matrix(len(m))), a, shape)
+
+
+def solve_lists(a, b, a_shape, b_shape):
+    """x with a @ x = b for each matrix of a and of b (equal batch axes; b's matrices are
+    (n, k)); LinAlgError if a matrix of a is singular."""
+    if len(a_shape) == 2:
+        return _lu_solve(*_factored("solve", a, "")[:2], b)
+    return [solve_lists(m, c, a_shape[1:], b_shape[1:]) for m, c in zip(a, b)]
+
+
+def _det_of(m, where=""):
+    factors = _lu(m)
+    if factors is None:
+        return 0.0
+    lu, _, sign = factors
+    return sign * math.prod(lu[i][i] for i in range(len(m)))
+
+
+def det_lists(a, shape):
+    """The determinant of each matrix (0.0 for a singular one), as nested lists of the batch
+    axes' shape (a float for one matrix).
+
+    >>> det_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2))
+    -2.0
+    """
+    return _each_matrix("det", _det_of, a, shape)
+
+
+def _slogdet_of(m):
+    factors = _lu(m)
+    if factors is None:
+        return 0.0, -inf
+    lu, _, sign = factors
+    diagonal = [lu[i][i] for i in range(len(m))]
+    for v in diagonal:
+        sign = sign if v > 0.0 else -sign if v < 0.0 else nan  # nan: a nan on the diagonal
+    return sign, math.fsum(_log(_abs(v)) for v in diagonal)
+
+
+def sign_of_det_lists(a, shape):
+    """The sign of each matrix's determinant: 1.0, -1.0, or 0.0 for a singular one."""
+    return _each_matrix("slogdet", lambda m, where: _slogdet_of(m)[0], a, shape)
+
+
+def logabsdet_lists(a, shape):
+    """log |det| of each matrix, computed from the pivots (no overflow); -inf if singular."""
+    return _each_matrix("slogdet", lambda m, where: _slogdet_of(m)[1], a, shape)
+
+
+def _cofactors_of(m, where=""):
+    n = len(m)
+    factors = _lu(m)
+    if factors is not None:  # det(m) inv(m)^T, unless the inverse overflows (1 / 1e-309)
+        lu, order, sign = factors
+        d = sign * math.prod(lu[i][i] for i in range(n))
+        inverse = _lu_solve(lu, order, _unit_matrix(n))
+        cofactors = [[d * inverse[j][i] for j in range(n)] for i in range(n)]
+        if all(math.isfinite(v) for row in cofactors for v in row) or not all(
+                math.isfinite(v) for row in m for v in row):
+            return cofactors
+    minor = lambda i, j: [row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]  # noqa
+    return [[(-1.0) ** (i + j) * _det_of(minor(i, j)) for j in range(n)] for i in range(n)]
+
+
+def cofactors_lists(a, shape):
+    """The cofactor matrix of each matrix: det(m) inv(m)^T, or from the minors' determinants
+    where m is singular (where that formula has no inverse to use) or its inverse overflows."""
+    return _each_matrix("det", _cofactors_of, a, shape)
+
+
+def _cholesky_of(m, where):
+    n = len(m)
+    low = [[0.0] * n for _ in range(n)]
+    for j in range(n):
+        s = m[j][j] - math.fsum(v * v for v in low[j][:j])
+        if not s > 0.0:  # also a nan
+            raise LinAlgError(f"cholesky: matrix{where} is not positive definite (pivot {j} "
+                              f"is {s})")
+        low[j][j] = d = math.sqrt(s)
+        for i in range(j + 1, n):
+            low[i][j] = (m[i][j] - math.fsum(map(operator.mul, low[i][:j], low[j][:j]))) / d
+    return low
+
+
+def cholesky_lists(a, shape):
+    """The lower Cholesky factor of each matrix, from its lower triangle; LinAlgError if a
+    matrix is not positive definite.
+
+    >>> cholesky_lists([[4.0, 2.0], [2.0, 5.0]], (2, 2))
+    [[2.0, 0.0], [1.0, 2.0]]
+    """
+    return _each_matrix("cholesky", _cholesky_of, a, shape)
+
+
+def _jacobi(s):
+    """The eigenvalues and eigenvectors (columns) of a symmetric matrix, by Jacobi's cyclic
+    iteration: each rotation zeroes one off-diagonal pair, and sweeps repeat until none is
+    left. From the fourth sweep on, an entry too small to change either diagonal entry it
+    pairs is set to 0 (Numerical Recipes' rule), which ends the iteration in a few sweeps."""
+    n = len(s)
+    a, v = [row[:] for row in s], _unit_matrix(n)
+    for sweep in range(64):
+        if not any(a[p][q] for p in range(n) for q in range(p + 1, n)):
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = a[p][q]
+                if not apq:
+                    continue
+                app, aqq, big = a[p][p], a[q][q], 100.0 * _abs(apq)
+                if sweep > 3 and _abs(app) + big == _abs(app) and _abs(aqq) + big == _abs(aqq):
+                    a[p][q] = a[q][p] = 0.0
+                    continue
+                h = aqq - app
+                if _abs(h) + big == _abs(h):
+                    t = apq / h
+                else:
+                    theta = 0.5 * h / apq
+                    t = math.copysign(1.0 / (_abs(theta) + math.sqrt(1.0 + theta * theta)),
+                                      theta)
+                c = 1.0 / math.sqrt(1.0 + t * t)
+                s_ = t * c
+                for rows in (a, v):  # columns p and q: A J, V J
+                    for row in rows:
+                        rp, rq = row[p], row[q]
+                        row[p], row[q] = c * rp - s_ * rq, s_ * rp + c * rq
+                a[p], a[q] = ([c * x - s_ * y for x, y in zip(a[p], a[q])],  # rows: J^T A
+                              [s_ * x + c * y for x, y in zip(a[p], a[q])])
+                a[p][q] = a[q][p] = 0.0
+    return [a[i][i] for i in range(n)], v
+
+
+def _eigh_of(m, uplo):
+    n = len(m)
+    lower = uplo == "L"
+    s = [[float(m[i][j] if (i >= j) == lower else m[j][i]) for j in range(n)] for i in range(n)]
+    if not all(math.isfinite(x) for row in s for x in row):
+        return [[nan] * n for _ in range(n + 1)]
+    w, v = _jacobi(s)
+    order = sorted(range(n), key=lambda i: w[i])  # ascending, ties in place
+    columns = []
+    for i in order:
+        column = [row[i] for row in v]
+        biggest = _max(column, key=_abs)  # the first of equal magnitudes
+        columns.append([-x for x in column] if biggest < 0.0 else column)
+    return [[w[i] for i in order]] + [list(row) for row in zip(*columns)]
+
+
+def eigh_lists(a, shape, uplo):
+    """For each symmetric matrix (read from its lower triangle, or upper for uplo "U"), its
+    eigenvalues ascending in row 0 and its eigenvectors as the columns of rows 1..n: nested
+    lists of shape batch + (n + 1, n). nan throughout for a matrix with an inf or nan."""
+    return _each_matrix("eigh", lambda m, where: _eigh_of(m, uplo), a, shape)
 
 
 # ============================================================================================
