@@ -116,7 +116,8 @@ import weakref
 from types import MappingProxyType, SimpleNamespace
 
 # rax.abs, rax.pow, rax.round, rax.sum, rax.max and rax.min are left out, so that
-# `from rax import *` does not shadow Python's builtins of the same names.
+# `from rax import *` does not shadow Python's builtins of the same names (rax.all and rax.any
+# are not even globals here: see __getattr__ at the end).
 __all__ = [
     "Tensor", "GradNode", "AxisError",
     # constructors
@@ -140,6 +141,14 @@ __all__ = [
     "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
     "avg_pool2d", "hstack", "diagonal", "dot", "inner", "outer", "tensordot", "einsum",
     "linalg", "LinAlgError", "norm",
+    # numpy's other names
+    "absolute", "fabs", "negative", "subtract", "multiply", "divide", "true_divide", "power",
+    "remainder", "array", "not_equal", "real", "conj", "conjugate", "imag", "angle", "fmax",
+    "fmin", "degrees", "radians", "rad2deg", "deg2rad", "sinc", "logaddexp2", "ravel",
+    "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
+    "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
+    "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
+    "allclose", "r_", "c_",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
@@ -438,7 +447,8 @@ def _leaf(data, shape):
 
 def _as_tensor(value, op):
     """value as a Tensor: tensors pass through; numbers, nested lists and objects with a
-    tolist() method (NumPy arrays and scalars) become constant leaves."""
+    tolist() method (NumPy arrays and scalars) become constant leaves; nested lists with
+    tensors inside are stacked, as array does (sum([x, y]), as numpy.sum)."""
     if isinstance(value, Tensor):
         return value
     if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
@@ -447,7 +457,12 @@ def _as_tensor(value, op):
         except OverflowError:
             raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
     if isinstance(value, (list, tuple)) or _has_tolist(value):
-        return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
+        try:
+            return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
+        except TypeError:
+            if not _holds_tensor(value):
+                raise
+        return array(value)
     raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
                     f"got {value!r} ({type(value).__name__})")
 
@@ -3661,6 +3676,382 @@ linalg = _Linalg(inv=inv, solve=solve, det=det, slogdet=slogdet, cholesky=choles
                  norm=norm, LinAlgError=LinAlgError)
 
 
+# ---- 5g. The rest of NumPy's vocabulary ----------------------------------------------------
+#
+# NumPy's other names for rax's ops (numpy.absolute is numpy.abs too), and small functions
+# made of rax's ops, so that NumPy code translates name for name, gradients included.
+
+absolute = fabs = abs  # fabs and abs agree on real input
+negative, subtract, multiply, power, remainder = neg, sub, mul, pow, mod
+divide = true_divide = div
+
+
+def array(obj):
+    """Nested lists (or tuples) of numbers and tensors as one tensor, as numpy.array: the
+    tensors inside are stacked, and the gradient goes back to each. (Tensor(obj) refuses
+    tensors inside: it makes a leaf, which no gradient would leave.) A tensor is returned as
+    it is: tensors never change, so there is nothing to copy.
+
+    >>> x = Tensor(2.0)
+    >>> array([x, x * 3.0, 1.0]).tolist()
+    [2.0, 6.0, 1.0]
+    """
+    if isinstance(obj, (list, tuple)) and _holds_tensor(obj):
+        return stack([array(item) for item in obj])
+    return obj if isinstance(obj, Tensor) else Tensor(obj)
+
+
+def _holds_tensor(obj):
+    """Whether obj is a tensor or nested lists with one inside (looked for level by level,
+    as deep as a tensor's axes can go)."""
+    level = [obj]
+    for _ in range(MAX_NDIM + 1):
+        if builtins.any(isinstance(v, Tensor) for v in level):
+            return True
+        level = [v for item in level if isinstance(item, (list, tuple)) for v in item]
+    return False
+
+
+def not_equal(x, y):
+    """1.0 where x != y (nan included), else 0.0, as numpy.not_equal; no gradient. (The
+    operator != compares tensors as objects, as ==, so that tensors can be dict keys.)"""
+    return 1.0 - equal(x, y)
+
+
+def real(x):
+    """The real part: x itself, for rax's real tensors (as numpy.real)."""
+    return _as_tensor(x, "real")
+
+
+conj = conjugate = real  # the complex conjugate of a real tensor is itself
+
+
+def imag(x):
+    """The imaginary part of a real tensor: zeros (no gradient flows)."""
+    return zeros_like(_as_tensor(x, "imag"))
+
+
+def angle(x):
+    """The angle of each real number in the complex plane: 0 for x >= 0 (and +0.0), pi for
+    x < 0 and for -0.0, as numpy.angle: arctan2(0, x).   d/dx = 0"""
+    x = _as_tensor(x, "angle")
+    return arctan2(zeros_like(x), x)
+
+
+def fmax(x, y):
+    """The larger of x and y, ignoring a nan (as numpy.fmax; maximum propagates it)."""
+    return where(equal(x, x), where(equal(y, y), maximum(x, y), x), y)  # x == x: not nan
+
+
+def fmin(x, y):
+    """The smaller of x and y, ignoring a nan (as numpy.fmin)."""
+    return where(equal(x, x), where(equal(y, y), minimum(x, y), x), y)
+
+
+def degrees(x):
+    """Radians to degrees: x * 180 / pi (numpy.degrees, numpy.rad2deg)."""
+    return _as_tensor(x, "degrees") * (180.0 / math.pi)
+
+
+def radians(x):
+    """Degrees to radians: x * pi / 180 (numpy.radians, numpy.deg2rad)."""
+    return _as_tensor(x, "radians") * (math.pi / 180.0)
+
+
+rad2deg, deg2rad = degrees, radians
+
+
+def sinc(x):
+    """sin(pi x) / (pi x), and 1 at 0, as numpy.sinc.   d/dx = 0 at 0"""
+    x = _as_tensor(x, "sinc")
+    zero = equal(x, 0.0)
+    px = math.pi * where(zero, 1.0, x)
+    return where(zero, 1.0, sin(px) / px)
+
+
+def logaddexp2(x, y):
+    """log2(2**x + 2**y), without overflow (as numpy.logaddexp2)."""
+    x, y = _as_tensor(x, "logaddexp2"), _as_tensor(y, "logaddexp2")
+    return logaddexp(x * _LN2, y * _LN2) * (1.0 / _LN2)
+
+
+def ravel(x):
+    """x as one axis (numpy.ravel; the same as flatten)."""
+    return _as_tensor(x, "ravel").reshape(-1)
+
+
+def atleast_1d(*tensors):
+    """Each tensor with at least one axis (a 0-d one becomes (1,)), as numpy.atleast_1d: one
+    tensor for one argument, else a list."""
+    return _atleast(tensors, lambda t: t.reshape((1,)) if t.ndim == 0 else t)
+
+
+def atleast_2d(*tensors):
+    """Each tensor with at least two axes: (n,) becomes (1, n), as numpy.atleast_2d."""
+    return _atleast(tensors, lambda t: t.reshape((1,) * (2 - t.ndim) + t.shape)
+                    if t.ndim < 2 else t)
+
+
+def atleast_3d(*tensors):
+    """Each tensor with at least three axes: (n,) becomes (1, n, 1) and (m, n) becomes
+    (m, n, 1), as numpy.atleast_3d."""
+    sides = {0: lambda s: (1, 1, 1), 1: lambda s: (1,) + s + (1,), 2: lambda s: s + (1,)}
+    return _atleast(tensors, lambda t: t.reshape(sides[t.ndim](t.shape)) if t.ndim < 3 else t)
+
+
+def _atleast(tensors, reshape):
+    out = [reshape(_as_tensor(t, "atleast")) for t in tensors]
+    return out[0] if len(out) == 1 else out
+
+
+def fliplr(x):
+    """x reversed along axis 1 (numpy.fliplr)."""
+    return flip(_need_axes("fliplr", x, 2), 1)
+
+
+def flipud(x):
+    """x reversed along axis 0 (numpy.flipud)."""
+    return flip(_need_axes("flipud", x, 1), 0)
+
+
+def _need_axes(op, x, n):
+    x = _as_tensor(x, op)
+    if x.ndim < n:
+        raise ValueError(f"{op}: needs at least {n} axes, got shape {x.shape}")
+    return x
+
+
+def rot90(x, k=1, axes=(0, 1)):
+    """x rotated by 90 degrees k times in the plane of `axes`, from the first axis towards
+    the second, as numpy.rot90."""
+    x = _need_axes("rot90", x, 2)
+    a, b = (_normalize_axis("rot90", v, x.ndim) for v in axes)
+    if a == b:
+        raise ValueError(f"rot90: the axes {axes} must differ")
+    k = operator.index(k) % 4
+    order = list(range(x.ndim))
+    order[a], order[b] = b, a
+    if k == 0:
+        return x
+    if k == 2:
+        return flip(flip(x, a), b)
+    return transpose(flip(x, b), order) if k == 1 else flip(transpose(x, order), b)
+
+
+def append(x, values, axis=None):
+    """x with values added at the end of `axis`, or both flattened when axis is None, as
+    numpy.append."""
+    x, values = _as_tensor(x, "append"), _as_tensor(values, "append")
+    if axis is None:
+        return concatenate([x.reshape(-1), values.reshape(-1)])
+    return concatenate([x, values], axis)
+
+
+def array_split(x, sections, axis=0):
+    """split, but an int number of sections need not divide the axis: the first
+    n % sections parts have one element more, as numpy.array_split."""
+    x = _as_tensor(x, "array_split")
+    if isinstance(sections, numbers.Integral):
+        sections = _int("array_split", "sections", sections, 1)
+        n = x.shape[_normalize_axis("array_split", axis, x.ndim)]
+        if sections > n + 10_000:
+            raise ValueError(f"array_split: {sections} sections of an axis of {n} would be "
+                             f"{sections - n} empty tensors")
+        size, extra = divmod(n, sections)
+        sections = list(itertools.accumulate(size + (i < extra) for i in range(sections - 1)))
+    return split(x, sections, axis)
+
+
+def hsplit(x, sections):
+    """split along axis 1 (axis 0 of a 1-D x), as numpy.hsplit."""
+    x = _need_axes("hsplit", x, 1)
+    return split(x, sections, 1 if x.ndim > 1 else 0)
+
+
+def vsplit(x, sections):
+    """split along axis 0 of an x with at least 2 axes, as numpy.vsplit."""
+    return split(_need_axes("vsplit", x, 2), sections, 0)
+
+
+def dsplit(x, sections):
+    """split along axis 2 of an x with at least 3 axes, as numpy.dsplit."""
+    return split(_need_axes("dsplit", x, 3), sections, 2)
+
+
+def column_stack(tensors):
+    """1-D tensors as columns, 2-D ones as they are, joined along axis 1 (numpy.column_stack)."""
+    tensors = [_as_tensor(t, "column_stack") for t in _as_sequence("column_stack", tensors)]
+    return concatenate([t.reshape(t.shape + (1,)) if t.ndim < 2 else t for t in tensors], 1)
+
+
+row_stack = vstack
+
+
+def diff(x, n=1, axis=-1):
+    """The n-th difference along `axis`: x[1:] - x[:-1], n times, as numpy.diff."""
+    x = _need_axes("diff", x, 1)
+    axis = _normalize_axis("diff", axis, x.ndim)
+    lead = (slice(None),) * axis
+    for _ in range(_min(_int("diff", "n", n, 0), x.shape[axis])):  # then it is empty
+        x = x[lead + (slice(1, None),)] - x[lead + (slice(None, -1),)]
+    return x
+
+
+def kron(a, b):
+    """The Kronecker product: every element of a times all of b, as blocks, as numpy.kron
+    (the shorter shape padded with leading 1s)."""
+    a, b = _as_tensor(a, "kron"), _as_tensor(b, "kron")
+    n = _max(a.ndim, b.ndim)
+    sa, sb = (1,) * (n - a.ndim) + a.shape, (1,) * (n - b.ndim) + b.shape
+    left = a.reshape(tuple(v for s in sa for v in (s, 1)))
+    right = b.reshape(tuple(v for s in sb for v in (1, s)))
+    return (left * right).reshape(tuple(p * q for p, q in zip(sa, sb)))
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """The cross product of 3-vectors along axisa of a and axisb of b (both `axis` if
+    given), put along axisc of the result, as numpy.cross (3-vectors only)."""
+    a, b = _as_tensor(a, "cross"), _as_tensor(b, "cross")
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
+    if a.shape[-1:] != (3,) or b.shape[-1:] != (3,):
+        raise ValueError(f"cross: needs 3-vectors along the axes, got shapes {a.shape} and "
+                         f"{b.shape} (axis last)")
+    a0, a1, a2 = (a[..., i] for i in range(3))
+    b0, b1, b2 = (b[..., i] for i in range(3))
+    c = stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
+    return moveaxis(c, -1, axisc)
+
+
+def linspace(start, stop, num=50, endpoint=True):
+    """num evenly spaced values from start to stop (stop included when endpoint), as
+    numpy.linspace; start and stop may be tensors (broadcast together, the values along a
+    new axis 0), and get their gradients.
+
+    >>> linspace(0, 1, 5).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    start, stop = _as_tensor(start, "linspace"), _as_tensor(stop, "linspace")
+    num = _int("linspace", "num", num, 0)
+    div = (num - 1) if endpoint else num
+    fractions = [k / div for k in range(num)] if div > 0 else [0.0] * num
+    shape = _broadcast_shapes("linspace", start.shape, stop.shape)
+    steps = (Tensor(fractions) if num else zeros((0,))).reshape((num,) + (1,) * len(shape))
+    values = start + (stop - start) * steps
+    if endpoint and num > 1:  # exactly stop at the end, as NumPy
+        last = Tensor([float(k == num - 1) for k in range(num)]).reshape(steps.shape)
+        values = where(last, stop, values)
+    return values
+
+
+def select(condlist, choicelist, default=0.0):
+    """choicelist[i] where condlist[i] is the first true condition, else default, as
+    numpy.select."""
+    conditions = _as_sequence("select", condlist)
+    choices = _as_sequence("select", choicelist)
+    if len(conditions) != len(choices):
+        raise ValueError(f"select: {len(conditions)} conditions but {len(choices)} choices")
+    out = _as_tensor(default, "select")
+    for condition, choice in reversed(list(zip(conditions, choices))):
+        out = where(condition, choice, out)
+    return out
+
+
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    """x with nan, inf and -inf replaced by numbers (by default 0.0 and the largest and
+    smallest floats), as numpy.nan_to_num; the replaced elements get no gradient."""
+    x = _as_tensor(x, "nan_to_num")
+    big = sys.float_info.max
+    x = where(equal(x, x), x, nan)
+    x = where(equal(x, inf), big if posinf is None else posinf, x)
+    return where(equal(x, -inf), -big if neginf is None else neginf, x)
+
+
+def rollaxis(x, axis, start=0):
+    """axis moved to before position start, as numpy.rollaxis (moveaxis says it plainer)."""
+    x = _as_tensor(x, "rollaxis")
+    axis = _normalize_axis("rollaxis", axis, x.ndim)
+    start = start + x.ndim if start < 0 else start
+    if not 0 <= start <= x.ndim:
+        raise AxisError(f"rollaxis: start {start} is out of range for {x.ndim} axes")
+    if axis < start:
+        start -= 1
+    order = [a for a in range(x.ndim) if a != axis]
+    order.insert(start, axis)
+    return _arranged(x, order)
+
+
+def partition(x, kth, axis=-1):
+    """x with each kth element where sorting would put it, smaller ones before, larger ones
+    after, as numpy.partition: here fully sorted, which is one such arrangement."""
+    return sort(x, axis)
+
+
+def _all(x, axis=None, keepdims=False):
+    """1.0 where every element over `axis` is nonzero (nan counts), else 0.0, as numpy.all
+    (rax.all; no gradient)."""
+    x = _as_tensor(x, "all")
+    return stop_gradient((1.0 - equal(x, 0.0)).min(axis, keepdims) if x.size else
+                         ones(_reduced_shape(x, axis, keepdims)))
+
+
+def _any(x, axis=None, keepdims=False):
+    """1.0 where some element over `axis` is nonzero, else 0.0, as numpy.any (rax.any)."""
+    x = _as_tensor(x, "any")
+    return stop_gradient((1.0 - equal(x, 0.0)).max(axis, keepdims) if x.size else
+                         zeros(_reduced_shape(x, axis, keepdims)))
+
+
+def _reduced_shape(x, axis, keepdims):
+    axes = _normalize_axes("any", axis, x.ndim)
+    return _kept_shape(x.shape, axes) if keepdims else tuple(
+        n for i, n in enumerate(x.shape) if i not in axes)
+
+
+def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """1.0 where |a - b| <= atol + rtol |b| (as numpy.isclose; inf only close to itself),
+    else 0.0; no gradient."""
+    a, b = _as_tensor(a, "isclose"), _as_tensor(b, "isclose")
+    near = less_equal(abs(a - b), atol + rtol * abs(b))
+    same = equal(a, b)  # infinities, which a - b makes nan
+    both_nan = not_equal(a, a) * not_equal(b, b) if equal_nan else 0.0
+    return stop_gradient(maximum(maximum(near, same), both_nan))
+
+
+def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """Whether every element of a is close to b's (isclose), as numpy.allclose: a bool."""
+    close = isclose(a, b, rtol, atol, equal_nan)
+    return close.size == 0 or _min(close.reshape(-1).tolist()) == 1.0
+
+
+class _Concatenator:
+    """numpy.r_ and numpy.c_ for tensors and numbers: r_[a, b, 3.0] joins them along axis 0,
+    each made at least 1-D; c_[a, b] joins along the last axis, 1-D ones as columns. (No
+    slices or string directives.)"""
+
+    def __init__(self, name, columns):
+        self.name, self.columns = name, columns
+
+    def __getitem__(self, items):
+        items = items if isinstance(items, tuple) else (items,)
+        if builtins.any(isinstance(v, (slice, str)) for v in items):
+            raise TypeError(f"{self.name}: slices and strings are not supported; join "
+                            f"tensors and numbers")
+        tensors = [_as_tensor(v, self.name) for v in items]
+        tensors = [t.reshape((1,)) if t.ndim == 0 else t for t in tensors]
+        if self.columns:
+            return concatenate([t.reshape(t.shape + (1,)) if t.ndim == 1 else t
+                                for t in tensors], -1)
+        return concatenate(tensors, 0)
+
+    def __repr__(self):
+        return f"rax.{self.name}"
+
+
+r_, c_ = _Concatenator("r_", False), _Concatenator("c_", True)
+
+
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
 # so are the binary ops (t.pow(2), t.maximum(u), t.matmul(u)).
 for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, reciprocal,
@@ -3669,11 +4060,13 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin, prod,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
             moveaxis, flip, repeat, roll, tril, triu, diag, diagonal, sort, argsort, dot,
+            ravel, conj,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
             less, less_equal, greater, greater_equal, equal):
     setattr(Tensor, _op.__name__, _op)
 del _op
 Tensor.trace = _matrix_trace  # rax.trace traces functions (chapter 10)
+Tensor.all, Tensor.any = _all, _any
 
 
 # ============================================================================================
@@ -8036,6 +8429,14 @@ def _constant(value):
                 _constants.clear()
             _constants[value] = constant
     return constant
+
+
+def __getattr__(name):
+    """rax.all and rax.any (numpy's all and any; _all and _any here), kept out of this module's
+    globals so that its own code still calls Python's all() and any() (PEP 562)."""
+    if name in ("all", "any"):
+        return _all if name == "all" else _any
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _resolve_rules():

@@ -7563,6 +7563,11 @@ def _ref_logaddexp(x, y):
     return high + math.log1p(math.exp(low - high))
 
 
+def _inverse_or_0(v):
+    """1 / v, or 0 where that is beyond floats (PyTorch's arctan2 gradient near the origin)."""
+    return 0.0 if v < 1.0 / sys.float_info.max else 1.0 / v
+
+
 def _call_or_nan(f, point):
     """A hand derivative at a point, nan where its formula divides by zero or overflows."""
     try:
@@ -7616,7 +7621,8 @@ NUMPY_MATH = {
               [lambda v: 1.0 / (v * _LN10)], (0.1, 5.0)),
     "exp2": (_ref_guard(lambda v: 2.0 ** v), [lambda v: 2.0 ** v * _LN2],
              (-5.0, 5.0)),
-    "arctan2": (math.atan2, [lambda y, x: x / (x * x + y * y), lambda y, x: -y / (x * x + y * y)],
+    "arctan2": (math.atan2, [lambda y, x: x * _inverse_or_0(x * x + y * y),
+                             lambda y, x: -y * _inverse_or_0(x * x + y * y)],
                 (-3.0, 3.0)),
     "hypot": (lambda x, y: math.hypot(x, y) if max(abs(x), abs(y)) < 1e308 or math.isinf(
         x) or math.isinf(y) or x != x or y != y else math.hypot(x / 2, y / 2) * 2,
@@ -8097,7 +8103,6 @@ def test_cholesky_and_eigh_give_factors_that_multiply_back(case, data):
     low = rax.linalg.cholesky(a)
     assert_values(low @ rax.swapaxes(low, -1, -2), unfold(a.tolist(), a.shape), a.shape,
                   rel=1e-10, abs_tol=1e-10)
-    assert (rax.triu(low, 1) == 0.0).all() if hasattr(low, "all") else True
     assert all(v == 0.0 for v in unfold(rax.triu(low, 1).tolist(), a.shape))
     assert all(v > 0.0 for v in unfold(rax.diagonal(low, 0, -2, -1).tolist(), batch + (n,)))
     if data.draw(st.booleans()):
