@@ -148,7 +148,7 @@ __all__ = [
     "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
     "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
     "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
-    "allclose", "r_", "c_",
+    "allclose", "r_", "c_", "isnan", "isinf", "isfinite",
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
@@ -3718,6 +3718,22 @@ def not_equal(x, y):
     return 1.0 - equal(x, y)
 
 
+def isnan(x):
+    """1.0 where x is nan, else 0.0 (numpy.isnan); no gradient."""
+    return not_equal(x, x)
+
+
+def isinf(x):
+    """1.0 where x is inf or -inf, else 0.0 (numpy.isinf); no gradient."""
+    return equal(abs(_as_tensor(x, "isinf")), inf)
+
+
+def isfinite(x):
+    """1.0 where x is neither inf, -inf nor nan, else 0.0 (numpy.isfinite); no gradient."""
+    x = _as_tensor(x, "isfinite")
+    return equal(x - x, 0.0)  # inf - inf and nan - nan are nan
+
+
 def real(x):
     """The real part: x itself, for rax's real tensors (as numpy.real)."""
     return _as_tensor(x, "real")
@@ -3935,12 +3951,11 @@ def linspace(start, stop, num=50, endpoint=True):
     start, stop = _as_tensor(start, "linspace"), _as_tensor(stop, "linspace")
     num = _int("linspace", "num", num, 0)
     div = (num - 1) if endpoint else num
-    fractions = [k / div for k in range(num)] if div > 0 else [0.0] * num
     shape = _broadcast_shapes("linspace", start.shape, stop.shape)
-    steps = (Tensor(fractions) if num else zeros((0,))).reshape((num,) + (1,) * len(shape))
-    values = start + (stop - start) * steps
+    counts = arange(num).reshape((num,) + (1,) * len(shape))
+    values = counts * ((stop - start) / float(_max(div, 1))) + start  # NumPy's order of steps
     if endpoint and num > 1:  # exactly stop at the end, as NumPy
-        last = Tensor([float(k == num - 1) for k in range(num)]).reshape(steps.shape)
+        last = Tensor([float(k == num - 1) for k in range(num)]).reshape(counts.shape)
         values = where(last, stop, values)
     return values
 
@@ -4013,8 +4028,8 @@ def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     """1.0 where |a - b| <= atol + rtol |b| (as numpy.isclose; inf only close to itself),
     else 0.0; no gradient."""
     a, b = _as_tensor(a, "isclose"), _as_tensor(b, "isclose")
-    near = less_equal(abs(a - b), atol + rtol * abs(b))
-    same = equal(a, b)  # infinities, which a - b makes nan
+    near = less_equal(abs(a - b), atol + rtol * abs(b)) * isfinite(a) * isfinite(b)
+    same = equal(a, b)  # infinities are close to themselves only
     both_nan = not_equal(a, a) * not_equal(b, b) if equal_nan else 0.0
     return stop_gradient(maximum(maximum(near, same), both_nan))
 

@@ -8203,3 +8203,149 @@ def test_norms_match_numpy_and_hand_gradients(shape, data):
         assert_values(rax.linalg.norm(t, m_ord, axes, keepdims),
                       [float(v) for v in np.ravel(theirs)], theirs.shape, rel=1e-7,
                       abs_tol=1e-7)
+
+
+# NumPy's other names, elementwise: name -> arity; values against numpy's own function
+VOCAB_ELEMENTWISE = {"absolute": 1, "fabs": 1, "negative": 1, "subtract": 2, "multiply": 2,
+                     "divide": 2, "true_divide": 2, "power": 2, "remainder": 2, "fmax": 2,
+                     "fmin": 2, "degrees": 1, "radians": 1, "rad2deg": 1, "deg2rad": 1,
+                     "sinc": 1, "logaddexp2": 2, "angle": 1, "real": 1, "imag": 1, "conj": 1,
+                     "conjugate": 1, "not_equal": 2, "isclose": 2, "nan_to_num": 1,
+                     "isnan": 1, "isinf": 1, "isfinite": 1}
+
+
+@pytest.mark.parametrize("name", sorted(VOCAB_ELEMENTWISE))
+@given(st.data())
+def test_numpy_names_match_numpy_with_special_values_and_broadcasting(name, data):
+    """Each of NumPy's other elementwise names against NumPy's function, at rank 0-5 with
+    broadcasting, ties, signed zeros, inf and nan; the gradient of the differentiable ones
+    against central differences at smooth points."""
+    np = _np()
+    arity = VOCAB_ELEMENTWISE[name]
+    shape_list = data.draw(broadcastable_shapes(count=arity)) if arity == 2 \
+        else [data.draw(shapes())]
+    values = st.floats(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, inf, -inf, nan])
+    xs = [data.draw(arrays(s, values)) for s in shape_list]
+    ours = getattr(rax, name)(*map(tensor, xs))
+    with np.errstate(all="ignore"):
+        theirs = np.asarray(getattr(np, name)(*[np.array(x.flat, dtype=float).reshape(x.shape)
+                                                for x in xs]), dtype=float)
+    assert ours.shape == theirs.shape
+    for i, (a, b) in enumerate(zip(unfold(ours.tolist(), ours.shape), np.ravel(theirs))):
+        b = float(b)
+        assert (a != a and b != b) or a == b or math.isclose(a, b, rel_tol=1e-12), \
+            f"{name} at flat index {i}: rax {a}, numpy {b}"
+    if name in ("not_equal", "isclose", "remainder", "angle", "imag", "isnan", "isinf",
+                "isfinite"):
+        return  # no gradient, or a step function
+    smooth = [data.draw(arrays(s, st.floats(0.2, 2.0))) for s in shape_list]
+    if name in ("fmax", "fmin") and len(smooth) == 2 and any(
+            a == b for a, b in zip(_broadcast_flat(smooth[0], broadcast_shape(*shape_list)),
+                                   _broadcast_flat(smooth[1], broadcast_shape(*shape_list)))):
+        return  # a tie: no derivative
+    if all(len(x.flat) for x in smooth) and sum(len(x.flat) for x in smooth) <= 16:
+        out_shape = broadcast_shape(*shape_list)
+        w = Tensor(fold([math.cos(k) for k in range(math.prod(out_shape))], out_shape))
+        assert_central_differences(lambda *t: (getattr(rax, name)(*t) * w).sum(), smooth)
+
+
+def _np_array(np, x):
+    return np.array(x.flat, dtype=float).reshape(x.shape)
+
+
+@given(shapes(min_rank=1, max_rank=4, zero_sides=False), st.data())
+def test_numpy_shape_functions_match_numpy_and_carry_gradients(shape, data):
+    """ravel, atleast_1d/2d/3d, fliplr, flipud, rot90, append, array_split, hsplit, vsplit,
+    dsplit, column_stack, row_stack, diff, kron, rollaxis, partition, all, any, r_, c_ and
+    array, each on a random x against NumPy; their gradients (a weighted sum of the output)
+    against central differences."""
+    np = _np()
+    x = data.draw(arrays(shape, st.floats(-3, 3) | st.sampled_from([0.0, 1.0, -1.0])))
+    xn, nd = _np_array(np, x), len(shape)
+    k = data.draw(st.integers(-5, 5))
+    axis = data.draw(st.integers(-nd, nd - 1))
+    y = data.draw(arrays(shape, st.floats(-3, 3)))
+    yn = _np_array(np, y)
+    cases = {
+        "ravel": (lambda t, u: rax.ravel(t), lambda: np.ravel(xn)),
+        "atleast_1d": (lambda t, u: rax.atleast_1d(t), lambda: np.atleast_1d(xn)),
+        "atleast_2d": (lambda t, u: rax.atleast_2d(t), lambda: np.atleast_2d(xn)),
+        "atleast_3d": (lambda t, u: rax.atleast_3d(t), lambda: np.atleast_3d(xn)),
+        "flipud": (lambda t, u: rax.flipud(t), lambda: np.flipud(xn)),
+        "append": (lambda t, u: rax.append(t, u, None if k < 0 else axis),
+                   lambda: np.append(xn, yn, None if k < 0 else axis)),
+        "array_split": (lambda t, u: rax.concatenate(
+            [s * float(i + 1) for i, s in enumerate(rax.array_split(t, abs(k) + 1, axis))],
+            axis), lambda: np.concatenate([s * float(i + 1) for i, s in enumerate(
+                np.array_split(xn, abs(k) + 1, axis))], axis)),
+        "hsplit": (lambda t, u: rax.hsplit(t, [1])[-1], lambda: np.hsplit(xn, [1])[-1]),
+        "diff": (lambda t, u: rax.diff(t, abs(k) % 3, axis), lambda: np.diff(xn, abs(k) % 3,
+                                                                              axis=axis)),
+        "kron": (lambda t, u: rax.kron(t, u[(0,) * (nd - 1)]),
+                 lambda: np.kron(xn, yn[(0,) * (nd - 1)])),
+        "rollaxis": (lambda t, u: rax.rollaxis(t, axis, abs(k) % (nd + 1)),
+                     lambda: np.rollaxis(xn, axis, abs(k) % (nd + 1))),
+        "partition": (lambda t, u: rax.partition(t, 0, axis), lambda: np.sort(xn, axis)),
+        "all": (lambda t, u: rax.all(t, axis), lambda: np.all(xn, axis).astype(float)),
+        "any": (lambda t, u: rax.any(t, axis, True), lambda: np.any(xn, axis, keepdims=True)
+                .astype(float)),
+        "r_": (lambda t, u: rax.r_[t, u], lambda: np.r_[xn, yn]),
+        "r_ of 1-D": (lambda t, u: rax.r_[t.reshape(-1), 2.0, u[(0,) * (nd - 1)]],
+                      lambda: np.r_[xn.ravel(), 2.0, yn[(0,) * (nd - 1)]]),
+        "c_": (lambda t, u: rax.c_[t, u], lambda: np.c_[xn, yn]),
+        "array": (lambda t, u: rax.array([t, u * 2.0, t]), lambda: np.array([xn, yn * 2, xn])),
+    }
+    if nd >= 2:
+        a, b = data.draw(st.permutations(range(nd)))[:2]
+        cases["fliplr"] = (lambda t, u: rax.fliplr(t), lambda: np.fliplr(xn))
+        cases["rot90"] = (lambda t, u: rax.rot90(t, k, (a, b)), lambda: np.rot90(xn, k, (a, b)))
+        cases["vsplit"] = (lambda t, u: rax.vsplit(t, [1])[0], lambda: np.vsplit(xn, [1])[0])
+        cases["column_stack"] = (lambda t, u: rax.column_stack([t[0], u[0]]),
+                                 lambda: np.column_stack([xn[0], yn[0]]))
+        cases["row_stack"] = (lambda t, u: rax.row_stack([t, u]), lambda: np.vstack([xn, yn]))
+    if nd >= 3:
+        cases["dsplit"] = (lambda t, u: rax.dsplit(t, [1])[-1], lambda: np.dsplit(xn, [1])[-1])
+    name = data.draw(st.sampled_from(sorted(cases)))
+    ours_f, theirs_f = cases[name]
+    ours, theirs = ours_f(tensor(x), tensor(y)), np.asarray(theirs_f(), dtype=float)
+    assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+    assert_values(ours, [float(v) for v in np.ravel(theirs)], theirs.shape, rel=1e-12,
+                  abs_tol=1e-12)
+    if ours.size and name not in ("all", "any", "partition") and x.flat and \
+            len(x.flat) + len(y.flat) <= 24:
+        w = Tensor(fold([math.cos(j) for j in range(ours.size)], ours.shape))
+        assert_central_differences(lambda t, u: (ours_f(t, u) * w).sum(), [x, y])
+
+
+def test_numpy_odds_and_ends():
+    """cross, linspace, select, allclose, array of tensors and any op given a list holding
+    tensors, against NumPy, with their gradients; array_split's refusal of absurd sections."""
+    np = _np()
+    a, b = Tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]]), Tensor([[0.0, 1.0, -1.0], [2.0, 2.0, 1.0]])
+    an, bn = np.array(a.tolist()), np.array(b.tolist())
+    assert rax.cross(a, b).tolist() == np.cross(an, bn).tolist()
+    assert rax.cross(a.T, b.T, axisa=0, axisb=0, axisc=0).tolist() == \
+        np.cross(an.T, bn.T, axisa=0, axisb=0, axisc=0).tolist()
+    rax.check_grads(lambda u, v: (rax.cross(u, v) * Tensor([1.0, -2.0, 0.5])).sum(), (a, b))
+    for num, endpoint in [(0, True), (1, True), (5, True), (5, False), (2, False)]:
+        assert rax.linspace(-1.0, 2.0, num, endpoint).tolist() == \
+            np.linspace(-1.0, 2.0, num, endpoint=endpoint).tolist()
+    g = rax.grad(lambda s, e: (rax.linspace(s, e, 5) * Tensor([1.0, 2, 3, 4, 5])).sum(),
+                 argnums=(0, 1))(Tensor(0.0), Tensor(1.0))
+    assert [round(v.item(), 12) for v in g] == [5.0, 10.0]  # sum (1 - k/4) w_k, sum k/4 w_k
+    x = Tensor([-2.0, 0.5, 3.0])
+    assert rax.select([x < 0.0, x > 1.0], [x * 10.0, x * 100.0], -1.0).tolist() == \
+        np.select([np.array(x.tolist()) < 0, np.array(x.tolist()) > 1],
+                  [np.array(x.tolist()) * 10, np.array(x.tolist()) * 100], -1).tolist()
+    assert rax.allclose(x, x + 1e-9) and not rax.allclose(x, x + 1e-3)
+    assert rax.allclose(Tensor([nan]), Tensor([nan]), equal_nan=True)
+    assert not rax.allclose(Tensor([nan]), Tensor([nan]))
+    s = Tensor(3.0)
+    assert rax.grad(lambda t: rax.array([[t, 1.0], [t * t, 2.0]]).sum())(s).item() == 7.0
+    assert rax.grad(lambda t: rax.sum([t, t * 2.0]))(s).item() == 3.0  # as numpy.sum([x, y])
+    with pytest.raises(TypeError, match="use rax.stack"):
+        Tensor([s, s])  # a leaf is made of numbers: rax.array stacks tensors
+    with pytest.raises(ValueError, match="array_split: 100000 sections of an axis of 3"):
+        rax.array_split(x, 100_000)
+    assert "all" not in vars(rax) and rax.all(Tensor([1.0, 0.0])).item() == 0.0
+    assert all([True]) and any([True])  # rax's own module still calls Python's
