@@ -7252,7 +7252,9 @@ _BACKENDS = {
                        "as_array": "np.asarray(x, dtype=np.float64)",
                        "as_float": "np.asarray(mask, dtype=np.float64)",
                        "power": "np.power",
-                       "eigh": "np.linalg.eigh(a, UPLO=uplo)", "cat": "np.concatenate"}, "pip install numpy"),
+                       "eigh": "np.linalg.eigh(a, UPLO=uplo)",
+                       "cat": "np.concatenate"},
+                      "pip install numpy"),
     "jax": _Backend("jax", "import jax\nimport jax.numpy as jnp\n\n"
                     "jax.config.update(\"jax_enable_x64\", True)  # rax computes in float64",
                     "jnp", _JAX_OPS, _JAX_HELPERS,
@@ -7264,7 +7266,9 @@ _BACKENDS = {
                      "as_array": "jnp.asarray(x, dtype=jnp.float64)",
                      "as_float": "jnp.asarray(mask, dtype=jnp.float64)",
                      "power": "jnp.power",
-                       "eigh": "jnp.linalg.eigh(a, UPLO=uplo, symmetrize_input=False)", "cat": "jnp.concatenate"}, "pip install jax"),
+                     "eigh": "jnp.linalg.eigh(a, UPLO=uplo, symmetrize_input=False)",
+                     "cat": "jnp.concatenate"},
+                    "pip install jax"),
     "torch": _Backend("torch", "import torch", "torch", _TORCH_OPS, _TORCH_HELPERS,
                       {"amax": "torch.amax", "sum": "torch.sum", "dim": "dim",
                        "keepdim": "keepdim",
@@ -7274,7 +7278,9 @@ _BACKENDS = {
                        "as_array": "torch.as_tensor(x, dtype=torch.float64)",
                        "as_float": "mask.to(torch.float64)",
                        "power": "torch.pow",
-                       "eigh": "torch.linalg.eigh(a, UPLO=uplo)", "cat": "torch.cat"}, "pip install torch"),
+                       "eigh": "torch.linalg.eigh(a, UPLO=uplo)",
+                       "cat": "torch.cat"},
+                      "pip install torch"),
 }
 
 

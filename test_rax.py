@@ -2616,8 +2616,10 @@ import termplot  # noqa: E402
 import jit as jit_lesson  # noqa: E402
 import graduate  # noqa: E402
 import convnet  # noqa: E402
+import linalg as linalg_lesson  # noqa: E402
 
-LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate, convnet)
+LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate, convnet,
+           linalg_lesson)
 
 
 @pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
@@ -8351,3 +8353,12 @@ def test_numpy_odds_and_ends():
         rax.array_split(x, 100_000)
     assert "all" not in vars(rax) and rax.all(Tensor([1.0, 0.0])).item() == 0.0
     assert all([True]) and any([True])  # rax's own module still calls Python's
+
+
+def test_linalg_lesson_agrees_with_the_textbook():
+    """examples/linalg.py: least squares by solve and by gradient descent agree to 1e-6; the
+    gradient of log det is inv(A)^T and that of the smallest eigenvalue v v^T (on the lower
+    triangle), to 1e-12; its check_grads calls pass."""
+    results = linalg_lesson.main(verbose=False)
+    assert results["least squares"] < 1e-6
+    assert results["log det"] < 1e-12 and results["smallest eigenvalue"] < 1e-12
