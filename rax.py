@@ -3549,13 +3549,19 @@ def eigh(a, UPLO="L"):
     >>> [round(e, 12) for e in w.tolist()]
     [1.0, 3.0]
     """
+    both = _eigh_packed(a, UPLO)  # one node holds both: row 0, then V
+    return both[..., 0, :], both[..., 1:, :]
+
+
+def _eigh_packed(a, UPLO):
+    """The eigenvalues in row 0 and the eigenvectors below: eigh's one node, whose vjp takes
+    the gradients of both at once."""
     a = _square("eigh", a)
     if UPLO not in ("L", "U"):
         raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     n = a.shape[-1]
-    both = _node("eigh", eigh, eigh_lists(a.data, a.shape, UPLO),
+    return _node("eigh", _eigh_packed, eigh_lists(a.data, a.shape, UPLO),
                  a.shape[:-2] + (n + 1, n), (a,), _eigh_vjps, {"UPLO": UPLO})
-    return both[..., 0, :], both[..., 1:, :]  # one node holds both: row 0, then V
 
 
 _RULES["eigh"] = _Kernel("eigh_lists", lambda shapes, attrs, shape: (shapes[0], attrs["UPLO"]))
@@ -3576,6 +3582,54 @@ def _eigh_vjp(g, out, a):
 _eigh_vjps = (_eigh_vjp,)
 
 
+def eigvalsh(a, UPLO="L"):
+    """The eigenvalues of each symmetric matrix, ascending: eigh's first result."""
+    return eigh(a, UPLO)[0]
+
+
+def svd(a, full_matrices=True, compute_uv=True):
+    """(u, s, vh) with a = u @ diag(s) @ vh for each matrix, as numpy.linalg.svd: s the
+    singular values, descending; u and vh with orthonormal columns and rows (u square, m x
+    m, when full_matrices; else m x k, k = min(m, n)). With compute_uv=False, s alone.
+
+    Made of eigh, so that its gradient (and its second derivatives) are eigh's, matmul's and
+    sqrt's: for m >= n, a^T a = V diag(s**2) V^T, and u = a V / s (a wide matrix is done as
+    its transpose). Two consequences: a singular value below about 1e-8 times the largest
+    loses its relative precision (its square is what eigh sees), and a zero singular value
+    gives nan in its column of u. The signs of the columns of u and v are as eigh gives
+    them (any SVD may flip a pair): each column of v has its first largest entry positive.
+
+    >>> u, s, vh = svd(Tensor([[3, 0], [0, -4]]))
+    >>> s.tolist()
+    [4.0, 3.0]
+    """
+    a = _as_tensor(a, "svd")
+    if a.ndim < 2:
+        raise ValueError(f"svd: needs matrices in the last two axes, got shape {a.shape}")
+    m, n = a.shape[-2:]
+    if m < n:  # a^T = u' s vh' gives a = vh'^T s u'^T
+        result = svd(_mT(a), full_matrices, compute_uv)
+        return result if not compute_uv else (_mT(result[2]), result[1], _mT(result[0]))
+    squares, v = eigh(_mT(a) @ a)
+    s = sqrt(relu(flip(squares, -1)))  # descending; a rounding below 0 is 0
+    if not compute_uv:
+        return s
+    v = flip(v, -1)
+    u = (a @ v) / expand_dims(s, -2)
+    if full_matrices and m > n:  # complete u: the eigenvectors of I - u u^T of eigenvalue 1
+        u = concatenate([u, eigh(eye(m) - u @ _mT(u))[1][..., n:]], -1)
+    return u, s, _mT(v)
+
+
+def pinv(a, rcond=1e-15):
+    """The pseudo-inverse of each matrix, as numpy.linalg.pinv: v diag(1/s) u^T from svd,
+    with the singular values below rcond times the largest taken as 0."""
+    u, s, vh = svd(a, full_matrices=False)
+    kept = greater(s, rcond * s.max(-1, keepdims=True))
+    inverse = where(kept, 1.0 / where(kept, s, 1.0), 0.0)
+    return _mT(vh) @ (expand_dims(inverse, -1) * _mT(u))
+
+
 def norm(x, ord=None, axis=None, keepdims=False):
     """A vector or matrix norm, as numpy.linalg.norm (real input).
 
@@ -3585,7 +3639,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     (the number of nonzeros, no gradient), or any other number p (sum |x|**p)**(1/p).
     Matrix ord: None or "fro", "nuc" (the sum of the singular values), 1 and -1 (the
     largest and smallest column sum of |x|), inf and -inf (row sums), 2 and -2 (the largest
-    and smallest singular value; the singular values are the square roots of eigh(x^T x)).
+    and smallest singular value, from svd).
 
     The gradient of a norm at zero is 0, as PyTorch (where no derivative exists); so is that of
     a p-norm with respect to an element that is 0.
@@ -3639,7 +3693,9 @@ def _vector_norm(x, ord, axis):
     if ord == 1:
         return abs(x).sum(axis)
     p = _scalar("norm", "ord", ord)
-    powers = _where_zero(abs(x), lambda v: v ** p) if p > 0.0 else abs(x) ** p  # 0 ** -1: inf
+    if p < 0.0:  # 0 ** -1 is inf, which no where must hide
+        return ((abs(x) ** p).sum(axis)) ** (1.0 / p)
+    powers = _where_zero(abs(x), lambda v: v ** p)  # with 0, not nan, at 0 for p < 1
     return _where_zero(powers.sum(axis), lambda s: s ** (1.0 / p))
 
 
@@ -3653,27 +3709,24 @@ def _matrix_norm(x, ord, axes):
         pick = (max if ord > 0 else min)(sums, over, keepdims=True)
         return squeeze(pick, axes)
     if ord in (2, -2, "nuc"):
-        moved = moveaxis(x, axes, (-2, -1))
-        gram = _mT(moved) @ moved if moved.shape[-2] >= moved.shape[-1] \
-            else moved @ _mT(moved)
-        values = sqrt(relu(eigh(gram)[0]))  # eigenvalues of a Gram matrix are >= 0
+        values = svd(moveaxis(x, axes, (-2, -1)), compute_uv=False)  # descending
         if ord == "nuc":
             return values.sum(-1)
-        return values[..., -1] if ord == 2 else values[..., 0]
+        return values[..., 0] if ord == 2 else values[..., -1]
     raise ValueError(f"norm: ord={ord!r} is no matrix norm (None, 'fro', 'nuc', 1, -1, 2, "
                      f"-2, inf, -inf)")
 
 
 class _Linalg(SimpleNamespace):
-    """rax.linalg, as numpy.linalg: inv, solve, det, slogdet, cholesky, eigh, norm and
-    LinAlgError."""
+    """rax.linalg, as numpy.linalg: inv, solve, det, slogdet, cholesky, eigh, eigvalsh, svd,
+    pinv, norm and LinAlgError."""
 
     def __repr__(self):
         return "rax.linalg"
 
 
 linalg = _Linalg(inv=inv, solve=solve, det=det, slogdet=slogdet, cholesky=cholesky, eigh=eigh,
-                 norm=norm, LinAlgError=LinAlgError)
+                 eigvalsh=eigvalsh, svd=svd, pinv=pinv, norm=norm, LinAlgError=LinAlgError)
 
 
 # ---- 5g. The rest of NumPy's vocabulary ----------------------------------------------------

@@ -8362,3 +8362,43 @@ def test_linalg_lesson_agrees_with_the_textbook():
     results = linalg_lesson.main(verbose=False)
     assert results["least squares"] < 1e-6
     assert results["log det"] < 1e-12 and results["smallest eigenvalue"] < 1e-12
+
+
+@given(st.lists(st.integers(1, 2), max_size=2), st.integers(1, 4), st.integers(1, 4),
+       st.booleans(), st.data())
+def test_svd_pinv_eigvalsh_match_numpy_and_central_differences(batch, m, n, full, data):
+    """svd: NumPy's singular values, u diag(s) vh gives a back, u and vh orthonormal, in
+    NumPy's shapes (full_matrices or not, tall and wide, batched); pinv is NumPy's;
+    eigvalsh is eigh's first result; gradients of a function of s, u and vh against central
+    differences, where the singular values are well apart (else they have none)."""
+    np = _np()
+    shape = tuple(batch) + (m, n)
+    x = data.draw(arrays(shape, st.floats(-2, 2)))
+    a, an = tensor(x), _np_array(np, x)
+    theirs = np.linalg.svd(an, full_matrices=full)
+    u, s, vh = rax.linalg.svd(a, full_matrices=full)
+    assert (u.shape, s.shape, vh.shape) == tuple(t.shape for t in theirs)
+    assert_values(s, [float(v) for v in np.ravel(theirs[1])], s.shape, rel=1e-6, abs_tol=1e-6)
+    assert_values(rax.linalg.svd(a, compute_uv=False), unfold(s.tolist(), s.shape), s.shape)
+    k = min(m, n)
+    values = np.array(s.tolist()).reshape(s.shape)
+    if values.min() <= 1e-3 * max(values.max(), 1e-300) or values.min() < 1e-2:
+        return  # nearly singular: u's last columns are not determined (nor differentiable)
+    rebuilt = (u[..., :, :k] * rax.expand_dims(s, -2)) @ vh[..., :k, :]
+    assert_values(rebuilt, list(x.flat), shape, rel=1e-7, abs_tol=1e-7)
+    for q, side in ((u, -1), (vh, -2)):
+        gram = rax.swapaxes(q, -1, -2) @ q if side == -1 else q @ rax.swapaxes(q, -1, -2)
+        eye_ = rax.broadcast_to(rax.eye(gram.shape[-1]), gram.shape)
+        assert_values(gram, unfold(eye_.tolist(), gram.shape), gram.shape, rel=1e-7,
+                      abs_tol=1e-7)
+    assert_values(rax.linalg.pinv(a), [float(v) for v in np.ravel(np.linalg.pinv(an))],
+                  shape[:-2] + (n, m), rel=1e-6, abs_tol=1e-6)
+    if m == n:
+        sym = a + rax.swapaxes(a, -1, -2)
+        assert rax.linalg.eigvalsh(sym).tolist() == rax.linalg.eigh(sym)[0].tolist()
+    gaps = np.diff(values, axis=-1)
+    if values.size <= 8 and (gaps.size == 0 or np.abs(gaps).min() > 1e-2):
+        def f(t):
+            u, s, vh = rax.linalg.svd(t, full_matrices=False)
+            return (s * s).sum() + (u[..., :k] ** 3).sum() + (vh[..., :k, :] ** 3).sum()
+        rax.check_grads(f, (a,), rtol=1e-3, atol=1e-5, directions=3)
