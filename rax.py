@@ -8267,19 +8267,29 @@ def _pow(x, y):
     return nan if type(result) is complex else result  # (-8.0) ** (1/3)
 
 
-def _exp(x):
-    """math.exp, with exp(1000) = inf instead of OverflowError."""
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return inf
+
+def _overflow_to_inf(fn):
+    """fn of one float, with inf where it overflows instead of OverflowError."""
+    def safe(x):
+        try:
+            return fn(x)
+        except OverflowError:
+            return inf
+    return safe
 
 
-def _log(x):
-    """math.log, with log(0) = -inf and log(-1) = nan instead of ValueError."""
-    if x > 0.0:
-        return math.log(x)
-    return -inf if x == 0.0 else nan
+def _logarithm(fn):
+    """A logarithm fn, with -inf at 0 and nan below instead of ValueError."""
+    def safe(x):
+        if x > 0.0:
+            return fn(x)
+        return -inf if x == 0.0 else nan
+    return safe
+
+
+_exp, _expm1, _cosh = (_overflow_to_inf(f) for f in (math.exp, math.expm1, math.cosh))
+_exp2 = _overflow_to_inf(functools.partial(operator.pow, 2.0))  # 2 ** 2000 = inf
+_log, _log2, _log10 = (_logarithm(f) for f in (math.log, math.log2, math.log10))
 
 
 def _sqrt(x):
@@ -8309,13 +8319,6 @@ def _sinh(x):
     except OverflowError:
         return math.copysign(inf, x)
 
-
-def _cosh(x):
-    """math.cosh, with cosh(+-1000) = inf instead of OverflowError."""
-    try:
-        return math.cosh(x)
-    except OverflowError:
-        return inf
 
 
 def _asin(x):
@@ -8347,34 +8350,8 @@ def _log1p(x):
     return -inf if x == -1.0 else nan
 
 
-def _expm1(x):
-    """math.expm1, with expm1(1000) = inf instead of OverflowError."""
-    try:
-        return math.expm1(x)
-    except OverflowError:
-        return inf
 
 
-def _log2(x):
-    """math.log2, as _log."""
-    if x > 0.0:
-        return math.log2(x)
-    return -inf if x == 0.0 else nan
-
-
-def _log10(x):
-    """math.log10, as _log."""
-    if x > 0.0:
-        return math.log10(x)
-    return -inf if x == 0.0 else nan
-
-
-def _exp2(x):
-    """2.0 ** x, with 2 ** 2000 = inf instead of OverflowError."""
-    try:
-        return 2.0 ** x
-    except OverflowError:
-        return inf
 
 
 def _hypot(x, y):
