@@ -3154,7 +3154,6 @@ def _contract(op, x, x_labels, y, y_labels, keep):
     label (a character) per axis. The result's labels are the shared ones that are kept (a
     batch), then x's own, then y's own, each in its operand's order. An axis of side 1
     against a longer one of the same label is broadcast, as NumPy's einsum does."""
-    sides = lambda labels: tuple(side[c] for c in labels)  # noqa: E731
     shared = [c for c in x_labels if c in y_labels]
     batch = [c for c in shared if c in keep]
     summed = [c for c in shared if c not in keep]
@@ -3167,13 +3166,13 @@ def _contract(op, x, x_labels, y, y_labels, keep):
                              f"another (shapes {x.shape} and {y.shape})")
         if c not in side or side[c] == 1:
             side[c] = n
-    x = _arranged(x, [x_labels.index(c) for c in batch + x_own + summed])
-    y = _arranged(y, [y_labels.index(c) for c in batch + summed + y_own])
-    x, y = (_broadcast(t, sides(labels)) if t.shape != sides(labels) else t
-            for t, labels in ((x, batch + x_own + summed), (y, batch + summed + y_own)))
-    rows, inner, columns = (math.prod(sides(part)) for part in (x_own, summed, y_own))
+    sides = lambda labels: tuple(side[c] for c in labels)  # noqa: E731
+    x_order, y_order = batch + x_own + summed, batch + summed + y_own
+    x = _broadcast(_arranged(x, [x_labels.index(c) for c in x_order]), sides(x_order))
+    y = _broadcast(_arranged(y, [y_labels.index(c) for c in y_order]), sides(y_order))
+    rows, depth, columns = (math.prod(sides(part)) for part in (x_own, summed, y_own))
     lead = sides(batch)  # matmul's batch axes, as they are (a reshape would copy)
-    product = matmul(_reshaped(x, lead + (rows, inner)), _reshaped(y, lead + (inner, columns)))
+    product = matmul(_reshaped(x, lead + (rows, depth)), _reshaped(y, lead + (depth, columns)))
     return _reshaped(product, sides(batch + x_own + y_own)), batch + x_own + y_own
 
 
@@ -3292,13 +3291,12 @@ def einsum(subscripts, *operands, optimize=False):
                 labels = [v for a, v in enumerate(labels) if a not in (i, j)] + [c]
         operands[k], inputs[k] = x, labels
     x, labels = operands[0], inputs[0]
-    for k in range(1, len(operands) + 1):
+    for k in range(1, len(operands)):
         later = set(output).union(*inputs[k + 1:])  # the labels wanted after operand k
-        y_labels = inputs[k] if k < len(operands) else []
-        x, labels = _sum_unneeded(x, labels, later.union(y_labels))
-        if k < len(operands):
-            y, y_labels = _sum_unneeded(operands[k], y_labels, later.union(labels))
-            x, labels = _contract(op, x, labels, y, y_labels, later)
+        x, labels = _sum_unneeded(x, labels, later.union(inputs[k]))
+        y, y_labels = _sum_unneeded(operands[k], inputs[k], later.union(labels))
+        x, labels = _contract(op, x, labels, y, y_labels, later)
+    x, labels = _sum_unneeded(x, labels, output)
     return _arranged(x, [labels.index(c) for c in output])
 
 
@@ -3442,7 +3440,8 @@ _solve_vjps = (lambda g, out, a, b: -(solve(_mT(a), g) @ _mT(out)),
 def det(a):
     """The determinant of each matrix, as numpy.linalg.det (0.0 for a singular one).
     d/da = the cofactor matrix of a (= det(a) inv(a)^T where a is invertible), which is
-    right at singular matrices too.
+    right at singular matrices too, where it is computed from the n**2 minors (n**5 work).
+    The second derivative divides by det(a): nan at a singular matrix.
 
     >>> det(Tensor([[1, 2], [3, 4]])).item()
     -2.0
@@ -3475,7 +3474,8 @@ _cofactors_vjps = (lambda g, out, a: (
 def slogdet(a):
     """(sign, logabsdet) of each matrix's determinant, as numpy.linalg.slogdet: det(a) =
     sign * exp(logabsdet), without overflow; (0.0, -inf) for a singular matrix. The sign has
-    no gradient.   d logabsdet / da = inv(a)^T
+    no gradient.   d logabsdet / da = inv(a)^T, which a singular matrix has not: there the
+    gradient raises LinAlgError (log |det| is -inf, with no derivative).
 
     >>> sign, logabsdet = slogdet(Tensor([[-1e200, 0], [0, 1e200]]))
     >>> sign.item(), logabsdet.item()
@@ -3524,10 +3524,10 @@ _RULES["cholesky"] = _Kernel("cholesky_lists", lambda shapes, attrs, shape: (sha
 
 
 def _cholesky_vjp(g, out, a):
-    eye_ = eye(a.shape[-1])
-    p = tril(_mT(out) @ g) * (1.0 - 0.5 * eye_)
+    halve_diagonal = 1.0 - 0.5 * eye(a.shape[-1])
+    p = tril(_mT(out) @ g) * halve_diagonal
     s = _mT(solve(_mT(out), _mT(solve(_mT(out), p))))
-    return tril(s + _mT(s)) * (1.0 - 0.5 * eye_)
+    return tril(s + _mT(s)) * halve_diagonal
 
 
 _cholesky_vjps = (_cholesky_vjp,)
@@ -3541,9 +3541,10 @@ def eigh(a, UPLO="L"):
 
     The gradient is the standard one, V (diag(gw) + F * (V^T gV)) V^T with F[i][j] =
     1 / (w[j] - w[i]), taken on the triangle that is read (as HIPS autograd). At repeated
-    eigenvalues the eigenvectors are not unique: the pairs of equal eigenvalues are left out
-    of F, so the gradient is right for the eigenvalues and for what depends only on the
-    eigenspaces (a projection onto one), and not meaningful for a single eigenvector there.
+    eigenvalues the eigenvectors are not unique: the pairs of equal eigenvalues (within n
+    ulps of the largest, as rounding splits a repeated one) are left out of F, so the
+    gradient is right for the eigenvalues and for what depends only on the eigenspaces (a
+    projection onto one), and not meaningful for a single eigenvector there.
 
     >>> w, v = eigh(Tensor([[2, 1], [1, 2]]))
     >>> [round(e, 12) for e in w.tolist()]
@@ -3572,9 +3573,12 @@ def _eigh_vjp(g, out, a):
     gw, gv = g[..., 0, :], g[..., 1:, :]
     n = a.shape[-1]
     gaps = expand_dims(w, -2) - expand_dims(w, -1)  # [i][j] = w[j] - w[i]
-    f = where(equal(gaps, 0.0), 0.0, 1.0 / where(equal(gaps, 0.0), 1.0, gaps))
-    inner = expand_dims(gw, -1) * eye(n) + f * (_mT(v) @ gv)
-    full = v @ inner @ _mT(v)
+    # Eigenvalues within rounding of each other (n ulps of the largest) count as equal.
+    largest = abs(w).max(-1, keepdims=True).reshape(w.shape[:-1] + (1, 1))
+    tied = less_equal(abs(gaps), (n * sys.float_info.epsilon) * largest)
+    f = where(tied, 0.0, 1.0 / where(tied, 1.0, gaps))
+    middle = expand_dims(gw, -1) * eye(n) + f * (_mT(v) @ gv)
+    full = v @ middle @ _mT(v)
     below = tril(ones((n, n)), -1) if out.attrs["UPLO"] == "L" else triu(ones((n, n)), 1)
     return full * eye(n) + (full + _mT(full)) * below
 
@@ -3592,12 +3596,13 @@ def svd(a, full_matrices=True, compute_uv=True):
     singular values, descending; u and vh with orthonormal columns and rows (u square, m x
     m, when full_matrices; else m x k, k = min(m, n)). With compute_uv=False, s alone.
 
-    Made of eigh, so that its gradient (and its second derivatives) are eigh's, matmul's and
-    sqrt's: for m >= n, a^T a = V diag(s**2) V^T, and u = a V / s (a wide matrix is done as
-    its transpose). Two consequences: a singular value below about 1e-8 times the largest
-    loses its relative precision (its square is what eigh sees), and a zero singular value
-    gives nan in its column of u. The signs of the columns of u and v are as eigh gives
-    them (any SVD may flip a pair): each column of v has its first largest entry positive.
+    Made of eigh, so that its gradient (and its second derivatives) are eigh's: for m >= n,
+    the symmetric [[0, a], [a^T, 0]] has the eigenvalues +-s (and m - n zeros), with the
+    eigenvectors [u; v] / sqrt(2) for +s (a wide matrix is done as its transpose). Its
+    eigenvalues are exact to about 1e-16 of the largest, as LAPACK's singular values; a
+    zero singular value has no unique u and v (they mix with the zeros), nor a derivative.
+    Each column of v has a positive sum with the weights 1 / (k + pi), k its row (any SVD
+    may flip a pair of columns of u and v; LAPACK's signs are its own).
 
     >>> u, s, vh = svd(Tensor([[3, 0], [0, -4]]))
     >>> s.tolist()
@@ -3610,12 +3615,22 @@ def svd(a, full_matrices=True, compute_uv=True):
     if m < n:  # a^T = u' s vh' gives a = vh'^T s u'^T
         result = svd(_mT(a), full_matrices, compute_uv)
         return result if not compute_uv else (_mT(result[2]), result[1], _mT(result[0]))
-    squares, v = eigh(_mT(a) @ a)
-    s = sqrt(relu(flip(squares, -1)))  # descending; a rounding below 0 is 0
+    largest = stop_gradient(abs(a).max((-2, -1), keepdims=True)) if a.size else ones((1, 1))
+    scale = where(equal(largest, 0.0), 1.0, largest)  # a / scale: no overflow, no underflow
+    scaled = a / scale
+    both = concatenate([concatenate([zeros(a.shape[:-2] + (m, m)), scaled], -1),
+                        concatenate([_mT(scaled), zeros(a.shape[:-2] + (n, n))], -1)], -2)
+    w, q = eigh(both)
+    s = abs(flip(w[..., m:], -1)) * scale[..., 0]  # the n largest, descending
     if not compute_uv:
         return s
-    v = flip(v, -1)
-    u = (a @ v) / expand_dims(s, -2)
+    u, v = (flip(part, -1) * math.sqrt(2.0) for part in (q[..., :m, m:], q[..., m:, m:]))
+    # Signs: each column of v has a positive sum with the weights 1 / (k + pi). A rule on
+    # the largest entry would flip between entries of equal size, which integer matrices
+    # make often ((1, 1) / sqrt(2)); no simple matrix makes this sum 0.
+    weights = Tensor([1.0 / (k + math.pi) for k in range(n)]).reshape((n, 1))
+    signs = stop_gradient(where(less((v * weights).sum(-2, keepdims=True), 0.0), -1.0, 1.0))
+    u, v = u * signs, v * signs
     if full_matrices and m > n:  # complete u: the eigenvectors of I - u u^T of eigenvalue 1
         u = concatenate([u, eigh(eye(m) - u @ _mT(u))[1][..., n:]], -1)
     return u, s, _mT(v)
@@ -3693,8 +3708,12 @@ def _vector_norm(x, ord, axis):
     if ord == 1:
         return abs(x).sum(axis)
     p = _scalar("norm", "ord", ord)
-    if p < 0.0:  # 0 ** -1 is inf, which no where must hide
-        return ((abs(x) ** p).sum(axis)) ** (1.0 / p)
+    if p < 0.0:  # a zero element makes the norm 0 (1 / inf): 0, with a gradient of 0
+        if x.shape[axis] == 0:
+            return ((abs(x) ** p).sum(axis)) ** (1.0 / p)  # inf, as NumPy
+        has_zero = equal(abs(x).min(axis, keepdims=True), 0.0)
+        safe = where(has_zero, 1.0, abs(x))
+        return where(squeeze(has_zero, axis), 0.0, ((safe ** p).sum(axis)) ** (1.0 / p))
     powers = _where_zero(abs(x), lambda v: v ** p)  # with 0, not nan, at 0 for p < 1
     return _where_zero(powers.sum(axis), lambda s: s ** (1.0 / p))
 
@@ -3702,7 +3721,7 @@ def _vector_norm(x, ord, axis):
 def _matrix_norm(x, ord, axes):
     rows, columns = axes
     if ord is None or ord == "fro":
-        return _where_zero((x * x).sum(axes), sqrt)
+        return _two_norm(x, axes)
     if ord in (1, -1, inf, -inf) and not isinstance(ord, bool):
         summed, over = (rows, columns) if ord in (1, -1) else (columns, rows)
         sums = abs(x).sum(summed, keepdims=True)
@@ -3808,13 +3827,14 @@ def angle(x):
 
 
 def fmax(x, y):
-    """The larger of x and y, ignoring a nan (as numpy.fmax; maximum propagates it)."""
-    return where(equal(x, x), where(equal(y, y), maximum(x, y), x), y)  # x == x: not nan
+    """The larger of x and y, ignoring a nan (as numpy.fmax; maximum propagates it). The
+    gradient goes to the one chosen: to x at a tie (as torch.fmax; maximum splits it)."""
+    return where(maximum(greater_equal(x, y), isnan(y)), x, y)
 
 
 def fmin(x, y):
-    """The smaller of x and y, ignoring a nan (as numpy.fmin)."""
-    return where(equal(x, x), where(equal(y, y), minimum(x, y), x), y)
+    """The smaller of x and y, ignoring a nan (as numpy.fmin); x at a tie."""
+    return where(maximum(less_equal(x, y), isnan(y)), x, y)
 
 
 def degrees(x):
@@ -3923,7 +3943,7 @@ def array_split(x, sections, axis=0):
     if isinstance(sections, numbers.Integral):
         sections = _int("array_split", "sections", sections, 1)
         n = x.shape[_normalize_axis("array_split", axis, x.ndim)]
-        if sections > n + 10_000:
+        if sections > n + 10_000:  # NumPy would make them all, and run out of memory
             raise ValueError(f"array_split: {sections} sections of an axis of {n} would be "
                              f"{sections - n} empty tensors")
         size, extra = divmod(n, sections)
@@ -4003,10 +4023,10 @@ def linspace(start, stop, num=50, endpoint=True):
     """
     start, stop = _as_tensor(start, "linspace"), _as_tensor(stop, "linspace")
     num = _int("linspace", "num", num, 0)
-    div = (num - 1) if endpoint else num
+    intervals = (num - 1) if endpoint else num
     shape = _broadcast_shapes("linspace", start.shape, stop.shape)
     counts = arange(num).reshape((num,) + (1,) * len(shape))
-    values = counts * ((stop - start) / float(_max(div, 1))) + start  # NumPy's order of steps
+    values = counts * ((stop - start) / float(_max(intervals, 1))) + start  # NumPy's order
     if endpoint and num > 1:  # exactly stop at the end, as NumPy
         last = Tensor([float(k == num - 1) for k in range(num)]).reshape(counts.shape)
         values = where(last, stop, values)
@@ -4060,6 +4080,7 @@ def _all(x, axis=None, keepdims=False):
     """1.0 where every element over `axis` is nonzero (nan counts), else 0.0, as numpy.all
     (rax.all; no gradient)."""
     x = _as_tensor(x, "all")
+    _normalize_axes("all", axis, x.ndim)  # errors named as all's
     return stop_gradient((1.0 - equal(x, 0.0)).min(axis, keepdims) if x.size else
                          ones(_reduced_shape(x, axis, keepdims)))
 
@@ -4067,6 +4088,7 @@ def _all(x, axis=None, keepdims=False):
 def _any(x, axis=None, keepdims=False):
     """1.0 where some element over `axis` is nonzero, else 0.0, as numpy.any (rax.any)."""
     x = _as_tensor(x, "any")
+    _normalize_axes("any", axis, x.ndim)
     return stop_gradient((1.0 - equal(x, 0.0)).max(axis, keepdims) if x.size else
                          zeros(_reduced_shape(x, axis, keepdims)))
 
@@ -4128,13 +4150,15 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
             sum, mean, max, min, logsumexp, softmax, log_softmax, var, std, argmax, argmin, prod,
             reshape, transpose, broadcast_to, flatten, squeeze, expand_dims, swapaxes,
             moveaxis, flip, repeat, roll, tril, triu, diag, diagonal, sort, argsort, dot,
-            ravel, conj,
+            ravel,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
             less, less_equal, greater, greater_equal, equal):
     setattr(Tensor, _op.__name__, _op)
 del _op
 Tensor.trace = _matrix_trace  # rax.trace traces functions (chapter 10)
 Tensor.all, Tensor.any = _all, _any
+Tensor.conj = Tensor.conjugate = real  # methods, as NumPy's; .real and .imag are attributes
+Tensor.real, Tensor.imag = property(real), property(imag)
 
 
 # ============================================================================================
@@ -6125,7 +6149,7 @@ def trace(f, offset=0, axis1=0, axis2=1):
     >>> program(Tensor([3.0, 4.0]))
     Tensor(25.0)
     """
-    if not callable(f):
+    if isinstance(f, (Tensor, list, tuple, numbers.Number)) or _has_tolist(f):
         return _matrix_trace(f, offset, axis1, axis2)
     _check_function("trace", f)
 
@@ -7134,8 +7158,15 @@ def col2im(g, shape, kernel, stride, padding, dilation):
 
 
 def cofactors(a):
-    """rax's gradient of det: det(a) inv(a)^T (for an invertible a)."""
-    return {xp}.linalg.det(a)[..., None, None] * {xp}.swapaxes({xp}.linalg.inv(a), -1, -2)
+    """rax's gradient of det: (-1)**(i+j) times the determinant of a without row i and
+    column j, for every i and j (all the minors at once: right at a singular a too)."""
+    n = a.shape[-1]
+    keep = {xp}.asarray([[k for k in range(n) if k != i] for i in range(n)],
+                        dtype={xp}.int64).reshape(n, n - 1)
+    minors = a[..., keep[:, None, :, None], keep[None, :, None, :]]
+    signs = {xp}.asarray([[(-1.0) ** (i + j) for j in range(n)] for i in range(n)],
+                         dtype={xp}.float64)
+    return signs * {xp}.linalg.det(minors)
 
 
 def eigh_packed(a, uplo):
@@ -8008,12 +8039,13 @@ def concatenate_lists(parts, axis):
 
 # ---- Linear algebra (chapter 5f): each kernel maps a one-matrix function over the batch --
 
-def _each_matrix(op, fn, data, shape, index=()):
-    """fn(matrix, where) for each matrix (the last two axes) of nested lists of `shape`,
-    nested as the batch axes; `where` names the matrix in an error ("" for one matrix)."""
+def _each_matrix(fn, data, shape, index=()):
+    """fn(matrix, which) for each matrix (the last two axes) of nested lists of `shape`,
+    nested as the batch axes; `which` names the matrix for an error message: "" for a lone
+    matrix, " (matrix (1, 0) of the batch)" in a batch."""
     if len(shape) == 2:
         return fn(data, f" (matrix {index} of the batch)" if index else "")
-    return [_each_matrix(op, fn, d, shape[1:], index + (i,)) for i, d in enumerate(data)]
+    return [_each_matrix(fn, d, shape[1:], index + (i,)) for i, d in enumerate(data)]
 
 
 def _lu(m):
@@ -8055,10 +8087,10 @@ def _lu_solve(lu, order, b):
     return x
 
 
-def _factored(op, m, where):
+def _factored(op, m, which):
     factors = _lu(m)
     if factors is None:
-        raise LinAlgError(f"{op}: singular matrix{where}: elimination met a pivot of 0")
+        raise LinAlgError(f"{op}: singular matrix{which}: elimination met a pivot of 0")
     return factors
 
 
@@ -8072,19 +8104,21 @@ def inv_lists(a, shape):
     >>> inv_lists([[2.0, 0.0], [0.0, 4.0]], (2, 2))
     [[0.5, 0.0], [0.0, 0.25]]
     """
-    return _each_matrix("inv", lambda m, where: _lu_solve(
-        *_factored("inv", m, where)[:2], _unit_matrix(len(m))), a, shape)
+    return _each_matrix(lambda m, which: _lu_solve(
+        *_factored("inv", m, which)[:2], _unit_matrix(len(m))), a, shape)
 
 
-def solve_lists(a, b, a_shape, b_shape):
+def solve_lists(a, b, a_shape, b_shape, index=()):
     """x with a @ x = b for each matrix of a and of b (equal batch axes; b's matrices are
     (n, k)); LinAlgError if a matrix of a is singular."""
     if len(a_shape) == 2:
-        return _lu_solve(*_factored("solve", a, "")[:2], b)
-    return [solve_lists(m, c, a_shape[1:], b_shape[1:]) for m, c in zip(a, b)]
+        which = f" (matrix {index} of the batch)" if index else ""
+        return _lu_solve(*_factored("solve", a, which)[:2], b)
+    return [solve_lists(m, c, a_shape[1:], b_shape[1:], index + (i,))
+            for i, (m, c) in enumerate(zip(a, b))]
 
 
-def _det_of(m, where=""):
+def _det_of(m):
     factors = _lu(m)
     if factors is None:
         return 0.0
@@ -8099,7 +8133,7 @@ def det_lists(a, shape):
     >>> det_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2))
     -2.0
     """
-    return _each_matrix("det", _det_of, a, shape)
+    return _each_matrix(lambda m, which: _det_of(m), a, shape)
 
 
 def _slogdet_of(m):
@@ -8107,23 +8141,23 @@ def _slogdet_of(m):
     if factors is None:
         return 0.0, -inf
     lu, _, sign = factors
-    diagonal = [lu[i][i] for i in range(len(m))]
-    for v in diagonal:
+    pivots = [lu[i][i] for i in range(len(m))]
+    for v in pivots:
         sign = sign if v > 0.0 else -sign if v < 0.0 else nan  # nan: a nan on the diagonal
-    return sign, math.fsum(_log(_abs(v)) for v in diagonal)
+    return sign, math.fsum(_log(_abs(v)) for v in pivots)
 
 
 def sign_of_det_lists(a, shape):
     """The sign of each matrix's determinant: 1.0, -1.0, or 0.0 for a singular one."""
-    return _each_matrix("slogdet", lambda m, where: _slogdet_of(m)[0], a, shape)
+    return _each_matrix(lambda m, which: _slogdet_of(m)[0], a, shape)
 
 
 def logabsdet_lists(a, shape):
     """log |det| of each matrix, computed from the pivots (no overflow); -inf if singular."""
-    return _each_matrix("slogdet", lambda m, where: _slogdet_of(m)[1], a, shape)
+    return _each_matrix(lambda m, which: _slogdet_of(m)[1], a, shape)
 
 
-def _cofactors_of(m, where=""):
+def _cofactors_of(m):
     n = len(m)
     factors = _lu(m)
     if factors is not None:  # det(m) inv(m)^T, unless the inverse overflows (1 / 1e-309)
@@ -8141,16 +8175,16 @@ def _cofactors_of(m, where=""):
 def cofactors_lists(a, shape):
     """The cofactor matrix of each matrix: det(m) inv(m)^T, or from the minors' determinants
     where m is singular (where that formula has no inverse to use) or its inverse overflows."""
-    return _each_matrix("det", _cofactors_of, a, shape)
+    return _each_matrix(lambda m, which: _cofactors_of(m), a, shape)
 
 
-def _cholesky_of(m, where):
+def _cholesky_of(m, which):
     n = len(m)
     low = [[0.0] * n for _ in range(n)]
     for j in range(n):
         s = m[j][j] - math.fsum(v * v for v in low[j][:j])
         if not s > 0.0:  # also a nan
-            raise LinAlgError(f"cholesky: matrix{where} is not positive definite (pivot {j} "
+            raise LinAlgError(f"cholesky: matrix{which} is not positive definite (pivot {j} "
                               f"is {s})")
         low[j][j] = d = math.sqrt(s)
         for i in range(j + 1, n):
@@ -8165,7 +8199,7 @@ def cholesky_lists(a, shape):
     >>> cholesky_lists([[4.0, 2.0], [2.0, 5.0]], (2, 2))
     [[2.0, 0.0], [1.0, 2.0]]
     """
-    return _each_matrix("cholesky", _cholesky_of, a, shape)
+    return _each_matrix(_cholesky_of, a, shape)
 
 
 def _jacobi(s):
@@ -8194,14 +8228,14 @@ def _jacobi(s):
                     theta = 0.5 * h / apq
                     t = math.copysign(1.0 / (_abs(theta) + math.sqrt(1.0 + theta * theta)),
                                       theta)
-                c = 1.0 / math.sqrt(1.0 + t * t)
-                s_ = t * c
+                cos = 1.0 / math.sqrt(1.0 + t * t)
+                sin = t * cos
                 for rows in (a, v):  # columns p and q: A J, V J
                     for row in rows:
                         rp, rq = row[p], row[q]
-                        row[p], row[q] = c * rp - s_ * rq, s_ * rp + c * rq
-                a[p], a[q] = ([c * x - s_ * y for x, y in zip(a[p], a[q])],  # rows: J^T A
-                              [s_ * x + c * y for x, y in zip(a[p], a[q])])
+                        row[p], row[q] = cos * rp - sin * rq, sin * rp + cos * rq
+                a[p], a[q] = ([cos * x - sin * y for x, y in zip(a[p], a[q])],  # J^T A
+                              [sin * x + cos * y for x, y in zip(a[p], a[q])])
                 a[p][q] = a[q][p] = 0.0
     return [a[i][i] for i in range(n)], v
 
@@ -8212,7 +8246,9 @@ def _eigh_of(m, uplo):
     s = [[float(m[i][j] if (i >= j) == lower else m[j][i]) for j in range(n)] for i in range(n)]
     if not all(math.isfinite(x) for row in s for x in row):
         return [[nan] * n for _ in range(n + 1)]
-    w, v = _jacobi(s)
+    scale = _max([_abs(x) for row in s for x in row], default=0.0) or 1.0
+    w, v = _jacobi([[x / scale for x in row] for row in s])  # scaled: no overflow inside
+    w = [x * scale for x in w]
     order = sorted(range(n), key=lambda i: w[i])  # ascending, ties in place
     columns = []
     for i in order:
@@ -8226,7 +8262,7 @@ def eigh_lists(a, shape, uplo):
     """For each symmetric matrix (read from its lower triangle, or upper for uplo "U"), its
     eigenvalues ascending in row 0 and its eigenvectors as the columns of rows 1..n: nested
     lists of shape batch + (n + 1, n). nan throughout for a matrix with an inf or nan."""
-    return _each_matrix("eigh", lambda m, where: _eigh_of(m, uplo), a, shape)
+    return _each_matrix(lambda m, which: _eigh_of(m, uplo), a, shape)
 
 
 # ============================================================================================

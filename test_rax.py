@@ -8362,6 +8362,7 @@ def test_linalg_lesson_agrees_with_the_textbook():
     results = linalg_lesson.main(verbose=False)
     assert results["least squares"] < 1e-6
     assert results["log det"] < 1e-12 and results["smallest eigenvalue"] < 1e-12
+    assert results["log det numeric"] < 1e-7 and results["smallest eigenvalue numeric"] < 1e-7
 
 
 @given(st.lists(st.integers(1, 2), max_size=2), st.integers(1, 4), st.integers(1, 4),
@@ -8402,3 +8403,54 @@ def test_svd_pinv_eigvalsh_match_numpy_and_central_differences(batch, m, n, full
             u, s, vh = rax.linalg.svd(t, full_matrices=False)
             return (s * s).sum() + (u[..., :k] ** 3).sum() + (vh[..., :k, :] ** 3).sum()
         rax.check_grads(f, (a,), rtol=1e-3, atol=1e-5, directions=3)
+
+
+@pytest.mark.parametrize("backend", ["python"] + BACKENDS)
+def test_det_gradient_at_singular_matrices_compiles_to_eager_answers(backend):
+    """The cofactor matrix, det's gradient, from compiled code too (every library computes
+    it from the minors), at singular matrices (zero, rank 1, rank 2) and a regular one."""
+    if backend != "python":
+        _backend_module(backend)
+    f = rax.grad(lambda a: rax.linalg.det(a).sum())
+    for m in ([[[0.0, 0.0], [0.0, 0.0]], [[1.0, 2.0], [2.0, 4.0]]], [[3.0]],
+              [[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [1.0, 0.0, 1.0]]):
+        expected = f(Tensor(m))
+        got = rax.trace(f)(Tensor(m)).compile(backend)(Tensor(m))
+        got = got[0] if isinstance(got, (tuple, list)) else got
+        assert_values(Tensor(got.tolist()), unfold(expected.tolist(), expected.shape),
+                      expected.shape, rel=1e-12, abs_tol=1e-12)
+
+
+def test_linalg_review_edges():
+    """What a review found: norms 2, -2 and nuc of tiny, huge and nearly singular matrices
+    as NumPy; eigh of entries near the largest float; a p < 0 norm's gradient at a zero
+    element is 0; fmax and fmin give a tie's gradient to x (as torch); the gradient of a
+    projection onto a repeated eigenvalue's eigenspace is right although rounding splits
+    the eigenvalue; .real, .imag and .conj() as NumPy's."""
+    np = _np()
+    la = rax.linalg
+    for m, order in (([[1.0, 1.0], [1.0, 1.0 + 1e-9]], -2), ([[1e200, 1e200]], 2),
+                     ([[1e-200, 1e-200]], "nuc"), ([[3.0, 0.0], [4.0, 5.0]], 2)):
+        assert math.isclose(la.norm(Tensor(m), order).item(), np.linalg.norm(np.array(m), order),
+                            rel_tol=1e-6, abs_tol=1e-15)
+    w = la.eigh(Tensor([[1e308, 1e308], [1e308, -1e308]]))[0].tolist()
+    assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(w, [-1.4142135623730951e308,
+                                                                    1.4142135623730951e308]))
+    g = rax.grad(lambda x: la.norm(x, -1))(Tensor([0.5, 0.0, -2.0]))
+    assert g.tolist() == [0.0, 0.0, 0.0]
+    gx, gy = rax.grad(lambda x, y: rax.fmax(x, y).sum(), argnums=(0, 1))(Tensor([1.0, nan]),
+                                                                          Tensor([1.0, nan]))
+    assert gx.tolist() == [1.0, 1.0] and gy.tolist() == [0.0, 0.0]
+    gx, gy = rax.grad(lambda x, y: rax.fmin(x, y).sum(), argnums=(0, 1))(Tensor(2.0),
+                                                                          Tensor(2.0))
+    assert (gx.item(), gy.item()) == (1.0, 0.0)
+    rng = random.Random(5)
+    q = la.svd(rax.randn((4, 4), rng=rng))[0]  # orthogonal
+    a = (q * Tensor([1.0, 1.0, 2.0, 3.0])) @ q.T  # eigenvalue 1, twice
+
+    def projection(t):
+        v = la.eigh(t)[1][:, :2]
+        return ((v @ v.T) * Tensor(fold([math.cos(k) for k in range(16)], (4, 4)))).sum()
+    rax.check_grads(projection, (a,), rtol=1e-4, atol=1e-6)
+    x = Tensor([1.0, -2.0])
+    assert x.real is x and x.imag.tolist() == [0.0, 0.0] and x.conj() is x

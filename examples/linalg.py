@@ -64,7 +64,7 @@ def log_det_gradient(rng, n=4):
     log_det = lambda a: la.slogdet(a)[1]  # noqa: E731
     rax.check_grads(log_det, (a,), order=2)
     rax.check_grads(la.det, (rax.Tensor([[1.0, 2.0], [2.0, 4.0]]),))  # singular
-    return rax.grad(log_det)(a), la.inv(a).T
+    return rax.grad(log_det)(a), la.inv(a).T, central_differences(log_det, a)
 
 
 def smallest_eigenvalue_gradient(rng, n=4):
@@ -76,31 +76,47 @@ def smallest_eigenvalue_gradient(rng, n=4):
     v = la.eigh(a)[1][:, 0]
     outer = rax.outer(v, v)
     by_hand = rax.tril(2.0 * outer, -1) + outer * rax.eye(n)
-    return rax.grad(smallest)(a), by_hand
+    return rax.grad(smallest)(a), by_hand, central_differences(smallest, a)
 
 
 def largest_difference(a, b):
     return max(abs(p - q) for p, q in zip(a.reshape(-1).tolist(), b.reshape(-1).tolist()))
 
 
+def central_differences(f, a, eps=1e-6):
+    """d f / da element by element, (f(a + eps e_ij) - f(a - eps e_ij)) / 2 eps: the
+    gradient by nothing but evaluations of f, to compare rax's against."""
+    flat, rows = a.reshape(-1).tolist(), a.shape
+    def at(i, step):
+        moved = list(flat)
+        moved[i] += step
+        return f(rax.Tensor(moved).reshape(rows)).item()
+    return rax.Tensor([(at(i, eps) - at(i, -eps)) / (2 * eps) for i in range(len(flat))]
+                      ).reshape(rows)
+
+
 def main(verbose=True, plot=None):
     rng = random.Random(0)
     w_solve, w_descent, distances = least_squares(rng)
-    by_rax, by_formula = log_det_gradient(rng)
-    eigen_rax, eigen_hand = smallest_eigenvalue_gradient(rng)
+    by_rax, by_formula, log_det_numeric = log_det_gradient(rng)
+    eigen_rax, eigen_hand, eigen_numeric = smallest_eigenvalue_gradient(rng)
     results = {"least squares": largest_difference(w_solve, w_descent),
                "log det": largest_difference(by_rax, by_formula),
-               "smallest eigenvalue": largest_difference(eigen_rax, eigen_hand)}
+               "log det numeric": largest_difference(by_rax, log_det_numeric),
+               "smallest eigenvalue": largest_difference(eigen_rax, eigen_hand),
+               "smallest eigenvalue numeric": largest_difference(eigen_rax, eigen_numeric)}
     if verbose:
         for how, w in (("solve", w_solve), ("descent", w_descent)):
             print(f"1. least squares, w by {how:<8}", [round(v, 6) for v in w.reshape(-1).tolist()])
         print(termplot.line_plot(distances, log_scale=True,
                                  title="descent: largest |w - w_solve| (log)"))
-        print("2. d log det(A) / dA against inv(A)^T: largest difference "
-              f"{results['log det']:.1e}")
-        print("3. d lambda_min / dA against v v^T on the lower triangle: largest difference "
-              f"{results['smallest eigenvalue']:.1e}")
-        print("check_grads passed for every gradient above (central differences).")
+        print("2. d log det(A) / dA, largest difference from inv(A)^T: "
+              f"{results['log det']:.1e}; from central differences: "
+              f"{results['log det numeric']:.1e}")
+        print("3. d lambda_min / dA, largest difference from v v^T on the lower triangle: "
+              f"{results['smallest eigenvalue']:.1e}; from central differences: "
+              f"{results['smallest eigenvalue numeric']:.1e}")
+        print("check_grads passed for every gradient above.")
     if plot:
         termplot.save_figure(plot, distances, title="gradient descent: largest |w - w_solve|",
                              log_scale=True)
