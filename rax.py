@@ -4117,18 +4117,20 @@ def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
 
 class _Concatenator:
     """numpy.r_ and numpy.c_ for tensors and numbers: r_[a, b, 3.0] joins them along axis 0,
-    each made at least 1-D; c_[a, b] joins along the last axis, 1-D ones as columns. (No
-    slices or string directives.)"""
+    each made at least 1-D, and a slice 1:10:2 is arange(1, 10, 2); c_[a, b] joins along
+    the last axis, 1-D ones as columns. (No string directives.)"""
 
     def __init__(self, name, columns):
         self.name, self.columns = name, columns
 
     def __getitem__(self, items):
         items = items if isinstance(items, tuple) else (items,)
-        if builtins.any(isinstance(v, (slice, str)) for v in items):
-            raise TypeError(f"{self.name}: slices and strings are not supported; join "
-                            f"tensors and numbers")
-        tensors = [_as_tensor(v, self.name) for v in items]
+        if builtins.any(isinstance(v, str) or (isinstance(v, slice) and (
+                self.columns or isinstance(v.step, complex))) for v in items):
+            raise TypeError(f"{self.name}: string directives, complex steps and c_'s slices "
+                            f"are not supported; join tensors, numbers and r_'s slices")
+        tensors = [arange(v.start or 0, v.stop, 1 if v.step is None else v.step)
+                   if isinstance(v, slice) else _as_tensor(v, self.name) for v in items]
         tensors = [t.reshape((1,)) if t.ndim == 0 else t for t in tensors]
         if self.columns:
             return concatenate([t.reshape(t.shape + (1,)) if t.ndim == 1 else t

@@ -8294,6 +8294,8 @@ def test_numpy_shape_functions_match_numpy_and_carry_gradients(shape, data):
         "any": (lambda t, u: rax.any(t, axis, True), lambda: np.any(xn, axis, keepdims=True)
                 .astype(float)),
         "r_": (lambda t, u: rax.r_[t, u], lambda: np.r_[xn, yn]),
+        "r_ with a slice": (lambda t, u: rax.r_[t.reshape(-1), 1:7:2, u.reshape(-1)],
+                            lambda: np.r_[xn.ravel(), 1:7:2, yn.ravel()]),
         "r_ of 1-D": (lambda t, u: rax.r_[t.reshape(-1), 2.0, u[(0,) * (nd - 1)]],
                       lambda: np.r_[xn.ravel(), 2.0, yn[(0,) * (nd - 1)]]),
         "c_": (lambda t, u: rax.c_[t, u], lambda: np.c_[xn, yn]),
