@@ -3547,8 +3547,8 @@ def eigh(a, UPLO="L"):
     projection onto one), and not meaningful for a single eigenvector there.
 
     >>> w, v = eigh(Tensor([[2, 1], [1, 2]]))
-    >>> [round(e, 12) for e in w.tolist()]
-    [1.0, 3.0]
+    >>> [f"{e:.12f}" for e in w.tolist()]
+    ['1.000000000000', '3.000000000000']
     """
     both = _eigh_packed(a, UPLO)  # one node holds both: row 0, then V
     return both[..., 0, :], both[..., 1:, :]
@@ -3605,8 +3605,8 @@ def svd(a, full_matrices=True, compute_uv=True):
     may flip a pair of columns of u and v; LAPACK's signs are its own).
 
     >>> u, s, vh = svd(Tensor([[3, 0], [0, -4]]))
-    >>> s.tolist()
-    [4.0, 3.0]
+    >>> [f"{e:.12f}" for e in s.tolist()]
+    ['4.000000000000', '3.000000000000']
     """
     a = _as_tensor(a, "svd")
     if a.ndim < 2:
