@@ -134,21 +134,11 @@ __all__ = [
     # more ops for models
     "clip", "sign", "floor", "ceil", "mod", "floor_divide", "leaky_relu", "silu", "softplus",
     "elu", "erf", "gelu", "cumsum", "cumprod", "layer_norm", "mse_loss",
-    # numpy's math
-    "tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh",
-    "arctanh", "log1p", "expm1", "log2", "log10", "exp2", "hypot", "logaddexp",
     "nll_loss", "cross_entropy", "squeeze", "expand_dims", "swapaxes", "moveaxis", "flip",
     "take", "take_along_axis", "sort", "argsort", "conv1d", "conv2d", "max_pool2d",
     "avg_pool2d", "hstack", "diagonal", "dot", "inner", "outer", "tensordot", "einsum",
     "linalg", "LinAlgError", "norm",
-    # numpy's other names
-    "absolute", "fabs", "negative", "subtract", "multiply", "divide", "true_divide", "power",
-    "remainder", "array", "not_equal", "real", "conj", "conjugate", "imag", "angle", "fmax",
-    "fmin", "degrees", "radians", "rad2deg", "deg2rad", "sinc", "logaddexp2", "ravel",
-    "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
-    "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
-    "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
-    "allclose", "r_", "c_", "isnan", "isinf", "isfinite",
+    # and NumPy's math (tan, ..., chapter 4f) and other names (array, ..., 5g) join below
     "vstack", "split", "tile", "repeat", "roll", "tril", "triu", "diag", "pad",
     "dropout",
     # movement
@@ -184,7 +174,6 @@ MAX_SIZE = 2 ** 31
 # Python's own sum, max, min and abs, which rax's tensor ops of the same names hide here.
 _sum, _max, _min, _abs = builtins.sum, builtins.max, builtins.min, builtins.abs
 _round = builtins.round
-_LN2 = math.log(2.0)
 
 
 class AxisError(ValueError, IndexError):
@@ -2201,6 +2190,9 @@ _LOGADDEXP = _RULES["logaddexp"] = _Elementwise("_logaddexp({0}, {1})", "_logadd
 _logaddexp_vjps = (lambda g, out, x, y: g / (1.0 + exp(y - x)),
                    lambda g, out, x, y: g / (1.0 + exp(x - y)))
 
+__all__ += ["tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh",
+            "arctanh", "log1p", "expm1", "log2", "log10", "exp2", "hypot", "logaddexp"]
+
 
 # ============================================================================================
 # 5. Composite ops (and two fused primitives)
@@ -4142,6 +4134,15 @@ class _Concatenator:
 
 
 r_, c_ = _Concatenator("r_", False), _Concatenator("c_", True)
+
+__all__ += [
+    "absolute", "fabs", "negative", "subtract", "multiply", "divide", "true_divide", "power",
+    "remainder", "array", "not_equal", "real", "conj", "conjugate", "imag", "angle", "fmax",
+    "fmin", "degrees", "radians", "rad2deg", "deg2rad", "sinc", "logaddexp2", "ravel",
+    "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
+    "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
+    "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
+    "allclose", "r_", "c_", "isnan", "isinf", "isfinite"]
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
@@ -8398,6 +8399,9 @@ def _hypot(x, y):
         return math.hypot(x, y)
     except OverflowError:
         return inf
+
+
+_LN2 = math.log(2.0)
 
 
 def _logaddexp(x, y):
