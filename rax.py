@@ -2620,15 +2620,19 @@ def dropout(x, p=0.5, rng=None, mask=None):
 
 # ---- 5b. Arithmetic for models -------------------------------------------------------------
 
-def clip(x, low=None, high=None):
+def clip(x, low=None, high=None, *, a_min=None, a_max=None):
     """x limited to [low, high], as numpy.clip (where low > high, every value is high);
-    low or high may be None. d/dx = 1 where low <= x <= high, else 0 (as torch.clamp);
-    low and high get the gradient where they were chosen.
+    low or high may be None (a_min and a_max are NumPy's names for them). d/dx = 1 where
+    low <= x <= high, else 0 (as torch.clamp); low and high get the gradient where they
+    were chosen.
 
     >>> clip(Tensor([-2, 0.5, 3]), 0, 1).tolist()
     [0.0, 0.5, 1.0]
     """
     x = _as_tensor(x, "clip")
+    if (a_min is not None and low is not None) or (a_max is not None and high is not None):
+        raise TypeError("clip: give low or a_min, high or a_max, not both")
+    low, high = a_min if low is None else low, a_max if high is None else high
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
     if low is not None:

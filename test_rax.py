@@ -8456,3 +8456,11 @@ def test_linalg_review_edges():
     rax.check_grads(projection, (a,), rtol=1e-4, atol=1e-6)
     x = Tensor([1.0, -2.0])
     assert x.real is x and x.imag.tolist() == [0.0, 0.0] and x.conj() is x
+
+
+def test_clip_takes_numpys_keyword_names():
+    x = Tensor([-2.0, 0.5, 3.0])
+    assert rax.clip(x, a_min=0.0, a_max=1.0).tolist() == rax.clip(x, 0.0, 1.0).tolist()
+    assert rax.clip(x, a_max=1.0).tolist() == [-2.0, 0.5, 1.0]
+    with pytest.raises(TypeError, match="clip: give low or a_min"):
+        rax.clip(x, 0.0, a_min=1.0)
