@@ -2195,11 +2195,11 @@ __all__ += ["tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arctan2", "arc
 
 
 # ============================================================================================
-# 5. Composite ops (and two fused primitives)
+# 5. Composite ops (and a few primitives)
 #
-# Built from the primitives, so their gradients come for free. Two are primitives with rules
-# of their own: sigmoid, for numerical stability, and logsumexp, so that its gradient is
-# PyTorch's.
+# Built from the primitives, so their gradients come for free. A few are primitives with
+# rules of their own: sigmoid, for numerical stability, logsumexp, so that its gradient is
+# PyTorch's, and rax.linalg's (5f), whose kernels are whole algorithms.
 # ============================================================================================
 
 def square(x):
@@ -3367,8 +3367,9 @@ def _einsum_sublists(arguments):
 # is a primitive with a pure-Python kernel (appendix A): Gaussian elimination with partial
 # pivoting (inv, solve, det, slogdet), Cholesky, and Jacobi's eigenvalue iteration (eigh).
 # Their vjp rules are the textbook ones, written with rax's ops (inv and solve among them),
-# so second derivatives come for free. Like NumPy, a matrix that elimination finds singular
-# (a pivot of exactly 0) raises LinAlgError, a ValueError.
+# so second derivatives come for free; svd, pinv and norm are made of them. Like NumPy, a
+# matrix that elimination finds singular (a pivot of exactly 0) raises LinAlgError, a
+# ValueError.
 
 class LinAlgError(ValueError):
     """A matrix that a linalg function cannot take: singular (inv, solve), not positive
