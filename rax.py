@@ -1282,7 +1282,14 @@ def pow(x, y):
 _POW = _RULES["pow"] = _Elementwise("_pow({0}, {1})", "_pow")
 # Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
-             lambda g, out, x, y: g * where(equal(x, 0.0) * (y >= 0.0), 0.0, out * log(x)))
+             lambda g, out, x, y: g * _where_zero_base(x, y, out))
+
+
+def _where_zero_base(x, y, out):
+    """out * log(x), but 0 where x = 0 and y >= 0, with log read at 1 there, so that its own
+    derivative (d2/dy2 of x ** y) is 0 too, not 0 * inf = nan (the double where)."""
+    zero = equal(x, 0.0) * (y >= 0.0)
+    return where(zero, 0.0, out * log(where(zero, 1.0, x)))
 
 
 def _power(x, exponent):
@@ -2439,6 +2446,7 @@ def hstack(tensors):
     [1.0, 2.0, 3.0]
     """
     tensors = [_as_tensor(t, "hstack") for t in _as_sequence("hstack", tensors)]
+    tensors = [t.reshape((1,)) if t.ndim == 0 else t for t in tensors]  # as numpy.atleast_1d
     return concatenate(tensors, 0 if tensors and tensors[0].ndim == 1 else 1)
 
 
@@ -2449,7 +2457,8 @@ def vstack(tensors):
     [[1.0, 2.0], [3.0, 4.0]]
     """
     tensors = [_as_tensor(t, "vstack") for t in _as_sequence("vstack", tensors)]
-    return concatenate([t.reshape((1,) + t.shape) if t.ndim == 1 else t for t in tensors], 0)
+    return concatenate([t.reshape((1,) * (2 - t.ndim) + t.shape) if t.ndim < 2 else t
+                        for t in tensors], 0)
 
 
 def split(x, sections, axis=0):
@@ -2869,13 +2878,14 @@ def var(x, axis=None, ddof=0, keepdims=False, *, dim=None):
 
 
 def std(x, axis=None, ddof=0, keepdims=False, *, dim=None):
-    """The standard deviation, sqrt(var(x, axis, ddof)).
+    """The standard deviation, sqrt(var(x, axis, ddof)); its gradient is 0 where the
+    variance is 0 (as PyTorch's), not 0/0.
 
     >>> std(Tensor([1, 3])).item()
     1.0
     """
     _no_dim("std", dim)
-    return sqrt(var(x, axis, ddof, keepdims))
+    return _where_zero(var(x, axis, ddof, keepdims), sqrt)  # d/dx 0 where var is 0, as torch
 
 
 def layer_norm(x, axis=-1, eps=1e-5):
@@ -3808,7 +3818,7 @@ def real(x):
     return _as_tensor(x, "real")
 
 
-conj = conjugate = real  # the complex conjugate of a real tensor is itself
+conj = conjugate = real_if_close = real  # the conjugate of a real tensor is itself
 
 
 def imag(x):
@@ -3965,9 +3975,11 @@ def dsplit(x, sections):
 
 
 def column_stack(tensors):
-    """1-D tensors as columns, 2-D ones as they are, joined along axis 1 (numpy.column_stack)."""
+    """1-D tensors as columns (and numbers as 1 x 1), 2-D ones as they are, joined along axis
+    1 (numpy.column_stack)."""
     tensors = [_as_tensor(t, "column_stack") for t in _as_sequence("column_stack", tensors)]
-    return concatenate([t.reshape(t.shape + (1,)) if t.ndim < 2 else t for t in tensors], 1)
+    return concatenate([t.reshape(t.shape + (1,) * (2 - t.ndim)) if t.ndim < 2 else t
+                        for t in tensors], 1)
 
 
 row_stack = vstack
@@ -4147,7 +4159,7 @@ __all__ += [
     "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
     "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
     "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
-    "allclose", "r_", "c_", "isnan", "isinf", "isfinite"]
+    "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close"]
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
@@ -4444,6 +4456,10 @@ def _to_lists(obj, context):
     says where: ValueError for a ragged list, TypeError for something that is not a number.
     """
     if not isinstance(obj, (list, tuple)) and _has_tolist(obj):
+        sides = getattr(obj, "shape", None)
+        if isinstance(sides, tuple) and 0 in sides and len(sides) <= MAX_NDIM:  # tolist()
+            sides = tuple(operator.index(n) for n in sides)  # of an empty array is [], which
+            return _full_lists(sides, 0.0), sides  # would say shape (0,)
         obj = obj.tolist()
     shape = []
     probe = obj

@@ -8464,3 +8464,24 @@ def test_clip_takes_numpys_keyword_names():
     assert rax.clip(x, a_max=1.0).tolist() == [-2.0, 0.5, 1.0]
     with pytest.raises(TypeError, match="clip: give low or a_min"):
         rax.clip(x, 0.0, a_min=1.0)
+
+
+def test_what_running_autograds_suite_found():
+    """A run of HIPS autograd's tests through a name map found these: hstack, vstack,
+    row_stack and column_stack take a 1-D tensor as a sequence of numbers (as NumPy); an
+    empty NumPy array keeps its shape; std's gradient where the variance is 0 is 0 (as
+    torch), not nan; d2/dy2 of 0 ** y is 0, not nan; real_if_close of a real tensor is it."""
+    np = _np()
+    a, an = Tensor([1.0, 2.0]), np.array([1.0, 2.0])
+    for name in ("hstack", "vstack", "row_stack", "column_stack"):
+        theirs = getattr(np, name if name != "row_stack" else "vstack")(an)
+        assert getattr(rax, name)(a).tolist() == theirs.tolist(), name
+    assert Tensor(np.empty((0, 3, 4))).shape == (0, 3, 4)
+    assert rax.grad(rax.std)(Tensor(3.5)).item() == 0.0
+    assert rax.grad(lambda x: rax.std(x, 1).sum())(Tensor([[1.0], [2.0]])).tolist() == \
+        [[0.0], [0.0]]
+    rax.check_grads(lambda x: rax.std(x, 0).sum(), (Tensor([[1.0, 2.0], [4.0, 0.0]]),),
+                    order=2)
+    f = lambda y: rax.pow(Tensor(0.0), y)  # noqa: E731
+    assert rax.grad(rax.grad(f))(Tensor(2.0)).item() == 0.0
+    assert rax.real_if_close(a) is a
