@@ -1541,7 +1541,10 @@ def _getitem(x, index):
 
     d/dx: g goes back to the places it was taken from, and zeros everywhere else.
     """
-    if _is_advanced(index):
+    kind = _is_advanced(index)
+    if kind == "mixed":
+        return _mixed_index(x, index)
+    if kind:
         return _advanced_index(x, index)
     index, data_shape, shape = _normalize_index(index, x.shape)
     out = x
@@ -1799,18 +1802,50 @@ def _advanced_index(x, key):
     return take(flat, position, 0)
 
 
+def _is_array_index(k):
+    return isinstance(k, (list, Tensor)) or _has_tolist(k) and getattr(k, "ndim", 0) > 0
+
+
 def _is_advanced(key):
     """Whether an index asks for integer or boolean indexing: a list, a Tensor or an array,
-    alone or in a tuple of them (mixing them with slices is not supported: use take)."""
-    def advanced(k):
-        return isinstance(k, (list, Tensor)) or _has_tolist(k) and getattr(k, "ndim", 0) > 0
+    alone or in a tuple of them (True), or mixed with ints, slices, ... or None ("mixed")."""
     if isinstance(key, tuple):
-        kinds = [advanced(k) for k in key]
+        kinds = [_is_array_index(k) for k in key]
         if any(kinds) and not all(kinds):
-            raise IndexError("indexing with integer arrays mixed with ints, slices or None is "
-                             "not supported; index in two steps, or use take")
+            if any(_is_mask(k) for k in key if _is_array_index(k)):
+                raise IndexError("a boolean mask mixed with other indices is not supported; "
+                                 "index in two steps")
+            return "mixed"
         return bool(kinds) and all(kinds)
-    return advanced(key)
+    return _is_array_index(key)
+
+
+def _mixed_index(x, key):
+    """x[key] for integer arrays mixed with ints, slices, ... and None, as NumPy: the arrays
+    and ints (the advanced indices) broadcast together, and the rest is basic indexing, done
+    first. The broadcast axes stand where the first advanced index stood if the advanced
+    indices are next to each other, else in front (NumPy's rule)."""
+    used = _sum(1 for k in key if k is not None and k is not Ellipsis)
+    if key.count(Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * _max(x.ndim - used, 0) + key[at + 1:]
+    advanced = [i for i, k in enumerate(key) if _is_array_index(k) or (
+        isinstance(k, numbers.Integral) and not isinstance(k, bool))]
+    y = _getitem(x, tuple(slice(None) if i in advanced else k for i, k in enumerate(key)))
+    axis_of = {}  # where each advanced index's axis is in y
+    for i, k in enumerate(key):
+        if i in advanced:
+            axis_of[i] = len(axis_of) + _sum(1 for j in range(i) if j not in advanced and (
+                key[j] is None or isinstance(key[j], slice)))
+    moved = [axis_of[i] for i in advanced]
+    rest = [a for a in range(y.ndim) if a not in moved]
+    out = _advanced_index(_arranged(y, moved + rest), tuple(key[i] for i in advanced))
+    if advanced == list(range(advanced[0], advanced[-1] + 1)) and moved[0] > 0:
+        width = out.ndim - len(rest)  # the broadcast axes, now in front
+        out = moveaxis(out, tuple(range(width)), tuple(range(moved[0], moved[0] + width)))
+    return out
 
 
 def _is_mask(obj):

@@ -7072,14 +7072,16 @@ def test_take_along_axis_and_masks_match_numpy(shape, data):
 
 def test_integer_indexing_errors_name_the_index_and_the_side():
     """An index out of range or not an integer is an IndexError naming it and the side;
-    arrays mixed with slices, or a mask of another shape, are IndexErrors too."""
+    a mask mixed with slices, or a mask of another shape, are IndexErrors too."""
     x = rax.zeros((2, 3))
     with pytest.raises(IndexError, match="index 2.0 .* size 2"):
         x[[0, 2]]
     with pytest.raises(IndexError, match="index 0.5"):
         rax.take(x, [0.5], axis=1)
-    with pytest.raises(IndexError, match="mixed with ints, slices"):
-        x[[0, 1], 1:]
+    with pytest.raises(IndexError, match="a boolean mask mixed with other indices"):
+        x[[True, False], 1:]
+    with pytest.raises(IndexError, match="index 2.0 .* size 2"):
+        x[[0, 2], 1:]  # integer arrays mixed with slices index as NumPy, checked as alone
     with pytest.raises(IndexError, match="boolean index of shape"):
         x[[True, False]]
     with pytest.raises(ValueError, match="take_along_axis: indices of shape"):
@@ -8485,3 +8487,46 @@ def test_what_running_autograds_suite_found():
     f = lambda y: rax.pow(Tensor(0.0), y)  # noqa: E731
     assert rax.grad(rax.grad(f))(Tensor(2.0)).item() == 0.0
     assert rax.real_if_close(a) is a
+
+
+@given(shapes(min_rank=1, max_rank=4, zero_sides=False), st.data())
+def test_integer_arrays_mixed_with_ints_slices_and_none_index_as_numpy(shape, data):
+    """x[key] with integer lists among ints, slices (any step), None and ...: NumPy's values
+    and shape (the broadcast axes in place when the arrays are adjacent, else in front);
+    the gradient adds back where NumPy's add.at would."""
+    np = _np()
+    x = data.draw(arrays(shape, st.floats(-3, 3)))
+    key, axis = [], 0
+    for n in shape:
+        kind = data.draw(st.sampled_from(["int", "slice", "list", "list", "None, list"]))
+        if kind == "None, list":
+            key.append(None)  # a new axis, then a list for this one
+        if kind == "int":
+            key.append(data.draw(st.integers(-n, n - 1)))
+        elif kind == "slice":
+            key.append(slice(data.draw(st.none() | st.integers(-n, n)),
+                             data.draw(st.none() | st.integers(-n, n)),
+                             data.draw(st.sampled_from([None, 1, 2, -1]))))
+        else:
+            key.append(data.draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=3)))
+    if data.draw(st.booleans()):
+        cut = data.draw(st.integers(0, len(key)))
+        key = key[:cut] + [Ellipsis]
+    lists = [k for k in key if isinstance(k, list)]
+    if not lists:
+        return  # basic indexing: tested in section 4
+    size = len(lists[0])
+    key = [k[:1] * size if isinstance(k, list) and len(k) != size and len(k) != 1 else k
+           for k in key]  # lists of one length, or 1: they broadcast
+    key = tuple(key)
+    xn = _np_array(np, x)
+    theirs = xn[key]
+    ours = tensor(x)[key]
+    assert ours.shape == theirs.shape, (key, ours.shape, theirs.shape)
+    assert_values(ours, [float(v) for v in np.ravel(theirs)], theirs.shape, rel=0, abs_tol=0)
+    w = np.cos(np.arange(theirs.size, dtype=float)).reshape(theirs.shape)
+    g = rax.grad(lambda t: (t[key] * Tensor(w.tolist() if w.ndim else float(w))).sum())(
+        tensor(x))
+    expected = np.zeros(shape)
+    np.add.at(expected, key, w)
+    assert_values(g, [float(v) for v in np.ravel(expected)], shape, rel=1e-12, abs_tol=1e-12)
