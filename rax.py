@@ -4100,6 +4100,31 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     return where(equal(x, -inf), -big if neginf is None else neginf, x)
 
 
+def gradient(f, *spacing, axis=None, edge_order=1):
+    """The derivative of sampled values along each axis (all, or `axis`), as numpy.gradient:
+    central differences (f[i+1] - f[i-1]) / 2h inside, one-sided ones at the two ends; h is
+    1, one number for every axis or one per axis. One axis gives a tensor, several a list.
+    (No coordinate arrays, and edge_order 1 only.)"""
+    f = _as_tensor(f, "gradient")
+    axes = range(f.ndim) if axis is None else (axis,) if isinstance(
+        axis, numbers.Integral) else tuple(axis)
+    axes = [_normalize_axis("gradient", a, f.ndim) for a in axes]
+    if edge_order != 1 or len(spacing) not in (0, 1, len(axes)) or not all(
+            isinstance(h, numbers.Real) for h in spacing):
+        raise ValueError("gradient: give edge_order=1 and no spacing, one number or one per "
+                         f"axis, got {spacing!r} and edge_order={edge_order!r}")
+    steps = [_scalar("gradient", "a spacing", h) for h in spacing] or [1.0]
+    steps = steps * len(axes) if len(steps) == 1 else steps
+    out = []
+    for a, h in zip(axes, steps):
+        if f.shape[a] < 2:
+            raise ValueError(f"gradient: axis {a} of shape {f.shape} needs at least 2 samples")
+        at = lambda *bounds: f[(slice(None),) * a + (slice(*bounds),)]  # noqa: E731
+        out.append(concatenate([(at(1, 2) - at(0, 1)) / h, (at(2, None) - at(None, -2))
+                                / (2.0 * h), (at(-1, None) - at(-2, -1)) / h], a))
+    return out[0] if len(out) == 1 else out
+
+
 def rollaxis(x, axis, start=0):
     """axis moved to before position start, as numpy.rollaxis (moveaxis says it plainer)."""
     x = _as_tensor(x, "rollaxis")
@@ -4194,7 +4219,7 @@ __all__ += [
     "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
     "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
     "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
-    "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close"]
+    "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close", "gradient"]
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and

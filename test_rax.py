@@ -8530,3 +8530,29 @@ def test_integer_arrays_mixed_with_ints_slices_and_none_index_as_numpy(shape, da
     expected = np.zeros(shape)
     np.add.at(expected, key, w)
     assert_values(g, [float(v) for v in np.ravel(expected)], shape, rel=1e-12, abs_tol=1e-12)
+
+
+@given(shapes(min_rank=1, max_rank=4, zero_sides=False), st.data())
+def test_gradient_of_samples_is_numpys(shape, data):
+    """rax.gradient (numpy.gradient: central differences inside, one-sided at the ends)
+    against NumPy for every axis, one axis, or a tuple, with a spacing; its own gradient
+    (it is linear) against central differences."""
+    np = _np()
+    x = data.draw(arrays(shape, st.floats(-3, 3)))
+    axes = [a for a, n in enumerate(shape) if n >= 2]
+    if not axes:
+        with pytest.raises(ValueError, match="gradient: axis 0 .* needs at least 2 samples"):
+            rax.gradient(tensor(x), axis=0)
+        return
+    axis = data.draw(st.sampled_from([None, axes[0], tuple(axes)])) if len(axes) == len(
+        shape) else data.draw(st.sampled_from([axes[0], tuple(axes)]))
+    spacing = data.draw(st.sampled_from([(), (0.5,)]))
+    theirs = np.gradient(_np_array(np, x), *spacing, axis=axis)
+    ours = rax.gradient(tensor(x), *spacing, axis=axis)
+    theirs = list(theirs) if isinstance(theirs, (list, tuple)) else [theirs]
+    ours = ours if isinstance(ours, list) else [ours]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert_values(a, [float(v) for v in np.ravel(b)], b.shape, rel=1e-12, abs_tol=1e-12)
+    if len(x.flat) <= 12:
+        assert_central_differences(lambda t: (rax.gradient(t, axis=axes[0]) ** 2).sum(), [x])
