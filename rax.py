@@ -4139,6 +4139,29 @@ def rollaxis(x, axis, start=0):
     return _arranged(x, order)
 
 
+def msort(x):
+    """x sorted along axis 0 (numpy.msort, of NumPy 1)."""
+    return sort(x, 0)
+
+
+class _Float64:
+    """t.dtype: rax's one dtype, float64. It equals what NumPy calls float64 (numpy.float64,
+    numpy.dtype("float64"), "float64", float), found by name, so rax needs no NumPy."""
+
+    def __eq__(self, other):
+        name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
+        return name in ("float64", "float", "double", "f8")
+
+    def __hash__(self):
+        return hash("float64")
+
+    def __repr__(self):
+        return "float64"
+
+
+Tensor.dtype = _Float64()
+
+
 def partition(x, kth, axis=-1):
     """x with each kth element where sorting would put it, smaller ones before, larger ones
     after, as numpy.partition: here fully sorted, which is one such arrangement."""
@@ -4219,7 +4242,8 @@ __all__ += [
     "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
     "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
     "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
-    "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close", "gradient"]
+    "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close", "gradient",
+    "msort"]
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and

@@ -8555,3 +8555,12 @@ def test_gradient_of_samples_is_numpys(shape, data):
         assert_values(a, [float(v) for v in np.ravel(b)], b.shape, rel=1e-12, abs_tol=1e-12)
     if len(x.flat) <= 12:
         assert_central_differences(lambda t: (rax.gradient(t, axis=axes[0]) ** 2).sum(), [x])
+
+
+def test_dtype_is_float64_by_numpys_names_and_msort_sorts_axis_0():
+    np = _np()
+    x = Tensor([[3.0, 1.0], [2.0, 4.0]])
+    assert x.dtype == np.float64 and x.dtype == np.dtype("float64") and x.dtype == "float64"
+    assert x.dtype == float and not x.dtype == np.float32 and not x.dtype == "int64"
+    assert repr(x.dtype) == "float64"
+    assert rax.msort(x).tolist() == [[2.0, 1.0], [3.0, 4.0]]
