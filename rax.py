@@ -192,7 +192,57 @@ class TraceError(TypeError):
 # remembers how it was made: the op that made it and the tensors it was made from (its
 # inputs), so every result is the root of a graph that leads back to the leaves. That graph is
 # all that backward (chapter 3) needs.
+#
+# Dtypes. A tensor's dtype says what its elements are, and they are always Python's own
+# values of that kind: float64 holds floats, bool holds True and False (complex128, when it
+# comes, will hold complex numbers). The rules, said once:
+#   - What makes bools: comparisons, logical ops, isnan and friends, any and all, and data
+#     that is all bools (nested bools, a NumPy or torch bool array). Everything else, and
+#     data with any number in it, is float64.
+#   - Arithmetic reads a bool as 0.0 or 1.0 and gives float64 (where NumPy keeps bool + bool
+#     a bool, rax gives 2.0). The conversion is an op of its own, astype, made by _as_tensor
+#     when it meets a bool, so that eager rax, a program and every backend convert in the
+#     same visible place, and no kernel of arithmetic ever sees a bool.
+#   - Ops that only move or pick elements (reshape, transpose, indexing, concatenate, where
+#     with two bool branches, max and min) keep the dtype: they take their inputs through
+#     _as_any, not _as_tensor, so a mask stays a mask.
+#   - No gradient flows to or through a bool: the ops that make bools have no vjp rules,
+#     astype from bool has none, and grad with respect to a bool is a TypeError. So a vjp
+#     rule never receives a bool cotangent.
 # ============================================================================================
+
+
+class _DType(str):
+    """A dtype: its name, a str ("float64", "bool"), equal also to NumPy's and Python's
+    spellings of it (numpy.float64, numpy.dtype("bool"), float, bool), found by name, so rax
+    needs no NumPy; numpy.zeros(3, dtype=t.dtype) works, as the name is a string."""
+
+    __slots__ = ()
+    _ALIASES = {"float64": ("float64", "float", "double", "f8", "d", "float_"),
+                "bool": ("bool", "bool_", "?", "b1")}
+
+    def __eq__(self, other):
+        name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
+        return isinstance(name, str) and name in self._ALIASES[str(self)]
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = str.__hash__
+
+    def __repr__(self):
+        return str(self)
+
+
+float64, bool_ = _DType("float64"), _DType("bool")
+
+
+def _as_dtype(dtype, op):
+    """float64 or bool_ for any of their spellings; a TypeError for any other dtype."""
+    for known in (float64, bool_):
+        if known == dtype:
+            return known
+    raise TypeError(f"{op}: rax has the dtypes float64 and bool, not {dtype!r}")
 
 # The attrs of a node without static arguments, and of a constant (see appendix C): shared,
 # and read-only, so no node can change another's.
@@ -201,12 +251,14 @@ _CONSTANT = MappingProxyType({"constant": True})
 
 
 class Tensor:
-    """An immutable n-dimensional array of floats that remembers how it was computed.
+    """An immutable n-dimensional array of floats (or bools) that remembers how it was
+    computed.
 
     Attributes:
-        data: nested lists of floats (a float for a 0-d tensor). Read it, never change it;
-            ``tolist()`` gives a copy you may change.
+        data: nested lists of floats (a float for a 0-d tensor), or of bools for a bool
+            tensor. Read it, never change it; ``tolist()`` gives a copy you may change.
         shape: a tuple of ints.
+        dtype: "float64" or "bool" (see the dtype rules above), equal to NumPy's names.
         op: the name of the op that made this tensor; None for a leaf.
         inputs: the tensors it was made from, in order; () for a leaf.
         forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again,
@@ -220,15 +272,18 @@ class Tensor:
 
     ``Tensor(data)`` takes a number, a rectangular nested list or tuple of numbers, a
     Tensor, or anything with a ``tolist()`` method, such as a NumPy array or scalar; every
-    value is stored as a Python float. ``float(t)``, ``int(t)`` and ``round(t)`` of a
+    value is stored as a Python float, unless every value is a bool (nested bools, a NumPy
+    or torch bool array): then it is a bool tensor. ``float(t)``, ``int(t)`` and ``round(t)`` of a
     one-element tensor are those of its float, so ``int(Tensor(inf))`` raises Python's own
     OverflowError, as ``int(float("inf"))`` does. ``repr`` shows every value up to 1000 of
     them; past that, as NumPy, the first and last 3 along each axis, and the shape.
 
-    ``==``, ``!=`` and ``hash`` are identity, so tensors can be dict keys; ``rax.equal``
-    compares values. The operators are the ops of chapters 2 and 4 (``t * u`` is
-    ``mul(t, u)``), and every unary op, reduction, movement op and the softmax family is
-    also a method (``t.exp()``, ``t.sum(axis=0)``), attached at the end of chapter 5.
+    ``==`` and ``!=`` compare elementwise and give bool tensors, as NumPy's and PyTorch's;
+    ``hash`` is identity, so tensors can be dict keys (``g[t]``). ``bool(t)`` needs one
+    element: for more, say ``.any()`` or ``.all()``. The operators are the ops of chapters 2
+    and 4 (``t * u`` is ``mul(t, u)``; ``~``, ``&``, ``|`` and ``^`` are the logical ops of
+    bools), and every unary op, reduction, movement op and the softmax family is also a
+    method (``t.exp()``, ``t.sum(axis=0)``), attached at the end of chapter 5.
 
     A copy of a tensor is the tensor itself; a pickled one comes back as a leaf (see
     ``__copy__`` and ``__reduce__``).
@@ -240,9 +295,12 @@ class Tensor:
     Tensor([4.0, 5.0, 6.0], op='getitem')
     >>> (t + 1).tolist()
     [[2.0, 3.0, 4.0], [5.0, 6.0, 7.0]]
+    >>> t > 2, (t > 2).dtype
+    (Tensor([[False, False, True], [True, True, True]], op='greater'), bool)
     """
 
-    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs", "__weakref__")
+    __slots__ = ("data", "shape", "op", "forward", "inputs", "vjps", "attrs", "dtype",
+                 "__weakref__")
 
     def __init__(self, data):
         self.op, self.forward, self.inputs, self.vjps, self.attrs = None, None, (), (), _NO_ATTRS
@@ -252,10 +310,10 @@ class Tensor:
                 self.op, self.forward, self.inputs, self.vjps = (
                     "stop_gradient", stop_gradient, (data,), (None,))
                 state.nodes.append(self)
-            data, shape = data.data, data.shape  # tensors never change: sharing is copying
+            data, shape, dtype = data.data, data.shape, data.dtype  # sharing is copying
         else:
-            data, shape = _to_lists(data, "Tensor()")
-        self.data, self.shape = data, shape
+            data, shape, dtype = _to_lists(data, "Tensor()")
+        self.data, self.shape, self.dtype = data, shape, dtype
 
     @property
     def ndim(self):
@@ -266,12 +324,13 @@ class Tensor:
         return math.prod(self.shape)
 
     def tolist(self):
-        """The values as fresh nested lists of floats (a float for a 0-d tensor)."""
+        """The values as fresh nested lists of floats or bools (one value for a 0-d tensor)."""
         _check_readable(self, "tolist()")
         return _copy_lists(self.data, self.ndim)
 
     def item(self):
-        """The one value of a tensor with exactly one element, as a float."""
+        """The one value of a tensor with exactly one element, as a float (a bool for a
+        bool tensor)."""
         _check_readable(self, "item() (or float(), int(), bool(), format())")
         if self.size != 1:
             raise ValueError(f"item(): the tensor has {self.size} elements, not 1 "
@@ -292,9 +351,13 @@ class Tensor:
 
     def __bool__(self):
         if self.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
-                             f"use .sum(), .max() or rax.equal")
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} (more than "
+                             f"one element) is ambiguous; use .any() or .all()")
         return bool(self.item())
+
+    def __contains__(self, value):
+        """value in t: whether some element equals it (as NumPy's (t == value).any())."""
+        return bool(_any(equal(self, value)))
 
     def __len__(self):
         if not self.shape:
@@ -308,6 +371,8 @@ class Tensor:
 
     def __repr__(self):
         op = "" if self.op is None else f", op={self.op!r}"
+        if self.size == 0 and self.dtype is bool_:  # no True or False to show the dtype
+            op = ", dtype=bool" + op
         if self.size > _REPR_THRESHOLD:
             text = _summarised(self.data, self.shape, [_REPR_MAX_SHOWN])
             return f"Tensor({text}, shape={self.shape}{op})"
@@ -342,7 +407,8 @@ class Tensor:
         numpy = sys.modules.get("numpy")  # NumPy calls this, so it is loaded: rax imports
         if numpy is None:                 # no NumPy, here or anywhere
             raise TypeError("Tensor.__array__ is NumPy's hook: call numpy.asarray(t)")
-        dtype = numpy.float64 if dtype is None else dtype
+        dtype = (numpy.bool_ if self.dtype is bool_ else numpy.float64) if dtype is None \
+            else dtype
         return numpy.array(self.data, dtype=dtype).reshape(self.shape)
 
     def __getitem__(self, key):
@@ -373,7 +439,19 @@ class Tensor:
     def __le__(self, other): return less_equal(self, other)
     def __gt__(self, other): return greater(self, other)
     def __ge__(self, other): return greater_equal(self, other)
-    # __eq__ and __hash__ stay those of object (identity), so tensors can be dict keys.
+    def __eq__(self, other): return equal(self, other) if _comparable(other) else NotImplemented
+    def __ne__(self, other):
+        return not_equal(self, other) if _comparable(other) else NotImplemented
+    def __invert__(self): return _bitwise(logical_not, "~", self)
+    def __and__(self, other): return _bitwise(logical_and, "&", self, other)
+    def __rand__(self, other): return _bitwise(logical_and, "&", other, self)
+    def __or__(self, other): return _bitwise(logical_or, "|", self, other)
+    def __ror__(self, other): return _bitwise(logical_or, "|", other, self)
+    def __xor__(self, other): return _bitwise(logical_xor, "^", self, other)
+    def __rxor__(self, other): return _bitwise(logical_xor, "^", other, self)
+    # Identity, as object's (and PyTorch's), so tensors stay dict keys though == compares
+    # values; rax's own code compares tensors with `is` and keys dicts by them.
+    __hash__ = object.__hash__
 
     @property
     def T(self):
@@ -402,15 +480,23 @@ class Tensor:
         since the vjp rules of a graph are code (often lambdas) and are not pickled."""
         _check_readable(self, "pickling")
         constant = self.op is None and bool(self.attrs.get("constant"))
-        return _tensor_from_pickle, (self.data, self.shape, constant)
+        return _tensor_from_pickle, (self.data, self.shape, constant, str(self.dtype))
 
 
 _new_object = object.__new__
 
 
-def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
+def _comparable(other):
+    """Whether == can compare a tensor with other elementwise: a tensor, a number, nested
+    lists or an array. Anything else (None, a string, ...) is simply not equal (Python's
+    fallback to identity), so `t in [None, ...]` and `key.count(...)` keep working."""
+    return isinstance(other, (Tensor, numbers.Number, list, tuple)) or _has_tolist(other)
+
+
+def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS, dtype=float64):
     """The output node of a primitive op: its value, and how it was made (the op's name, the
-    function that computes it, the inputs, their vjp rules and the op's static arguments).
+    function that computes it, the inputs, their vjp rules and the op's static arguments),
+    and its dtype.
 
     `vjps` holds one rule per input (see chapter 2). A node refers only to its inputs, never
     to itself or to what consumes it, so a graph is freed as soon as nothing refers to its
@@ -424,22 +510,35 @@ def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS):
     out.inputs = inputs
     out.vjps = vjps
     out.attrs = attrs
+    out.dtype = dtype
     if _traces_running:  # trace() is running in some thread: see chapter 10
         _record(out)
     return out
 
 
-def _leaf(data, shape):
+def _leaf(data, shape, dtype=float64):
     """A new leaf tensor from data that is already nested lists of floats of `shape`."""
-    return _node(None, None, data, shape, (), ())
+    return _node(None, None, data, shape, (), (), _NO_ATTRS, dtype)
 
 
 def _as_tensor(value, op):
-    """value as a Tensor: tensors pass through; numbers, nested lists and objects with a
-    tolist() method (NumPy arrays and scalars) become constant leaves; nested lists with
-    tensors inside are stacked, as array does (sum([x, y]), as numpy.sum)."""
+    """value as a float64 Tensor, for an op of arithmetic: see _as_any; a bool tensor is
+    read as 0.0 and 1.0 through an astype node (the dtype rules at the top of chapter 1)."""
+    if type(value) is Tensor and value.dtype is float64:  # the common case, first
+        return value
+    value = _as_any(value, op)
+    return value if value.dtype is float64 else _astype(value, float64)
+
+
+def _as_any(value, op):
+    """value as a Tensor of its own dtype: tensors pass through; numbers, nested lists and
+    objects with a tolist() method (NumPy arrays and scalars) become constant leaves;
+    nested lists with tensors inside are stacked, as array does (sum([x, y]), as
+    numpy.sum). For the ops that keep a bool a bool (movement, where, max, logical ops)."""
     if isinstance(value, Tensor):
         return value
+    if type(value) is bool:
+        return _constant(value)
     if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
         try:
             return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
@@ -447,7 +546,8 @@ def _as_tensor(value, op):
             raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
     if isinstance(value, (list, tuple)) or _has_tolist(value):
         try:
-            return _node(None, None, *_to_lists(value, op), (), (), _CONSTANT)
+            data, shape, dtype = _to_lists(value, op)
+            return _node(None, None, data, shape, (), (), _CONSTANT, dtype)
         except TypeError:
             if not _holds_tensor(value):
                 raise
@@ -460,12 +560,14 @@ def _filled(shape, value):
     """A constant of `shape` with every element `value`, for the seeds and zeros that rax
     makes itself (in backward, say): marked as a constant, so that it is never mistaken
     for data or a variable."""
-    return _node(None, None, _full_lists(shape, value), shape, (), (), _CONSTANT)
+    return _node(None, None, _full_lists(shape, value), shape, (), (), _CONSTANT,
+                 bool_ if type(value) is bool else float64)
 
 
-def _tensor_from_pickle(data, shape, constant):
+def _tensor_from_pickle(data, shape, constant, dtype="float64"):
     """The leaf that pickle.loads makes of a pickled tensor (see Tensor.__reduce__)."""
-    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS)
+    return _node(None, None, data, shape, (), (), _CONSTANT if constant else _NO_ATTRS,
+                 _as_dtype(dtype, "pickle"))
 
 
 # ============================================================================================
@@ -570,14 +672,18 @@ def _binary(forward, x, y, rule, vjps):
     (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting),
     computed by its _Elementwise rule."""
     op = forward.__name__
-    x, y = _as_tensor(x, op), _as_tensor(y, op)
+    return _binary_node(op, forward, _as_tensor(x, op), _as_tensor(y, op), rule, vjps)
+
+
+def _binary_node(op, forward, x, y, rule, vjps, dtype=float64):
+    """_binary's node for operands that are already tensors of the dtypes the op takes."""
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
     operands, ndim = (x.data, y.data), len(x.shape)
     data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
         rowwise(rule.rows, operands, ndim)  # rule(operands, ndim), as in _unary
-    return _node(op, forward, data, x.shape, (x, y), vjps)
+    return _node(op, forward, data, x.shape, (x, y), vjps, _NO_ATTRS, dtype)
 
 
 def add(x, y):
@@ -619,7 +725,7 @@ def broadcast_to(x, shape):
     >>> broadcast_to(Tensor([1, 2]), (2, 2))
     Tensor([[1.0, 2.0], [1.0, 2.0]], op='broadcast_to')
     """
-    x = _as_tensor(x, "broadcast_to")
+    x = _as_any(x, "broadcast_to")
     shape = _as_shape("broadcast_to", shape)
     lead = len(shape) - len(x.shape)
     if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
@@ -634,7 +740,7 @@ def _broadcast(x, shape):
         return x
     data = broadcast_lists(x.data, x.shape, shape)
     return _node("broadcast_to", broadcast_to, data, shape, (x,), _broadcast_to_vjps,
-                 {"shape": shape})
+                 {"shape": shape}, x.dtype)
 
 
 _RULES["broadcast_to"] = _Kernel("broadcast_lists", lambda shapes, attrs, shape: (shapes[0], shape))
@@ -650,7 +756,7 @@ def _sum_to(g, shape):
 
 # ---- 2d. A reduction: sum ------------------------------------------------------------------
 
-def _reduce(forward, x, axis, keepdims, fn, vjps):
+def _reduce(forward, x, axis, keepdims, fn, vjps, dtype=float64):
     """The output node of the reduction `forward` of x over `axis`, with fn (see
     reduce_lists)."""
     op = forward.__name__
@@ -659,7 +765,8 @@ def _reduce(forward, x, axis, keepdims, fn, vjps):
     if keepdims:
         shape = _kept_shape(x.shape, axes)
     data = reduce_lists(x.data, x.shape, axes, fn, shape)
-    return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims})
+    return _node(op, forward, data, shape, (x,), vjps, {"axis": axes, "keepdims": keepdims},
+                 dtype)
 
 
 def _reduction(fn):
@@ -1033,12 +1140,16 @@ def grad(f, argnums=0, has_aux=False):
 
 def _as_argument(leaf):
     """A leaf of a differentiated argument as its own node (see value_and_grad)."""
+    if _is_bool(leaf):
+        raise TypeError(f"grad: cannot differentiate with respect to a bool ({_dtype_text(leaf)})"
+                        f": no gradient flows to bools (as in JAX); differentiate with respect "
+                        f"to a float argument, or pass the mask by closure")
     if isinstance(leaf, Tensor):
         return _identity(leaf)
-    if isinstance(leaf, numbers.Real):
+    if isinstance(leaf, numbers.Real) or _has_tolist(leaf):  # a number, a NumPy array
         return Tensor(leaf)  # a new leaf: a variable, never a shared constant
-    raise TypeError(f"grad: the leaves of a differentiated argument must be Tensors or "
-                    f"numbers, got {leaf!r} ({type(leaf).__name__})")
+    raise TypeError(f"grad: the leaves of a differentiated argument must be Tensors, arrays "
+                    f"or numbers, got {leaf!r} ({type(leaf).__name__})")
 
 
 def _identity(x):
@@ -1105,6 +1216,7 @@ def neg(x):
     >>> neg(Tensor([1, -2]))
     Tensor([-1.0, 2.0], op='neg')
     """
+    _no_bool_minus("neg", x)
     return _unary(neg, x, _NEG, _neg_vjps)
 
 
@@ -1215,7 +1327,7 @@ def abs(x):
 
 
 _ABS = _RULES["abs"] = _Elementwise("abs({0})", _abs)
-_abs_vjps = (lambda g, out, x: g * ((x > 0.0) - (x < 0.0)),)
+_abs_vjps = (lambda g, out, x: g * (astype(x > 0.0, float64) - (x < 0.0)),)
 
 
 def stop_gradient(x):
@@ -1225,8 +1337,9 @@ def stop_gradient(x):
     >>> grad(lambda x: x * stop_gradient(x))(x).item()
     3.0
     """
-    x = _as_tensor(x, "stop_gradient")
-    return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,))
+    x = _as_any(x, "stop_gradient")
+    return _node("stop_gradient", stop_gradient, x.data, x.shape, (x,), (None,), _NO_ATTRS,
+                 x.dtype)
 
 
 _RULES["stop_gradient"] = _Kernel(None)
@@ -1240,6 +1353,8 @@ def sub(x, y):
     >>> sub(1, Tensor([1, 2]))
     Tensor([0.0, -1.0], op='sub')
     """
+    if _is_bool(x) and _is_bool(y):
+        _no_bool_minus("sub", x)
     return _binary(sub, x, y, _SUB, _sub_vjps)
 
 
@@ -1362,75 +1477,195 @@ _minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
                  lambda g, out, x, y: _split_tie(g, x, y, y > x))
 
 
-# Comparisons give 1.0 or 0.0 and pass no gradient: their rules are None.
+def _is_bool(x):
+    """Whether x is a bool, a bool tensor or a bool array."""
+    return type(x) is bool or isinstance(x, Tensor) and x.dtype is bool_ or (
+        not isinstance(x, Tensor) and _is_bool_array(x))
+
+
+def _no_bool_minus(op, x):
+    if _is_bool(x):
+        raise TypeError(f"{op}: negating bools (-, or bool - bool) is refused, as in NumPy; "
+                        f"use ~ or rax.logical_not for not, or x.astype('float64') first")
+
+
+# ---- Comparisons and logic: bools, through which no gradient passes (their rules are None).
+
 _NO_GRADIENT = (None, None)
 
 
+def _compare(forward, x, y, rule):
+    """The bool node of a comparison of x and y (of any dtypes: a bool compares as 0 or 1)."""
+    op = forward.__name__
+    return _binary_node(op, forward, _as_any(x, op), _as_any(y, op), rule, _NO_GRADIENT, bool_)
+
+
 def less(x, y):
-    """1.0 where x < y, else 0.0 (also the operator <).
+    """True where x < y (also the operator <).
 
     >>> Tensor([1, 2, 3]) < 2
-    Tensor([1.0, 0.0, 0.0], op='less')
+    Tensor([True, False, False], op='less')
     """
-    return _binary(less, x, y, _LESS, _NO_GRADIENT)
+    return _compare(less, x, y, _LESS)
 
 
-_LESS = _RULES["less"] = _Elementwise("(1.0 if {0} < {1} else 0.0)", rows="_less_rows")
+_LESS = _RULES["less"] = _Elementwise("({0} < {1})", operator.lt)
+
+
 def less_equal(x, y):
-    """1.0 where x <= y, else 0.0 (also the operator <=).
-
-    >>> Tensor([1, 2, 3]) <= 2
-    Tensor([1.0, 1.0, 0.0], op='less_equal')
-    """
-    return _binary(less_equal, x, y, _LESS_EQUAL, _NO_GRADIENT)
+    """True where x <= y (also the operator <=)."""
+    return _compare(less_equal, x, y, _LESS_EQUAL)
 
 
-_LESS_EQUAL = _RULES["less_equal"] = _Elementwise("(1.0 if {0} <= {1} else 0.0)",
-                                                  rows="_less_equal_rows")
+_LESS_EQUAL = _RULES["less_equal"] = _Elementwise("({0} <= {1})", operator.le)
+
+
 def greater(x, y):
-    """1.0 where x > y, else 0.0 (also the operator >).
-
-    >>> Tensor([1, 2, 3]) > 2
-    Tensor([0.0, 0.0, 1.0], op='greater')
-    """
-    return _binary(greater, x, y, _GREATER, _NO_GRADIENT)
+    """True where x > y (also the operator >)."""
+    return _compare(greater, x, y, _GREATER)
 
 
-_GREATER = _RULES["greater"] = _Elementwise("(1.0 if {0} > {1} else 0.0)", rows="_greater_rows")
+_GREATER = _RULES["greater"] = _Elementwise("({0} > {1})", operator.gt)
+
+
 def greater_equal(x, y):
-    """1.0 where x >= y, else 0.0 (also the operator >=).
-
-    >>> Tensor([1, 2, 3]) >= 2
-    Tensor([0.0, 1.0, 1.0], op='greater_equal')
-    """
-    return _binary(greater_equal, x, y, _GREATER_EQUAL, _NO_GRADIENT)
+    """True where x >= y (also the operator >=)."""
+    return _compare(greater_equal, x, y, _GREATER_EQUAL)
 
 
-_GREATER_EQUAL = _RULES["greater_equal"] = _Elementwise("(1.0 if {0} >= {1} else 0.0)",
-                                                        rows="_greater_equal_rows")
+_GREATER_EQUAL = _RULES["greater_equal"] = _Elementwise("({0} >= {1})", operator.ge)
+
+
 def equal(x, y):
-    """1.0 where x == y, else 0.0 (nan equals nothing). ``==`` itself is identity.
+    """True where x == y (also the operator ==); nan equals nothing, -0.0 equals 0.0.
 
-    >>> equal(Tensor([1, 2]), Tensor([1, 3]))
-    Tensor([1.0, 0.0], op='equal')
+    >>> Tensor([1, 2, nan]) == Tensor([1, 3, nan])
+    Tensor([True, False, False], op='equal')
     """
-    return _binary(equal, x, y, _EQUAL, _NO_GRADIENT)
+    return _compare(equal, x, y, _EQUAL)
 
 
-_EQUAL = _RULES["equal"] = _Elementwise("(1.0 if {0} == {1} else 0.0)", rows="_equal_rows")
+_EQUAL = _RULES["equal"] = _Elementwise("({0} == {1})", operator.eq)
+
+
+def not_equal(x, y):
+    """True where x != y, nan included (also the operator !=)."""
+    return _compare(not_equal, x, y, _NOT_EQUAL)
+
+
+_NOT_EQUAL = _RULES["not_equal"] = _Elementwise("({0} != {1})", operator.ne)
+
+
+def astype(x, dtype):
+    """x with its elements as `dtype` ("float64" or "bool", or NumPy's and Python's names
+    for them), as NumPy's x.astype: a bool becomes 0.0 or 1.0; a float is True where it is
+    nonzero (nan too). No gradient flows through a change of dtype.
+
+    >>> astype(Tensor([0.0, -2.0, nan]), "bool")
+    Tensor([False, True, True], op='astype')
+    """
+    x, dtype = _as_any(x, "astype"), _as_dtype(dtype, "astype")
+    return x if x.dtype is dtype else _astype(x, dtype)
+
+
+def _astype(x, dtype):
+    """x converted to the other dtype (a node; see astype)."""
+    data = astype_lists(x.data, x.ndim, str(dtype))
+    return _node("astype", _astype, data, x.shape, (x,), (None,), {"dtype": dtype}, dtype)
+
+
+_RULES["astype"] = _Kernel("astype_lists", lambda shapes, attrs, shape: (
+    len(shape), str(attrs["dtype"])))
+
+
+def _as_bools(x, op):
+    """x as a bool tensor: bools pass, numbers are True where nonzero (as NumPy's logic)."""
+    x = _as_any(x, op)
+    return x if x.dtype is bool_ else _astype(x, bool_)
+
+
+def logical_and(x, y):
+    """True where both are true (nonzero), as numpy.logical_and; for bools also the operator &.
+
+    >>> logical_and(Tensor([True, True, False]), Tensor([1.0, 0.0, 1.0]))
+    Tensor([True, False, False], op='logical_and')
+    """
+    return _logical(logical_and, x, y, _LOGICAL_AND)
+
+
+_LOGICAL_AND = _RULES["logical_and"] = _Elementwise("({0} & {1})", operator.and_)
+
+
+def logical_or(x, y):
+    """True where either is true (nonzero), as numpy.logical_or (the | of bools)."""
+    return _logical(logical_or, x, y, _LOGICAL_OR)
+
+
+_LOGICAL_OR = _RULES["logical_or"] = _Elementwise("({0} | {1})", operator.or_)
+
+
+def logical_xor(x, y):
+    """True where exactly one is true (nonzero), as numpy.logical_xor (the ^ of bools)."""
+    return _logical(logical_xor, x, y, _LOGICAL_XOR)
+
+
+_LOGICAL_XOR = _RULES["logical_xor"] = _Elementwise("({0} ^ {1})", operator.xor)
+
+
+def _logical(forward, x, y, rule):
+    op = forward.__name__
+    return _binary_node(op, forward, _as_bools(x, op), _as_bools(y, op), rule, _NO_GRADIENT,
+                        bool_)
+
+
+def logical_not(x):
+    """True where x is false (zero), as numpy.logical_not; for bools also the operator ~.
+
+    >>> ~Tensor([True, False])
+    Tensor([False, True], op='logical_not')
+    """
+    x = _as_bools(x, "logical_not")
+    return _node("logical_not", logical_not, _LOGICAL_NOT((x.data,), x.ndim), x.shape, (x,),
+                 (None,), _NO_ATTRS, bool_)
+
+
+_LOGICAL_NOT = _RULES["logical_not"] = _Elementwise("(not {0})", operator.not_)
+
+
+def _bitwise(forward, symbol, x, y=None):
+    """The operators ~, &, | and ^, which NumPy defines on bools (and integers), not floats:
+    on bools they are the logical ops; on a float tensor, a TypeError."""
+    operands = (x,) if y is None else (x, y)
+    for v in operands:
+        if not _is_bool(v):
+            raise TypeError(f"{symbol} takes bools (a float tensor has no bits to combine, as "
+                            f"in NumPy); got {_dtype_text(v)}: compare first (x > 0), or "
+                            f"call rax.{forward.__name__}, which reads nonzero as true")
+    return forward(*operands)
+
+
+def _dtype_text(v):
+    return f"a {v.dtype} tensor" if isinstance(v, Tensor) else f"{type(v).__name__} {v!r:.40}"
+
+
 def where(condition, x, y):
-    """x where condition is nonzero, else y (the three broadcast together).
+    """x where condition is true (a bool, or a number that is nonzero), else y, the three
+    broadcast together. Two bool branches give bools; otherwise the result is float64.
 
     x and y each get the gradient where they were chosen; the condition gets none.
 
-    >>> where(Tensor([1, 0]), Tensor([1, 2]), -1)
+    >>> where(Tensor([True, False]), Tensor([1, 2]), -1)
     Tensor([1.0, -1.0], op='where')
     """
-    tensors = [_as_tensor(t, "where") for t in (condition, x, y)]
+    condition = _as_bools(condition, "where")
+    x, y = _as_any(x, "where"), _as_any(y, "where")
+    dtype = bool_ if x.dtype is bool_ and y.dtype is bool_ else float64
+    x, y = (t if t.dtype is dtype else _astype(t, dtype) for t in (x, y))
+    tensors = (condition, x, y)
     shape = _check_size("where", _broadcast_shapes("where", *(t.shape for t in tensors)))
     condition, x, y = (_broadcast(t, shape) for t in tensors)
     data = _WHERE((condition.data, x.data, y.data), len(shape))
-    return _node("where", where, data, shape, (condition, x, y), _where_vjps)
+    return _node("where", where, data, shape, (condition, x, y), _where_vjps, _NO_ATTRS, dtype)
 
 
 _WHERE = _RULES["where"] = _Elementwise("({1} if {0} else {2})", rows="_select_rows")
@@ -1450,12 +1685,12 @@ def reshape(x, shape, *more_sides):
     >>> reshape(arange(6), (2, -1))
     Tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], op='reshape')
     """
-    x = _as_tensor(x, "reshape")
+    x = _as_any(x, "reshape")
     shape = _resolve_shape(x, (shape,) + more_sides if more_sides else shape)
     if shape == x.shape:
         return x
     return _node("reshape", reshape, reshape_lists(x.data, x.shape, shape), shape, (x,),
-                  _reshape_vjps, {"shape": shape})
+                  _reshape_vjps, {"shape": shape}, x.dtype)
 
 
 _RULES["reshape"] = _Kernel("reshape_lists", lambda shapes, attrs, shape: (shapes[0], shape))
@@ -1491,7 +1726,7 @@ def transpose(x, axes=None, *more_axes):
     >>> transpose(Tensor([[1, 2, 3]]))
     Tensor([[1.0], [2.0], [3.0]], op='transpose')
     """
-    x = _as_tensor(x, "transpose")
+    x = _as_any(x, "transpose")
     if more_axes:
         axes = (axes,) + more_axes
     if axes is None:
@@ -1508,7 +1743,7 @@ def transpose(x, axes=None, *more_axes):
         return x
     shape = tuple(x.shape[a] for a in axes)
     return _node("transpose", transpose, transpose_lists(x.data, x.shape, axes), shape, (x,),
-                  _transpose_vjps, {"axes": axes})
+                  _transpose_vjps, {"axes": axes}, x.dtype)
 
 
 _RULES["transpose"] = _Kernel("transpose_lists",
@@ -1541,6 +1776,8 @@ def _getitem(x, index):
 
     d/dx: g goes back to the places it was taken from, and zeros everywhere else.
     """
+    if _has_mask(index):
+        index = _masks_as_indices(x, index)
     kind = _is_advanced(index)
     if kind == "mixed":
         return _mixed_index(x, index)
@@ -1550,7 +1787,7 @@ def _getitem(x, index):
     out = x
     if index:
         out = _node("getitem", _getitem, index_lists(x.data, index), data_shape, (x,),
-                     _getitem_vjps, {"index": index})
+                     _getitem_vjps, {"index": index}, x.dtype)
     return out.reshape(shape)  # a no-op unless None asked for new axes
 
 
@@ -1624,7 +1861,8 @@ def concatenate(tensors, axis=0, *, dim=None):
     Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
     """
     _no_dim("concatenate", dim)
-    tensors = tuple(_as_tensor(t, "concatenate") for t in _as_sequence("concatenate", tensors))
+    tensors = _one_dtype(tuple(_as_any(t, "concatenate")
+                               for t in _as_sequence("concatenate", tensors)))
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
     first = tensors[0]
@@ -1640,7 +1878,8 @@ def concatenate(tensors, axis=0, *, dim=None):
     shape = first.shape[:axis] + (offsets[-1],) + first.shape[axis + 1:]
     vjps = tuple(_slice_rule(axis, start, stop) for start, stop in zip(offsets, offsets[1:]))
     data = concatenate_lists([t.data for t in tensors], axis)
-    return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis})
+    return _node("concatenate", _concatenate, data, shape, tensors, vjps, {"axis": axis},
+                 first.dtype)
 
 
 _RULES["concatenate"] = _Kernel("concatenate_lists", lambda shapes, attrs, shape: (attrs["axis"],),
@@ -1656,6 +1895,13 @@ def _slice_rule(axis, start, stop):
     """The vjp rule of one input of concatenate: its own slice of g along `axis`."""
     key = (slice(None),) * axis + (slice(start, stop),)
     return lambda g, out, *inputs: g[key]
+
+
+def _one_dtype(tensors):
+    """The tensors in one dtype: bool if all are bools, else all float64 (as NumPy joins)."""
+    if all(t.dtype is bool_ for t in tensors):
+        return tensors
+    return tuple(_astype(t, float64) if t.dtype is bool_ else t for t in tensors)
 
 
 def _as_sequence(op, tensors):
@@ -1679,13 +1925,14 @@ def take(x, indices, axis=None):
     >>> take(Tensor([[1, 2], [3, 4]]), [1, 1, 0], axis=0).tolist()
     [[3.0, 4.0], [3.0, 4.0], [1.0, 2.0]]
     """
-    x, indices = _as_tensor(x, "take"), _as_tensor(indices, "take")
+    x, indices = _as_any(x, "take"), _as_tensor(indices, "take")
     if axis is None:
         x, axis = x.reshape(-1), 0
     axis = _normalize_axis("take", axis, x.ndim)
     shape = _check_size("take", x.shape[:axis] + indices.shape + x.shape[axis + 1:])
     data = take_lists(x.data, indices.data, x.shape, indices.shape, axis)
-    return _node("take", _take, data, shape, (x, indices), _take_vjps, {"axis": axis})
+    return _node("take", _take, data, shape, (x, indices), _take_vjps, {"axis": axis},
+                 x.dtype)
 
 
 def _take(x, indices, axis):
@@ -1718,7 +1965,7 @@ def take_along_axis(x, indices, axis):
     >>> take_along_axis(Tensor([[1, 2], [3, 4]]), Tensor([[1], [0]]), axis=1).tolist()
     [[2.0], [3.0]]
     """
-    x, indices = _as_tensor(x, "take_along_axis"), _as_tensor(indices, "take_along_axis")
+    x, indices = _as_any(x, "take_along_axis"), _as_tensor(indices, "take_along_axis")
     axis = _normalize_axis("take_along_axis", axis, x.ndim)
     if indices.ndim != x.ndim or any(
             a != b for i, (a, b) in enumerate(zip(indices.shape, x.shape)) if i != axis):
@@ -1781,13 +2028,6 @@ def _advanced_index(x, key):
     leading axis (x[rows, cols]), broadcast together; or a boolean mask of x's shape (a
     nested list or array of bools), which picks the elements where it is true, in order."""
     arrays = key if isinstance(key, tuple) else (key,)
-    if len(arrays) == 1 and _is_mask(arrays[0]):
-        mask = _to_lists(arrays[0], "x[mask]")
-        if mask[1] != x.shape:
-            raise IndexError(f"boolean index of shape {mask[1]} does not match the indexed "
-                             f"tensor of shape {x.shape}")
-        positions = [float(i) for i, v in enumerate(_flat(mask[0], len(x.shape))) if v]
-        return take(x.reshape(-1), positions, 0)
     if len(arrays) > x.ndim:
         raise IndexError(f"too many indices for tensor: tensor is {x.ndim}-dimensional, but "
                          f"{len(arrays)} were indexed")
@@ -1812,9 +2052,6 @@ def _is_advanced(key):
     if isinstance(key, tuple):
         kinds = [_is_array_index(k) for k in key]
         if any(kinds) and not all(kinds):
-            if any(_is_mask(k) for k in key if _is_array_index(k)):
-                raise IndexError("a boolean mask mixed with other indices is not supported; "
-                                 "index in two steps")
             return "mixed"
         return bool(kinds) and all(kinds)
     return _is_array_index(key)
@@ -1826,10 +2063,11 @@ def _mixed_index(x, key):
     first. The broadcast axes stand where the first advanced index stood if the advanced
     indices are next to each other, else in front (NumPy's rule)."""
     used = _sum(1 for k in key if k is not None and k is not Ellipsis)
-    if key.count(Ellipsis) > 1:
+    ellipses = [i for i, k in enumerate(key) if k is Ellipsis]  # `is`: == of a tensor is a tensor
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in key:
-        at = key.index(Ellipsis)
+    if ellipses:
+        at = ellipses[0]
         key = key[:at] + (slice(None),) * _max(x.ndim - used, 0) + key[at + 1:]
     advanced = [i for i, k in enumerate(key) if _is_array_index(k) or (
         isinstance(k, numbers.Integral) and not isinstance(k, bool))]
@@ -1849,13 +2087,54 @@ def _mixed_index(x, key):
 
 
 def _is_mask(obj):
-    """Whether an index is a boolean mask: Python bools in (nested) lists, or an array of
-    dtype bool. A Tensor holds floats: it is always integer indices."""
-    if getattr(getattr(obj, "dtype", None), "kind", None) == "b":
+    """Whether an index is a boolean mask: a bool tensor, an array of bools (NumPy's, torch's),
+    or nested lists of Python bools only. A float tensor is always integer positions."""
+    if isinstance(obj, Tensor):
+        return obj.dtype is bool_
+    if _is_bool_array(obj):
         return True
-    while isinstance(obj, (list, tuple)) and obj:
-        obj = obj[0]
-    return isinstance(obj, bool)
+    if not isinstance(obj, list):
+        return False
+    probe = obj
+    while isinstance(probe, (list, tuple)) and probe:
+        probe = probe[0]
+    return type(probe) is bool and _to_lists(obj, "x[mask]")[2] is bool_
+
+
+def _has_mask(key):
+    return any(map(_is_mask, key)) if isinstance(key, tuple) else _is_mask(key)
+
+
+def _masks_as_indices(x, key):
+    """The index `key` with each boolean mask replaced by its nonzero() integer arrays, one
+    per axis it covers, as NumPy reads a mask: a mask of k axes covers the next k axes of x,
+    whose sides it must have. The mask's values decide the result's shape, so a mask
+    computed from a traced function's arguments is a TraceError that names rax.where."""
+    key = key if isinstance(key, tuple) else (key,)
+    used = _sum(_as_any(k, "x[mask]").ndim if _is_mask(k) else 1
+                for k in key if k is not None and k is not Ellipsis)
+    out, axis = [], 0
+    for k in key:
+        if k is Ellipsis:
+            axis += _max(x.ndim - used, 0)
+        elif _is_mask(k):
+            mask = _as_any(k, "x[mask]")
+            covered = x.shape[axis:axis + mask.ndim]
+            if mask.ndim == 0:
+                raise IndexError("a 0-d boolean index is not supported; write x[None] (or "
+                                 "rax.where) instead")
+            if mask.shape != covered:
+                raise IndexError(f"boolean index of shape {mask.shape} does not match the "
+                                 f"indexed tensor of shape {x.shape} at axes {axis} to "
+                                 f"{axis + mask.ndim - 1} (sides {covered})")
+            _check_readable(mask, "x[mask] (the result's shape depends on the mask's values)")
+            out += nonzero(mask)
+            axis += mask.ndim
+            continue
+        elif k is not None:
+            axis += 1
+        out.append(k)
+    return tuple(out)
 
 
 # ---- 4d. Reductions: max and min -----------------------------------------------------------
@@ -1887,12 +2166,12 @@ def min(x, axis=None, keepdims=False, *, dim=None):
 def _extremum(forward, x, axis, keepdims, fn):
     """max or min over `axis`; there must be something to choose from."""
     op = forward.__name__
-    x = _as_tensor(x, op)
+    x = _as_any(x, op)  # the largest of bools is a bool (any), as in NumPy
     for a in _normalize_axes(op, axis, x.ndim):
         if x.shape[a] == 0:
             raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
                              f"(shape {x.shape})")
-    return _reduce(forward, x, axis, keepdims, fn, _extremum_vjps)
+    return _reduce(forward, x, axis, keepdims, fn, _extremum_vjps, x.dtype)
 
 
 def _extremum_vjp(g, out, x):
@@ -2374,7 +2653,7 @@ def stack(tensors, axis=0, *, dim=None):
     Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
     """
     _no_dim("stack", dim)
-    tensors = [_as_tensor(t, "stack") for t in _as_sequence("stack", tensors)]
+    tensors = [_as_any(t, "stack") for t in _as_sequence("stack", tensors)]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
     shape = tensors[0].shape
@@ -2396,7 +2675,7 @@ def squeeze(x, axis=None, *, dim=None):
     (2,)
     """
     _no_dim("squeeze", dim)
-    x = _as_tensor(x, "squeeze")
+    x = _as_any(x, "squeeze")
     if axis is None:
         axes = tuple(i for i, n in enumerate(x.shape) if n == 1)
     else:
@@ -2414,7 +2693,7 @@ def expand_dims(x, axis):
     >>> expand_dims(zeros((2, 3)), (0, -1)).shape
     (1, 2, 3, 1)
     """
-    x = _as_tensor(x, "expand_dims")
+    x = _as_any(x, "expand_dims")
     count = 1 if isinstance(axis, numbers.Integral) else len(_as_sequence("expand_dims", axis))
     axes = _normalize_axes("expand_dims", axis, x.ndim + count)
     shape = list(x.shape)
@@ -2429,7 +2708,7 @@ def swapaxes(x, axis1, axis2):
     >>> swapaxes(zeros((2, 3, 4)), 0, 2).shape
     (4, 3, 2)
     """
-    x = _as_tensor(x, "swapaxes")
+    x = _as_any(x, "swapaxes")
     a, b = (_normalize_axis("swapaxes", axis, x.ndim) for axis in (axis1, axis2))
     order = list(range(x.ndim))
     order[a], order[b] = order[b], order[a]
@@ -2442,7 +2721,7 @@ def moveaxis(x, source, destination):
     >>> moveaxis(zeros((2, 3, 4)), 0, -1).shape
     (3, 4, 2)
     """
-    x = _as_tensor(x, "moveaxis")
+    x = _as_any(x, "moveaxis")
     sources = [_normalize_axis("moveaxis", a, x.ndim) for a in _axes_list(source)]
     targets = [_normalize_axis("moveaxis", a, x.ndim) for a in _axes_list(destination)]
     if len(sources) != len(targets):
@@ -2467,7 +2746,7 @@ def flip(x, axis=None, *, dim=None):
     [[2.0, 1.0], [4.0, 3.0]]
     """
     _no_dim("flip", dim)
-    x = _as_tensor(x, "flip")
+    x = _as_any(x, "flip")
     axes = _normalize_axes("flip", axis, x.ndim)
     if not axes:
         return x
@@ -2480,7 +2759,7 @@ def hstack(tensors):
     >>> hstack([Tensor([1, 2]), Tensor([3])]).tolist()
     [1.0, 2.0, 3.0]
     """
-    tensors = [_as_tensor(t, "hstack") for t in _as_sequence("hstack", tensors)]
+    tensors = [_as_any(t, "hstack") for t in _as_sequence("hstack", tensors)]
     tensors = [t.reshape((1,)) if t.ndim == 0 else t for t in tensors]  # as numpy.atleast_1d
     return concatenate(tensors, 0 if tensors and tensors[0].ndim == 1 else 1)
 
@@ -2491,7 +2770,7 @@ def vstack(tensors):
     >>> vstack([Tensor([1, 2]), Tensor([3, 4])]).tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
-    tensors = [_as_tensor(t, "vstack") for t in _as_sequence("vstack", tensors)]
+    tensors = [_as_any(t, "vstack") for t in _as_sequence("vstack", tensors)]
     return concatenate([t.reshape((1,) * (2 - t.ndim) + t.shape) if t.ndim < 2 else t
                         for t in tensors], 0)
 
@@ -2503,7 +2782,7 @@ def split(x, sections, axis=0):
     >>> [t.tolist() for t in split(arange(5), [2])]
     [[0.0, 1.0], [2.0, 3.0, 4.0]]
     """
-    x = _as_tensor(x, "split")
+    x = _as_any(x, "split")
     axis = _normalize_axis("split", axis, x.ndim)
     n = x.shape[axis]
     if isinstance(sections, numbers.Integral):
@@ -2524,7 +2803,7 @@ def tile(x, reps):
     >>> tile(Tensor([1, 2]), 2).tolist()
     [1.0, 2.0, 1.0, 2.0]
     """
-    x = _as_tensor(x, "tile")
+    x = _as_any(x, "tile")
     reps = (reps,) if isinstance(reps, numbers.Integral) else tuple(_as_sequence("tile", reps))
     reps = tuple(_int("tile", "reps", r, 0) for r in reps)
     ndim = _max(x.ndim, len(reps))
@@ -2543,7 +2822,7 @@ def repeat(x, repeats, axis=None):
     >>> repeat(Tensor([1, 2]), 2).tolist()
     [1.0, 1.0, 2.0, 2.0]
     """
-    x = _as_tensor(x, "repeat")
+    x = _as_any(x, "repeat")
     repeats = _int("repeat", "repeats", repeats, 0)
     if axis is None:
         x, axis = x.reshape(-1), 0
@@ -2559,7 +2838,7 @@ def roll(x, shift, axis=None):
     >>> roll(Tensor([1, 2, 3]), 1).tolist()
     [3.0, 1.0, 2.0]
     """
-    x = _as_tensor(x, "roll")
+    x = _as_any(x, "roll")
     shift = _int("roll", "shift", shift, -sys.maxsize)
     if axis is None:
         return roll(x.reshape(-1), shift, 0).reshape(x.shape)
@@ -3826,26 +4105,76 @@ def _holds_tensor(obj):
     return False
 
 
-def not_equal(x, y):
-    """1.0 where x != y (nan included), else 0.0, as numpy.not_equal; no gradient. (The
-    operator != compares tensors as objects, as ==, so that tensors can be dict keys.)"""
-    return 1.0 - equal(x, y)
-
-
 def isnan(x):
-    """1.0 where x is nan, else 0.0 (numpy.isnan); no gradient."""
+    """True where x is nan (numpy.isnan)."""
+    x = _as_tensor(x, "isnan")
     return not_equal(x, x)
 
 
 def isinf(x):
-    """1.0 where x is inf or -inf, else 0.0 (numpy.isinf); no gradient."""
+    """True where x is inf or -inf (numpy.isinf)."""
     return equal(abs(_as_tensor(x, "isinf")), inf)
 
 
 def isfinite(x):
-    """1.0 where x is neither inf, -inf nor nan, else 0.0 (numpy.isfinite); no gradient."""
+    """True where x is neither inf, -inf nor nan (numpy.isfinite)."""
     x = _as_tensor(x, "isfinite")
     return equal(x - x, 0.0)  # inf - inf and nan - nan are nan
+
+
+def signbit(x):
+    """True where the sign bit of x is set: negative numbers, -0.0, -inf (numpy.signbit).
+
+    >>> signbit(Tensor([-1.0, -0.0, 0.0, 2.0]))
+    Tensor([True, True, False, False], op='signbit')
+    """
+    x = _as_tensor(x, "signbit")
+    return _node("signbit", signbit, _SIGNBIT((x.data,), x.ndim), x.shape, (x,), (None,),
+                 _NO_ATTRS, bool_)
+
+
+_SIGNBIT = _RULES["signbit"] = _Elementwise("(copysign(1.0, {0}) < 0.0)", rows="_signbit_rows")
+
+
+def nonzero(x):
+    """The indices of the true (nonzero) elements, one float tensor per axis, as
+    numpy.nonzero (rax has no integer dtype). The number of them depends on x's values, so
+    in a traced function x may not depend on the arguments (use rax.where there).
+
+    >>> nonzero(Tensor([[0.0, 3.0], [4.0, 0.0]]))
+    (Tensor([0.0, 1.0]), Tensor([1.0, 0.0]))
+    """
+    x = _as_any(x, "nonzero")
+    if x.ndim == 0:
+        raise ValueError("nonzero: a 0-d tensor has no axes to give indices of; use "
+                         "atleast_1d(x) first (as NumPy 2)")
+    _check_readable(x, "nonzero() (its length depends on the values)")
+    where_true = [i for i, v in enumerate(_flat(x.data, x.ndim)) if v]
+    indices = []
+    for axis in range(x.ndim):
+        inner = math.prod(x.shape[axis + 1:])
+        indices.append(_leaf([float(i // inner % x.shape[axis]) for i in where_true],
+                             (len(where_true),)))
+    return tuple(indices)
+
+
+def argwhere(x):
+    """The indices of the true (nonzero) elements as the rows of one (N, x.ndim) tensor, as
+    numpy.argwhere."""
+    x = _as_any(x, "argwhere")
+    if x.ndim == 0:
+        return _leaf([[]] if x.item() else [], (1, 0) if x.item() else (0, 0))
+    return stack(nonzero(x), axis=1)
+
+
+def flatnonzero(x):
+    """The indices of the true (nonzero) elements of x flattened, as numpy.flatnonzero."""
+    return nonzero(ravel(_as_any(x, "flatnonzero")))[0]
+
+
+def count_nonzero(x, axis=None, keepdims=False):
+    """How many elements are true (nonzero) over `axis`, as a float tensor (numpy's int)."""
+    return sum(_as_bools(x, "count_nonzero"), axis, keepdims)
 
 
 def real(x):
@@ -3908,7 +4237,7 @@ def logaddexp2(x, y):
 
 def ravel(x):
     """x as one axis (numpy.ravel; the same as flatten)."""
-    return _as_tensor(x, "ravel").reshape(-1)
+    return _as_any(x, "ravel").reshape(-1)
 
 
 def atleast_1d(*tensors):
@@ -3931,7 +4260,7 @@ def atleast_3d(*tensors):
 
 
 def _atleast(tensors, reshape):
-    out = [reshape(_as_tensor(t, "atleast")) for t in tensors]
+    out = [reshape(_as_any(t, "atleast")) for t in tensors]
     return out[0] if len(out) == 1 else out
 
 
@@ -3946,7 +4275,7 @@ def flipud(x):
 
 
 def _need_axes(op, x, n):
-    x = _as_tensor(x, op)
+    x = _as_any(x, op)
     if x.ndim < n:
         raise ValueError(f"{op}: needs at least {n} axes, got shape {x.shape}")
     return x
@@ -3972,7 +4301,7 @@ def rot90(x, k=1, axes=(0, 1)):
 def append(x, values, axis=None):
     """x with values added at the end of `axis`, or both flattened when axis is None, as
     numpy.append."""
-    x, values = _as_tensor(x, "append"), _as_tensor(values, "append")
+    x, values = _as_any(x, "append"), _as_any(values, "append")
     if axis is None:
         return concatenate([x.reshape(-1), values.reshape(-1)])
     return concatenate([x, values], axis)
@@ -3981,7 +4310,7 @@ def append(x, values, axis=None):
 def array_split(x, sections, axis=0):
     """split, but an int number of sections need not divide the axis: the first
     n % sections parts have one element more, as numpy.array_split."""
-    x = _as_tensor(x, "array_split")
+    x = _as_any(x, "array_split")
     if isinstance(sections, numbers.Integral):
         sections = _int("array_split", "sections", sections, 1)
         n = x.shape[_normalize_axis("array_split", axis, x.ndim)]
@@ -4012,7 +4341,7 @@ def dsplit(x, sections):
 def column_stack(tensors):
     """1-D tensors as columns (and numbers as 1 x 1), 2-D ones as they are, joined along axis
     1 (numpy.column_stack)."""
-    tensors = [_as_tensor(t, "column_stack") for t in _as_sequence("column_stack", tensors)]
+    tensors = [_as_any(t, "column_stack") for t in _as_sequence("column_stack", tensors)]
     return concatenate([t.reshape(t.shape + (1,) * (2 - t.ndim)) if t.ndim < 2 else t
                         for t in tensors], 1)
 
@@ -4127,7 +4456,7 @@ def gradient(f, *spacing, axis=None, edge_order=1):
 
 def rollaxis(x, axis, start=0):
     """axis moved to before position start, as numpy.rollaxis (moveaxis says it plainer)."""
-    x = _as_tensor(x, "rollaxis")
+    x = _as_any(x, "rollaxis")
     axis = _normalize_axis("rollaxis", axis, x.ndim)
     start = start + x.ndim if start < 0 else start
     if not 0 <= start <= x.ndim:
@@ -4144,67 +4473,49 @@ def msort(x):
     return sort(x, 0)
 
 
-class _Float64:
-    """t.dtype: rax's one dtype, float64. It equals what NumPy calls float64 (numpy.float64,
-    numpy.dtype("float64"), "float64", float), found by name, so rax needs no NumPy."""
-
-    def __eq__(self, other):
-        name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
-        return name in ("float64", "float", "double", "f8")
-
-    def __hash__(self):
-        return hash("float64")
-
-    def __repr__(self):
-        return "float64"
-
-
-Tensor.dtype = _Float64()
-
-
 def partition(x, kth, axis=-1):
     """x with each kth element where sorting would put it, smaller ones before, larger ones
     after, as numpy.partition: here fully sorted, which is one such arrangement."""
     return sort(x, axis)
 
 
-def _all(x, axis=None, keepdims=False):
-    """1.0 where every element over `axis` is nonzero (nan counts), else 0.0, as numpy.all
-    (rax.all; no gradient)."""
-    x = _as_tensor(x, "all")
-    _normalize_axes("all", axis, x.ndim)  # errors named as all's
-    return stop_gradient((1.0 - equal(x, 0.0)).min(axis, keepdims) if x.size else
-                         ones(_reduced_shape(x, axis, keepdims)))
+def _all(x, axis=None, keepdims=False, *, out=None):
+    """True where every element over `axis` is true (nonzero; nan counts), as numpy.all
+    (rax.all, and the method t.all())."""
+    _no_out("all", out)
+    return _reduce(_all, _as_bools(x, "all"), axis, keepdims, builtins.all, (None,), bool_)
 
 
-def _any(x, axis=None, keepdims=False):
-    """1.0 where some element over `axis` is nonzero, else 0.0, as numpy.any (rax.any)."""
-    x = _as_tensor(x, "any")
-    _normalize_axes("any", axis, x.ndim)
-    return stop_gradient((1.0 - equal(x, 0.0)).max(axis, keepdims) if x.size else
-                         zeros(_reduced_shape(x, axis, keepdims)))
+def _any(x, axis=None, keepdims=False, *, out=None):
+    """True where some element over `axis` is true (nonzero), as numpy.any (rax.any)."""
+    _no_out("any", out)
+    return _reduce(_any, _as_bools(x, "any"), axis, keepdims, builtins.any, (None,), bool_)
 
 
-def _reduced_shape(x, axis, keepdims):
-    axes = _normalize_axes("any", axis, x.ndim)
-    return _kept_shape(x.shape, axes) if keepdims else tuple(
-        n for i, n in enumerate(x.shape) if i not in axes)
+_all.__name__, _any.__name__ = "all", "any"
+_RULES["all"], _RULES["any"] = _reduction("_every"), _reduction("_some")
+_every, _some = builtins.all, builtins.any  # the kernels' names for Python's all and any
+
+
+def _no_out(op, out):
+    """NumPy passes out=None to a tensor's own method (numpy.sum(t) calls t.sum(axis=None,
+    out=None)): None is accepted; an array to write into is not, since tensors never change."""
+    if out is not None:
+        raise TypeError(f"{op}: out= is not supported: rax tensors never change; use the "
+                        f"result")
 
 
 def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
-    """1.0 where |a - b| <= atol + rtol |b| (as numpy.isclose; inf only close to itself),
-    else 0.0; no gradient."""
+    """True where |a - b| <= atol + rtol |b| (as numpy.isclose; inf only close to itself)."""
     a, b = _as_tensor(a, "isclose"), _as_tensor(b, "isclose")
-    near = less_equal(abs(a - b), atol + rtol * abs(b)) * isfinite(a) * isfinite(b)
-    same = equal(a, b)  # infinities are close to themselves only
-    both_nan = not_equal(a, a) * not_equal(b, b) if equal_nan else 0.0
-    return stop_gradient(maximum(maximum(near, same), both_nan))
+    near = less_equal(abs(a - b), atol + rtol * abs(b)) & isfinite(a) & isfinite(b)
+    close = near | equal(a, b)  # infinities are close to themselves only
+    return close | isnan(a) & isnan(b) if equal_nan else close
 
 
 def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     """Whether every element of a is close to b's (isclose), as numpy.allclose: a bool."""
-    close = isclose(a, b, rtol, atol, equal_nan)
-    return close.size == 0 or _min(close.reshape(-1).tolist()) == 1.0
+    return bool(_all(isclose(a, b, rtol, atol, equal_nan)))
 
 
 class _Concatenator:
@@ -4256,7 +4567,8 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
             moveaxis, flip, repeat, roll, tril, triu, diag, diagonal, sort, argsort, dot,
             ravel,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
-            less, less_equal, greater, greater_equal, equal):
+            less, less_equal, greater, greater_equal, equal, not_equal, astype, nonzero,
+            logical_and, logical_or, logical_xor, logical_not):
     setattr(Tensor, _op.__name__, _op)
 del _op
 Tensor.trace = _matrix_trace  # rax.trace traces functions (chapter 10)
@@ -4533,17 +4845,21 @@ def _text(value):
 
 
 def _to_lists(obj, context):
-    """(data, shape) for a number, a rectangular nested list/tuple of numbers, or an object
-    with a tolist() method that gives one (a NumPy array or scalar, say).
+    """(data, shape, dtype) for a number, a rectangular nested list/tuple of numbers, or an
+    object with a tolist() method that gives one (a NumPy array or scalar, say).
 
-    The result is a fresh copy with every value a float. On bad input raise an error that
-    says where: ValueError for a ragged list, TypeError for something that is not a number.
+    The result is a fresh copy with every value a float, or every value a bool if all of
+    them are bools (or the array's dtype is bool). On bad input raise an error that says
+    where: ValueError for a ragged list, TypeError for something that is not a number.
     """
+    dtype = float64
     if not isinstance(obj, (list, tuple)) and _has_tolist(obj):
+        if _is_bool_array(obj):
+            dtype = bool_
         sides = getattr(obj, "shape", None)
         if isinstance(sides, tuple) and 0 in sides and len(sides) <= MAX_NDIM:  # tolist()
             sides = tuple(operator.index(n) for n in sides)  # of an empty array is [], which
-            return _full_lists(sides, 0.0), sides  # would say shape (0,)
+            return _full_lists(sides, False if dtype is bool_ else 0.0), sides, dtype
         obj = obj.tolist()
     shape = []
     probe = obj
@@ -4555,29 +4871,46 @@ def _to_lists(obj, context):
     shape = tuple(shape)
     if len(shape) > MAX_NDIM:
         raise ValueError(f"{context}: data is nested more than {MAX_NDIM} levels deep")
-    try:
-        data = _copy_rectangular(obj, shape)
-    except OverflowError:  # float(10 ** 400)
-        data = None
+    data = None
+    if type(probe) is bool:  # all bools make a bool tensor; bools among numbers are numbers
+        data = _copy_rectangular(obj, shape, bool)
+        dtype = bool_ if data is not None else float64
+    if data is None:
+        try:
+            data = _copy_rectangular(obj, shape, float)
+        except OverflowError:  # float(10 ** 400)
+            data = None
     if data is None:
         raise _shape_or_error(obj, "data", context, 0)[1]
-    return data, shape
+    return data, shape, dtype
 
 
-def _copy_rectangular(obj, shape):
-    """Copy obj as nested lists of floats of exactly `shape`, or None if it does not fit."""
+def _is_bool_array(obj):
+    """Whether an array holds bools: NumPy's and JAX's dtype kind "b", torch's torch.bool."""
+    dtype = getattr(obj, "dtype", None)
+    return getattr(dtype, "kind", None) == "b" or str(dtype) == "torch.bool"
+
+
+def _copy_rectangular(obj, shape, kind):
+    """Copy obj as nested lists of exactly `shape` whose values are of `kind` (float: any
+    real number, made a float; bool: bools only), or None if it does not fit."""
     if not shape:
+        if kind is bool:
+            return obj if type(obj) is bool else None
         if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
             return float(obj)
         return None
     if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
         return None
     if len(shape) == 1:
-        if set(map(type, obj)) <= _REAL_TYPES:  # the common case, checked at C speed
+        types = set(map(type, obj))  # the common cases, checked at C speed
+        if kind is float and types <= _REAL_TYPES:
             return list(map(float, obj))
-        row = [_copy_rectangular(value, ()) for value in obj]
+        if kind is bool:
+            return list(obj) if types <= {bool} else None
+        row = [_copy_rectangular(value, (), kind) for value in obj]
     else:
-        row = [_copy_rectangular(child, shape[1:]) for child in obj]
+        row = [_copy_rectangular(child, shape[1:], kind) for child in obj]
     return None if None in row else row
 
 
@@ -6269,14 +6602,21 @@ def trace(f, offset=0, axis1=0, axis2=1):
 
 
 def _is_input(leaf):
-    """Whether a leaf of the arguments is an input of a program: a tensor, an array or a
-    number (not a bool, nor NumPy's: a flag steers the code, so it is static)."""
-    if isinstance(leaf, Tensor):
-        return True
-    if isinstance(leaf, bool) or (getattr(getattr(leaf, "dtype", None), "kind", "") == "b"
-                                  and getattr(leaf, "shape", None) == ()):
+    """Whether a leaf of the arguments is an input of a program: a float tensor, an array or
+    a number. A bool is static, part of the program: a flag steers the code, and a mask
+    decides the shape of what it picks (as JAX's static arguments, keyed by its values)."""
+    if _is_bool(leaf):
         return False
-    return _has_tolist(leaf) or isinstance(leaf, numbers.Real)
+    return isinstance(leaf, Tensor) or _has_tolist(leaf) or isinstance(leaf, numbers.Real)
+
+
+def _static_key(leaf):
+    """What of a static leaf decides the program: a mask (bool tensor or array) by its shape
+    and values, anything else by itself (==, so it must be hashable)."""
+    if _is_bool(leaf) and not isinstance(leaf, bool):
+        data, shape, _ = _to_lists(leaf.data if isinstance(leaf, Tensor) else leaf, "jit")
+        return ("mask", shape, tuple(_flat(data, len(shape))))
+    return leaf
 
 
 def _trace(f, args, kwargs):
@@ -6285,7 +6625,7 @@ def _trace(f, args, kwargs):
     inputs, leaves = [], []
     for keys, leaf in items:
         if _is_input(leaf):
-            data, shape = _to_lists(leaf, "trace") if not isinstance(leaf, Tensor) else (
+            data, shape = _to_lists(leaf, "trace")[:2] if not isinstance(leaf, Tensor) else (
                 leaf.data, leaf.shape)
             leaf = _node(None, None, data, shape, (), (), _ARGUMENT)
             inputs.append((keys, leaf))
@@ -6317,16 +6657,18 @@ _ARGUMENT = MappingProxyType({"argument": True})
 
 
 class Var:
-    """A variable of a program: its name in the listing and its shape. An input also has the
-    path of its leaf in the arguments; a constant, its data."""
+    """A variable of a program: its name in the listing, its shape and its dtype (listed as
+    f[...] for float64, b[...] for bool). An input also has the path of its leaf in the
+    arguments; a constant, its data."""
 
-    __slots__ = ("name", "shape", "path", "data")
+    __slots__ = ("name", "shape", "path", "data", "dtype")
 
-    def __init__(self, name, shape, path=None, data=None):
+    def __init__(self, name, shape, path=None, data=None, dtype=float64):
         self.name, self.shape, self.path, self.data = name, shape, path, data
+        self.dtype = dtype
 
     def __repr__(self):
-        return f"{self.name}:f[{','.join(map(str, self.shape))}]"
+        return f"{self.name}:{'b' if self.dtype is bool_ else 'f'}[{','.join(map(str, self.shape))}]"
 
 
 class Equation:
@@ -6396,14 +6738,15 @@ class Program:
             for x in t.inputs:
                 if x not in var_of:  # a constant: not recorded, or a leaf made in f
                     _check_constant(x)
-                    var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data)
+                    var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data,
+                                    dtype=x.dtype)
                     constants.append(var_of[x])
                 inputs_.append(var_of[x])
             key = (t.op, t.forward, tuple(map(id, inputs_)), _attrs_key(t.attrs))
             if key in merged:  # the same op on the same inputs: the same value
                 var_of[t] = merged[key]
                 continue
-            var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape)
+            var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape, dtype=t.dtype)
             equations.append(Equation(t.op, tuple(inputs_), var_of[t], dict(t.attrs),
                                       t.forward, t in state.backward))
         # A constant computed from a grad's argument (a closure of a jitted f inside grad):
@@ -6414,7 +6757,7 @@ class Program:
         for t in outputs:
             if t not in var_of:  # an output that is a constant
                 _check_constant(t)
-                var_of[t] = Var(_letters(len(var_of)), t.shape, data=t.data)
+                var_of[t] = Var(_letters(len(var_of)), t.shape, data=t.data, dtype=t.dtype)
                 constants.append(var_of[t])
         self.constants, self.equations = tuple(constants), tuple(equations)
         self.outputs = tuple(var_of[t] for t in outputs)
@@ -6502,14 +6845,15 @@ class Program:
 
     def _results(self, data):
         """Fresh leaves of the outputs' data, in the structure of f's result."""
-        return self._in_structure([_leaf(d, v.shape) for d, v in zip(data, self.outputs)])
+        return self._in_structure([_leaf(d, v.shape, v.dtype)
+                                   for d, v in zip(data, self.outputs)])
 
     def _with_ops(self, inputs):
         """The equations run as ops, each by its op's function (forward(*inputs, **attrs)
         makes the node again), for a call while tracing or inside grad: the graph, and so
         the gradients, go through the program."""
         values = dict(zip(self.inputs, inputs))
-        values.update((v, _node(None, None, v.data, v.shape, (), (), _CONSTANT))
+        values.update((v, _node(None, None, v.data, v.shape, (), (), _CONSTANT, v.dtype))
                       for v in self.constants)
         for eq in self.equations:
             values[eq.output] = eq.forward(*[values[v] for v in eq.inputs], **eq.attrs)
@@ -6578,13 +6922,15 @@ class Program:
             raise ImportError(f"Program.compile({backend!r}) needs {backend}, which is not "
                               f"installed here: {_BACKENDS[backend].install}") from error
         function, as_array = namespace["program"], namespace["as_array"]
+        convert = [as_array if v.dtype is float64 else functools.partial(
+            namespace["as_dtype"], dtype="bool") for v in self.outputs]
         if backend == "jax":  # compiled by XLA once per shape: op by op, JAX is slow
             function = namespace["jax"].jit(function)
 
         def compiled(*args, **kwargs):
             inputs = self._input_tensors(f"compiled {backend} program", args, kwargs,
                                          as_array)
-            return self._in_structure([as_array(out) for out in function(*inputs)])
+            return self._in_structure([to(out) for to, out in zip(convert, function(*inputs))])
 
         compiled.function = function  # the generated function itself, on flat arrays
         return compiled
@@ -6619,8 +6965,11 @@ def _argument_path(keys):
 
 
 def _same_static(was, leaf):
+    if was is leaf:
+        return True
     try:
-        return was is leaf or bool(was == leaf)
+        was, leaf = _static_key(was), _static_key(leaf)
+        return type(was) is type(leaf) and bool(was == leaf)
     except Exception:  # noqa: BLE001: an == that cannot answer is a no
         return False
 
@@ -6653,7 +7002,8 @@ def _run_equation(eq, data):
     """The output data of one equation, by its op's rule (_RULES), as eager rax computes."""
     rule = _rule_of(eq)
     if rule is None:  # a primitive of your own: its forward, on leaves
-        out = eq.forward(*[_leaf(d, v.shape) for d, v in zip(data, eq.inputs)], **eq.attrs)
+        out = eq.forward(*[_leaf(d, v.shape, v.dtype) for d, v in zip(data, eq.inputs)],
+                         **eq.attrs)
         return out.data
     if isinstance(rule, _Elementwise):
         if eq.op == "pow_scalar":
@@ -6743,6 +7093,8 @@ def _signature(arguments):
     each static leaf itself (by ==, so it must be hashable, as JAX's static arguments); and
     the leaves that are inputs."""
     def shape_or_static(leaf):
+        if _is_bool(leaf):
+            return _Name("static")
         if isinstance(leaf, Tensor) or hasattr(leaf, "shape"):  # a tensor, an array
             return _Name(f"f{list(leaf.shape)}")
         if _is_input(leaf):
@@ -6753,13 +7105,14 @@ def _signature(arguments):
         if _is_input(leaf):
             inputs.append(leaf)
         else:
+            key = _static_key(leaf)
             try:
-                hash(leaf)
+                hash(key)
             except TypeError:
                 raise TypeError(f"jit: {_argument_path(keys)} = {leaf!r:.60} is a static "
                                 f"argument (not a tensor or number), so it must be hashable"
                                 ) from None
-            statics.append((type(leaf), leaf))
+            statics.append((type(leaf), key))
     return (repr(tree_map(shape_or_static, arguments)), tuple(statics)), inputs
 
 
@@ -6954,16 +7307,19 @@ class _PythonWriter:
 
 def _primitive_call(eq):
     """A primitive of your own as a function of data, as compiled code calls it."""
-    forward, shapes, attrs = eq.forward, [v.shape for v in eq.inputs], eq.attrs
+    forward, attrs = eq.forward, eq.attrs
+    shapes = [(v.shape, v.dtype) for v in eq.inputs]
 
     def call(*data):
-        return forward(*[_leaf(d, s) for d, s in zip(data, shapes)], **attrs).data
+        return forward(*[_leaf(d, *s) for d, s in zip(data, shapes)], **attrs).data
 
     return call
 
 
 def _literal(value):
-    """A float as Python source: 2.0, -0.0, inf, nan."""
+    """A float (or bool) as Python source: 2.0, -0.0, inf, nan, True."""
+    if type(value) is bool:
+        return repr(value)
     if value != value:
         return "nan"
     return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
@@ -6991,7 +7347,7 @@ _RESERVED = _MATH_NAMES | frozenset(("program", "inf", "nan",
                        "add", "sub", "mul", "truediv", "neg", "pow", "repeat", "sum", "map",
                        "zip", "range", "list", "abs", "len", "row", "column", "row0", "row1",
                        "column0", "column1", "np", "jnp", "jax", "torch", "math", "as_array",
-                       "as_float", "logsumexp", "scatter", "one_hot", "index_array",
+                       "as_dtype", "logsumexp", "scatter", "one_hot", "index_array",
                        "take_backward", "im2col", "col2im", "argext", "_added",
                        "cofactors", "eigh_packed",
                        "_program")) | frozenset(
@@ -7169,9 +7525,14 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "pow": "{xp}.power({0}, {1})",
     "maximum": "{xp}.where(({0} > {1}) | ({0} != {0}), {0}, {1})",
     "minimum": "{xp}.where(({0} < {1}) | ({0} != {0}), {0}, {1})",
-    "less": "as_float({0} < {1})", "less_equal": "as_float({0} <= {1})",
-    "greater": "as_float({0} > {1})", "greater_equal": "as_float({0} >= {1})",
-    "equal": "as_float({0} == {1})", "where": "{xp}.where({0} != 0.0, {1}, {2})",
+    "less": "{0} < {1}", "less_equal": "{0} <= {1}", "greater": "{0} > {1}",
+    "greater_equal": "{0} >= {1}", "equal": "{0} == {1}", "not_equal": "{0} != {1}",
+    "where": "{xp}.where({0}, {1}, {2})", "astype": "as_dtype({0}, '{dtype}')",
+    "logical_and": "{xp}.logical_and({0}, {1})", "logical_or": "{xp}.logical_or({0}, {1})",
+    "logical_xor": "{xp}.logical_xor({0}, {1})", "logical_not": "{xp}.logical_not({0})",
+    "signbit": "{xp}.signbit({0})",
+    "any": "{xp}.any({0}, axis={axis}, keepdims={keepdims})",
+    "all": "{xp}.all({0}, axis={axis}, keepdims={keepdims})",
     "identity": "{0}", "stop_gradient": "{0}",
     "broadcast_to": "{xp}.broadcast_to({0}, {shape})", "reshape": "{xp}.reshape({0}, {shape})",
     "transpose": "{xp}.transpose({0}, {axes})", "getitem": "{0}[{index}]",
@@ -7227,9 +7588,9 @@ def as_array(x):
     return {as_array}
 
 
-def as_float(mask):
-    """A mask of True and False as 1.0 and 0.0."""
-    return {as_float}
+def as_dtype(x, dtype):
+    """x as an array of rax's dtype "float64" or "bool"."""
+    return {as_dtype}
 
 
 def plus_zero(x):
@@ -7442,7 +7803,8 @@ _BACKENDS = {
                        "swap": "transpose(0, 2, 1)",
                        "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "np.asarray(x, dtype=np.float64)",
-                       "as_float": "np.asarray(mask, dtype=np.float64)",
+                       "as_dtype": "np.asarray(x, dtype=np.bool_ if dtype == 'bool' "
+                                   "else np.float64)",
                        "power": "np.power",
                        "eigh": "np.linalg.eigh(a, UPLO=uplo)",
                        "cat": "np.concatenate"},
@@ -7456,7 +7818,8 @@ _BACKENDS = {
                      "swap": "transpose(0, 2, 1)",
                      "add_at": "out.at[window].add(g[:, :, i * kw + j])",
                      "as_array": "jnp.asarray(x, dtype=jnp.float64)",
-                     "as_float": "jnp.asarray(mask, dtype=jnp.float64)",
+                     "as_dtype": "jnp.asarray(x, dtype=jnp.bool_ if dtype == 'bool' "
+                                 "else jnp.float64)",
                      "power": "jnp.power",
                      "eigh": "jnp.linalg.eigh(a, UPLO=uplo, symmetrize_input=False)",
                      "cat": "jnp.concatenate"},
@@ -7468,7 +7831,8 @@ _BACKENDS = {
                        "swap": "permute(0, 2, 1)",
                        "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "torch.as_tensor(x, dtype=torch.float64)",
-                       "as_float": "mask.to(torch.float64)",
+                       "as_dtype": "torch.as_tensor(x, dtype=torch.bool if dtype == 'bool' "
+                                   "else torch.float64)",
                        "power": "torch.pow",
                        "eigh": "torch.linalg.eigh(a, UPLO=uplo)",
                        "cat": "torch.cat"},
@@ -7489,10 +7853,11 @@ def _array_source(program, backend):
     def name(var):
         if var in names:
             return names[var]
+        convert = "as_array({})" if var.dtype is float64 else "as_dtype({}, 'bool')"
         if not var.shape:  # a 0-d constant: its value (torch's ops want a tensor)
             literal = _literal(var.data)
-            return f"as_array({literal})" if backend == "torch" else literal
-        text = f"as_array({_nested_literal(var.data)}).reshape({var.shape})"
+            return convert.format(literal) if backend == "torch" else literal
+        text = f"{convert.format(_nested_literal(var.data))}.reshape({var.shape})"
         names[var] = f"c{len(names)}"
         lines.append(f"    {names[var]} = {text}")
         return names[var]
@@ -7529,7 +7894,8 @@ def _array_source(program, backend):
         lines.append(f"    {_array_name(eq, names)} = {expression}")
     outputs = ", ".join(name(v) for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
-    head = (f"# rax program as {backend} code; every array is float64.\n"
+    head = (f"# rax program as {backend} code; every array is float64, or bool where a "
+            f"comparison made it.\n"
             f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
             f"{table.helpers}\n\n"
             f"def program({', '.join(params)}):")
@@ -7547,9 +7913,9 @@ def _array_name(eq, names):
 def _array_expression(eq, operands, table):
     """The expression of one equation in a backend's table."""
     attrs = dict(eq.attrs)
-    if eq.op in ("sum", "max", "min", "logsumexp", "prod") and not attrs["axis"]:
+    if eq.op in ("sum", "max", "min", "logsumexp", "prod", "any", "all") and not attrs["axis"]:
         # over no axes: each element alone (the sum turns -0.0 into 0.0, as rax's)
-        return operands[0] if eq.op in ("max", "min", "prod") else f"plus_zero({operands[0]})"
+        return f"plus_zero({operands[0]})" if eq.op in ("sum", "logsumexp") else operands[0]
     if eq.op == "pow_scalar":
         exponent = attrs["exponent"]
         if exponent in (0.5, -0.5):  # the libraries take sqrt or rsqrt, which differ from
@@ -7773,6 +8139,10 @@ def _minimum_rows(x, y):
     return [a if a < b or a != a else b for a, b in zip(x, y)]
 
 
+def _signbit_rows(x):
+    return [math.copysign(1.0, v) < 0.0 for v in x]
+
+
 def _select_rows(condition, x, y):
     """x where condition is nonzero (nan counts as nonzero), else y."""
     return [a if c else b for c, a, b in zip(condition, x, y)]
@@ -7780,24 +8150,14 @@ def _select_rows(condition, x, y):
 
 # Comparisons give 1.0 or 0.0. One comprehension each, since calling operator.lt for every
 # element would take twice as long.
-def _less_rows(x, y):
-    return [1.0 if a < b else 0.0 for a, b in zip(x, y)]
+def astype_lists(x, ndim, dtype):
+    """Nested list x with every element converted to dtype "float64" (a float) or "bool"
+    (True where nonzero).
 
-
-def _less_equal_rows(x, y):
-    return [1.0 if a <= b else 0.0 for a, b in zip(x, y)]
-
-
-def _greater_rows(x, y):
-    return [1.0 if a > b else 0.0 for a, b in zip(x, y)]
-
-
-def _greater_equal_rows(x, y):
-    return [1.0 if a >= b else 0.0 for a, b in zip(x, y)]
-
-
-def _equal_rows(x, y):
-    return [1.0 if a == b else 0.0 for a, b in zip(x, y)]
+    >>> astype_lists([[0.0, 2.0]], 2, "bool")
+    [[False, True]]
+    """
+    return elementwise(float if dtype == "float64" else bool, (x,), ndim)
 
 
 def reduce_lists(x, shape, axes, fn, new_shape=None):
@@ -8618,7 +8978,9 @@ _constants = {}
 
 
 def _constant(value):
-    """The constant leaf for the float `value`."""
+    """The constant leaf for the float (or bool) `value`."""
+    if type(value) is bool:  # not shared: True == 1.0 would find 1.0's constant
+        return _node(None, None, value, (), (), (), _CONSTANT, bool_)
     constant = _constants.get(value)
     if constant is None:
         constant = _node(None, None, value, (), (), (), _CONSTANT)
