@@ -341,7 +341,7 @@ class Tensor:
         if self.size != 1:
             raise TypeError(f"only a tensor with one element converts to float; "
                             f"this one has shape {self.shape}")
-        return self.item()
+        return float(self.item())
 
     def __int__(self):
         return int(float(self))
@@ -793,13 +793,13 @@ def _kept_shape(shape, axes):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def sum(x, axis=None, keepdims=False, *, dim=None):
+def sum(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The sum over `axis` (None: all axes; an int or a tuple).   d/dx = 1 for every element
 
     >>> sum(Tensor([[1, 2], [3, 4]]), axis=0)
     Tensor([4.0, 6.0], op='sum')
     """
-    _no_dim("sum", dim)
+    _no_dim("sum", dim, dtype, out)
     return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
 
 
@@ -1753,9 +1753,16 @@ _transpose_vjps = (lambda g, out, x: g.transpose([out.attrs["axes"].index(i)
                                                   for i in range(x.ndim)]),)
 
 
-def _no_dim(op, dim):
+def _no_dim(op, dim, dtype=None, out=None):
     """PyTorch's dim= is called axis= here, as in NumPy: a TypeError that says so, rather than
-    Python's "unexpected keyword argument"."""
+    Python's "unexpected keyword argument". NumPy's dtype= and out=, which numpy.sum(t) and
+    the like pass to a tensor's method, are accepted as None (and dtype as float64): rax
+    computes in float64, and a tensor is never written into."""
+    if out is not None:
+        raise TypeError(f"{op}: out= is not supported: rax tensors never change; use the "
+                        f"result")
+    if dtype is not None and not float64 == dtype:
+        raise TypeError(f"{op}: dtype={dtype!r}: rax computes in float64")
     if dim is not None:
         raise TypeError(f"{op}: the axis is called axis= in rax, as in NumPy (dim= is "
                         f"PyTorch's name): write axis={dim!r}")
@@ -2139,7 +2146,7 @@ def _masks_as_indices(x, key):
 
 # ---- 4d. Reductions: max and min -----------------------------------------------------------
 
-def max(x, axis=None, keepdims=False, *, dim=None):
+def max(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The largest element over `axis`; nan if any is nan.
 
     d/dx = 1 at the largest element; tied largest elements share it equally (torch.amax).
@@ -2147,11 +2154,11 @@ def max(x, axis=None, keepdims=False, *, dim=None):
     >>> max(Tensor([[1, 5], [7, 2]]), axis=1)
     Tensor([5.0, 7.0], op='max')
     """
-    _no_dim("max", dim)
+    _no_dim("max", dim, dtype, out)
     return _extremum(max, x, axis, keepdims, _max_of)
 
 
-def min(x, axis=None, keepdims=False, *, dim=None):
+def min(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The smallest element over `axis`; nan if any is nan.
 
     d/dx = 1 at the smallest element; tied smallest elements share it equally (torch.amin).
@@ -2159,7 +2166,7 @@ def min(x, axis=None, keepdims=False, *, dim=None):
     >>> min(Tensor([[1, 5], [7, 2]]))
     Tensor(1.0, op='min')
     """
-    _no_dim("min", dim)
+    _no_dim("min", dim, dtype, out)
     return _extremum(min, x, axis, keepdims, _min_of)
 
 
@@ -2182,7 +2189,7 @@ def _extremum_vjp(g, out, x):
     return g.reshape(kept) / winners.sum(out.attrs["axis"], keepdims=True) * winners
 
 
-def prod(x, axis=None, keepdims=False, *, dim=None):
+def prod(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The product over `axis` (None: all axes), multiplied in order (1.0 for none).
 
     d/dx_i = the product of the others, right where x holds zeros too (as PyTorch): with
@@ -2192,7 +2199,7 @@ def prod(x, axis=None, keepdims=False, *, dim=None):
     >>> prod(Tensor([[1, 2], [3, 4]]), axis=1).tolist()
     [2.0, 12.0]
     """
-    _no_dim("prod", dim)
+    _no_dim("prod", dim, dtype, out)
     return _reduce(prod, _as_tensor(x, "prod"), axis, keepdims, _prod_of, _prod_vjps)
 
 
@@ -2216,7 +2223,7 @@ _RULES["prod"] = _reduction("_prod_of")
 _prod_vjps = (_prod_vjp,)
 
 
-def argmax(x, axis=None, keepdims=False, *, dim=None):
+def argmax(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The index of the largest element along `axis` (None: in the flattened tensor), as a
     float: the first of tied ones, and the first nan if there is one (as NumPy). No
     gradient flows through it.
@@ -2224,17 +2231,17 @@ def argmax(x, axis=None, keepdims=False, *, dim=None):
     >>> argmax(Tensor([[1, 5, 5], [7, 0, 2]]), axis=1).tolist()
     [1.0, 0.0]
     """
-    _no_dim("argmax", dim)
+    _no_dim("argmax", dim, dtype, out)
     return _argextremum(argmax, x, axis, keepdims)
 
 
-def argmin(x, axis=None, keepdims=False, *, dim=None):
+def argmin(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The index of the smallest element along `axis`, as argmax does for the largest.
 
     >>> argmin(Tensor([[1, 5, 5], [7, 0, 2]])).item()
     4.0
     """
-    _no_dim("argmin", dim)
+    _no_dim("argmin", dim, dtype, out)
     return _argextremum(argmin, x, axis, keepdims)
 
 
@@ -2556,7 +2563,7 @@ _SIGMOID = _RULES["sigmoid"] = _Elementwise("_sigmoid({0})", "_sigmoid")
 _sigmoid_vjps = (lambda g, out, x: g * (1.0 - out) * out,)
 
 
-def mean(x, axis=None, keepdims=False, *, dim=None):
+def mean(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """The sum over `axis` divided by n, the number of elements summed (nan for none).
 
     d/dx = 1/n for every element.
@@ -2564,7 +2571,7 @@ def mean(x, axis=None, keepdims=False, *, dim=None):
     >>> mean(Tensor([[1, 2], [3, 4]]), axis=1)
     Tensor([1.5, 3.5], op='div')
     """
-    _no_dim("mean", dim)
+    _no_dim("mean", dim, dtype, out)
     x = _as_tensor(x, "mean")
     count = math.prod(x.shape[a] for a in _normalize_axes("mean", axis, x.ndim))
     return x.sum(axis, keepdims) / float(count)
@@ -3057,14 +3064,14 @@ def gelu(x):
     return 0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
 
 
-def cumsum(x, axis=None, *, dim=None):
+def cumsum(x, axis=None, *, dim=None, dtype=None, out=None):
     """The running sums along `axis` (None: of x flattened), added in order, as
     numpy.cumsum.   d/dx: g summed from each place to the end (a reversed cumsum)
 
     >>> cumsum(Tensor([1, 2, 3])).tolist()
     [1.0, 3.0, 6.0]
     """
-    _no_dim("cumsum", dim)
+    _no_dim("cumsum", dim, dtype, out)
     return _running(cumsum, x, axis, cumsum_lists, _cumsum_vjps)
 
 
@@ -3085,7 +3092,7 @@ _cumsum_vjps = (lambda g, out, x: flip(cumsum(flip(g, out.attrs["axis"]), out.at
                                        out.attrs["axis"]),)
 
 
-def cumprod(x, axis=None, *, dim=None):
+def cumprod(x, axis=None, *, dim=None, dtype=None, out=None):
     """The running products along `axis` (None: of x flattened), multiplied in order, as
     numpy.cumprod. d/dx_i = sum over k >= i of g_k times the product of x_j for j <= k,
     j != i: right where x holds zeros too (it never divides by x).
@@ -3093,7 +3100,7 @@ def cumprod(x, axis=None, *, dim=None):
     >>> cumprod(Tensor([1, 2, 3])).tolist()
     [1.0, 2.0, 6.0]
     """
-    _no_dim("cumprod", dim)
+    _no_dim("cumprod", dim, dtype, out)
     return _running(cumprod, x, axis, cumprod_lists, _cumprod_vjps)
 
 
@@ -3126,7 +3133,8 @@ def sign(x):
     [-1.0, 0.0, 1.0]
     """
     x = _as_tensor(x, "sign")
-    return where(equal(x, x), (x > 0.0) - (x < 0.0), x)  # x == x is false only for nan
+    up, down = astype(x > 0.0, float64), astype(x < 0.0, float64)
+    return where(equal(x, x), up - down, x)  # x == x is false only for nan
 
 
 # ---- 5c. Activations and losses ------------------------------------------------------------
@@ -3176,14 +3184,14 @@ def elu(x, alpha=1.0):
     return where(x > 0.0, x, alpha * (exp(where(x > 0.0, 0.0, x)) - 1.0))
 
 
-def var(x, axis=None, ddof=0, keepdims=False, *, dim=None):
+def var(x, axis=None, ddof=0, keepdims=False, *, dim=None, dtype=None, out=None):
     """The variance over `axis`: the sum of squared deviations from the mean over n - ddof
     (as NumPy; n - ddof <= 0 gives inf or nan).   d/dx = 2 (x - mean) / (n - ddof)
 
     >>> var(Tensor([1, 2, 3, 4])).item()
     1.25
     """
-    _no_dim("var", dim)
+    _no_dim("var", dim, dtype, out)
     x = _as_tensor(x, "var")
     axes = _normalize_axes("var", axis, x.ndim)
     count = math.prod(x.shape[a] for a in axes) - _scalar("var", "ddof", ddof)
@@ -3191,14 +3199,14 @@ def var(x, axis=None, ddof=0, keepdims=False, *, dim=None):
     return (deviation * deviation).sum(axes, keepdims) / float(count)
 
 
-def std(x, axis=None, ddof=0, keepdims=False, *, dim=None):
+def std(x, axis=None, ddof=0, keepdims=False, *, dim=None, dtype=None, out=None):
     """The standard deviation, sqrt(var(x, axis, ddof)); its gradient is 0 where the
     variance is 0 (as PyTorch's), not 0/0.
 
     >>> std(Tensor([1, 3])).item()
     1.0
     """
-    _no_dim("std", dim)
+    _no_dim("std", dim, dtype, out)
     return _where_zero(var(x, axis, ddof, keepdims), sqrt)  # d/dx 0 where var is 0, as torch
 
 
@@ -4482,27 +4490,19 @@ def partition(x, kth, axis=-1):
 def _all(x, axis=None, keepdims=False, *, out=None):
     """True where every element over `axis` is true (nonzero; nan counts), as numpy.all
     (rax.all, and the method t.all())."""
-    _no_out("all", out)
+    _no_dim("all", None, None, out)
     return _reduce(_all, _as_bools(x, "all"), axis, keepdims, builtins.all, (None,), bool_)
 
 
 def _any(x, axis=None, keepdims=False, *, out=None):
     """True where some element over `axis` is true (nonzero), as numpy.any (rax.any)."""
-    _no_out("any", out)
+    _no_dim("any", None, None, out)
     return _reduce(_any, _as_bools(x, "any"), axis, keepdims, builtins.any, (None,), bool_)
 
 
 _all.__name__, _any.__name__ = "all", "any"
 _RULES["all"], _RULES["any"] = _reduction("_every"), _reduction("_some")
 _every, _some = builtins.all, builtins.any  # the kernels' names for Python's all and any
-
-
-def _no_out(op, out):
-    """NumPy passes out=None to a tensor's own method (numpy.sum(t) calls t.sum(axis=None,
-    out=None)): None is accepted; an array to write into is not, since tensors never change."""
-    if out is not None:
-        raise TypeError(f"{op}: out= is not supported: rax tensors never change; use the "
-                        f"result")
 
 
 def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
@@ -5516,14 +5516,17 @@ def _read_state(op, state, names):
 #
 # "rax" is the version of the layout. A list is a JSON array; a dict is {"dict": {...}} (keys
 # are strings), a tuple {"tuple": [...]} (a namedtuple comes back as a plain tuple), a tensor
-# {"shape": [...], "data": nested lists} (its values only: it comes back as a leaf). Numbers
+# {"shape": [...], "data": nested lists} (its values only: it comes back as a leaf; a bool
+# tensor says so, {"shape": [...], "dtype": "bool", "data": [true, ...]}). Numbers
 # stay numbers: true/false for bools, JSON integers for ints, and floats as Python's repr,
 # which reads back as the very same float (-0.0 included). JSON has no inf or nan, so they
 # are the strings "inf", "-inf", "nan" (the bits 0x7ff8000000000000), "-nan" (the same with
 # the sign bit set, what x86 gives for inf - inf), and any other nan "nan:" followed by its
 # 16 hexadecimal bits. load reads only this layout, with Python's json: nothing is executed.
 # Trees nest at most _MAX_SAVE_DEPTH containers deep, so that reading the file back stays
-# far from Python's recursion limit.
+# far from Python's recursion limit. save to a path writes a temporary file beside it and
+# renames it over the old one (os.replace, atomic): killed at any moment, it leaves either
+# the old file or the new one, whole.
 
 _SAVE_VERSION = 1
 _MAX_SAVE_DEPTH = 100
@@ -5537,7 +5540,9 @@ def save(file, tree):
     Every float comes back from load exactly, inf, nan and -0.0 included; tensors come back
     as leaves with their values and shape, numbers as numbers, tuples as tuples. file is a
     path or an open text file. Dict keys must be strings. The whole text is made before the
-    file is opened, so a tree that cannot be saved leaves an existing file as it was.
+    file is opened, so a tree that cannot be saved leaves an existing file as it was; and a
+    path is written atomically (a temporary file, flushed to disk, then renamed over it),
+    so a save that is killed or fails leaves the old file whole.
 
     >>> import io
     >>> f = io.StringIO()
@@ -5556,10 +5561,28 @@ def save(file, tree):
         raise TypeError(f"save: file must be a path or an open text file, got {file!r:.80}")
     text = f'{{"rax": {_SAVE_VERSION}, "tree": {_tree_to_json(tree, (), set())}}}\n'
     if is_path:
-        with open(file, "w", encoding="utf-8") as f:
-            f.write(text)
+        _write_atomically(os.fsdecode(file), text)
     else:
         file.write(text)
+
+
+def _write_atomically(path, text):
+    """Write text to path through a temporary file in the same folder, renamed over path
+    once it is on disk; on any failure the temporary file is removed, path is untouched."""
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
 
 
 def load(file):
@@ -5643,7 +5666,8 @@ def _leaf_to_json(leaf, keys):
     """The JSON text of a tensor or a number of a tree being saved."""
     if isinstance(leaf, Tensor):
         data = json.dumps(_data_to_json(leaf), allow_nan=False)
-        return f'{{"shape": {list(leaf.shape)}, "data": {data}}}'
+        dtype = ', "dtype": "bool"' if leaf.dtype is bool_ else ""
+        return f'{{"shape": {list(leaf.shape)}{dtype}, "data": {data}}}'
     if isinstance(leaf, bool):
         return "true" if leaf else "false"
     if isinstance(leaf, numbers.Integral):
@@ -5713,8 +5737,8 @@ def _tree_from_json(node, keys):
     if isinstance(node, list):
         return [_tree_from_json(child, keys + (i,)) for i, child in enumerate(node)]
     if isinstance(node, dict):
-        if node.keys() == {"shape", "data"}:
-            return _tensor_from_json(node["shape"], node["data"], where)
+        if node.keys() == {"shape", "data"} or node.keys() == {"shape", "dtype", "data"}:
+            return _tensor_from_json(node["shape"], node["data"], node.get("dtype"), where)
         if node.keys() == {"dict"} and isinstance(node["dict"], dict):
             return {key: _tree_from_json(child, keys + (key,))
                     for key, child in node["dict"].items()}
@@ -5729,13 +5753,19 @@ def _tree_from_json(node, keys):
     return _float_from_json(node, where)
 
 
-def _tensor_from_json(shape, data, where):
-    """A leaf from the "shape" and "data" of a tensor in a saved file, both checked."""
+def _tensor_from_json(shape, data, dtype, where):
+    """A leaf from the "shape", "data" (and "dtype") of a tensor in a saved file, checked."""
     if not (isinstance(shape, list) and len(shape) <= MAX_NDIM
             and all(type(n) is int and n >= 0 for n in shape)):
         raise ValueError(f'load: {where()}: "shape" must be a list of at most {MAX_NDIM} '
                          f'non-negative integers, got {shape!r:.80}')
+    if dtype not in (None, "bool"):
+        raise ValueError(f'load: {where()}: "dtype" may only be "bool" (float64 is said by '
+                         f'leaving it out), got {dtype!r:.80}')
     shape = tuple(shape)
+    if math.prod(shape) > MAX_SIZE:
+        raise ValueError(f"load: {where()}: shape {shape} has {math.prod(shape)} elements, "
+                         f"more than the {MAX_SIZE} a tensor may have")
     # The data of a shape with a zero side stops at that axis: (0, 3) is [], (2, 0) is [[], []].
     expected = shape[:shape.index(0) + 1] if 0 in shape else shape
     found, probe = [], data
@@ -5747,7 +5777,20 @@ def _tensor_from_json(shape, data, where):
     if tuple(found) != expected:
         raise ValueError(f'load: {where()}: "data" has shape {tuple(found)} but "shape" '
                          f'says {shape}')
+    if dtype == "bool":
+        data = _bools_from_json(data, expected, where)
+        return _leaf(data if 0 not in shape else _full_lists(shape, False), shape, bool_)
     return _leaf(_data_from_json(data, expected, where, ()), shape)
+
+
+def _bools_from_json(data, shape, where):
+    """The nested true/false of a saved bool tensor (its shape already checked at the first
+    items), checked all through."""
+    copied = _copy_rectangular(data, shape, bool) if 0 not in shape else data
+    if copied is None:
+        raise ValueError(f'load: {where()}: "data" of a bool tensor must be nested lists of '
+                         f'true and false of shape {shape}')
+    return copied
 
 
 def _data_from_json(data, shape, where, index):

@@ -106,9 +106,10 @@ def fold(flat, shape):
 
 
 def unfold(nested, shape):
-    """The flat list of nested lists that must be exactly of `shape`, with float leaves."""
+    """The flat list of nested lists that must be exactly of `shape`, with float (or, for a
+    bool tensor's, bool) leaves."""
     if not shape:
-        assert type(nested) is float, f"expected a float, got {nested!r}"
+        assert type(nested) in (float, bool), f"expected a float or a bool, got {nested!r}"
         return [nested]
     assert isinstance(nested, list) and len(nested) == shape[0], (
         f"expected a list of {shape[0]}, got {nested!r}")
@@ -521,14 +522,16 @@ COMPARISONS = [
 @pytest.mark.parametrize("name, rax_fn, python_fn", COMPARISONS,
                          ids=[row[0] for row in COMPARISONS])
 @given(data=st.data())
-def test_comparisons_give_zero_or_one_and_no_gradient(name, rax_fn, python_fn, data):
-    """Comparisons give 1.0 where the relation holds and 0.0 elsewhere (with broadcasting and
+def test_comparisons_give_bools_and_no_gradient(name, rax_fn, python_fn, data):
+    """Comparisons give a bool tensor, True where the relation holds (with broadcasting and
     ties), and pass no gradient to either operand."""
     x, y, w = data.draw(binary_case(SMALL_INTS, SMALL_INTS))
     tx, ty = tensor(x), tensor(y)
     out = rax_fn(tx, ty)
-    expected = binary_reference(lambda a, b: 1.0 if python_fn(a, b) else 0.0, x, y)
-    assert_values(out, expected.flat, expected.shape)
+    expected = binary_reference(python_fn, x, y)
+    assert out.dtype == "bool" and out.shape == expected.shape
+    assert unfold(out.tolist(), out.shape) == expected.flat
+    assert all(type(v) is bool for v in unfold(out.tolist(), out.shape))
     g = contract(out, w).backward()
     assert unfold(g[tx].tolist(), x.shape) == [0.0] * len(x.flat)
     assert unfold(g[ty].tolist(), y.shape) == [0.0] * len(y.flat)
@@ -1411,12 +1414,20 @@ def test_tolist_rows_are_never_shared():
     assert listed[1][0] == 1.0 and t.tolist() == [[1.0, 2.0]] * 3
 
 
-def test_equality_and_hash_are_identity():
-    """== and hash are identity, so tensors with equal values are distinct dict keys."""
+def test_equality_is_elementwise_and_hash_is_identity():
+    """== and != compare values elementwise (bool tensors, as NumPy); hash is identity, so
+    tensors with equal values are still distinct dict keys; bool() of more than one element
+    is a ValueError that names .any() and .all(); `in` asks whether some element equals."""
     a, b = Tensor([1.0, 2.0]), Tensor([1.0, 2.0])
-    assert a == a and not (a == b) and a != b
+    assert (a == b).tolist() == [True, True] and (a != b).tolist() == [False, False]
+    assert (a == 2.0).tolist() == [False, True] and (a == nan).tolist() == [False, False]
     d = {a: "a", b: "b"}
     assert d[a] == "a" and d[b] == "b" and len({a, b, a}) == 2
+    with pytest.raises(ValueError, match=r"\.any\(\) or \.all\(\)"):
+        bool(a == b)
+    assert bool(Tensor([3.0]) == 3.0) and not bool(Tensor(1.0) == 2.0)
+    assert 2.0 in a and 3.0 not in a and 4.0 in Tensor([[1.0], [4.0]])
+    assert (a == None) is False and (a != "x") is True and a in [None, a]  # noqa: E711
 
 
 def test_dot_T_reverses_all_axes():
@@ -3193,7 +3204,7 @@ NUMPY_OPERATORS = [
     ("np.float64(2) ** t", lambda np, a, t: np.float64(2) ** t, lambda x, y: 2.0 ** y),
     ("t ** np.float64(2)", lambda np, a, t: t ** np.float64(2), lambda x, y: y ** 2.0),
     ("np.int64(3) - t", lambda np, a, t: np.int64(3) - t, lambda x, y: 3.0 - y),
-    ("array < t", lambda np, a, t: a < t, lambda x, y: float(x < y)),
+    ("array < t", lambda np, a, t: a < t, lambda x, y: x < y),
     ("rax.maximum(array, t)", lambda np, a, t: rax.maximum(a, t), lambda x, y: max(x, y)),
 ]
 
@@ -3207,8 +3218,9 @@ def test_numpy_values_on_either_side_of_an_operator_give_a_tensor(name, op, refe
     a, t = np.array([1.0, 2.0, 3.0]), Tensor([2.0, 2.0, 0.5])
     out = op(np, a, t)
     assert type(out) is Tensor and out.shape == (3,)
-    assert out.tolist() == [reference(x, y) for x, y in zip([1.0, 2.0, 3.0], [2.0, 2.0, 0.5])]
-    assert all(type(v) is float for v in out.data)
+    expected = [reference(x, y) for x, y in zip([1.0, 2.0, 3.0], [2.0, 2.0, 0.5])]
+    assert out.tolist() == expected
+    assert all(type(v) is type(e) for v, e in zip(out.data, expected))  # a bool, for <
 
 
 def test_matmul_of_a_numpy_matrix_and_a_tensor_is_a_tensor():
@@ -3228,9 +3240,9 @@ def test_tensor_takes_numpy_arrays_and_scalars_and_stores_python_floats():
     np = pytest.importorskip("numpy")
     cases = [
         (np.arange(3.0), [0.0, 1.0, 2.0]), (np.arange(3), [0.0, 1.0, 2.0]),
-        (np.array([True, False]), [1.0, 0.0]), (np.array([[1, 2]], dtype=np.int8), [[1.0, 2.0]]),
+        (np.array([[1, 2]], dtype=np.int8), [[1.0, 2.0]]),
         (np.array(2.5), 2.5), (np.float64(1.5), 1.5), (np.float32(0.5), 0.5), (np.int64(7), 7.0),
-        (np.bool_(True), 1.0), ([np.float64(1.0), np.int64(2)], [1.0, 2.0]),
+        ([np.float64(1.0), np.int64(2)], [1.0, 2.0]), ([True, 2.0], [1.0, 2.0]),
         (np.zeros((2, 0)), [[], []]),
     ]
     for data, expected in cases:
@@ -3238,6 +3250,12 @@ def test_tensor_takes_numpy_arrays_and_scalars_and_stores_python_floats():
             assert t.tolist() == expected and t.shape == np.shape(data)
             values = rax._flat(t.data, t.ndim) if t.shape else [t.data]
             assert all(type(v) is float for v in values), (data, values)
+    for data, expected in [(np.array([True, False]), [True, False]), (np.bool_(True), True),
+                           ([True, False], [True, False]), (np.zeros((0, 2), bool), [])]:
+        for t in (Tensor(data), rax.stop_gradient(data), rax.reshape(data, np.shape(data))):
+            assert t.dtype == "bool" and t.tolist() == expected and t.shape == np.shape(data)
+        assert rax.add(data, 0.0).dtype == "float64"  # arithmetic reads bools as numbers
+        assert rax.add(data, 0.0).tolist() == np.add(data, 0.0).tolist()
     assert type(rax.full((2,), np.float64(3.0)).data[0]) is float
     assert type(rax.pow(Tensor([2.0]), np.float64(3.0)).attrs["exponent"]) is float
     assert rax.one_hot(np.array([1, 0]), np.int64(2)).tolist() == [[0.0, 1.0], [1.0, 0.0]]
@@ -4236,11 +4254,12 @@ SPECIAL_BINARY = [
     ("div", operator.truediv, _ieee_div),
     ("maximum", rax.maximum, _numpy_maximum),
     ("minimum", rax.minimum, _numpy_minimum),
-    ("less", operator.lt, lambda a, b: float(a < b)),
-    ("less_equal", operator.le, lambda a, b: float(a <= b)),
-    ("greater", operator.gt, lambda a, b: float(a > b)),
-    ("greater_equal", operator.ge, lambda a, b: float(a >= b)),
-    ("equal", rax.equal, lambda a, b: float(a == b)),
+    ("less", operator.lt, operator.lt),
+    ("less_equal", operator.le, operator.le),
+    ("greater", operator.gt, operator.gt),
+    ("greater_equal", operator.ge, operator.ge),
+    ("equal", rax.equal, operator.eq),
+    ("not_equal", operator.ne, operator.ne),
 ]
 
 
@@ -5519,7 +5538,8 @@ def test_each_elementwise_rule_says_one_computation(op):
     fast = eval("lambda *v: " + rule.expr.format(*(f"v[{i}]" for i in range(arity))), namespace)
     safe = eval("lambda *v: " + rule.safe_expr().format(*(f"v[{i}]" for i in range(arity))),
                 namespace)
-    for values in itertools.product(ELEMENTWISE_SPECIALS, repeat=arity):
+    specials = (False, True) if op.startswith("logical_") else ELEMENTWISE_SPECIALS  # bools
+    for values in itertools.product(specials, repeat=arity):
         if op == "pow_scalar" and not values[1].is_integer():
             continue  # the rule of integer exponents (see _power_rule)
         eager = rule([[v] for v in values], 1)[0]
@@ -5780,7 +5800,7 @@ def _prog_same_floats(a, b):
     if isinstance(a, list) or isinstance(b, list):
         return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
                 and all(map(_prog_same_floats, a, b)))
-    if type(a) is not float or type(b) is not float:
+    if type(a) is not type(b) or type(a) not in (float, bool):
         return False
     if a != a or b != b:
         return a != a and b != b
@@ -7072,18 +7092,18 @@ def test_take_along_axis_and_masks_match_numpy(shape, data):
 
 def test_integer_indexing_errors_name_the_index_and_the_side():
     """An index out of range or not an integer is an IndexError naming it and the side;
-    a mask mixed with slices, or a mask of another shape, are IndexErrors too."""
+    a mask whose sides are not those of the axes it covers is an IndexError too."""
     x = rax.zeros((2, 3))
     with pytest.raises(IndexError, match="index 2.0 .* size 2"):
         x[[0, 2]]
     with pytest.raises(IndexError, match="index 0.5"):
         rax.take(x, [0.5], axis=1)
-    with pytest.raises(IndexError, match="a boolean mask mixed with other indices"):
-        x[[True, False], 1:]
     with pytest.raises(IndexError, match="index 2.0 .* size 2"):
         x[[0, 2], 1:]  # integer arrays mixed with slices index as NumPy, checked as alone
-    with pytest.raises(IndexError, match="boolean index of shape"):
-        x[[True, False]]
+    with pytest.raises(IndexError, match=r"boolean index of shape \(3,\) .* \(2, 3\)"):
+        x[[True, False, True]]
+    with pytest.raises(IndexError, match=r"boolean index of shape \(2,\) .* \(2, 3\)"):
+        x[:, [True, False]]
     with pytest.raises(ValueError, match="take_along_axis: indices of shape"):
         rax.take_along_axis(x, rax.zeros((3, 1)), axis=1)
 
@@ -8234,9 +8254,10 @@ def test_numpy_names_match_numpy_with_special_values_and_broadcasting(name, data
     xs = [data.draw(arrays(s, values)) for s in shape_list]
     ours = getattr(rax, name)(*map(tensor, xs))
     with np.errstate(all="ignore"):
-        theirs = np.asarray(getattr(np, name)(*[np.array(x.flat, dtype=float).reshape(x.shape)
-                                                for x in xs]), dtype=float)
-    assert ours.shape == theirs.shape
+        raw = np.asarray(getattr(np, name)(*[np.array(x.flat, dtype=float).reshape(x.shape)
+                                             for x in xs]))
+    theirs = raw.astype(float)
+    assert ours.shape == theirs.shape and ours.dtype == raw.dtype  # bool for the predicates
     for i, (a, b) in enumerate(zip(unfold(ours.tolist(), ours.shape), np.ravel(theirs))):
         b = float(b)
         assert (a != a and b != b) or a == b or math.isclose(a, b, rel_tol=1e-12), \
@@ -8564,3 +8585,362 @@ def test_dtype_is_float64_by_numpys_names_and_msort_sorts_axis_0():
     assert x.dtype == float and not x.dtype == np.float32 and not x.dtype == "int64"
     assert repr(x.dtype) == "float64"
     assert rax.msort(x).tolist() == [[2.0, 1.0], [3.0, 4.0]]
+
+
+# ============================================================================================
+# 23. Bools: a dtype for masks (comparisons, logic, x[mask], == elementwise, programs)
+# ============================================================================================
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+BOOL_SPECIALS = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.0, inf, -inf, nan])
+BOOL_VALUES = st.floats(-3, 3) | BOOL_SPECIALS
+
+
+def test_the_four_silent_answers_are_numpys():
+    """The regressions that made masks a dtype: x[x > 0] selects (it read 0/1 as positions),
+    a NumPy bool array given to jit is a mask (static, by its values) with the right
+    gradient, a torch bool tensor is a mask, a mask inside a tuple of index arrays is read
+    as NumPy reads it, and == is elementwise, so an accuracy is a mean of ==."""
+    np = _np()
+    x = Tensor([-1.0, 2.0, -3.0, 4.0])
+    assert x[x > 0].tolist() == [2.0, 4.0]
+    y = Tensor([1.0, 2.0, 3.0])
+    picked = rax.jit(lambda x, m: x[m])
+    assert picked(y, np.array([True, False, True])).tolist() == [1.0, 3.0]
+    assert picked(y, np.array([False, False, True])).tolist() == [3.0]  # retraced: static
+    g = rax.jit(rax.grad(lambda x, m: x[m].sum()))(y, np.array([True, False, True]))
+    assert g.tolist() == [1.0, 0.0, 1.0]
+    z = rax.arange(12.0).reshape(3, 2, 2)
+    zn = np.arange(12.0).reshape(3, 2, 2)
+    key = ([False, True, False], [0], [1])
+    assert z[key].tolist() == zn[key].tolist() == [5.0]
+    logits = Tensor([[0.1, 2.0], [3.0, 0.5], [0.0, 1.0]])
+    labels = Tensor([1.0, 0.0, 1.0])
+    assert (rax.argmax(logits, axis=1) == labels).mean().item() == 1.0
+    assert float(np.mean(rax.argmax(logits, axis=1) == labels)) == 1.0
+    assert 2.0 in x and 5.0 not in x
+    torch = _torch()
+    assert x[torch.tensor([True, False, False, True])].tolist() == [-1.0, 4.0]
+    assert Tensor(torch.tensor([True, False])).dtype == "bool"
+
+
+def test_the_issue_tour_runs_as_numpy():
+    """The tour of the issue: comparisons give bools, a mask selects (and its gradient
+    scatters back), a mask over the leading axes selects rows, where, logical operators."""
+    np = _np()
+    x = Tensor([[-1.0, 2.0], [3.0, -4.0]])
+    xn = np.array(x)
+    m = x > 0
+    assert m.dtype == "bool" and m.dtype == np.bool_ and m.tolist() == [[False, True],
+                                                                       [True, False]]
+    assert repr(m) == "Tensor([[False, True], [True, False]], op='greater')"
+    assert x[m].tolist() == xn[xn > 0].tolist() == [2.0, 3.0]
+    assert rax.grad(lambda x: (x[x > 0] * Tensor([5.0, 7.0])).sum())(x).tolist() == [
+        [0.0, 5.0], [7.0, 0.0]]
+    assert x[m.any(axis=1)].tolist() == xn[(xn > 0).any(axis=1)].tolist()
+    assert rax.where(m, x, 0.0).tolist() == np.where(xn > 0, xn, 0.0).tolist()
+    both = (m & (x < 3)) | ~m
+    assert both.dtype == "bool"
+    assert both.tolist() == (((xn > 0) & (xn < 3)) | ~(xn > 0)).tolist()
+    assert np.asarray(m).dtype == np.bool_ and np.zeros(2, dtype=m.dtype).dtype == np.bool_
+    assert (m ^ True).tolist() == [[True, False], [False, True]]
+
+
+COMPARE_AND_LOGIC = [
+    ("less", lambda a, b: a < b), ("less_equal", lambda a, b: a <= b),
+    ("greater", lambda a, b: a > b), ("greater_equal", lambda a, b: a >= b),
+    ("equal", lambda a, b: a == b), ("not_equal", lambda a, b: a != b),
+    ("logical_and", None), ("logical_or", None), ("logical_xor", None),
+]
+
+
+@pytest.mark.parametrize("name, operator_form", COMPARE_AND_LOGIC,
+                         ids=[row[0] for row in COMPARE_AND_LOGIC])
+@given(st.data())
+def test_comparisons_and_logic_give_numpys_bools(name, operator_form, data):
+    """Each comparison and logical op against NumPy's, at rank 0-5 with broadcasting, zero
+    sides, signed zeros, inf and nan, on float operands and on bool ones: the same bools,
+    a bool dtype, the operator form the same as the function; no gradient flows."""
+    np = _np()
+    x_shape, y_shape = data.draw(broadcastable_shapes())
+    as_bool = data.draw(st.booleans())
+    elements = st.booleans() if as_bool else BOOL_VALUES
+    x, y = (data.draw(arrays(s, elements)) for s in (x_shape, y_shape))
+    xn, yn = (np.array(a.flat, dtype=bool if as_bool else float).reshape(a.shape)
+              for a in (x, y))
+    tx, ty = Tensor(xn), Tensor(yn)
+    ours = getattr(rax, name)(tx, ty)
+    theirs = getattr(np, name)(xn, yn)
+    assert ours.dtype == "bool" and ours.shape == theirs.shape
+    assert ours.tolist() == theirs.tolist()
+    if operator_form is not None:
+        assert operator_form(tx, ty).tolist() == theirs.tolist()
+    elif as_bool:
+        symbol = {"logical_and": operator.and_, "logical_or": operator.or_,
+                  "logical_xor": operator.xor}[name]
+        assert symbol(tx, ty).tolist() == theirs.tolist()
+    assert (~tx).tolist() == (~xn).tolist() if as_bool else (
+        rax.logical_not(tx).tolist() == np.logical_not(xn).tolist())
+    if not as_bool and ours.size:
+        w = Tensor(np.ones(ours.shape))
+        assert rax.grad(lambda a: (getattr(rax, name)(a, ty) * w).sum())(tx).tolist() == (
+            np.zeros(x_shape).tolist())
+
+
+@given(shapes(), st.data())
+def test_any_all_count_nonzero_and_predicates_match_numpy(shape, data):
+    """any, all and count_nonzero over every axis form (None, one, a tuple, keepdims), and
+    isnan, isinf, isfinite, signbit, against NumPy: values and dtypes, empty axes included
+    (any of none is False, all of none is True)."""
+    np = _np()
+    x = data.draw(arrays(shape, BOOL_VALUES | st.just(0.0)))
+    xn = np.array(x.flat, dtype=float).reshape(shape)
+    t = Tensor(xn)
+    axis = data.draw(st.sampled_from([None, ()]) | st.permutations(range(len(shape))).map(
+        lambda p: tuple(p[:2])) if shape else st.sampled_from([None, ()]))
+    keepdims = data.draw(st.booleans())
+    for name in ("any", "all"):
+        ours, theirs = getattr(rax, name)(t, axis, keepdims), getattr(np, name)(xn, axis,
+                                                                               keepdims=keepdims)
+        assert ours.dtype == "bool" and ours.shape == np.shape(theirs)
+        assert ours.tolist() == np.asarray(theirs).tolist()
+        assert getattr(t > 0, name)(axis=axis).tolist() == getattr(np, name)(
+            xn > 0, axis).tolist()
+    counted = rax.count_nonzero(t, axis, keepdims)
+    assert counted.tolist() == np.asarray(np.count_nonzero(xn, axis, keepdims=keepdims),
+                                          dtype=float).tolist()
+    for name in ("isnan", "isinf", "isfinite", "signbit"):
+        ours = getattr(rax, name)(t)
+        assert ours.dtype == "bool" and ours.tolist() == getattr(np, name)(xn).tolist()
+
+
+@st.composite
+def masked_indexing(draw):
+    """(x's shape, an index key as NumPy reads it): a bool mask over k consecutive axes of x
+    (k >= 1), optionally after an int, a slice or an integer array, and optionally with ...
+    or another index after it."""
+    shape = draw(shapes(min_rank=1, max_rank=5))
+    start = draw(st.integers(0, len(shape) - 1))
+    k = draw(st.integers(1, len(shape) - start))
+    before = []
+    for axis in range(start):
+        kind = draw(st.sampled_from(["slice", "int", "array"]))
+        n = shape[axis]
+        if kind == "int" and n:
+            before.append(draw(st.integers(-n, n - 1)))
+        elif kind == "array" and n:
+            before.append(draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=2)))
+        else:
+            before.append(slice(None, None, draw(st.sampled_from([None, -1]))))
+    sides = shape[start:start + k]
+    flat = draw(st.lists(st.booleans(), min_size=math.prod(sides), max_size=math.prod(sides)))
+    after = draw(st.sampled_from([(), (Ellipsis,)]))
+    return shape, before, Array(flat, sides), after
+
+
+@given(masked_indexing(), st.sampled_from(["tensor", "numpy", "lists", "torch"]), st.data())
+def test_mask_indexing_matches_numpy_with_its_gradient(case, form, data):
+    """x[..., mask, ...] in every form a mask comes in (bool tensor, NumPy array, torch
+    tensor, nested bools) selects what NumPy selects, mixed with ints, slices, integer
+    arrays and ..., at rank 1-5 with zero sides; the gradient is numpy.add.at of the
+    cotangent at the selected places."""
+    np = _np()
+    shape, before, mask, after = case
+    x = data.draw(arrays(shape, st.floats(-3, 3)))
+    xn = np.array(x.flat, dtype=float).reshape(shape)
+    mask_np = np.array(mask.flat, dtype=bool).reshape(mask.shape)
+    if form == "torch":
+        mask_obj = _torch().tensor(mask_np.tolist() if mask.shape else bool(mask_np),
+                                   dtype=_torch().bool).reshape(mask.shape)
+    else:
+        mask_obj = {"tensor": Tensor(mask_np) if mask_np.size else Tensor(mask_np),
+                    "numpy": mask_np, "lists": mask_np.tolist()}[form]
+    if form == "lists" and not mask_np.size:
+        mask_obj = mask_np  # [] is an empty float index, as in NumPy
+    key = tuple(before) + (mask_obj,) + after
+    key_np = tuple(before) + (mask_np,) + after
+    theirs = xn[key_np]
+    t = tensor(x)
+    ours = t[key]
+    assert ours.shape == theirs.shape and ours.tolist() == theirs.tolist()
+    w = np.cos(np.arange(theirs.size, dtype=float)).reshape(theirs.shape)
+    g = rax.grad(lambda u: (u[key] * Tensor(w)).sum())(t)
+    expected = np.zeros(shape)
+    np.add.at(expected, key_np, w)
+    assert g.tolist() == expected.tolist()
+
+
+def test_mask_errors_name_both_shapes_and_masks_from_arguments_name_where():
+    """A mask whose sides do not fit is an IndexError naming both shapes; a 0-d mask is an
+    IndexError; a mask computed from a traced function's arguments is a TraceError naming
+    rax.where (the result's shape would depend on the values), and nonzero likewise."""
+    x = rax.zeros((2, 3))
+    with pytest.raises(IndexError, match=r"boolean index of shape \(2, 2\) .* \(2, 3\)"):
+        x[Tensor([[True, False], [False, True]])]
+    with pytest.raises(IndexError, match="0-d boolean index"):
+        x[Tensor(True)]
+    with pytest.raises(rax.TraceError, match="rax.where"):
+        rax.jit(lambda x: x[x > 0])(Tensor([1.0, -1.0]))
+    with pytest.raises(rax.TraceError, match="rax.where"):
+        rax.trace(lambda x: rax.nonzero(x))(Tensor([1.0, 0.0]))
+    assert rax.jit(lambda x: rax.where(x > 0, x, 0.0))(Tensor([1.0, -1.0])).tolist() == [
+        1.0, 0.0]
+
+
+@given(shapes(min_rank=1), st.data())
+def test_nonzero_argwhere_flatnonzero_match_numpy(shape, data):
+    """nonzero, argwhere and flatnonzero give NumPy's indices (as floats), for floats and
+    bools, zero sides included."""
+    np = _np()
+    x = data.draw(arrays(shape, st.sampled_from([0.0, -0.0, 1.0, nan])))
+    xn = np.array(x.flat, dtype=float).reshape(shape)
+    for data_ in (xn, xn != 0):
+        t = Tensor(data_)
+        ours, theirs = rax.nonzero(t), np.nonzero(data_)
+        assert len(ours) == len(theirs)
+        assert [o.tolist() for o in ours] == [list(map(float, a)) for a in theirs]
+        assert rax.argwhere(t).tolist() == np.argwhere(data_).astype(float).tolist()
+        assert rax.argwhere(t).shape == np.argwhere(data_).shape
+        assert rax.flatnonzero(t).tolist() == np.flatnonzero(data_).astype(float).tolist()
+
+
+BOOL_KEEPING = [
+    ("reshape", lambda m: m.reshape(-1)), ("transpose", lambda m: m.T),
+    ("broadcast_to", lambda m: rax.broadcast_to(m, (2,) + m.shape)),
+    ("getitem", lambda m: m[::-1]), ("take", lambda m: rax.take(m, [0, 0])),
+    ("concatenate", lambda m: rax.concatenate([m, m])), ("stack", lambda m: rax.stack([m, m])),
+    ("squeeze", lambda m: rax.squeeze(m[None])), ("expand_dims", lambda m: rax.expand_dims(m, 0)),
+    ("swapaxes", lambda m: rax.swapaxes(m, 0, 1)), ("moveaxis", lambda m: rax.moveaxis(m, 0, 1)),
+    ("flip", lambda m: rax.flip(m, 0)), ("roll", lambda m: rax.roll(m, 1, 0)),
+    ("tile", lambda m: rax.tile(m, 2)), ("repeat", lambda m: rax.repeat(m, 2, 0)),
+    ("ravel", rax.ravel), ("flatten", lambda m: m.flatten()),
+    ("split", lambda m: rax.split(m, 1)[0]), ("hstack", lambda m: rax.hstack([m, m])),
+    ("vstack", lambda m: rax.vstack([m, m])), ("column_stack", lambda m: rax.column_stack([m])),
+    ("atleast_3d", rax.atleast_3d), ("append", lambda m: rax.append(m, m)),
+    ("where", lambda m: rax.where(m, m, ~m)), ("max", lambda m: m.max(axis=0)),
+    ("min", lambda m: rax.min(m)), ("stop_gradient", rax.stop_gradient),
+    ("mask", lambda m: m[m]), ("fliplr", rax.fliplr), ("rot90", rax.rot90),
+    ("take_along_axis", lambda m: rax.take_along_axis(m, Tensor([[1.0], [0.0]]), 1)),
+]
+
+
+@pytest.mark.parametrize("name, op", BOOL_KEEPING, ids=[row[0] for row in BOOL_KEEPING])
+def test_ops_that_move_or_pick_keep_a_mask_a_mask(name, op):
+    """Every op that only moves or picks elements keeps the bool dtype, as NumPy's do (else
+    a moved mask would index as positions), with NumPy's values; arithmetic reads bools as
+    0.0 and 1.0 and gives float64."""
+    np = _np()
+    m = Tensor([[True, False, True], [False, False, True]])
+    out = op(m)
+    assert out.dtype == "bool", f"{name} made {out.dtype}"
+    assert all(type(v) is bool for v in rax._flat(out.data, out.ndim)) if out.ndim else (
+        type(out.data) is bool)
+    for arithmetic in (m + 0.0, m * 2.0, m.sum(), m.mean(), m @ Tensor([1.0, 1.0, 1.0]),
+                       rax.exp(m), m + m, rax.cumsum(m, 0), rax.concatenate([m, Tensor(
+                           [[0.5, 0.5, 0.5]])])):
+        assert arithmetic.dtype == "float64"
+        assert all(type(v) is float for v in rax._flat(arithmetic.data, arithmetic.ndim)) \
+            if arithmetic.ndim else type(arithmetic.data) is float
+    mn = np.array(m.tolist())
+    assert (m + m).tolist() == (mn.astype(float) * 2).tolist()  # not NumPy's bool + bool
+
+
+def test_bool_refusals_are_type_errors_that_say_what_to_do():
+    """-mask and mask - mask are TypeErrors (as NumPy); ~, &, |, ^ of floats are TypeErrors
+    naming the logical functions; grad and vjp with respect to a bool are TypeErrors (as
+    JAX); an unknown dtype is a TypeError naming rax's two."""
+    m, x = Tensor([True, False]), Tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match="negating bools"):
+        -m
+    with pytest.raises(TypeError, match="negating bools"):
+        m - m
+    assert (m - 1.0).tolist() == [0.0, -1.0]
+    for expression in (lambda: ~x, lambda: x & m, lambda: m | x, lambda: x ^ 1.0):
+        with pytest.raises(TypeError, match="rax.logical_"):
+            expression()
+    with pytest.raises(TypeError, match="bool"):
+        rax.grad(lambda m: m.sum())(m)
+    with pytest.raises(TypeError, match="bool"):
+        rax.vjp(lambda m: m.sum(), m)
+    with pytest.raises(TypeError, match="float64 and bool"):
+        x.astype("int32")
+
+
+def test_bools_convert_print_save_pickle_and_copy_as_bools():
+    """astype both ways (nan is True, as NumPy), tolist and item give Python bools, repr shows
+    True/False (and the dtype when empty), numpy.asarray is a bool array, and save/load,
+    pickle and deepcopy keep a bool a bool."""
+    np = _np()
+    x = Tensor([0.0, -0.0, 2.0, nan, -inf])
+    m = x.astype("bool")
+    assert m.tolist() == np.array(x).astype(bool).tolist() == [False, False, True, True, True]
+    assert m.astype(np.float64).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert m.astype(bool) is m and x.astype("float64") is x
+    assert type(m[0].item()) is bool and float(m[2]) == 1.0 and type(float(m[2])) is float
+    assert repr(m[:0]) == "Tensor([], dtype=bool, op='getitem')"
+    f = io.StringIO()
+    rax.save(f, {"m": m, "e": m[:0].reshape(0, 3)})
+    assert '"dtype": "bool"' in f.getvalue()
+    f.seek(0)
+    back = rax.load(f)
+    assert back["m"].dtype == "bool" and back["m"].tolist() == m.tolist()
+    assert back["e"].dtype == "bool" and back["e"].shape == (0, 3)
+    for copied in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m), copy.copy(m)):
+        assert copied.dtype == "bool" and copied.tolist() == m.tolist()
+    with pytest.raises(ValueError, match="bool tensor"):
+        rax.load(io.StringIO('{"rax": 1, "tree": {"shape": [1], "dtype": "bool", '
+                             '"data": [1.5]}}'))
+
+
+def test_bool_equations_are_listed_replayed_compiled_and_run_in_each_backend():
+    """A program with comparisons, logic, where, any, astype and a static mask lists its
+    bools as b[...], and replay, compiled Python and each backend give eager's values and
+    dtypes."""
+    np = _np()
+    mask = Tensor([True, False, True])
+
+    def f(x):
+        m = (x > 0.5) | (x < -1.0)
+        return (rax.where(m & mask, x, -x).sum(), m, rax.any(m), (~m).astype("float64"),
+                x[mask] * 2.0, rax.isnan(x) ^ rax.signbit(x))
+    x = Tensor([1.0, -2.0, 0.25])
+    program = rax.trace(f)(x)
+    assert "b[3] = greater" in str(program) and "logical_or" in str(program)
+    eager = f(Tensor([0.75, -0.0, -3.0]))
+    for run in (program, program.compile()):
+        got = run(Tensor([0.75, -0.0, -3.0]))
+        for a, b in zip(eager, got):
+            assert a.dtype == b.dtype and a.tolist() == b.tolist()
+    for backend in BACKENDS:
+        pytest.importorskip(backend)
+        got = program.compile(backend)(np.array([0.75, -0.0, -3.0]))
+        for a, b in zip(eager, got):
+            b = np.asarray(b)
+            assert b.dtype == (np.bool_ if a.dtype == "bool" else np.float64), backend
+            assert b.tolist() == a.tolist(), backend
+
+
+def test_a_mask_argument_of_jit_is_static_and_keyed_by_its_values():
+    """A bool argument (tensor, array, nested bools) of a jitted function is part of its
+    signature by value: the same values reuse the compiled code, new values trace again."""
+    np = _np()
+    calls = []
+
+    def f(x, m):
+        calls.append(1)
+        return x[m].sum()
+    fast = rax.jit(f)
+    x = Tensor([1.0, 2.0, 4.0])
+    assert fast(x, Tensor([True, False, True])).item() == 5.0
+    assert fast(x * 2.0, np.array([True, False, True])).item() == 10.0
+    assert len(calls) == 2  # a bool tensor and a bool array are different static types
+    assert fast(x, Tensor([True, False, True])).item() == 5.0 and len(calls) == 2
+    assert fast(x, Tensor([False, True, True])).item() == 6.0 and len(calls) == 3
+    program = rax.trace(f)(x, Tensor([True, True, False]))
+    assert len(program.inputs) == 1
+    with pytest.raises(ValueError, match="static argument"):
+        program(x, Tensor([True, False, False]))
+    assert program(x * 3.0, Tensor([True, True, False])).item() == 9.0
