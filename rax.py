@@ -38,6 +38,8 @@ Words used throughout:
 
 tensor      an immutable array of floats (``data``, ``shape``) that remembers how it was
             made (``op``, ``inputs``).
+dtype       what a tensor's elements are: "float64" (Python floats) or "bool" (Python
+            bools, made by comparisons and logic, used as masks). Chapter 1 says the rules.
 leaf        a tensor made from data, not by an op: ``op`` is None, ``inputs`` is ().
             A constant is a leaf that rax made itself, of a number, list or array given
             to an op (the 2.0 of ``y * 2.0``) or as a seed or zeros of its own; it is
@@ -79,7 +81,7 @@ reference, to read when you need it (Python looks names up when a function runs,
 function may call one defined further down):
 
     The idea
-    1. Tensors             what a tensor is and how an op makes a node.
+    1. Tensors             what a tensor is, its dtype, and how an op makes a node.
     2. A few ops           exp, add, mul, broadcast_to, sum, matmul: forward and vjp beside.
     3. Autodiff            backward, the gradient graph, grad, value_and_grad.
     Reference
@@ -129,6 +131,9 @@ __all__ = [
     # binary
     "add", "sub", "mul", "div", "maximum", "minimum", "matmul",
     "less", "less_equal", "greater", "greater_equal", "equal", "where",
+    # bools (the dtypes are said at the top of chapter 1)
+    "float64", "bool_", "astype", "logical_and", "logical_or", "logical_xor", "logical_not",
+    "signbit", "nonzero", "argwhere", "flatnonzero", "count_nonzero",
     # reduce
     "mean", "logsumexp", "softmax", "log_softmax", "argmax", "argmin", "var", "std", "prod",
     # more ops for models
@@ -210,39 +215,6 @@ class TraceError(TypeError):
 #     astype from bool has none, and grad with respect to a bool is a TypeError. So a vjp
 #     rule never receives a bool cotangent.
 # ============================================================================================
-
-
-class _DType(str):
-    """A dtype: its name, a str ("float64", "bool"), equal also to NumPy's and Python's
-    spellings of it (numpy.float64, numpy.dtype("bool"), float, bool), found by name, so rax
-    needs no NumPy; numpy.zeros(3, dtype=t.dtype) works, as the name is a string."""
-
-    __slots__ = ()
-    _ALIASES = {"float64": ("float64", "float", "double", "f8", "d", "float_"),
-                "bool": ("bool", "bool_", "?", "b1")}
-
-    def __eq__(self, other):
-        name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
-        return isinstance(name, str) and name in self._ALIASES[str(self)]
-
-    def __ne__(self, other):
-        return not self == other
-
-    __hash__ = str.__hash__
-
-    def __repr__(self):
-        return str(self)
-
-
-float64, bool_ = _DType("float64"), _DType("bool")
-
-
-def _as_dtype(dtype, op):
-    """float64 or bool_ for any of their spellings; a TypeError for any other dtype."""
-    for known in (float64, bool_):
-        if known == dtype:
-            return known
-    raise TypeError(f"{op}: rax has the dtypes float64 and bool, not {dtype!r}")
 
 # The attrs of a node without static arguments, and of a constant (see appendix C): shared,
 # and read-only, so no node can change another's.
@@ -355,10 +327,6 @@ class Tensor:
                              f"one element) is ambiguous; use .any() or .all()")
         return bool(self.item())
 
-    def __contains__(self, value):
-        """value in t: whether some element equals it (as NumPy's (t == value).any())."""
-        return bool(_any(equal(self, value)))
-
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")
@@ -392,24 +360,6 @@ class Tensor:
     # array @ t) return NotImplemented, so Python calls the tensor's reflected operator and
     # the result is a Tensor; otherwise NumPy would build an object array of 0-d tensors.
     __array_ufunc__ = None
-
-    def __array__(self, dtype=None, copy=None):
-        """The values as a new NumPy array, for numpy.asarray(t) and numpy.array(t).
-
-        NumPy converts the nested lists at C speed, instead of indexing the tensor element
-        by element. NumPy 2 passes copy; copy=False cannot be honoured, since the values
-        are Python floats that NumPy has to copy.
-        """
-        if copy is False:
-            raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
-                             "floats, which NumPy can only copy")
-        _check_readable(self, "numpy.asarray()")
-        numpy = sys.modules.get("numpy")  # NumPy calls this, so it is loaded: rax imports
-        if numpy is None:                 # no NumPy, here or anywhere
-            raise TypeError("Tensor.__array__ is NumPy's hook: call numpy.asarray(t)")
-        dtype = (numpy.bool_ if self.dtype is bool_ else numpy.float64) if dtype is None \
-            else dtype
-        return numpy.array(self.data, dtype=dtype).reshape(self.shape)
 
     def __getitem__(self, key):
         return _getitem(self, key)
@@ -486,14 +436,7 @@ class Tensor:
 _new_object = object.__new__
 
 
-def _comparable(other):
-    """Whether == can compare a tensor with other elementwise: a tensor, a number, nested
-    lists or an array. Anything else (None, a string, ...) is simply not equal (Python's
-    fallback to identity), so `t in [None, ...]` and `key.count(...)` keep working."""
-    return isinstance(other, (Tensor, numbers.Number, list, tuple)) or _has_tolist(other)
-
-
-def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS, dtype=float64):
+def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS, dtype=None):
     """The output node of a primitive op: its value, and how it was made (the op's name, the
     function that computes it, the inputs, their vjp rules and the op's static arguments),
     and its dtype.
@@ -510,13 +453,13 @@ def _node(op, forward, data, shape, inputs, vjps, attrs=_NO_ATTRS, dtype=float64
     out.inputs = inputs
     out.vjps = vjps
     out.attrs = attrs
-    out.dtype = dtype
+    out.dtype = dtype or float64  # None: the usual float64 (see the dtypes above)
     if _traces_running:  # trace() is running in some thread: see chapter 10
         _record(out)
     return out
 
 
-def _leaf(data, shape, dtype=float64):
+def _leaf(data, shape, dtype=None):
     """A new leaf tensor from data that is already nested lists of floats of `shape`."""
     return _node(None, None, data, shape, (), (), _NO_ATTRS, dtype)
 
@@ -528,32 +471,6 @@ def _as_tensor(value, op):
         return value
     value = _as_any(value, op)
     return value if value.dtype is float64 else _astype(value, float64)
-
-
-def _as_any(value, op):
-    """value as a Tensor of its own dtype: tensors pass through; numbers, nested lists and
-    objects with a tolist() method (NumPy arrays and scalars) become constant leaves;
-    nested lists with tensors inside are stacked, as array does (sum([x, y]), as
-    numpy.sum). For the ops that keep a bool a bool (movement, where, max, logical ops)."""
-    if isinstance(value, Tensor):
-        return value
-    if type(value) is bool:
-        return _constant(value)
-    if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
-        try:
-            return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
-        except OverflowError:
-            raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
-    if isinstance(value, (list, tuple)) or _has_tolist(value):
-        try:
-            data, shape, dtype = _to_lists(value, op)
-            return _node(None, None, data, shape, (), (), _CONSTANT, dtype)
-        except TypeError:
-            if not _holds_tensor(value):
-                raise
-        return array(value)
-    raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
-                    f"got {value!r} ({type(value).__name__})")
 
 
 def _filled(shape, value):
@@ -675,7 +592,7 @@ def _binary(forward, x, y, rule, vjps):
     return _binary_node(op, forward, _as_tensor(x, op), _as_tensor(y, op), rule, vjps)
 
 
-def _binary_node(op, forward, x, y, rule, vjps, dtype=float64):
+def _binary_node(op, forward, x, y, rule, vjps, dtype=None):
     """_binary's node for operands that are already tensors of the dtypes the op takes."""
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
@@ -756,7 +673,7 @@ def _sum_to(g, shape):
 
 # ---- 2d. A reduction: sum ------------------------------------------------------------------
 
-def _reduce(forward, x, axis, keepdims, fn, vjps, dtype=float64):
+def _reduce(forward, x, axis, keepdims, fn, vjps, dtype=None):
     """The output node of the reduction `forward` of x over `axis`, with fn (see
     reduce_lists)."""
     op = forward.__name__
@@ -4820,6 +4737,100 @@ def _scalar(op, name, value):
 
 # ---- 6a. Python data in, text out ----------------------------------------------------------
 
+class _DType(str):
+    """A dtype: its name, a str ("float64", "bool"), equal also to NumPy's and Python's
+    spellings of it (numpy.float64, numpy.dtype("bool"), float, bool), found by name, so rax
+    needs no NumPy; numpy.zeros(3, dtype=t.dtype) works, as the name is a string."""
+
+    __slots__ = ()
+    _ALIASES = {"float64": ("float64", "float", "double", "f8", "d", "float_"),
+                "bool": ("bool", "bool_", "?", "b1")}
+
+    def __eq__(self, other):
+        name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
+        return isinstance(name, str) and name in self._ALIASES[str(self)]
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = str.__hash__
+
+    def __repr__(self):
+        return str(self)
+
+
+float64, bool_ = _DType("float64"), _DType("bool")
+
+
+def _as_dtype(dtype, op):
+    """float64 or bool_ for any of their spellings; a TypeError for any other dtype."""
+    for known in (float64, bool_):
+        if known == dtype:
+            return known
+    raise TypeError(f"{op}: rax has the dtypes float64 and bool, not {dtype!r}")
+
+
+def _as_any(value, op):
+    """value as a Tensor of its own dtype: tensors pass through; numbers, nested lists and
+    objects with a tolist() method (NumPy arrays and scalars) become constant leaves;
+    nested lists with tensors inside are stacked, as array does (sum([x, y]), as
+    numpy.sum). For the ops that keep a bool a bool (movement, where, max, logical ops)."""
+    if isinstance(value, Tensor):
+        return value
+    if type(value) is bool:
+        return _constant(value)
+    if type(value) in _REAL_TYPES or isinstance(value, numbers.Real):
+        try:
+            return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
+        except OverflowError:
+            raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
+    if isinstance(value, (list, tuple)) or _has_tolist(value):
+        try:
+            data, shape, dtype = _to_lists(value, op)
+            return _node(None, None, data, shape, (), (), _CONSTANT, dtype)
+        except TypeError:
+            if not _holds_tensor(value):
+                raise
+        return array(value)
+    raise TypeError(f"{op}: expected a Tensor, a number or a nested list, "
+                    f"got {value!r} ({type(value).__name__})")
+
+
+def _comparable(other):
+    """Whether == can compare a tensor with other elementwise: a tensor, a number, nested
+    lists or an array. Anything else (None, a string, ...) is simply not equal (Python's
+    fallback to identity), so `t in [None, ...]` and `key.count(...)` keep working."""
+    return isinstance(other, (Tensor, numbers.Number, list, tuple)) or _has_tolist(other)
+
+
+def _tensor_array(self, dtype=None, copy=None):
+    """The values as a new NumPy array, for numpy.asarray(t) and numpy.array(t).
+
+    NumPy converts the nested lists at C speed, instead of indexing the tensor element
+    by element. NumPy 2 passes copy; copy=False cannot be honoured, since the values
+    are Python floats that NumPy has to copy.
+    """
+    if copy is False:
+        raise ValueError("numpy.asarray(tensor, copy=False): a Tensor holds Python "
+                         "floats, which NumPy can only copy")
+    _check_readable(self, "numpy.asarray()")
+    numpy = sys.modules.get("numpy")  # NumPy calls this, so it is loaded: rax imports
+    if numpy is None:                 # no NumPy, here or anywhere
+        raise TypeError("Tensor.__array__ is NumPy's hook: call numpy.asarray(t)")
+    dtype = (numpy.bool_ if self.dtype is bool_ else numpy.float64) if dtype is None \
+        else dtype
+    return numpy.array(self.data, dtype=dtype).reshape(self.shape)
+
+
+def _tensor_contains(self, value):
+    """value in t: whether some element equals it (as NumPy's (t == value).any())."""
+    return bool(_any(equal(self, value)))
+
+
+# Two methods that only this chapter's machinery explains (NumPy's hook, and `in`).
+Tensor.__array__, Tensor.__contains__ = _tensor_array, _tensor_contains
+
+
 _REAL_TYPES = frozenset((float, int, bool))
 
 
@@ -6711,7 +6722,8 @@ class Var:
         self.dtype = dtype
 
     def __repr__(self):
-        return f"{self.name}:{'b' if self.dtype is bool_ else 'f'}[{','.join(map(str, self.shape))}]"
+        kind = "b" if self.dtype is bool_ else "f"
+        return f"{self.name}:{kind}[{','.join(map(str, self.shape))}]"
 
 
 class Equation:
@@ -7894,15 +7906,12 @@ def _array_source(program, backend):
         params.append(names[var])
 
     def name(var):
-        if var in names:
-            return names[var]
-        convert = "as_array({})" if var.dtype is float64 else "as_dtype({}, 'bool')"
-        if not var.shape:  # a 0-d constant: its value (torch's ops want a tensor)
-            literal = _literal(var.data)
-            return convert.format(literal) if backend == "torch" else literal
-        text = f"{convert.format(_nested_literal(var.data))}.reshape({var.shape})"
-        names[var] = f"c{len(names)}"
-        lines.append(f"    {names[var]} = {text}")
+        if var not in names:
+            text = _array_constant(var, backend)
+            if not var.shape:  # a 0-d constant: its value, written where it is used
+                return text
+            names[var] = f"c{len(names)}"
+            lines.append(f"    {names[var]} = {text}")
         return names[var]
 
     users = {}
@@ -7946,6 +7955,15 @@ def _array_source(program, backend):
         head += "\n    with np.errstate(all=\"ignore\"):\n        return _program(" + \
                 ", ".join(params) + ")\n\n\ndef _program(" + ", ".join(params) + "):"
     return head + "\n" + "\n".join(lines) + "\n"
+
+
+def _array_constant(var, backend):
+    """A constant as array code: a literal for a 0-d one (a tensor for torch's ops)."""
+    convert = "as_array({})" if var.dtype is float64 else "as_dtype({}, 'bool')"
+    if not var.shape:
+        literal = _literal(var.data)
+        return convert.format(literal) if backend == "torch" else literal
+    return f"{convert.format(_nested_literal(var.data))}.reshape({var.shape})"
 
 
 def _array_name(eq, names):

@@ -67,7 +67,7 @@ def loss(params, images, labels):
 
 def accuracy(params, images, labels):
     guesses = rax.argmax(predict(params, images), axis=1)
-    return rax.equal(guesses, labels).mean().item()
+    return (guesses == labels).mean().item()  # == is elementwise: a mean of bools
 
 
 def main(steps=60, n=64, verbose=True, plot=None):

@@ -71,9 +71,9 @@ def classify(params, x):
 
 
 def accuracy(params, x, y):
-    """The fraction of points whose larger logit is their label."""
-    hits = sum(predicted == label for predicted, label in zip(classify(params, x), y))
-    return hits / len(y)
+    """The fraction of points whose larger logit is their label (a mean of bools, as in
+    NumPy: == compares elementwise)."""
+    return (rax.argmax(predict(params, x), axis=1) == rax.Tensor(y)).mean().item()
 
 
 def main(n_points=200, steps=150, lr=0.05, seed=0, verbose=True, plot=None):

@@ -71,8 +71,8 @@ def classify(params, x):
 
 
 def accuracy(params, x, y):
-    """The fraction of points classified as their arm."""
-    return sum(p == label for p, label in zip(classify(params, x), y)) / len(y)
+    """The fraction of points classified as their arm (a mean of bools, as in NumPy)."""
+    return (rax.argmax(predict(params, x), axis=1) == rax.Tensor(y)).mean().item()
 
 
 def main(n_per_class=60, steps=200, lr=0.05, hidden=32, seed=0, verbose=True, plot=None):
