@@ -6492,6 +6492,8 @@ def _summary(t, digits=4):
     flat = _flat(t.data, t.ndim)
     if t.size <= 4:
         return _format_nested(t.data, t.ndim, digits)
+    if t.dtype is bool_:
+        return f"{_sum(flat)} of {len(flat)} true"
     mean_value = _sum(flat) / len(flat)
     return (f"mean {mean_value:.{digits}g}, min {_min_of(flat):.{digits}g}, "
             f"max {_max_of(flat):.{digits}g}")
@@ -6499,7 +6501,7 @@ def _summary(t, digits=4):
 
 def _format_nested(data, ndim, digits):
     if ndim == 0:
-        return format(data, f".{digits}g")
+        return repr(data) if type(data) is bool else format(data, f".{digits}g")
     return "[" + ", ".join(_format_nested(row, ndim - 1, digits) for row in data) + "]"
 
 
