@@ -100,6 +100,7 @@ function may call one defined further down):
 
 
 import builtins
+import collections
 import functools
 import itertools
 import json
@@ -114,6 +115,7 @@ import random
 import struct
 import sys
 import threading
+import warnings
 import weakref
 from types import MappingProxyType, SimpleNamespace
 
@@ -947,6 +949,11 @@ class GradNode:
     """
 
     __slots__ = ("primal", "_graph", "__weakref__")
+
+    def __reduce__(self):
+        raise TypeError("a gradient graph (GradNode) is not pickled: its nodes hold the "
+                        "forward graph's rules; save the gradients themselves, "
+                        "g.wrt(params) (a tree of tensors), with pickle or rax.save")
 
     def __init__(self, primal, graph):
         self.primal, self._graph = primal, graph
@@ -1785,6 +1792,7 @@ def concatenate(tensors, axis=0, *, dim=None):
     Tensor([[1.0, 2.0, 3.0, 4.0]], op='concatenate')
     """
     _no_dim("concatenate", dim)
+    _one_list("concatenate", axis)
     tensors = _one_dtype(tuple(_as_any(t, "concatenate")
                                for t in _as_sequence("concatenate", tensors)))
     if not tensors:
@@ -1819,6 +1827,13 @@ def _slice_rule(axis, start, stop):
     """The vjp rule of one input of concatenate: its own slice of g along `axis`."""
     key = (slice(None),) * axis + (slice(start, stop),)
     return lambda g, out, *inputs: g[key]
+
+
+def _one_list(op, axis):
+    """concatenate(x, y) for concatenate([x, y]): say where the tensors go."""
+    if isinstance(axis, (Tensor, list, tuple)) or _has_tolist(axis):
+        raise TypeError(f"{op}: axis is a {type(axis).__name__}: the tensors go in one list, "
+                        f"{op}([x, y], axis)")
 
 
 def _one_dtype(tensors):
@@ -2168,8 +2183,10 @@ def _argextremum(forward, x, axis, keepdims):
     if axis is not None:
         axis = _normalize_axis(op, axis, x.ndim)
     axes = tuple(range(x.ndim)) if axis is None else (axis,)
-    if x.size == 0 or any(x.shape[a] == 0 for a in axes):
-        raise ValueError(f"{op}: an empty axis has no {op[3:]} (shape {x.shape})")
+    empty = [a for a in axes if x.shape[a] == 0]
+    if empty:
+        raise ValueError(f"{op}: axis {empty[0]} of shape {x.shape} is empty: it has no "
+                         f"{op[3:]}")
     shape = _kept_shape(x.shape, axes) if keepdims else tuple(
         n for i, n in enumerate(x.shape) if i not in axes)
     fn = _argmax_of if op == "argmax" else _argmin_of
@@ -2577,6 +2594,7 @@ def stack(tensors, axis=0, *, dim=None):
     Tensor([[1.0, 3.0], [2.0, 4.0]], op='concatenate')
     """
     _no_dim("stack", dim)
+    _one_list("stack", axis)
     tensors = [_as_any(t, "stack") for t in _as_sequence("stack", tensors)]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
@@ -2659,8 +2677,14 @@ def moveaxis(x, source, destination):
     return x.transpose(order)
 
 
-def _axes_list(axes):
-    return [axes] if isinstance(axes, numbers.Integral) else list(axes)
+def _axes_list(axes, op="moveaxis"):
+    """An axis or a sequence of axes as a list (each checked later by _normalize_axis)."""
+    if isinstance(axes, numbers.Integral):
+        return [axes]
+    if not isinstance(axes, (list, tuple)):
+        raise TypeError(f"{op}: axes must be an int or a tuple of ints, got {axes!r:.60} "
+                        f"({type(axes).__name__})")
+    return list(axes)
 
 
 def flip(x, axis=None, *, dim=None):
@@ -2824,27 +2848,41 @@ def diag(x, k=0):
 
 def pad(x, pad_width, value=0.0):
     """x with `value` added before and after each axis, as numpy.pad in constant mode:
-    pad_width is an int, a pair (before, after) for every axis, or one pair per axis.
+    pad_width is read as NumPy reads it, broadcast to one (before, after) pair per axis:
+    n (n on both sides of every axis), (n,), (before, after) or ((before, after),) for
+    every axis, or one pair (or (n,)) per axis.
 
     >>> pad(Tensor([1, 2]), 1).tolist()
     [0.0, 1.0, 2.0, 0.0]
+    >>> pad(Tensor([[1]]), (1, 2)).shape  # every axis: 1 before, 2 after
+    (4, 4)
     """
     x = _as_tensor(x, "pad")
     value = _scalar("pad", "value", value)
-    if isinstance(pad_width, numbers.Integral):
-        widths = [(pad_width, pad_width)] * x.ndim
-    else:
-        pairs = [tuple(p) if isinstance(p, (list, tuple)) else (p, p)
-                 for p in _as_sequence("pad", pad_width)]
-        widths = pairs * x.ndim if len(pairs) == 1 else pairs
-    if len(widths) != x.ndim or any(len(p) != 2 for p in widths):
-        raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape "
-                         f"{x.shape}")
-    for axis, (before, after) in enumerate(widths):
-        before, after = _int("pad", "pad_width", before, 0), _int("pad", "pad_width", after, 0)
+    for axis, (before, after) in enumerate(_pad_pairs(pad_width, x.shape)):
         side = lambda n: full(x.shape[:axis] + (n,) + x.shape[axis + 1:], value)  # noqa: E731
-        x = concatenate([side(before), x, side(after)], axis)
+        x = concatenate([side(before), x, side(after)], axis) if before or after else x
     return x
+
+
+def _pad_pairs(pad_width, shape):
+    """pad_width as one (before, after) pair of ints >= 0 per axis of `shape`: NumPy's
+    broadcast of its shape to (ndim, 2)."""
+    try:
+        data, sides, dtype = _to_lists(pad_width, "pad")
+        pairs = broadcast_lists(data, sides, (len(shape), 2)) if dtype is float64 and \
+            _broadcast_shapes("pad", sides, (len(shape), 2)) == (len(shape), 2) else None
+    except (TypeError, ValueError):
+        pairs = None
+    if pairs is None:
+        raise ValueError(f"pad: pad_width {_text(pad_width)} does not fit a tensor of shape "
+                         f"{shape}: give n, (before, after), or one pair per axis")
+    for pair in pairs:
+        for n in pair:
+            if not (n.is_integer() and n >= 0):
+                raise ValueError(f"pad: pad_width {_text(pad_width)} holds {n!r}; the widths "
+                                 f"must be integers >= 0")
+    return [(int(b), int(a)) for b, a in pairs]
 
 
 def dropout(x, p=0.5, rng=None, mask=None):
@@ -2882,10 +2920,12 @@ def clip(x, low=None, high=None, *, a_min=None, a_max=None):
     low, high = a_min if low is None else low, a_max if high is None else high
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
-    if low is not None:
-        x = where(x < low, low, x)
+    if low is not None:  # a nan bound makes every value nan, as NumPy's
+        low = _as_tensor(low, "clip")
+        x = where((x < low) | isnan(low), low, x)
     if high is not None:
-        x = where(x > high, high, x)
+        high = _as_tensor(high, "clip")
+        x = where((x > high) | isnan(high), high, x)
     return x
 
 
@@ -2913,13 +2953,23 @@ def ceil(x):
 _CEIL = _RULES["ceil"] = _Elementwise("_ceil({0})", "_ceil")
 
 
-def round(x):
-    """x rounded to the nearest integer, ties to even (as numpy.round), as a float.
+def round(x, decimals=0):
+    """x rounded to `decimals` places (0: the nearest integer), ties to even, as a float
+    (numpy.round, which scales by 10**decimals, rounds and scales back, and so do we).
     d/dx = 0. (Inside this file, Python's round is _round.)
 
     >>> round(Tensor([0.5, 1.5, -2.5])).tolist()
     [0.0, 2.0, -2.0]
+    >>> round(Tensor([1.2345, 1250.0]), 2).tolist(), round(Tensor([1250.0]), -2).tolist()
+    ([1.23, 1250.0], [1200.0])
     """
+    decimals = _index("round", "decimals", decimals)
+    if decimals > 0:
+        scale = 10.0 ** decimals
+        return _unary(round, _as_tensor(x, "round") * scale, _ROUND, _NO_GRADIENT[:1]) / scale
+    if decimals < 0:
+        scale = 10.0 ** -decimals
+        return _unary(round, _as_tensor(x, "round") / scale, _ROUND, _NO_GRADIENT[:1]) * scale
     return _unary(round, x, _ROUND, _NO_GRADIENT[:1])
 
 
@@ -3103,7 +3153,8 @@ def elu(x, alpha=1.0):
 
 def var(x, axis=None, ddof=0, keepdims=False, *, dim=None, dtype=None, out=None):
     """The variance over `axis`: the sum of squared deviations from the mean over n - ddof
-    (as NumPy; n - ddof <= 0 gives inf or nan).   d/dx = 2 (x - mean) / (n - ddof)
+    (as NumPy, which divides by 0 where n - ddof <= 0: inf, or nan for no elements).
+    d/dx = 2 (x - mean) / (n - ddof)
 
     >>> var(Tensor([1, 2, 3, 4])).item()
     1.25
@@ -3111,7 +3162,7 @@ def var(x, axis=None, ddof=0, keepdims=False, *, dim=None, dtype=None, out=None)
     _no_dim("var", dim, dtype, out)
     x = _as_tensor(x, "var")
     axes = _normalize_axes("var", axis, x.ndim)
-    count = math.prod(x.shape[a] for a in axes) - _scalar("var", "ddof", ddof)
+    count = _max(math.prod(x.shape[a] for a in axes) - _scalar("var", "ddof", ddof), 0.0)
     deviation = x - x.mean(axes, keepdims=True)
     return (deviation * deviation).sum(axes, keepdims) / float(count)
 
@@ -3292,6 +3343,14 @@ def _pair(op, name, value, least):
     if len(values) != 2:
         raise ValueError(f"{op}: {name} must be an int or a pair, got {value!r}")
     return tuple(_int(op, name, v, least) for v in values)
+
+
+def _index(op, name, value):
+    """value as an int (any integral type, not a bool), or a TypeError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r:.60} "
+                        f"({type(value).__name__})")
+    return operator.index(value)
 
 
 def _int(op, name, value, least):
@@ -3910,6 +3969,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     """
     op = "norm"
     x = _as_tensor(x, op)
+    if not (ord is None or isinstance(ord, (str, numbers.Real))):
+        raise TypeError(f"norm: ord must be None, a number, inf, 'fro' or 'nuc', got "
+                        f"{ord!r:.60} ({type(ord).__name__})")
     if axis is None:
         if ord is None:
             out = _two_norm(x.reshape(-1), 0)
@@ -4213,7 +4275,7 @@ def rot90(x, k=1, axes=(0, 1)):
     a, b = (_normalize_axis("rot90", v, x.ndim) for v in axes)
     if a == b:
         raise ValueError(f"rot90: the axes {axes} must differ")
-    k = operator.index(k) % 4
+    k = _index("rot90", "k", k) % 4
     order = list(range(x.ndim))
     order[a], order[b] = b, a
     if k == 0:
@@ -4301,6 +4363,8 @@ def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     a, b = _as_tensor(a, "cross"), _as_tensor(b, "cross")
     if axis is not None:
         axisa = axisb = axisc = axis
+    for name, value in (("axisa", axisa), ("axisb", axisb), ("axisc", axisc)):
+        _index("cross", name, value)
     a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
     if a.shape[-1:] != (3,) or b.shape[-1:] != (3,):
         raise ValueError(f"cross: needs 3-vectors along the axes, got shapes {a.shape} and "
@@ -5773,10 +5837,7 @@ def _tensor_from_json(shape, data, dtype, where):
     if dtype not in (None, "bool"):
         raise ValueError(f'load: {where()}: "dtype" may only be "bool" (float64 is said by '
                          f'leaving it out), got {dtype!r:.80}')
-    shape = tuple(shape)
-    if math.prod(shape) > MAX_SIZE:
-        raise ValueError(f"load: {where()}: shape {shape} has {math.prod(shape)} elements, "
-                         f"more than the {MAX_SIZE} a tensor may have")
+    shape = _check_size(f"load: {where()}", tuple(shape))  # as constructors check it
     # The data of a shape with a zero side stops at that axis: (0, 3) is [], (2, 0) is [[], []].
     expected = shape[:shape.index(0) + 1] if 0 in shape else shape
     found, probe = [], data
@@ -6267,6 +6328,7 @@ def _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"check_grads: {name} must be a number, got {value!r}")
+        value = _scalar("check_grads", name, value)  # 10 ** 400 is too large: a ValueError
         if not (math.isfinite(value) and value >= 0.0) or (name == "eps" and value == 0.0):
             raise ValueError(f"check_grads: {name} must be finite and "
                              f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
@@ -6649,6 +6711,10 @@ def trace(f, offset=0, axis1=0, axis2=1):
     if isinstance(f, (Tensor, list, tuple, numbers.Number)) or _has_tolist(f):
         return _matrix_trace(f, offset, axis1, axis2)
     _check_function("trace", f)
+    if any(type(v) is not int for v in (offset, axis1, axis2)) or (offset, axis1, axis2) != (
+            0, 0, 1):  # a tensor or a number given after f
+        raise TypeError("trace(f) takes the function alone and returns a function: call it "
+                        "with the arguments, trace(f)(x)")
 
     def traced(*args, **kwargs):
         return _trace(f, args, kwargs)
@@ -6666,6 +6732,26 @@ def _is_input(leaf):
     return isinstance(leaf, Tensor) or _has_tolist(leaf) or isinstance(leaf, numbers.Real)
 
 
+def _check_static(leaf, keys, op):
+    """Refuse a static leaf that holds tensors (a model object with its weights as
+    attributes): its tensors would be constants of the program, frozen at their values of
+    the first call, and a later change of them would silently not count."""
+    attributes = dict(getattr(leaf, "__dict__", None) or {})
+    for name in itertools.chain.from_iterable(
+            getattr(cls, "__slots__", ()) for cls in type(leaf).__mro__):
+        if isinstance(name, str) and hasattr(leaf, name):
+            attributes.setdefault(name, getattr(leaf, name))
+    for name, value in attributes.items():
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        if any(isinstance(v, Tensor) or _holds_tensor(v) for v in values):
+            raise TypeError(
+                f"{op}: {_argument_path(keys)} is a {type(leaf).__name__} object holding "
+                f"tensors (in .{name}); as a static argument its tensors would be frozen into "
+                f"the program, and a later change to them silently ignored. Pass the tensors "
+                f"as arguments: a tree of them (params = {{'w': model.w, ...}}, and "
+                f"f(params, x) using params), as JAX's functional models do")
+
+
 def _static_key(leaf):
     """What of a static leaf decides the program: a mask (bool tensor or array) by its shape
     and values, anything else by itself (==, so it must be hashable)."""
@@ -6680,7 +6766,9 @@ def _trace(f, args, kwargs):
     items = _leaves_with_keys((args, kwargs), "trace", "args")
     inputs, leaves = [], []
     for keys, leaf in items:
-        if _is_input(leaf):
+        if not _is_input(leaf):
+            _check_static(leaf, keys, "trace")
+        else:
             data, shape = _to_lists(leaf, "trace")[:2] if not isinstance(leaf, Tensor) else (
                 leaf.data, leaf.shape)
             leaf = _node(None, None, data, shape, (), (), _ARGUMENT)
@@ -6777,6 +6865,9 @@ class Program:
     """
 
     def __init__(self, state, inputs, arguments, result):
+        if not isinstance(state, _Trace):
+            raise TypeError("Program: a program is made by rax.trace(f)(*args), not "
+                            "constructed directly")
         # The structures of the arguments and of the result, without their tensors.
         self._arguments = tree_map(lambda leaf: _INPUT if _is_input(leaf) else leaf, arguments)
         self._traced_leaves = tree_leaves(self._arguments)
@@ -6838,7 +6929,8 @@ class Program:
 
     def __str__(self):
         """The listing, as JAX's jaxpr: inputs and constants with their shapes, one equation
-        a line, the backward pass after a marker, the outputs in f's structure."""
+        a line, the backward pass after a marker (and what comes after it after another),
+        the outputs in f's structure."""
         constants = [v for v in self.constants if v.shape]
         head = " ".join(map(repr, self.inputs))
         if constants:
@@ -6848,7 +6940,8 @@ class Program:
         for eq in self.equations:
             if eq.backward != backward:
                 backward = eq.backward
-                lines.append("    -- backward --" if backward else "    -- forward --")
+                # what follows the backward pass (an optimizer's update) is no forward pass
+                lines.append("    -- backward --" if backward else "    -- after backward --")
             lines.append(f"    {eq!r}")
         names = iter([_Name(_operand_text(v)) for v in self.outputs])
         result = _rebuild(self._result, (next(names) if leaf is _INPUT else leaf
@@ -6884,8 +6977,12 @@ class Program:
                 raise TypeError(f"{op}: {_argument_path(keys)} holds complex numbers; rax "
                                 f"computes with real floats")
             if as_array is not None:  # (reshaped: the data of a (0, 3) tensor is [])
-                t = as_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
-                    else as_array(leaf)
+                try:
+                    t = as_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
+                        else as_array(leaf)
+                except OverflowError:
+                    raise ValueError(f"{op}: {_argument_path(keys)} = {_text(leaf):.60} is "
+                                     f"too large for a float") from None
             else:
                 t = leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, op))
             if tuple(t.shape) != var.shape:
@@ -6971,13 +7068,13 @@ class Program:
         float64 arrays out, in the structure of f's result."""
         text = _array_source(self, backend)
         filename = f"<rax program {id(self):x} {backend}>"
-        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         namespace = {"__name__": f"rax_program_{backend}"}
         try:
             exec(compile(text, filename, "exec"), namespace)  # noqa: S102: rax's own text
         except ImportError as error:
             raise ImportError(f"Program.compile({backend!r}) needs {backend}, which is not "
                               f"installed here: {_BACKENDS[backend].install}") from error
+        _keep_source(namespace["program"], filename, text)
         function, as_array = namespace["program"], namespace["as_array"]
         convert = [as_array if v.dtype is float64 else functools.partial(
             namespace["as_dtype"], dtype="bool") for v in self.outputs]
@@ -6995,11 +7092,18 @@ class Program:
     def _compile(self, safe):
         text, bound = _python_source(self, safe)
         filename = f"<rax program {id(self):x}{' safe' if safe else ''}>"
-        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         namespace = {"__name__": "rax_program", **bound}
         exec(compile(text, filename, "exec"), namespace)  # noqa: S102: rax's own text
+        _keep_source(namespace["program"], filename, text)
         self._compiled[safe] = namespace["program"]
         return namespace["program"]
+
+
+def _keep_source(function, filename, text):
+    """Keep the generated text in linecache, so that a traceback into it shows its lines,
+    for as long as the function lives: it is forgotten when the function is collected."""
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    weakref.finalize(function, linecache.cache.pop, filename, None)
 
 
 class _Slot:
@@ -7050,7 +7154,7 @@ def _check_constant(t):
 
 
 def _check_backend(backend, op="Program"):
-    if backend != "python" and backend not in _BACKENDS:
+    if not isinstance(backend, str) or backend != "python" and backend not in _BACKENDS:
         raise ValueError(f"{op}: unknown backend {backend!r}; there are 'python', "
                          f"'numpy', 'jax' and 'torch'")
 
@@ -7086,7 +7190,7 @@ def _kernel_args(eq, rule):
     return rule.args(tuple(v.shape for v in eq.inputs), eq.attrs, eq.output.shape)
 
 
-def jit(f, backend="python"):
+def jit(f, backend="python", cache_size=64):
     """f, compiled: traced and compiled on the first call with each signature (the
     structure of the arguments, the shapes of their tensors, their static leaves), then run
     as compiled code. Results are fresh leaves, equal to f's (==, nan equal to nan). With
@@ -7095,33 +7199,78 @@ def jit(f, backend="python"):
     Called while a function is being traced, or with a tensor computed from an argument of
     grad, vjp or jvp, it runs f itself, so that the graph and gradients are those of f.
 
+    The compiled programs are kept for the last `cache_size` signatures used (least recently
+    used goes first; None keeps all). ``jitted.cache_info()`` and ``jitted.cache_clear()``
+    are those of functools.lru_cache; after _RETRACE_WARNING traces, a warning names the
+    argument whose shape or static value keeps changing (each change is a new trace).
+
     >>> step = jit(lambda w, x: (w * x).sum())
     >>> step(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
     Tensor(11.0)
+    >>> step.cache_info()
+    CacheInfo(hits=0, misses=1, maxsize=64, currsize=1)
     """
     _check_function("jit", f)
     _check_backend(backend, "jit")
-    cache = {}
+    if cache_size is not None and (isinstance(cache_size, bool) or not isinstance(
+            cache_size, numbers.Integral) or cache_size < 1):
+        raise ValueError(f"jit: cache_size must be an int >= 1 or None, got {cache_size!r}")
+    cache = {}  # signature -> (program, its compiled function), least recently used first
+    counts = {"hits": 0, "misses": 0, "last": None, "warned": False}
 
     def jitted(*args, **kwargs):
         key, inputs = _signature((args, kwargs))
         tensors = [t for t in inputs if isinstance(t, Tensor)]
         if _current_trace() is not None or _differentiated(tensors):
             return f(*args, **kwargs)
-        entry = cache.get(key)  # (program, its compiled function)
+        entry = cache.pop(key, None)
         if entry is None:
             program = _trace(f, args, kwargs)
             if program._from_grad:  # f closes over a tensor being differentiated
                 return f(*args, **kwargs)
-            entry = cache[key] = program, program.compile(backend)
+            entry = program, program.compile(backend)
+            _count_trace(f, counts, (args, kwargs))
+            if cache_size is not None and len(cache) >= cache_size:
+                del cache[next(iter(cache))]  # the least recently used
+        else:
+            counts["hits"] += 1
+        cache[key] = entry  # now the most recently used
         if backend != "python":
             return entry[1](*args, **kwargs)
         # The key holds the structure, the shapes and the static leaves: no check is left.
         return entry[0]._run_compiled([t if isinstance(t, Tensor) else
                                        _leaf(*_to_lists(t, "jit")) for t in inputs])
 
+    def cache_info():
+        return _CacheInfo(counts["hits"], counts["misses"], cache_size, len(cache))
+
+    jitted.cache_info, jitted.cache_clear = cache_info, cache.clear
     jitted.__name__ = jitted.__qualname__ = f"jit({getattr(f, '__name__', 'f')})"
     return jitted
+
+
+_CacheInfo = collections.namedtuple("CacheInfo", "hits misses maxsize currsize")
+_RETRACE_WARNING = 20  # traces of one jitted function before it warns, once
+
+
+def _count_trace(f, counts, arguments):
+    """Count a trace of a jitted f; at the _RETRACE_WARNING-th, warn once, naming the
+    arguments whose shapes or static values differ from the previous trace's."""
+    counts["misses"] += 1
+    now = [(_argument_path(keys), _static_key(leaf) if not _is_input(leaf) else (
+        leaf.shape if hasattr(leaf, "shape") else ())) for keys, leaf in
+        _leaves_with_keys(arguments, "jit", "args")]
+    last, counts["last"] = counts["last"], now
+    if counts["misses"] < _RETRACE_WARNING or counts["warned"] or last is None:
+        return
+    counts["warned"] = True
+    changed = [path for (path, a), (other, b) in zip(now, last) if path != other or a != b]
+    what = ", ".join(changed[:3]) if changed and len(now) == len(last) else \
+        "the structure of the arguments"
+    warnings.warn(f"jit({getattr(f, '__name__', 'f')}) has traced and compiled "
+                  f"{counts['misses']} times: {what} changed since the last trace (a new "
+                  f"shape or static value is a new program). Keep shapes fixed (pad a last "
+                  f"batch), or pass a changing number as a tensor", stacklevel=3)
 
 
 def _differentiated(tensors):
@@ -7162,6 +7311,7 @@ def _signature(arguments):
         if _is_input(leaf):
             inputs.append(leaf)
         else:
+            _check_static(leaf, keys, "jit")
             key = _static_key(leaf)
             try:
                 hash(key)
@@ -7951,12 +8101,29 @@ def _array_source(program, backend):
     head = (f"# rax program as {backend} code; every array is float64, or bool where a "
             f"comparison made it.\n"
             f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
-            f"{table.helpers}\n\n"
+            f"\n\n{_helpers_used(table.helpers, lines)}\n\n\n"
             f"def program({', '.join(params)}):")
     if backend == "numpy":  # 1/0 and log(0) are inf here, as in rax: no warnings
         head += "\n    with np.errstate(all=\"ignore\"):\n        return _program(" + \
                 ", ".join(params) + ")\n\n\ndef _program(" + ", ".join(params) + "):"
     return head + "\n" + "\n".join(lines) + "\n"
+
+
+def _helpers_used(helpers, lines):
+    """The helper definitions (and their imports) that the program's lines use, with the
+    helpers those use, in their order: a program reads only what it calls. as_array and
+    as_dtype are always there (compile converts the arguments and results with them)."""
+    chunks = re.split(r"\n(?=def |from )", helpers.strip("\n"))
+    names = [re.match(r"(?:def (\w+)|from .* import (\w+))", c).group(1) or
+             re.match(r"from .* import (\w+)", c).group(1) for c in chunks]
+    wanted, text = {"as_array", "as_dtype"}, "\n".join(lines)
+    while True:
+        found = {n for n, c in zip(names, chunks) if re.search(rf"\b{n}\(", text)}
+        if found <= wanted:
+            break
+        wanted |= found
+        text += "\n".join(c for n, c in zip(names, chunks) if n in found)
+    return "\n\n\n".join(c.strip("\n") for n, c in zip(names, chunks) if n in wanted)
 
 
 def _array_constant(var, backend):
