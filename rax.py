@@ -2964,6 +2964,8 @@ def round(x, decimals=0):
     ([1.23, 1250.0], [1200.0])
     """
     decimals = _index("round", "decimals", decimals)
+    if _abs(decimals) > 400:  # 10.0 ** decimals would overflow Python's float
+        raise ValueError(f"round: decimals={_text(decimals)} is out of range (|decimals| <= 400)")
     if decimals > 0:
         scale = 10.0 ** decimals
         return _unary(round, _as_tensor(x, "round") * scale, _ROUND, _NO_GRADIENT[:1]) / scale
@@ -8221,8 +8223,9 @@ def _nested_literal(data):
 # depth is the number of axes, at most MAX_NDIM. No kernel changes its arguments, so kernels
 # may return (parts of) their inputs, and repeated rows may be the same list object. The
 # kernels without a leading underscore are public: the forward of a primitive of your own
-# (chapter 9) may use them. They trust their caller and check nothing: the ops check shapes
-# first, and operands of unequal lengths would be cut short by zip, without an error.
+# (chapter 9) may use them. They trust their caller and check nothing, by design: the ops
+# check shapes and values first, so a kernel given what no op would give it (data of
+# another shape, a string) may raise a raw Python error or cut operands short by zip.
 # ============================================================================================
 
 def _full_lists(shape, value):
