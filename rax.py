@@ -1030,8 +1030,11 @@ def value_and_grad(f, argnums=0, has_aux=False):
         else:
             loss = out
         if not isinstance(loss, Tensor) or loss.size != 1:
-            what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
-            raise TypeError(f"grad: f must return a Tensor with one element, got {what}")
+            what = f"a tensor of shape {loss.shape}" if isinstance(loss, Tensor) else \
+                f"a {type(loss).__name__} ({_text(loss):.40})"
+            raise TypeError(f"grad: f must return a Tensor with one element (a loss), but it "
+                            f"returned {what}: gradients are defined for one-element tensor "
+                            f"outputs computed from the arguments (as JAX's grad)")
         # The walk stops at the arguments: what made them (a previous step of a loop, say)
         # does not matter here, and may be long.
         g = _GradientGraph(loss, _filled(loss.shape, 1.0), arguments).node(loss)
@@ -1090,7 +1093,7 @@ def _check_function(op, f):
         raise TypeError(f"{op}: f must be a function, got {f!r} ({type(f).__name__})")
 
 
-def _differentiating(arguments, f, *args, **kwargs):
+def _differentiating(arguments, f, /, *args, **kwargs):
     """f(*args, **kwargs), while this thread knows that `arguments` are being differentiated
     (so that a jitted f inside runs as ops: see _differentiated, chapter 10)."""
     running = _this_thread.__dict__.setdefault("differentiated", [])
@@ -1921,15 +1924,16 @@ def take_along_axis(x, indices, axis):
 
 
 def argsort(x, axis=-1):
-    """The indices that sort x along `axis`, as floats: ascending, ties in their order, nan
-    last (numpy.argsort with kind="stable"). No gradient flows through it.
+    """The indices that sort x along `axis` (None: of x flattened), as floats: ascending,
+    ties in their order, nan last (numpy.argsort with kind="stable"; a 0-d x is read as
+    one element, as NumPy does). No gradient flows through it.
 
     >>> argsort(Tensor([3, 1, 2])).tolist()
     [1.0, 2.0, 0.0]
     """
     x = _as_tensor(x, "argsort")
-    if x.ndim == 0:
-        raise ValueError("argsort: a 0-d tensor has no axis to sort along")
+    if axis is None or x.ndim == 0:
+        x, axis = x.reshape(-1), 0
     axis = _normalize_axis("argsort", axis, x.ndim)
     return _node("argsort", argsort, argsort_lists(x.data, x.shape, axis), x.shape, (x,),
                  (None,), {"axis": axis})
@@ -1940,14 +1944,16 @@ _RULES["argsort"] = _Kernel("argsort_lists", lambda shapes, attrs, shape: (shape
 
 
 def sort(x, axis=-1):
-    """x sorted along `axis`, ascending, nan last (as numpy.sort); the gradient follows the
-    permutation: each element's goes back to where it came from.
+    """x sorted along `axis` (None: x flattened), ascending, nan last (as numpy.sort); the
+    gradient follows the permutation: each element's goes back to where it came from.
 
     >>> sort(Tensor([3, nan, 1])).tolist()
     [1.0, 3.0, nan]
     """
     x = _as_tensor(x, "sort")
-    return take_along_axis(x, argsort(x, axis), axis)
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    return take_along_axis(x, argsort(x, _normalize_axis("sort", axis, x.ndim)), axis)
 
 
 def _checked_indices(indices, n):
@@ -2734,7 +2740,7 @@ def split(x, sections, axis=0):
     axis = _normalize_axis("split", axis, x.ndim)
     n = x.shape[axis]
     if isinstance(sections, numbers.Integral):
-        if sections < 1 or n % sections or sections > _max(n, 1):
+        if sections < 1 or n % sections or sections > n + 10_000:  # (sure to be a mistake)
             raise ValueError(f"split: axis {axis} of size {n} does not divide into "
                              f"{sections} equal parts")
         cuts = [n // sections * i for i in range(1, sections)]
@@ -2764,35 +2770,59 @@ def tile(x, reps):
 
 
 def repeat(x, repeats, axis=None):
-    """Each element repeated `repeats` times along `axis` (None: of x flattened), as
-    numpy.repeat with an int count.
+    """Each element repeated along `axis` (None: of x flattened), as numpy.repeat: `repeats`
+    times, or repeats[i] times for element i when it is a list of counts (one per element,
+    or one for all).
 
     >>> repeat(Tensor([1, 2]), 2).tolist()
     [1.0, 1.0, 2.0, 2.0]
+    >>> repeat(Tensor([1, 2, 3]), [1, 0, 2]).tolist()
+    [1.0, 3.0, 3.0]
     """
     x = _as_any(x, "repeat")
-    repeats = _int("repeat", "repeats", repeats, 0)
     if axis is None:
         x, axis = x.reshape(-1), 0
     axis = _normalize_axis("repeat", axis, x.ndim)
-    _check_size("repeat", x.shape[:axis] + (x.shape[axis] * repeats,) + x.shape[axis + 1:])
-    return take(x, [float(i) for i in range(x.shape[axis]) for _ in range(repeats)], axis)
+    n = x.shape[axis]
+    if isinstance(repeats, numbers.Integral):
+        counts = [_int("repeat", "repeats", repeats, 0)]
+    else:
+        counts = _as_tensor(repeats, "repeat").reshape(-1).tolist()
+        if not all(c.is_integer() and c >= 0 for c in counts):
+            raise ValueError(f"repeat: the counts must be integers >= 0, got {counts!r:.60}")
+        counts = [int(c) for c in counts]
+    if len(counts) not in (1, n):
+        raise ValueError(f"repeat: {len(counts)} counts for an axis of {n} elements")
+    counts = counts * n if len(counts) == 1 else counts
+    _check_size("repeat", x.shape[:axis] + (_sum(counts),) + x.shape[axis + 1:])
+    return take(x, [float(i) for i in range(n) for _ in range(counts[i])], axis)
 
 
 def roll(x, shift, axis=None):
     """x shifted by `shift` places along `axis` (None: of x flattened), the elements that
-    leave at one end coming back at the other, as numpy.roll with an int shift.
+    leave at one end coming back at the other, as numpy.roll: shift and axis may be tuples,
+    broadcast together (one shift for several axes, or several shifts adding up on one).
 
     >>> roll(Tensor([1, 2, 3]), 1).tolist()
     [3.0, 1.0, 2.0]
+    >>> roll(Tensor([[1, 2, 3], [4, 5, 6]]), (1, 1), axis=(0, 1)).tolist()
+    [[6.0, 4.0, 5.0], [3.0, 1.0, 2.0]]
     """
     x = _as_any(x, "roll")
-    shift = _int("roll", "shift", shift, -sys.maxsize)
     if axis is None:
         return roll(x.reshape(-1), shift, 0).reshape(x.shape)
-    axis = _normalize_axis("roll", axis, x.ndim)
-    n = x.shape[axis]
-    return take(x, [float((i - shift) % n) for i in range(n)], axis) if n else x
+    shifts = [_int("roll", "shift", s, -sys.maxsize) for s in _axes_list(shift, "roll")]
+    axes = [_normalize_axis("roll", a, x.ndim) for a in _axes_list(axis, "roll")]
+    if len(shifts) != len(axes) and 1 not in (len(shifts), len(axes)):
+        raise ValueError(f"roll: {len(shifts)} shifts do not broadcast with {len(axes)} axes")
+    total = {}
+    for s, a in zip(shifts * (len(axes) if len(shifts) == 1 else 1),
+                    axes * (len(shifts) if len(axes) == 1 else 1)):
+        total[a] = total.get(a, 0) + s
+    for a, s in total.items():
+        n = x.shape[a]
+        x = take(x, [float((i - s) % n) for i in range(n)], a) if n and s % n else x
+    return x
 
 
 def tril(x, k=0):
@@ -2896,8 +2926,10 @@ def dropout(x, p=0.5, rng=None, mask=None):
     """
     x = _as_tensor(x, "dropout")
     p = _scalar("dropout", "p", p)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if p == 1.0:  # every element dropped: zeros, and a zero gradient (as PyTorch)
+        return where(_filled(x.shape, False), x, 0.0)
     if mask is None:
         mask = uniform(x.shape, rng=rng) >= p
     return where(mask, x / (1.0 - p), 0.0)
@@ -3128,15 +3160,21 @@ def silu(x):
     return x * sigmoid(x)
 
 
-def softplus(x):
-    """log(1 + exp(x)), computed as max(x, 0) + log(1 + exp(-|x|)), which neither overflows
-    for large x nor loses small values for very negative x.   d/dx = sigmoid(x)
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold, as
+    torch.nn.functional.softplus. Computed as max(bx, 0) + log(1 + exp(-|bx|)), which
+    neither overflows for large x nor loses small values for very negative x.
+    d/dx = sigmoid(beta x) (1 above the threshold)
 
     >>> softplus(Tensor([0, 1000])).tolist()
     [0.6931471805599453, 1000.0]
     """
     x = _as_tensor(x, "softplus")
-    return maximum(x, 0.0) + log(1.0 + exp(-abs(x)))
+    beta, threshold = _scalar("softplus", "beta", beta), _scalar("softplus", "threshold",
+                                                                 threshold)
+    bx = x if beta == 1.0 else x * beta
+    soft = maximum(bx, 0.0) + log(1.0 + exp(-abs(bx)))
+    return where(bx > threshold, x, soft if beta == 1.0 else soft / beta)
 
 
 def elu(x, alpha=1.0):
@@ -4361,18 +4399,22 @@ def kron(a, b):
 
 def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     """The cross product of 3-vectors along axisa of a and axisb of b (both `axis` if
-    given), put along axisc of the result, as numpy.cross (3-vectors only)."""
+    given), put along axisc of the result, as numpy.cross. A 2-vector counts as a 3-vector
+    with z = 0; of two 2-vectors the result is that z component alone, as NumPy's."""
     a, b = _as_tensor(a, "cross"), _as_tensor(b, "cross")
     if axis is not None:
         axisa = axisb = axisc = axis
     for name, value in (("axisa", axisa), ("axisb", axisb), ("axisc", axisc)):
         _index("cross", name, value)
     a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
-    if a.shape[-1:] != (3,) or b.shape[-1:] != (3,):
-        raise ValueError(f"cross: needs 3-vectors along the axes, got shapes {a.shape} and "
-                         f"{b.shape} (axis last)")
-    a0, a1, a2 = (a[..., i] for i in range(3))
-    b0, b1, b2 = (b[..., i] for i in range(3))
+    if a.shape[-1:] not in ((2,), (3,)) or b.shape[-1:] not in ((2,), (3,)):
+        raise ValueError(f"cross: needs 2- or 3-vectors along the axes, got shapes {a.shape} "
+                         f"and {b.shape} (axis last)")
+    planar = a.shape[-1] == b.shape[-1] == 2
+    a0, a1, a2 = (a[..., i] if i < a.shape[-1] else zeros_like(a[..., 0]) for i in range(3))
+    b0, b1, b2 = (b[..., i] if i < b.shape[-1] else zeros_like(b[..., 0]) for i in range(3))
+    if planar:
+        return a0 * b1 - a1 * b0
     c = stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
     return moveaxis(c, -1, axisc)
 
@@ -4459,6 +4501,71 @@ def rollaxis(x, axis, start=0):
     return _arranged(x, order)
 
 
+def ptp(x, axis=None, keepdims=False):
+    """The range, max - min, over `axis` (numpy.ptp, "peak to peak"); its gradient is max's
+    minus min's."""
+    x = _as_tensor(x, "ptp")
+    return max(x, axis, keepdims) - min(x, axis, keepdims)
+
+
+def fftshift(x, axes=None):
+    """x rolled by n // 2 along each of `axes` (None: all), as numpy.fft.fftshift: the zero
+    frequency moved to the middle (rax.fft.fftshift)."""
+    x = _as_any(x, "fftshift")
+    axes = range(x.ndim) if axes is None else _axes_list(axes, "fftshift")
+    axes = [_normalize_axis("fftshift", a, x.ndim) for a in axes]
+    return roll(x, [x.shape[a] // 2 for a in axes], axes) if axes else x
+
+
+def ifftshift(x, axes=None):
+    """The inverse of fftshift: x rolled by -(n // 2) along each of `axes` (rax.fft)."""
+    x = _as_any(x, "ifftshift")
+    axes = range(x.ndim) if axes is None else _axes_list(axes, "ifftshift")
+    axes = [_normalize_axis("ifftshift", a, x.ndim) for a in axes]
+    return roll(x, [-(x.shape[a] // 2) for a in axes], axes) if axes else x
+
+
+def ravel_pytree(tree):
+    """(flat, unravel): every leaf of the tree (tensors, numbers) as one 1-D tensor, in
+    tree_leaves order, and the function that rebuilds the tree from such a vector, as
+    jax.flatten_util.ravel_pytree (rax.flatten_util). Both ways are ops: gradients flow.
+
+    >>> flat, unravel = ravel_pytree({"b": Tensor([1.0]), "w": Tensor([[2.0, 3.0]])})
+    >>> flat.tolist(), unravel(flat * 2.0)["w"].tolist()
+    ([1.0, 2.0, 3.0], [[4.0, 6.0]])
+    """
+    leaves = [_as_tensor(leaf, "ravel_pytree") for leaf in tree_leaves(tree)]
+    shapes = [leaf.shape for leaf in leaves]
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = concatenate([leaf.reshape(-1) for leaf in leaves]) if leaves else zeros((0,))
+
+    def unravel(vector):
+        vector = _as_tensor(vector, "unravel")
+        if vector.shape != (_sum(sizes),):
+            raise ValueError(f"unravel: expected a 1-D tensor of {_sum(sizes)} elements, got "
+                             f"shape {vector.shape}")
+        bounds = list(itertools.accumulate(sizes, initial=0))
+        parts = [vector[a:b].reshape(shape) for a, b, shape in zip(bounds, bounds[1:], shapes)]
+        return _rebuild(tree, iter(parts))
+
+    return flat, unravel
+
+
+class _Namespace(SimpleNamespace):
+    """A namespace of rax's functions named as another library's (rax.fft, rax.flatten_util)."""
+
+    def __init__(self, name, **functions):
+        super().__init__(**functions)
+        self._name = name
+
+    def __repr__(self):
+        return f"rax.{self._name}"
+
+
+fft = _Namespace("fft", fftshift=fftshift, ifftshift=ifftshift)
+flatten_util = _Namespace("flatten_util", ravel_pytree=ravel_pytree)
+
+
 def msort(x):
     """x sorted along axis 0 (numpy.msort, of NumPy 1)."""
     return sort(x, 0)
@@ -4537,7 +4644,7 @@ __all__ += [
     "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
     "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
     "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close", "gradient",
-    "msort"]
+    "msort", "ptp", "fft", "flatten_util"]
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
@@ -4551,6 +4658,7 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
             ravel,
             add, sub, mul, div, pow, maximum, minimum, matmul, mod, floor_divide,
             less, less_equal, greater, greater_equal, equal, not_equal, astype, nonzero,
+            take, ptp,
             logical_and, logical_or, logical_xor, logical_not):
     setattr(Tensor, _op.__name__, _op)
 del _op
@@ -6218,13 +6326,17 @@ def _source_location(fn):
     return f"{code.co_filename}, line {code.co_firstlineno}"
 
 
-def check_grads(f, args, eps=1e-6, atol=1e-5, rtol=1e-3, directions=None, rng=0,
+def check_grads(f, args, eps=1e-6, atol=1e-6, rtol=1e-5, directions=None, rng=0,
                 modes=("rev",), order=1):
     """Check f's derivatives against central differences, for every Tensor leaf of args.
 
     f(*args) must return a tensor with one element. Each element x of each Tensor leaf is
     checked: |analytic - numeric| <= atol + rtol * |numeric|, where numeric is
-    (f(x + eps) - f(x - eps)) / (2 eps) (the defaults are torch.autograd.gradcheck's).
+    (f(x + eps) - f(x - eps)) / (2 eps). The defaults are tight enough that a wrong rule
+    cannot pass on a smooth function: in float64, central differences with eps = 1e-6 are
+    right to about 1e-10 of the values (truncation eps**2, rounding 1e-16 / eps), so a right
+    rule passes with room to spare, and a wrong one must be within 1e-5 of the truth
+    (torch.autograd.gradcheck's rtol of 1e-3 lets a 0.05% error through).
     With directions=k, each leaf is checked instead along k random directions v, one
     comparison each whatever its size: <grad, v> against (f(x + eps v) - f(x - eps v)) / 2eps.
     modes says how the analytic side is found, as HIPS autograd's check_grads: "rev" by grad
@@ -7015,7 +7127,7 @@ class Program:
             values[eq.output] = eq.forward(*[values[v] for v in eq.inputs], **eq.attrs)
         return self._in_structure([values[v] for v in self.outputs])
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):
         """Run the equations on new arguments, building no tensors, with each op's rule.
         Called while tracing, or with a tensor computed from an argument of grad (or vjp,
         jvp), it runs them as ops instead, so that gradients flow through it."""
