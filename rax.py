@@ -1030,11 +1030,11 @@ def value_and_grad(f, argnums=0, has_aux=False):
         else:
             loss = out
         if not isinstance(loss, Tensor) or loss.size != 1:
-            what = f"a tensor of shape {loss.shape}" if isinstance(loss, Tensor) else \
+            what = f"shape {loss.shape}" if isinstance(loss, Tensor) else \
                 f"a {type(loss).__name__} ({_text(loss):.40})"
-            raise TypeError(f"grad: f must return a Tensor with one element (a loss), but it "
-                            f"returned {what}: gradients are defined for one-element tensor "
-                            f"outputs computed from the arguments (as JAX's grad)")
+            raise TypeError(f"grad: f must return a Tensor with one element, got {what}: "
+                            f"gradients are defined for a one-element tensor (a loss) "
+                            f"computed from the arguments, as JAX's grad")
         # The walk stops at the arguments: what made them (a previous step of a loop, say)
         # does not matter here, and may be long.
         g = _GradientGraph(loss, _filled(loss.shape, 1.0), arguments).node(loss)
@@ -3162,7 +3162,7 @@ def silu(x):
 
 def softplus(x, beta=1.0, threshold=20.0):
     """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold, as
-    torch.nn.functional.softplus. Computed as max(bx, 0) + log(1 + exp(-|bx|)), which
+    torch.nn.functional.softplus. Computed as max(bx, 0) + log1p(exp(-|bx|)), which
     neither overflows for large x nor loses small values for very negative x.
     d/dx = sigmoid(beta x) (1 above the threshold)
 
@@ -3173,7 +3173,7 @@ def softplus(x, beta=1.0, threshold=20.0):
     beta, threshold = _scalar("softplus", "beta", beta), _scalar("softplus", "threshold",
                                                                  threshold)
     bx = x if beta == 1.0 else x * beta
-    soft = maximum(bx, 0.0) + log(1.0 + exp(-abs(bx)))
+    soft = maximum(bx, 0.0) + log1p(exp(-abs(bx)))
     return where(bx > threshold, x, soft if beta == 1.0 else soft / beta)
 
 
