@@ -6713,6 +6713,333 @@ def _dot_text(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+# ---- 9a. rax.testing: property tests of your own gradients -----------------------------------
+#
+# What rax's own test suite uses to test rax, given to you, as numpy.testing and
+# hypothesis.extra.numpy are: hypothesis strategies for shapes, tensors and trees that reach
+# the cases that break implementations (rank 4 and more, sides of 0, broadcasting, inf, nan,
+# -0.0, 1e308, 5e-324), comparisons that say where two tensors differ, and check_vjp and
+# check_jvp, which test a hand-derived rule against rax's own. Hypothesis is imported when
+# a strategy is first built, never by `import rax`; the comparisons and checks need nothing.
+
+_SPECIAL_FLOATS = (inf, -inf, nan, -0.0, 0.0, 1e308, -1e308, 5e-324, -5e-324)
+
+
+def _strategies():
+    """hypothesis.strategies, imported now (a strategy is being built)."""
+    try:
+        import hypothesis.strategies as strategies
+    except ImportError:
+        raise ImportError("rax.testing's strategies are hypothesis strategies: pip install "
+                          "hypothesis (the comparisons and check_vjp need nothing)") from None
+    return strategies
+
+
+def _testing_shapes(min_rank=0, max_rank=5, min_side=0, max_side=5, max_size=64):
+    """A hypothesis strategy for shapes: rank min_rank..max_rank, drawn 4 or more half the
+    time (kernels recurse once per axis: their bugs show from rank 4 on), sides
+    max(min_side, 1)..max_side, and, when min_side is 0, one side of 0 in one shape of ten.
+    A side that would take the size past max_size becomes 1 (None: no bound)."""
+    st = _strategies()
+
+    @st.composite
+    def shapes(draw):
+        high = st.integers(_max(min_rank, 4), max_rank) if max_rank >= _max(min_rank, 4) \
+            else st.nothing()
+        rank = draw(st.integers(min_rank, max_rank) | high)
+        sides, size = [1] * rank, 1
+        for axis in draw(st.permutations(range(rank))):
+            side = draw(st.integers(_max(min_side, 1), _max(max_side, 1)))
+            sides[axis] = side if max_size is None or size * side <= max_size else 1
+            size *= sides[axis]
+        if min_side == 0 and rank and draw(st.integers(0, 9)) == 0:
+            sides[draw(st.integers(0, rank - 1))] = 0
+        return tuple(sides)
+    return shapes()
+
+
+def _broadcastable_shapes(shape, min_rank=0, max_rank=None, min_side=1, max_side=None):
+    """A strategy for shapes that broadcast with `shape` (as hypothesis.extra.numpy's): each
+    side of shape kept or made 1 (a 1 of shape may grow), and any leading axes beyond it."""
+    st = _strategies()
+    shape = _as_shape("broadcastable_shapes", shape)
+    max_rank = _max(len(shape), min_rank) if max_rank is None else max_rank
+    max_side = _max([min_side + 2, *shape]) if max_side is None else max_side
+
+    @st.composite
+    def shapes(draw):
+        rank = draw(st.integers(min_rank, max_rank))
+        out = []
+        for i in range(rank):
+            aligned = i - (rank - len(shape))  # the axis of shape this one meets, if any
+            if aligned < 0 or shape[aligned] == 1:
+                out.append(draw(st.integers(min_side, max_side) | st.just(1)))
+            else:
+                out.append(draw(st.sampled_from([shape[aligned], 1])))
+        return tuple(out)
+    return shapes()
+
+
+_BroadcastableShapes = collections.namedtuple("BroadcastableShapes",
+                                              "input_shapes result_shape")
+
+
+def _mutually_broadcastable_shapes(num, min_rank=0, max_rank=5, min_side=1, max_side=3,
+                                   max_size=64):
+    """A strategy for `num` shapes that broadcast together, as hypothesis.extra.numpy's:
+    (input_shapes, result_shape). Each is a suffix of the result (its full rank half the
+    time) with some sides 1, so that sides of 1 stretch in place and in front."""
+    st = _strategies()
+
+    @st.composite
+    def shapes(draw):
+        result = draw(_testing_shapes(min_rank, max_rank, min_side, max_side, max_size))
+        inputs = []
+        for _ in range(num):
+            rank = draw(st.integers(0, len(result)) | st.just(len(result)))
+            inputs.append(tuple(1 if draw(st.integers(0, 3)) == 0 else n
+                                for n in result[len(result) - rank:]))
+        return _BroadcastableShapes(tuple(inputs), _broadcast_shapes("shapes", *inputs, ()))
+    return shapes()
+
+
+def _testing_floats(lo=None, hi=None, special=False):
+    """A strategy for floats in [lo, hi] (None: no bound; never inf or nan), and with
+    special=True, one in four of inf, -inf, nan, -0.0, 0.0, +-1e308, +-5e-324 whatever the
+    bounds, since these are what break code."""
+    st = _strategies()
+    plain = st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    return st.one_of(plain, plain, plain, st.sampled_from(_SPECIAL_FLOATS)) if special \
+        else plain
+
+
+def _testing_tensors(shape=None, elements=None, dtype="float64"):
+    """A strategy for tensors of `shape` (a tuple or a strategy of them; default shapes())
+    with elements from `elements` (default floats(-10, 10); booleans for dtype "bool")."""
+    st = _strategies()
+    dtype = _as_dtype(dtype, "tensors")
+    shape = _testing_shapes() if shape is None else shape
+    shape = shape if hasattr(shape, "example") else st.just(_as_shape("tensors", shape))
+    if elements is None:
+        elements = st.booleans() if dtype is bool_ else _testing_floats(-10.0, 10.0)
+
+    @st.composite
+    def tensors(draw):
+        sides = draw(shape)
+        n = math.prod(sides)
+        flat = draw(st.lists(elements, min_size=n, max_size=n))
+        data = _fold(flat, sides) if 0 not in sides else _full_lists(
+            sides, False if dtype is bool_ else 0.0)
+        return Tensor(data) if sides else Tensor(flat[0])
+    return tensors()
+
+
+def _testing_trees(leaves=None, max_leaves=6):
+    """A strategy for trees, as params are: dicts (string keys), lists and tuples nested,
+    with leaves from `leaves` (default tensors of rank 0-3)."""
+    st = _strategies()
+    leaves = _testing_tensors(_testing_shapes(max_rank=3, max_size=16)) if leaves is None \
+        else leaves
+    keys = st.text("abcdefgh", min_size=1, max_size=3)
+    return st.recursive(leaves, lambda children: st.lists(children, max_size=3)
+                        | st.tuples(children, children)
+                        | st.dictionaries(keys, children, max_size=3), max_leaves=max_leaves)
+
+
+def _cotangents(shape, rng=0):
+    """A tensor of `shape` with standard normal values from rng (a seed or a random.Random):
+    a cotangent (or tangent) to test a rule with."""
+    shape, rng = _as_shape("cotangents", shape), _as_rng(rng)
+    return _leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape)
+                 if 0 not in shape else _full_lists(shape, 0.0), shape)
+
+
+def _cotangents_like(tree, rng=0):
+    """Random cotangents shaped like a tensor or like each tensor of a tree (see cotangents)."""
+    rng = _as_rng(rng)
+    return tree_map(lambda leaf: _cotangents(_as_tensor(leaf, "cotangents_like").shape, rng),
+                    tree)
+
+
+def _assert_allclose(actual, expected, rtol=1e-7, atol=0.0, equal_nan=True, err_msg="", *,
+                     names=("actual", "expected")):
+    """Assert that actual and expected (tensors, arrays, numbers, or trees of them) are
+    close, as numpy.testing.assert_allclose: |actual - expected| <= atol + rtol |expected|
+    elementwise (broadcast together, as NumPy), infinities only equal to themselves, nan
+    equal to nan when equal_nan. The AssertionError names the path in the tree, how many
+    elements differ, and the worst one: its index and both values (called `names`)."""
+    for path, a, e in _leaf_pairs(actual, expected, "assert_allclose", err_msg, names[0]):
+        shape, pairs = _broadcast_pairs(path, a, e, err_msg)
+        worst, bad = None, 0
+        for i, (x, y) in enumerate(pairs):
+            if x != x or y != y:
+                ok, excess = equal_nan and x != x and y != y, inf
+            elif _abs(x) == inf or _abs(y) == inf:
+                ok, excess = x == y, inf
+            else:
+                excess = _abs(x - y) - (atol + rtol * _abs(y))
+                ok = excess <= 0.0
+            if not ok:
+                bad += 1
+                if worst is None or excess > worst[0]:
+                    worst = (excess, i, x, y)
+        if worst is not None:
+            _, i, x, y = worst
+            where = f" at index {_index_of(i, shape)}" if shape else ""
+            raise AssertionError(
+                f"{err_msg + ': ' if err_msg else ''}{path} is not close to {names[1]}: {bad} "
+                f"of {len(pairs)} elements differ (rtol={rtol}, atol={atol}); the worst"
+                f"{where}: {names[0]} {x!r}, {names[1]} {y!r}")
+
+
+def _assert_equal(actual, expected, err_msg=""):
+    """Assert that actual and expected (tensors, arrays, numbers, or trees of them) are
+    equal bit for bit: the same shapes and dtypes, the same floats, the signs of zeros
+    included; any nan equals any nan. The AssertionError names the path and the index."""
+    for path, a, e in _leaf_pairs(actual, expected, "assert_equal", err_msg):
+        head = f"{err_msg + ': ' if err_msg else ''}{path}"
+        if a[1] != e[1] or a[2] is not e[2]:
+            raise AssertionError(f"{head}: actual has shape {a[1]} and dtype {a[2]}, "
+                                 f"expected shape {e[1]} and dtype {e[2]}")
+        for i, (x, y) in enumerate(zip(_flat(a[0], len(a[1])), _flat(e[0], len(e[1])))):
+            same = (x != x and y != y) or (x == y and math.copysign(1.0, x) ==
+                                           math.copysign(1.0, y))
+            if not same:
+                where = f" at index {_index_of(i, a[1])}" if a[1] else ""
+                raise AssertionError(f"{head} differs{where}: actual {x!r}, expected {y!r}")
+
+
+def _leaf_pairs(actual, expected, op, err_msg, path="actual"):
+    """[(path, (data, shape, dtype) of actual's leaf, expected's), ...]: the two trees walked
+    together; where either is a tensor, an array or a number, both are read as arrays."""
+    def is_leaf(v):
+        return not isinstance(v, (dict, list, tuple)) or (
+            isinstance(v, (list, tuple)) and not _holds_tensor(v) and _is_numbers(v))
+    if is_leaf(actual) or is_leaf(expected):
+        try:
+            return [(path, _as_lists(actual), _as_lists(expected))]
+        except (TypeError, ValueError) as error:
+            raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{op}: {path} cannot be "
+                                 f"compared: {error}") from None
+    difference = _structure_difference(actual, expected, path, ("actual", "expected"))
+    if difference and not isinstance(actual, (list, tuple)) == isinstance(expected, (
+            list, tuple)):
+        raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{op}: {difference}")
+    a_children = _children(actual, op, "actual", ())
+    e_children = dict(_children(expected, op, "expected", ()))
+    if [k for k, _ in a_children] != list(e_children):
+        raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{op}: the trees differ in "
+                             f"structure at {path}: {difference}")
+    return [pair for key, child in a_children for pair in _leaf_pairs(
+        child, e_children[key], op, err_msg, _path(path, (key,)))]
+
+
+def _is_numbers(v):
+    try:
+        _to_lists(v, "compare")
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_lists(value):
+    """(data, shape, dtype) of a tensor, an array, a number or nested lists of numbers."""
+    if isinstance(value, Tensor):
+        _check_readable(value, "rax.testing")
+        return value.data, value.shape, value.dtype
+    return _to_lists(value, "compare")
+
+
+def _broadcast_pairs(path, a, e, err_msg):
+    """(the broadcast shape, [(actual, expected) float pairs]) of two leaves."""
+    try:
+        shape = _broadcast_shapes("compare", a[1], e[1])
+    except ValueError:
+        raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{path}: shapes {a[1]} and "
+                             f"{e[1]} mismatch") from None
+    flat = [[float(v) for v in _flat(broadcast_lists(d, s, shape), len(shape))]
+            for d, s, _ in (a, e)]
+    return shape, list(zip(*flat))
+
+
+def _check_vjp(f, f_vjp, args, cotangent=None, rtol=1e-7, atol=1e-12):
+    """Check a hand-written vjp, f_vjp(cotangent, *args) -> one gradient per argument
+    (shaped like it; a bare gradient for one argument), against rax's reverse mode of f at
+    args, with `cotangent` (default: random, cotangents_like(f(*args))). On a mismatch the
+    AssertionError names the argument, the index and both values, then says whether rax's
+    own graph of f agrees with central differences op by op (so the hand rule is wrong)
+    or which op of it does not."""
+    args = _checked_args("check_vjp", f, f_vjp, args)
+    out, vjp_fn = vjp(f, *args)
+    cotangent = _cotangents_like(out) if cotangent is None else cotangent
+    expected = vjp_fn(cotangent)
+    got = f_vjp(cotangent, *args)
+    got = (got,) if len(args) == 1 and not (isinstance(got, tuple) and len(got) == 1) else got
+    if not isinstance(got, (tuple, list)) or len(got) != len(args):
+        raise AssertionError(f"check_vjp: f_vjp must return one gradient per argument, "
+                             f"{len(args)} here, got {got!r:.80}")
+    for i, (g, e) in enumerate(zip(got, expected)):
+        try:
+            _assert_allclose(g, e, rtol, atol, err_msg="check_vjp", names=(
+                f"the hand vjp for args[{i}]", "rax's"))
+        except AssertionError as error:
+            text = str(error)
+
+            def contracted(*a):  # <f(*a), cotangent>: a loss whose gradient is the vjp
+                pairs = zip(tree_leaves(f(*a)), tree_leaves(cotangent))
+                return _sum((o * c).sum() for o, c in pairs)
+            raise AssertionError(f"{text}. {_verdict(contracted, args)}") from None
+
+
+def _check_jvp(f, f_jvp, args, tangents=None, rtol=1e-7, atol=1e-12):
+    """Check a hand-written jvp, f_jvp(tangents, *args) -> the tangent of f's output, against
+    rax's forward mode of f at args, with `tangents` (one per argument; default random).
+    On a mismatch the AssertionError names the index and both values, and what rax's own
+    graph of f says against central differences (see check_vjp)."""
+    args = _checked_args("check_jvp", f, f_jvp, args)
+    tangents = _cotangents_like(args) if tangents is None else tuple(tangents)
+    expected = jvp(f, args, tangents)[1]
+    got = f_jvp(tangents, *args)
+    try:
+        _assert_allclose(got, expected, rtol, atol, err_msg="check_jvp",
+                         names=("the hand jvp", "rax's"))
+    except AssertionError as error:
+        text = str(error)
+        w = _cotangents_like(expected)
+
+        def contracted(*a):
+            return _sum((o * c).sum() for o, c in zip(tree_leaves(f(*a)), tree_leaves(w)))
+        raise AssertionError(f"{text}. {_verdict(contracted, args)}") from None
+
+
+def _checked_args(op, f, rule, args):
+    _check_function(op, f)
+    _check_function(op, rule)
+    if isinstance(args, Tensor) or not isinstance(args, (tuple, list)):
+        raise TypeError(f"{op}: args must be a tuple of f's arguments, such as (x,), got "
+                        f"{type(args).__name__}")
+    return tuple(args)
+
+
+def _verdict(loss, args):
+    """Whether rax's graph of loss(*args) agrees with central differences, op by op."""
+    blame = _blame(loss, args, 1e-6, 1e-6, 1e-5, random.Random(0))
+    if blame.startswith("Every op"):
+        return ("Every op of f's graph agrees with central differences on its own, so rax's "
+                "gradient is right: the hand-written rule is the one that differs")
+    return f"rax's own graph of f is in doubt too: {blame}"
+
+
+testing = _Namespace(
+    "testing", shapes=_testing_shapes, broadcastable_shapes=_broadcastable_shapes,
+    mutually_broadcastable_shapes=_mutually_broadcastable_shapes, floats=_testing_floats,
+    tensors=_testing_tensors, trees=_testing_trees, cotangents=_cotangents,
+    cotangents_like=_cotangents_like, assert_allclose=_assert_allclose,
+    assert_equal=_assert_equal, check_vjp=_check_vjp, check_jvp=_check_jvp,
+    SPECIAL_FLOATS=_SPECIAL_FLOATS)
+__all__ += ["testing"]
+
+
 # ============================================================================================
 # 10. Programs: trace once, run many
 #
