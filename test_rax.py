@@ -58,6 +58,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import rax
 from rax import Tensor
+from rax import testing as rt
 
 # ============================================================================================
 # 1. Hypothesis profiles
@@ -219,22 +220,11 @@ MAX_RANK = 5  # kernels recurse once per axis: bugs in the recursion show from r
 MAX_SIZE = 36  # elements per drawn shape, so that rank 5 stays cheap
 
 
-@st.composite
-def shapes(draw, min_rank=0, max_rank=MAX_RANK, zero_sides=True, max_size=MAX_SIZE):
+def shapes(min_rank=0, max_rank=MAX_RANK, zero_sides=True, max_size=MAX_SIZE):
     """A shape of rank min_rank..max_rank (4 or more half the time), sides 1-3 and, one shape
-    in ten when zero_sides, one side 0; at most max_size elements: the sides are drawn in a
-    random order of the axes, and a side that would pass max_size becomes 1, so that a long
-    shape may have sides above 1 on any axis."""
-    high = st.integers(max(min_rank, 4), max_rank) if max_rank >= 4 else st.nothing()
-    rank = draw(st.integers(min_rank, max_rank) | high)  # kernels recurse once per axis
-    sides, size = [1] * rank, 1
-    for axis in draw(st.permutations(range(rank))):
-        side = draw(NONZERO_SIDES)
-        sides[axis] = side if size * side <= max_size else 1
-        size *= sides[axis]
-    if zero_sides and rank and draw(st.integers(0, 9)) == 0:
-        sides[draw(st.integers(0, rank - 1))] = 0
-    return tuple(sides)
+    in ten when zero_sides, one side 0; at most max_size elements: rax.testing.shapes, the
+    strategy rax gives its users, with this suite's sides."""
+    return rt.shapes(min_rank, max_rank, 0 if zero_sides else 1, 3, max_size)
 
 
 def arrays(shape, elements):
@@ -243,17 +233,11 @@ def arrays(shape, elements):
     return st.lists(elements, min_size=n, max_size=n).map(lambda flat: Array(flat, shape))
 
 
-@st.composite
-def broadcastable_shapes(draw, count=2, max_rank=MAX_RANK, max_size=MAX_SIZE):
-    """`count` shapes that broadcast together: suffixes of one shape with some sides 1, each
-    half the time of the full rank (where a side of 1 has to stretch in place)."""
-    target = draw(shapes(max_rank=max_rank, max_size=max_size))
-    result = []
-    for _ in range(count):
-        rank = draw(st.integers(0, len(target)) | st.just(len(target)))
-        result.append(tuple(1 if draw(st.integers(0, 3)) == 0 else n
-                            for n in target[len(target) - rank:]))
-    return tuple(result)
+def broadcastable_shapes(count=2, max_rank=MAX_RANK, max_size=MAX_SIZE):
+    """`count` shapes that broadcast together (rax.testing.mutually_broadcastable_shapes):
+    suffixes of one shape with some sides 1, each half the time of the full rank."""
+    return rt.mutually_broadcastable_shapes(count, 0, max_rank, 0, 3, max_size).map(
+        lambda drawn: drawn.input_shapes)
 
 
 def signed(magnitudes):
@@ -2628,9 +2612,10 @@ import jit as jit_lesson  # noqa: E402
 import graduate  # noqa: E402
 import convnet  # noqa: E402
 import linalg as linalg_lesson  # noqa: E402
+import hand_gradients  # noqa: E402
 
 LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate, convnet,
-           linalg_lesson)
+           linalg_lesson, hand_gradients)
 
 
 @pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
@@ -9400,3 +9385,153 @@ def test_check_grads_defaults_catch_a_small_error_in_a_rule():
     rax.check_grads(lambda x: rax.exp(x).sum(), (Tensor([0.3, -1.2, 2.0]),))
     rax.check_grads(lambda x: (rax.tanh(x) * x ** 3).sum(), (Tensor([0.3, -1.2, 2.0]),),
                     modes=("fwd", "rev"), order=2)
+
+
+# ============================================================================================
+# 26. rax.testing: the strategies and checks given to users, tested
+# ============================================================================================
+
+@given(rt.shapes(min_rank=1, max_rank=5, min_side=0, max_side=4, max_size=50))
+def test_rt_shapes_are_in_range(shape):
+    assert 1 <= len(shape) <= 5 and all(0 <= n <= 4 for n in shape)
+    assert math.prod(n for n in shape if n) <= 50
+
+
+@given(st.data())
+def test_rt_broadcastable_shapes_broadcast_as_numpy_says(data):
+    np = _np()
+    base = data.draw(rt.shapes(max_rank=4, max_size=24))
+    other = data.draw(rt.broadcastable_shapes(base, max_rank=5))
+    assert np.broadcast_shapes(base, other) is not None
+    result = data.draw(rt.mutually_broadcastable_shapes(3))
+    assert len(result.input_shapes) == 3
+    assert np.broadcast_shapes(*result.input_shapes) == result.result_shape
+
+
+@given(rt.tensors(shape=rt.shapes(max_rank=3, max_size=12), elements=rt.floats(special=True)),
+       rt.tensors(shape=(2, 3), dtype="bool"), rt.trees())
+def test_rt_tensors_and_trees_are_what_they_promise(x, m, tree):
+    assert isinstance(x, Tensor) and x.dtype == "float64" and x.op is None
+    assert m.shape == (2, 3) and m.dtype == "bool"
+    assert all(isinstance(leaf, Tensor) for leaf in rax.tree_leaves(tree))
+
+
+def test_rt_floats_with_special_mixes_in_every_special_value():
+    """Over enough draws, special=True produces each special value (inf, -inf, nan, -0.0,
+    1e308, 5e-324), and bounds hold without it."""
+    seen = set()
+
+    @settings(max_examples=400, derandomize=True)
+    @given(rt.floats(-1.0, 1.0, special=True), rt.floats(-1.0, 1.0))
+    def draw(v, bounded):
+        assert -1.0 <= bounded <= 1.0
+        seen.add(repr(v) if v == v else "nan")
+    draw()
+    assert {"inf", "-inf", "nan", "-0.0", "1e+308", "5e-324"} <= seen
+
+
+@given(st.data())
+def test_rt_assert_allclose_agrees_with_numpy_on_pass_and_fail(data):
+    """On random pairs (broadcast shapes, special values, near misses), rax.testing's
+    assert_allclose passes exactly when numpy.testing.assert_allclose does, and names the
+    worst element when it fails."""
+    np = _np()
+    shapes_ = data.draw(rt.mutually_broadcastable_shapes(2, max_rank=3, max_size=12))
+    a_shape, b_shape = shapes_.input_shapes
+    values = rt.floats(-5.0, 5.0, special=True)
+    b = np.array(data.draw(st.lists(values, min_size=math.prod(b_shape),
+                                    max_size=math.prod(b_shape))), dtype=float).reshape(b_shape)
+    noise = data.draw(st.sampled_from([0.0, 1e-9, 1e-7, 1e-5]))
+    a = np.broadcast_to(b, np.broadcast_shapes(a_shape, b_shape)) * (1.0 + noise)
+    a = a.reshape(-1)[:math.prod(a_shape)].reshape(a_shape) if a.size >= math.prod(
+        a_shape) else np.zeros(a_shape)
+    rtol, atol = data.draw(st.sampled_from([(1e-7, 0.0), (1e-6, 1e-9), (0.0, 0.0)]))
+    equal_nan = data.draw(st.booleans())
+    try:
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
+        numpy_passes = True
+    except AssertionError:
+        numpy_passes = False
+    try:
+        rt.assert_allclose(Tensor(a), Tensor(b), rtol=rtol, atol=atol, equal_nan=equal_nan)
+        ours = True
+    except AssertionError as error:
+        ours = False
+        assert "worst" in str(error) or "mismatch" in str(error)
+    assert ours == numpy_passes
+
+
+def test_rt_assert_allclose_and_assert_equal_name_where_in_a_tree():
+    np = _np()
+    rt.assert_allclose({"w": Tensor([1.0, nan]), "b": 2.0}, {"w": np.array([1.0, nan]),
+                                                             "b": Tensor(2.0)})
+    with pytest.raises(AssertionError, match=r"actual\['w'\]\[1\] .* index \[1, 0\]: actual "
+                                             r"5\.0, expected 4\.0"):
+        rt.assert_allclose({"w": [Tensor(1.0), Tensor([[1.0], [5.0]])]},
+                           {"w": [Tensor(1.0), Tensor([[1.0], [4.0]])]})
+    with pytest.raises(AssertionError, match="shapes"):
+        rt.assert_allclose(Tensor([1.0, 2.0]), Tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(AssertionError, match="nan"):
+        rt.assert_allclose(Tensor([nan]), Tensor([nan]), equal_nan=False)
+    rt.assert_equal(Tensor([0.0, nan]), Tensor([0.0, float("-nan")]))
+    with pytest.raises(AssertionError, match=r"at index \[0\]: actual -0\.0, expected 0\.0"):
+        rt.assert_equal(Tensor([-0.0]), Tensor([0.0]))
+    with pytest.raises(AssertionError, match="dtype"):
+        rt.assert_equal(Tensor([True]), Tensor([1.0]))
+
+
+def test_rt_check_vjp_and_check_jvp_pass_right_rules_and_blame_wrong_ones():
+    """Right hand rules pass; a mistake planted in each argument's rule is caught and named,
+    with the verdict that rax's own graph is right; a wrong rule inside f itself is named
+    as f's op."""
+    x, w = Tensor([0.5, -1.0, 2.0]), Tensor([[1.0, 2.0, 0.5]])
+
+    def f(x, w):
+        return rax.tanh(x * w).sum(axis=1)
+
+    def f_vjp(g, x, w):
+        d = (1.0 - rax.tanh(x * w) ** 2) * g.reshape(-1, 1)
+        return (d * w).sum(axis=0), d * x
+
+    rt.check_vjp(f, f_vjp, (x, w))
+    for i in range(2):
+        def wrong(g, x, w, i=i):
+            grads = list(f_vjp(g, x, w))
+            grads[i] = grads[i] * 1.01
+            return tuple(grads)
+        with pytest.raises(AssertionError, match=rf"args\[{i}\].*hand-written rule is the one"):
+            rt.check_vjp(f, wrong, (x, w))
+    bad = rax.primitive("bad_square", lambda x: x * x, [lambda g, out, x: g * x])
+    with pytest.raises(AssertionError, match="'bad_square'"):
+        rt.check_vjp(lambda x: bad(x), lambda g, x: g * 2.0 * x, (x,))
+    rt.check_jvp(lambda x: rax.sin(x) * x, lambda t, x: t[0] * (rax.cos(x) * x + rax.sin(x)),
+                 (x,))
+    with pytest.raises(AssertionError, match="hand jvp .* hand-written rule"):
+        rt.check_jvp(lambda x: rax.sin(x) * x, lambda t, x: t[0] * rax.cos(x) * x, (x,))
+
+
+@given(rt.tensors(shape=rt.shapes(max_rank=4, max_size=24), elements=rt.floats(-10, 10)))
+def test_rt_the_issue_example_a_hand_softplus_vjp(x):
+    g = rt.cotangents_like(rax.softplus(x))
+    rt.assert_allclose(rax.sigmoid(x) * g, rax.vjp(rax.softplus, x)[1](g)[0], rtol=1e-12)
+    rt.check_vjp(rax.softplus, lambda g, x: g * rax.sigmoid(x), (x,), rtol=1e-12)
+
+
+def test_importing_rax_imports_no_hypothesis_until_a_strategy_is_built():
+    code = ("import sys, rax; assert 'hypothesis' not in sys.modules; "
+            "rax.testing.assert_allclose(rax.Tensor([1.0]), [1.0]); "
+            "assert 'hypothesis' not in sys.modules; rax.testing.shapes(); "
+            "assert 'hypothesis' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=pathlib.Path(__file__).parent)
+
+
+def test_hand_gradients_lesson_passes_the_right_rule_and_catches_the_planted_mistake(
+        monkeypatch):
+    """examples/hand_gradients.py: the hand vjp of tanh(x @ w) passes check_vjp over random
+    shapes (with hypothesis, and without it on random draws); the planted mistake is caught
+    with the verdict that rax's gradient is right."""
+    message = hand_gradients.main(n_examples=10, verbose=False)
+    assert "args[0]" in message and "hand-written rule is the one that differs" in message
+    monkeypatch.setitem(sys.modules, "hypothesis", None)
+    hand_gradients.property_test(5, say=lambda *a: None)
