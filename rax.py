@@ -469,8 +469,10 @@ def _leaf(data, shape, dtype=None):
 def _as_tensor(value, op):
     """value as a float64 Tensor, for an op of arithmetic: see _as_any; a bool tensor is
     read as 0.0 and 1.0 through an astype node (the dtype rules at the top of chapter 1)."""
-    if type(value) is Tensor and value.dtype is float64:  # the common case, first
+    if type(value) is Tensor and value.dtype is float64:  # the common cases, first
         return value
+    if type(value) is float:
+        return _constant(value)
     value = _as_any(value, op)
     return value if value.dtype is float64 else _astype(value, float64)
 
@@ -586,16 +588,18 @@ _exp_vjps = (lambda g, out, x: g * out,)
 
 # ---- 2b. Two inputs: add and mul -----------------------------------------------------------
 
-def _binary(forward, x, y, rule, vjps):
+def _binary(forward, x, y, rule, vjps, dtype=None):
     """The output node of the elementwise op `forward` on two tensors, broadcast together
     (NumPy's rule, with broadcast_to nodes, so that no binary rule has to undo broadcasting),
-    computed by its _Elementwise rule."""
+    computed by its _Elementwise rule. dtype None is arithmetic: the operands are read as
+    float64 (a bool as 0.0 or 1.0), as is the result; for an op that makes bools, dtype is
+    bool_ and the caller has made the operands tensors of the dtypes it takes."""
     op = forward.__name__
-    return _binary_node(op, forward, _as_tensor(x, op), _as_tensor(y, op), rule, vjps)
-
-
-def _binary_node(op, forward, x, y, rule, vjps, dtype=None):
-    """_binary's node for operands that are already tensors of the dtypes the op takes."""
+    if dtype is None:  # (tested here, not in a call: a speed device, 4% of W4)
+        if type(x) is not Tensor or x.dtype is not float64:
+            x = _as_tensor(x, op)
+        if type(y) is not Tensor or y.dtype is not float64:
+            y = _as_tensor(y, op)
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
@@ -816,6 +820,9 @@ def backward(t, seed=None):
     """
     if not isinstance(t, Tensor):
         raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
+    if t.dtype is bool_:
+        raise TypeError("backward: the tensor is a bool tensor (made by a comparison): no "
+                        "gradient flows through bools")
     if seed is None:
         if t.size != 1:
             raise ValueError(f"backward: a tensor of shape {t.shape} needs a seed of that shape; "
@@ -1029,6 +1036,9 @@ def value_and_grad(f, argnums=0, has_aux=False):
             loss, aux = out
         else:
             loss = out
+        if isinstance(loss, Tensor) and loss.dtype is bool_:
+            raise TypeError("grad: f returned a bool tensor: no gradient flows through bools "
+                            "(as JAX's grad); return a float loss")
         if not isinstance(loss, Tensor) or loss.size != 1:
             what = f"shape {loss.shape}" if isinstance(loss, Tensor) else \
                 f"a {type(loss).__name__} ({_text(loss):.40})"
@@ -1250,6 +1260,8 @@ def abs(x):
     >>> abs(Tensor([-2, 0, 3]))
     Tensor([2.0, 0.0, 3.0], op='abs')
     """
+    if isinstance(x, Tensor) and x.dtype is bool_:
+        return x  # |a bool| is the bool, as NumPy's
     return _unary(abs, x, _ABS, _abs_vjps)
 
 
@@ -1374,6 +1386,9 @@ def maximum(x, y):
     >>> maximum(Tensor([1, 5]), 3)
     Tensor([3.0, 5.0], op='maximum')
     """
+    if _is_bool(x) and _is_bool(y):  # of two bools, a bool (their or), as NumPy
+        return _binary(maximum, _as_any(x, "maximum"), _as_any(y, "maximum"), _MAXIMUM,
+                       _NO_GRADIENT, bool_)
     return _binary(maximum, x, y, _MAXIMUM, _maximum_vjps)
 
 
@@ -1395,6 +1410,9 @@ def minimum(x, y):
     >>> minimum(Tensor([1, 5]), 3)
     Tensor([1.0, 3.0], op='minimum')
     """
+    if _is_bool(x) and _is_bool(y):  # of two bools, a bool (their and), as NumPy
+        return _binary(minimum, _as_any(x, "minimum"), _as_any(y, "minimum"), _MINIMUM,
+                       _NO_GRADIENT, bool_)
     return _binary(minimum, x, y, _MINIMUM, _minimum_vjps)
 
 
@@ -1405,9 +1423,10 @@ _minimum_vjps = (lambda g, out, x, y: _split_tie(g, x, y, x > y),
 
 
 def _is_bool(x):
-    """Whether x is a bool, a bool tensor or a bool array."""
-    return type(x) is bool or isinstance(x, Tensor) and x.dtype is bool_ or (
-        not isinstance(x, Tensor) and _is_bool_array(x))
+    """Whether x is a bool, a bool tensor, a bool array or nested lists of bools."""
+    if isinstance(x, Tensor):
+        return x.dtype is bool_
+    return type(x) is bool or _is_bool_array(x) or isinstance(x, list) and _is_mask(x)
 
 
 def _no_bool_minus(op, x):
@@ -1424,7 +1443,7 @@ _NO_GRADIENT = (None, None)
 def _compare(forward, x, y, rule):
     """The bool node of a comparison of x and y (of any dtypes: a bool compares as 0 or 1)."""
     op = forward.__name__
-    return _binary_node(op, forward, _as_any(x, op), _as_any(y, op), rule, _NO_GRADIENT, bool_)
+    return _binary(forward, _as_any(x, op), _as_any(y, op), rule, _NO_GRADIENT, bool_)
 
 
 def less(x, y):
@@ -1541,8 +1560,7 @@ _LOGICAL_XOR = _RULES["logical_xor"] = _Elementwise("({0} ^ {1})", operator.xor)
 
 def _logical(forward, x, y, rule):
     op = forward.__name__
-    return _binary_node(op, forward, _as_bools(x, op), _as_bools(y, op), rule, _NO_GRADIENT,
-                        bool_)
+    return _binary(forward, _as_bools(x, op), _as_bools(y, op), rule, _NO_GRADIENT, bool_)
 
 
 def logical_not(x):
@@ -1760,10 +1778,11 @@ def _normalize_index(key, shape):
             new_shape.append(side)
             axis += 1
         else:
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            if isinstance(k, bool) or not (isinstance(k, numbers.Integral) or _has_tolist(
+                    k) and getattr(k, "shape", None) == () and hasattr(k, "__index__")):
                 raise TypeError(f"only integers, slices (:), ellipsis (...) and None are valid "
                                 f"indices, got {k!r} ({type(k).__name__})")
-            n, i = shape[axis], operator.index(k)
+            n, i = shape[axis], operator.index(k)  # an int, or a 0-d integer array
             if not -n <= i < n:
                 raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
             index.append(i % n)
@@ -1950,7 +1969,7 @@ def sort(x, axis=-1):
     >>> sort(Tensor([3, nan, 1])).tolist()
     [1.0, 3.0, nan]
     """
-    x = _as_tensor(x, "sort")
+    x = _as_any(x, "sort")  # sorted bools are bools (False first)
     if axis is None:
         x, axis = x.reshape(-1), 0
     return take_along_axis(x, argsort(x, _normalize_axis("sort", axis, x.ndim)), axis)
@@ -2043,7 +2062,8 @@ def _is_mask(obj):
     probe = obj
     while isinstance(probe, (list, tuple)) and probe:
         probe = probe[0]
-    return type(probe) is bool and _to_lists(obj, "x[mask]")[2] is bool_
+    return (type(probe) is bool or _is_bool_array(probe)) and \
+        _to_lists(obj, "x[mask]")[2] is bool_
 
 
 def _has_mask(key):
@@ -2845,13 +2865,13 @@ def triu(x, k=0):
 
 
 def _triangle(op, x, k, keep):
-    x = _as_tensor(x, op)
+    x = _as_any(x, op)
     if x.ndim < 2:
         raise ValueError(f"{op}: needs at least 2 axes, got shape {x.shape}")
     k = _int(op, "k", k, -sys.maxsize)
     n, m = x.shape[-2:]
-    mask = [[1.0 if keep(i, j) else 0.0 for j in range(m)] for i in range(n)]
-    return where(Tensor(mask) if n and m else zeros((n, m)), x, 0.0)
+    mask = [[keep(i, j) for j in range(m)] for i in range(n)]
+    return where(Tensor(mask) if n and m else zeros((n, m)), x, x.dtype is bool_ and False)
 
 
 def diag(x, k=0):
@@ -3460,7 +3480,7 @@ def diagonal(x, offset=0, axis1=0, axis2=1):
     [2.0]
     """
     op = "diagonal"
-    x = _as_tensor(x, op)
+    x = _as_any(x, op)
     if x.ndim < 2:
         raise ValueError(f"diagonal: needs at least 2 axes, got shape {x.shape}")
     offset = _int(op, "offset", offset, -sys.maxsize)
@@ -4206,7 +4226,7 @@ def count_nonzero(x, axis=None, keepdims=False):
 
 def real(x):
     """The real part: x itself, for rax's real tensors (as numpy.real)."""
-    return _as_tensor(x, "real")
+    return _as_any(x, "real")
 
 
 conj = conjugate = real_if_close = real  # the conjugate of a real tensor is itself
@@ -4534,10 +4554,12 @@ def ravel_pytree(tree):
     >>> flat.tolist(), unravel(flat * 2.0)["w"].tolist()
     ([1.0, 2.0, 3.0], [[4.0, 6.0]])
     """
-    leaves = [_as_tensor(leaf, "ravel_pytree") for leaf in tree_leaves(tree)]
+    leaves = [_as_any(leaf, "ravel_pytree") for leaf in tree_leaves(tree)]
     shapes = [leaf.shape for leaf in leaves]
+    dtypes = [leaf.dtype for leaf in leaves]  # unravel gives bools back as bools, as JAX's
     sizes = [math.prod(shape) for shape in shapes]
-    flat = concatenate([leaf.reshape(-1) for leaf in leaves]) if leaves else zeros((0,))
+    flat = concatenate([_as_tensor(leaf, "ravel_pytree").reshape(-1) for leaf in leaves]) \
+        if leaves else zeros((0,))
 
     def unravel(vector):
         vector = _as_tensor(vector, "unravel")
@@ -4545,7 +4567,8 @@ def ravel_pytree(tree):
             raise ValueError(f"unravel: expected a 1-D tensor of {_sum(sizes)} elements, got "
                              f"shape {vector.shape}")
         bounds = list(itertools.accumulate(sizes, initial=0))
-        parts = [vector[a:b].reshape(shape) for a, b, shape in zip(bounds, bounds[1:], shapes)]
+        parts = [astype(vector[a:b].reshape(shape), dtype)
+                 for a, b, shape, dtype in zip(bounds, bounds[1:], shapes, dtypes)]
         return _rebuild(tree, iter(parts))
 
     return flat, unravel
@@ -4682,6 +4705,8 @@ def full(shape, value):
     Tensor([[7.0, 7.0], [7.0, 7.0]])
     """
     shape = _as_shape("full", shape)
+    if type(value) is bool or _is_bool_array(value) and getattr(value, "shape", None) == ():
+        return _leaf(_full_lists(shape, bool(value)), shape, bool_)  # full of bools: bools
     return _leaf(_full_lists(shape, _scalar("full", "value", value)), shape)
 
 
@@ -4706,21 +4731,23 @@ def ones(shape):
 
 
 def zeros_like(t):
-    """Zeros with the shape of t.
+    """Zeros with the shape of t (False for a bool t, as NumPy keeps its dtype).
 
     >>> zeros_like(Tensor([1, 2]))
     Tensor([0.0, 0.0])
     """
-    return zeros(_as_tensor(t, "zeros_like").shape)
+    t = _as_any(t, "zeros_like")
+    return full(t.shape, False) if t.dtype is bool_ else zeros(t.shape)
 
 
 def ones_like(t):
-    """Ones with the shape of t.
+    """Ones with the shape of t (True for a bool t, as NumPy keeps its dtype).
 
     >>> ones_like(Tensor(5))
     Tensor(1.0)
     """
-    return ones(_as_tensor(t, "ones_like").shape)
+    t = _as_any(t, "ones_like")
+    return full(t.shape, True) if t.dtype is bool_ else ones(t.shape)
 
 
 def arange(start, stop=None, step=1):
@@ -4917,8 +4944,17 @@ class _DType(str):
     needs no NumPy; numpy.zeros(3, dtype=t.dtype) works, as the name is a string."""
 
     __slots__ = ()
-    _ALIASES = {"float64": ("float64", "float", "double", "f8", "d", "float_"),
-                "bool": ("bool", "bool_", "?", "b1")}
+    _ALIASES = {"float64": ("float64", "float", "double", "f8", "d", "float_", "<f8", "=f8"),
+                "bool": ("bool", "bool_", "?", "b1", "|b1")}
+
+    @property
+    def name(self):
+        return str(self)
+
+    @property
+    def kind(self):
+        """NumPy's one-letter kind: "f" for float64, "b" for bool."""
+        return "b" if str(self) == "bool" else "f"
 
     def __eq__(self, other):
         name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
@@ -5057,7 +5093,8 @@ def _to_lists(obj, context):
     if len(shape) > MAX_NDIM:
         raise ValueError(f"{context}: data is nested more than {MAX_NDIM} levels deep")
     data = None
-    if type(probe) is bool:  # all bools make a bool tensor; bools among numbers are numbers
+    if type(probe) is bool or _is_bool_array(probe):  # all bools make a bool tensor; bools
+        # among numbers are numbers (np.True_ counts as a bool)
         data = _copy_rectangular(obj, shape, bool)
         dtype = bool_ if data is not None else float64
     if data is None:
@@ -5081,7 +5118,7 @@ def _copy_rectangular(obj, shape, kind):
     real number, made a float; bool: bools only), or None if it does not fit."""
     if not shape:
         if kind is bool:
-            return obj if type(obj) is bool else None
+            return bool(obj) if type(obj) is bool or _is_bool_array(obj) else None
         if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
             return float(obj)
         return None
@@ -5091,8 +5128,8 @@ def _copy_rectangular(obj, shape, kind):
         types = set(map(type, obj))  # the common cases, checked at C speed
         if kind is float and types <= _REAL_TYPES:
             return list(map(float, obj))
-        if kind is bool:
-            return list(obj) if types <= {bool} else None
+        if kind is bool and types <= {bool}:
+            return list(obj)
         row = [_copy_rectangular(value, (), kind) for value in obj]
     else:
         row = [_copy_rectangular(child, shape[1:], kind) for child in obj]
@@ -5519,6 +5556,10 @@ def _params_and_grads(op, params, grads):
         grad_leaves = _matching_leaves(op, params, grads, "params", "grads")
     leaves = []
     for (keys, p), g in zip(items, grad_leaves):
+        if _is_bool(p):
+            raise TypeError(f"{op}: {_path('params', keys)} is a bool tensor, which is no "
+                            f"parameter (no gradient flows to bools): keep masks out of the "
+                            f"params, and pass them to the model by closure or as an argument")
         p, g = _as_tensor(p, op), _as_tensor(g, op)
         if p.shape != g.shape:
             raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
@@ -6164,6 +6205,9 @@ def _jacobian(op, f, argnums):
         inputs = [_as_tensor(leaf, op) for leaf in tree_leaves(wrt)]
         out, vjp_fn = _vjp(op, f_of, wrt)
         outputs = [o for _, o in _output_tensors(op, out)]
+        if any(o.dtype is bool_ for o in outputs):
+            raise TypeError(f"{op}: f returns a bool tensor: no derivative flows through bools "
+                            f"(as JAX's jacrev); return floats")
         if _sum(o.size for o in outputs) <= _sum(x.size for x in inputs):
             blocks = _jacobian_rows(out, outputs, inputs, vjp_fn)
         else:
@@ -7177,6 +7221,8 @@ def _check_static(leaf, keys, op):
     """Refuse a static leaf that holds tensors (a model object with its weights as
     attributes): its tensors would be constants of the program, frozen at their values of
     the first call, and a later change of them would silently not count."""
+    if isinstance(leaf, Tensor):  # a mask: static by its values, whatever made it
+        return
     attributes = dict(getattr(leaf, "__dict__", None) or {})
     for name in itertools.chain.from_iterable(
             getattr(cls, "__slots__", ()) for cls in type(leaf).__mro__):

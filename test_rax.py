@@ -9535,3 +9535,49 @@ def test_hand_gradients_lesson_passes_the_right_rule_and_catches_the_planted_mis
     assert "args[0]" in message and "hand-written rule is the one that differs" in message
     monkeypatch.setitem(sys.modules, "hypothesis", None)
     hand_gradients.property_test(5, say=lambda *a: None)
+
+
+def test_the_reviews_bool_findings_keep_masks_masks_and_refuse_the_rest():
+    """What a review found after the bool dtype landed: maximum/minimum/sort/triu/diagonal/
+    abs/real/zeros_like/ones_like/full keep bools (NumPy's dtypes), a mask computed eagerly is
+    a static argument of jit, masks of NumPy or torch bool scalars in a list select, a bool
+    output cannot be differentiated, optimizers refuse bool params, and unravel gives bools
+    back."""
+    np = _np()
+    x = Tensor([10.0, 20.0, 30.0])
+    a, b = x > 15, x < 25
+    an, bn = np.array(a), np.array(b)
+    for ours, theirs in [(rax.maximum(a, b), np.maximum(an, bn)),
+                         (rax.minimum(a, b), np.minimum(an, bn)), (rax.sort(a), np.sort(an)),
+                         (rax.ones_like(a), np.ones_like(an)),
+                         (rax.zeros_like(a), np.zeros_like(an)), (rax.full((3,), True),
+                                                                   np.full((3,), True)),
+                         (rax.abs(a), np.abs(an)), (rax.real(a), np.real(an)),
+                         (rax.triu(rax.reshape(rax.concatenate([a, b, a]), (3, 3))),
+                          np.triu(np.concatenate([an, bn, an]).reshape(3, 3))),
+                         (rax.diagonal(rax.reshape(rax.concatenate([a, b, a]), (3, 3))),
+                          np.diagonal(np.concatenate([an, bn, an]).reshape(3, 3)))]:
+        assert ours.dtype == theirs.dtype == np.bool_ and ours.tolist() == theirs.tolist()
+    assert x[rax.maximum(a, b)].tolist() == [10.0, 20.0, 30.0]
+    m = x > 15
+    assert rax.jit(lambda x, m: x[m].sum())(x, m).item() == 50.0
+    assert rax.trace(lambda x, m: x[m].sum())(x, m)(x * 2.0, m).item() == 100.0
+    assert x[list(np.array([True, False, True]))].tolist() == [10.0, 30.0]
+    assert rax.Tensor([np.True_, np.False_]).dtype == "bool"
+    assert x[np.array(2)].item() == 30.0
+    assert (m | [True, False, False]).tolist() == [True, True, True]
+    with pytest.raises(TypeError, match="bool"):
+        rax.grad(lambda x: rax.any(x > 0))(x)
+    with pytest.raises(TypeError, match="bool"):
+        rax.jacobian(lambda x: x > 0)(x)
+    with pytest.raises(TypeError, match="bool"):
+        (x > 0).any().backward()
+    params = {"w": x, "m": m}
+    for update in (lambda: rax.sgd(params, {"w": x, "m": rax.zeros(3)}, 0.1),
+                   lambda: rax.Adam().update(params, {"w": x, "m": rax.zeros(3)})):
+        with pytest.raises(TypeError, match=r"params\['m'\] is a bool tensor"):
+            update()
+    flat, unravel = rax.flatten_util.ravel_pytree(params)
+    back = unravel(flat)
+    assert back["m"].dtype == "bool" and back["m"].tolist() == m.tolist()
+    assert x.dtype.name == "float64" and m.dtype.kind == "b" and x.dtype == "<f8"
