@@ -153,7 +153,10 @@ __all__ = [
     # autodiff
     "backward", "grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp",
     # trees and optimizers
-    "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "save", "load",
+    "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "save",
+    "load", "constant_schedule", "linear_schedule", "exponential_decay",
+    "cosine_decay_schedule", "warmup_cosine_decay_schedule", "warmup_cosine_decay",
+    "piecewise_constant_schedule", "global_norm", "clip_by_global_norm", "clip_by_value",
     # tools
     "primitive", "check_grads", "draw", "to_dot",
     # programs
@@ -5414,7 +5417,7 @@ class SGD:
 
     def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  maximize=False, state=None):
-        self.lr = _nonnegative("SGD", "lr", lr)
+        self.lr = _learning_rate("SGD", lr)
         self.momentum = _nonnegative("SGD", "momentum", momentum)
         self.dampening = _hyperparameter("SGD", "dampening", dampening)
         self.weight_decay = _nonnegative("SGD", "weight_decay", weight_decay)
@@ -5441,7 +5444,8 @@ class SGD:
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
         _refuse_trace("SGD.update")
-        lr, momentum, dampening = self.lr, self.momentum, self.dampening
+        lr, momentum, dampening = _scheduled("SGD.update", self.lr, self._step), \
+            self.momentum, self.dampening
         leaves = _params_and_grads("SGD.update", params, grads)
         buffers = _state_of_leaves("SGD.update", leaves, self._buffers)
         new_data, new_buffers = [], {}
@@ -5461,17 +5465,21 @@ class SGD:
 
 
 class Adam:
-    """Adam, exactly as torch.optim.Adam (amsgrad off; weight_decay is added to the gradient).
+    """Adam, exactly as torch.optim.Adam (weight_decay is added to the gradient).
 
     For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
     d = d + weight_decay * p; m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d d;
+    with amsgrad, v_max = max(v_max, v) stands for v below (as torch's amsgrad);
     p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps).
     With eps = 0, a zero gradient gives 0/0 = nan there, as in PyTorch.
 
-    Hyperparameters are real numbers, kept as floats (maximize is True or False).
-    ``opt.state`` is {"step": t, "exp_avg": m, "exp_avg_sq": v} with m and v trees shaped like
-    params (after the first update); ``Adam(..., state=s)`` resumes from it. Each update
-    checks that params have the leaves and shapes of the state.
+    lr is a number or a schedule, a function of the step count (updates taken before this
+    one: 0 first) that gives the number, as optax's (see warmup_cosine_decay_schedule).
+    Hyperparameters are real numbers, kept as floats (maximize and amsgrad are True or
+    False). ``opt.state`` is {"step": t, "exp_avg": m, "exp_avg_sq": v} (and
+    "max_exp_avg_sq" with amsgrad) with m and v trees shaped like params (after the first
+    update); ``Adam(..., state=s)`` resumes from it, the schedule too. Each update checks
+    that params have the leaves and shapes of the state.
 
     >>> opt = Adam(lr=0.1)
     >>> opt.update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})["w"].item()  # moves by ~lr
@@ -5479,39 +5487,46 @@ class Adam:
     >>> opt.state["step"], opt.state["exp_avg"]["w"].shape, sorted(opt.state)
     (1, (1,), ['exp_avg', 'exp_avg_sq', 'step'])
     """
+    _NAME, _DECOUPLED = "Adam", False  # AdamW: weight decay applied to p, not added to d
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 maximize=False, state=None):
-        self.lr = _nonnegative("Adam", "lr", lr)
-        self.betas = _betas("Adam", betas)
-        self.eps = _nonnegative("Adam", "eps", eps)
-        self.weight_decay = _nonnegative("Adam", "weight_decay", weight_decay)
-        self.maximize = _flag("Adam", "maximize", maximize)
-        self._step, self._skeleton, self._buffers = _read_state(
-            "Adam", state, ("exp_avg", "exp_avg_sq"))
+                 maximize=False, amsgrad=False, state=None):
+        name = self._NAME
+        self.lr = _learning_rate(name, lr)
+        self.betas = _betas(name, betas)
+        self.eps = _nonnegative(name, "eps", eps)
+        self.weight_decay = _nonnegative(name, "weight_decay", weight_decay)
+        self.maximize = _flag(name, "maximize", maximize)
+        self.amsgrad = _flag(name, "amsgrad", amsgrad)
+        self._step, self._skeleton, self._buffers = _read_state(name, state, self._names())
         if self._step and self._buffers is None:
-            raise ValueError(f"Adam: state['step'] is {self._step}, but the state has no "
-                             f"'exp_avg' and 'exp_avg_sq' to go with it")
+            raise ValueError(f"{name}: state['step'] is {self._step}, but the state has no "
+                             f"{' and '.join(map(repr, self._names()))} to go with it")
+
+    def _names(self):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
 
     def __repr__(self):
-        return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
+        return (f"{self._NAME}(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
                 f"weight_decay={self.weight_decay}, maximize={self.maximize}, "
-                f"steps taken={self._step})")
+                f"amsgrad={self.amsgrad}, steps taken={self._step})")
 
     @property
     def state(self):
         """{"step": t, "exp_avg": tree like params, "exp_avg_sq": tree}, for rax.save."""
-        return _state_tree(self._step, self._skeleton, self._buffers, ("exp_avg", "exp_avg_sq"))
+        return _state_tree(self._step, self._skeleton, self._buffers, self._names())
 
     def update(self, params, grads):
         """New params from params and their gradients (a GradNode or a tree like params)."""
-        _refuse_trace("Adam.update")
+        op = f"{self._NAME}.update"
+        _refuse_trace(op)
         (beta1, beta2), eps = self.betas, self.eps
-        leaves = _params_and_grads("Adam.update", params, grads)
-        moments = _state_of_leaves("Adam.update", leaves, self._buffers)
-        step = self._step + 1
-        step_size = self.lr / (1.0 - beta1 ** step)
+        leaves = _params_and_grads(op, params, grads)
+        moments = _state_of_leaves(op, leaves, self._buffers)
+        lr, step = _scheduled(op, self.lr, self._step), self._step + 1
+        step_size = lr / (1.0 - beta1 ** step)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
+        shrink = 1.0 - lr * self.weight_decay  # AdamW's decay of p itself
 
         def new_param(p, m, v):
             return p - step_size * m / (_sqrt(v) / bias_correction2_sqrt + eps)
@@ -5521,15 +5536,337 @@ class Adam:
 
         new_data, new_moments = [], {}
         for (keys, p, g), moment in zip(leaves, moments):
-            d, ndim = _gradient_step_start(p, g, self.maximize, self.weight_decay), p.ndim
-            m, v = (moment[0].data, moment[1].data) if moment else (_full_lists(p.shape, 0.0),) * 2
-            m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (m, d), ndim)
-            v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (v, d), ndim)
-            new_moments[keys] = (_leaf(m, p.shape), _leaf(v, p.shape))
-            new_data.append(elementwise(new_param, (p.data, m, v), ndim, safe=new_param_safe))
+            ndim, p_data = p.ndim, p.data
+            d = _gradient_step_start(p, g, self.maximize, 0.0 if self._DECOUPLED
+                                     else self.weight_decay)
+            if self._DECOUPLED and self.weight_decay:
+                p_data = elementwise(lambda p: p * shrink, (p_data,), ndim)
+            buffers = [b.data for b in moment] if moment else \
+                [_full_lists(p.shape, 0.0)] * len(self._names())
+            m = elementwise(lambda m, d: beta1 * m + (1.0 - beta1) * d, (buffers[0], d), ndim)
+            v = elementwise(lambda v, d: beta2 * v + (1.0 - beta2) * d * d, (buffers[1], d),
+                            ndim)
+            kept = [m, v]
+            if self.amsgrad:  # the largest v so far (nan spreads, as torch.maximum)
+                kept.append(_MAXIMUM((buffers[2], v), ndim))
+            new_moments[keys] = tuple(_leaf(b, p.shape) for b in kept)
+            new_data.append(elementwise(new_param, (p_data, m, kept[-1]), ndim,
+                                        safe=new_param_safe))
         # only now: a failed call changes nothing
         self._step, self._skeleton, self._buffers = step, _skeleton(params), new_moments
         return _new_params(params, new_data)
+
+
+class AdamW(Adam):
+    """AdamW, exactly as torch.optim.AdamW: Adam whose weight decay shrinks each param
+    itself, p = p * (1 - lr * weight_decay), before the Adam step, instead of adding
+    weight_decay * p to the gradient (decoupled weight decay; 1e-2 by default, as PyTorch).
+
+    >>> AdamW(lr=0.1).update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})["w"].item()
+    0.8990000002
+    """
+    _NAME, _DECOUPLED = "AdamW", True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 maximize=False, amsgrad=False, state=None):
+        super().__init__(lr, betas, eps, weight_decay, maximize, amsgrad, state)
+
+
+class _Optimizer:
+    """What RMSprop and Adagrad share: the state (a step count and named buffers per leaf),
+    checks, resuming, and the loop over leaves; each says its own step for one leaf,
+    _leaf_step(p, d, buffers, lr, step) -> (p's new data, its new buffers), on nested lists
+    (d is the gradient after maximize and weight decay)."""
+
+    _NAME, _BUFFERS = "", ()
+
+    def _start(self, lr, weight_decay, maximize, state):
+        self.lr = _learning_rate(self._NAME, lr)
+        self.weight_decay = _nonnegative(self._NAME, "weight_decay", weight_decay)
+        self.maximize = _flag(self._NAME, "maximize", maximize)
+        self._step, self._skeleton, self._buffers = _read_state(self._NAME, state,
+                                                                self._names())
+
+    def _names(self):
+        return self._BUFFERS
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k[0] != "_")
+        return f"{self._NAME}({settings}, steps taken={self._step})"
+
+    @property
+    def state(self):
+        """{"step": updates taken, and each buffer as a tree like params}, for rax.save."""
+        return _state_tree(self._step, self._skeleton, self._buffers, self._names())
+
+    def update(self, params, grads):
+        """New params from params and their gradients (a GradNode or a tree like params)."""
+        op = f"{self._NAME}.update"
+        _refuse_trace(op)
+        leaves = _params_and_grads(op, params, grads)
+        buffers = _state_of_leaves(op, leaves, self._buffers)
+        lr, step = _scheduled(op, self.lr, self._step), self._step + 1
+        new_data, new_buffers = [], {}
+        for (keys, p, g), kept in zip(leaves, buffers):
+            d = _gradient_step_start(p, g, self.maximize, self.weight_decay)
+            kept = [b.data for b in kept] if kept else [
+                _full_lists(p.shape, self._initial(name)) for name in self._names()]
+            data, kept = self._leaf_step(p, d, kept, lr, step)
+            new_data.append(data)
+            new_buffers[keys] = tuple(_leaf(b, p.shape) for b in kept)
+        # only now: a failed call changes nothing
+        self._step, self._skeleton, self._buffers = step, _skeleton(params), new_buffers
+        return _new_params(params, new_data)
+
+    def _initial(self, name):
+        return 0.0
+
+
+class RMSprop(_Optimizer):
+    """RMSprop, exactly as torch.optim.RMSprop.
+
+    For each leaf, with d the gradient: d = -d if maximize; d = d + weight_decay * p;
+    s = alpha s + (1 - alpha) d d; centered: a = a + (1 - alpha) (d - a), and the
+    denominator is sqrt(s - a a) + eps, else sqrt(s) + eps; with momentum,
+    b = momentum b + d / denominator and p = p - lr b, else p = p - lr d / denominator.
+    The state holds "square_avg", and "momentum_buffer" and "grad_avg" when used.
+
+    >>> RMSprop(lr=0.01).update({"w": Tensor([1.0])}, {"w": Tensor([2.0])})["w"].item()
+    0.9000000005
+    """
+    _NAME = "RMSprop"
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False, state=None):
+        self.alpha = _nonnegative("RMSprop", "alpha", alpha)
+        self.eps = _nonnegative("RMSprop", "eps", eps)
+        self.momentum = _nonnegative("RMSprop", "momentum", momentum)
+        self.centered = _flag("RMSprop", "centered", centered)
+        self._start(lr, weight_decay, maximize, state)
+
+    def _names(self):
+        return ("square_avg",) + (("momentum_buffer",) if self.momentum else ()) + (
+            ("grad_avg",) if self.centered else ())
+
+    def _leaf_step(self, p, d, kept, lr, step):
+        alpha, eps, momentum, ndim = self.alpha, self.eps, self.momentum, p.ndim
+        square = elementwise(lambda s, d: s * alpha + (1.0 - alpha) * d * d, (kept[0], d),
+                             ndim)
+        new = [square]
+        if self.centered:  # torch's lerp of the mean gradient, then sqrt(s - a * a)
+            mean = elementwise(lambda a, d: a + (1.0 - alpha) * (d - a), (kept[-1], d), ndim)
+            denominator = elementwise(lambda s, a: _sqrt(s + -1.0 * a * a) + eps,
+                                      (square, mean), ndim)
+        else:
+            denominator = elementwise(lambda s: _sqrt(s) + eps, (square,), ndim)
+        if momentum:
+            buf = elementwise(lambda b, d, q: b * momentum + _div(d, q),
+                              (kept[1], d, denominator), ndim)
+            new.append(buf)
+            data = elementwise(lambda p, b: p + -lr * b, (p.data, buf), ndim)
+        else:
+            data = elementwise(lambda p, d, q: p + -lr * _div(d, q), (p.data, d, denominator),
+                               ndim)
+        if self.centered:
+            new.append(mean)
+        return data, new
+
+
+class Adagrad(_Optimizer):
+    """Adagrad, exactly as torch.optim.Adagrad.
+
+    For each leaf, with d the gradient and t the step number from 1: d = -d if maximize;
+    d = d + weight_decay * p; clr = lr / (1 + (t - 1) lr_decay); s = s + d d (s starts at
+    initial_accumulator_value); p = p - clr d / (sqrt(s) + eps). The state holds "sum".
+
+    >>> Adagrad(lr=0.1).update({"w": Tensor([1.0])}, {"w": Tensor([2.0])})["w"].item()
+    0.9
+    """
+    _NAME, _BUFFERS = "Adagrad", ("sum",)
+
+    def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                 eps=1e-10, maximize=False, state=None):
+        self.lr_decay = _nonnegative("Adagrad", "lr_decay", lr_decay)
+        self.initial_accumulator_value = _nonnegative(
+            "Adagrad", "initial_accumulator_value", initial_accumulator_value)
+        self.eps = _nonnegative("Adagrad", "eps", eps)
+        self._start(lr, weight_decay, maximize, state)
+
+    def _initial(self, name):
+        return self.initial_accumulator_value
+
+    def _leaf_step(self, p, d, kept, lr, step):
+        clr, eps, ndim = lr / (1.0 + (step - 1) * self.lr_decay), self.eps, p.ndim
+        total = elementwise(lambda s, d: s + 1.0 * d * d, (kept[0], d), ndim)
+        data = elementwise(lambda p, d, s: p + -clr * _div(d, _sqrt(s) + eps),
+                           (p.data, d, total), ndim)
+        return data, [total]
+
+
+# ---- Schedules: the learning rate as a function of the step count (optax's names) ----------
+#
+# A schedule is a plain function step -> float: step is the number of updates taken before
+# this one (0 for the first), as optax counts. It is part of the optimizer's state, so a
+# resumed run goes on along the schedule. The formulas are optax's, number for number.
+
+def constant_schedule(value):
+    """A schedule that is `value` at every step (optax.constant_schedule)."""
+    value = _hyperparameter("constant_schedule", "value", value)
+    return lambda step: value
+
+
+def linear_schedule(init_value, end_value, transition_steps, transition_begin=0):
+    """init_value until transition_begin, then straight to end_value over transition_steps
+    steps, then end_value (optax.linear_schedule; init_value for ever if transition_steps
+    <= 0).
+
+    >>> [linear_schedule(1.0, 0.0, 4)(t) for t in (0, 1, 4, 9)]
+    [1.0, 0.75, 0.0, 0.0]
+    """
+    op = "linear_schedule"
+    init, end = _hyperparameter(op, "init_value", init_value), _hyperparameter(
+        op, "end_value", end_value)
+    steps, begin = _index(op, "transition_steps", transition_steps), _index(
+        op, "transition_begin", transition_begin)
+    if steps <= 0:
+        return lambda step: init
+
+    def schedule(step):
+        count = _min(_max(step - begin, 0), steps)
+        return (init - end) * (1.0 - count / steps) + end
+    return schedule
+
+
+def exponential_decay(init_value, transition_steps, decay_rate, transition_begin=0,
+                      staircase=False, end_value=None):
+    """init_value * decay_rate ** ((step - transition_begin) / transition_steps), the
+    exponent floored if staircase, init_value before transition_begin, and bounded by
+    end_value if given (optax.exponential_decay).
+
+    >>> exponential_decay(1.0, 10, 0.5)(20)
+    0.25
+    """
+    op = "exponential_decay"
+    init, rate = _hyperparameter(op, "init_value", init_value), _hyperparameter(
+        op, "decay_rate", decay_rate)
+    steps, begin = _index(op, "transition_steps", transition_steps), _index(
+        op, "transition_begin", transition_begin)
+    if steps <= 0:
+        raise ValueError(f"{op}: transition_steps must be > 0, got {steps}")
+    end = None if end_value is None else _hyperparameter(op, "end_value", end_value)
+
+    def schedule(step):
+        count = step - begin
+        p = math.floor(count / steps) if staircase else count / steps
+        value = init if count <= 0 else init * rate ** p
+        if end is not None:
+            value = _max(value, end) if rate < 1.0 else _min(value, end)
+        return value
+    return schedule
+
+
+def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
+    """init_value * ((1 - alpha) * (0.5 (1 + cos(pi min(step, decay_steps) / decay_steps)))
+    ** exponent + alpha) (optax.cosine_decay_schedule): from init_value down to
+    alpha * init_value.
+
+    >>> round(cosine_decay_schedule(1.0, 100)(50), 12)
+    0.5
+    """
+    op = "cosine_decay_schedule"
+    init, alpha = _hyperparameter(op, "init_value", init_value), _hyperparameter(
+        op, "alpha", alpha)
+    steps, exponent = _index(op, "decay_steps", decay_steps), _hyperparameter(
+        op, "exponent", exponent)
+    if steps <= 0:
+        raise ValueError(f"{op}: decay_steps must be > 0, got {steps}")
+
+    def schedule(step):
+        cosine = 0.5 * (1.0 + math.cos(math.pi * _min(step, steps) / steps))
+        return init * ((1.0 - alpha) * cosine ** exponent + alpha)
+    return schedule
+
+
+def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_steps,
+                                 end_value=0.0, exponent=1.0):
+    """A linear warmup from init_value to peak_value over warmup_steps, then a cosine decay
+    to end_value, reached at decay_steps in all (optax.warmup_cosine_decay_schedule).
+
+    >>> s = warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=10, decay_steps=110)
+    >>> s(0), s(5), s(10), s(110)
+    (0.0, 0.5, 1.0, 0.0)
+    """
+    op = "warmup_cosine_decay_schedule"
+    peak = _hyperparameter(op, "peak_value", peak_value)
+    end = _hyperparameter(op, "end_value", end_value)
+    warmup, total = _index(op, "warmup_steps", warmup_steps), _index(op, "decay_steps",
+                                                                        decay_steps)
+    if total <= warmup:
+        raise ValueError(f"{op}: decay_steps ({total}) counts the warmup too, so it must be "
+                         f"more than warmup_steps ({warmup})")
+    if peak == 0.0:
+        raise ValueError(f"{op}: peak_value must not be 0")
+    warm = linear_schedule(init_value, peak, warmup)
+    decay = cosine_decay_schedule(peak, total - warmup, end / peak, exponent)
+    return lambda step: warm(step) if step < warmup else decay(step - warmup)
+
+
+warmup_cosine_decay = warmup_cosine_decay_schedule  # the shorter name
+
+
+def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
+    """init_value, multiplied by each scale from its boundary step on
+    (optax.piecewise_constant_schedule: {boundary: scale}).
+
+    >>> s = piecewise_constant_schedule(1.0, {10: 0.5, 20: 0.1})
+    >>> s(9), s(10), s(25)
+    (1.0, 0.5, 0.05)
+    """
+    op = "piecewise_constant_schedule"
+    init = _hyperparameter(op, "init_value", init_value)
+    pairs = sorted((_index(op, "a boundary", b), _hyperparameter(op, "a scale", scale))
+                   for b, scale in (boundaries_and_scales or {}).items())
+
+    def schedule(step):
+        value = init
+        for boundary, scale in pairs:
+            if step >= boundary:
+                value *= scale
+        return value
+    return schedule
+
+
+# ---- Clipping gradients ------------------------------------------------------------------
+
+def global_norm(tree):
+    """The 2-norm of all the tree's leaves together, as one vector (optax.global_norm)."""
+    leaves = [_as_tensor(leaf, "global_norm") for leaf in tree_leaves(tree)]
+    return sqrt(_sum(((leaf * leaf).sum() for leaf in leaves), _constant(0.0))) if leaves \
+        else Tensor(0.0)
+
+
+def clip_by_global_norm(grads, max_norm):
+    """grads (a tree) scaled so that their global norm is at most max_norm, as
+    torch.nn.utils.clip_grad_norm_ computes it but without changing anything: each leaf times
+    min(1, max_norm / (norm + 1e-6)). An inf or nan norm makes the gradients nan (0 * inf), as
+    PyTorch's with error_if_nonfinite=False. The norm itself is global_norm(grads).
+
+    >>> clip_by_global_norm({"w": Tensor([3.0, 4.0])}, 1.0)["w"].tolist()
+    [0.5999999880000002, 0.7999999840000003]
+    """
+    max_norm = _nonnegative("clip_by_global_norm", "max_norm", max_norm)
+    if isinstance(grads, GradNode):
+        raise TypeError("clip_by_global_norm: give the gradients as a tree, g.wrt(params)")
+    coefficient = minimum(max_norm / (global_norm(grads) + 1e-6), 1.0)
+    return tree_map(lambda g: _as_tensor(g, "clip_by_global_norm") * coefficient, grads)
+
+
+def clip_by_value(grads, low, high=None):
+    """Each gradient clipped to [low, high] (to [-low, low] when high is None, as
+    torch.nn.utils.clip_grad_value_), a tree in and a tree out."""
+    if high is None:
+        low, high = -_nonnegative("clip_by_value", "the clip value", low), low
+    return tree_map(lambda g: clip(g, low, high), grads)
 
 
 def _refuse_trace(op):
@@ -5612,6 +5949,18 @@ def _nonnegative(op, name, value):
     if value < 0.0:
         raise ValueError(f"{op}: {name} must be >= 0, got {value}")
     return value
+
+
+def _learning_rate(op, lr):
+    """lr as a float >= 0, or a schedule: a function of the step count (see _scheduled)."""
+    return lr if callable(lr) else _nonnegative(op, "lr", lr)
+
+
+def _scheduled(op, lr, step):
+    """The learning rate for the update after `step` updates: lr itself, or lr(step)."""
+    if not callable(lr):
+        return lr
+    return _nonnegative(op, f"lr({step}), the schedule's value", lr(step))
 
 
 def _flag(op, name, value):
