@@ -157,6 +157,7 @@ __all__ = [
     "load", "constant_schedule", "linear_schedule", "exponential_decay",
     "cosine_decay_schedule", "warmup_cosine_decay_schedule", "warmup_cosine_decay",
     "piecewise_constant_schedule", "global_norm", "clip_by_global_norm", "clip_by_value",
+    "minimize", "OptimizeResult",
     # tools
     "primitive", "check_grads", "draw", "to_dot",
     # programs
@@ -6078,6 +6079,324 @@ def _read_state(op, state, names):
                                  f"shape {row[0][1].shape}")
         buffers[keys] = tuple(_leaf(leaf.data, leaf.shape) for _, leaf in row)
     return int(step), _skeleton(state[first]), buffers
+
+
+# ---- 7c. minimize: quasi-Newton methods for small smooth problems ---------------------------
+#
+# For curve fitting and other small smooth problems, a quasi-Newton method converges in tens
+# of steps where Adam takes thousands. minimize flattens x0 (any tree of tensors) into one
+# vector with ravel_pytree, and takes the value and gradient from rax. BFGS keeps an
+# approximation of the inverse Hessian (n x n); L-BFGS keeps only the last m steps, for
+# larger n. Both step along a search direction to a point that satisfies the strong Wolfe
+# conditions, found by the line search of Nocedal and Wright (Algorithms 3.5 and 3.6, as
+# SciPy's line_search_wolfe2). The vectors here are plain lists of floats: the algebra is
+# tiny next to the function's evaluations.
+
+class OptimizeResult(dict):
+    """What minimize returns, as scipy.optimize.OptimizeResult: a dict whose keys are also
+    attributes (res.x, res.fun, res.jac, res.nit, res.nfev, res.njev, res.success,
+    res.status, res.message, and res.hess_inv for BFGS)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self):
+        return "OptimizeResult(" + ", ".join(f"{k}={v!r:.60}" for k, v in self.items()) + ")"
+
+
+_MINIMIZE_MESSAGES = {0: "Optimization terminated successfully.",
+                      1: "Maximum number of iterations has been exceeded.",
+                      2: "Desired error not necessarily achieved due to precision loss.",
+                      3: "NaN result encountered."}
+
+
+def minimize(fun, x0, args=(), method="BFGS", tol=None, maxiter=None, options=None,
+             callback=None, jit=False):
+    """The x that minimizes fun(x, *args), from x0, as scipy.optimize.minimize with method
+    "BFGS" or "L-BFGS" (L-BFGS-B without bounds); gradients by rax.
+
+    x0 is a tensor or any tree of them (the result's x has its structure); fun returns a
+    tensor with one element. tol is the gradient tolerance (the largest |gradient| at which
+    to stop, 1e-5 by default, as SciPy's gtol); maxiter is 200 n for BFGS and 15000 for
+    L-BFGS by default; options may give "gtol", "maxiter", and for L-BFGS "m" (the history,
+    10) and "ftol" (stop when the relative decrease of f is below it, 2.2e-9 as SciPy's).
+    callback(xk) is called after each iteration with the params. With jit=True the value
+    and gradient are compiled once (rax.jit). A value or gradient at x0 that is not finite
+    is a ValueError; a line search that fails ends the run with success False.
+
+    >>> res = minimize(lambda p: ((p["a"] - 3.0) ** 2).sum(), {"a": Tensor([0.0, 1.0])})
+    >>> res.success, [round(v, 6) for v in res.x["a"].tolist()], res.nit, res.message
+    (True, [3.0, 3.0], 3, 'Optimization terminated successfully.')
+    """
+    method = method.upper().replace("_", "-") if isinstance(method, str) else method
+    if method not in ("BFGS", "L-BFGS", "L-BFGS-B"):
+        raise ValueError(f"minimize: method must be 'BFGS' or 'L-BFGS', got {method!r}")
+    _check_function("minimize", fun)
+    if callback is not None:
+        _check_function("minimize", callback)
+    flat, unravel = ravel_pytree(x0)
+    settings = _minimize_settings(method, tol, maxiter, options, flat.size)
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    problem = _Problem(fun, unravel, args, jit, flat.size)
+    x = [float(v) for v in flat.tolist()]
+    f, g = problem(x)
+    if not (math.isfinite(f) and all(map(math.isfinite, g))):
+        raise ValueError(f"minimize: fun or its gradient is not finite at x0 (value {f!r})")
+    run = _bfgs if method == "BFGS" else _lbfgs
+    x, f, g, nit, status, extra = run(problem, x, f, g, settings, callback)
+    result = OptimizeResult(x=_fresh_tree(unravel, x), fun=f, jac=_fresh_tree(unravel, g),
+                            nit=nit, nfev=problem.count,
+                            njev=problem.count, status=status, success=status == 0,
+                            message=_MINIMIZE_MESSAGES[status])
+    result.update(extra)
+    return result
+
+
+def _minimize_settings(method, tol, maxiter, options, n):
+    """{"gtol", "maxiter", "m", "ftol"} from minimize's arguments, checked."""
+    options = dict(options or {})
+    unknown = set(options) - {"gtol", "maxiter", "m", "ftol"}
+    if unknown:
+        raise ValueError(f"minimize: unknown options {sorted(unknown)}; there are 'gtol', "
+                         f"'maxiter', 'm' and 'ftol'")
+    bfgs = method == "BFGS"
+    settings = {"gtol": 1e-5 if tol is None else tol, "ftol": 2.220446049250313e-09,
+                "maxiter": (200 * n if bfgs else 15000) if maxiter is None else maxiter, "m": 10}
+    if tol is not None and not bfgs:
+        settings["ftol"] = tol
+    settings.update(options)
+    for name in ("gtol", "ftol"):
+        settings[name] = _nonnegative("minimize", name, settings[name])
+    settings["maxiter"] = _int("minimize", "maxiter", settings["maxiter"], 0)
+    settings["m"] = _int("minimize", "m", settings["m"], 1)
+    return settings
+
+
+class _Problem:
+    """fun's value and gradient at a point given as a list of floats (counted)."""
+
+    def __init__(self, fun, unravel, args, jit_it, n):
+        def flat_fun(flat, *args):
+            out = fun(unravel(flat), *args)
+            if not isinstance(out, Tensor) or out.size != 1:
+                raise TypeError(f"minimize: fun must return a tensor with one element, got "
+                                f"{_dtype_text(out) if isinstance(out, Tensor) else out!r:.60}")
+            return out.reshape(())
+        self.value_and_grad = value_and_grad(flat_fun)
+        if jit_it:
+            self.value_and_grad = jit(self.value_and_grad)
+        self.args, self.n, self.count, self.unravel = args, n, 0, unravel
+
+    def __call__(self, x):
+        self.count += 1
+        value, gradient = self.value_and_grad(_leaf(list(x), (self.n,)), *self.args)
+        return float(value), [float(v) for v in gradient.tolist()]
+
+
+def _dot(a, b):
+    return math.fsum(map(operator.mul, a, b))
+
+
+def _step_along(x, alpha, p):
+    """x + alpha p, for lists of floats."""
+    return [xi + alpha * pi for xi, pi in zip(x, p)]
+
+
+def _wolfe_search(problem, x, p, f0, g0, old_f0, alpha1=None, c1=1e-4, c2=0.9):
+    """A step alpha along p from x that satisfies the strong Wolfe conditions, f(x + alpha p)
+    <= f0 + c1 alpha g0.p and |g(x + alpha p).p| <= c2 |g0.p| (Nocedal and Wright, Algorithm
+    3.5, as SciPy's scalar_search_wolfe2): (alpha, f, g) there, or None if none is found in
+    10 tries. The first try is alpha1, or 1.01 times the step that would repeat the last
+    decrease (SciPy's), at most 1."""
+    seen = {}
+
+    def at(alpha):  # (f, g, derivative along p) at x + alpha p, each point evaluated once
+        if alpha not in seen:
+            f, g = problem(_step_along(x, alpha, p))
+            seen[alpha] = (f, g, _dot(g, p))
+        return seen[alpha]
+    slope0 = _dot(g0, p)
+    if alpha1 is None:
+        alpha1 = 1.0
+        if old_f0 is not None and slope0 != 0.0:
+            alpha1 = _min(1.0, 1.01 * 2.0 * (f0 - old_f0) / slope0)
+        if not alpha1 >= 0.0:
+            alpha1 = 1.0
+    alpha0, f_prev, slope_prev = 0.0, f0, slope0
+    for i in range(10):
+        if alpha1 == 0.0:
+            return None  # rounding errors prevent the search from converging
+        f1, g1, slope1 = at(alpha1)
+        if f1 > f0 + c1 * alpha1 * slope0 or (f1 >= f_prev and i > 0):
+            found = _zoom(at, alpha0, alpha1, f_prev, f1, slope_prev, f0, slope0, c1, c2)
+            break
+        if _abs(slope1) <= -c2 * slope0:
+            found = alpha1
+            break
+        if slope1 >= 0.0:
+            found = _zoom(at, alpha1, alpha0, f1, f_prev, slope1, f0, slope0, c1, c2)
+            break
+        alpha0, f_prev, slope_prev, alpha1 = alpha1, f1, slope1, 2.0 * alpha1
+    else:
+        found = None
+    return None if found is None else (found,) + at(found)[:2]
+
+
+def _zoom(at, lo, hi, f_lo, f_hi, slope_lo, f0, slope0, c1, c2):
+    """Algorithm 3.6 of Nocedal and Wright, as SciPy's _zoom: narrow [lo, hi] (which holds a
+    strong Wolfe point) by cubic, else quadratic, else halving steps; None after 10."""
+    recent, f_recent = 0.0, f0
+    for i in range(11):
+        width = hi - lo
+        low, high = (hi, lo) if width < 0 else (lo, hi)
+        trial = _cubic_min(lo, f_lo, slope_lo, hi, f_hi, recent, f_recent) if i else None
+        if trial is None or trial > high - 0.2 * width or trial < low + 0.2 * width:
+            trial = _quadratic_min(lo, f_lo, slope_lo, hi, f_hi)
+            if trial is None or trial > high - 0.1 * width or trial < low + 0.1 * width:
+                trial = lo + 0.5 * width
+        f_trial, _, slope_trial = at(trial)
+        if f_trial > f0 + c1 * trial * slope0 or f_trial >= f_lo:
+            recent, f_recent, hi, f_hi = hi, f_hi, trial, f_trial
+            continue
+        if _abs(slope_trial) <= -c2 * slope0:
+            return trial
+        if slope_trial * (hi - lo) >= 0.0:
+            recent, f_recent, hi, f_hi = hi, f_hi, lo, f_lo
+        else:
+            recent, f_recent = lo, f_lo
+        lo, f_lo, slope_lo = trial, f_trial, slope_trial
+    return None
+
+
+def _cubic_min(a, fa, fpa, b, fb, c, fc):
+    """The minimizer of the cubic through (a, fa) with slope fpa, (b, fb) and (c, fc)."""
+    try:
+        db, dc = b - a, c - a
+        denominator = (db * dc) ** 2 * (db - dc)
+        u, v = fb - fa - fpa * db, fc - fa - fpa * dc
+        big_a = (dc ** 2 * u - db ** 2 * v) / denominator
+        big_b = (-dc ** 3 * u + db ** 3 * v) / denominator
+        x = a + (-big_b + math.sqrt(big_b * big_b - 3.0 * big_a * fpa)) / (3.0 * big_a)
+    except (ArithmeticError, ValueError):  # a zero denominator, a negative radical
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _quadratic_min(a, fa, fpa, b, fb):
+    """The minimizer of the quadratic through (a, fa) with slope fpa, and (b, fb)."""
+    try:
+        db = b - a
+        x = a - fpa / (2.0 * ((fb - fa - fpa * db) / (db * db)))
+    except ArithmeticError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _bfgs(problem, x, f, g, settings, callback):
+    """BFGS as SciPy's: H (the inverse Hessian's estimate) starts at I; after a step s with
+    gradient change y, H = (I - r s y^T) H (I - r y s^T) + r s s^T, r = 1 / y.s."""
+    n, k, status = len(x), 0, 0
+    hessian_inverse = [[float(i == j) for j in range(n)] for i in range(n)]
+    old_f = f + math.sqrt(_dot(g, g)) / 2.0
+    while _max(map(_abs, g), default=0.0) > settings["gtol"] and k < settings["maxiter"]:
+        p = [-_dot(row, g) for row in hessian_inverse]
+        step = _wolfe_search(problem, x, p, f, g, old_f)
+        if step is None:
+            status = 2
+            break
+        alpha, f_new, g_new = step
+        s = [alpha * pi for pi in p]
+        x = [xi + si for xi, si in zip(x, s)]
+        y = [b - a for a, b in zip(g, g_new)]
+        old_f, f, g, k = f, f_new, g_new, k + 1
+        if callback is not None:
+            callback(_problem_params(problem, x))
+        if _max(map(_abs, g), default=0.0) <= settings["gtol"]:
+            break
+        if not math.isfinite(f):
+            status = 2
+            break
+        r = _dot(y, s)
+        r = 1000.0 if r == 0.0 else 1.0 / r
+        hy = [_dot(row, y) for row in hessian_inverse]  # H y (H stays symmetric)
+        yhy = _dot(y, hy)
+        hessian_inverse = [[h + r * r * yhy * si * sj + r * si * sj - r * (hi * sj + si * hj)
+                            for h, sj, hj in zip(row, s, hy)]
+                           for row, si, hi in zip(hessian_inverse, s, hy)]
+    if status == 0 and k >= settings["maxiter"] and _max(map(_abs, g), default=0.0) > \
+            settings["gtol"]:
+        status = 1
+    if status == 0 and (f != f or any(v != v for v in g)):
+        status = 3
+    return x, f, g, k, status, {"hess_inv": _leaf(hessian_inverse, (n, n))}
+
+
+def _problem_params(problem, x):
+    """The params tree at the flat point x (for a callback)."""
+    return _fresh_tree(problem.unravel, x)
+
+
+def _fresh_tree(unravel, x):
+    """The tree that the flat list x stands for, its tensors fresh leaves."""
+    return tree_map(lambda t: _leaf(t.data, t.shape, t.dtype) if isinstance(t, Tensor) else t,
+                    unravel(_leaf(list(x), (len(x),))))
+
+
+def _lbfgs(problem, x, f, g, settings, callback):
+    """L-BFGS: the direction from the last m pairs (s, y) by the two-loop recursion
+    (Nocedal and Wright, Algorithm 7.4) with H0 = (s.y / y.y) I; the first step, and one
+    after a failed line search, along -g with length 1 / |g| at first, as L-BFGS-B's. Stops
+    when max |g| <= gtol, or the relative decrease of f is at most ftol."""
+    pairs, k, status, m = [], 0, 0, settings["m"]
+    while _max(map(_abs, g), default=0.0) > settings["gtol"] and k < settings["maxiter"]:
+        p = _two_loop(g, pairs)
+        first = 1.0 if pairs else _min(1.0 / _max(math.sqrt(_dot(g, g)), 1e-300), 1e10)
+        step = _wolfe_search(problem, x, p, f, g, None, alpha1=first, c1=1e-3)
+        if step is None:
+            if pairs:  # start again from steepest descent, once, as L-BFGS-B does
+                pairs = []
+                continue
+            status = 2
+            break
+        alpha, f_new, g_new = step
+        s = [alpha * pi for pi in p]
+        y = [b - a for a, b in zip(g, g_new)]
+        x = [xi + si for xi, si in zip(x, s)]
+        decrease, scale = f - f_new, _max(_abs(f), _abs(f_new), 1.0)
+        f, g, k = f_new, g_new, k + 1
+        if callback is not None:
+            callback(_problem_params(problem, x))
+        if _dot(s, y) > 2.220446049250313e-16 * _dot(y, y):  # else the pair is skipped
+            pairs = (pairs + [(s, y, 1.0 / _dot(s, y))])[-m:]
+        if not math.isfinite(f):
+            status = 2
+            break
+        if decrease <= settings["ftol"] * scale:
+            break
+    if status == 0 and k >= settings["maxiter"] and _max(map(_abs, g), default=0.0) > \
+            settings["gtol"]:
+        status = 1
+    return x, f, g, k, status, {}
+
+
+def _two_loop(g, pairs):
+    """-H g for the L-BFGS estimate H of the inverse Hessian from the (s, y, 1/s.y) pairs."""
+    q, alphas = list(g), []
+    for s, y, rho in reversed(pairs):
+        a = rho * _dot(s, q)
+        alphas.append(a)
+        q = [qi - a * yi for qi, yi in zip(q, y)]
+    if pairs:
+        s, y, _ = pairs[-1]
+        gamma = _dot(s, y) / _dot(y, y)
+        q = [gamma * qi for qi in q]
+    for (s, y, rho), a in zip(pairs, reversed(alphas)):
+        b = rho * _dot(y, q)
+        q = [qi + (a - b) * si for qi, si in zip(q, s)]
+    return [-qi for qi in q]
 
 
 # ---- 7b. Saving ----------------------------------------------------------------------------
