@@ -9581,3 +9581,286 @@ def test_the_reviews_bool_findings_keep_masks_masks_and_refuse_the_rest():
     back = unravel(flat)
     assert back["m"].dtype == "bool" and back["m"].tolist() == m.tolist()
     assert x.dtype.name == "float64" and m.dtype.kind == "b" and x.dtype == "<f8"
+
+
+# ============================================================================================
+# 27. Fitting: more optimizers, schedules, clipping, minimize
+# ============================================================================================
+
+def _optimizer_run(make, steps=50, shape=(3, 2), seed=0):
+    """50 updates of an optimizer on one leaf with Gaussian gradients (one of them zero)."""
+    rng = random.Random(seed)
+    p0 = [[rng.gauss(0.0, 1.0) for _ in range(shape[1])] for _ in range(shape[0])]
+    grads = [[[0.0 if i == 3 else rng.gauss(0.0, 1.0) for _ in range(shape[1])]
+              for _ in range(shape[0])] for i in range(steps)]
+    opt, params, path = make(), {"w": Tensor(p0)}, []
+    for g in grads:
+        params = opt.update(params, {"w": Tensor(g)})
+        path.append(params["w"].tolist())
+    return p0, grads, path
+
+
+def _rmsprop_by_hand(p0, grads, lr, alpha, eps, wd, momentum, centered, maximize):
+    """torch.optim.RMSprop's single-tensor loop, transcribed for one list of floats."""
+    p = [v for row in p0 for v in row]
+    square, buf, mean, path = [0.0] * len(p), [0.0] * len(p), [0.0] * len(p), []
+    for g_rows in grads:
+        g = [-v if maximize else v for row in g_rows for v in row]
+        g = [gi + wd * pi for gi, pi in zip(g, p)] if wd else g
+        square = [s * alpha + (1 - alpha) * gi * gi for s, gi in zip(square, g)]
+        if centered:
+            mean = [a + (1 - alpha) * (gi - a) for a, gi in zip(mean, g)]
+            avg = [math.sqrt(s + -1.0 * a * a) + eps for s, a in zip(square, mean)]
+        else:
+            avg = [math.sqrt(s) + eps for s in square]
+        if momentum:
+            buf = [b * momentum + gi / a for b, gi, a in zip(buf, g, avg)]
+            p = [pi + -lr * b for pi, b in zip(p, buf)]
+        else:
+            p = [pi + -lr * (gi / a) for pi, gi, a in zip(p, g, avg)]
+        path.append(p)
+    return path
+
+
+@pytest.mark.parametrize("centered, momentum, wd, maximize",
+                         list(itertools.product((False, True), (0.0, 0.9), (0.0, 0.1),
+                                                (False, True))))
+def test_rmsprop_is_torchs_transcribed_and_torchs_own(centered, momentum, wd, maximize):
+    p0, grads, path = _optimizer_run(lambda: rax.RMSprop(
+        lr=0.01, momentum=momentum, centered=centered, weight_decay=wd, maximize=maximize))
+    expected = _rmsprop_by_hand(p0, grads, 0.01, 0.99, 1e-8, wd, momentum, centered, maximize)
+    for got, want in zip(path, expected):
+        assert [v for row in got for v in row] == pytest.approx(want, rel=1e-14, abs=1e-15)
+    _against_torch(lambda ps: __import__("torch").optim.RMSprop(
+        ps, lr=0.01, momentum=momentum, centered=centered, weight_decay=wd, maximize=maximize),
+        p0, grads, path)
+
+
+def _against_torch(make_torch, p0, grads, path):
+    """torch.optim's own run, where torch is installed: every step within 1e-15 of the
+    largest |param| (the same floats but for an ulp or two of rounding)."""
+    if importlib.util.find_spec("torch") is None:
+        return
+    import torch
+    p = torch.tensor(p0, dtype=torch.float64, requires_grad=True)
+    opt = make_torch([p])
+    for g, ours in zip(grads, path):
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        theirs = p.detach().tolist()
+        scale = max(abs(v) for row in theirs for v in row)
+        worst = max(abs(a - b) for ra, rb in zip(ours, theirs) for a, b in zip(ra, rb))
+        assert worst <= 1e-15 * scale, (worst, scale)
+
+
+@pytest.mark.parametrize("lr_decay, wd, initial", list(itertools.product(
+    (0.0, 0.01), (0.0, 0.1), (0.0, 0.5))))
+def test_adagrad_is_torchs(lr_decay, wd, initial):
+    p0, grads, path = _optimizer_run(lambda: rax.Adagrad(
+        lr=0.1, lr_decay=lr_decay, weight_decay=wd, initial_accumulator_value=initial))
+    p, total = [v for row in p0 for v in row], None
+    total = [initial] * len(p)
+    for step, (g_rows, got) in enumerate(zip(grads, path), 1):
+        g = [v + wd * pi for v, pi in zip((v for row in g_rows for v in row), p)]
+        clr = 0.1 / (1 + (step - 1) * lr_decay)
+        total = [s + 1.0 * gi * gi for s, gi in zip(total, g)]
+        p = [pi + -clr * (gi / (math.sqrt(s) + 1e-10)) for pi, gi, s in zip(p, g, total)]
+        assert [v for row in got for v in row] == pytest.approx(p, rel=1e-14, abs=1e-15)
+    _against_torch(lambda ps: __import__("torch").optim.Adagrad(
+        ps, lr=0.1, lr_decay=lr_decay, weight_decay=wd, initial_accumulator_value=initial),
+        p0, grads, path)
+
+
+@pytest.mark.parametrize("name, amsgrad, wd", list(itertools.product(
+    ("Adam", "AdamW"), (False, True), (0.0, 0.1))))
+def test_adam_amsgrad_and_adamw_are_torchs(name, amsgrad, wd):
+    """Adam with amsgrad and AdamW (decoupled weight decay) against a transcription of
+    torch's update and torch itself; AdamW's first step by hand."""
+    make = lambda: getattr(rax, name)(lr=0.01, weight_decay=wd, amsgrad=amsgrad)  # noqa: E731
+    p0, grads, path = _optimizer_run(make)
+    p = [v for row in p0 for v in row]
+    m, v, vmax = [0.0] * len(p), [0.0] * len(p), [0.0] * len(p)
+    for step, (g_rows, got) in enumerate(zip(grads, path), 1):
+        g = [x for row in g_rows for x in row]
+        if name == "AdamW":
+            p = [pi * (1 - 0.01 * wd) for pi in p]
+        else:
+            g = [gi + wd * pi for gi, pi in zip(g, p)]
+        m = [0.9 * mi + 0.1 * gi for mi, gi in zip(m, g)]
+        v = [0.999 * vi + 0.001 * gi * gi for vi, gi in zip(v, g)]
+        vmax = [max(a, b) for a, b in zip(vmax, v)] if amsgrad else v
+        size, c2 = 0.01 / (1 - 0.9 ** step), math.sqrt(1 - 0.999 ** step)
+        p = [pi - size * mi / (math.sqrt(vi) / c2 + 1e-8) for pi, mi, vi in zip(p, m, vmax)]
+        assert [x for row in got for x in row] == pytest.approx(p, rel=1e-14, abs=1e-15)
+    _against_torch(lambda ps: getattr(__import__("torch").optim, name)(
+        ps, lr=0.01, weight_decay=wd, amsgrad=amsgrad), p0, grads, path)
+    assert rax.AdamW(lr=0.1).update({"w": Tensor([1.0])}, {"w": Tensor([5.0])})[
+        "w"].item() == pytest.approx(1.0 * (1 - 0.1 * 0.01) - 0.1 * 0.5 / (0.5 + 1e-8 * 1))
+
+
+def test_new_optimizers_resume_from_their_state_and_save_it(tmp_path):
+    """opt.state of RMSprop (centered, momentum), Adagrad and AdamW (amsgrad), saved and
+    loaded, resumes the run exactly, a schedule included."""
+    makers = [lambda state=None: rax.RMSprop(lr=0.01, momentum=0.9, centered=True,
+                                             state=state),
+              lambda state=None: rax.Adagrad(lr=0.1, state=state),
+              lambda state=None: rax.AdamW(lr=rax.linear_schedule(0.1, 0.0, 6), amsgrad=True,
+                                           state=state)]
+    for make in makers:
+        grads = [{"w": Tensor([[0.5 * i, -1.0]])} for i in range(6)]
+        opt, params = make(), {"w": Tensor([[1.0, 2.0]])}
+        for g in grads[:3]:
+            params = opt.update(params, g)
+        rax.save(tmp_path / "state.json", opt.state)
+        resumed = make(rax.load(tmp_path / "state.json"))
+        a = b = params
+        for g in grads[3:]:
+            a, b = opt.update(a, g), resumed.update(b, g)
+        assert a["w"].tolist() == b["w"].tolist()
+    with pytest.raises(ValueError, match="RMSprop: state has the key"):
+        rax.RMSprop(state={"step": 1, "exp_avg": {}})
+
+
+def test_schedules_follow_optaxs_formulas_at_their_boundaries():
+    ls = rax.linear_schedule(1.0, 0.1, transition_steps=10, transition_begin=5)
+    assert [ls(t) for t in (0, 5, 10, 15, 100)] == [1.0, 1.0, (1.0 - 0.1) * 0.5 + 0.1, 0.1, 0.1]
+    assert rax.linear_schedule(1.0, 0.0, 0)(7) == 1.0
+    ed = rax.exponential_decay(2.0, 10, 0.5, transition_begin=3, staircase=True)
+    assert [ed(t) for t in (0, 3, 12, 13, 23)] == [2.0, 2.0, 2.0, 1.0, 0.5]
+    assert rax.exponential_decay(1.0, 1, 0.5, end_value=0.2)(10) == 0.2
+    assert rax.exponential_decay(1.0, 1, 2.0, end_value=3.0)(10) == 3.0
+    cd = rax.cosine_decay_schedule(2.0, 100, alpha=0.1)
+    assert cd(0) == 2.0 and cd(100) == pytest.approx(0.2) and cd(1000) == cd(100)
+    assert cd(50) == pytest.approx(2.0 * (0.9 * 0.5 + 0.1))
+    w = rax.warmup_cosine_decay(0.0, 1e-3, warmup_steps=100, decay_steps=1000, end_value=1e-5)
+    assert w(0) == 0.0 and w(50) == pytest.approx(5e-4) and w(100) == 1e-3
+    assert w(1000) == pytest.approx(1e-5) and w(5000) == pytest.approx(1e-5)
+    assert w(550) == pytest.approx(1e-3 * ((1 - 0.01) * 0.5 + 0.01))
+    pc = rax.piecewise_constant_schedule(1.0, {20: 0.1, 10: 0.5})
+    assert [pc(t) for t in (9, 10, 19, 20)] == [1.0, 0.5, 0.5, 0.05]
+    assert rax.constant_schedule(0.3)(99) == 0.3
+    opt = rax.SGD(lr=rax.piecewise_constant_schedule(1.0, {1: 0.5}))
+    p = opt.update({"w": Tensor([0.0])}, {"w": Tensor([1.0])})
+    p = opt.update(p, {"w": Tensor([1.0])})
+    assert p["w"].tolist() == [-1.5]  # lr 1.0 at step 0, 0.5 at step 1
+    with pytest.raises(ValueError, match="schedule's value"):
+        rax.SGD(lr=lambda step: -1.0).update({"w": Tensor([0.0])}, {"w": Tensor([1.0])})
+
+
+def test_clipping_gradients_as_torch_and_at_zero_and_inf():
+    """clip_by_global_norm scales by min(1, max_norm / (norm + 1e-6)) (torch's), leaves zero
+    gradients alone, makes an inf gradient nan (as torch); clip_by_value clips each."""
+    grads = {"a": Tensor([3.0, 4.0]), "b": [Tensor([[0.0, 12.0]])]}
+    assert rax.global_norm(grads).item() == 13.0
+    clipped = rax.clip_by_global_norm(grads, 1.0)
+    coefficient = 1.0 / (13.0 + 1e-6)
+    assert clipped["a"].tolist() == [3.0 * coefficient, 4.0 * coefficient]
+    assert rax.clip_by_global_norm(grads, 100.0)["b"][0].tolist() == [[0.0, 12.0]]
+    assert rax.clip_by_global_norm({"w": rax.zeros((2,))}, 1.0)["w"].tolist() == [0.0, 0.0]
+    inf_clipped = rax.clip_by_global_norm({"w": Tensor([inf, 1.0])}, 1.0)["w"].tolist()
+    assert math.isnan(inf_clipped[0]) and inf_clipped[1] == 0.0
+    assert rax.clip_by_value(grads, 3.5)["b"][0].tolist() == [[0.0, 3.5]]
+    assert rax.clip_by_value(grads, -1.0, 3.5)["a"].tolist() == [3.0, 3.5]
+    if importlib.util.find_spec("torch"):
+        import torch
+        ps = [torch.zeros(2, dtype=torch.float64, requires_grad=True),
+              torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)]
+        ps[0].grad = torch.tensor([3.0, 4.0], dtype=torch.float64)
+        ps[1].grad = torch.tensor([[0.0, 12.0]], dtype=torch.float64)
+        torch.nn.utils.clip_grad_norm_(ps, 1.0)
+        assert clipped["a"].tolist() == ps[0].grad.tolist()
+        assert clipped["b"][0].tolist() == ps[1].grad.tolist()
+    x = Tensor([1.0, 2.0])
+    assert rax.grad(lambda x: rax.clip_by_global_norm({"g": x}, 1.0)["g"].sum())(x).shape == (2,)
+
+
+def _rosenbrock(x):
+    return (100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2).sum()
+
+
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS"])
+@pytest.mark.parametrize("n", [2, 10])
+def test_minimize_rosenbrock_as_scipy(method, n):
+    """The Rosenbrock function from (-1.2, 1, ...): the minimum SciPy finds (to 1e-5 in x,
+    as their stopping rules allow, 1e-8 in f) in a number of iterations within 20% of
+    SciPy's, with SciPy's result fields."""
+    x0 = [-1.2, 1.0] * (n // 2)
+    res = rax.minimize(_rosenbrock, Tensor(x0), method=method)
+    assert res.success and res.status == 0
+    assert res.message == "Optimization terminated successfully."
+    assert res.nfev == res.njev >= res.nit > 0
+    assert (res.hess_inv.shape == (n, n)) if method == "BFGS" else "hess_inv" not in res
+    # from this start, BFGS (rax's and SciPy's) stops at the local minimum near (-1, 1, ...)
+    known = 3.98657911 if (n, method) == (10, "BFGS") else 0.0
+    assert abs(res.fun - known) < 1e-6
+    so = pytest.importorskip("scipy.optimize")
+    theirs = so.minimize(so.rosen, x0, jac=so.rosen_der,
+                         method="BFGS" if method == "BFGS" else "L-BFGS-B")
+    assert abs(res.nit - theirs.nit) <= 0.2 * theirs.nit
+    assert max(abs(a - b) for a, b in zip(res.x.tolist(), theirs.x)) < 1e-5
+    assert abs(res.fun - theirs.fun) < 1e-8
+
+
+def test_minimize_logistic_regression_and_a_curve_fit_on_trees():
+    """A tree x0 (a dict of tensors) with args, against the known minimum: the gradient
+    vanishes there; a callback sees each iterate; nothing given is changed."""
+    rng = random.Random(0)
+    xs = Tensor([[rng.gauss(0, 1) for _ in range(3)] for _ in range(60)])
+    ys = Tensor([float(rng.random() < 0.5) for _ in range(60)])
+
+    def nll(p, x, y):
+        z = x @ p["w"] + p["b"]
+        return (rax.softplus(z) - y * z).mean() + 0.01 * (p["w"] * p["w"]).sum()
+    x0 = {"w": rax.zeros((3,)), "b": Tensor(0.0)}
+    seen = []
+    for method in ("BFGS", "L-BFGS"):
+        res = rax.minimize(nll, x0, args=(xs, ys), method=method, callback=seen.append,
+                           jit=method == "L-BFGS")
+        assert res.success and set(res.x) == {"w", "b"} and res.x["b"].shape == ()
+        assert max(abs(v) for v in res.jac["w"].tolist() + [res.jac["b"].item()]) <= 1e-5
+        assert len(seen) >= res.nit and isinstance(seen[-1], dict)
+        seen.clear()
+    assert x0["w"].tolist() == [0.0, 0.0, 0.0] and x0["b"].item() == 0.0
+    ts = rax.linspace(0.0, 4.0, 30)
+    truth = 2.0 * rax.exp(-0.7 * ts) * rax.cos(3.0 * ts + 0.3)
+
+    def misfit(p):
+        return ((p[0] * rax.exp(-p[1] * ts) * rax.cos(p[2] * ts + p[3]) - truth) ** 2).sum()
+    res = rax.minimize(misfit, Tensor([1.0, 0.5, 2.8, 0.0]))
+    assert res.x.tolist() == pytest.approx([2.0, 0.7, 3.0, 0.3], abs=1e-5)
+
+
+def test_minimize_reports_failures_and_refuses_bad_starts():
+    with pytest.raises(ValueError, match="not finite at x0"):
+        rax.minimize(lambda x: rax.log(x).sum(), Tensor([-1.0]))
+    with pytest.raises(ValueError, match="method must be"):
+        rax.minimize(_rosenbrock, Tensor([0.0, 0.0]), method="CG")
+    res = rax.minimize(_rosenbrock, Tensor([-1.2, 1.0]), maxiter=3)
+    assert not res.success and res.status == 1 and "Maximum number" in res.message
+    res = rax.minimize(lambda x: rax.abs(x).sum(), Tensor([1.0]), method="BFGS")
+    assert res.status in (0, 2) and (res.success or "precision loss" in res.message)
+    with pytest.raises(TypeError, match="one element"):
+        rax.minimize(lambda x: x * 2.0, Tensor([1.0, 2.0]))
+
+
+def test_lbfgs_reaches_adams_2000_step_loss_in_fewer_than_200_iterations():
+    """A 2-16-1 tanh MLP fitting sin on 40 points: Adam (lr 0.01) for 2,000 steps, compiled;
+    L-BFGS from the same start gets lower in fewer than 200 iterations."""
+    rng = random.Random(1)
+    xs = rax.linspace(-3.0, 3.0, 40).reshape(40, 1)
+    xs = rax.concatenate([xs, xs * xs / 3.0], axis=1)
+    ys = rax.sin(xs[:, :1])
+    p0 = {"w1": rax.randn((2, 16), rng=rng) * 0.5, "b1": rax.zeros((16,)),
+          "w2": rax.randn((16, 1), rng=rng) * 0.5, "b2": rax.zeros((1,))}
+
+    def loss(p):
+        h = rax.tanh(xs @ p["w1"] + p["b1"])
+        return ((h @ p["w2"] + p["b2"] - ys) ** 2).mean()
+    step = rax.jit(rax.value_and_grad(loss))
+    opt, p = rax.Adam(lr=0.01), p0
+    for _ in range(2000):
+        value, g = step(p)
+        p = opt.update(p, g)
+    adam_loss = loss(p).item()
+    res = rax.minimize(loss, p0, method="L-BFGS", options={"maxiter": 199}, jit=True)
+    assert res.fun <= adam_loss and res.nit < 200, (res.fun, adam_loss, res.nit)
