@@ -5569,7 +5569,7 @@ class AdamW(Adam):
     _NAME, _DECOUPLED = "AdamW", True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 maximize=False, amsgrad=False, state=None):
+                 amsgrad=False, maximize=False, state=None):  # torch's order of arguments
         super().__init__(lr, betas, eps, weight_decay, maximize, amsgrad, state)
 
 
@@ -5633,7 +5633,7 @@ class RMSprop(_Optimizer):
     The state holds "square_avg", and "momentum_buffer" and "grad_avg" when used.
 
     >>> RMSprop(lr=0.01).update({"w": Tensor([1.0])}, {"w": Tensor([2.0])})["w"].item()
-    0.9000000005
+    0.9000000049999998
     """
     _NAME = "RMSprop"
 
@@ -5681,7 +5681,7 @@ class Adagrad(_Optimizer):
     initial_accumulator_value); p = p - clr d / (sqrt(s) + eps). The state holds "sum".
 
     >>> Adagrad(lr=0.1).update({"w": Tensor([1.0])}, {"w": Tensor([2.0])})["w"].item()
-    0.9
+    0.900000000005
     """
     _NAME, _BUFFERS = "Adagrad", ("sum",)
 
@@ -5771,8 +5771,8 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
     ** exponent + alpha) (optax.cosine_decay_schedule): from init_value down to
     alpha * init_value.
 
-    >>> round(cosine_decay_schedule(1.0, 100)(50), 12)
-    0.5
+    >>> f"{cosine_decay_schedule(1.0, 100)(50):.12f}"
+    '0.500000000000'
     """
     op = "cosine_decay_schedule"
     init, alpha = _hyperparameter(op, "init_value", init_value), _hyperparameter(
@@ -5853,7 +5853,7 @@ def clip_by_global_norm(grads, max_norm):
     PyTorch's with error_if_nonfinite=False. The norm itself is global_norm(grads).
 
     >>> clip_by_global_norm({"w": Tensor([3.0, 4.0])}, 1.0)["w"].tolist()
-    [0.5999999880000002, 0.7999999840000003]
+    [0.599999880000024, 0.799999840000032]
     """
     max_norm = _nonnegative("clip_by_global_norm", "max_norm", max_norm)
     if isinstance(grads, GradNode):
@@ -6114,7 +6114,7 @@ _MINIMIZE_MESSAGES = {0: "Optimization terminated successfully.",
 
 
 def minimize(fun, x0, args=(), method="BFGS", tol=None, maxiter=None, options=None,
-             callback=None, jit=False):
+             callback=None, jit=False, jac=None):
     """The x that minimizes fun(x, *args), from x0, as scipy.optimize.minimize with method
     "BFGS" or "L-BFGS" (L-BFGS-B without bounds); gradients by rax.
 
@@ -6125,12 +6125,15 @@ def minimize(fun, x0, args=(), method="BFGS", tol=None, maxiter=None, options=No
     10) and "ftol" (stop when the relative decrease of f is below it, 2.2e-9 as SciPy's).
     callback(xk) is called after each iteration with the params. With jit=True the value
     and gradient are compiled once (rax.jit). A value or gradient at x0 that is not finite
-    is a ValueError; a line search that fails ends the run with success False.
+    is a ValueError; a line search that fails ends the run with success False. (jac, as
+    SciPy's, may only be None or True: the gradient is rax's.)
 
     >>> res = minimize(lambda p: ((p["a"] - 3.0) ** 2).sum(), {"a": Tensor([0.0, 1.0])})
-    >>> res.success, [round(v, 6) for v in res.x["a"].tolist()], res.nit, res.message
-    (True, [3.0, 3.0], 3, 'Optimization terminated successfully.')
+    >>> res.success, [f"{v:.6f}" for v in res.x["a"].tolist()], res.nit, res.message
+    (True, ['3.000000', '3.000000'], 3, 'Optimization terminated successfully.')
     """
+    if jac not in (None, True):
+        raise TypeError("minimize: rax computes the gradient itself; leave jac out")
     method = method.upper().replace("_", "-") if isinstance(method, str) else method
     if method not in ("BFGS", "L-BFGS", "L-BFGS-B"):
         raise ValueError(f"minimize: method must be 'BFGS' or 'L-BFGS', got {method!r}")

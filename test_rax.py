@@ -2613,9 +2613,10 @@ import graduate  # noqa: E402
 import convnet  # noqa: E402
 import linalg as linalg_lesson  # noqa: E402
 import hand_gradients  # noqa: E402
+import curve_fit  # noqa: E402
 
 LESSONS = (moons, regression, spiral, newton, custom_op, graph, jit_lesson, graduate, convnet,
-           linalg_lesson, hand_gradients)
+           linalg_lesson, hand_gradients, curve_fit)
 
 
 @pytest.mark.parametrize("width, height", [(60, 12), (40, 8), (25, 6)])
@@ -9864,3 +9865,13 @@ def test_lbfgs_reaches_adams_2000_step_loss_in_fewer_than_200_iterations():
     adam_loss = loss(p).item()
     res = rax.minimize(loss, p0, method="L-BFGS", options={"maxiter": 199}, jit=True)
     assert res.fun <= adam_loss and res.nit < 200, (res.fun, adam_loss, res.nit)
+
+
+def test_curve_fit_lesson_bfgs_matches_adam_in_far_fewer_steps():
+    """examples/curve_fit.py: BFGS converges in tens of iterations to the loss Adam reaches in
+    hundreds of steps, both near the true parameters."""
+    result = curve_fit.main(steps=400, verbose=False)
+    assert result["bfgs"].success and result["bfgs"].nit < 50
+    assert result["bfgs_loss"] <= result["adam_loss"] + 1e-9
+    for name, value in curve_fit.TRUE.items():
+        assert abs(result["bfgs_params"][name].item() - value) < 0.05
