@@ -8539,6 +8539,7 @@ class _PythonWriter:
         self._one_matmul_a_group()
         self.names, self.free, self.count = {}, [], 0
         self.taken = set()  # every name the function uses: no two values may share one
+        self.underscores = {}  # base name -> the underscores its last fresh name had
         self.helpers = {}  # names imported from rax -> their objects
         self.bound = {}  # names bound when compiled: constants, your primitives
         self.lines = []
@@ -8594,9 +8595,15 @@ class _PythonWriter:
         return name
 
     def fresh(self, name):
-        """name, or name with _ added until no argument or other value has it."""
+        """name, or name with _ added until no argument or other value has it. Names are
+        only ever added, so the search for a base name goes on from where it last stopped
+        (a speed device: W4's source has thousands of t0_i, t0_i_, ...; -35% of source())."""
+        base, underscores = name, self.underscores.get(name, 0)
+        name = base + "_" * underscores
         while name in self.taken:
             name += "_"
+            underscores += 1
+        self.underscores[base] = underscores
         self.taken.add(name)
         return name
 
