@@ -9875,3 +9875,26 @@ def test_curve_fit_lesson_bfgs_matches_adam_in_far_fewer_steps():
     assert result["bfgs_loss"] <= result["adam_loss"] + 1e-9
     for name, value in curve_fit.TRUE.items():
         assert abs(result["bfgs_params"][name].item() - value) < 0.05
+
+
+def test_jits_shortcut_for_float_tensors_gives_the_slow_paths_answers():
+    """The fast path of jit (float tensors alone, nothing traced or differentiated) returns
+    what the full path returns, counts hits, follows eviction, and steps aside inside grad
+    and trace, where the gradient must flow through f."""
+    calls = []
+
+    def f(a, b):
+        calls.append(1)
+        return (a * b).sum()
+    fast = rax.jit(f, cache_size=2)
+    a, b = Tensor([1.0, 2.0]), Tensor([3.0, 4.0])
+    assert fast(a, b).item() == 11.0 and fast(b, a).item() == 11.0 and len(calls) == 1
+    assert fast.cache_info().hits == 1
+    assert rax.grad(lambda a: fast(a, b))(a).tolist() == [3.0, 4.0]
+    assert rax.trace(lambda a: fast(a, b))(a)(Tensor([1.0, 1.0])).item() == 7.0
+    fast(rax.zeros((3,)), rax.zeros((3,)))
+    fast(rax.zeros((4,)), rax.zeros((4,)))  # evicts the (2,) program
+    calls.clear()
+    assert fast(a, b).item() == 11.0 and len(calls) == 1  # traced again, not stale
+    with pytest.raises(ValueError):
+        fast(a, rax.zeros((3,)))
