@@ -5114,7 +5114,10 @@ def _to_lists(obj, context):
 def _is_bool_array(obj):
     """Whether an array holds bools: NumPy's and JAX's dtype kind "b", torch's torch.bool."""
     dtype = getattr(obj, "dtype", None)
-    return getattr(dtype, "kind", None) == "b" or str(dtype) == "torch.bool"
+    if dtype is None:
+        return False
+    kind = getattr(dtype, "kind", None)  # NumPy's and JAX's, at once; torch's has no kind
+    return kind == "b" if kind is not None else str(dtype) == "torch.bool"
 
 
 def _copy_rectangular(obj, shape, kind):
@@ -7883,9 +7886,13 @@ def _is_input(leaf):
     """Whether a leaf of the arguments is an input of a program: a float tensor, an array or
     a number. A bool is static, part of the program: a flag steers the code, and a mask
     decides the shape of what it picks (as JAX's static arguments, keyed by its values)."""
-    if _is_bool(leaf):
+    if isinstance(leaf, Tensor):
+        return leaf.dtype is not bool_
+    if type(leaf) is bool:
         return False
-    return isinstance(leaf, Tensor) or _has_tolist(leaf) or isinstance(leaf, numbers.Real)
+    if _has_tolist(leaf):
+        return not _is_bool_array(leaf)
+    return isinstance(leaf, numbers.Real)
 
 
 def _check_static(leaf, keys, op):
