@@ -8218,14 +8218,21 @@ class Program:
 
         return compiled
 
-    def _run_compiled(self, inputs):
-        """The compiled function on checked input tensors: fresh leaves in f's structure."""
+    def _run_compiled(self, inputs, node=None):
+        """The compiled function on checked input tensors: fresh leaves in f's structure, or
+        with node = (name, make_rules), nodes of that op whose inputs are `inputs` and
+        whose vjp rules make_rules(k) gives (a jitted call: see _JitNode)."""
         data = [t.data for t in inputs]
         try:
             outputs = self._compiled[False](*data)
         except (ArithmeticError, ValueError):
             outputs = (self._compiled.get(True) or self._compile(True))(*data)
-        return self._results(outputs)
+        if node is None:
+            return self._results(outputs)
+        inputs = tuple(inputs)
+        return self._in_structure([
+            _node(node.name, node.forward(k), d, v.shape, inputs, node.rules(k), _NO_ATTRS,
+                  v.dtype) for k, (d, v) in enumerate(zip(outputs, self.outputs))])
 
     def _compile_array(self, backend):
         """The program's code in a library as a function: that library's arrays (or
@@ -8358,8 +8365,10 @@ def _kernel_args(eq, rule):
 def jit(f, backend="python", cache_size=64):
     """f, compiled: traced and compiled on the first call with each signature (the
     structure of the arguments, the shapes of their tensors, their static leaves), then run
-    as compiled code. Results are fresh leaves, equal to f's (==, nan equal to nan). With
-    backend "numpy", "jax" or "torch", the code is that library's (see Program.compile).
+    as compiled code. Results equal f's (==, nan equal to nan) and are nodes of one op,
+    jit(f), whose inputs are the call's tensors: a later backward goes through the call, by
+    the compiled backward program (see _JitNode). With backend "numpy", "jax" or "torch", the
+    code is that library's (see Program.compile), and its arrays come out.
 
     Called while a function is being traced, or with a tensor computed from an argument of
     grad, vjp or jvp, it runs f itself, so that the graph and gradients are those of f.
@@ -8371,7 +8380,7 @@ def jit(f, backend="python", cache_size=64):
 
     >>> step = jit(lambda w, x: (w * x).sum())
     >>> step(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
-    Tensor(11.0)
+    Tensor(11.0, op='jit(<lambda>)')
     >>> step.cache_info()
     CacheInfo(hits=0, misses=1, maxsize=64, currsize=1)
     """
@@ -8397,7 +8406,7 @@ def jit(f, backend="python", cache_size=64):
                 counts["hits"] += 1
                 cache[key] = entry  # now the most recently used
                 return entry[1](*args) if backend != "python" else \
-                    entry[0]._run_compiled(list(args))
+                    entry[0]._run_compiled(list(args), entry[2])
         key, inputs = _signature((args, kwargs))
         tensors = [t for t in inputs if isinstance(t, Tensor)]
         if _current_trace() is not None or _differentiated(tensors):
@@ -8407,7 +8416,7 @@ def jit(f, backend="python", cache_size=64):
             program = _trace(f, args, kwargs)
             if program._from_grad:  # f closes over a tensor being differentiated
                 return f(*args, **kwargs)
-            entry = program, program.compile(backend)
+            entry = program, program.compile(backend), _JitNode(jitted.__name__, program)
             _count_trace(f, counts, (args, kwargs))
             if cache_size is not None and len(cache) >= cache_size:
                 del cache[next(iter(cache))]  # the least recently used
@@ -8420,7 +8429,7 @@ def jit(f, backend="python", cache_size=64):
             return entry[1](*args, **kwargs)
         # The key holds the structure, the shapes and the static leaves: no check is left.
         return entry[0]._run_compiled([t if isinstance(t, Tensor) else
-                                       _leaf(*_to_lists(t, "jit")) for t in inputs])
+                                       _leaf(*_to_lists(t, "jit")) for t in inputs], entry[2])
 
     def cache_info():
         return _CacheInfo(counts["hits"], counts["misses"], cache_size, len(cache))
@@ -8428,6 +8437,57 @@ def jit(f, backend="python", cache_size=64):
     jitted.cache_info, jitted.cache_clear = cache_info, cache.clear
     jitted.__name__ = jitted.__qualname__ = f"jit({getattr(f, '__name__', 'f')})"
     return jitted
+
+
+class _JitNode:
+    """What makes the results of a jitted call nodes of one op, named after f (jit(loss)),
+    whose inputs are the call's tensors: so loss = jit(f)(w); loss.backward()[w] is the
+    gradient, as for f itself. The vjp rule of output k is the backward of the program,
+    itself traced and compiled once per shape (a jit of vjp), computed once per cotangent for
+    all inputs; under grad of grad it runs as ops, so higher derivatives flow too. A node's
+    forward replays the program as ops (what check_grads' blame calls)."""
+
+    def __init__(self, name, program):
+        self.name, self.program = name, program
+        self._rules, self._forwards, self._last = {}, {}, (None, None)
+
+        def flat(*inputs):  # the program as a function of its input tensors, replayed as ops
+            return tuple(tree_leaves(program._with_ops(list(inputs))))
+
+        self.flat, self._backward = flat, {}
+
+    def backward(self, inputs, k, g):
+        """Every input's gradient for the cotangent g of output k, by a jit of vjp."""
+        if k not in self._backward:
+            def pull(inputs, g):
+                outputs, pullback = vjp(self.flat, *inputs)
+                return pullback(tuple(g if j == k else zeros_like(o)
+                                      for j, o in enumerate(outputs)))
+            self._backward[k] = jit(pull)
+        return self._backward[k](inputs, g)
+
+    def forward(self, k):
+        """The function that makes output k again from the inputs, as ops (made once)."""
+        if k not in self._forwards:
+            self._forwards[k] = lambda *inputs: self.flat(*inputs)[k]
+        return self._forwards[k]
+
+    def rules(self, k):
+        """The vjp rules of output k, one per input (None for a bool output)."""
+        if k not in self._rules:
+            n = len(self.program.inputs)
+            self._rules[k] = (None,) * n if self.program.outputs[k].dtype is bool_ else tuple(
+                self._rule(k, i) for i in range(n))
+        return self._rules[k]
+
+    def _rule(self, k, i):
+        def rule(g, out, *inputs):
+            key, grads = self._last  # the engine asks for each input in turn, with one g
+            if key is None or key[0] is not g or key[1] is not out:
+                grads = self.backward(inputs, k, g)
+                self._last = ((g, out), grads)
+            return grads[i]
+        return rule
 
 
 _CacheInfo = collections.namedtuple("CacheInfo", "hits misses maxsize currsize")

@@ -5574,7 +5574,8 @@ def test_a_traced_training_step_replays_and_compiles_to_eager_answers():
             jitted(p_jit, x, y)
         for got in (replay, comp, jit):
             assert _p19_same_results(eager, got)
-            assert all(t.op is None for t in rax.tree_leaves(got))
+            assert all(t.op is None if got is not jit else t.op == "jit(_p19_training_step)"
+                       for t in rax.tree_leaves(got))
             assert isinstance(got, tuple) and isinstance(got[1], list)
         p_eager, p_replay, p_compiled, p_jit = eager[1], replay[1], comp[1], jit[1]
 
@@ -5795,7 +5796,8 @@ def _prog_same_floats(a, b):
 
 def _prog_assert_same(expected, actual, what, fresh=True):
     """actual has expected's tree structure, with tensors of the same shapes and bit-equal
-    values; with fresh=True each of its tensors is a new leaf (op None, no inputs)."""
+    values; with fresh=True each of its tensors is a new leaf (op None, no inputs); with
+    fresh="jit", a node of the jitted call (so that gradients go through it)."""
     if isinstance(expected, Tensor):
         assert isinstance(actual, Tensor), f"{what}: expected a Tensor, got {actual!r}"
         assert actual.shape == expected.shape, (
@@ -5803,7 +5805,10 @@ def _prog_assert_same(expected, actual, what, fresh=True):
         assert _prog_same_floats(expected.data, actual.data), (
             f"{what}: values differ from eager\n  eager:  {expected.data!r}\n"
             f"  actual: {actual.data!r}")
-        if fresh:
+        if fresh == "jit":  # a jitted call's results: nodes of one op, jit(f)
+            assert actual.op is not None and actual.op.startswith("jit("), (
+                f"{what}: not a node of the jitted call (op {actual.op!r})")
+        elif fresh:
             assert actual.op is None and actual.inputs == (), (
                 f"{what}: not a fresh leaf (op {actual.op!r})")
     elif isinstance(expected, dict):
@@ -6371,7 +6376,7 @@ def _prog_check_all_ways(f, args, expected, what="", kwargs=None):
     assert isinstance(source, str)
     compiled = program.compile()
     _prog_assert_same(expected, compiled(*args, **kwargs), f"compiled{what}\n{source}")
-    _prog_assert_same(expected, rax.jit(f)(*args, **kwargs), f"jit{what}")
+    _prog_assert_same(expected, rax.jit(f)(*args, **kwargs), f"jit{what}", "jit")
     return program
 
 
@@ -6419,8 +6424,9 @@ def test_prog_random_programs_on_new_arguments(data):
     _prog_assert_same(expected, program.compile()(*second, **second_kw),
                       "compiled\n" + program.source())
     jitted = rax.jit(f)
-    _prog_assert_same(f(*first, **first_kw), jitted(*first, **first_kw), "jit, first call")
-    _prog_assert_same(expected, jitted(*second, **second_kw), "jit, second call")
+    _prog_assert_same(f(*first, **first_kw), jitted(*first, **first_kw), "jit, first call",
+                      "jit")
+    _prog_assert_same(expected, jitted(*second, **second_kw), "jit, second call", "jit")
 
 
 @given(st.data())
@@ -6494,8 +6500,9 @@ def test_prog_training_step_compiled_matches_eager(seed, n, hidden, special):
         assert _prog_same_snapshot(before, _prog_snapshot(old)), "a step changed its args"
         for what, p, loss in (("compiled", compiled_p, compiled_loss), ("jit", jit_p, jit_loss),
                               ("replay", replay_p, replay_loss)):
-            _prog_assert_same(eager_p, p, f"{what} params, step {i}")
-            _prog_assert_same(eager_loss, loss, f"{what} loss, step {i}")
+            fresh = "jit" if what == "jit" else True
+            _prog_assert_same(eager_p, p, f"{what} params, step {i}", fresh)
+            _prog_assert_same(eager_loss, loss, f"{what} loss, step {i}", fresh)
 
 
 @given(st.data())
@@ -6515,8 +6522,8 @@ def test_prog_programs_do_not_change_their_arguments(data):
     assert _prog_same_snapshot(before, _prog_snapshot((args, kwargs, constants)))
     again = [program(*args, **kwargs), compiled(*args, **kwargs), jitted(*args, **kwargs)]
     assert _prog_same_snapshot(before, _prog_snapshot((args, kwargs, constants)))
-    for first, second in zip(results, again):
-        _prog_assert_same(first, second, "second call")
+    for first, second, fresh in zip(results, again, (True, True, "jit")):
+        _prog_assert_same(first, second, "second call", fresh)
 
 
 def test_traces_in_two_threads_record_apart_and_leave_nothing_on():
@@ -6548,7 +6555,7 @@ def test_traces_in_two_threads_record_apart_and_leave_nothing_on():
     assert programs["b"](Tensor([1.0, 1.0])).tolist() == [3.0, 3.0]
     assert [eq.op for eq in programs["a"].equations] == ["broadcast_to", "mul"]
     assert rax._traces_running == 0 and rax._current_trace() is None
-    assert rax.jit(lambda t: t * 2.0)(x).op is None  # compiled: a fresh leaf
+    assert rax.jit(lambda t: t * 2.0)(x).op == "jit(<lambda>)"  # compiled: the jit node
 
 
 @pytest.mark.parametrize("f", [
@@ -6616,11 +6623,12 @@ def test_a_type_error_while_tracing_says_numbers_are_inputs():
 
 def test_tensors_made_by_ops_still_run_compiled_and_grad_arguments_run_as_ops():
     """Data made by ops (one_hot labels) does not stop jit or a compiled program from running
-    compiled (fresh leaves out); a tensor from grad's argument does (gradients flow)."""
+    compiled (the jitted call's nodes out); a tensor from grad's argument runs f itself
+    (gradients flow)."""
     labels = rax.one_hot([0, 2], 3)
     fast = rax.jit(lambda x, l: (x * l).sum(axis=1))
     out = fast(Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), labels)
-    assert out.op is None and out.tolist() == [1.0, 6.0]
+    assert out.op == "jit(<lambda>)" and out.tolist() == [1.0, 6.0]
     assert rax.grad(lambda x: fast(x, labels).sum())(
         Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])).tolist() == labels.tolist()
 
@@ -7284,7 +7292,7 @@ def test_grad_through_a_jitted_closure_and_after_a_finished_grad():
         Tensor([1.0, 2.0])).tolist() == [3.0, 4.0]
     w = Tensor([1.0, 2.0])
     w = w - 0.01 * rax.grad(lambda w: (w * xd).sum())(w)
-    assert rax.jit(lambda w, x: (w * x).sum())(w, xd).op is None
+    assert rax.jit(lambda w, x: (w * x).sum())(w, xd).op == "jit(<lambda>)"  # compiled
 
 
 def test_backends_follow_pow_at_signed_zero_and_infinity_and_never_divide_numbers():
@@ -9898,3 +9906,33 @@ def test_jits_shortcut_for_float_tensors_gives_the_slow_paths_answers():
     assert fast(a, b).item() == 11.0 and len(calls) == 1  # traced again, not stale
     with pytest.raises(ValueError):
         fast(a, rax.zeros((3,)))
+
+
+def test_a_jitted_calls_results_are_nodes_that_gradients_go_through():
+    """loss = jit(f)(w); loss.backward()[w] is grad(f)(w) (it was silently 0); draw shows one
+    jit(f) node; several outputs each carry their part; second derivatives flow; a bool
+    output carries none; the gradient of a stored result is itself differentiable."""
+    def loss(w, x):
+        return (rax.tanh(x @ w) ** 2).sum()
+    w, x = Tensor([[0.5], [-1.0]]), Tensor([[1.0, 2.0], [3.0, -1.0]])
+    out = rax.jit(loss)(w, x)
+    g = out.backward()
+    for a, b in zip(g[w].tolist(), rax.grad(loss)(w, x).tolist()):
+        assert a == pytest.approx(b, rel=1e-14)
+    assert rax.ravel(g[x]).tolist() == pytest.approx(
+        rax.ravel(rax.grad(loss, argnums=1)(w, x)).tolist(), rel=1e-14)
+    assert rax.draw(out).splitlines()[0].startswith("#0 jit(loss)")
+    assert out.op == "jit(loss)" and out.inputs[0] is w
+    pair = rax.jit(lambda w: (w.sum(), w * 3.0, w > 0.0))(w)
+    total = pair[0] * 2.0 + pair[1].sum()
+    assert total.backward()[w].tolist() == [[5.0], [5.0]] and pair[2].dtype == "bool"
+    hessian_row = rax.grad(lambda v: rax.grad(lambda u: rax.jit(loss)(u, x))(v).sum())(w)
+    assert rax.ravel(hessian_row).tolist() == pytest.approx(rax.ravel(
+        rax.grad(lambda v: rax.grad(lambda u: loss(u, x))(v).sum())(w)).tolist(), rel=1e-12)
+    second = g[w].sum().backward()[w]
+    assert rax.ravel(second).tolist() == pytest.approx(rax.ravel(hessian_row).tolist(),
+                                                        rel=1e-12)
+    opt = rax.SGD(lr=0.1)
+    stepped = opt.update({"w": w}, rax.jit(loss)(w, x).backward())["w"]
+    assert rax.ravel(stepped).tolist() == pytest.approx(
+        rax.ravel(w - 0.1 * rax.grad(loss)(w, x)).tolist(), rel=1e-14)
