@@ -6965,6 +6965,221 @@ def hvp(f, primals, tangents):
     return _jvp("hvp", grad(f), primals, tangents)[1]
 
 
+# ---- 8a. vmap and loops: JAX's other transformations, eagerly --------------------------------
+#
+# vmap maps f over an axis of its arguments; scan, fori_loop, while_loop and cond are
+# jax.lax's loops and branch, with its semantics and trees for carries and outputs. Here they
+# are written with Python loops over rax's ops: eagerly they build the graph as any Python
+# loop does, so gradients, jit and trace go through them (a traced loop is unrolled, one
+# equation an op per step; a traced cond takes both branches and picks with where, as
+# lax.cond's select). vmap calls f once per example and stacks the results.
+
+def vmap(f, in_axes=0, out_axes=0):
+    """f mapped over an axis of its arguments, as jax.vmap: vmap(f)(xs) stacks f(x) for each
+    x along axis 0 of xs. in_axes is an int, None (not mapped) or a tree prefix of the
+    positional arguments (a tuple with one entry per argument, each an int, None or a tree
+    like that argument); keyword arguments are mapped along axis 0. out_axes is likewise a
+    tree prefix of f's result. Every mapped axis must have the same size (a ValueError
+    names the arguments that differ); negative axes count from the end. Composes with grad,
+    jacobian, jit and itself.
+
+    >>> vmap(lambda x, w: (x * w).sum(), in_axes=(0, None))(ones((3, 2)), Tensor([1.0, 2.0]))
+    Tensor([3.0, 3.0, 3.0], op='concatenate')
+    """
+    _check_function("vmap", f)
+
+    def mapped(*args, **kwargs):
+        specs = _axis_specs("vmap", in_axes, args) + [
+            (_path("kwargs", keys), leaf, 0) for keys, leaf in _leaves_with_keys(kwargs)]
+        sizes = {}
+        for path, leaf, axis in specs:
+            if axis is not None:
+                t = _as_any(leaf, "vmap")
+                sizes.setdefault(t.shape[_normalize_axis("vmap", axis, t.ndim)], []).append(path)
+        if len(sizes) != 1:
+            detail = "; ".join(f"{', '.join(paths)} of size {n}" for n, paths in sizes.items())
+            raise ValueError(f"vmap: the mapped axes must have one size, got: "
+                             f"{detail or 'no mapped argument'}")
+        n = next(iter(sizes))
+        if n == 0:
+            raise ValueError("vmap: an axis of size 0 has no example to call f on")
+        results = [f(*_example(args, in_axes, i), **_example(kwargs, 0, i)) for i in range(n)]
+        return _stacked("vmap", results, out_axes)
+    mapped.__name__ = mapped.__qualname__ = f"vmap({getattr(f, '__name__', 'f')})"
+    return mapped
+
+
+def _axis_specs(op, in_axes, args):
+    """[(path, leaf, axis)] for each leaf of the positional arguments, in_axes read as a
+    tree prefix of args (an int or None for all)."""
+    if isinstance(in_axes, list):
+        in_axes = tuple(in_axes)
+    if isinstance(in_axes, tuple) and len(in_axes) != len(args):
+        raise ValueError(f"{op}: in_axes has {len(in_axes)} entries for {len(args)} "
+                         f"positional arguments")
+    specs = []
+    for keys, leaf, axis in _prefix_leaves(in_axes, args, ("args",)):
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+            raise TypeError(f"{op}: an axis must be an int or None, got {axis!r}")
+        specs.append((_path(keys[0], keys[1:]), leaf, axis))
+    return specs
+
+
+def _prefix_leaves(prefix, tree, keys):
+    """[(keys, leaf, the entry of prefix over it)]: prefix is a tree prefix of tree (an
+    entry that is not a container applies to the whole subtree below it)."""
+    children = _children(tree, "vmap", "args", ()) if isinstance(prefix, (dict, list, tuple)) \
+        else None
+    if children is None:
+        return [(keys + k, leaf, prefix) for k, leaf in _leaves_with_keys(tree)]
+    inner = dict(_children(prefix, "vmap", "in_axes", ())) if not isinstance(prefix, tuple) \
+        or len(prefix) == len(children) else None
+    if inner is None or set(inner) != {k for k, _ in children}:
+        raise ValueError(f"vmap: in_axes {_text(prefix)} does not fit the structure of "
+                         f"{_path(keys[0], keys[1:])}")
+    return [item for k, child in children for item in _prefix_leaves(inner[k], child,
+                                                                      keys + (k,))]
+
+
+def _example(tree, axes, i):
+    """The i-th example of tree: each mapped leaf indexed at i along its axis."""
+    specs = _prefix_leaves(axes, tree, ("args",))
+    leaves = [leaf if axis is None else _as_any(leaf, "vmap")[
+        (slice(None),) * _normalize_axis("vmap", axis, _as_any(leaf, "vmap").ndim) + (i,)]
+        for _, leaf, axis in specs]
+    return _rebuild(tree, iter(leaves))
+
+
+def _stacked(op, results, out_axes):
+    """The results of f for each example stacked along out_axes (a tree prefix of them); an
+    output with axis None must be the same in every example."""
+    first = results[0]
+    specs = _prefix_leaves(out_axes, first, ("out",))
+    columns = list(zip(*[tree_leaves(r) for r in results]))
+    leaves = []
+    for (keys, _, axis), column in zip(specs, columns):
+        parts = [_as_any(part, op) for part in column]
+        if axis is None:
+            if any(p.shape != parts[0].shape or not bool(_all(
+                    (p == parts[0]) | (isnan(p) & isnan(parts[0])) if p.dtype is float64
+                    else p == parts[0])) for p in parts[1:]):
+                raise ValueError(f"{op}: out_axes is None at {_path(keys[0], keys[1:])}, but "
+                                 f"that output differs between examples")
+            leaves.append(column[0])
+        else:
+            leaves.append(stack(parts, axis=_normalize_axis(op, axis, parts[0].ndim + 1)))
+    return _rebuild(first, iter(leaves))
+
+
+def scan(f, init, xs=None, length=None, reverse=False):
+    """jax.lax.scan: carry = init, then carry, y = f(carry, x) for each x along axis 0 of the
+    tree xs (from the end if reverse); returns (carry, ys), the ys stacked along axis 0 in
+    the order of xs. xs None takes `length` steps with x None. The carry must keep its tree
+    structure and shapes (a TypeError otherwise, as JAX's).
+
+    >>> carry, ys = scan(lambda c, x: (c + x, c * x), 0.0, Tensor([1.0, 2.0, 3.0]))
+    >>> carry.item(), ys.tolist()
+    (6.0, [0.0, 2.0, 9.0])
+    """
+    _check_function("scan", f)
+    leaves = [_as_any(leaf, "scan") for leaf in tree_leaves(xs)]
+    sizes = {t.shape[0] if t.ndim else None for t in leaves}
+    if None in sizes or len(sizes) > 1 or (length is not None and sizes and
+                                            sizes != {length}):
+        raise ValueError(f"scan: every leaf of xs needs a leading axis of one size (and "
+                         f"length, if given, that size); got sizes {sorted(map(str, sizes))} "
+                         f"and length {length!r}")
+    n = sizes.pop() if sizes else _int("scan", "length", length if length is not None else -1,
+                                        0)
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    carry, ys = init, [None] * n
+    for i in order:
+        carry_in = carry
+        carry, ys[i] = f(carry, None if xs is None else _rebuild(xs, iter(
+            [t[i] for t in leaves])))
+        _same_carry("scan", carry_in, carry)
+    if n == 0:  # no steps: f's ys say their shapes when f is called on zeros, unused
+        probe = f(init, None if xs is None else _rebuild(xs, iter(
+            [zeros(t.shape[1:]) for t in leaves])))[1]
+        return carry, tree_map(lambda y: zeros((0,) + _as_tensor(y, "scan").shape), probe)
+    if ys[0] is None:
+        return carry, None
+    return carry, _stacked("scan", ys, 0)
+
+
+def _same_carry(op, before, after):
+    """The carry keeps its structure and shapes, as JAX requires of a loop's carry."""
+    difference = _structure_difference(before, after, "carry", ("the carry in", "out"))
+    shapes = [(_as_any(a, op).shape, _as_any(b, op).shape)
+              for a, b in zip(tree_leaves(before), tree_leaves(after))]
+    if difference or any(a != b for a, b in shapes):
+        raise TypeError(f"{op}: the body must return a carry of the structure and shapes it "
+                        f"was given: {difference or shapes}")
+
+
+def fori_loop(lower, upper, body_fun, init_val):
+    """jax.lax.fori_loop: val = init_val, then val = body_fun(i, val) for i from lower to
+    upper - 1 (Python ints).
+
+    >>> fori_loop(0, 3, lambda i, y: y * 2.0 + i, Tensor(1.0)).item()  # 2, then 5, then 12
+    12.0
+    """
+    _check_function("fori_loop", body_fun)
+    lower, upper = _index("fori_loop", "lower", lower), _index("fori_loop", "upper", upper)
+    val = init_val
+    for i in range(lower, upper):
+        before, val = val, body_fun(i, val)
+        _same_carry("fori_loop", before, val)
+    return val
+
+
+def while_loop(cond_fun, body_fun, init_val):
+    """jax.lax.while_loop: val = body_fun(val) while cond_fun(val) is true. Forward only, as
+    JAX's: under grad (of a value that init_val depends on) it is a TypeError saying to use
+    fori_loop or scan, whose trip counts are fixed. In a traced function the condition may
+    not depend on the arguments (its value would be frozen).
+
+    >>> while_loop(lambda x: x < 10.0, lambda x: x * 2.0, Tensor(1.0)).item()
+    16.0
+    """
+    _check_function("while_loop", cond_fun)
+    _check_function("while_loop", body_fun)
+    if _differentiated([leaf for leaf in tree_leaves(init_val) if isinstance(leaf, Tensor)]):
+        raise TypeError("while_loop: reverse-mode differentiation does not work for "
+                        "while_loop (its trip count depends on values), as in JAX; use "
+                        "fori_loop or scan, which have a fixed trip count")
+    val = init_val
+    while bool(cond_fun(val)):
+        before, val = val, body_fun(val)
+        _same_carry("while_loop", before, val)
+    return val
+
+
+def cond(pred, true_fun, false_fun, *operands):
+    """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands); pred is a bool or
+    a number (nonzero is true), or a tensor of one element. The branch taken gets the
+    gradient. In a traced function where pred depends on the arguments, both branches run
+    and where picks between their results, as lax.cond's select (they must then have the
+    same structure and shapes).
+
+    >>> cond(Tensor(2.0) > 1.0, lambda x: x * 10.0, lambda x: -x, Tensor(3.0)).item()
+    30.0
+    """
+    _check_function("cond", true_fun)
+    _check_function("cond", false_fun)
+    p = _as_any(pred, "cond")
+    if p.size != 1:
+        raise ValueError(f"cond: pred must have one element, got shape {p.shape}")
+    if _current_trace() is not None and _depends_on_arguments(p):
+        yes, no = true_fun(*operands), false_fun(*operands)
+        _same_carry("cond", yes, no)
+        return tree_map(lambda a, b: where(p.reshape(()), a, b), yes, no)
+    return true_fun(*operands) if bool(p.item()) else false_fun(*operands)
+
+
+__all__ += ["vmap", "scan", "fori_loop", "while_loop", "cond"]
+
+
 # ============================================================================================
 # 9. Tools: your own primitives, gradient checks that point at the guilty op, pictures
 #

@@ -9936,3 +9936,90 @@ def test_a_jitted_calls_results_are_nodes_that_gradients_go_through():
     stepped = opt.update({"w": w}, rax.jit(loss)(w, x).backward())["w"]
     assert rax.ravel(stepped).tolist() == pytest.approx(
         rax.ravel(w - 0.1 * rax.grad(loss)(w, x)).tolist(), rel=1e-14)
+
+
+# ============================================================================================
+# 28. vmap and loops (JAX's semantics, eagerly)
+# ============================================================================================
+
+def _jax():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _close(ours, theirs):
+    np = _np()
+    return np.allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-12, atol=1e-12)
+
+
+def test_vmap_matches_jax_for_every_axes_form_and_composes_with_grad_and_jit():
+    """vmap against jax.vmap: in_axes as an int, a tuple with None, negative, a tree prefix;
+    out_axes as a tuple; nested; vmap(grad) (per-example gradients), grad(vmap), jit(vmap);
+    sizes that differ are a ValueError naming the arguments."""
+    jax, np = _jax(), _np()
+    jnp = jax.numpy
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=(3,))
+
+    def f(a, b, np_=rax):
+        return (a @ b).sum() + (a * a).sum()
+    A, B = Tensor(a), Tensor(b)
+    assert _close(rax.vmap(f, (0, None))(A, B), jax.vmap(f, (0, None))(a, b))
+    assert _close(rax.vmap(f, (-1, None))(A.T, B), jax.vmap(f, (-1, None))(a.T, b))
+    out, theirs = rax.vmap(lambda x: (x * 2.0, x.sum()), out_axes=(1, 0))(A), jax.vmap(
+        lambda x: (x * 2.0, x.sum()), out_axes=(1, 0))(a)
+    assert _close(out[0], theirs[0]) and _close(out[1], theirs[1])
+    assert _close(rax.vmap(rax.grad(f), (0, None))(A, B), jax.vmap(jax.grad(f), (0, None))(a, b))
+    assert _close(rax.grad(lambda w: rax.vmap(f, (0, None))(A, w).sum())(B),
+                  jax.grad(lambda w: jax.vmap(f, (0, None))(a, w).sum())(b))
+    assert _close(rax.jit(rax.vmap(f, (0, None)))(A, B), jax.vmap(f, (0, None))(a, b))
+    assert _close(rax.vmap(rax.vmap(lambda x: x * x))(A), a * a)
+    tree_f = lambda p: (p["a"] * p["b"]).sum()  # noqa: E731
+    assert _close(rax.vmap(tree_f, in_axes=({"a": 0, "b": None},))({"a": A, "b": Tensor(c)}),
+                  jax.vmap(tree_f, in_axes=({"a": 0, "b": None},))({"a": a, "b": jnp.asarray(c)}))
+    with pytest.raises(ValueError, match=r"args\[0\] of size 4; args\[1\] of size 3"):
+        rax.vmap(f)(A, B)
+
+
+def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
+    """scan (forward and reverse, an RNN's carry and outputs), fori_loop, while_loop and cond
+    against jax.lax's, values and gradients; while_loop under grad is a TypeError naming
+    fori_loop and scan; a traced cond takes both branches and picks (jit works); a carry
+    that changes shape is a TypeError; scan over no steps gives empty ys of the right shape."""
+    jax, np = _jax(), _np()
+    jnp = jax.numpy
+    rng = np.random.default_rng(1)
+    xs, w = rng.normal(size=(6, 3)), rng.normal(size=(3, 3)) * 0.5
+    h0 = np.zeros(3)
+
+    def rnn(w, xs, reverse, lib):
+        tanh, scan_ = (rax.tanh, rax.scan) if lib is rax else (jnp.tanh, jax.lax.scan)
+        return scan_(lambda h, x: (tanh(h @ w + x), (h * h).sum()),
+                     Tensor(h0) if lib is rax else h0, xs, reverse=reverse)
+    for reverse in (False, True):
+        (h, ys), (hj, ysj) = rnn(Tensor(w), Tensor(xs), reverse, rax), rnn(w, xs, reverse, jax)
+        assert _close(h, hj) and _close(ys, ysj)
+        g = rax.grad(lambda w: rnn(w, Tensor(xs), reverse, rax)[1].sum())(Tensor(w))
+        assert _close(g, jax.grad(lambda w: rnn(w, xs, reverse, jax)[1].sum())(w))
+    body = lambda i, y: y * 1.0001 + 0.0001 * i  # noqa: E731
+    assert _close(rax.fori_loop(0, 100, body, Tensor(1.0)), jax.lax.fori_loop(0, 100, body, 1.0))
+    assert _close(rax.grad(lambda x: rax.fori_loop(0, 5, lambda i, y: rax.sin(y) * x, x))(
+        Tensor(0.7)), jax.grad(lambda x: jax.lax.fori_loop(0, 5, lambda i, y: jnp.sin(y) * x,
+                                                           x))(0.7))
+    assert rax.while_loop(lambda x: x < 10.0, lambda x: x * 2.0, Tensor(1.0)).item() == 16.0
+    with pytest.raises(TypeError, match="fori_loop or scan"):
+        rax.grad(lambda x: rax.while_loop(lambda v: v < 10.0, lambda v: v * 2.0, x))(
+            Tensor(1.0))
+    for pred in (True, False, Tensor(0.0), 2.0):
+        assert rax.cond(pred, lambda x: x * 10.0, lambda x: -x, Tensor(3.0)).item() == float(
+            jax.lax.cond(bool(pred), lambda x: x * 10.0, lambda x: -x, 3.0))
+    assert rax.grad(lambda x: rax.cond(x > 1.0, lambda v: v * v, lambda v: -v, x))(
+        Tensor(3.0)).item() == 6.0
+    picked = rax.jit(lambda x: rax.cond(x.sum() > 0, lambda v: v * 2.0, lambda v: v * 3.0, x))
+    assert picked(Tensor([1.0, -3.0])).tolist() == [3.0, -9.0]
+    assert picked(Tensor([4.0, -3.0])).tolist() == [8.0, -6.0]
+    with pytest.raises(TypeError, match="carry"):
+        rax.fori_loop(0, 2, lambda i, y: rax.concatenate([y, y]), Tensor([1.0]))
+    carry, ys = rax.scan(lambda c, x: (c, x * 2.0), Tensor(0.0), rax.zeros((0, 3)))
+    assert ys.shape == (0, 3) and carry.item() == 0.0
