@@ -88,9 +88,10 @@ function may call one defined further down):
     4. More primitives     unary, binary, comparisons, movement, indexing, reductions.
     5. Composite ops       built from primitives: softmax, mean, stack, ...
     6. Making tensors      zeros, ones, arange, randn, ... and Python data read as tensors.
-    7. Trees, optimizers   tree_map, sgd, SGD, Adam; saving with save and load.
-    8. Forward mode        vjp, jvp, jacobian, hessian, hvp.
-    9. Tools               your own primitives, check_grads, draw, to_dot.
+    7. Trees, optimizers   tree_map, SGD, Adam, AdamW, RMSprop, Adagrad, schedules, clipping,
+                           minimize (BFGS, L-BFGS); saving with save and load.
+    8. Forward mode        vjp, jvp, jacobian, hessian, hvp; vmap, scan and JAX's loops.
+    9. Tools               your own primitives, check_grads, draw, to_dot; rax.testing.
     10. Programs           trace, Program (listing, replay, compile to Python), jit.
     Appendices: the machinery
     A. Nested-list kernels     broadcasting, map, reduce, matmul, movement; no Tensor.
