@@ -103,6 +103,8 @@ function may call one defined further down):
 import builtins
 import collections
 import functools
+import importlib
+import inspect
 import itertools
 import json
 import keyword
@@ -5731,8 +5733,8 @@ def linear_schedule(init_value, end_value, transition_steps, transition_begin=0)
     op = "linear_schedule"
     init, end = _hyperparameter(op, "init_value", init_value), _hyperparameter(
         op, "end_value", end_value)
-    steps, begin = _index(op, "transition_steps", transition_steps), _index(
-        op, "transition_begin", transition_begin)
+    steps, begin = _index(op, "transition_steps", transition_steps), _max(_index(
+        op, "transition_begin", transition_begin), 0)  # a negative begin is 0, as optax's
     if steps <= 0:
         return lambda step: init
 
@@ -5754,10 +5756,10 @@ def exponential_decay(init_value, transition_steps, decay_rate, transition_begin
     op = "exponential_decay"
     init, rate = _hyperparameter(op, "init_value", init_value), _hyperparameter(
         op, "decay_rate", decay_rate)
-    steps, begin = _index(op, "transition_steps", transition_steps), _index(
-        op, "transition_begin", transition_begin)
-    if steps <= 0:
-        raise ValueError(f"{op}: transition_steps must be > 0, got {steps}")
+    steps, begin = _index(op, "transition_steps", transition_steps), _max(_index(
+        op, "transition_begin", transition_begin), 0)  # a negative begin is 0, as optax's
+    if steps <= 0 or rate == 0.0:  # as optax: then the schedule is constant
+        return lambda step: init
     end = None if end_value is None else _hyperparameter(op, "end_value", end_value)
 
     def schedule(step):
@@ -5809,10 +5811,8 @@ def warmup_cosine_decay_schedule(init_value, peak_value, warmup_steps, decay_ste
     if total <= warmup:
         raise ValueError(f"{op}: decay_steps ({total}) counts the warmup too, so it must be "
                          f"more than warmup_steps ({warmup})")
-    if peak == 0.0:
-        raise ValueError(f"{op}: peak_value must not be 0")
     warm = linear_schedule(init_value, peak, warmup)
-    decay = cosine_decay_schedule(peak, total - warmup, end / peak, exponent)
+    decay = cosine_decay_schedule(peak, total - warmup, end / peak if peak else 0.0, exponent)
     return lambda step: warm(step) if step < warmup else decay(step - warmup)
 
 
@@ -5831,6 +5831,8 @@ def piecewise_constant_schedule(init_value, boundaries_and_scales=None):
     init = _hyperparameter(op, "init_value", init_value)
     pairs = sorted((_index(op, "a boundary", b), _hyperparameter(op, "a scale", scale))
                    for b, scale in (boundaries_and_scales or {}).items())
+    if any(scale < 0.0 for _, scale in pairs):
+        raise ValueError(f"{op}: the scales must be >= 0 (as optax's), got {pairs}")
 
     def schedule(step):
         value = init
@@ -5869,6 +5871,8 @@ def clip_by_global_norm(grads, max_norm):
 def clip_by_value(grads, low, high=None):
     """Each gradient clipped to [low, high] (to [-low, low] when high is None, as
     torch.nn.utils.clip_grad_value_), a tree in and a tree out."""
+    if isinstance(grads, GradNode):
+        raise TypeError("clip_by_value: give the gradients as a tree, g.wrt(params)")
     if high is None:
         low, high = -_nonnegative("clip_by_value", "the clip value", low), low
     return tree_map(lambda g: clip(g, low, high), grads)
@@ -5902,6 +5906,8 @@ def _params_and_grads(op, params, grads):
             raise TypeError(f"{op}: {_path('params', keys)} is a bool tensor, which is no "
                             f"parameter (no gradient flows to bools): keep masks out of the "
                             f"params, and pass them to the model by closure or as an argument")
+        if _is_bool(g):
+            raise TypeError(f"{op}: the gradient of {_path('params', keys)} is a bool tensor")
         p, g = _as_tensor(p, op), _as_tensor(g, op)
         if p.shape != g.shape:
             raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
@@ -5965,7 +5971,10 @@ def _scheduled(op, lr, step):
     """The learning rate for the update after `step` updates: lr itself, or lr(step)."""
     if not callable(lr):
         return lr
-    return _nonnegative(op, f"lr({step}), the schedule's value", lr(step))
+    value = lr(step)
+    if _has_tolist(value) and getattr(value, "shape", None) == ():  # a 0-d array (optax's)
+        value = value.tolist()
+    return _nonnegative(op, f"lr({step}), the schedule's value", value)
 
 
 def _flag(op, name, value):
@@ -6114,7 +6123,8 @@ class OptimizeResult(dict):
 _MINIMIZE_MESSAGES = {0: "Optimization terminated successfully.",
                       1: "Maximum number of iterations has been exceeded.",
                       2: "Desired error not necessarily achieved due to precision loss.",
-                      3: "NaN result encountered."}
+                      3: "NaN result encountered.",
+                      99: "`callback` raised `StopIteration`."}
 
 
 def minimize(fun, x0, args=(), method="BFGS", tol=None, maxiter=None, options=None,
@@ -6165,10 +6175,13 @@ def minimize(fun, x0, args=(), method="BFGS", tol=None, maxiter=None, options=No
 def _minimize_settings(method, tol, maxiter, options, n):
     """{"gtol", "maxiter", "m", "ftol"} from minimize's arguments, checked."""
     options = dict(options or {})
+    options.pop("disp", None)  # SciPy's printing: rax prints nothing
+    if "maxcor" in options:  # L-BFGS-B's name for the history m
+        options["m"] = options.pop("maxcor")
     unknown = set(options) - {"gtol", "maxiter", "m", "ftol"}
     if unknown:
         raise ValueError(f"minimize: unknown options {sorted(unknown)}; there are 'gtol', "
-                         f"'maxiter', 'm' and 'ftol'")
+                         f"'maxiter', 'm' (or 'maxcor'), 'ftol' and 'disp'")
     bfgs = method == "BFGS"
     settings = {"gtol": 1e-5 if tol is None else tol, "ftol": 2.220446049250313e-09,
                 "maxiter": (200 * n if bfgs else 15000) if maxiter is None else maxiter, "m": 10}
@@ -6319,8 +6332,9 @@ def _bfgs(problem, x, f, g, settings, callback):
         x = [xi + si for xi, si in zip(x, s)]
         y = [b - a for a, b in zip(g, g_new)]
         old_f, f, g, k = f, f_new, g_new, k + 1
-        if callback is not None:
-            callback(_problem_params(problem, x))
+        if _call_back(callback, problem, x, f):
+            status = 99
+            break
         if _max(map(_abs, g), default=0.0) <= settings["gtol"]:
             break
         if not math.isfinite(f):
@@ -6344,6 +6358,25 @@ def _bfgs(problem, x, f, g, settings, callback):
 def _problem_params(problem, x):
     """The params tree at the flat point x (for a callback)."""
     return _fresh_tree(problem.unravel, x)
+
+
+def _call_back(callback, problem, x, f):
+    """Call the user's callback after an iteration, as SciPy does: with the params, or with
+    an OptimizeResult(x, fun) if its parameter is named intermediate_result; True (stop) if
+    it raises StopIteration."""
+    if callback is None:
+        return False
+    params = _problem_params(problem, x)
+    try:
+        names = list(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):
+        names = []
+    try:
+        callback(OptimizeResult(x=params, fun=f) if names == ["intermediate_result"]
+                 else params)
+    except StopIteration:
+        return True
+    return False
 
 
 def _fresh_tree(unravel, x):
@@ -6374,8 +6407,9 @@ def _lbfgs(problem, x, f, g, settings, callback):
         x = [xi + si for xi, si in zip(x, s)]
         decrease, scale = f - f_new, _max(_abs(f), _abs(f_new), 1.0)
         f, g, k = f_new, g_new, k + 1
-        if callback is not None:
-            callback(_problem_params(problem, x))
+        if _call_back(callback, problem, x, f):
+            status = 99
+            break
         if _dot(s, y) > 2.220446049250313e-16 * _dot(y, y):  # else the pair is skipped
             pairs = (pairs + [(s, y, 1.0 / _dot(s, y))])[-m:]
         if not math.isfinite(f):
@@ -7661,8 +7695,8 @@ _SPECIAL_FLOATS = (inf, -inf, nan, -0.0, 0.0, 1e308, -1e308, 5e-324, -5e-324)
 
 def _strategies():
     """hypothesis.strategies, imported now (a strategy is being built)."""
-    try:
-        import hypothesis.strategies as strategies
+    try:  # by name: rax.py's own imports are the standard library's alone
+        strategies = importlib.import_module("hypothesis.strategies")
     except ImportError:
         raise ImportError("rax.testing's strategies are hypothesis strategies: pip install "
                           "hypothesis (the comparisons and check_vjp need nothing)") from None
@@ -7797,13 +7831,20 @@ def _cotangents_like(tree, rng=0):
 
 
 def _assert_allclose(actual, expected, rtol=1e-7, atol=0.0, equal_nan=True, err_msg="", *,
-                     names=("actual", "expected")):
+                     names=("actual", "expected"), strict=False):
     """Assert that actual and expected (tensors, arrays, numbers, or trees of them) are
     close, as numpy.testing.assert_allclose: |actual - expected| <= atol + rtol |expected|
     elementwise (of equal shapes, or one a number), infinities only equal to themselves, nan
     equal to nan when equal_nan. The AssertionError names the path in the tree, how many
-    elements differ, and the worst one: its index and both values (called `names`)."""
+    elements differ, and the worst one: its index and both values (called `names`). With
+    strict=True the shapes must be equal, a number stretching nowhere (numpy's strict)."""
+    for value, name in ((rtol, "rtol"), (atol, "atol")):
+        if not (isinstance(value, numbers.Real) and value >= 0.0):
+            raise ValueError(f"assert_allclose: {name} must be a number >= 0, got {value!r}")
     for path, a, e in _leaf_pairs(actual, expected, "assert_allclose", err_msg, names[0]):
+        if strict and a[1] != e[1]:
+            raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{path}: shapes {a[1]} "
+                                 f"and {e[1]} differ (strict)")
         shape, pairs = _broadcast_pairs(path, a, e, err_msg)
         worst, bad = None, 0
         for i, (x, y) in enumerate(pairs):
@@ -7811,9 +7852,9 @@ def _assert_allclose(actual, expected, rtol=1e-7, atol=0.0, equal_nan=True, err_
                 ok, excess = equal_nan and x != x and y != y, inf
             elif _abs(x) == inf or _abs(y) == inf:
                 ok, excess = x == y, inf
-            else:
-                excess = _abs(x - y) - (atol + rtol * _abs(y))
-                ok = excess <= 0.0
+            else:  # (compared as written: 2e308 <= 3e308 holds where a difference is inf)
+                ok = _abs(x - y) <= atol + rtol * _abs(y)
+                excess = _abs(x - y) / (atol + rtol * _abs(y) or 1e-300)
             if not ok:
                 bad += 1
                 if worst is None or excess > worst[0]:
@@ -7915,7 +7956,7 @@ def _check_vjp(f, f_vjp, args, cotangent=None, rtol=1e-7, atol=1e-12):
     for i, (g, e) in enumerate(zip(got, expected)):
         try:
             _assert_allclose(g, e, rtol, atol, err_msg="check_vjp", names=(
-                f"the hand vjp for args[{i}]", "rax's"))
+                f"the hand vjp for args[{i}]", "rax's"), strict=True)
         except AssertionError as error:
             text = str(error)
 
@@ -7931,12 +7972,13 @@ def _check_jvp(f, f_jvp, args, tangents=None, rtol=1e-7, atol=1e-12):
     On a mismatch the AssertionError names the index and both values, and what rax's own
     graph of f says against central differences (see check_vjp)."""
     args = _checked_args("check_jvp", f, f_jvp, args)
-    tangents = _cotangents_like(args) if tangents is None else tuple(tangents)
+    tangents = _cotangents_like(args) if tangents is None else tuple(tangents) if \
+        isinstance(tangents, (tuple, list)) else (tangents,)
     expected = jvp(f, args, tangents)[1]
     got = f_jvp(tangents, *args)
     try:
         _assert_allclose(got, expected, rtol, atol, err_msg="check_jvp",
-                         names=("the hand jvp", "rax's"))
+                         names=("the hand jvp", "rax's"), strict=True)
     except AssertionError as error:
         text = str(error)
         w = _cotangents_like(expected)
@@ -8261,6 +8303,7 @@ class Program:
                    if isinstance(leaf, Tensor)]
         order = {t: i for i, t in enumerate(state.nodes)}
         made = self._reachable(outputs, var_of, order)
+        self._sources = {}  # each constant's tensor
         constants, equations, merged = [], [], {}
         for t in sorted(made, key=order.__getitem__):
             inputs_ = []
@@ -8270,6 +8313,7 @@ class Program:
                     var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data,
                                     dtype=x.dtype)
                     constants.append(var_of[x])
+                    self._sources[var_of[x]] = x  # (what a jitted call's node reads)
                 inputs_.append(var_of[x])
             key = (t.op, t.forward, tuple(map(id, inputs_)), _attrs_key(t.attrs))
             if key in merged:  # the same op on the same inputs: the same value
@@ -8383,13 +8427,15 @@ class Program:
         return self._in_structure([_leaf(d, v.shape, v.dtype)
                                    for d, v in zip(data, self.outputs)])
 
-    def _with_ops(self, inputs):
+    def _with_ops(self, inputs, captured=None):
         """The equations run as ops, each by its op's function (forward(*inputs, **attrs)
         makes the node again), for a call while tracing or inside grad: the graph, and so
-        the gradients, go through the program."""
+        the gradients, go through the program. captured gives tensors for some constants
+        (a jitted call's node differentiates through what f closed over)."""
         values = dict(zip(self.inputs, inputs))
         values.update((v, _node(None, None, v.data, v.shape, (), (), _CONSTANT, v.dtype))
                       for v in self.constants)
+        values.update(captured or {})
         for eq in self.equations:
             values[eq.output] = eq.forward(*[values[v] for v in eq.inputs], **eq.attrs)
         return self._in_structure([values[v] for v in self.outputs])
@@ -8445,7 +8491,7 @@ class Program:
             outputs = (self._compiled.get(True) or self._compile(True))(*data)
         if node is None:
             return self._results(outputs)
-        inputs = tuple(inputs)
+        inputs = tuple(inputs) + node.captured
         return self._in_structure([
             _node(node.name, node.forward(k), d, v.shape, inputs, node.rules(k), _NO_ATTRS,
                   v.dtype) for k, (d, v) in enumerate(zip(outputs, self.outputs))])
@@ -8666,9 +8712,16 @@ class _JitNode:
     def __init__(self, name, program):
         self.name, self.program = name, program
         self._rules, self._forwards, self._last = {}, {}, (None, None)
+        # Tensors that f reached by closure (or made) are inputs of the node too, so that
+        # gradients reach them as they would without jit; rax's own constants are not.
+        self.captured_vars = [v for v, t in program._sources.items()
+                              if not t.attrs.get("constant") and t.dtype is float64]
+        self.captured = tuple(program._sources[v] for v in self.captured_vars)
+        n = len(program.inputs)
 
-        def flat(*inputs):  # the program as a function of its input tensors, replayed as ops
-            return tuple(tree_leaves(program._with_ops(list(inputs))))
+        def flat(*tensors):  # the program as a function of its input tensors, as ops
+            captured = dict(zip(self.captured_vars, tensors[n:]))
+            return tuple(tree_leaves(program._with_ops(list(tensors[:n]), captured)))
 
         self.flat, self._backward = flat, {}
 
@@ -8691,7 +8744,7 @@ class _JitNode:
     def rules(self, k):
         """The vjp rules of output k, one per input (None for a bool output)."""
         if k not in self._rules:
-            n = len(self.program.inputs)
+            n = len(self.program.inputs) + len(self.captured)
             self._rules[k] = (None,) * n if self.program.outputs[k].dtype is bool_ else tuple(
                 self._rule(k, i) for i in range(n))
         return self._rules[k]

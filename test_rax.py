@@ -10023,3 +10023,49 @@ def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
         rax.fori_loop(0, 2, lambda i, y: rax.concatenate([y, y]), Tensor([1.0]))
     carry, ys = rax.scan(lambda c, x: (c, x * 2.0), Tensor(0.0), rax.zeros((0, 3)))
     assert ys.shape == (0, 3) and carry.item() == 0.0
+
+
+def test_the_second_reviews_findings_on_fitting_testing_and_jit():
+    """A jitted call's node passes gradients to tensors f closed over (they were silently
+    zero); check_vjp and check_jvp refuse a rule of the wrong shape; optax's edge cases of
+    the schedules; a JAX 0-d array as a schedule's value; minimize's callback may stop it
+    (StopIteration) or take intermediate_result; maxcor and disp options; bool gradients
+    are refused."""
+    w, c = Tensor([0.3, -0.7]), Tensor([2.0, 5.0])
+    f = lambda x: (x * c).sum()  # noqa: E731
+    g = rax.jit(f)(w).backward()
+    assert g[c].tolist() == [0.3, -0.7] and g[w].tolist() == [2.0, 5.0]
+    a = Tensor([0.3, -0.7])
+    made = a * 3.0
+    assert rax.jit(lambda x: (x * made).sum())(w).backward()[a].tolist() == pytest.approx(
+        [0.9, -2.1])
+    with pytest.raises(AssertionError, match=r"shapes \(\) and \(3,\) differ"):
+        rt.check_vjp(lambda x: x.sum(), lambda g, x: g, (Tensor([0.3, -1.2, 2.0]),),
+                     cotangent=Tensor(1.0))
+    with pytest.raises(AssertionError, match="differ"):
+        rt.check_jvp(lambda x: x * 0.0, lambda t, x: Tensor(0.0), (Tensor([1.0, 2.0]),))
+    rt.assert_allclose(Tensor(1e308), Tensor(-1e308), rtol=3.0)
+    with pytest.raises(ValueError, match="rtol"):
+        rt.assert_allclose(Tensor(1.0), Tensor(1.0), rtol=-1.0)
+    assert rax.exponential_decay(1.0, 10, 0.0)(5) == 1.0  # optax: a constant schedule
+    assert rax.exponential_decay(1.0, 10, 0.5, transition_begin=-5)(0) == 1.0
+    assert rax.exponential_decay(1.0, 0, 0.5)(7) == 1.0
+    assert rax.warmup_cosine_decay_schedule(0.0, 0.0, 10, 100)(50) == 0.0
+    with pytest.raises(ValueError, match="scales must be >= 0"):
+        rax.piecewise_constant_schedule(1.0, {10: -1.0})
+    np = _np()
+    opt = rax.SGD(lr=lambda step: np.array(0.5))  # a 0-d array, as optax's schedules give
+    assert opt.update({"w": Tensor([1.0])}, {"w": Tensor([1.0])})["w"].tolist() == [0.5]
+
+    def stop(params):
+        raise StopIteration
+    res = rax.minimize(_rosenbrock, Tensor([-1.2, 1.0]), callback=stop)
+    assert not res.success and res.status == 99 and res.nit == 1
+    assert res.message == "`callback` raised `StopIteration`."
+    seen = []
+    res = rax.minimize(_rosenbrock, Tensor([-1.2, 1.0]), method="L-BFGS",
+                       callback=lambda intermediate_result: seen.append(intermediate_result),
+                       options={"maxcor": 5, "disp": False})
+    assert res.success and len(seen) == res.nit and seen[-1].fun == res.fun
+    with pytest.raises(TypeError, match="gradient of params\\['w'\\] is a bool"):
+        rax.sgd({"w": Tensor([1.0])}, {"w": Tensor([True])}, 0.1)
