@@ -8252,6 +8252,12 @@ def test_numpy_names_match_numpy_with_special_values_and_broadcasting(name, data
                                              for x in xs]))
     theirs = raw.astype(float)
     assert ours.shape == theirs.shape and ours.dtype == raw.dtype  # bool for the predicates
+    if name == "power":  # the reference is C99's pow: NumPy 2.4 gives power(-inf, 0.5) = nan
+        bases, exponents = (np.broadcast_to(np.array(x.flat, dtype=float).reshape(x.shape),
+                                            theirs.shape) for x in xs)
+        fraction = (exponents != np.round(exponents)) & np.isfinite(exponents)
+        theirs = np.where((bases == -inf) & fraction,
+                          np.where(exponents > 0, inf, 0.0), theirs)
     for i, (a, b) in enumerate(zip(unfold(ours.tolist(), ours.shape), np.ravel(theirs))):
         b = float(b)
         assert (a != a and b != b) or a == b or math.isclose(a, b, rel_tol=1e-12), \
@@ -9805,9 +9811,17 @@ def test_minimize_rosenbrock_as_scipy(method, n):
     so = pytest.importorskip("scipy.optimize")
     theirs = so.minimize(so.rosen, x0, jac=so.rosen_der,
                          method="BFGS" if method == "BFGS" else "L-BFGS-B")
-    assert abs(res.nit - theirs.nit) <= 0.2 * theirs.nit
+    assert abs(res.nit - theirs.nit) <= 0.2 * theirs.nit  # equal here: SciPy's searches
     assert max(abs(a - b) for a, b in zip(res.x.tolist(), theirs.x)) < 1e-5
     assert abs(res.fun - theirs.fun) < 1e-8
+    rng = random.Random(n)
+    for _ in range(4):  # from random starts, as many iterations as SciPy
+        start = [rng.uniform(-2.0, 2.0) for _ in range(n)]
+        ours = rax.minimize(_rosenbrock, Tensor(start), method=method)
+        theirs = so.minimize(so.rosen, start, jac=so.rosen_der,
+                             method="BFGS" if method == "BFGS" else "L-BFGS-B")
+        assert abs(ours.nit - theirs.nit) <= 0.2 * theirs.nit, (start, ours.nit, theirs.nit)
+        assert abs(ours.fun - theirs.fun) < 1e-8
 
 
 def test_minimize_logistic_regression_and_a_curve_fit_on_trees():
