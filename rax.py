@@ -1949,15 +1949,18 @@ def take_along_axis(x, indices, axis):
     return take(x.reshape(-1), positions, 0)
 
 
-def argsort(x, axis=-1):
+def argsort(x, axis=-1, kind=None, order=None):
     """The indices that sort x along `axis` (None: of x flattened), as floats: ascending,
     ties in their order, nan last (numpy.argsort with kind="stable"; a 0-d x is read as
-    one element, as NumPy does). No gradient flows through it.
+    one element, as NumPy does). No gradient flows through it. kind is accepted for NumPy's
+    sake: the order is always the stable one, which is a right answer for every kind; order
+    (of structured arrays) must be None.
 
     >>> argsort(Tensor([3, 1, 2])).tolist()
     [1.0, 2.0, 0.0]
     """
     x = _as_tensor(x, "argsort")
+    _sort_options("argsort", kind, order)
     if axis is None or x.ndim == 0:
         x, axis = x.reshape(-1), 0
     axis = _normalize_axis("argsort", axis, x.ndim)
@@ -1969,7 +1972,7 @@ _RULES["argsort"] = _Kernel("argsort_lists", lambda shapes, attrs, shape: (shape
                                                                            attrs["axis"]))
 
 
-def sort(x, axis=-1):
+def sort(x, axis=-1, kind=None, order=None):
     """x sorted along `axis` (None: x flattened), ascending, nan last (as numpy.sort); the
     gradient follows the permutation: each element's goes back to where it came from.
 
@@ -1977,9 +1980,19 @@ def sort(x, axis=-1):
     [1.0, 3.0, nan]
     """
     x = _as_any(x, "sort")  # sorted bools are bools (False first)
+    _sort_options("sort", kind, order)
     if axis is None:
         x, axis = x.reshape(-1), 0
     return take_along_axis(x, argsort(x, _normalize_axis("sort", axis, x.ndim)), axis)
+
+
+def _sort_options(op, kind, order):
+    """NumPy's kind (any of its names: rax's sort is stable, right for every kind) and order
+    (None: rax has no structured arrays)."""
+    if kind not in (None, "quicksort", "mergesort", "heapsort", "stable"):
+        raise ValueError(f"{op}: kind must be one of NumPy's, got {kind!r}")
+    if order is not None:
+        raise TypeError(f"{op}: order= is for NumPy's structured arrays, which rax has not")
 
 
 def _checked_indices(indices, n):
@@ -2964,18 +2977,19 @@ def dropout(x, p=0.5, rng=None, mask=None):
 
 # ---- 5b. Arithmetic for models -------------------------------------------------------------
 
-def clip(x, low=None, high=None, *, a_min=None, a_max=None):
+def clip(x, low=None, high=None, *, a_min=None, a_max=None, min=None, max=None):
     """x limited to [low, high], as numpy.clip (where low > high, every value is high);
     low or high may be None (a_min and a_max are NumPy's names for them). d/dx = 1 where
     low <= x <= high, else 0 (as torch.clamp); low and high get the gradient where they
-    were chosen.
+    were chosen. (min= and max= are the names of ndarray.clip's.)
 
     >>> clip(Tensor([-2, 0.5, 3]), 0, 1).tolist()
     [0.0, 0.5, 1.0]
     """
     x = _as_tensor(x, "clip")
+    a_min, a_max = (a_min if min is None else min), (a_max if max is None else max)  # ndarray's
     if (a_min is not None and low is not None) or (a_max is not None and high is not None):
-        raise TypeError("clip: give low or a_min, high or a_max, not both")
+        raise TypeError("clip: give low or a_min (min), high or a_max (max), not both")
     low, high = a_min if low is None else low, a_max if high is None else high
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")

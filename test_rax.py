@@ -10083,3 +10083,20 @@ def test_the_second_reviews_findings_on_fitting_testing_and_jit():
     assert res.success and len(seen) == res.nit and seen[-1].fun == res.fun
     with pytest.raises(TypeError, match="gradient of params\\['w'\\] is a bool"):
         rax.sgd({"w": Tensor([1.0])}, {"w": Tensor([True])}, 0.1)
+
+
+def test_ndarray_method_keywords_clip_min_max_and_sort_kind():
+    """ndarray.clip's min=/max= and sort/argsort's kind= (any of NumPy's; rax's order is the
+    stable one) as NumPy takes them; order= is a TypeError."""
+    np = _np()
+    a = np.array([3.0, -1.0, 2.0, -1.0])
+    t = Tensor(a)
+    assert t.clip(min=0.0).tolist() == a.clip(min=0.0).tolist()
+    assert t.clip(max=1.5).tolist() == a.clip(max=1.5).tolist()
+    for kind in ("quicksort", "mergesort", "heapsort", "stable"):
+        assert t.argsort(kind=kind).tolist() == np.argsort(a, kind="stable").tolist()
+        assert rax.sort(t, kind=kind).tolist() == np.sort(a, kind=kind).tolist()
+    with pytest.raises(TypeError, match="order="):
+        rax.sort(t, order="x")
+    with pytest.raises(ValueError, match="kind"):
+        rax.argsort(t, kind="bogo")
