@@ -375,14 +375,15 @@ class Tensor:
 
     # Arithmetic, comparisons and matmul: each operator is the function of the same name
     # (pow and abs here are rax's ops, not Python's builtins: see the top of the file).
-    def __add__(self, other): return add(self, other)
-    def __radd__(self, other): return add(other, self)
+    # (+, * and / call _binary as add, mul and div do: a call less, 3% of W4's instructions)
+    def __add__(self, other): return _binary(add, self, other, _ADD, _add_vjps)
+    def __radd__(self, other): return _binary(add, other, self, _ADD, _add_vjps)
     def __sub__(self, other): return sub(self, other)
     def __rsub__(self, other): return sub(other, self)
-    def __mul__(self, other): return mul(self, other)
-    def __rmul__(self, other): return mul(other, self)
-    def __truediv__(self, other): return div(self, other)
-    def __rtruediv__(self, other): return div(other, self)
+    def __mul__(self, other): return _binary(mul, self, other, _MUL, _mul_vjps)
+    def __rmul__(self, other): return _binary(mul, other, self, _MUL, _mul_vjps)
+    def __truediv__(self, other): return _binary(div, self, other, _DIV, _div_vjps)
+    def __rtruediv__(self, other): return _binary(div, other, self, _DIV, _div_vjps)
     def __pow__(self, other): return pow(self, other)
     def __rpow__(self, other): return pow(other, self)
     def __mod__(self, other): return mod(self, other)
