@@ -9234,7 +9234,7 @@ _RESERVED = _MATH_NAMES | frozenset(("program", "inf", "nan",
                        "zip", "range", "list", "abs", "len", "row", "column", "row0", "row1",
                        "column0", "column1", "np", "jnp", "jax", "torch", "math", "as_array",
                        "as_dtype", "logsumexp", "scatter", "one_hot", "index_array",
-                       "take_backward", "im2col", "col2im", "argext", "_added",
+                       "take_backward", "im2col", "col2im", "argext", "_added", "take_or_empty",
                        "cofactors", "eigh_packed",
                        "_program")) | frozenset(
     keyword.kwlist)
@@ -9465,6 +9465,7 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
 _JAX_OPS = dict(_ARRAY_OPS, **{
     "stop_gradient": "jax.lax.stop_gradient({0})",
     "scatter": "jnp.zeros({shape}).at[{index}].set({0})",
+    "take": "take_or_empty({0}, index_array({1}, {n}), {axis})",
 })
 
 # Helpers that the code of each backend defines at its top, in that library.
@@ -9589,6 +9590,14 @@ _JAX_HELPERS = _ARRAY_HELPERS + '''
 from jax.scipy.special import erf  # noqa: E402
 
 
+def take_or_empty(x, indices, axis):
+    """jnp.take, or zeros of the result's shape where there are no indices (jnp.take of an
+    empty axis fails)."""
+    if indices.size == 0:
+        return jnp.zeros(x.shape[:axis] + indices.shape + x.shape[axis + 1:])
+    return jnp.take(x, indices, axis=axis)
+
+
 def index_array(indices, n):
     """Integer indices along a side of n, negatives from the end (under jax.jit nothing
     can be raised: JAX clamps an index out of range)."""
@@ -9643,8 +9652,9 @@ def index_array(indices, n):
 def take_backward(g, indices, shape, axis):
     """Zeros of shape with g added where take read (a repeated index adds up)."""
     out = torch.zeros(shape, dtype=torch.float64)
-    sides = list(shape[:axis]) + [-1] + list(shape[axis + 1:])
-    return out.index_add_(axis, indices.reshape(-1), g.reshape(sides))
+    indices = indices.reshape(-1)
+    sides = list(shape[:axis]) + [indices.numel()] + list(shape[axis + 1:])  # (-1 is
+    return out.index_add_(axis, indices, g.reshape(sides))  # ambiguous when g is empty)
 
 
 def torch_prod(x, axis, keepdims):

@@ -10100,3 +10100,19 @@ def test_ndarray_method_keywords_clip_min_max_and_sort_kind():
         rax.sort(t, order="x")
     with pytest.raises(ValueError, match="kind"):
         rax.argsort(t, kind="bogo")
+
+
+@pytest.mark.parametrize("backend", ["python"] + BACKENDS)
+def test_empty_gathers_and_their_gradients_in_every_backend(backend):
+    """A mask over a (2, 0) tensor, and an empty mask broadcast with integer arrays (a (2, 0)
+    result), compiled to each backend, give eager rax's values and gradient shapes (torch's
+    reshape(-1) and jnp.take of an empty axis used to raise)."""
+    if backend != "python":
+        pytest.importorskip(backend)
+    np = _np()
+    x = Tensor(np.zeros((2, 0)))
+    g = rax.jit(rax.grad(lambda x: rax.sum(x[Tensor([True, False])])), backend=backend)(x)
+    assert tuple(np.asarray(g).shape) == (2, 0)
+    y = Tensor(np.zeros((0, 2)))
+    f = lambda y: rax.sum(y[np.array([], bool), np.array([[0], [1]])])  # noqa: E731
+    assert float(np.asarray(rax.jit(f, backend=backend)(y))) == 0.0
