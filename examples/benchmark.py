@@ -429,7 +429,27 @@ def workloads(quick):
     derivative = jitted("W4-jit", rax.grad(lambda x: chain(x, steps)))
     rows.append(("W4-jit", "the same, rax.jit", 0.7,
                  lambda: hand_chain(0.5, steps), lambda: derivative(x0).item(), None))
+    # As the issues' bench measures W4: the value and the gradient of a one-element tensor.
+    x1 = rax.Tensor([0.5])
+    both = jitted("W4-vg-jit", rax.value_and_grad(lambda x: chain(x, steps).sum()))
+    rows.append(("W4-vg-jit", "value and d/dx of the same on a (1,) tensor, rax.jit", 0.5,
+                 lambda: hand_chain_value_and_grad(0.5, steps),
+                 lambda: value_and_grad_items(both(x1)), None))
     return rows
+
+
+def hand_chain_value_and_grad(x, steps):
+    """The chain's value and derivative, by hand: (y, dy/dx)."""
+    y, dy_dx = x, 1.0
+    for _ in range(steps):
+        y = y * 1.0001 + 0.0001
+        dy_dx = dy_dx * 1.0001
+    return y, dy_dx
+
+
+def value_and_grad_items(pair):
+    """(value, derivative) as floats from value_and_grad's (value, gradient) of a (1,) x."""
+    return pair[0].item(), pair[1].item()
 
 
 def item_first(pair):
