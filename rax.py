@@ -101,6 +101,7 @@ function may call one defined further down):
 
 
 import builtins
+import cmath
 import collections
 import functools
 import importlib
@@ -208,8 +209,8 @@ class TraceError(TypeError):
 # all that backward (chapter 3) needs.
 #
 # Dtypes. A tensor's dtype says what its elements are, and they are always Python's own
-# values of that kind: float64 holds floats, bool holds True and False (complex128, when it
-# comes, will hold complex numbers). The rules, said once:
+# values of that kind: float64 holds floats, bool holds True and False, complex128 holds
+# complex numbers. The rules, said once:
 #   - What makes bools: comparisons, logical ops, isnan and friends, any and all, and data
 #     that is all bools (nested bools, a NumPy or torch bool array). Everything else, and
 #     data with any number in it, is float64.
@@ -223,6 +224,13 @@ class TraceError(TypeError):
 #   - No gradient flows to or through a bool: the ops that make bools have no vjp rules,
 #     astype from bool has none, and grad with respect to a bool is a TypeError. So a vjp
 #     rule never receives a bool cotangent.
+#   - Complex numbers come from data with a complex number in it (or a NumPy or torch
+#     complex array) and from ops that make them (rax.fft, 1j * x). An op that has a meaning
+#     for them takes its inputs through _as_num, which promotes float64 (and bool) to
+#     complex128 with an astype node when the other operand is complex, as NumPy, and then
+#     runs its rule's complex twin (_Elementwise.complex). Every other op takes _as_tensor,
+#     which refuses complex128 with a TypeError that says why: ordering (<, max, sort, relu)
+#     has no complex meaning. The cotangent of a complex tensor is complex (chapter 5h).
 # ============================================================================================
 
 # The attrs of a node without static arguments, and of a constant (see appendix C): shared,
@@ -319,6 +327,8 @@ class Tensor:
         return _flat(self.data, self.ndim)[0]
 
     def __float__(self):
+        if self.dtype is complex128:
+            raise TypeError("float() of a complex128 tensor: say float(t.real) or abs(t)")
         if self.size != 1:
             raise TypeError(f"only a tensor with one element converts to float; "
                             f"this one has shape {self.shape}")
@@ -326,6 +336,9 @@ class Tensor:
 
     def __int__(self):
         return int(float(self))
+
+    def __complex__(self):
+        return complex(self.item())
 
     def __round__(self, digits=None):
         return _round(float(self), digits)
@@ -348,8 +361,8 @@ class Tensor:
 
     def __repr__(self):
         op = "" if self.op is None else f", op={self.op!r}"
-        if self.size == 0 and self.dtype is bool_:  # no True or False to show the dtype
-            op = ", dtype=bool" + op
+        if self.size == 0 and self.dtype is not float64:  # no value to show the dtype
+            op = f", dtype={self.dtype}" + op
         if self.size > _REPR_THRESHOLD:
             text = _summarised(self.data, self.shape, [_REPR_MAX_SHOWN])
             return f"Tensor({text}, shape={self.shape}{op})"
@@ -476,13 +489,22 @@ def _leaf(data, shape, dtype=None):
 
 def _as_tensor(value, op):
     """value as a float64 Tensor, for an op of arithmetic: see _as_any; a bool tensor is
-    read as 0.0 and 1.0 through an astype node (the dtype rules at the top of chapter 1)."""
+    read as 0.0 and 1.0 through an astype node (the dtype rules at the top of chapter 1).
+    A complex tensor is a TypeError: this op has no complex meaning."""
     if type(value) is Tensor and value.dtype is float64:  # the common cases, first
         return value
     if type(value) is float:
         return _constant(value)
     value = _as_any(value, op)
+    if value.dtype is complex128:
+        _no_complex(op)
     return value if value.dtype is float64 else _astype(value, float64)
+
+
+def _as_num(value, op):
+    """value as a float64 or complex128 Tensor, for an op with a complex meaning."""
+    value = _as_any(value, op)
+    return value if value.dtype is not bool_ else _astype(value, float64)
 
 
 def _filled(shape, value):
@@ -490,7 +512,7 @@ def _filled(shape, value):
     makes itself (in backward, say): marked as a constant, so that it is never mistaken
     for data or a variable."""
     return _node(None, None, _full_lists(shape, value), shape, (), (), _CONSTANT,
-                 bool_ if type(value) is bool else float64)
+                 {bool: bool_, complex: complex128}.get(type(value), float64))
 
 
 def _tensor_from_pickle(data, shape, constant, dtype="float64"):
@@ -531,15 +553,21 @@ class _Elementwise:
            or None if fn never raises.
     rows   instead of fn, for an expr that is no C function (relu's 0.0 if v < 0.0 else v):
            the same as a comprehension over a row, run on each innermost row (see rowwise).
+    on_complex  the rule for complex operands, given as (expr, fn, safe[, dtype]) with
+           cmath's functions and appendix B's twins, or None: the op refuses complex128.
+    dtype  the output dtype of a complex twin (complex128; float64 for abs).
 
     A function defined further down is given by name, and looked up at the end of the file
     (_resolve_rules). A test checks on special values that all four agree bit for bit.
     """
 
-    __slots__ = ("expr", "fn", "safe", "rows", "safe_fn")
+    __slots__ = ("expr", "fn", "safe", "rows", "safe_fn", "on_complex", "dtype")
 
-    def __init__(self, expr, fn=None, safe=None, rows=None):
+    def __init__(self, expr, fn=None, safe=None, rows=None, on_complex=None, dtype=None):
         self.expr, self.fn, self.safe, self.rows, self.safe_fn = expr, fn, safe, rows, None
+        self.dtype = dtype
+        self.on_complex = on_complex and _Elementwise(*on_complex[:3], dtype=(
+            on_complex[3:] or ("complex128",))[0])
 
     def __call__(self, operands, ndim):
         """The op on equally shaped nested lists: fn, redone with the safe twin only if fn
@@ -558,12 +586,14 @@ class _Elementwise:
 class _Kernel:
     """The same for a primitive that is not elementwise: the name of its kernel (appendix
     A), and args(in_shapes, attrs, shape), what the kernel takes after the input data (as
-    one list if listed); name None for an op whose output is its input."""
+    one list if listed); name None for an op whose output is its input; on_complex the
+    _Kernel for complex inputs, where it differs (sum's adds from 0j)."""
 
-    __slots__ = ("name", "args", "listed")
+    __slots__ = ("name", "args", "listed", "on_complex")
 
-    def __init__(self, name, args=lambda shapes, attrs, shape: (), listed=False):
-        self.name, self.args, self.listed = name, args, listed
+    def __init__(self, name, args=lambda shapes, attrs, shape: (), listed=False,
+                 on_complex=None):
+        self.name, self.args, self.listed, self.on_complex = name, args, listed, on_complex
 
 
 _RULES = {}  # every primitive's _Elementwise or _Kernel, by op name, for chapter 10
@@ -571,14 +601,19 @@ _RULES = {}  # every primitive's _Elementwise or _Kernel, by op name, for chapte
 
 def _unary(forward, x, rule, vjps):
     """The output node of the elementwise op `forward` on one tensor, computed by its
-    _Elementwise rule."""
+    _Elementwise rule (its complex twin for a complex x)."""
     op = forward.__name__
-    x = _as_tensor(x, op)
+    dtype = None
+    if type(x) is not Tensor or x.dtype is not float64:
+        x = _as_tensor(x, op) if rule.on_complex is None else _as_num(x, op)
+        if x.dtype is complex128:
+            rule = rule.on_complex
+            dtype = rule.dtype
     operands, ndim = (x.data,), len(x.shape)
     # rule(operands, ndim), written out: a call less per op makes W4 6% faster.
     data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
         rowwise(rule.rows, operands, ndim)
-    return _node(op, forward, data, x.shape, (x,), vjps)
+    return _node(op, forward, data, x.shape, (x,), vjps, _NO_ATTRS, dtype)
 
 
 def exp(x):
@@ -590,7 +625,8 @@ def exp(x):
     return _unary(exp, x, _EXP, _exp_vjps)
 
 
-_EXP = _RULES["exp"] = _Elementwise("exp({0})", math.exp, safe="_exp")
+_EXP = _RULES["exp"] = _Elementwise("exp({0})", math.exp, safe="_exp",
+                                    on_complex=("_cexp({0})", cmath.exp, "_cexp"))
 _exp_vjps = (lambda g, out, x: g * out,)
 
 
@@ -603,11 +639,9 @@ def _binary(forward, x, y, rule, vjps, dtype=None):
     float64 (a bool as 0.0 or 1.0), as is the result; for an op that makes bools, dtype is
     bool_ and the caller has made the operands tensors of the dtypes it takes."""
     op = forward.__name__
-    if dtype is None:  # (tested here, not in a call: a speed device, 4% of W4)
-        if type(x) is not Tensor or x.dtype is not float64:
-            x = _as_tensor(x, op)
-        if type(y) is not Tensor or y.dtype is not float64:
-            y = _as_tensor(y, op)
+    if dtype is None and (type(x) is not Tensor or x.dtype is not float64 or  # (tested here,
+                          type(y) is not Tensor or y.dtype is not float64):  # 4% of W4)
+        x, y, rule, dtype = _promoted(op, x, y, rule)
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
@@ -626,7 +660,8 @@ def add(x, y):
     return _binary(add, x, y, _ADD, _add_vjps)
 
 
-_ADD = _RULES["add"] = _Elementwise("{0} + {1}", operator.add)
+_ADD = _RULES["add"] = _Elementwise("{0} + {1}", operator.add,
+                                    on_complex=("{0} + {1}", operator.add))
 _add_vjps = (lambda g, out, x, y: g,
              lambda g, out, x, y: g)
 
@@ -640,7 +675,8 @@ def mul(x, y):
     return _binary(mul, x, y, _MUL, _mul_vjps)
 
 
-_MUL = _RULES["mul"] = _Elementwise("{0} * {1}", operator.mul)
+_MUL = _RULES["mul"] = _Elementwise("{0} * {1}", operator.mul,
+                                    on_complex=("{0} * {1}", operator.mul))
 _mul_vjps = (lambda g, out, x, y: g * y,
              lambda g, out, x, y: g * x)
 
@@ -700,10 +736,11 @@ def _reduce(forward, x, axis, keepdims, fn, vjps, dtype=None):
                  dtype)
 
 
-def _reduction(fn):
+def _reduction(fn, on_complex=None):
     """The _Kernel of a reduction by fn (_sum_of, _max_of, ...), given by its name."""
     return _Kernel("reduce_lists", lambda shapes, attrs, shape: (shapes[0], attrs["axis"],
-                                                                  _Name(fn), shape))
+                                                                  _Name(fn), shape),
+                   on_complex=on_complex and _reduction(on_complex))
 
 
 def _normalize_axes(op, axis, ndim):
@@ -731,10 +768,13 @@ def sum(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     Tensor([4.0, 6.0], op='sum')
     """
     _no_dim("sum", dim, dtype, out)
-    return _reduce(sum, _as_tensor(x, "sum"), axis, keepdims, _sum_of, _sum_vjps)
+    x = _as_num(x, "sum")
+    if x.dtype is complex128:  # complex numbers add from 0j (chapter 5h)
+        return _reduce(sum, x, axis, keepdims, _csum_of, _sum_vjps, complex128)
+    return _reduce(sum, x, axis, keepdims, _sum_of, _sum_vjps)
 
 
-_RULES["sum"] = _reduction("_sum_of")
+_RULES["sum"] = _reduction("_sum_of", "_csum_of")
 # g copied back along the summed axes.
 _sum_vjps = (lambda g, out, x: _broadcast(g.reshape(_kept_shape(x.shape, out.attrs["axis"])),
                                           x.shape),)
@@ -752,7 +792,9 @@ def matmul(x, y):
     >>> matmul(Tensor([[1, 2], [3, 4]]), Tensor([1, 1]))  # a reshape of a (2, 1) matmul
     Tensor([3.0, 7.0], op='reshape')
     """
-    x, y = _as_tensor(x, "matmul"), _as_tensor(y, "matmul")
+    x, y = _as_num(x, "matmul"), _as_num(y, "matmul")
+    if x.dtype is not y.dtype:  # one complex: both complex (chapter 5h)
+        x, y = _one_dtype((x, y))
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"matmul: operands must have at least one axis, got shapes "
                          f"{x.shape} and {y.shape}")
@@ -782,12 +824,15 @@ def _matmul(x, y):
     """x @ y for tensors of >= 2 axes with the same batch axes."""
     *batch, n, k = x.shape
     shape = (*batch, n, y.shape[-1])
-    # k == 0: every dot product is empty, so every element is 0.0.
-    return _node("matmul", _matmul, matmul_lists(x.data, y.data, shape, k), shape, (x, y),
-                 _matmul_vjps)
+    # k == 0: every dot product is empty, so every element is 0.0 (0j for complex).
+    kernel = complex_matmul_lists if x.dtype is complex128 else matmul_lists
+    return _node("matmul", _matmul, kernel(x.data, y.data, shape, k), shape, (x, y),
+                 _matmul_vjps, _NO_ATTRS, x.dtype)
 
 
-_RULES["matmul"] = _Kernel("matmul_lists", lambda shapes, attrs, shape: (shape, shapes[0][-1]))
+_RULES["matmul"] = _Kernel("matmul_lists", lambda shapes, attrs, shape: (shape, shapes[0][-1]),
+                           on_complex=_Kernel("complex_matmul_lists", lambda shapes, attrs,
+                                              shape: (shape, shapes[0][-1])))
 
 
 def _swap_last(t):
@@ -836,7 +881,7 @@ def backward(t, seed=None):
             raise ValueError(f"backward: a tensor of shape {t.shape} needs a seed of that shape; "
                              f"only a tensor with one element has the default seed 1")
         seed = _filled(t.shape, 1.0)
-    seed = _as_tensor(seed, "backward")
+    seed = _seed_of(t, seed)
     if seed.shape != t.shape:
         raise ValueError(f"backward: the seed has shape {seed.shape}, "
                          f"but the tensor has shape {t.shape}")
@@ -888,7 +933,7 @@ class _GradientGraph:
         if t not in self.values:
             self._fill(t)
         value = self.values[t]
-        return _filled(t.shape, 0.0) if value is None else value
+        return _filled(t.shape, _ZERO_OF[t.dtype]) if value is None else value
 
     def _fill(self, t):
         """Compute the value of t, and first those of the consumers it needs: a node leaves
@@ -928,8 +973,8 @@ class _GradientGraph:
                     _add_note(error, f"in the vjp rule of {consumer.op!r} for input {i} "
                                      f"({_source_location(rule)})")
                     raise
-                if not isinstance(contribution, Tensor):  # a rule of one's own may give a list
-                    contribution = _as_tensor(contribution, consumer.op)
+                if not isinstance(contribution, Tensor) or contribution.dtype is not t.dtype:
+                    contribution = _cotangent(contribution, t, consumer.op)  # (5h)
                 if contribution.shape != t.shape:
                     raise ValueError(f"the vjp rule of {consumer.op!r} for input {i} "
                                      f"({_source_location(rule)}) gave shape {contribution.shape}, "
@@ -984,7 +1029,8 @@ class GradNode:
     def __getitem__(self, x):
         if not isinstance(x, Tensor):
             raise TypeError(f"g[x]: x must be a Tensor, got {type(x).__name__}")
-        return self._graph.value(x) if x in self._graph.consumers else _filled(x.shape, 0.0)
+        return self._graph.value(x) if x in self._graph.consumers else \
+            _filled(x.shape, _ZERO_OF[x.dtype])
 
     def __contains__(self, x):
         if not isinstance(x, Tensor):
@@ -1003,8 +1049,8 @@ class GradNode:
     def _of_leaf(self, leaf):
         if isinstance(leaf, Tensor):
             return self[leaf]
-        if isinstance(leaf, numbers.Real):
-            return _filled((), 0.0)
+        if isinstance(leaf, numbers.Number):
+            return _filled((), 0.0 if isinstance(leaf, numbers.Real) else 0j)
         raise TypeError(f"g.wrt: the leaves of the tree must be Tensors or numbers, "
                         f"got {leaf!r} ({type(leaf).__name__})")
 
@@ -1012,7 +1058,7 @@ class GradNode:
         return f"GradNode(op={self.primal.op!r}, shape={self.primal.shape}, value={self.value!r})"
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     """A function returning f's value and its gradient w.r.t. args[argnums] (as JAX).
 
     f must return a tensor with one element, or (that tensor, aux) when has_aux is true.
@@ -1055,7 +1101,8 @@ def value_and_grad(f, argnums=0, has_aux=False):
                             f"computed from the arguments, as JAX's grad")
         # The walk stops at the arguments: what made them (a previous step of a loop, say)
         # does not matter here, and may be long.
-        g = _GradientGraph(loss, _filled(loss.shape, 1.0), arguments).node(loss)
+        seed = _loss_seed(loss, arguments, holomorphic)  # 1 (chapter 5h for complex)
+        g = _GradientGraph(loss, seed, arguments).node(loss)
         grads = tuple(g.wrt(args[p]) for p in positions)
         if isinstance(argnums, numbers.Integral):
             grads = grads[0]
@@ -1064,7 +1111,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
     return value_and_grad_f
 
 
-def grad(f, argnums=0, has_aux=False):
+def grad(f, argnums=0, has_aux=False, holomorphic=False):
     """A function returning the gradient of f w.r.t. args[argnums] (as jax.grad).
 
     See value_and_grad. With has_aux the function returns (gradient, aux). The gradient is
@@ -1074,7 +1121,7 @@ def grad(f, argnums=0, has_aux=False):
     >>> grad(f)(3.0).item(), grad(grad(f))(3.0).item()  # 3 x**2 and 6 x
     (27.0, 18.0)
     """
-    value_and_grad_f = value_and_grad(f, argnums, has_aux)
+    value_and_grad_f = value_and_grad(f, argnums, has_aux, holomorphic)
 
     def grad_f(*args, **kwargs):
         value, grads = value_and_grad_f(*args, **kwargs)
@@ -1091,7 +1138,7 @@ def _as_argument(leaf):
                         f"to a float argument, or pass the mask by closure")
     if isinstance(leaf, Tensor):
         return _identity(leaf)
-    if isinstance(leaf, numbers.Real) or _has_tolist(leaf):  # a number, a NumPy array
+    if isinstance(leaf, numbers.Number) or _has_tolist(leaf):  # a number, a NumPy array
         return Tensor(leaf)  # a new leaf: a variable, never a shared constant
     raise TypeError(f"grad: the leaves of a differentiated argument must be Tensors, arrays "
                     f"or numbers, got {leaf!r} ({type(leaf).__name__})")
@@ -1099,7 +1146,8 @@ def _as_argument(leaf):
 
 def _identity(x):
     """The same tensor as a new node; grad uses it to give each argument a node of its own."""
-    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps)
+    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps, _NO_ATTRS,
+                 x.dtype)
 
 
 _RULES["identity"] = _Kernel(None)
@@ -1165,7 +1213,8 @@ def neg(x):
     return _unary(neg, x, _NEG, _neg_vjps)
 
 
-_NEG = _RULES["neg"] = _Elementwise("-{0}", operator.neg)
+_NEG = _RULES["neg"] = _Elementwise("-{0}", operator.neg,
+                                    on_complex=("-{0}", operator.neg))
 _neg_vjps = (lambda g, out, x: -g,)
 
 
@@ -1178,7 +1227,8 @@ def log(x):
     return _unary(log, x, _LOG, _log_vjps)
 
 
-_LOG = _RULES["log"] = _Elementwise("log({0})", math.log, safe="_log")
+_LOG = _RULES["log"] = _Elementwise("log({0})", math.log, safe="_log",
+                                    on_complex=("_clog({0})", cmath.log, "_clog"))
 _log_vjps = (lambda g, out, x: g / x,)
 
 
@@ -1191,7 +1241,8 @@ def sqrt(x):
     return _unary(sqrt, x, _SQRT, _sqrt_vjps)
 
 
-_SQRT = _RULES["sqrt"] = _Elementwise("sqrt({0})", math.sqrt, safe="_sqrt")
+_SQRT = _RULES["sqrt"] = _Elementwise("sqrt({0})", math.sqrt, safe="_sqrt",
+                                      on_complex=("_csqrt({0})", cmath.sqrt))
 _sqrt_vjps = (lambda g, out, x: g / (2.0 * out),)
 
 
@@ -1204,7 +1255,8 @@ def sin(x):
     return _unary(sin, x, _SIN, _sin_vjps)
 
 
-_SIN = _RULES["sin"] = _Elementwise("sin({0})", math.sin, safe="_sin")
+_SIN = _RULES["sin"] = _Elementwise("sin({0})", math.sin, safe="_sin",
+                                    on_complex=("_csin({0})", cmath.sin, "_csin"))
 _sin_vjps = (lambda g, out, x: g * cos(x),)
 
 
@@ -1217,7 +1269,8 @@ def cos(x):
     return _unary(cos, x, _COS, _cos_vjps)
 
 
-_COS = _RULES["cos"] = _Elementwise("cos({0})", math.cos, safe="_cos")
+_COS = _RULES["cos"] = _Elementwise("cos({0})", math.cos, safe="_cos",
+                                    on_complex=("_ccos({0})", cmath.cos, "_ccos"))
 _cos_vjps = (lambda g, out, x: g * -sin(x),)
 
 
@@ -1230,7 +1283,8 @@ def tanh(x):
     return _unary(tanh, x, _TANH, _tanh_vjps)
 
 
-_TANH = _RULES["tanh"] = _Elementwise("tanh({0})", math.tanh)
+_TANH = _RULES["tanh"] = _Elementwise("tanh({0})", math.tanh,
+                                      on_complex=("_ctanh({0})", cmath.tanh))
 _tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
 
 
@@ -1273,8 +1327,9 @@ def abs(x):
     return _unary(abs, x, _ABS, _abs_vjps)
 
 
-_ABS = _RULES["abs"] = _Elementwise("abs({0})", _abs)
-_abs_vjps = (lambda g, out, x: g * (astype(x > 0.0, float64) - (x < 0.0)),)
+_ABS = _RULES["abs"] = _Elementwise("abs({0})", _abs,
+                                    on_complex=("_cabs({0})", _abs, "_cabs", "float64"))
+_abs_vjps = (lambda g, out, x: _abs_vjp(g, out, x),)  # g sign(x); complex: chapter 5h
 
 
 def stop_gradient(x):
@@ -1305,7 +1360,8 @@ def sub(x, y):
     return _binary(sub, x, y, _SUB, _sub_vjps)
 
 
-_SUB = _RULES["sub"] = _Elementwise("{0} - {1}", operator.sub)
+_SUB = _RULES["sub"] = _Elementwise("{0} - {1}", operator.sub,
+                                    on_complex=("{0} - {1}", operator.sub))
 _sub_vjps = (lambda g, out, x, y: g,
              lambda g, out, x, y: -g)
 
@@ -1319,7 +1375,8 @@ def div(x, y):
     return _binary(div, x, y, _DIV, _div_vjps)
 
 
-_DIV = _RULES["div"] = _Elementwise("{0} / {1}", operator.truediv, safe="_div")
+_DIV = _RULES["div"] = _Elementwise("{0} / {1}", operator.truediv, safe="_div",
+                                    on_complex=("{0} / {1}", operator.truediv, "_cdiv"))
 _div_vjps = (lambda g, out, x, y: g / y,
              lambda g, out, x, y: -g * (out / y))  # not x / y**2, which overflows sooner
 
@@ -1341,7 +1398,8 @@ def pow(x, y):
     return _binary(pow, x, y, _POW, _pow_vjps)
 
 
-_POW = _RULES["pow"] = _Elementwise("_pow({0}, {1})", "_pow")
+_POW = _RULES["pow"] = _Elementwise("_pow({0}, {1})", "_pow",
+                                    on_complex=("_cpow({0}, {1})", "_cpow"))
 # Placed as in PyTorch: d/dx drops an inf or nan in g where y = 0; d/dy keeps it (nan).
 _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1.0))),
              lambda g, out, x, y: g * _where_zero_base(x, y, out))
@@ -1350,7 +1408,7 @@ _pow_vjps = (lambda g, out, x, y: where(equal(y, 0.0), 0.0, g * (y * x ** (y - 1
 def _where_zero_base(x, y, out):
     """out * log(x), but 0 where x = 0 and y >= 0, with log read at 1 there, so that its own
     derivative (d2/dy2 of x ** y) is 0 too, not 0 * inf = nan (the double where)."""
-    zero = equal(x, 0.0) * (y >= 0.0)
+    zero = equal(x, 0.0) if x.dtype is complex128 else equal(x, 0.0) * (y >= 0.0)
     return where(zero, 0.0, out * log(where(zero, 1.0, x)))
 
 
@@ -1360,10 +1418,12 @@ def _power(x, exponent):
     x ** 2 is everywhere (square, squared errors), and a rule with a number exponent takes
     half the ops of the rule for a tensor exponent.
     """
-    x = _as_tensor(x, "pow")
-    data = _power_rule(exponent)((x.data, _full_lists(x.shape, exponent)), x.ndim)
+    x, rule = _as_num(x, "pow"), _power_rule(exponent)
+    if x.dtype is complex128:
+        rule = rule.on_complex
+    data = rule((x.data, _full_lists(x.shape, exponent)), x.ndim)
     return _node("pow_scalar", _power, data, x.shape, (x,), _power_vjps,
-                 {"exponent": exponent})
+                 {"exponent": exponent}, rule.dtype)
 
 
 def _power_rule(exponent):
@@ -1373,7 +1433,8 @@ def _power_rule(exponent):
     return _POW_INTEGER if exponent.is_integer() else _POW
 
 
-_POW_INTEGER = _Elementwise("{0} ** {1}", operator.pow, safe="_pow")
+_POW_INTEGER = _Elementwise("{0} ** {1}", operator.pow, safe="_pow",
+                            on_complex=("_cpow({0}, {1})", "_cpow"))
 
 
 def _power_vjp(g, out, x):
@@ -1449,9 +1510,13 @@ _NO_GRADIENT = (None, None)
 
 
 def _compare(forward, x, y, rule):
-    """The bool node of a comparison of x and y (of any dtypes: a bool compares as 0 or 1)."""
+    """The bool node of a comparison of x and y (of any dtypes: a bool compares as 0 or 1;
+    complex numbers only for == and !=)."""
     op = forward.__name__
-    return _binary(forward, _as_any(x, op), _as_any(y, op), rule, _NO_GRADIENT, bool_)
+    x, y = _as_any(x, op), _as_any(y, op)
+    if complex128 in (x.dtype, y.dtype) and op not in ("equal", "not_equal"):
+        _no_complex(op, "comparing complex128 by " + op)
+    return _binary(forward, x, y, rule, _NO_GRADIENT, bool_)
 
 
 def less(x, y):
@@ -1511,21 +1576,29 @@ _NOT_EQUAL = _RULES["not_equal"] = _Elementwise("({0} != {1})", operator.ne)
 
 
 def astype(x, dtype):
-    """x with its elements as `dtype` ("float64" or "bool", or NumPy's and Python's names
-    for them), as NumPy's x.astype: a bool becomes 0.0 or 1.0; a float is True where it is
-    nonzero (nan too). No gradient flows through a change of dtype.
+    """x with its elements as `dtype` ("float64", "bool" or "complex128", or NumPy's and
+    Python's names for them), as NumPy's x.astype: a bool becomes 0.0 or 1.0; a number is
+    True where it is nonzero (nan too). Only float64 to complex128 passes a gradient.
 
     >>> astype(Tensor([0.0, -2.0, nan]), "bool")
     Tensor([False, True, True], op='astype')
     """
     x, dtype = _as_any(x, "astype"), _as_dtype(dtype, "astype")
+    if x.dtype is complex128 and dtype is float64:
+        raise TypeError("astype: complex128 to float64 would drop the imaginary parts (NumPy "
+                        "drops them with a ComplexWarning); say rax.real(x) or rax.abs(x)")
     return x if x.dtype is dtype else _astype(x, dtype)
 
 
 def _astype(x, dtype):
-    """x converted to the other dtype (a node; see astype)."""
+    """x converted to another dtype (a node; see astype). Only float64 to complex128 passes
+    a gradient: the real part of the complex cotangent (see chapter 5h)."""
     data = astype_lists(x.data, x.ndim, str(dtype))
-    return _node("astype", _astype, data, x.shape, (x,), (None,), {"dtype": dtype}, dtype)
+    vjps = _real_part_vjps if x.dtype is float64 and dtype is complex128 else (None,)
+    return _node("astype", _astype, data, x.shape, (x,), vjps, {"dtype": dtype}, dtype)
+
+
+_real_part_vjps = (lambda g, out, x: real(g),)
 
 
 _RULES["astype"] = _Kernel("astype_lists", lambda shapes, attrs, shape: (
@@ -1603,7 +1676,8 @@ def _dtype_text(v):
 
 def where(condition, x, y):
     """x where condition is true (a bool, or a number that is nonzero), else y, the three
-    broadcast together. Two bool branches give bools; otherwise the result is float64.
+    broadcast together. Two bool branches give bools; a complex one gives complex128;
+    otherwise the result is float64.
 
     x and y each get the gradient where they were chosen; the condition gets none.
 
@@ -1612,7 +1686,7 @@ def where(condition, x, y):
     """
     condition = _as_bools(condition, "where")
     x, y = _as_any(x, "where"), _as_any(y, "where")
-    dtype = bool_ if x.dtype is bool_ and y.dtype is bool_ else float64
+    dtype = _joined_dtype((x, y))
     x, y = (t if t.dtype is dtype else _astype(t, dtype) for t in (x, y))
     tensors = (condition, x, y)
     shape = _check_size("where", _broadcast_shapes("where", *(t.shape for t in tensors)))
@@ -1867,10 +1941,17 @@ def _one_list(op, axis):
 
 
 def _one_dtype(tensors):
-    """The tensors in one dtype: bool if all are bools, else all float64 (as NumPy joins)."""
-    if all(t.dtype is bool_ for t in tensors):
-        return tensors
-    return tuple(_astype(t, float64) if t.dtype is bool_ else t for t in tensors)
+    """The tensors in one dtype: bool if all are bools, else complex128 if any is complex,
+    else all float64 (as NumPy joins)."""
+    dtype = _joined_dtype(tensors)
+    return tuple(t if t.dtype is dtype else _astype(t, dtype) for t in tensors)
+
+
+def _joined_dtype(tensors):
+    """The dtype that tensors of these dtypes join in (NumPy's promotion, bool < float64 <
+    complex128)."""
+    dtypes = {t.dtype for t in tensors}
+    return complex128 if complex128 in dtypes else bool_ if dtypes == {bool_} else float64
 
 
 def _as_sequence(op, tensors):
@@ -1981,6 +2062,8 @@ def sort(x, axis=-1, kind=None, order=None):
     [1.0, 3.0, nan]
     """
     x = _as_any(x, "sort")  # sorted bools are bools (False first)
+    if x.dtype is complex128:
+        _no_complex("sort")
     _sort_options("sort", kind, order)
     if axis is None:
         x, axis = x.reshape(-1), 0
@@ -2153,6 +2236,8 @@ def _extremum(forward, x, axis, keepdims, fn):
     """max or min over `axis`; there must be something to choose from."""
     op = forward.__name__
     x = _as_any(x, op)  # the largest of bools is a bool (any), as in NumPy
+    if x.dtype is complex128:
+        _no_complex(op)
     for a in _normalize_axes(op, axis, x.ndim):
         if x.shape[a] == 0:
             raise ValueError(f"{op}: cannot reduce over axis {a}, which has size 0 "
@@ -2179,7 +2264,10 @@ def prod(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     [2.0, 12.0]
     """
     _no_dim("prod", dim, dtype, out)
-    return _reduce(prod, _as_tensor(x, "prod"), axis, keepdims, _prod_of, _prod_vjps)
+    x = _as_num(x, "prod")
+    if x.dtype is complex128:
+        return _reduce(prod, x, axis, keepdims, _cprod_of, _prod_vjps, complex128)
+    return _reduce(prod, x, axis, keepdims, _prod_of, _prod_vjps)
 
 
 def _prod_vjp(g, out, x):
@@ -2198,7 +2286,7 @@ def _prod_vjp(g, out, x):
     return g.reshape(kept) * where(zero, at_zero, elsewhere)
 
 
-_RULES["prod"] = _reduction("_prod_of")
+_RULES["prod"] = _reduction("_prod_of", "_cprod_of")
 _prod_vjps = (_prod_vjp,)
 
 
@@ -2269,7 +2357,8 @@ def tan(x):
     return _unary(tan, x, _TAN, _tan_vjps)
 
 
-_TAN = _RULES["tan"] = _Elementwise("tan({0})", math.tan, safe="_tan")
+_TAN = _RULES["tan"] = _Elementwise("tan({0})", math.tan, safe="_tan",
+                                    on_complex=("_ctan({0})", cmath.tan))
 _tan_vjps = (lambda g, out, x: g * (1.0 + out * out),)
 
 
@@ -2282,7 +2371,8 @@ def sinh(x):
     return _unary(sinh, x, _SINH, _sinh_vjps)
 
 
-_SINH = _RULES["sinh"] = _Elementwise("sinh({0})", math.sinh, safe="_sinh")
+_SINH = _RULES["sinh"] = _Elementwise("sinh({0})", math.sinh, safe="_sinh",
+                                      on_complex=("_csinh({0})", cmath.sinh, "_csinh"))
 _sinh_vjps = (lambda g, out, x: g * cosh(x),)
 
 
@@ -2295,7 +2385,8 @@ def cosh(x):
     return _unary(cosh, x, _COSH, _cosh_vjps)
 
 
-_COSH = _RULES["cosh"] = _Elementwise("cosh({0})", math.cosh, safe="_cosh")
+_COSH = _RULES["cosh"] = _Elementwise("cosh({0})", math.cosh, safe="_cosh",
+                                      on_complex=("_ccosh({0})", cmath.cosh, "_ccosh"))
 _cosh_vjps = (lambda g, out, x: g * sinh(x),)
 
 
@@ -2309,7 +2400,8 @@ def arcsin(x):
     return _unary(arcsin, x, _ARCSIN, _arcsin_vjps)
 
 
-_ARCSIN = _RULES["arcsin"] = _Elementwise("asin({0})", math.asin, safe="_asin")
+_ARCSIN = _RULES["arcsin"] = _Elementwise("asin({0})", math.asin, safe="_asin",
+                                          on_complex=("_casin({0})", cmath.asin))
 _arcsin_vjps = (lambda g, out, x: g / sqrt(1.0 - x * x),)
 
 
@@ -2323,7 +2415,8 @@ def arccos(x):
     return _unary(arccos, x, _ARCCOS, _arccos_vjps)
 
 
-_ARCCOS = _RULES["arccos"] = _Elementwise("acos({0})", math.acos, safe="_acos")
+_ARCCOS = _RULES["arccos"] = _Elementwise("acos({0})", math.acos, safe="_acos",
+                                          on_complex=("_cacos({0})", cmath.acos))
 _arccos_vjps = (lambda g, out, x: -g / sqrt(1.0 - x * x),)
 
 
@@ -2336,7 +2429,9 @@ def arctan(x):
     return _unary(arctan, x, _ARCTAN, _arctan_vjps)
 
 
-_ARCTAN = _RULES["arctan"] = _Elementwise("atan({0})", math.atan)
+_ARCTAN = _RULES["arctan"] = _Elementwise("atan({0})", math.atan,
+                                          on_complex=(
+                                              "_catan({0})", cmath.atan, "_catan"))
 _arctan_vjps = (lambda g, out, x: g / (1.0 + x * x),)
 
 
@@ -2349,7 +2444,8 @@ def arcsinh(x):
     return _unary(arcsinh, x, _ARCSINH, _arcsinh_vjps)
 
 
-_ARCSINH = _RULES["arcsinh"] = _Elementwise("asinh({0})", math.asinh)
+_ARCSINH = _RULES["arcsinh"] = _Elementwise("asinh({0})", math.asinh,
+                                            on_complex=("_casinh({0})", cmath.asinh))
 _arcsinh_vjps = (lambda g, out, x: g / sqrt(x * x + 1.0),)
 
 
@@ -2363,7 +2459,8 @@ def arccosh(x):
     return _unary(arccosh, x, _ARCCOSH, _arccosh_vjps)
 
 
-_ARCCOSH = _RULES["arccosh"] = _Elementwise("acosh({0})", math.acosh, safe="_acosh")
+_ARCCOSH = _RULES["arccosh"] = _Elementwise("acosh({0})", math.acosh, safe="_acosh",
+                                            on_complex=("_cacosh({0})", cmath.acosh))
 _arccosh_vjps = (lambda g, out, x: g / sqrt(x * x - 1.0),)
 
 
@@ -2377,7 +2474,9 @@ def arctanh(x):
     return _unary(arctanh, x, _ARCTANH, _arctanh_vjps)
 
 
-_ARCTANH = _RULES["arctanh"] = _Elementwise("atanh({0})", math.atanh, safe="_atanh")
+_ARCTANH = _RULES["arctanh"] = _Elementwise("atanh({0})", math.atanh, safe="_atanh",
+                                            on_complex=(
+                                                "_catanh({0})", cmath.atanh, "_catanh"))
 _arctanh_vjps = (lambda g, out, x: g / (1.0 - x * x),)
 
 
@@ -2416,7 +2515,8 @@ def log2(x):
     return _unary(log2, x, _LOG2, _log2_vjps)
 
 
-_LOG2 = _RULES["log2"] = _Elementwise("log2({0})", math.log2, safe="_log2")
+_LOG2 = _RULES["log2"] = _Elementwise("log2({0})", math.log2, safe="_log2",
+                                      on_complex=("_clog2({0})", "_clog2"))
 _log2_vjps = (lambda g, out, x: g / (x * math.log(2.0)),)
 
 
@@ -2429,7 +2529,9 @@ def log10(x):
     return _unary(log10, x, _LOG10, _log10_vjps)
 
 
-_LOG10 = _RULES["log10"] = _Elementwise("log10({0})", math.log10, safe="_log10")
+_LOG10 = _RULES["log10"] = _Elementwise("log10({0})", math.log10, safe="_log10",
+                                        on_complex=(
+                                            "_clog10({0})", cmath.log10, "_clog10"))
 _log10_vjps = (lambda g, out, x: g / (x * math.log(10.0)),)
 
 
@@ -2517,7 +2619,7 @@ def square(x):
     >>> square(Tensor([-3, 2]))
     Tensor([9.0, 4.0], op='pow_scalar')
     """
-    return _as_tensor(x, "square") ** 2.0
+    return _as_num(x, "square") ** 2.0
 
 
 def reciprocal(x):
@@ -2553,7 +2655,7 @@ def mean(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     Tensor([1.5, 3.5], op='div')
     """
     _no_dim("mean", dim, dtype, out)
-    x = _as_tensor(x, "mean")
+    x = _as_num(x, "mean")
     count = math.prod(x.shape[a] for a in _normalize_axes("mean", axis, x.ndim))
     return x.sum(axis, keepdims) / float(count)
 
@@ -2902,7 +3004,7 @@ def diag(x, k=0):
     >>> diag(Tensor([[1, 2], [3, 4]])).tolist()
     [1.0, 4.0]
     """
-    x = _as_tensor(x, "diag")
+    x = _as_num(x, "diag")
     k = _int("diag", "k", k, -sys.maxsize)
     if x.ndim == 1:
         size = x.shape[0] + _abs(k)
@@ -3121,12 +3223,12 @@ def cumsum(x, axis=None, *, dim=None, dtype=None, out=None):
 def _running(forward, x, axis, kernel, vjps):
     """The node of cumsum or cumprod: the kernel along `axis` of x (flattened if None)."""
     op = forward.__name__
-    x = _as_tensor(x, op)
+    x = _as_num(x, op)
     if axis is None:
         x, axis = x.reshape(-1), 0
     axis = _normalize_axis(op, axis, x.ndim)
     return _node(op, forward, kernel(x.data, x.shape, axis), x.shape, (x,), vjps,
-                 {"axis": axis})
+                 {"axis": axis}, x.dtype)
 
 
 _RULES["cumsum"] = _Kernel("cumsum_lists", lambda shapes, attrs, shape: (shapes[0],
@@ -3571,7 +3673,7 @@ def tensordot(a, b, axes=2):
     5.0
     """
     op = "tensordot"
-    a, b = _as_tensor(a, op), _as_tensor(b, op)
+    a, b = _as_num(a, op), _as_num(b, op)
     if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
         n = _int(op, "axes", axes, 0)
         if n > _min(a.ndim, b.ndim):
@@ -3609,7 +3711,7 @@ def dot(a, b):
     >>> dot(Tensor([1, 2]), Tensor([3, 4])).item()
     11.0
     """
-    a, b = _as_tensor(a, "dot"), _as_tensor(b, "dot")
+    a, b = _as_num(a, "dot"), _as_num(b, "dot")
     if a.ndim == 0 or b.ndim == 0:
         return mul(a, b)
     return tensordot(a, b, ([a.ndim - 1], [_max(b.ndim - 2, 0)]))
@@ -3622,7 +3724,7 @@ def inner(a, b):
     >>> inner(Tensor([[1, 2], [3, 4]]), Tensor([1, 1])).tolist()
     [3.0, 7.0]
     """
-    a, b = _as_tensor(a, "inner"), _as_tensor(b, "inner")
+    a, b = _as_num(a, "inner"), _as_num(b, "inner")
     if a.ndim == 0 or b.ndim == 0:
         return mul(a, b)
     return tensordot(a, b, ([-1], [-1]))
@@ -3635,7 +3737,7 @@ def outer(a, b):
     >>> outer(Tensor([1, 2]), Tensor([1, 10, 100])).tolist()
     [[1.0, 10.0, 100.0], [2.0, 20.0, 200.0]]
     """
-    a, b = _as_tensor(a, "outer"), _as_tensor(b, "outer")
+    a, b = _as_num(a, "outer"), _as_num(b, "outer")
     return a.reshape((-1, 1)) * b.reshape((1, -1))
 
 
@@ -3662,7 +3764,7 @@ def einsum(subscripts, *operands, optimize=False):
     op = "einsum"
     if not isinstance(subscripts, str):  # the sublist form
         subscripts, operands = _einsum_sublists((subscripts,) + operands)
-    operands = [_as_tensor(x, op) for x in operands]
+    operands = [_as_num(x, op) for x in operands]
     inputs, output = _einsum_labels(subscripts.replace(" ", ""), operands)
     for k, labels in enumerate(inputs):  # repeated labels: take the diagonal
         x = operands[k]
@@ -4176,18 +4278,18 @@ def _holds_tensor(obj):
 
 def isnan(x):
     """True where x is nan (numpy.isnan)."""
-    x = _as_tensor(x, "isnan")
+    x = _as_num(x, "isnan")
     return not_equal(x, x)
 
 
 def isinf(x):
     """True where x is inf or -inf (numpy.isinf)."""
-    return equal(abs(_as_tensor(x, "isinf")), inf)
+    return equal(abs(_as_num(x, "isinf")), inf)
 
 
 def isfinite(x):
     """True where x is neither inf, -inf nor nan (numpy.isfinite)."""
-    x = _as_tensor(x, "isfinite")
+    x = _as_num(x, "isfinite")
     return equal(x - x, 0.0)  # inf - inf and nan - nan are nan
 
 
@@ -4244,26 +4346,6 @@ def flatnonzero(x):
 def count_nonzero(x, axis=None, keepdims=False):
     """How many elements are true (nonzero) over `axis`, as a float tensor (numpy's int)."""
     return sum(_as_bools(x, "count_nonzero"), axis, keepdims)
-
-
-def real(x):
-    """The real part: x itself, for rax's real tensors (as numpy.real)."""
-    return _as_any(x, "real")
-
-
-conj = conjugate = real_if_close = real  # the conjugate of a real tensor is itself
-
-
-def imag(x):
-    """The imaginary part of a real tensor: zeros (no gradient flows)."""
-    return zeros_like(_as_tensor(x, "imag"))
-
-
-def angle(x):
-    """The angle of each real number in the complex plane: 0 for x >= 0 (and +0.0), pi for
-    x < 0 and for -0.0, as numpy.angle: arctan2(0, x).   d/dx = 0"""
-    x = _as_tensor(x, "angle")
-    return arctan2(zeros_like(x), x)
 
 
 def fmax(x, y):
@@ -4431,7 +4513,7 @@ def diff(x, n=1, axis=-1):
 def kron(a, b):
     """The Kronecker product: every element of a times all of b, as blocks, as numpy.kron
     (the shorter shape padded with leading 1s)."""
-    a, b = _as_tensor(a, "kron"), _as_tensor(b, "kron")
+    a, b = _as_num(a, "kron"), _as_num(b, "kron")
     n = _max(a.ndim, b.ndim)
     sa, sb = (1,) * (n - a.ndim) + a.shape, (1,) * (n - b.ndim) + b.shape
     left = a.reshape(tuple(v for s in sa for v in (s, 1)))
@@ -4642,7 +4724,7 @@ _every, _some = builtins.all, builtins.any  # the kernels' names for Python's al
 
 def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     """True where |a - b| <= atol + rtol |b| (as numpy.isclose; inf only close to itself)."""
-    a, b = _as_tensor(a, "isclose"), _as_tensor(b, "isclose")
+    a, b = _as_num(a, "isclose"), _as_num(b, "isclose")
     near = less_equal(abs(a - b), atol + rtol * abs(b)) & isfinite(a) & isfinite(b)
     close = near | equal(a, b)  # infinities are close to themselves only
     return close | isnan(a) & isnan(b) if equal_nan else close
@@ -4683,13 +4765,235 @@ r_, c_ = _Concatenator("r_", False), _Concatenator("c_", True)
 
 __all__ += [
     "absolute", "fabs", "negative", "subtract", "multiply", "divide", "true_divide", "power",
-    "remainder", "array", "not_equal", "real", "conj", "conjugate", "imag", "angle", "fmax",
+    "remainder", "array", "not_equal", "fmax",
     "fmin", "degrees", "radians", "rad2deg", "deg2rad", "sinc", "logaddexp2", "ravel",
     "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud", "rot90", "append",
     "array_split", "hsplit", "vsplit", "dsplit", "column_stack", "row_stack", "diff", "kron",
     "cross", "linspace", "select", "nan_to_num", "rollaxis", "partition", "isclose",
     "allclose", "r_", "c_", "isnan", "isinf", "isfinite", "real_if_close", "gradient",
     "msort", "ptp", "fft", "flatten_util"]
+
+
+# ---- 5h. Complex numbers -------------------------------------------------------------------
+#
+# A complex128 tensor holds Python complex numbers; the ops that have a complex meaning run
+# cmath's functions (appendix B makes them total, with C99's infinities and nans), and those
+# that need an order (<, max, sort, relu, floor) refuse complex with a TypeError.
+#
+# Gradients, as JAX and HIPS autograd. A complex number z = x + iy is two real numbers, and
+# the cotangent of z is the complex number g = dL/dx - i dL/dy for a real loss L: so grad of
+# |z|**2 = x**2 + y**2 at 1+2j is 2 - 4j, that is 2 conj(z). PyTorch's .grad is the
+# conjugate, dL/dx + i dL/dy = 2 + 4j (its direction of steepest ascent, so that z - lr * grad
+# descends); JAX's is the conjugate of PyTorch's, and both are right under their own
+# definition. With JAX's, a vjp rule pairs g with dz bilinearly, Re(g dz) = dL: for a
+# holomorphic f (exp, log, mul, matmul, the whole of chapter 2) the rule is the real one,
+# g * f'(z), with no conjugate anywhere, and grad(f, holomorphic=True) is f'(z). conj appears
+# in the rules of the ops that are not holomorphic: conj's is conj(g), abs's is
+# g conj(z) / |z|, real's is g + 0i, imag's is -i g; and where a real tensor is promoted to
+# complex (the astype node of _promoted) the real tensor gets the real part of g. grad of a
+# complex-valued f is a TypeError unless holomorphic=True (as JAX): a complex loss has no
+# gradient of its own. For PyTorch's gradient, take conj of rax's.
+
+def _promoted(op, x, y, rule):
+    """x and y as tensors of one dtype for an op of arithmetic, its rule for that dtype and
+    the output dtype (None: float64): complex128 if either is complex and the op has a
+    complex twin, as NumPy promotes; else float64 (see _as_tensor)."""
+    if rule.on_complex is None:
+        return _as_tensor(x, op), _as_tensor(y, op), rule, None
+    x, y = _as_num(x, op), _as_num(y, op)
+    if x.dtype is float64 and y.dtype is float64:
+        return x, y, rule, None
+    x, y = (t if t.dtype is complex128 else _astype(t, complex128) for t in (x, y))
+    return x, y, rule.on_complex, rule.on_complex.dtype
+
+
+def _no_complex(op, what="complex128 input"):
+    """The TypeError of an op that has no complex meaning in rax."""
+    raise TypeError(f"{op}: {what}: complex numbers have no order, and {op} has no complex "
+                    f"meaning in rax (NumPy orders complex numbers lexicographically, by real "
+                    f"part and then imaginary part; rax refuses rather than guess): take "
+                    f"rax.real, rax.imag or rax.abs first")
+
+
+def _loss_seed(loss, arguments, holomorphic):
+    """The seed of grad's backward pass: 1, of the loss's dtype. A complex loss needs
+    holomorphic=True, and then the loss and every argument are complex (as JAX)."""
+    if holomorphic:
+        for leaf in arguments:
+            if leaf.dtype is not complex128:
+                raise TypeError(f"grad(holomorphic=True): the arguments must be complex128 (as "
+                                f"JAX), got a {leaf.dtype} tensor of shape {leaf.shape}")
+        if loss.dtype is not complex128:
+            raise TypeError(f"grad(holomorphic=True): f must return a complex128 tensor (as "
+                            f"JAX), got {loss.dtype}")
+        return _filled(loss.shape, 1.0 + 0.0j)
+    if loss.dtype is complex128:
+        raise TypeError("grad: f returned a complex128 tensor: grad is the gradient of a "
+                        "real-valued function (as JAX's); pass holomorphic=True for the "
+                        "complex derivative of a holomorphic f, or return a real loss, "
+                        "such as abs(f) ** 2 or real(f)")
+    return _filled(loss.shape, 1.0)
+
+
+def _seed_of(t, seed):
+    """backward's seed as a tensor of t's dtype (a real seed for a complex t is promoted)."""
+    seed = _as_num(seed, "backward")
+    if seed.dtype is t.dtype:
+        return seed
+    if t.dtype is complex128:
+        return _astype(seed, complex128)
+    raise TypeError(f"backward: the seed is complex128, but the tensor is {t.dtype}: the "
+                    f"cotangent of a real tensor is real")
+
+
+def _cotangent(contribution, t, op):
+    """A vjp rule's contribution to t's gradient as a tensor of t's dtype: a real one for a
+    complex t is promoted; a complex one for a real t is the rule's error."""
+    contribution = _as_num(contribution, op)
+    if contribution.dtype is t.dtype:
+        return contribution
+    if t.dtype is complex128:
+        return _astype(contribution, complex128)
+    raise TypeError(f"the vjp rule of {op!r} gave a complex128 cotangent for a real tensor of "
+                    f"shape {t.shape}: a real input's cotangent is the real part (chapter 5h)")
+
+
+def real(x):
+    """The real part, as numpy.real (x itself for a real tensor).
+    d real(z) = real(dz): the cotangent of z is g + 0i.
+
+    >>> real(Tensor([1 + 2j, -3j]))
+    Tensor([1.0, -0.0], op='real')
+    """
+    x = _as_any(x, "real")
+    if x.dtype is not complex128:
+        return x
+    return _node("real", real, _REAL((x.data,), x.ndim), x.shape, (x,), _real_vjps,
+                 _NO_ATTRS, float64)
+
+
+_REAL = _RULES["real"] = _Elementwise("{0}.real", operator.attrgetter("real"))
+_real_vjps = (lambda g, out, x: _complex(g, _filled(g.shape, 0.0)),)
+
+
+def imag(x):
+    """The imaginary part, as numpy.imag (zeros for a real tensor, with no gradient).
+    d imag(z) = imag(dz): the cotangent of z is -i g.
+
+    >>> imag(Tensor([1 + 2j, -3j]))
+    Tensor([2.0, -3.0], op='imag')
+    """
+    x = _as_any(x, "imag")
+    if x.dtype is not complex128:
+        return zeros_like(_as_tensor(x, "imag"))
+    return _node("imag", imag, _IMAG((x.data,), x.ndim), x.shape, (x,), _imag_vjps,
+                 _NO_ATTRS, float64)
+
+
+_IMAG = _RULES["imag"] = _Elementwise("{0}.imag", operator.attrgetter("imag"))
+_imag_vjps = (lambda g, out, x: _complex(_filled(g.shape, 0.0), -g),)
+
+
+def conj(x):
+    """The complex conjugate, as numpy.conj (x itself for a real tensor).
+    d conj(z) = conj(dz): the cotangent of z is conj(g).
+
+    >>> conj(Tensor([1 + 2j]))
+    Tensor([(1-2j)], op='conj')
+    """
+    x = _as_any(x, "conj")
+    if x.dtype is not complex128:
+        return x
+    return _node("conj", conj, _CONJ((x.data,), x.ndim), x.shape, (x,), _conj_vjps,
+                 _NO_ATTRS, complex128)
+
+
+_CONJ = _RULES["conj"] = _Elementwise("{0}.conjugate()", complex.conjugate)
+_conj_vjps = (lambda g, out, x: conj(g),)
+conjugate = conj
+
+
+def _complex(x, y):
+    """x + iy from two float64 tensors (jax.lax.complex).   The cotangents of x and y are
+    real(g) and -imag(g)."""
+    x, y = _as_tensor(x, "complex"), _as_tensor(y, "complex")
+    return _binary(_complex, x, y, _COMPLEX, _complex_vjps, complex128)
+
+
+_complex.__name__ = "complex"
+_COMPLEX = _RULES["complex"] = _Elementwise("complex({0}, {1})", complex)
+_complex_vjps = (lambda g, out, x, y: real(g),
+                 lambda g, out, x, y: -imag(g))
+
+
+def angle(x, deg=False):
+    """The angle of each number in the complex plane, in [-pi, pi], as numpy.angle: for
+    a real x, 0 for x >= 0 (and +0.0), pi for x < 0 and -0.0. In degrees if deg.
+    d angle(z) = imag(dz / z): the cotangent of z is -i g / z (that of a real x is 0).
+
+    >>> angle(Tensor([1j, -1.0])).tolist()
+    [1.5707963267948966, 3.141592653589793]
+    """
+    x = _as_num(x, "angle")
+    if x.dtype is float64:
+        out = arctan2(zeros_like(x), x)
+    else:
+        out = _node("angle", angle, _ANGLE((x.data,), x.ndim), x.shape, (x,), _angle_vjps,
+                    _NO_ATTRS, float64)
+    return out * (180.0 / math.pi) if deg else out
+
+
+_ANGLE = _RULES["angle"] = _Elementwise("_cangle({0})", cmath.phase)
+_angle_vjps = (lambda g, out, x: _complex(_filled(g.shape, 0.0), -g) / x,)
+
+
+def _abs_vjp(g, out, x):
+    """abs's rule: g sign(x) for a real x (0 at 0, as PyTorch); g conj(z) / |z| for a
+    complex z (0 at 0, as JAX), with |z| read as 1 there, so that the second derivative is
+    0 too, not nan."""
+    if x.dtype is not complex128:
+        return g * (astype(x > 0.0, float64) - (x < 0.0))
+    zero = equal(out, 0.0)
+    return g * where(zero, 0.0, conj(x) / where(zero, 1.0, out))
+
+
+def iscomplex(x):
+    """True where the imaginary part is nonzero, as numpy.iscomplex (all False for a real x).
+
+    >>> iscomplex(Tensor([1 + 0j, 1j]))
+    Tensor([False, True], op='not_equal')
+    """
+    return not_equal(imag(x), 0.0)
+
+
+def isreal(x):
+    """True where the imaginary part is zero, as numpy.isreal (all True for a real x)."""
+    return equal(imag(x), 0.0)
+
+
+def iscomplexobj(x):
+    """Whether x is a complex tensor (or array, or data with a complex number), a Python
+    bool, as numpy.iscomplexobj."""
+    return _as_any(x, "iscomplexobj").dtype is complex128
+
+
+def isrealobj(x):
+    """Whether x is not complex, as numpy.isrealobj."""
+    return not iscomplexobj(x)
+
+
+def real_if_close(x, tol=100):
+    """x's real part if every imaginary part is within tol machine epsilons of 0, else x,
+    as numpy.real_if_close."""
+    x = _as_any(x, "real_if_close")
+    if x.dtype is not complex128:
+        return x
+    limit = tol * sys.float_info.epsilon if tol > 1 else tol
+    return real(x) if builtins.all(_abs(v.imag) < limit for v in _flat(x.data, x.ndim)) else x
+
+
+__all__ += ["complex128", "real", "imag", "conj", "conjugate", "angle", "iscomplex",
+            "isreal", "iscomplexobj", "isrealobj", "real_if_close"]
 
 
 # Every unary op, reduction, movement op and the softmax family is also a Tensor method, and
@@ -4709,7 +5013,7 @@ for _op in (neg, exp, log, sqrt, sin, cos, tanh, relu, abs, sigmoid, square, rec
 del _op
 Tensor.trace = _matrix_trace  # rax.trace traces functions (chapter 10)
 Tensor.all, Tensor.any = _all, _any
-Tensor.conj = Tensor.conjugate = real  # methods, as NumPy's; .real and .imag are attributes
+Tensor.conj = Tensor.conjugate = conj  # methods, as NumPy's; .real and .imag are attributes
 Tensor.real, Tensor.imag = property(real), property(imag)
 
 
@@ -4729,6 +5033,8 @@ def full(shape, value):
     shape = _as_shape("full", shape)
     if type(value) is bool or _is_bool_array(value) and getattr(value, "shape", None) == ():
         return _leaf(_full_lists(shape, bool(value)), shape, bool_)  # full of bools: bools
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        return _leaf(_full_lists(shape, complex(value)), shape, complex128)
     return _leaf(_full_lists(shape, _scalar("full", "value", value)), shape)
 
 
@@ -4753,13 +5059,14 @@ def ones(shape):
 
 
 def zeros_like(t):
-    """Zeros with the shape of t (False for a bool t, as NumPy keeps its dtype).
+    """Zeros with the shape of t (False for a bool t, 0j for a complex one: as NumPy, of
+    t's dtype).
 
     >>> zeros_like(Tensor([1, 2]))
     Tensor([0.0, 0.0])
     """
     t = _as_any(t, "zeros_like")
-    return full(t.shape, False) if t.dtype is bool_ else zeros(t.shape)
+    return full(t.shape, _ZERO_OF[t.dtype])
 
 
 def ones_like(t):
@@ -4769,7 +5076,7 @@ def ones_like(t):
     Tensor(1.0)
     """
     t = _as_any(t, "ones_like")
-    return full(t.shape, True) if t.dtype is bool_ else ones(t.shape)
+    return full(t.shape, {bool_: True, complex128: 1 + 0j}.get(t.dtype, 1.0))
 
 
 def arange(start, stop=None, step=1):
@@ -4967,7 +5274,9 @@ class _DType(str):
 
     __slots__ = ()
     _ALIASES = {"float64": ("float64", "float", "double", "f8", "d", "float_", "<f8", "=f8"),
-                "bool": ("bool", "bool_", "?", "b1", "|b1")}
+                "bool": ("bool", "bool_", "?", "b1", "|b1"),
+                "complex128": ("complex128", "complex", "cdouble", "c16", "D", "complex_",
+                               "<c16", "=c16")}
 
     @property
     def name(self):
@@ -4975,8 +5284,8 @@ class _DType(str):
 
     @property
     def kind(self):
-        """NumPy's one-letter kind: "f" for float64, "b" for bool."""
-        return "b" if str(self) == "bool" else "f"
+        """NumPy's one-letter kind: "f" for float64, "b" for bool, "c" for complex128."""
+        return {"bool": "b", "complex128": "c"}.get(str(self), "f")
 
     def __eq__(self, other):
         name = getattr(other, "name", None) or getattr(other, "__name__", None) or other
@@ -4991,15 +5300,16 @@ class _DType(str):
         return str(self)
 
 
-float64, bool_ = _DType("float64"), _DType("bool")
+float64, bool_, complex128 = _DType("float64"), _DType("bool"), _DType("complex128")
+_ZERO_OF = {float64: 0.0, bool_: False, complex128: 0j}  # each dtype's zero
 
 
 def _as_dtype(dtype, op):
-    """float64 or bool_ for any of their spellings; a TypeError for any other dtype."""
-    for known in (float64, bool_):
+    """float64, bool_ or complex128 for any of their spellings; a TypeError for any other."""
+    for known in (float64, bool_, complex128):
         if known == dtype:
             return known
-    raise TypeError(f"{op}: rax has the dtypes float64 and bool, not {dtype!r}")
+    raise TypeError(f"{op}: rax has the dtypes float64, bool and complex128, not {dtype!r}")
 
 
 def _as_any(value, op):
@@ -5016,6 +5326,8 @@ def _as_any(value, op):
             return _constant(float(value))  # float(), so np.float64(2) is stored as 2.0
         except OverflowError:
             raise ValueError(f"{op}: {_text(value)} is too large for a float") from None
+    if isinstance(value, numbers.Complex) and not _has_tolist(value):
+        return _constant(complex(value))  # 1j, or NumPy's complex128 scalar (below)
     if isinstance(value, (list, tuple)) or _has_tolist(value):
         try:
             data, shape, dtype = _to_lists(value, op)
@@ -5049,7 +5361,7 @@ def _tensor_array(self, dtype=None, copy=None):
     numpy = sys.modules.get("numpy")  # NumPy calls this, so it is loaded: rax imports
     if numpy is None:                 # no NumPy, here or anywhere
         raise TypeError("Tensor.__array__ is NumPy's hook: call numpy.asarray(t)")
-    dtype = (numpy.bool_ if self.dtype is bool_ else numpy.float64) if dtype is None \
+    dtype = getattr(numpy, {"bool": "bool_"}.get(self.dtype, self.dtype)) if dtype is None \
         else dtype
     return numpy.array(self.data, dtype=dtype).reshape(self.shape)
 
@@ -5064,6 +5376,7 @@ Tensor.__array__, Tensor.__contains__ = _tensor_array, _tensor_contains
 
 
 _REAL_TYPES = frozenset((float, int, bool))
+_COMPLEX_TYPES = _REAL_TYPES | {complex}
 
 
 def _has_tolist(obj):
@@ -5099,10 +5412,12 @@ def _to_lists(obj, context):
     if not isinstance(obj, (list, tuple)) and _has_tolist(obj):
         if _is_bool_array(obj):
             dtype = bool_
+        elif _is_complex_array(obj):
+            dtype = complex128
         sides = getattr(obj, "shape", None)
         if isinstance(sides, tuple) and 0 in sides and len(sides) <= MAX_NDIM:  # tolist()
             sides = tuple(operator.index(n) for n in sides)  # of an empty array is [], which
-            return _full_lists(sides, False if dtype is bool_ else 0.0), sides, dtype
+            return _full_lists(sides, _ZERO_OF[dtype]), sides, dtype
         obj = obj.tolist()
     shape = []
     probe = obj
@@ -5119,14 +5434,27 @@ def _to_lists(obj, context):
         # among numbers are numbers (np.True_ counts as a bool)
         data = _copy_rectangular(obj, shape, bool)
         dtype = bool_ if data is not None else float64
-    if data is None:
+    if data is None and dtype is not complex128:
         try:
             data = _copy_rectangular(obj, shape, float)
         except OverflowError:  # float(10 ** 400)
             data = None
+    if data is None:  # a complex number among them makes all complex, as in NumPy
+        try:
+            data, dtype = _copy_rectangular(obj, shape, complex), complex128
+        except OverflowError:
+            data = None
     if data is None:
         raise _shape_or_error(obj, "data", context, 0)[1]
     return data, shape, dtype
+
+
+def _is_complex_array(obj):
+    """Whether an array holds complex numbers: NumPy's and JAX's kind "c", torch's
+    complex64 and complex128 (complex64 is read as complex128, as float32 as float64)."""
+    dtype = getattr(obj, "dtype", None)
+    kind = getattr(dtype, "kind", None)
+    return kind == "c" if kind is not None else str(dtype).startswith("torch.complex")
 
 
 def _is_bool_array(obj):
@@ -5145,7 +5473,9 @@ def _copy_rectangular(obj, shape, kind):
         if kind is bool:
             return bool(obj) if type(obj) is bool or _is_bool_array(obj) else None
         if type(obj) in _REAL_TYPES or isinstance(obj, numbers.Real):
-            return float(obj)
+            return float(obj) if kind is float else complex(obj)
+        if kind is complex and isinstance(obj, numbers.Complex):
+            return complex(obj)
         return None
     if not isinstance(obj, (list, tuple)) or len(obj) != shape[0]:
         return None
@@ -5155,6 +5485,8 @@ def _copy_rectangular(obj, shape, kind):
             return list(map(float, obj))
         if kind is bool and types <= {bool}:
             return list(obj)
+        if kind is complex and types <= _COMPLEX_TYPES:
+            return list(map(complex, obj))
         row = [_copy_rectangular(value, (), kind) for value in obj]
     else:
         row = [_copy_rectangular(child, shape[1:], kind) for child in obj]
@@ -5182,9 +5514,9 @@ def _shape_or_error(obj, path, context, depth):
                     f"{context}: ragged nested list: {path}[{i}] has shape {shape}, "
                     f"but {path}[0] has shape {first}")
         return (len(obj),) + (first or ()), None
-    if isinstance(obj, numbers.Real):
+    if isinstance(obj, numbers.Complex):
         try:
-            float(obj)
+            complex(obj)
         except OverflowError:
             return None, ValueError(f"{context}: {path} = {_text(obj)} is too large for a float")
         return (), None
@@ -8754,9 +9086,10 @@ def _rule_of(eq):
     """The _Elementwise or _Kernel of an equation; None for a primitive of your own."""
     if getattr(eq.forward, "made_by_primitive", False):
         return None
-    if eq.op == "pow_scalar":
-        return _power_rule(eq.attrs["exponent"])
-    return _RULES[eq.op]
+    rule = _power_rule(eq.attrs["exponent"]) if eq.op == "pow_scalar" else _RULES[eq.op]
+    if getattr(rule, "on_complex", None) and any(v.dtype is complex128 for v in eq.inputs):
+        return rule.on_complex  # the complex twin (see the dtypes in chapter 1)
+    return rule
 
 
 def _kernel_args(eq, rule):
@@ -10071,13 +10404,13 @@ def _select_rows(condition, x, y):
 # Comparisons give 1.0 or 0.0. One comprehension each, since calling operator.lt for every
 # element would take twice as long.
 def astype_lists(x, ndim, dtype):
-    """Nested list x with every element converted to dtype "float64" (a float) or "bool"
-    (True where nonzero).
+    """Nested list x with every element converted to dtype "float64" (a float), "bool"
+    (True where nonzero) or "complex128" (a complex number).
 
     >>> astype_lists([[0.0, 2.0]], 2, "bool")
     [[False, True]]
     """
-    return elementwise(float if dtype == "float64" else bool, (x,), ndim)
+    return elementwise({"float64": float, "complex128": complex}.get(dtype, bool), (x,), ndim)
 
 
 def reduce_lists(x, shape, axes, fn, new_shape=None):
@@ -10161,6 +10494,11 @@ def matmul_lists(x, y, shape, k):
     columns = list(zip(*y))
     times = operator.mul  # a local name: looked up once, not once per element
     return [[_sum(map(times, row, column)) for column in columns] for row in x]
+
+
+def complex_matmul_lists(x, y, shape, k):
+    """matmul_lists for complex numbers: the same, but 0j where the inner side is 0."""
+    return _full_lists(shape, 0j) if k == 0 else matmul_lists(x, y, shape, k)
 
 
 def _scaled_rows_sum(coefficients, rows):
@@ -10844,6 +11182,182 @@ def _floor_divide(x, y):
     except ZeroDivisionError:
         return _div(x, y)
 
+# ---- Complex numbers: cmath, with C99's (and NumPy's) answers where cmath raises ----------
+#
+# cmath follows C99's Annex G, as NumPy does through the C library, except that it raises
+# where C returns an infinity or a nan: ValueError for log(0), atanh(1) and infinite
+# arguments of exp, sinh, cosh and tanh (C gives nans), OverflowError where exp(1000 + 1j)
+# is beyond floats. The twins below give C's answers there, and the trigonometric functions
+# are C's identities sin(z) = -i sinh(iz), cos(z) = cosh(iz), tan(z) = -i tanh(iz), which
+# is how cmath and glibc compute them too. A test checks every function on a grid of
+# special values (0, -0.0, 1, inf, nan, 1e308, ... in both parts) against NumPy.
+
+def _cexp(z):
+    """cmath.exp, with C99's cexp where it raises: inf or nan parts, or an overflow."""
+    try:
+        return cmath.exp(z)
+    except (ValueError, OverflowError):
+        pass
+    x, y = z.real, z.imag
+    if y == 0.0:
+        return complex(_exp(x), y)
+    if math.isfinite(y):  # x is large: e**x overflows, e**(x/2) may not
+        half = _exp(x / 2.0)
+        return complex(half * math.cos(y) * half, half * math.sin(y) * half)
+    if x == inf:
+        return complex(inf, nan)
+    return complex(0.0, 0.0) if x == -inf else complex(nan, nan)
+
+
+def _clog(z):
+    """cmath.log, with log(0) = -inf + i angle(0) (cmath raises)."""
+    try:
+        return cmath.log(z)
+    except ValueError:
+        return complex(-inf, math.atan2(z.imag, z.real))
+
+
+def _clog10(z):
+    """cmath.log10, with log10(0) = -inf + i angle(0) / log(10)."""
+    try:
+        return cmath.log10(z)
+    except ValueError:
+        return complex(-inf, math.atan2(z.imag, z.real) / math.log(10.0))
+
+
+def _clog2(z):
+    """The base-2 logarithm, log(z) / log(2), as NumPy's."""
+    w = _clog(z)
+    return complex(w.real / _LN2, w.imag / _LN2)
+
+
+def _csinh(z):
+    """cmath.sinh, with C99's csinh where it raises (infinite parts, overflow)."""
+    try:
+        return cmath.sinh(z)
+    except (ValueError, OverflowError):
+        pass
+    x, y = z.real, z.imag
+    if y == 0.0:
+        return complex(_sinh(x), y)
+    if math.isfinite(y):
+        if math.isinf(x):
+            return complex(x * math.cos(y), inf * math.sin(y))
+        half = _exp(_abs(x) / 2.0)  # sinh(x) and cosh(x) are +-e**|x| / 2 out here
+        return complex(math.copysign(half, x) * (0.5 * math.cos(y)) * half,
+                       half * (0.5 * math.sin(y)) * half)
+    if x == 0.0:
+        return complex(x, nan)
+    return complex(inf, nan) if math.isinf(x) else complex(nan, nan)
+
+
+def _ccosh(z):
+    """cmath.cosh, with C99's ccosh where it raises (infinite parts, overflow)."""
+    try:
+        return cmath.cosh(z)
+    except (ValueError, OverflowError):
+        pass
+    x, y = z.real, z.imag
+    if y == 0.0:
+        return complex(_cosh(x), math.copysign(0.0, x) * y)
+    if math.isfinite(y):
+        if math.isinf(x):
+            return complex(inf * math.cos(y), x * math.sin(y))
+        half = _exp(_abs(x) / 2.0)
+        return complex(half * (0.5 * math.cos(y)) * half,
+                       math.copysign(half, x) * (0.5 * math.sin(y)) * half)
+    if x == 0.0:
+        return complex(nan, 0.0)
+    return complex(inf, nan) if math.isinf(x) else complex(nan, nan)
+
+
+def _ctanh(z):
+    """cmath.tanh, with C99's ctanh(+-0 + i inf or nan) = +-0 + i nan (cmath raises or
+    gives nan + i nan) and nan + i nan where cmath raises."""
+    x = z.real
+    if x == 0.0 and not math.isfinite(z.imag):
+        return complex(x, nan)
+    try:
+        return cmath.tanh(z)
+    except ValueError:
+        return complex(nan, nan)
+
+
+def _csin(z):
+    """sin(z) = -i sinh(iz) (C99's definition)."""
+    w = _csinh(complex(-z.imag, z.real))
+    return complex(w.imag, -w.real)
+
+
+def _ccos(z):
+    """cos(z) = cosh(iz) (C99's definition)."""
+    return _ccosh(complex(-z.imag, z.real))
+
+
+def _ctan(z):
+    """tan(z) = -i tanh(iz) (C99's definition)."""
+    w = _ctanh(complex(-z.imag, z.real))
+    return complex(w.imag, -w.real)
+
+
+def _catanh(z):
+    """cmath.atanh, with atanh(+-1 +- 0i) = +-inf +- 0i (cmath raises)."""
+    try:
+        return cmath.atanh(z)
+    except ValueError:
+        return complex(math.copysign(inf, z.real), z.imag)
+
+
+def _catan(z):
+    """atan(z) = -i atanh(iz) (C99's definition), so atan(+-i) = +-i inf."""
+    w = _catanh(complex(-z.imag, z.real))
+    return complex(w.imag, -w.real)
+
+
+def _cacosh(z):
+    """cmath.acosh, with C99's acosh(+-0 + i nan) = nan + i pi/2 (cmath gives nan + i nan)."""
+    if z.real == 0.0 and z.imag != z.imag:
+        return complex(nan, math.pi / 2.0)
+    return cmath.acosh(z)
+
+
+_csqrt, _casin, _cacos, _casinh = cmath.sqrt, cmath.asin, cmath.acos, cmath.asinh
+_cangle = cmath.phase
+
+
+def _cabs(z):
+    """|z| = hypot(re, im), inf where that is beyond floats (abs(complex) raises)."""
+    return _hypot(z.real, z.imag)
+
+
+def _cdiv(x, y):
+    """x / y, with NumPy's answer for y = 0: each part divided by |re y| (inf or nan)."""
+    try:
+        return x / y
+    except ZeroDivisionError:
+        return complex(_div(x.real, _abs(y.real)), _div(x.imag, _abs(y.real)))
+
+
+def _cpow(x, y):
+    """x ** y, as numpy.power on complex numbers: 1 for y = 0 (even for nan x), 0 for
+    x = 0 and y > 0 real, nan + i nan for x = 0 and any other y (Python raises), and the
+    polar form e**(y log x), with infinities, where Python overflows."""
+    if y == 0.0:
+        return 1.0 + 0.0j
+    try:
+        return complex(x) ** y
+    except ZeroDivisionError:
+        y = complex(y)
+        return 0j if y.imag == 0.0 and y.real > 0.0 else complex(nan, nan)
+    except OverflowError:
+        y = complex(y)
+        r, angle = _cabs(x), math.atan2(x.imag, x.real)
+        size, phase = _pow(r, y.real), angle * y.real
+        if y.imag:
+            size, phase = _div(size, _exp(angle * y.imag)), phase + y.imag * math.log(r)
+        return complex(size * math.cos(phase), size * math.sin(phase))
+
+
 
 def _max_of(values):
     """The largest value, nan if any is nan (Python's max would skip a nan, by position)."""
@@ -10883,6 +11397,16 @@ def _sum_of(values):
     return _sum(values, 0.0)
 
 
+def _csum_of(values):
+    """The sum of complex values, as a complex number even when there are none."""
+    return _sum(values, 0j)
+
+
+def _cprod_of(values):
+    """The product of complex values, multiplied in order (1 for none)."""
+    return complex(math.prod(values, start=1.0 + 0.0j))
+
+
 # ============================================================================================
 # Appendix C. Shared constants
 #
@@ -10898,9 +11422,11 @@ _constants = {}
 
 
 def _constant(value):
-    """The constant leaf for the float (or bool) `value`."""
+    """The constant leaf for the float (or bool, or complex) `value`."""
     if type(value) is bool:  # not shared: True == 1.0 would find 1.0's constant
         return _node(None, None, value, (), (), (), _CONSTANT, bool_)
+    if type(value) is complex:  # nor complex numbers: 1+0j == 1.0
+        return _node(None, None, value, (), (), (), _CONSTANT, complex128)
     constant = _constants.get(value)
     if constant is None:
         constant = _node(None, None, value, (), (), (), _CONSTANT)
@@ -10921,8 +11447,11 @@ def __getattr__(name):
 
 def _resolve_rules():
     """Look up the functions that rules name (defined after them), once, now all is here."""
-    for rule in (*_RULES.values(), _POW_INTEGER):
+    rules = (*_RULES.values(), _POW_INTEGER)
+    for rule in (*rules, *(r.on_complex for r in rules if getattr(r, "on_complex", None))):
         if isinstance(rule, _Elementwise):
+            if rule.dtype is not None:
+                rule.dtype = _as_dtype(rule.dtype, "rules")
             rule.fn = globals()[rule.fn] if isinstance(rule.fn, str) else rule.fn
             rule.rows = globals()[rule.rows] if isinstance(rule.rows, str) else rule.rows
             rule.safe_fn = globals()[rule.safe] if rule.safe else None
