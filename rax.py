@@ -501,12 +501,6 @@ def _as_tensor(value, op):
     return value if value.dtype is float64 else _astype(value, float64)
 
 
-def _as_num(value, op):
-    """value as a float64 or complex128 Tensor, for an op with a complex meaning."""
-    value = _as_any(value, op)
-    return value if value.dtype is not bool_ else _astype(value, float64)
-
-
 def _filled(shape, value):
     """A constant of `shape` with every element `value`, for the seeds and zeros that rax
     makes itself (in backward, say): marked as a constant, so that it is never mistaken
@@ -769,9 +763,8 @@ def sum(x, axis=None, keepdims=False, *, dim=None, dtype=None, out=None):
     """
     _no_dim("sum", dim, dtype, out)
     x = _as_num(x, "sum")
-    if x.dtype is complex128:  # complex numbers add from 0j (chapter 5h)
-        return _reduce(sum, x, axis, keepdims, _csum_of, _sum_vjps, complex128)
-    return _reduce(sum, x, axis, keepdims, _sum_of, _sum_vjps)
+    fn = _csum_of if x.dtype is complex128 else _sum_of  # complex numbers add from 0j
+    return _reduce(sum, x, axis, keepdims, fn, _sum_vjps, x.dtype)
 
 
 _RULES["sum"] = _reduction("_sum_of", "_csum_of")
@@ -1146,8 +1139,7 @@ def _as_argument(leaf):
 
 def _identity(x):
     """The same tensor as a new node; grad uses it to give each argument a node of its own."""
-    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps, _NO_ATTRS,
-                 x.dtype)
+    return _node("identity", _identity, x.data, x.shape, (x,), _identity_vjps, _NO_ATTRS, x.dtype)
 
 
 _RULES["identity"] = _Kernel(None)
@@ -1284,7 +1276,7 @@ def tanh(x):
 
 
 _TANH = _RULES["tanh"] = _Elementwise("tanh({0})", math.tanh,
-                                      on_complex=("_ctanh({0})", cmath.tanh))
+                                      on_complex=("_ctanh({0})", "_ctanh"))
 _tanh_vjps = (lambda g, out, x: g * (1.0 - out * out),)
 
 
@@ -2358,7 +2350,7 @@ def tan(x):
 
 
 _TAN = _RULES["tan"] = _Elementwise("tan({0})", math.tan, safe="_tan",
-                                    on_complex=("_ctan({0})", cmath.tan))
+                                    on_complex=("_ctan({0})", "_ctan"))
 _tan_vjps = (lambda g, out, x: g * (1.0 + out * out),)
 
 
@@ -2460,7 +2452,7 @@ def arccosh(x):
 
 
 _ARCCOSH = _RULES["arccosh"] = _Elementwise("acosh({0})", math.acosh, safe="_acosh",
-                                            on_complex=("_cacosh({0})", cmath.acosh))
+                                            on_complex=("_cacosh({0})", "_cacosh"))
 _arccosh_vjps = (lambda g, out, x: g / sqrt(x * x - 1.0),)
 
 
@@ -2489,7 +2481,8 @@ def log1p(x):
     return _unary(log1p, x, _LOG1P, _log1p_vjps)
 
 
-_LOG1P = _RULES["log1p"] = _Elementwise("log1p({0})", math.log1p, safe="_log1p")
+_LOG1P = _RULES["log1p"] = _Elementwise("log1p({0})", math.log1p, safe="_log1p",
+                                        on_complex=("_clog1p({0})", "_clog1p"))
 _log1p_vjps = (lambda g, out, x: g / (x + 1.0),)
 
 
@@ -2502,7 +2495,8 @@ def expm1(x):
     return _unary(expm1, x, _EXPM1, _expm1_vjps)
 
 
-_EXPM1 = _RULES["expm1"] = _Elementwise("expm1({0})", math.expm1, safe="_expm1")
+_EXPM1 = _RULES["expm1"] = _Elementwise("expm1({0})", math.expm1, safe="_expm1",
+                                        on_complex=("_cexpm1({0})", "_cexpm1"))
 _expm1_vjps = (lambda g, out, x: g * (out + 1.0),)
 
 
@@ -2545,7 +2539,7 @@ def exp2(x):
 
 
 _EXP2 = _RULES["exp2"] = _Elementwise("2.0 ** {0}", functools.partial(operator.pow, 2.0),
-                                      safe="_exp2")
+                                      safe="_exp2", on_complex=("_cexp2({0})", "_cexp2"))
 _exp2_vjps = (lambda g, out, x: g * (out * math.log(2.0)),)
 
 
@@ -4807,6 +4801,12 @@ def _promoted(op, x, y, rule):
     return x, y, rule.on_complex, rule.on_complex.dtype
 
 
+def _as_num(value, op):
+    """value as a float64 or complex128 Tensor, for an op with a complex meaning."""
+    value = _as_any(value, op)
+    return value if value.dtype is not bool_ else _astype(value, float64)
+
+
 def _no_complex(op, what="complex128 input"):
     """The TypeError of an op that has no complex meaning in rax."""
     raise TypeError(f"{op}: {what}: complex numbers have no order, and {op} has no complex "
@@ -4943,7 +4943,7 @@ def angle(x, deg=False):
     return out * (180.0 / math.pi) if deg else out
 
 
-_ANGLE = _RULES["angle"] = _Elementwise("_cangle({0})", cmath.phase)
+_ANGLE = _RULES["angle"] = _Elementwise("_cangle({0})", "_cangle")
 _angle_vjps = (lambda g, out, x: _complex(_filled(g.shape, 0.0), -g) / x,)
 
 
@@ -7730,7 +7730,7 @@ def primitive(op, forward, vjps):
         if len(inputs) != len(vjps):
             raise TypeError(f"{op}: takes {len(vjps)} input(s), one per vjp rule, "
                             f"got {len(inputs)}")
-        inputs = tuple(_as_tensor(t, op) for t in inputs)
+        inputs = tuple(_as_num(t, op) for t in inputs)  # float64 or complex128
         # While tracing, forward runs outside the trace: the program calls it again on new
         # inputs, so it may read their values (tolist(), float()) and its graph is dropped.
         state, _this_thread.trace = getattr(_this_thread, "trace", None), None
@@ -7741,9 +7741,9 @@ def primitive(op, forward, vjps):
             raise
         finally:
             _this_thread.trace = state
-        value = _as_tensor(value, f"{op} (the value forward returned)")
+        value = _as_num(value, f"{op} (the value forward returned)")
         return _node(op, new_op, value.data, value.shape, inputs, vjps,
-                      MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS)
+                     MappingProxyType(dict(attrs)) if attrs else _NO_ATTRS, value.dtype)
 
     new_op.__name__ = new_op.__qualname__ = op
     new_op.__doc__ = forward.__doc__
@@ -7809,14 +7809,14 @@ def check_grads(f, args, eps=1e-6, atol=1e-6, rtol=1e-5, directions=None, rng=0,
 def _directional_derivative(f, args, rng):
     """x -> <grad f(x), w> for a random w: its gradient is f's Hessian times w, so checking
     it checks f's second derivatives."""
-    weights = [_leaf(_fold([rng.gauss(0.0, 1.0) for _ in range(leaf.size)], leaf.shape),
-                     leaf.shape) if isinstance(leaf, Tensor) else None
+    weights = [_leaf(_fold(list(_probes("", leaf, 1, rng)[0][1]), leaf.shape), leaf.shape,
+                     leaf.dtype) if isinstance(leaf, Tensor) else None
                for leaf in tree_leaves(args)]
 
-    def derivative(*args):
+    def derivative(*args):  # (the real part: <g, w> is Re(g w) for complex leaves, 5h)
         gradients = tree_leaves(grad(f, argnums=tuple(range(len(args))))(*args))
         pairs = [(g, w) for g, w in zip(gradients, weights) if w is not None]
-        return _sum_of_products(*zip(*pairs)) if pairs else _constant(0.0)
+        return real(_sum_of_products(*zip(*pairs))) if pairs else _constant(0.0)
 
     return derivative
 
@@ -7834,7 +7834,8 @@ def _check_first_order(f, args, tolerances, directions, rng, mode, level):
             what = f"shape {out.shape}" if isinstance(out, Tensor) else type(out).__name__
             raise TypeError(f"check_grads: f must return a Tensor with one element, "
                             f"got {what}")
-        zero = [_filled(_as_tensor(leaf, "check_grads").shape, 0.0) for _, leaf in items]
+        zero = [_filled(leaf.shape, _ZERO_OF[leaf.dtype]) if isinstance(leaf, Tensor) else
+                _filled((), 0.0) for _, leaf in items]
 
     def f_with(position, new_leaf):  # f(*args) with leaf number `position` replaced
         leaves = [new_leaf if k == position else leaf for k, (_, leaf) in enumerate(items)]
@@ -7843,8 +7844,11 @@ def _check_first_order(f, args, tolerances, directions, rng, mode, level):
     def analytic(position, direction):  # the derivative along direction, by grad or jvp
         if mode == "rev":
             flat = _flat(gradients[position].data, gradients[position].ndim)
-            return flat[direction] if isinstance(direction, int) else \
-                _sum(map(operator.mul, flat, direction))
+            if isinstance(direction, int):
+                return flat[direction]
+            if isinstance(direction, tuple):  # JAX's convention: <g, v> is Re(g v) (5h)
+                return (flat[direction[0]] * direction[1]).real
+            return _sum(map(operator.mul, flat, direction)).real
         tangents = zero[:position] + [_moved(zero[position], direction, 1.0)] + \
             zero[position + 1:]
         return push_forward(_rebuild(args, iter(tangents))).item()
@@ -7856,13 +7860,7 @@ def _check_first_order(f, args, tolerances, directions, rng, mode, level):
     for position, (path, leaf) in enumerate(items):
         if not isinstance(leaf, Tensor):
             continue
-        if directions is None:  # each element on its own
-            probes = [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j)
-                      for j in range(leaf.size)]
-        else:
-            probes = [(f"along a random direction v, <d f / d {path}, v>",
-                       [rng.gauss(0.0, 1.0) for _ in range(leaf.size)])
-                      for _ in range(directions)]
+        probes = _probes(path, leaf, directions, rng)
         for what, direction in probes:
             value = analytic(position, direction)
             numeric = (f_with(position, _moved(leaf, direction, eps))
@@ -7872,6 +7870,19 @@ def _check_first_order(f, args, tolerances, directions, rng, mode, level):
                     f"check_grads: {what} is {value!r} {by}, but {numeric!r} by "
                     f"central differences (eps={eps}, atol={atol}, rtol={rtol}).\n"
                     + _blame(f, args, eps, atol, rtol, rng, mode == "rev" and level == 1))
+
+
+def _probes(path, leaf, directions, rng):
+    """The directions in which check_grads compares a leaf's derivatives: (what, direction)
+    for each element, and for a complex element its real and its imaginary direction; or
+    `directions` random vectors (complex ones for a complex leaf)."""
+    if directions is None:  # each element on its own
+        if leaf.dtype is complex128:
+            return [(f"d f / d {path} at {_index_of(j, leaf.shape)} along {part}", (j, unit))
+                    for j in range(leaf.size) for part, unit in (("1", 1.0), ("1j", 1j))]
+        return [(f"d f / d {path} at {_index_of(j, leaf.shape)}", j) for j in range(leaf.size)]
+    return [(f"along a random direction v, <d f / d {path}, v>", _gauss_like(leaf, rng))
+            for _ in range(directions)]
 
 
 def _check_check_grads_arguments(args, eps, atol, rtol, directions, modes, order):
@@ -7903,15 +7914,15 @@ def _blame(f, args, eps, atol, rtol, rng, first_order_rev=True):
     out = f(*args)
     nodes = [t for t in _topological_order(out) if t.forward is not None]
     for number, node in enumerate(nodes, 1):
-        w_flat = [rng.gauss(0.0, 1.0) for _ in range(node.size)]  # a random cotangent
-        w = _leaf(_fold(w_flat, node.shape), node.shape)
+        w_flat = _gauss_like(node, rng)  # a random cotangent (complex for a complex node)
+        w = _leaf(_fold(w_flat, node.shape), node.shape, node.dtype)
         shapes = ", ".join(str(t.shape) for t in node.inputs)
         op = f"op {node.op!r} (op {number} of {len(nodes)}, inputs of shapes {shapes})"
 
         def local(i, new_input):  # <w, node's op applied with input i replaced>
             inputs = node.inputs[:i] + (new_input,) + node.inputs[i + 1:]
-            value = node.forward(*inputs, **node.attrs)
-            return _sum(map(operator.mul, w_flat, _flat(value.data, value.ndim)))
+            value = node.forward(*inputs, **node.attrs)  # (the pairing is Re(w v): 5h)
+            return _sum(map(operator.mul, w_flat, _flat(value.data, value.ndim))).real
 
         def numeric(i, direction):
             x = node.inputs[i]
@@ -7924,27 +7935,29 @@ def _blame(f, args, eps, atol, rtol, rng, first_order_rev=True):
             if rule is None:
                 analytic_flat = [0.0] * x.size
             else:
-                analytic = _as_tensor(rule(w, node, *node.inputs), node.op)
+                analytic = _as_num(rule(w, node, *node.inputs), node.op)
                 if analytic.shape != x.shape:
                     return (f"The vjp rule of {op} for input {i} ({_source_location(rule)}) "
                             f"gives shape {analytic.shape}, but that input has shape {x.shape}.")
                 analytic_flat = _flat(analytic.data, analytic.ndim)
-            v = [rng.gauss(0.0, 1.0) for _ in range(x.size)]  # one look along a random line,
-            if _close(_sum(map(operator.mul, analytic_flat, v)), numeric(i, v), atol, rtol):
+            v = _gauss_like(x, rng)  # one look along a random line,
+            if _close(_sum(map(operator.mul, analytic_flat, v)).real, numeric(i, v), atol, rtol):
                 continue  # and element by element only to say where it is wrong
-            for j in range(x.size):
-                expected = numeric(i, j)
-                if _close(analytic_flat[j], expected, atol, rtol):
+            for j, unit in _units(x):
+                expected = numeric(i, (j, unit))
+                if _close((analytic_flat[j] * unit).real, expected, atol, rtol):
                     continue
                 if rule is None:
                     return (f"The first op whose gradient disagrees with central differences "
                             f"on that op alone is {op}: it has no vjp rule for input {i}, yet "
                             f"its output depends on that input (at {_index_of(j, x.shape)}, "
                             f"central differences give {expected!r}).")
+                along = " along 1j" if unit == 1j else ""
                 return (f"The first op whose vjp rule disagrees with central differences "
                         f"on that op alone is {op}: for input {i} at "
-                        f"{_index_of(j, x.shape)}, with a random cotangent, the rule gives "
-                        f"{analytic_flat[j]!r} but central differences give {expected!r}. "
+                        f"{_index_of(j, x.shape)}{along}, with a random cotangent, the rule "
+                        f"gives {(analytic_flat[j] * unit).real!r} but central differences "
+                        f"give {expected!r}. "
                         f"The rule is at {_source_location(rule)}. (Unless the input sits on "
                         f"a kink, such as relu at 0, where no derivative exists.)")
     if not first_order_rev:  # forward mode, or a derivative of a derivative
@@ -7955,6 +7968,19 @@ def _blame(f, args, eps, atol, rtol, rng, first_order_rev=True):
     return ("Every op's vjp rule agrees with central differences on that op alone, so look "
             "at f itself: a kink (relu, abs, max at a tie) near the point, an eps too large "
             "or too small for f, or randomness or changing state inside f.")
+
+
+def _gauss_like(t, rng):
+    """t.size random normal numbers (complex ones, both parts normal, for a complex t)."""
+    if t.dtype is complex128:
+        return [complex(rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)) for _ in range(t.size)]
+    return [rng.gauss(0.0, 1.0) for _ in range(t.size)]
+
+
+def _units(t):
+    """(flat position, unit) for each direction of each element: 1, and 1j if complex."""
+    units = (1.0, 1j) if t.dtype is complex128 else (1.0,)
+    return [(j, unit) for j in range(t.size) for unit in units]
 
 
 def _topological_order(root):
@@ -7974,14 +8000,17 @@ def _topological_order(root):
 
 
 def _moved(t, direction, step):
-    """A leaf like t moved by `step` along `direction`: the flat position of one element, or
-    a vector of t's size in row-major order."""
+    """A leaf like t moved by `step` along `direction`: the flat position of one element,
+    (that position, 1j) for the imaginary direction of a complex element, or a vector of
+    t's size in row-major order."""
     flat = list(_flat(t.data, t.ndim))
     if isinstance(direction, int):
         flat[direction] += step
+    elif isinstance(direction, tuple):
+        flat[direction[0]] += step * direction[1]
     else:
         flat = [a + step * b for a, b in zip(flat, direction)]
-    return _leaf(_fold(flat, t.shape), t.shape)
+    return _leaf(_fold(flat, t.shape), t.shape, t.dtype)
 
 
 def _index_of(j, shape):
@@ -11206,7 +11235,7 @@ def _cexp(z):
         return complex(half * math.cos(y) * half, half * math.sin(y) * half)
     if x == inf:
         return complex(inf, nan)
-    return complex(0.0, 0.0) if x == -inf else complex(nan, nan)
+    return complex(0.0, math.copysign(0.0, y)) if x == -inf else complex(nan, nan)
 
 
 def _clog(z):
@@ -11322,7 +11351,28 @@ def _cacosh(z):
 
 
 _csqrt, _casin, _cacos, _casinh = cmath.sqrt, cmath.asin, cmath.acos, cmath.asinh
-_cangle = cmath.phase
+
+
+def _cangle(z):
+    """atan2(im, re), as numpy.angle (cmath.phase raises on some infinities with nans)."""
+    return math.atan2(z.imag, z.real)
+
+
+def _clog1p(z):
+    """log(1 + z) as NumPy's: log(hypot(re + 1, im)) + i atan2(im, re + 1)."""
+    return complex(_log(_hypot(z.real + 1.0, z.imag)), math.atan2(z.imag, z.real + 1.0))
+
+
+def _cexpm1(z):
+    """e**z - 1 as NumPy's: expm1(re) cos(im) - 2 sin(im/2)**2 + i e**re sin(im)."""
+    x, y = z.real, z.imag
+    a = _sin(y / 2.0)
+    return complex(_expm1(x) * _cos(y) - 2.0 * a * a, _exp(x) * _sin(y))
+
+
+def _cexp2(z):
+    """2**z as NumPy's: e**(z log 2)."""
+    return _cexp(complex(z.real * _LN2, z.imag * _LN2))
 
 
 def _cabs(z):
@@ -11340,15 +11390,20 @@ def _cdiv(x, y):
 
 def _cpow(x, y):
     """x ** y, as numpy.power on complex numbers: 1 for y = 0 (even for nan x), 0 for
-    x = 0 and y > 0 real, nan + i nan for x = 0 and any other y (Python raises), and the
+    x = 0 and re(y) > 0, nan + i nan for x = 0 and any other y (Python raises), and the
     polar form e**(y log x), with infinities, where Python overflows."""
     if y == 0.0:
         return 1.0 + 0.0j
+    if y == 2.0:  # NumPy's products for 2 and 3: z * z is its square, at inf too
+        return x * x
+    if y == 3.0:
+        return x * x * x
+    if x == 0.0:
+        return 0j if complex(y).real > 0.0 else complex(nan, nan)
     try:
         return complex(x) ** y
     except ZeroDivisionError:
-        y = complex(y)
-        return 0j if y.imag == 0.0 and y.real > 0.0 else complex(nan, nan)
+        return 0j if complex(y).real > 0.0 else complex(nan, nan)
     except OverflowError:
         y = complex(y)
         r, angle = _cabs(x), math.atan2(x.imag, x.real)

@@ -29,6 +29,7 @@ Sections:
 """
 
 import builtins
+import cmath
 import collections
 import copy
 import fractions
@@ -10119,3 +10120,379 @@ def test_empty_gathers_and_their_gradients_in_every_backend(backend):
     y = Tensor(np.zeros((0, 2)))
     f = lambda y: rax.sum(y[np.array([], bool), np.array([[0], [1]])])  # noqa: E731
     assert float(np.asarray(rax.jit(f, backend=backend)(y))) == 0.0
+
+
+# ============================================================================================
+# 29. Complex numbers: the dtype complex128, cmath's special values, JAX's gradients
+#
+# References: NumPy (values; glibc's C99 Annex G functions, the same tables as cmath), JAX
+# (gradients: the cotangent of z = x + iy is dL/dx - i dL/dy), central differences along
+# the real and the imaginary direction, and hand-derived formulas. C99 leaves the sign of a
+# zero unspecified in some results at infinities and nans (csin(nan + 0i) = nan +- 0i), and
+# NumPy's complex multiply and divide use FMA or 1/denominator where the machine has them:
+# those signs, and the last bits of products, are not compared; every other bit is.
+# ============================================================================================
+
+_C_PARTS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 2.0, 1e-320, 1e308, -1e308, 710.0, -710.0,
+            inf, -inf, nan] if (inf := math.inf) else []
+_C_GRID = [complex(x, y) for x in _C_PARTS for y in _C_PARTS]
+_C_UNARY = ["exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh", "arcsin",
+            "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "log10", "log2", "log1p",
+            "expm1", "exp2", "square", "abs", "angle", "conj", "real", "imag", "negative"]
+
+
+def _c_same(got, want, z=0j, rel=1e-14):
+    """got equals want (complex or float): nan where nan, each part within rel (and the
+    smallest subnormal), signs of zeros compared only where z, the input, is finite."""
+    for a, b in ((complex(got).real, complex(want).real), (complex(got).imag, complex(want).imag)):
+        if a != a or b != b:
+            if not (a != a and b != b):
+                return False
+        elif a == b:
+            if a == 0.0 and math.copysign(1, a) != math.copysign(1, b) and \
+                    math.isfinite(z.real) and math.isfinite(z.imag):
+                return False
+        elif not abs(a - b) <= rel * abs(b) + 1e-322:
+            return False
+    return True
+
+
+complex_parts = st.one_of(st.floats(-3.0, 3.0), st.sampled_from(_C_PARTS))
+complex_numbers = st.builds(complex, complex_parts, complex_parts)
+moderate_complex = st.builds(complex, st.floats(-2.0, 2.0), st.floats(-2.0, 2.0))
+
+
+def _c_tensor(flat, shape):
+    return rax.astype(Tensor(list(flat)), "complex128").reshape(shape)
+
+
+def test_complex_data_makes_complex128_tensors():
+    """Complex numbers, NumPy complex arrays (complex64 too), torch complex tensors and
+    lists mixing floats with a complex number make complex128 tensors, as NumPy; the dtype
+    equals NumPy's spellings; values, tolist, item, complex(), repr and numpy.asarray come
+    back exact; float() of a complex tensor is a TypeError."""
+    np = _np()
+    z = Tensor([1 + 2j, 3 - 1j])
+    assert z.dtype == "complex128" and z.dtype == np.complex128 and z.dtype == complex
+    assert z.dtype == np.dtype("complex128") and z.dtype.kind == "c"
+    assert z.tolist() == [1 + 2j, 3 - 1j] and all(type(v) is complex for v in z.tolist())
+    assert Tensor([1.0, 2j]).dtype == "complex128" and Tensor([1.0, 2j]).tolist() == [1, 2j]
+    assert Tensor(np.array([1 + 2j], np.complex64)).tolist() == [1 + 2j]
+    assert Tensor(np.zeros((0, 2), complex)).dtype == "complex128"
+    assert repr(Tensor(np.zeros((0,), complex))) == "Tensor([], dtype=complex128)"
+    assert complex(Tensor(1j)) == 1j and Tensor(1j).item() == 1j
+    assert np.asarray(z).dtype == np.complex128 and np.asarray(z).tolist() == z.tolist()
+    assert Tensor(np.float64(2.0)).dtype == "float64" and Tensor([1, 2]).dtype == "float64"
+    with pytest.raises(TypeError, match="complex128"):
+        float(Tensor(1j))
+    torch = pytest.importorskip("torch")
+    t = Tensor(torch.tensor([1 + 2j, -3j], dtype=torch.complex128))
+    assert t.dtype == "complex128" and t.tolist() == [1 + 2j, -3j]
+    assert Tensor(torch.tensor([1j], dtype=torch.complex64)).tolist() == [1j]
+
+
+@pytest.mark.parametrize("name", _C_UNARY)
+def test_complex_elementwise_special_values_match_numpy(name):
+    """Each complex elementwise op on a grid of special values in both parts (signed zeros,
+    subnormals, 1e308, 710, inf, nan, branch cuts at -1 and +-i) gives NumPy's values:
+    C99's Annex G, where cmath would raise ValueError or OverflowError."""
+    np = _np()
+    fn = getattr(rax, {"negative": "neg"}.get(name, name))
+    got = fn(Tensor(_C_GRID))
+    with np.errstate(all="ignore"):
+        want = getattr(np, name)(np.array(_C_GRID)).tolist()
+    assert got.dtype == ("float64" if name in ("abs", "angle", "real", "imag") else "complex128")
+    for z, g, w in zip(_C_GRID, got.tolist(), want):
+        if name == "square" and not math.isfinite(abs(complex(w))):
+            continue  # a product that overflows: NumPy's parts are the machine's (FMA)
+        assert _c_same(g, w, z), f"{name}({z!r}): rax {g!r}, numpy {w!r}"
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow"])
+def test_complex_binary_ops_match_numpy(name):
+    """+, -, *, / and ** of complex numbers: NumPy's values on random moderate numbers
+    (within 4 ulps: NumPy's products may use FMA), its special values where they are not
+    the machine's (0 ** w, z ** 0, z / 0, inf and nan in sums), and NumPy's promotion of
+    floats and bools."""
+    np = _np()
+    rng = random.Random(23)
+    zs = [complex(rng.uniform(-3, 3), rng.uniform(-3, 3)) for _ in range(200)]
+    ws = [complex(rng.uniform(-3, 3), rng.uniform(-3, 3)) for _ in range(150)] + \
+        [2, 3, -1, 0.5, -2, 4, 1, 0] * 6 + [0j, -0.0 + 0j]
+    ufunc = {"sub": "subtract", "mul": "multiply", "div": "divide", "pow": "power"}.get(
+        name, name)
+    fn = getattr(rax, name)
+    got = fn(Tensor(zs), Tensor([complex(w) for w in ws])).tolist()
+    with np.errstate(all="ignore"):
+        want = getattr(np, ufunc)(np.array(zs), np.array(ws, complex)).tolist()
+    for z, w, g, e in zip(zs, ws, got, want):
+        assert _c_same(g, e, rel=1e-13), f"{name}({z!r}, {w!r}): rax {g!r}, numpy {e!r}"
+    specials = [0j, -0.0 + 0j, 1 + 1j, inf + 0j, complex(nan, 0), complex(0, inf), 2 + 0j]
+    grid = [(a, b) for a in specials for b in specials + [1j, -1 + 0j, 0.5 + 0j]]
+    if name in ("add", "sub", "pow") or name == "div":
+        for a, b in grid:
+            if name in ("div", "pow") and not (b == 0 or a == 0):
+                continue  # only the zero cases: elsewhere the machine's arithmetic decides
+            with np.errstate(all="ignore"):
+                e = complex(getattr(np, ufunc)(np.complex128(a), np.complex128(b)))
+            g = fn(Tensor(a), Tensor(b)).item()
+            assert _c_same(g, e, complex(a.real + b.real, a.imag + b.imag)), (a, b, g, e)
+    x, b = Tensor([1.5, -2.0]), Tensor([True, False])
+    for other in (x, b, 2.0, True):
+        out = fn(Tensor([1 + 1j, 2j]), other)
+        assert out.dtype == "complex128"
+        with np.errstate(all="ignore"):
+            e = getattr(np, ufunc)(np.array([1 + 1j, 2j]), np.asarray(other, dtype=float))
+        assert all(_c_same(g, w, rel=1e-13) for g, w in zip(out.tolist(), e.tolist()))
+
+
+def test_each_complex_rule_says_one_computation():
+    """Each complex twin (and each complex-only rule) computes the same as its expression
+    run as Python source (as compiled programs run it) and as its safe twin, bit for bit,
+    on the grid of special values; where its function raises, the safe twin answers."""
+    namespace = {name: value for name, value in vars(rax).items()
+                 if name.startswith("_") and callable(value)}
+    namespace.update(complex=complex, inf=math.inf, nan=math.nan)
+    rules = [(op, r.on_complex) for op, r in rax._RULES.items()
+             if getattr(r, "on_complex", None) and isinstance(r.on_complex, rax._Elementwise)]
+    rules += [(op, rax._RULES[op]) for op in COMPLEX_ONLY_RULES if op != "complex"]
+    for op, rule in rules:
+        arity = len(set(re.findall(r"\{\d\}", rule.expr)))
+        grid = _C_GRID if arity == 1 else [(a, b) for a in _C_GRID[::7] for b in _C_GRID[::5]]
+        fast = eval("lambda *v: " + rule.expr.format(*(f"v[{i}]" for i in range(arity))),
+                    namespace)
+        for values in grid:
+            values = (values,) if arity == 1 else values
+            eager = rule([[v] for v in values], 1)[0]
+            try:
+                expected = fast(*values)
+            except (ArithmeticError, ValueError):
+                assert rule.safe_fn is not None, f"{op}{values}: the expression raised"
+                expected = rule.safe_fn(*values)
+            assert _c_same(eager, expected, 1j, rel=0.0), f"{op}{values}: {eager} {expected}"
+
+
+@given(broadcastable_shapes(2), st.data())
+def test_complex_arithmetic_broadcasts_as_numpy(shapes_pair, data):
+    """Complex tensors of rank 0-5 with zero sides and broadcasting, special values in both
+    parts: +, -, * and exp, log, sqrt give NumPy's values (products to 4 ulps, since NumPy's
+    may use FMA; at infinities or nans a product's parts are the machine's, not compared)."""
+    np = _np()
+    (s1, s2) = shapes_pair
+    a = data.draw(st.lists(complex_numbers, min_size=math.prod(s1), max_size=math.prod(s1)))
+    b = data.draw(st.lists(complex_numbers, min_size=math.prod(s2), max_size=math.prod(s2)))
+    x, y = _c_tensor(a, s1), _c_tensor(b, s2)
+    xa, ya = np.array(a, complex).reshape(s1), np.array(b, complex).reshape(s2)
+    with np.errstate(all="ignore"):
+        cases = [(x + y, xa + ya), (x - y, xa - ya), (x * y, xa * ya), (rax.exp(x), np.exp(xa)),
+                 (rax.log(y), np.log(ya)), (rax.sqrt(x), np.sqrt(xa))]
+    for k, (got, want) in enumerate(cases):
+        assert got.shape == want.shape and got.dtype == "complex128"
+        for g, w in zip(np.asarray(got).ravel().tolist(), want.ravel().tolist()):
+            if k == 2 and not (math.isfinite(abs(g)) and math.isfinite(abs(w))):
+                continue
+            assert _c_same(g, w, (w if k == 2 else 0j), rel=1e-13), (k, g, w)
+
+
+@given(shapes(), st.data())
+def test_complex_reductions_movement_and_contractions_match_numpy(shape, data):
+    """sum, mean, prod, cumsum over any axis, reshape, transpose, flip, indexing, concatenate
+    with a float tensor (promoted), where, matmul, einsum and dot of complex tensors give
+    NumPy's values and keep complex128."""
+    np = _np()
+    flat = data.draw(st.lists(moderate_complex, min_size=math.prod(shape),
+                              max_size=math.prod(shape)))
+    x, xa = _c_tensor(flat, shape), np.array(flat, complex).reshape(shape)
+    axis = data.draw(st.sampled_from([None] + list(range(len(shape)))))
+    close = lambda got, want: got.dtype == "complex128" and np.allclose(  # noqa: E731
+        np.asarray(got), want, rtol=1e-12, atol=1e-12)
+    assert close(x.sum(axis), xa.sum(axis)) and close(x.prod(axis), xa.prod(axis))
+    if math.prod(shape) and (axis is None or shape[axis]):
+        assert close(x.mean(axis), xa.mean(axis))
+    assert close(rax.cumsum(x, axis), np.cumsum(xa, axis))
+    assert close(x.reshape(-1), xa.reshape(-1)) and close(x.T, xa.T)
+    assert close(rax.flip(x), np.flip(xa)) and close(rax.stack([x, x]), np.stack([xa, xa]))
+    if shape:
+        assert close(x[::-1], xa[::-1]) and close(rax.concatenate([x, rax.ones(shape)]),
+                                                  np.concatenate([xa, np.ones(shape)]))
+        assert close(rax.where(rax.real(x) > 0, x, 1.0), np.where(xa.real > 0, xa, 1.0))
+        m = x.reshape(math.prod(shape[:-1]), shape[-1])
+        ma = xa.reshape(math.prod(shape[:-1]), shape[-1])
+        assert close(m @ m.T, ma @ ma.T) and close(rax.einsum("ij,kj->ik", m, m), ma @ ma.T)
+        assert close(rax.dot(m, m.T), np.dot(ma, ma.T))
+        assert close(m @ rax.ones((shape[-1],)), ma @ np.ones(shape[-1]))
+
+
+def test_complex_parts_and_predicates_match_numpy():
+    """real, imag, conj, angle (deg too), abs, iscomplex, isreal, iscomplexobj, isrealobj,
+    real_if_close, t.real, t.imag, t.conj(): NumPy's values and dtypes, on complex and real
+    tensors."""
+    np = _np()
+    values = [1 + 2j, -3 + 0j, 0j, -0.0 - 1j, complex(inf, nan)]
+    z, za = Tensor(values), np.array(values)
+    for name in ("real", "imag", "conj", "angle", "abs", "iscomplex", "isreal"):
+        got, want = getattr(rax, name)(z), getattr(np, name)(za)
+        assert str(got.dtype) == str(want.dtype), name
+        assert all(_c_same(g, w) if name not in ("iscomplex", "isreal") else g == w
+                   for g, w in zip(got.tolist(), want.tolist())), name
+    assert repr(z.real.tolist()) == repr(za.real.tolist())
+    assert repr(z.imag.tolist()) == repr(za.imag.tolist())
+    assert z.conj().tolist()[0] == 1 - 2j and rax.angle(Tensor(1j), deg=True).item() == 90.0
+    assert rax.iscomplexobj(z) and not rax.iscomplexobj(Tensor([1.0])) and rax.isrealobj(1.0)
+    assert rax.real_if_close(Tensor([1 + 1e-20j])).dtype == "float64"
+    assert rax.real_if_close(Tensor([1 + 1e-3j])).dtype == "complex128"
+    x = Tensor([-1.0, 2.0])
+    assert rax.real(x) is x and rax.conj(x) is x and rax.imag(x).tolist() == [0.0, 0.0]
+    assert rax.angle(x).tolist() == np.angle([-1.0, 2.0]).tolist()
+    assert not rax.iscomplex(x).any() and rax.isreal(x).all()
+
+
+@pytest.mark.parametrize("call", [
+    lambda z: z < 1, lambda z: z >= z, lambda z: rax.max(z), lambda z: rax.min(z, axis=0),
+    lambda z: rax.sort(z), lambda z: rax.argsort(z), lambda z: rax.argmax(z),
+    lambda z: rax.maximum(z, 0), lambda z: rax.relu(z), lambda z: rax.floor(z),
+    lambda z: rax.clip(z, 0, 1), lambda z: rax.sign(z), lambda z: rax.sigmoid(z),
+    lambda z: z % 2, lambda z: rax.logsumexp(z), lambda z: rax.arctan2(z, z)])
+def test_ordering_ops_refuse_complex_and_say_why(call):
+    """Comparisons, max/min, sort and the ops with no complex meaning are TypeErrors that
+    say why (NumPy's lexicographic order is refused) and what to do instead."""
+    with pytest.raises(TypeError, match="lexicographically.*rax.real, rax.imag or rax.abs"):
+        call(Tensor([1 + 2j, 3 - 1j]))
+
+
+def test_complex_astype_equality_and_constructors():
+    """astype to complex128 and back to bool; complex128 to float64 is a TypeError (NumPy
+    would drop the imaginary parts); == and != compare complex numbers; zeros_like, ones_like
+    and full keep or make complex128."""
+    z = Tensor([1 + 2j, 0j])
+    assert rax.astype(Tensor([1.0, -0.0]), "complex128").tolist() == [1 + 0j, -0.0 + 0j]
+    assert rax.astype(z, bool).tolist() == [True, False]
+    with pytest.raises(TypeError, match="imaginary"):
+        rax.astype(z, "float64")
+    assert (z == Tensor([1 + 2j, 1.0])).tolist() == [True, False] and (z != 0).tolist() == [
+        True, False]
+    assert rax.zeros_like(z).tolist() == [0j, 0j] and rax.ones_like(z).dtype == "complex128"
+    assert rax.full((2,), 1j).dtype == "complex128"
+
+
+def _jax64():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    return jax, jax.numpy
+
+
+# Real-valued functions of complex z: (rax's, JAX's), each smooth where it is tested.
+_C_REAL_LOSSES = [
+    ("abs squared", lambda r, z: (r.abs(z) ** 2).sum(), lambda j, z: (j.abs(z) ** 2).sum()),
+    ("abs", lambda r, z: r.abs(z).sum(), lambda j, z: j.abs(z).sum()),
+    ("real of exp", lambda r, z: r.real(r.exp(z)).sum(), lambda j, z: j.real(j.exp(z)).sum()),
+    ("imag of log", lambda r, z: r.imag(r.log(z)).sum(), lambda j, z: j.imag(j.log(z)).sum()),
+    ("angle", lambda r, z: r.angle(z).sum(), lambda j, z: j.angle(z).sum()),
+    ("abs of products", lambda r, z: r.abs(z * r.conj(z) * (1 + 2j) + r.sin(z)).sum(),
+     lambda j, z: j.abs(z * j.conj(z) * (1 + 2j) + j.sin(z)).sum()),
+    ("real of a matmul", lambda r, z: r.real(r.outer(z, z) @ r.conj(z)).sum(),
+     lambda j, z: j.real(j.outer(z, z) @ j.conj(z)).sum()),
+    ("division and powers", lambda r, z: r.real(r.sqrt(z) / (z ** 2 + 3.0) + z ** z).sum(),
+     lambda j, z: j.real(j.sqrt(z) / (z ** 2 + 3.0) + z ** z).sum()),
+    ("trigonometry", lambda r, z: r.imag(r.tan(z) + r.arcsinh(z) * r.cosh(z) + r.arctan(z)
+                                         + r.arccos(z / 4) + r.tanh(z)).sum(),
+     lambda j, z: j.imag(j.tan(z) + j.arcsinh(z) * j.cosh(z) + j.arctan(z)
+                         + j.arccos(z / 4) + j.tanh(z)).sum()),
+    ("mean and prod", lambda r, z: r.abs(z.mean() * z.prod() + r.cumsum(z)[-1]) ** 2,
+     lambda j, z: j.abs(z.mean() * z.prod() + j.cumsum(z)[-1]) ** 2),
+]
+
+
+@pytest.mark.parametrize("name, rax_loss, jax_loss", _C_REAL_LOSSES,
+                         ids=[row[0] for row in _C_REAL_LOSSES])
+@settings(max_examples=15)
+@given(st.lists(st.builds(complex, st.floats(0.3, 2.0), st.floats(-2.0, 2.0)), min_size=1,
+                max_size=4))
+def test_complex_gradients_are_jax_gradients(name, rax_loss, jax_loss, values):
+    """grad of a real-valued f of complex z is JAX's (df/dx - i df/dy), within 1e-10, and
+    central differences along the real and the imaginary direction of each element agree
+    (check_grads), also along random complex directions."""
+    jax, jnp = _jax64()
+    z = Tensor(values)
+    got = rax.grad(lambda z: rax_loss(rax, z))(z)
+    want = jax.grad(lambda z: jax_loss(jnp, z))(jnp.array(values, dtype=jnp.complex128))
+    assert got.dtype == "complex128"
+    for g, w in zip(got.tolist(), [complex(v) for v in want.tolist()]):
+        assert abs(g - w) <= 1e-10 * (1 + abs(w)), (name, g, w)
+    rax.check_grads(lambda z: rax_loss(rax, z), (z,), atol=1e-5, rtol=1e-5)
+    rax.check_grads(lambda z: rax_loss(rax, z), (z,), directions=2, atol=1e-5, rtol=1e-5)
+
+
+def test_complex_gradient_conventions_jax_and_pytorch():
+    """The issue's example: grad of (abs(z) ** 2).sum() at [1+2j, 3-1j] is [2-4j, 6+2j]
+    (JAX's and autograd's, 2 conj(z)); PyTorch's z.grad is its conjugate, [2+4j, 6-2j]; a
+    real input's gradient through complex intermediates is real (JAX's too)."""
+    z = Tensor([1 + 2j, 3 - 1j])
+    assert rax.grad(lambda z: (rax.abs(z) ** 2).sum())(z).tolist() == [2 - 4j, 6 + 2j]
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([1 + 2j, 3 - 1j], dtype=torch.complex128, requires_grad=True)
+    (t.abs() ** 2).sum().backward()
+    assert rax.conj(rax.grad(lambda z: (rax.abs(z) ** 2).sum())(z)).tolist() == \
+        t.grad.tolist()
+    jax, jnp = _jax64()
+    f = lambda m, x: m.abs(m.exp(x * (1 + 1j)) + x * 2j).sum()  # noqa: E731
+    x = [0.5, -1.25]
+    got = rax.grad(lambda x: f(rax, x))(Tensor(x))
+    want = jax.grad(lambda x: f(jnp, x))(jnp.array(x))
+    assert got.dtype == "float64" and all(abs(g - w) < 1e-12 for g, w in zip(
+        got.tolist(), want.tolist()))
+
+
+_C_HOLOMORPHIC = [("exp", "exp", lambda z: cmath.exp(z)), ("sin", "sin", cmath.cos),
+                  ("log", "log", lambda z: 1 / z), ("sqrt", "sqrt", lambda z: 0.5 / cmath.sqrt(z)),
+                  ("tanh", "tanh", lambda z: 1 - cmath.tanh(z) ** 2),
+                  ("arcsin", "arcsin", lambda z: 1 / cmath.sqrt(1 - z * z)),
+                  ("square", "square", lambda z: 2 * z), ("reciprocal", "reciprocal",
+                                                             lambda z: -1 / z ** 2)]
+
+
+@pytest.mark.parametrize("name, jax_name, derivative", _C_HOLOMORPHIC,
+                         ids=[row[0] for row in _C_HOLOMORPHIC])
+def test_holomorphic_grad_is_the_complex_derivative(name, jax_name, derivative):
+    """grad(f, holomorphic=True)(z) is f'(z) (hand-derived, and jax.grad(holomorphic=True)),
+    and grad of that again is f''(z) by central differences of f' along 1 and 1j."""
+    jax, jnp = _jax64()
+    fn = getattr(rax, name)
+    for z in (0.5 + 0.3j, 1.2 - 0.7j, -0.4 + 0.2j):
+        got = rax.grad(lambda z: fn(z), holomorphic=True)(Tensor(z)).item()
+        want = complex(jax.grad(getattr(jnp, jax_name), holomorphic=True)(jnp.complex128(z)))
+        assert abs(got - derivative(z)) < 1e-12 * (1 + abs(got)) and abs(got - want) < 1e-12
+        second = rax.grad(rax.grad(lambda z: fn(z), holomorphic=True), holomorphic=True)
+        h = 1e-6
+        for step in (h, 1j * h):
+            numeric = (derivative(z + step) - derivative(z - step)) / (2 * step)
+            assert abs(second(Tensor(z)).item() - numeric) < 1e-6 * (1 + abs(numeric))
+
+
+def test_grad_of_complex_output_needs_holomorphic():
+    """grad of a complex-valued f is a TypeError naming holomorphic=True (as JAX);
+    holomorphic=True with a real argument or a real output is a TypeError; backward of a
+    complex tensor takes a complex seed (a real one is promoted)."""
+    z = Tensor([1 + 2j])
+    with pytest.raises(TypeError, match="holomorphic=True"):
+        rax.grad(lambda z: (z * z).sum())(z)
+    with pytest.raises(TypeError, match="arguments must be complex128"):
+        rax.grad(lambda x: (x * 1j).sum(), holomorphic=True)(Tensor([1.0]))
+    with pytest.raises(TypeError, match="must return a complex128"):
+        rax.grad(lambda z: rax.abs(z).sum(), holomorphic=True)(z)
+    out = z * (2 - 1j)
+    assert out.backward(seed=[1.0])[z].tolist() == [2 - 1j]
+    with pytest.raises(TypeError, match="seed is complex128"):
+        rax.abs(z).backward(seed=[1j])
+
+
+def test_check_grads_checks_complex_inputs_in_both_directions():
+    """check_grads on a complex argument compares each element along 1 and along 1j, in
+    both modes and at second order; a rule that forgets a conjugate is caught along 1j and
+    blamed by name."""
+    z = Tensor([1 + 2j, 3 - 1j])
+    rax.check_grads(lambda z, x: rax.abs(rax.sqrt(z) * x).sum(), (z, Tensor([1.0, 2.0])),
+                    modes=("rev", "fwd"), order=2)
+    bad = rax.primitive("conj_without_conj", lambda x: rax.conj(x), [lambda g, out, x: g])
+    with pytest.raises(AssertionError, match=r"along 1j[\s\S]*conj_without_conj"):
+        rax.check_grads(lambda z: rax.imag(bad(z)).sum(), (z,))
