@@ -10496,3 +10496,126 @@ def test_check_grads_checks_complex_inputs_in_both_directions():
     bad = rax.primitive("conj_without_conj", lambda x: rax.conj(x), [lambda g, out, x: g])
     with pytest.raises(AssertionError, match=r"along 1j[\s\S]*conj_without_conj"):
         rax.check_grads(lambda z: rax.imag(bad(z)).sum(), (z,))
+
+
+# ---- rax.fft: numpy.fft's values, JAX's gradients --------------------------------------------
+
+_FFT_1D = ["fft", "ifft", "rfft", "irfft", "hfft", "ihfft"]
+
+
+def _fft_close(got, want, rtol=1e-10):
+    """got (a tensor) is want (an array) to rtol of the largest |value|, with its shape."""
+    np = _np()
+    got = np.asarray(got)
+    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
+    return got.shape == want.shape and np.allclose(got, want, rtol=0, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("n", list(range(1, 65)) + [97, 101, 127, 251, 509, 1009, 1021,
+                                                    128, 256, 512, 1024, 2048, 4096, 4093])
+def test_fft_of_every_length_is_numpys(n):
+    """fft and ifft of n random complex numbers, for every n from 1 to 64, primes (Bluestein)
+    and powers of two up to 4096: numpy.fft's values to 1e-10 of the largest."""
+    np = _np()
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=n) + 1j * rng.normal(size=n)
+    assert _fft_close(rax.fft.fft(Tensor(x)), np.fft.fft(x))
+    assert _fft_close(rax.fft.ifft(Tensor(x)), np.fft.ifft(x))
+    assert _fft_close(rax.fft.rfft(Tensor(x.real)), np.fft.rfft(x.real))
+
+
+@settings(max_examples=60)
+@given(shapes(min_rank=1, max_rank=4), st.data())
+def test_fft_transforms_match_numpy_on_any_shape_axis_n_and_norm(shape, data):
+    """The six 1-D transforms of rank 1-4 tensors with zero sides, along any axis, with n
+    None or 1-9 and every norm: numpy.fft's values and shapes, or its error type."""
+    np = _np()
+    name = data.draw(st.sampled_from(_FFT_1D))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    n = data.draw(st.one_of(st.none(), st.integers(1, 9)))
+    norm = data.draw(st.sampled_from([None, "backward", "ortho", "forward"]))
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(size=shape)
+    if name not in ("rfft", "ihfft"):
+        x = x + 1j * rng.normal(size=shape)
+    try:
+        want = getattr(np.fft, name)(x, n=n, axis=axis, norm=norm)
+    except (ValueError, IndexError) as error:
+        with pytest.raises(type(error) if isinstance(error, ValueError) else ValueError):
+            getattr(rax.fft, name)(Tensor(x), n=n, axis=axis, norm=norm)
+        return
+    assert _fft_close(getattr(rax.fft, name)(Tensor(x), n=n, axis=axis, norm=norm), want)
+
+
+@pytest.mark.parametrize("name", ["fftn", "ifftn", "rfftn", "irfftn", "fft2", "ifft2",
+                                  "rfft2", "irfft2"])
+@pytest.mark.parametrize("s, axes", [(None, None), ((3, 4), None), (None, (0, 2)),
+                                     ((2, 5), (-1, 0)), ((4,), (1,)), (None, (1, 1))])
+def test_fftn_matches_numpy_with_s_and_axes(name, s, axes):
+    """The n-dimensional transforms with s and axes None, negative, repeated or given
+    together: numpy.fft's values and shapes (fft2 and friends on their default axes when
+    axes is None)."""
+    np = _np()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 4, 5))
+    if name.startswith(("ifft", "irfft", "fft")):
+        x = x + 1j * rng.normal(size=x.shape)
+    kwargs = {"s": s} if axes is None else {"s": s, "axes": axes}
+    if name.endswith("2") and s is not None and axes is None and len(s) != 2:
+        return
+    want = getattr(np.fft, name)(x, **kwargs)
+    assert _fft_close(getattr(rax.fft, name)(Tensor(x), **kwargs), want)
+
+
+@pytest.mark.parametrize("name", _FFT_1D + ["fftn", "rfftn", "irfftn"])
+@pytest.mark.parametrize("norm", [None, "ortho", "forward"])
+@pytest.mark.parametrize("n", [None, 3, 8])
+def test_fft_gradients_are_jax_gradients(name, norm, n):
+    """grad of a real loss through each transform (n cropping or padding, every norm) is
+    jax.grad's, real for the real-input transforms; the rules are transforms themselves
+    (an fft op appears in the gradient graph)."""
+    np = _np()
+    jax, jnp = _jax64()
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 5))
+    if name not in ("rfft", "ihfft", "rfftn"):
+        x = x + 1j * rng.normal(size=x.shape)
+    nd = name.endswith("n")
+    kwargs = dict(norm=norm, **({"s": None if n is None else (2, n)} if nd else
+                               {"n": n, "axis": 1}))
+    size = getattr(np.fft, name)(x, **kwargs).shape
+    w = rng.normal(size=size) + 1j * rng.normal(size=size)
+    got = rax.grad(lambda t: (rax.abs(getattr(rax.fft, name)(t, **kwargs) * Tensor(w)) ** 2
+                              ).sum())(Tensor(x))
+    want = jax.grad(lambda t: (jnp.abs(getattr(jnp.fft, name)(t, **kwargs) * w) ** 2).sum())(
+        jnp.asarray(x))
+    assert np.allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-9)
+    assert str(got.dtype) == str(np.asarray(want).dtype)
+    ops = {t.op for t in rax._topological_order(got)}
+    assert ops & {"fft", "ifft", "rfft"}
+
+
+def test_fft_second_derivatives_and_check_grads():
+    """Gradients through rfft and irfft are differentiable: check_grads at second order,
+    in both modes, along real and imaginary directions."""
+    x = Tensor([0.3, -1.2, 2.0, 0.7, 0.1])
+    rax.check_grads(lambda x: (rax.abs(rax.fft.rfft(x * x)) ** 2).sum(), (x,),
+                    modes=("rev", "fwd"), order=2, atol=1e-4, rtol=1e-4)
+    z = Tensor([1 + 1j, 0.5 - 2j, -1j])
+    rax.check_grads(lambda z: (rax.fft.irfft(z * z, n=4) ** 3).sum(), (z,), order=2,
+                    atol=1e-4, rtol=1e-4)
+
+
+def test_fftfreq_and_shifts_are_numpys():
+    """fftfreq and rfftfreq are numpy's bit for bit; fftshift and ifftshift move complex
+    tensors as numpy's do; a complex input to rfft is a TypeError (as NumPy 2)."""
+    np = _np()
+    for n in (1, 2, 7, 8, 100, 4093):
+        for d in (1.0, 0.1, 3):
+            assert rax.fft.fftfreq(n, d).tolist() == np.fft.fftfreq(n, d).tolist()
+            assert rax.fft.rfftfreq(n, d).tolist() == np.fft.rfftfreq(n, d).tolist()
+    x = np.arange(10.0) + 1j
+    assert rax.fft.fftshift(Tensor(x)).tolist() == np.fft.fftshift(x).tolist()
+    assert rax.fft.ifftshift(Tensor(x)).tolist() == np.fft.ifftshift(x).tolist()
+    with pytest.raises(TypeError, match="real"):
+        rax.fft.rfft(Tensor(x))
