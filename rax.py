@@ -9004,6 +9004,8 @@ class Program:
         self._traced_leaves = tree_leaves(self._arguments)
         self._result = tree_map(lambda leaf: _INPUT if isinstance(leaf, Tensor) else leaf,
                                 result)
+        self._result_depth = _max((len(keys) for keys, _ in _leaves_with_keys(self._result)),
+                                  default=0)
         self.inputs = tuple(Var(_letters(i), leaf.shape, _argument_path(keys))
                             for i, (keys, leaf) in enumerate(inputs))
         var_of = {leaf: var for (_, leaf), var in zip(inputs, self.inputs)}
@@ -9127,6 +9129,8 @@ class Program:
     def _in_structure(self, outputs):
         """The outputs (tensors), in the structure of f's result."""
         outputs = iter(outputs)
+        if self._result_depth < 100:  # (W3a's step: 14 -> 3 us; a deep tree is walked below)
+            return _build_like(self._result, outputs)
         return _rebuild(self._result, (next(outputs) if leaf is _INPUT else leaf
                                        for leaf in tree_leaves(self._result)))
 
@@ -9223,9 +9227,30 @@ class Program:
         if backend == "jax":  # compiled by XLA once per shape: op by op, JAX is slow
             function = namespace["jax"].jit(function)
 
+        # A speed device: arguments whose leaves are of the types, shapes and dtypes of the
+        # last call that was checked, in the traced structure, need no check again and no
+        # conversion (as_array gave them back as they were). W3a's fixed cost a call
+        # 40 -> 6 us, numpy backend; W1/16's through jit 25 -> 3 us.
+        checked = [None]  # (type, shape, dtype) of each leaf of the last checked call
+
+        flat = all(leaf is _INPUT for leaf in self._arguments[0])  # arrays alone, (x, y)
+
         def compiled(*args, **kwargs):
-            inputs = self._input_tensors(f"compiled {backend} program", args, kwargs,
-                                         as_array)
+            leaves = []
+            if flat and not kwargs and len(args) == len(self._arguments[0]):
+                leaves = list(args)
+            elif kwargs or not _walk_as(self._arguments[0], args, leaves):
+                leaves = None
+            if leaves is not None and checked[0] is not None and checked[0] == [
+                    (type(x), getattr(x, "shape", None), getattr(x, "dtype", None))
+                    for x in leaves]:
+                inputs = leaves
+            else:
+                inputs = self._input_tensors(f"compiled {backend} program", args, kwargs,
+                                             as_array)
+                checked[0] = None if leaves is None or any(
+                    x is not y for x, y in zip(leaves, inputs)) else [
+                    (type(x), x.shape, x.dtype) for x in leaves]
             return self._in_structure([to(out) for to, out in zip(convert, function(*inputs))])
 
         compiled.function = function  # the generated function itself, on flat arrays
@@ -9239,6 +9264,35 @@ class Program:
         _keep_source(namespace["program"], filename, text)
         self._compiled[safe] = namespace["program"]
         return namespace["program"]
+
+
+def _build_like(traced, outputs):
+    """The tree `traced` (a program's result with _INPUT at the outputs) with the next of
+    the iterator outputs at each _INPUT: _rebuild's work, by recursion, for a shallow tree."""
+    if traced is _INPUT:
+        return next(outputs)
+    if isinstance(traced, dict):
+        return {key: _build_like(value, outputs) for key, value in traced.items()}
+    if isinstance(traced, (list, tuple)):
+        values = [_build_like(value, outputs) for value in traced]
+        return type(traced)(*values) if hasattr(traced, "_fields") else type(traced)(values)
+    return traced  # a leaf of f's result that is no tensor (None, a number)
+
+
+def _walk_as(traced, given, leaves):
+    """Whether the tree `given` has the structure of `traced` (a program's arguments with
+    _INPUT at the inputs, no static leaves) exactly, same container types included; its
+    leaves at the inputs are appended to leaves, in order (traced's dicts have sorted keys)."""
+    if traced is _INPUT:
+        leaves.append(given)
+        return True
+    if type(given) is not type(traced) or not isinstance(traced, (list, tuple, dict)) or len(
+            given) != len(traced):
+        return False
+    if isinstance(traced, dict):
+        return all(key in given and _walk_as(value, given[key], leaves)
+                   for key, value in traced.items())
+    return all(_walk_as(t, g, leaves) for t, g in zip(traced, given))
 
 
 def _keep_source(function, filename, text):
@@ -9281,8 +9335,13 @@ def _attrs_key(attrs):
     """attrs as a key that two equations share only if their attrs are the same: numbers,
     strings, slices and tuples of them by value (repr keeps -0.0 apart from 0.0), anything
     else (an array given to a primitive of your own, say) by identity."""
+    if not attrs:  # most ops' (a speed device: W4's trace -15%)
+        return ()
+
     def key(value):
-        if isinstance(value, tuple):
+        if isinstance(value, tuple):  # a shape or axes, most often: itself
+            if all(type(v) is int for v in value):
+                return value
             return tuple(map(key, value))
         if value is None or isinstance(value, (bool, int, float, str, slice)):
             return repr(value)
@@ -9360,7 +9419,7 @@ def jit(f, backend="python", cache_size=64):
     if cache_size is not None and (isinstance(cache_size, bool) or not isinstance(
             cache_size, numbers.Integral) or cache_size < 1):
         raise ValueError(f"jit: cache_size must be an int >= 1 or None, got {cache_size!r}")
-    cache = _JitCache(cache_size)
+    cache = _JitCache(cache_size, arrays=backend != "python")
 
     def jitted(*args, **kwargs):
         fast = not kwargs and not _traces_running and not getattr(
@@ -9462,10 +9521,11 @@ class _JitCache:
     Its shortcut is a speed device: when the arguments are float tensors alone, their
     shapes decide the signature, so when nothing is being traced or differentiated, the
     signature found for these shapes before is used as it is, without walking the
-    arguments again (a 2x2 matmul's call 15.3 -> 3.6 us)."""
+    arguments again (a 2x2 matmul's call 15.3 -> 3.6 us). With arrays=True (a backend's
+    jit) float arrays count too, by their type and shape (W1/16, numpy: 17 -> 4 us)."""
 
-    def __init__(self, size):
-        self.size, self.entries, self.shortcuts = size, {}, {}
+    def __init__(self, size, arrays=False):
+        self.size, self.entries, self.shortcuts, self.arrays = size, {}, {}, arrays
         self.hits = self.misses = 0
         self.last, self.warned = None, False
 
@@ -9483,12 +9543,21 @@ class _JitCache:
 
     def shortcut(self, args):
         key = self.shortcuts.get(tuple([a.shape if type(a) is Tensor and a.dtype is float64
-                                        else None for a in args]))
+                                        else self.shape(a) for a in args]))
         return None if key is None else self.get(key)
 
     def remember(self, args, kwargs, key):
-        if not kwargs and all(type(a) is Tensor and a.dtype is float64 for a in args):
-            self.shortcuts[tuple(a.shape for a in args)] = key
+        shapes = tuple([self.shape(a) for a in args])
+        if not kwargs and None not in shapes:
+            self.shortcuts[shapes] = key
+
+    def shape(self, a):
+        """What of a float tensor (or array) decides the signature; None for the rest."""
+        if type(a) is Tensor:
+            return a.shape if a.dtype is float64 else None
+        if self.arrays and getattr(getattr(a, "dtype", None), "kind", None) == "f":
+            return type(a), a.shape
+        return None
 
     def info(self):
         return _CacheInfo(self.hits, self.misses, self.size, len(self.entries))
@@ -9575,7 +9644,9 @@ def _signature(arguments):
 # such a comprehension (the bias add and relu after it). Names of values no longer needed
 # are reused: a frame of 30,000 locals made W4's code twice as slow.
 
-_MAX_DEPTH = 24  # operators nested in one expression; Python's parser stops near 200 parens
+# The parentheses one expression may nest (an operator counts 2 and each parenthesis of its
+# rule one more: the safe twin's call and the operand's own); Python's parser stops at 200.
+_MAX_DEPTH = 120
 _INDEX_LETTERS = "ijklmnopqrstuvwxyz"
 
 
@@ -9591,14 +9662,15 @@ class _PythonWriter:
 
     def __init__(self, program, safe):
         self.program, self.safe = program, safe
+        self.alias = _folded(program)  # a value -> the value it is (a constant, an input)
         self.uses = {}  # var -> the equations and outputs that read it
         for eq in program.equations:
-            for v in eq.inputs:
+            for v in () if eq.output in self.alias else eq.inputs:
                 self.uses.setdefault(v, []).append(eq)
         for v in program.outputs:
             self.uses.setdefault(v, []).append(None)
         self.producer = {eq.output: eq for eq in program.equations}
-        self.inlined, self.virtual, self.alias, depth = set(), set(), {}, {}
+        self.inlined, self.virtual, depth = set(), set(), {}
         self.swapped = set()  # 2-D transposes that only matmuls read: never materialised
         outputs = set(program.outputs)
         for eq in program.equations:
@@ -9606,6 +9678,8 @@ class _PythonWriter:
             users = self.uses.get(eq.output, [])
             elementwise_users = users and all(
                 u is not None and isinstance(_rule_of(u), _Elementwise) for u in users)
+            if eq.output in self.alias:
+                continue
             if isinstance(rule, _Kernel) and rule.name is None:
                 self.alias[eq.output] = eq.inputs[0]
             elif eq.kind == "broadcast_to" and elementwise_users and eq.output not in outputs:
@@ -9615,7 +9689,8 @@ class _PythonWriter:
                   and all(u is not None and self._fusable_matmul(u) for u in users)):
                 self.swapped.add(eq.output)
             elif isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
-                d = 1 + _max((depth.get(v, 0) for v in eq.inputs), default=0)
+                d = _max((depth.get(v, 0) for v in eq.inputs), default=0) + (
+                    2 + rule.expr.count("(") if isinstance(rule, _Elementwise) else 3)
                 if (len(users) == 1 and elementwise_users and eq.output not in outputs
                         and d < _MAX_DEPTH and (rule is not None)):
                     self.inlined.add(eq.output)
@@ -9704,14 +9779,15 @@ class _PythonWriter:
         steps = [eq for eq in program.equations
                  if eq.output not in self.inlined and eq.output not in self.virtual
                  and eq.output not in self.alias and eq.output not in self.swapped]
-        for i, eq in enumerate(steps):
-            for v in self.leaves_of(eq):
-                last_use[self.resolve(v)] = i
+        reads = [{self.resolve(v) for v in self.leaves_of(eq)} for eq in steps]
+        for i, leaves in enumerate(reads):
+            for v in leaves:
+                last_use[v] = i
         outputs = {self.resolve(v) for v in program.outputs}
         for i, eq in enumerate(steps):
             before, statement = self.statement(eq)
             self.lines += [f"    {line}" for line in before]
-            for v in {self.resolve(v) for v in self.leaves_of(eq)}:
+            for v in reads[i]:
                 if last_use.get(v) == i and v not in outputs and v in self.names \
                         and re.fullmatch(r"t\d+", self.names[v]):
                     self.free.append(self.names[v])
@@ -9761,6 +9837,35 @@ class _PythonWriter:
         return [], f"{rule.name}({', '.join(args)})"
 
 
+def _folded(program):
+    """{output: a constant Var of its value} for each equation whose inputs are all constants
+    (or folded in turn), computed once, as the code is written, with the rule eager rax runs,
+    so bit for bit eager rax's answer. A broadcast_to that repeats values and that code
+    reads is left to the code, which reads its source in place (0.0001, not a list of
+    them). A speed device: the backward of W4's chain is all constants (the compiled step
+    0.93 -> 0.40 of the hand loop in instructions, with one-element groups as expressions).
+    Your primitives are not run early."""
+    folded, spread = {}, set()  # spread: folded broadcasts that repeat values
+    for eq in program.equations:
+        inputs = [folded.get(v, v) for v in eq.inputs]
+        if any(v.data is None for v in inputs) or _rule_of(eq) is None:
+            continue
+        try:
+            data = _run_equation(eq, [v.data for v in inputs])
+        except (ArithmeticError, ValueError):  # left to the code, which raises as eager rax
+            continue
+        folded[eq.output] = Var(eq.output.name, eq.output.shape, data=data,
+                                dtype=eq.output.dtype)
+        if eq.kind == "broadcast_to" and math.prod(eq.output.shape) > math.prod(
+                inputs[0].shape):
+            spread.add(eq.output)
+    read = set(program.outputs).union(*[eq.inputs for eq in program.equations
+                                        if eq.output not in folded])
+    for v in spread & read:
+        del folded[v]
+    return folded
+
+
 def _primitive_call(eq):
     """A primitive of your own as a function of data, as compiled code calls it."""
     forward, attrs = eq.forward, eq.attrs
@@ -9772,12 +9877,19 @@ def _primitive_call(eq):
     return call
 
 
+def _only_element(data, shape):
+    """The element of a one-element value's data: 2.0 of [[2.0]]."""
+    for _ in shape:
+        data = data[0]
+    return data
+
+
 def _literal(value):
-    """A float (or bool) as Python source: 2.0, -0.0, inf, nan, True."""
+    """A float (or bool) as Python source: 2.0, -0.0, inf, nan, -nan (0 * inf's sign), True."""
     if type(value) is bool:
         return repr(value)
     if value != value:
-        return "nan"
+        return "-nan" if math.copysign(1.0, value) < 0 else "nan"
     return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
@@ -9837,15 +9949,15 @@ class _Comprehension:
     def expression(self, var, top=False):
         writer = self.writer
         var = writer.resolve(var)
-        if var.data is not None and not var.shape:
-            return _literal(var.data)
+        if var.data is not None and math.prod(var.shape) == 1:  # the same at every element
+            return _literal(_only_element(var.data, var.shape))
         if not top and var not in writer.inlined and var not in writer.virtual:
             return self.operand(var, var.shape)
         eq = writer.producer[var]
         if eq.kind == "broadcast_to":  # virtual: its source, read where it has the side
             source = writer.resolve(eq.inputs[0])
-            if source.data is not None and not source.shape:
-                return _literal(source.data)
+            if source.data is not None and math.prod(source.shape) == 1:
+                return _literal(_only_element(source.data, source.shape))
             if source in writer.inlined or source in writer.virtual:
                 return self.expression(source)
             return self.operand(source, source.shape)
@@ -9882,6 +9994,8 @@ class _Comprehension:
         """(statements to run first, the comprehension computing expr at every position of
         the group's shape)."""
         shape, k = self.shape, len(self.shape)
+        if self.matmul is None and k and math.prod(shape) == 1:
+            return self.one_element(expr)
         names = [name for name, _ in self.operands]
         before, clauses = [], []
         if self.matmul is not None:  # the columns of y, once
@@ -9935,6 +10049,22 @@ class _Comprehension:
         for clause in reversed(clauses[:-1]):
             body = f"[{body} {clause}]"
         return before, body
+
+
+    def one_element(self, expr):
+        """A group of one element, [[x[0][0] * 2.0]], is an expression: a comprehension
+        costs a function call and a frame (W4's chain on a (1,) tensor: 1,521 instructions
+        each, ~40% of the step)."""
+        names = [name + "[0]" * len(source) for name, source in self.operands]
+
+        def filled(text):
+            for j, name in enumerate(names):
+                text = text.replace(f"\x00{j}\x00", name)
+            return text
+
+        k = len(self.shape)
+        return ([f"{name} = {filled(text)}" for name, text in self.bindings],
+                "[" * k + filled(expr) + "]" * k)
 
 
 def _for_clause(targets, iterables, side):
@@ -10261,8 +10391,15 @@ class _Backend:
         self.words, self.install = words, install
 
 
+# NumPy's own: np.sum's wrapper costs more than the sum of a small array (np.add.reduce is
+# what it calls), and x.transpose(axes) skips np.transpose's (W3a's step: 46 -> 4x us).
+_NUMPY_OPS = dict(_ARRAY_OPS, **{
+    "sum": "np.add.reduce({0}, axis={axis}, keepdims={keepdims})",
+    "transpose": "{0}.transpose({axes})",
+})
+
 _BACKENDS = {
-    "numpy": _Backend("numpy", "import numpy as np", "np", _ARRAY_OPS, _NUMPY_HELPERS,
+    "numpy": _Backend("numpy", "import numpy as np", "np", _NUMPY_OPS, _NUMPY_HELPERS,
                       {"amax": "np.max", "sum": "np.sum", "dim": "axis", "keepdim": "keepdims",
                        "pad": "np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), "
                               "constant_values=fill)",
@@ -10273,7 +10410,7 @@ _BACKENDS = {
                                    "else np.float64)",
                        "power": "np.power",
                        "eigh": "np.linalg.eigh(a, UPLO=uplo)",
-                       "cat": "np.concatenate"},
+                       "cat": "np.concatenate", "copy": "{}.copy()"},
                       "pip install numpy"),
     "jax": _Backend("jax", "import jax\nimport jax.numpy as jnp\n\n"
                     "jax.config.update(\"jax_enable_x64\", True)  # rax computes in float64",
@@ -10288,7 +10425,7 @@ _BACKENDS = {
                                  "else jnp.float64)",
                      "power": "jnp.power",
                      "eigh": "jnp.linalg.eigh(a, UPLO=uplo, symmetrize_input=False)",
-                     "cat": "jnp.concatenate"},
+                     "cat": "jnp.concatenate", "copy": "{}"},
                     "pip install jax"),
     "torch": _Backend("torch", "import torch", "torch", _TORCH_OPS, _TORCH_HELPERS,
                       {"amax": "torch.amax", "sum": "torch.sum", "dim": "dim",
@@ -10301,7 +10438,7 @@ _BACKENDS = {
                                    "else torch.float64)",
                        "power": "torch.pow",
                        "eigh": "torch.linalg.eigh(a, UPLO=uplo)",
-                       "cat": "torch.cat"},
+                       "cat": "torch.cat", "copy": "{}.clone()"},
                       "pip install torch"),
 }
 
@@ -10316,13 +10453,16 @@ def _array_source(program, backend):
         taken.add(names[var])
         params.append(names[var])
 
+    folded, constants = _folded(program), []  # see _folded; constants: made once, on top
+
     def name(var):
+        var = folded.get(var, var)
         if var not in names:
             text = _array_constant(var, backend)
             if not var.shape:  # a 0-d constant: its value, written where it is used
                 return text
             names[var] = f"c{len(names)}"
-            lines.append(f"    {names[var]} = {text}")
+            constants.append(f"{names[var]} = {text}")
         return names[var]
 
     users = {}
@@ -10336,6 +10476,8 @@ def _array_source(program, backend):
                 eq.op not in table.ops and eq.op != "pow_scalar"):
             raise ValueError(f"Program.source({backend!r}): op {eq.op!r} is a primitive of "
                              f"your own, whose forward is Python: it has no {backend} code")
+        if eq.output in folded:
+            continue
         operands = [name(v) for v in eq.inputs]
         if eq.op == "identity" or eq.op == "stop_gradient" and backend == "numpy" or (
                 eq.op == "broadcast_to" and eq.output not in outputs and all(
@@ -10355,13 +10497,17 @@ def _array_source(program, backend):
                 expression = table.ops["broadcast_to"].format(
                     f"({expression})", xp=table.xp, shape=eq.output.shape)
         lines.append(f"    {_array_name(eq, names)} = {expression}")
-    outputs = ", ".join(name(v) for v in program.outputs)
+    # A constant output is copied: the caller may write into the array it gets.
+    outputs = ", ".join(table.words["copy"].format(name(v)) if folded.get(v, v).shape and
+                        folded.get(v, v).data is not None else name(v)
+                        for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
     head = (f"# rax program as {backend} code; every array is float64, or bool where a "
             f"comparison made it.\n"
             f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
-            f"\n\n{_helpers_used(table.helpers, lines)}\n\n\n"
-            f"def program({', '.join(params)}):")
+            f"\n\n{_helpers_used(table.helpers, lines + constants)}\n\n\n"
+            + "".join(line + "\n" for line in constants) + ("\n\n" if constants else "")
+            + f"def program({', '.join(params)}):")
     if backend == "numpy":  # 1/0 and log(0) are inf here, as in rax: no warnings
         head += "\n    with np.errstate(all=\"ignore\"):\n        return _program(" + \
                 ", ".join(params) + ")\n\n\ndef _program(" + ", ".join(params) + "):"

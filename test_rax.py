@@ -9926,6 +9926,85 @@ def test_jits_shortcut_for_float_tensors_gives_the_slow_paths_answers():
         fast(a, rax.zeros((3,)))
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(["exp", "mul", "add", "div", "log", "sqrt", "tanh"]),
+                min_size=1, max_size=12),
+       st.sampled_from([(), (1,), (1, 1), (3,), (2, 1, 2)]),
+       st.floats(-3.0, 3.0), st.sampled_from([0.0, -0.0, 1.5, math.inf, math.nan]))
+def test_folded_constants_and_one_element_groups_give_eager_bits(ops, shape, c, special):
+    """Equations on constants alone are computed when the code is written, with eager
+    rax's rules: the compiled program (and the numpy program) gives eager rax's bits, at
+    special values too, and the folded work leaves no statement; a one-element group is an
+    expression, not a comprehension."""
+    def f(x):
+        k = rax.full(shape, c)  # a constant, and what is made from it alone
+        for op in ops:
+            k = {"exp": rax.exp, "log": rax.log, "sqrt": rax.sqrt, "tanh": rax.tanh,
+                 "mul": lambda k: k * special, "add": lambda k: k + 1.0,
+                 "div": lambda k: 1.0 / k}[op](k)
+        return x * 2.0 + k, k
+    def bits(values):  # nan == nan here, and every sign shows
+        return [(v != v, math.copysign(1.0, v), v if v == v else 0.0) for v in values]
+    x = rax.full(shape, 0.5)
+    program = rax.trace(f)(x)
+    want = f(x)
+    got = program.compile()(x)
+    for a, b in zip(got, want):
+        assert bits(rax.ravel(a).tolist()) == bits(rax.ravel(b).tolist())
+    source = program.source()
+    assert "exp(" not in source and "log(" not in source and "tanh(" not in source
+    if math.prod(shape) == 1:
+        assert " for " not in source
+    if importlib.util.find_spec("numpy"):
+        arrays = program.compile("numpy")(x)
+        for a, b in zip(arrays, want):
+            assert bits(a.ravel().tolist()) == bits(rax.ravel(b).tolist())
+        assert "np.exp" not in program.source("numpy")
+
+
+def test_a_constant_output_of_a_numpy_program_is_a_fresh_array_each_call():
+    """A folded constant is made once at the top of the numpy code; an output that is one
+    is copied, so writing into one call's result changes no later call's."""
+    np = pytest.importorskip("numpy")
+    program = rax.trace(lambda x: (x * 2.0, rax.exp(rax.ones((2,)))))(Tensor([1.0]))
+    run = program.compile("numpy")
+    first = run(np.array([1.0]))[1]
+    first[:] = 0.0
+    assert run(np.array([1.0]))[1].tolist() == [math.e, math.e]
+    text = program.source("numpy")
+    assert text.index("c") < text.index("def program") and ".copy()" in text
+
+
+def test_the_fast_path_of_compiled_array_programs_gives_the_slow_paths_answers():
+    """After a checked call, leaves of the same types, shapes and dtypes in the same
+    structure skip the checks; anything else takes the full path: converted (a float32
+    array, lists, a number), or refused with the same error (another shape, structure)."""
+    np = pytest.importorskip("numpy")
+    def f(params, x):
+        return (x @ params["w"] + params["b"]).sum()
+    tree = {"w": np.ones((2, 3)), "b": np.arange(3.0)}
+    x = np.array([[1.0, 2.0]])
+    run = rax.trace(f)(tree, x).compile("numpy")
+    want = float(f({k: Tensor(v.tolist()) for k, v in tree.items()}, Tensor(x.tolist())))
+    for _ in range(3):
+        assert float(run(tree, x)) == want
+    assert float(run({"w": tree["w"].astype(np.float32), "b": tree["b"]}, x)) == want
+    assert float(run({"w": Tensor(tree["w"].tolist()), "b": Tensor([0.0, 1.0, 2.0])},
+                     Tensor([[1.0, 2.0]]))) == want
+    with pytest.raises(ValueError, match="shape"):
+        run(tree, np.ones((1, 3)))
+    with pytest.raises(ValueError, match="structure"):
+        run({"w": tree["w"]}, x)
+    with pytest.raises(ValueError, match="structure"):
+        run({"w": tree["w"], "b": tree["b"], "c": x}, x)
+    assert float(run(tree, x)) == want
+    jitted = rax.jit(lambda a, b: a @ b, backend="numpy")
+    a = np.arange(4.0).reshape(2, 2)
+    for b in (a, a.astype(np.float32), a[:, :1], a):
+        assert jitted(a, b).tolist() == (a @ b.astype(np.float64)).tolist()
+    assert jitted.cache_info().misses == 2
+
+
 def test_a_jitted_calls_results_are_nodes_that_gradients_go_through():
     """loss = jit(f)(w); loss.backward()[w] is grad(f)(w) (it was silently 0); draw shows one
     jit(f) node; several outputs each carry their part; second derivatives flow; a bool
