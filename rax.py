@@ -8858,7 +8858,7 @@ def _is_input(leaf):
         return False
     if _has_tolist(leaf):
         return not _is_bool_array(leaf)
-    return isinstance(leaf, numbers.Real)
+    return isinstance(leaf, numbers.Number)
 
 
 def _check_static(leaf, keys, op):
@@ -8900,9 +8900,9 @@ def _trace(f, args, kwargs):
         if not _is_input(leaf):
             _check_static(leaf, keys, "trace")
         else:
-            data, shape = _to_lists(leaf, "trace")[:2] if not isinstance(leaf, Tensor) else (
-                leaf.data, leaf.shape)
-            leaf = _node(None, None, data, shape, (), (), _ARGUMENT)
+            data, shape, dtype = _to_lists(leaf, "trace") if not isinstance(leaf, Tensor) \
+                else (leaf.data, leaf.shape, leaf.dtype)
+            leaf = _node(None, None, data, shape, (), (), _ARGUMENT, dtype)
             inputs.append((keys, leaf))
         leaves.append(leaf)
     new_args, new_kwargs = _rebuild((args, kwargs), iter(leaves))
@@ -8933,7 +8933,8 @@ _ARGUMENT = MappingProxyType({"argument": True})
 
 class Var:
     """A variable of a program: its name in the listing, its shape and its dtype (listed as
-    f[...] for float64, b[...] for bool). An input also has the path of its leaf in the
+    f[...] for float64, b[...] for bool, c[...] for complex128). An input also has the path
+    of its leaf in the
     arguments; a constant, its data."""
 
     __slots__ = ("name", "shape", "path", "data", "dtype")
@@ -8943,7 +8944,7 @@ class Var:
         self.dtype = dtype
 
     def __repr__(self):
-        kind = "b" if self.dtype is bool_ else "f"
+        kind = {"bool": "b", "complex128": "c"}.get(self.dtype, "f")
         return f"{self.name}:{kind}[{','.join(map(str, self.shape))}]"
 
 
@@ -9006,7 +9007,7 @@ class Program:
                                 result)
         self._result_depth = _max((len(keys) for keys, _ in _leaves_with_keys(self._result)),
                                   default=0)
-        self.inputs = tuple(Var(_letters(i), leaf.shape, _argument_path(keys))
+        self.inputs = tuple(Var(_letters(i), leaf.shape, _argument_path(keys), dtype=leaf.dtype)
                             for i, (keys, leaf) in enumerate(inputs))
         var_of = {leaf: var for (_, leaf), var in zip(inputs, self.inputs)}
         outputs = [leaf for _, leaf in _leaves_with_keys(result, "trace", "f's result")
@@ -9084,9 +9085,9 @@ class Program:
         lines.append(f"  in {result!r} }}")
         return "\n".join(lines)
 
-    def _input_tensors(self, op, args, kwargs, as_array=None):
-        """The inputs from new arguments, as tensors (or arrays, made by as_array),
-        checked against the traced ones."""
+    def _input_tensors(self, op, args, kwargs, as_array=None, as_dtype=None):
+        """The inputs from new arguments, as tensors (or arrays, made by as_array, or
+        as_dtype for complex inputs), checked against the traced ones."""
         for name, traced, given in (("args", self._arguments[0], args),
                                     ("kwargs", self._arguments[1], kwargs)):
             difference = _structure_difference(traced, given, name,
@@ -9107,19 +9108,20 @@ class Program:
                 raise ValueError(f"{op}: {_argument_path(keys)} is {leaf!r:.60}, but the "
                                  f"program takes a tensor or a number there")
             var = next(inputs)
-            dtype = getattr(leaf, "dtype", None)  # NumPy's and JAX's kinds, torch's flag
-            if getattr(dtype, "kind", "") == "c" or getattr(dtype, "is_complex", False):
-                raise TypeError(f"{op}: {_argument_path(keys)} holds complex numbers; rax "
-                                f"computes with real floats")
+            _check_input_dtype(op, keys, leaf, var)
             if as_array is not None:  # (reshaped: the data of a (0, 3) tensor is [])
+                to_array = as_array if var.dtype is not complex128 else functools.partial(
+                    as_dtype, dtype="complex128")  # (a real leaf for a complex input too)
                 try:
-                    t = as_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
-                        else as_array(leaf)
+                    t = to_array(leaf.data).reshape(leaf.shape) if isinstance(leaf, Tensor) \
+                        else to_array(leaf)
                 except OverflowError:
                     raise ValueError(f"{op}: {_argument_path(keys)} = {_text(leaf):.60} is "
                                      f"too large for a float") from None
             else:
                 t = leaf if isinstance(leaf, Tensor) else _leaf(*_to_lists(leaf, op))
+                if t.dtype is not var.dtype:  # a real leaf for a complex input: promoted
+                    t = _leaf(astype_lists(t.data, t.ndim, "complex128"), t.shape, complex128)
             if tuple(t.shape) != var.shape:
                 raise ValueError(f"{op}: {_argument_path(keys)} has shape {tuple(t.shape)}, "
                                  f"but the program was traced with shape {var.shape}")
@@ -9223,7 +9225,7 @@ class Program:
         _keep_source(namespace["program"], filename, text)
         function, as_array = namespace["program"], namespace["as_array"]
         convert = [as_array if v.dtype is float64 else functools.partial(
-            namespace["as_dtype"], dtype="bool") for v in self.outputs]
+            namespace["as_dtype"], dtype=str(v.dtype)) for v in self.outputs]
         if backend == "jax":  # compiled by XLA once per shape: op by op, JAX is slow
             function = namespace["jax"].jit(function)
 
@@ -9247,7 +9249,7 @@ class Program:
                 inputs = leaves
             else:
                 inputs = self._input_tensors(f"compiled {backend} program", args, kwargs,
-                                             as_array)
+                                             as_array, namespace["as_dtype"])
                 checked[0] = None if leaves is None or any(
                     x is not y for x, y in zip(leaves, inputs)) else [
                     (type(x), x.shape, x.dtype) for x in leaves]
@@ -9605,6 +9607,18 @@ def _differentiated(tensors):
     return False
 
 
+def _check_input_dtype(op, keys, leaf, var):
+    """A complex leaf where the program was traced with a real input is a TypeError (its
+    equations compute with floats); a real leaf for a complex input is promoted."""
+    dtype = getattr(leaf, "dtype", None)  # rax's, NumPy's and JAX's kinds, torch's flag
+    complex_leaf = getattr(dtype, "kind", "") == "c" or getattr(dtype, "is_complex", False) \
+        or (dtype is None and isinstance(leaf, numbers.Complex)
+            and not isinstance(leaf, numbers.Real))
+    if complex_leaf and var.dtype is not complex128:
+        raise TypeError(f"{op}: {_argument_path(keys)} holds complex numbers, but the program "
+                        f"was traced with {var.dtype} there: trace it with complex input")
+
+
 def _signature(arguments):
     """What of the arguments decides the program: their structure, each input's shape, and
     each static leaf itself (by ==, so it must be hashable, as JAX's static arguments); and
@@ -9613,9 +9627,12 @@ def _signature(arguments):
         if _is_bool(leaf):
             return _Name("static")
         if isinstance(leaf, Tensor) or hasattr(leaf, "shape"):  # a tensor, an array
-            return _Name(f"f{list(leaf.shape)}")
+            kind = "c" if getattr(leaf, "dtype", None) == complex128 or \
+                _is_complex_array(leaf) else "f"
+            return _Name(f"{kind}{list(leaf.shape)}")
         if _is_input(leaf):
-            return _Name(f"f{list(_to_lists(leaf, 'jit')[1])}")
+            data, shape, dtype = _to_lists(leaf, "jit")
+            return _Name(f"{'c' if dtype is complex128 else 'f'}{list(shape)}")
         return _Name("static")
     statics, inputs = [], []
     for keys, leaf in _leaves_with_keys(arguments, "jit", "args"):
@@ -9885,9 +9902,12 @@ def _only_element(data, shape):
 
 
 def _literal(value):
-    """A float (or bool) as Python source: 2.0, -0.0, inf, nan, -nan (0 * inf's sign), True."""
+    """A float (or bool, or complex) as Python source: 2.0, -0.0, inf, nan, -nan (0 * inf's
+    sign), True, complex(1.0, -0.0) (which keeps the signs of zeros, as 1-0j would not)."""
     if type(value) is bool:
         return repr(value)
+    if type(value) is complex:
+        return f"complex({_literal(value.real)}, {_literal(value.imag)})"
     if value != value:
         return "-nan" if math.copysign(1.0, value) < 0 else "nan"
     return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
