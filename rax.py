@@ -10161,6 +10161,10 @@ _ARRAY_OPS = {  # op -> expression over the inputs {0}, {1}, ...; {xp} is the ar
     "det": "{xp}.linalg.det({0})", "cofactors": "cofactors({0})",
     "sign_of_det": "{xp}.linalg.slogdet({0})[0]", "logabsdet": "{xp}.linalg.slogdet({0})[1]",
     "cholesky": "{xp}.linalg.cholesky({0})", "eigh": "eigh_packed({0}, {UPLO!r})",
+    "real": "{xp}.real({0})", "imag": "{xp}.imag({0})", "conj": "{xp}.conj({0})",
+    "angle": "{xp}.angle({0})", "complex": "complex_of({0}, {1})",
+    **{name: "{xp}.fft.%s({0}, n={n}, %s={axis}, norm={norm!r})" % (name, "{dim}")
+       for name in ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft")},
 }
 
 # What each library says differently. torch has no negative slice steps: an index is read
@@ -10181,6 +10185,7 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
     "max": "torch.amax({0}, dim={axis}, keepdim={keepdims})",
     "prod": "torch_prod({0}, {axis}, {keepdims})",
     "min": "torch.amin({0}, dim={axis}, keepdim={keepdims})",
+    "conj": "torch.conj_physical({0})",
 })
 _JAX_OPS = dict(_ARRAY_OPS, **{
     "stop_gradient": "jax.lax.stop_gradient({0})",
@@ -10196,8 +10201,13 @@ def as_array(x):
 
 
 def as_dtype(x, dtype):
-    """x as an array of rax's dtype "float64" or "bool"."""
+    """x as an array of rax's dtype "float64", "bool" or "complex128"."""
     return {as_dtype}
+
+
+def complex_of(x, y):
+    """x + iy from two real arrays, part by part (x + 1j * y would make nans of infs)."""
+    return {complex_of}
 
 
 def plus_zero(x):
@@ -10278,7 +10288,7 @@ erf = np.vectorize(math.erf, otypes=[np.float64])  # NumPy has no erf of its own
 
 def scatter(g, index, shape):
     """Zeros of shape with g written at [index] (the gradient of indexing)."""
-    out = np.zeros(shape)
+    out = np.zeros(shape, dtype=g.dtype)
     out[index] = g
     return out
 
@@ -10293,7 +10303,7 @@ def index_array(indices, n):
 
 def take_backward(g, indices, shape, axis):
     """Zeros of shape with g added where take read (a repeated index adds up)."""
-    out = np.zeros(shape)
+    out = np.zeros(shape, dtype=g.dtype)
     np.add.at(out, (slice(None),) * axis + (indices,), g)
     return out
 
@@ -10327,7 +10337,7 @@ def index_array(indices, n):
 
 def take_backward(g, indices, shape, axis):
     """Zeros of shape with g added where take read (a repeated index adds up)."""
-    return jnp.zeros(shape).at[(slice(None),) * axis + (indices,)].add(g)
+    return jnp.zeros(shape, g.dtype).at[(slice(None),) * axis + (indices,)].add(g)
 
 
 def one_hot(labels, n):
@@ -10349,14 +10359,14 @@ erf = torch.erf
 
 def scatter_slices(g, index, shape):
     """Zeros of shape with g written at [index] (the gradient of indexing)."""
-    out = torch.zeros(shape, dtype=torch.float64)
+    out = torch.zeros(shape, dtype=g.dtype)
     out[index] = g
     return out
 
 
 def scatter(g, positions, shape):
     """Zeros of shape with g written at the flat positions (the gradient of indexing)."""
-    out = torch.zeros(math.prod(shape), dtype=torch.float64)
+    out = torch.zeros(math.prod(shape), dtype=g.dtype)
     out[positions] = g.reshape(-1)
     return out.reshape(shape)
 
@@ -10371,7 +10381,7 @@ def index_array(indices, n):
 
 def take_backward(g, indices, shape, axis):
     """Zeros of shape with g added where take read (a repeated index adds up)."""
-    out = torch.zeros(shape, dtype=torch.float64)
+    out = torch.zeros(shape, dtype=g.dtype)
     indices = indices.reshape(-1)
     sides = list(shape[:axis]) + [indices.numel()] + list(shape[axis + 1:])  # (-1 is
     return out.index_add_(axis, indices, g.reshape(sides))  # ambiguous when g is empty)
@@ -10426,8 +10436,9 @@ _BACKENDS = {
                        "swap": "transpose(0, 2, 1)",
                        "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "np.asarray(x, dtype=np.float64)",
-                       "as_dtype": "np.asarray(x, dtype=np.bool_ if dtype == 'bool' "
-                                   "else np.float64)",
+                       "as_dtype": "np.asarray(x, dtype={'bool': np.bool_, 'complex128': "
+                                   "np.complex128}.get(dtype, np.float64))",
+                       "complex_of": "np.vectorize(complex, otypes=[np.complex128])(x, y)",
                        "power": "np.power",
                        "eigh": "np.linalg.eigh(a, UPLO=uplo)",
                        "cat": "np.concatenate", "copy": "{}.copy()"},
@@ -10441,8 +10452,10 @@ _BACKENDS = {
                      "swap": "transpose(0, 2, 1)",
                      "add_at": "out.at[window].add(g[:, :, i * kw + j])",
                      "as_array": "jnp.asarray(x, dtype=jnp.float64)",
-                     "as_dtype": "jnp.asarray(x, dtype=jnp.bool_ if dtype == 'bool' "
-                                 "else jnp.float64)",
+                     "as_dtype": "jnp.asarray(x, dtype={'bool': jnp.bool_, 'complex128': "
+                                 "jnp.complex128}.get(dtype, jnp.float64))",
+                     "complex_of": "jax.lax.complex(jnp.asarray(x, jnp.float64), "
+                                   "jnp.asarray(y, jnp.float64))",
                      "power": "jnp.power",
                      "eigh": "jnp.linalg.eigh(a, UPLO=uplo, symmetrize_input=False)",
                      "cat": "jnp.concatenate", "copy": "{}"},
@@ -10454,8 +10467,10 @@ _BACKENDS = {
                        "swap": "permute(0, 2, 1)",
                        "add_at": "_added(out, window, g[:, :, i * kw + j])",
                        "as_array": "torch.as_tensor(x, dtype=torch.float64)",
-                       "as_dtype": "torch.as_tensor(x, dtype=torch.bool if dtype == 'bool' "
-                                   "else torch.float64)",
+                       "as_dtype": "torch.as_tensor(x, dtype={'bool': torch.bool, "
+                                   "'complex128': torch.complex128}.get(dtype, torch.float64))",
+                       "complex_of": "torch.complex(torch.as_tensor(x, dtype=torch.float64), "
+                                     "torch.as_tensor(y, dtype=torch.float64))",
                        "power": "torch.pow",
                        "eigh": "torch.linalg.eigh(a, UPLO=uplo)",
                        "cat": "torch.cat", "copy": "{}.clone()"},
@@ -10523,7 +10538,7 @@ def _array_source(program, backend):
                         for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
     head = (f"# rax program as {backend} code; every array is float64, or bool where a "
-            f"comparison made it.\n"
+            f"comparison made it, or complex128.\n"
             f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
             f"\n\n{_helpers_used(table.helpers, lines + constants)}\n\n\n"
             + "".join(line + "\n" for line in constants) + ("\n\n" if constants else "")
@@ -10553,7 +10568,7 @@ def _helpers_used(helpers, lines):
 
 def _array_constant(var, backend):
     """A constant as array code: a literal for a 0-d one (a tensor for torch's ops)."""
-    convert = "as_array({})" if var.dtype is float64 else "as_dtype({}, 'bool')"
+    convert = "as_array({})" if var.dtype is float64 else f"as_dtype({{}}, '{var.dtype}')"
     if not var.shape:
         literal = _literal(var.data)
         return convert.format(literal) if backend == "torch" else literal
