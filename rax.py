@@ -7131,7 +7131,10 @@ def _two_loop(g, pairs):
 # "rax" is the version of the layout. A list is a JSON array; a dict is {"dict": {...}} (keys
 # are strings), a tuple {"tuple": [...]} (a namedtuple comes back as a plain tuple), a tensor
 # {"shape": [...], "data": nested lists} (its values only: it comes back as a leaf; a bool
-# tensor says so, {"shape": [...], "dtype": "bool", "data": [true, ...]}). Numbers
+# tensor says so, {"shape": [...], "dtype": "bool", "data": [true, ...]}, and a complex one
+# too, {"shape": [2], "dtype": "complex128", "data": [[1.0, -0.0], [0.5, "inf"]]}: each
+# element the pair [real part, imaginary part], each part a float as below, so that both
+# come back exact; a complex number is {"complex": [re, im]}). Numbers
 # stay numbers: true/false for bools, JSON integers for ints, and floats as Python's repr,
 # which reads back as the very same float (-0.0 included). JSON has no inf or nan, so they
 # are the strings "inf", "-inf", "nan" (the bits 0x7ff8000000000000), "-nan" (the same with
@@ -7269,19 +7272,28 @@ def _float_from_json(value, where):
 
 
 def _data_to_json(t):
-    """A tensor's data with inf and nan replaced by their strings."""
+    """A tensor's data with inf and nan replaced by their strings (a complex number by the
+    pair of its parts)."""
     _check_readable(t, "rax.save")
+    if t.dtype is complex128:
+        return elementwise(_complex_to_json, (t.data,), t.ndim)
     if all(map(math.isfinite, _flat(t.data, t.ndim))):
         return t.data
     return elementwise(_float_to_json, (t.data,), t.ndim)
+
+
+def _complex_to_json(z):
+    return [_float_to_json(z.real), _float_to_json(z.imag)]
 
 
 def _leaf_to_json(leaf, keys):
     """The JSON text of a tensor or a number of a tree being saved."""
     if isinstance(leaf, Tensor):
         data = json.dumps(_data_to_json(leaf), allow_nan=False)
-        dtype = ', "dtype": "bool"' if leaf.dtype is bool_ else ""
+        dtype = f', "dtype": "{leaf.dtype}"' if leaf.dtype is not float64 else ""
         return f'{{"shape": {list(leaf.shape)}{dtype}, "data": {data}}}'
+    if isinstance(leaf, complex):
+        return f'{{"complex": {json.dumps(_complex_to_json(leaf), allow_nan=False)}}}'
     if isinstance(leaf, bool):
         return "true" if leaf else "false"
     if isinstance(leaf, numbers.Integral):
@@ -7359,6 +7371,8 @@ def _tree_from_json(node, keys):
         if node.keys() == {"tuple"} and isinstance(node["tuple"], list):
             return tuple(_tree_from_json(child, keys + (i,))
                          for i, child in enumerate(node["tuple"]))
+        if node.keys() == {"complex"}:
+            return _complex_from_json(node["complex"], where)
         raise ValueError(f'load: {where()}: an object must be a tensor {{"shape": [...], '
                          f'"data": [...]}}, {{"dict": {{...}}}} or {{"tuple": [...]}}; this '
                          f'one has the keys {sorted(node)!r:.80}')
@@ -7373,12 +7387,14 @@ def _tensor_from_json(shape, data, dtype, where):
             and all(type(n) is int and n >= 0 for n in shape)):
         raise ValueError(f'load: {where()}: "shape" must be a list of at most {MAX_NDIM} '
                          f'non-negative integers, got {shape!r:.80}')
-    if dtype not in (None, "bool"):
-        raise ValueError(f'load: {where()}: "dtype" may only be "bool" (float64 is said by '
-                         f'leaving it out), got {dtype!r:.80}')
+    if dtype not in (None, "bool", "complex128"):
+        raise ValueError(f'load: {where()}: "dtype" may only be "bool" or "complex128" '
+                         f'(float64 is said by leaving it out), got {dtype!r:.80}')
     shape = _check_size(f"load: {where()}", tuple(shape))  # as constructors check it
     # The data of a shape with a zero side stops at that axis: (0, 3) is [], (2, 0) is [[], []].
     expected = shape[:shape.index(0) + 1] if 0 in shape else shape
+    if dtype == "complex128" and 0 not in shape:
+        expected += (2,)  # each element the pair [re, im]
     found, probe = [], data
     while isinstance(probe, list) and len(found) <= len(expected):
         found.append(len(probe))
@@ -7386,12 +7402,27 @@ def _tensor_from_json(shape, data, dtype, where):
             break
         probe = probe[0]
     if tuple(found) != expected:
+        pairs = " of [re, im] pairs" if dtype == "complex128" else ""
         raise ValueError(f'load: {where()}: "data" has shape {tuple(found)} but "shape" '
-                         f'says {shape}')
+                         f'says {shape}{pairs}')
     if dtype == "bool":
         data = _bools_from_json(data, expected, where)
         return _leaf(data if 0 not in shape else _full_lists(shape, False), shape, bool_)
+    if dtype == "complex128":
+        if 0 in shape:
+            return _leaf(_full_lists(shape, 0j), shape, complex128)
+        pairs = _data_from_json(data, expected, where, ())
+        return _leaf(rowwise(lambda row: [complex(*pair) for pair in row], (pairs,),
+                             len(shape)) if shape else complex(*pairs), shape, complex128)
     return _leaf(_data_from_json(data, expected, where, ()), shape)
+
+
+def _complex_from_json(pair, where):
+    """The complex number saved as {"complex": [re, im]}."""
+    if not (isinstance(pair, list) and len(pair) == 2):
+        raise ValueError(f'load: {where()}: "complex" must be a pair [re, im], got '
+                         f'{pair!r:.80}')
+    return complex(_float_from_json(pair[0], where), _float_from_json(pair[1], where))
 
 
 def _bools_from_json(data, shape, where):
