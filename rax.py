@@ -38,8 +38,9 @@ Words used throughout:
 
 tensor      an immutable array of floats (``data``, ``shape``) that remembers how it was
             made (``op``, ``inputs``).
-dtype       what a tensor's elements are: "float64" (Python floats) or "bool" (Python
-            bools, made by comparisons and logic, used as masks). Chapter 1 says the rules.
+dtype       what a tensor's elements are: "float64" (Python floats), "bool" (Python
+            bools, made by comparisons and logic, used as masks) or "complex128" (Python
+            complex numbers, 5h). Chapter 1 says the rules.
 leaf        a tensor made from data, not by an op: ``op`` is None, ``inputs`` is ().
             A constant is a leaf that rax made itself, of a number, list or array given
             to an op (the 2.0 of ``y * 2.0``) or as a seed or zeros of its own; it is
@@ -86,7 +87,8 @@ function may call one defined further down):
     3. Autodiff            backward, the gradient graph, grad, value_and_grad.
     Reference
     4. More primitives     unary, binary, comparisons, movement, indexing, reductions.
-    5. Composite ops       built from primitives: softmax, mean, stack, ...
+    5. Composite ops       built from primitives: softmax, mean, stack, ...; complex
+                           numbers and their gradients (5h), rax.fft (5i).
     6. Making tensors      zeros, ones, arange, randn, ... and Python data read as tensors.
     7. Trees, optimizers   tree_map, SGD, Adam, AdamW, RMSprop, Adagrad, schedules, clipping,
                            minimize (BFGS, L-BFGS); saving with save and load.
@@ -247,7 +249,8 @@ class Tensor:
         data: nested lists of floats (a float for a 0-d tensor), or of bools for a bool
             tensor. Read it, never change it; ``tolist()`` gives a copy you may change.
         shape: a tuple of ints.
-        dtype: "float64" or "bool" (see the dtype rules above), equal to NumPy's names.
+        dtype: "float64", "bool" or "complex128" (see the dtype rules above), equal to
+            NumPy's names.
         op: the name of the op that made this tensor; None for a leaf.
         inputs: the tensors it was made from, in order; () for a leaf.
         forward: the function that made it: ``forward(*inputs, **attrs)`` makes it again,

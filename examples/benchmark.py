@@ -301,6 +301,8 @@ def flat(x):
         return [v for key in sorted(x) for v in flat(x[key])]
     if isinstance(x, rax.Tensor):
         return flat(x.tolist())
+    if isinstance(x, complex):
+        return [x.real, x.imag]
     return [float(x)]
 
 
@@ -435,6 +437,29 @@ def workloads(quick):
     rows.append(("W4-vg-jit", "value and d/dx of the same on a (1,) tensor, rax.jit", 0.5,
                  lambda: hand_chain_value_and_grad(0.5, steps),
                  lambda: value_and_grad_items(both(x1)), None))
+    return rows + fft_rows(rng, quick)
+
+
+def hand_dft(x, roots):
+    """The discrete Fourier transform by its definition, sum_j x[j] exp(-2 pi i jk / n) for
+    each k: n**2 products, with the n roots of unity computed once (roots[m] for jk = m mod n)."""
+    n = len(x)
+    return [sum(map(mul, x, [roots[j * k % n] for j in range(n)])) for k in range(n)]
+
+
+def fft_rows(rng, quick):
+    """W7: rax.fft.fft, O(n log n) (radix 2, and Bluestein for a prime n), against the plain
+    O(n**2) DFT written by hand: the ratio is the point, far below 1."""
+    rows = []
+    for n in ((256, 251) if quick else (1024, 1021)):
+        x = [complex(rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)) for _ in range(n)]
+        roots = [complex(math.cos(2 * math.pi * m / n), -math.sin(2 * math.pi * m / n))
+                 for m in range(n)]
+        tx = rax.Tensor(x)
+        kind = "radix 2" if n & (n - 1) == 0 else "Bluestein"
+        rows.append((f"W7 n={n}", f"rax.fft.fft of {n} complex numbers ({kind}); hand = the "
+                     f"O(n**2) DFT", 0.05, lambda x=x, roots=roots: hand_dft(x, roots),
+                     lambda tx=tx: rax.fft.fft(tx), None))
     return rows
 
 
