@@ -1873,12 +1873,14 @@ def _normalize_index(key, shape):
 
 def _scatter(g, index, shape):
     """Zeros of `shape` with g written at [index]: the adjoint of indexing, and vice versa."""
-    return _node("scatter", _scatter, scatter_lists(g.data, index, shape), shape, (g,),
-                  _scatter_vjps, {"index": index, "shape": shape})
+    kernel = complex_scatter_lists if g.dtype is complex128 else scatter_lists  # 0j around
+    return _node("scatter", _scatter, kernel(g.data, index, shape), shape, (g,),
+                 _scatter_vjps, {"index": index, "shape": shape}, g.dtype)
 
 
-_RULES["scatter"] = _Kernel("scatter_lists",
-                            lambda shapes, attrs, shape: (attrs["index"], shape))
+_RULES["scatter"] = _Kernel("scatter_lists", lambda shapes, attrs, shape: (
+    attrs["index"], shape), on_complex=_Kernel("complex_scatter_lists", lambda shapes, attrs,
+                                               shape: (attrs["index"], shape)))
 _scatter_vjps = (lambda g, out, x: _getitem(g, out.attrs["index"]),)
 
 
@@ -1993,13 +1995,16 @@ _take_vjps = (lambda g, out, x, indices: _take_backward(g, indices, x.shape, out
 
 def _take_backward(g, indices, shape, axis):
     """Zeros of `shape` with g added at the places take read (its vjp, linear in g)."""
-    data = take_backward_lists(g.data, indices.data, indices.shape, shape, axis)
+    kernel = complex_take_backward_lists if g.dtype is complex128 else take_backward_lists
+    data = kernel(g.data, indices.data, indices.shape, shape, axis)
     return _node("take_backward", _take_backward, data, shape, (g, indices),
-                 _take_backward_vjps, {"shape": shape, "axis": axis})
+                 _take_backward_vjps, {"shape": shape, "axis": axis}, g.dtype)
 
 
 _RULES["take_backward"] = _Kernel("take_backward_lists", lambda shapes, attrs, shape: (
-    shapes[1], attrs["shape"], attrs["axis"]))
+    shapes[1], attrs["shape"], attrs["axis"]), on_complex=_Kernel(
+    "complex_take_backward_lists", lambda shapes, attrs, shape: (
+        shapes[1], attrs["shape"], attrs["axis"])))
 _take_backward_vjps = (lambda g, out, g0, indices: take(g, indices, out.attrs["axis"]), None)
 
 
@@ -3341,10 +3346,12 @@ def var(x, axis=None, ddof=0, keepdims=False, *, dim=None, dtype=None, out=None)
     1.25
     """
     _no_dim("var", dim, dtype, out)
-    x = _as_tensor(x, "var")
+    x = _as_num(x, "var")
     axes = _normalize_axes("var", axis, x.ndim)
     count = _max(math.prod(x.shape[a] for a in axes) - _scalar("var", "ddof", ddof), 0.0)
     deviation = x - x.mean(axes, keepdims=True)
+    if x.dtype is complex128:  # NumPy's: the mean of |deviation|**2, a real number
+        deviation = abs(deviation)
     return (deviation * deviation).sum(axes, keepdims) / float(count)
 
 
@@ -3865,8 +3872,8 @@ class LinAlgError(ValueError):
     definite (cholesky), as numpy.linalg.LinAlgError."""
 
 
-def _square(op, a):
-    a = _as_tensor(a, op)
+def _square(op, a, complex_ok=False):
+    a = _as_num(a, op) if complex_ok else _as_tensor(a, op)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"{op}: needs square matrices in the last two axes, got shape "
                          f"{a.shape}")
@@ -3884,8 +3891,9 @@ def inv(a):
     >>> inv(Tensor([[2, 0], [0, 4]])).tolist()
     [[0.5, 0.0], [0.0, 0.25]]
     """
-    a = _square("inv", a)
-    return _node("inv", inv, inv_lists(a.data, a.shape), a.shape, (a,), _inv_vjps)
+    a = _square("inv", a, complex_ok=True)
+    return _node("inv", inv, inv_lists(a.data, a.shape), a.shape, (a,), _inv_vjps, _NO_ATTRS,
+                 a.dtype)
 
 
 _RULES["inv"] = _Kernel("inv_lists", lambda shapes, attrs, shape: (shapes[0],))
@@ -3900,7 +3908,7 @@ def solve(a, b):
     >>> solve(Tensor([[2, 0], [0, 4]]), Tensor([2, 2])).tolist()
     [1.0, 0.5]
     """
-    a, b = _square("solve", a), _as_tensor(b, "solve")
+    a, b = _one_dtype((_square("solve", a, complex_ok=True), _as_num(b, "solve")))
     vector = b.ndim == 1
     if vector:
         b = b.reshape(b.shape + (1,))
@@ -3914,7 +3922,7 @@ def solve(a, b):
                          f"broadcast together") from None
     a, b = _broadcast(a, batch + a.shape[-2:]), _broadcast(b, batch + b.shape[-2:])
     x = _node("solve", solve, solve_lists(a.data, b.data, a.shape, b.shape), b.shape, (a, b),
-              _solve_vjps)
+              _solve_vjps, _NO_ATTRS, a.dtype)
     return x.reshape(x.shape[:-1]) if vector else x
 
 
@@ -3932,8 +3940,9 @@ def det(a):
     >>> det(Tensor([[1, 2], [3, 4]])).item()
     -2.0
     """
-    a = _square("det", a)
-    return _node("det", det, det_lists(a.data, a.shape), a.shape[:-2], (a,), _det_vjps)
+    a = _square("det", a, complex_ok=True)
+    return _node("det", det, det_lists(a.data, a.shape), a.shape[:-2], (a,), _det_vjps,
+                 _NO_ATTRS, a.dtype)
 
 
 _RULES["det"] = _Kernel("det_lists", lambda shapes, attrs, shape: (shapes[0],))
@@ -3948,7 +3957,7 @@ def _cofactors(a):
     from C = det(a) inv(a)^T; nan at a singular matrix, where it divides by 0.
     """
     return _node("cofactors", _cofactors, cofactors_lists(a.data, a.shape), a.shape, (a,),
-                 _cofactors_vjps)
+                 _cofactors_vjps, _NO_ATTRS, a.dtype)
 
 
 _RULES["cofactors"] = _Kernel("cofactors_lists", lambda shapes, attrs, shape: (shapes[0],))
@@ -4072,6 +4081,59 @@ def _eigh_vjp(g, out, a):
 _eigh_vjps = (_eigh_vjp,)
 
 
+def eig(a):
+    """(eigenvalues, eigenvectors) of each square matrix, real or complex, as
+    numpy.linalg.eig: the eigenvectors are the columns, each of unit length with its largest
+    entry real and positive (NumPy's are the same up to a phase). Both are complex128 always
+    (as JAX's and torch's; NumPy gives float64 where every eigenvalue is real). For a real
+    matrix, complex eigenvalues come in conjugate pairs, the positive imaginary part first.
+
+    The gradient (distinct eigenvalues) is HIPS autograd's, with JAX's convention (5h):
+    inv(V^T) (diag(gw) + F * (V^T gV) - F * (V^T conj(V) diag(re(V^T gV)))) V^T, F[i][j] =
+    1 / (w[j] - w[i]) off the diagonal; the last term keeps each vector of unit length.
+
+    >>> w, v = eig(Tensor([[0.0, -1.0], [1.0, 0.0]]))
+    >>> [complex(round(e.real, 12), round(e.imag, 12)) for e in w.tolist()]
+    [1j, -1j]
+    """
+    a = _square("eig", a, complex_ok=True)
+    if a.dtype is float64:
+        a = _astype(a, complex128)  # a real matrix gets the real part of the gradient
+    n = a.shape[-1]
+    both = _node("eig", _eig_packed, eig_lists(a.data, a.shape), a.shape[:-2] + (n + 1, n),
+                 (a,), _eig_vjps, _NO_ATTRS, complex128)  # row 0 the values, then V
+    return both[..., 0, :], both[..., 1:, :]
+
+
+def _eig_packed(a):
+    return eig(a)[0].inputs[0]
+
+
+_RULES["eig"] = _Kernel("eig_lists", lambda shapes, attrs, shape: (shapes[0],))
+
+
+def _eig_vjp(g, out, a):
+    w, v = out[..., 0, :], out[..., 1:, :]
+    gw, gv = g[..., 0, :], g[..., 1:, :]
+    n = a.shape[-1]
+    diagonal = eye(n)
+    gaps = expand_dims(w, -2) - expand_dims(w, -1)  # [i][j] = w[j] - w[i]
+    f = where(diagonal, 0.0, 1.0 / where(diagonal, 1.0, gaps))
+    vt = _mT(v)
+    projected = vt @ gv
+    unit = f * ((vt @ conj(v)) @ (real(projected) * diagonal))  # the vectors' unit length
+    middle = expand_dims(gw, -1) * diagonal + f * projected - unit
+    return inv(vt) @ middle @ vt
+
+
+_eig_vjps = (_eig_vjp,)
+
+
+def eigvals(a):
+    """The eigenvalues of each square matrix: eig's first result (complex128)."""
+    return eig(a)[0]
+
+
 def eigvalsh(a, UPLO="L"):
     """The eigenvalues of each symmetric matrix, ascending: eigh's first result."""
     return eigh(a, UPLO)[0]
@@ -4132,7 +4194,7 @@ def pinv(a, rcond=1e-15):
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
-    """A vector or matrix norm, as numpy.linalg.norm (real input).
+    """A vector or matrix norm, as numpy.linalg.norm (complex input: the norm of |x|).
 
     axis None: x flattened with ord None (the 2-norm), else x must be 1-D (a vector norm) or
     2-D (a matrix norm). axis an int: vector norms along it; a pair: matrix norms over it.
@@ -4149,7 +4211,13 @@ def norm(x, ord=None, axis=None, keepdims=False):
     5.0
     """
     op = "norm"
-    x = _as_tensor(x, op)
+    x = _as_num(x, op)
+    if x.dtype is complex128:  # a norm of |x|, unless it needs singular values
+        if ord in (2, -2, "nuc") and (axis is None and x.ndim == 2 or isinstance(
+                axis, (tuple, list)) and len(axis) == 2):
+            raise TypeError(f"norm: ord={ord!r} of a complex matrix needs its singular "
+                            f"values, which rax computes for real matrices only")
+        x = abs(x)
     if not (ord is None or isinstance(ord, (str, numbers.Real))):
         raise TypeError(f"norm: ord must be None, a number, inf, 'fro' or 'nuc', got "
                         f"{ord!r:.60} ({type(ord).__name__})")
@@ -4234,7 +4302,8 @@ class _Linalg(SimpleNamespace):
 
 
 linalg = _Linalg(inv=inv, solve=solve, det=det, slogdet=slogdet, cholesky=cholesky, eigh=eigh,
-                 eigvalsh=eigvalsh, svd=svd, pinv=pinv, norm=norm, LinAlgError=LinAlgError)
+                 eigvalsh=eigvalsh, svd=svd, pinv=pinv, norm=norm, LinAlgError=LinAlgError,
+                 eig=eig, eigvals=eigvals)
 
 
 # ---- 5g. The rest of NumPy's vocabulary ----------------------------------------------------
@@ -4840,8 +4909,8 @@ def _loss_seed(loss, arguments, holomorphic):
 def _seed_of(t, seed):
     """backward's seed as a tensor of t's dtype (a real seed for a complex t is promoted)."""
     seed = _as_num(seed, "backward")
-    if seed.dtype is t.dtype:
-        return seed
+    if seed.dtype is t.dtype or seed.dtype is float64 and t.dtype is not complex128:
+        return seed  # (a bool tensor's cotangent is a float one, never used)
     if t.dtype is complex128:
         return _astype(seed, complex128)
     raise TypeError(f"backward: the seed is complex128, but the tensor is {t.dtype}: the "
@@ -7495,7 +7564,7 @@ def _vjp(op, f, primals):
         given = _matching_leaves(op, out, cotangent, "out", "cotangent")
         cotangents = []
         for (keys, o), c in zip(outputs, given):
-            c = _as_tensor(c, op)
+            c = _seed_of(o, c)  # a complex output's cotangent is complex (5h)
             if c.shape != o.shape:
                 raise ValueError(f"{op}: {_path('cotangent', keys)} has shape {c.shape}, but "
                                  f"{_path('out', keys)} has shape {o.shape}")
@@ -7504,7 +7573,7 @@ def _vjp(op, f, primals):
             root, seed = outputs[0][1], cotangents[0]
         else:  # <out, cotangent> summed over the leaves: its gradient is J^T cotangent
             root = _sum_of_products([o for _, o in outputs], cotangents)
-            seed = _constant(1.0)
+            seed = _seed_of(root, _constant(1.0))
         g = _GradientGraph(root, seed, arguments).node(root)
         return tuple(g.wrt(arg) for arg in args)
 
@@ -7565,7 +7634,9 @@ def _primals_and_tangents(op, primals, tangents):
     given = _matching_leaves(op, primals, tangents, "primals", "tangents")
     leaves = []
     for (keys, p), t in zip(_leaves_with_keys(primals, op, "primals"), given):
-        p, t = _as_tensor(p, op), _as_tensor(t, op)
+        p, t = _as_num(p, op), _as_num(t, op)
+        if t.dtype is not p.dtype:  # a real tangent of a complex primal is promoted
+            t = _seed_of(p, t)
         if p.shape != t.shape:
             raise ValueError(f"{op}: {_path('tangents', keys)} has shape {t.shape}, but "
                              f"{_path('primals', keys)} has shape {p.shape}")
@@ -10544,7 +10615,8 @@ def _array_source(program, backend):
         if getattr(eq.forward, "made_by_primitive", False) or (
                 eq.op not in table.ops and eq.op != "pow_scalar"):
             raise ValueError(f"Program.source({backend!r}): op {eq.op!r} is a primitive of "
-                             f"your own, whose forward is Python: it has no {backend} code")
+                             f"your own, whose forward is Python, or one that rax computes "
+                             f"only itself (eig): it has no {backend} code")
         if eq.output in folded:
             continue
         operands = [name(v) for v in eq.inputs]
@@ -10948,6 +11020,17 @@ def matmul_lists(x, y, shape, k):
     return [[_sum(map(times, row, column)) for column in columns] for row in x]
 
 
+def complex_scatter_lists(g, index, shape):
+    """scatter_lists of complex g: its zeros are 0j."""
+    return astype_lists(scatter_lists(g, index, shape), len(shape), "complex128")
+
+
+def complex_take_backward_lists(g, indices, indices_shape, shape, axis):
+    """take_backward_lists of complex g: its zeros are 0j."""
+    return astype_lists(take_backward_lists(g, indices, indices_shape, shape, axis),
+                        len(shape), "complex128")
+
+
 def complex_matmul_lists(x, y, shape, k):
     """matmul_lists for complex numbers: the same, but 0j where the inner side is 0."""
     return _full_lists(shape, 0j) if k == 0 else matmul_lists(x, y, shape, k)
@@ -11231,7 +11314,8 @@ def _lu(m):
     below the diagonal (its ones implied) and U on and above it, of m's rows taken in
     `order`, an even (sign 1.0) or odd (-1.0) permutation; None if a pivot is exactly 0."""
     n = len(m)
-    lu, order, sign = [[float(v) for v in row] for row in m], list(range(n)), 1.0
+    lu = [[v if type(v) is complex else float(v) for v in row] for row in m]
+    order, sign = list(range(n)), 1.0
     for k in range(n):
         p = _max(range(k, n), key=lambda i: _abs(lu[i][k]))
         pivot = lu[p][k]
@@ -11299,7 +11383,7 @@ def solve_lists(a, b, a_shape, b_shape, index=()):
 def _det_of(m):
     factors = _lu(m)
     if factors is None:
-        return 0.0
+        return 0j if m and type(m[0][0]) is complex else 0.0
     lu, _, sign = factors
     return sign * math.prod(lu[i][i] for i in range(len(m)))
 
@@ -11343,8 +11427,8 @@ def _cofactors_of(m):
         d = sign * math.prod(lu[i][i] for i in range(n))
         inverse = _lu_solve(lu, order, _unit_matrix(n))
         cofactors = [[d * inverse[j][i] for j in range(n)] for i in range(n)]
-        if all(math.isfinite(v) for row in cofactors for v in row) or not all(
-                math.isfinite(v) for row in m for v in row):
+        if all(cmath.isfinite(v) for row in cofactors for v in row) or not all(
+                cmath.isfinite(v) for row in m for v in row):  # (cmath: complex too)
             return cofactors
     minor = lambda i, j: [row[:j] + row[j + 1:] for k, row in enumerate(m) if k != i]  # noqa
     return [[(-1.0) ** (i + j) * _det_of(minor(i, j)) for j in range(n)] for i in range(n)]
@@ -11441,6 +11525,164 @@ def eigh_lists(a, shape, uplo):
     eigenvalues ascending in row 0 and its eigenvectors as the columns of rows 1..n: nested
     lists of shape batch + (n + 1, n). nan throughout for a matrix with an inf or nan."""
     return _each_matrix(lambda m, which: _eigh_of(m, uplo), a, shape)
+
+
+# ---- General eigenproblems (rax.linalg.eig): complex Schur form by shifted QR ---------------
+#
+# A matrix is reduced to upper Hessenberg form by Householder reflections, then to upper
+# triangular form T = Z^H A Z (its complex Schur form) by QR steps with Wilkinson's shift,
+# each step a sweep of Givens rotations, deflating where a subdiagonal entry falls below
+# rounding; the eigenvalues are T's diagonal. The eigenvectors of T come by back
+# substitution, and Z takes them back to A's; each is scaled to unit length with its
+# largest entry real and positive (LAPACK's zgeev: "largest component real").
+
+def _hessenberg(a):
+    """(H, Q): H upper Hessenberg with a = Q H Q^H, by Householder reflections."""
+    n = len(a)
+    h, q = [[complex(v) for v in row] for row in a], _unit_matrix(n)
+    q = [[complex(v) for v in row] for row in q]
+    for k in range(n - 2):
+        x = [h[i][k] for i in range(k + 1, n)]
+        size = math.sqrt(_sum(_abs(v) ** 2 for v in x))
+        if size == 0.0:
+            continue
+        v = list(x)
+        v[0] += (x[0] / _abs(x[0]) if x[0] else 1.0) * size  # away from cancellation
+        norm = math.sqrt(_sum(_abs(c) ** 2 for c in v))
+        v = [c / norm for c in v]
+        for j in range(n):  # H <- (I - 2 v v^H) H on rows k+1..
+            s = 2.0 * _sum(v[i].conjugate() * h[k + 1 + i][j] for i in range(n - k - 1))
+            for i in range(n - k - 1):
+                h[k + 1 + i][j] -= v[i] * s
+        for m in (h, q):  # H <- H (I - 2 v v^H), Q <- Q (I - 2 v v^H) on columns k+1..
+            for row in m:
+                s = 2.0 * _sum(row[k + 1 + i] * v[i] for i in range(n - k - 1))
+                for i in range(n - k - 1):
+                    row[k + 1 + i] -= s * v[i].conjugate()
+    return h, q
+
+
+def _givens(x, y):
+    """(c, s) of the rotation [[c, s], [-conj(s), c]] (c real) that zeroes y under x."""
+    r = math.hypot(_abs(x), _abs(y))
+    if r == 0.0:
+        return 1.0, 0j
+    c = _abs(x) / r
+    phase = x / _abs(x) if x else 1.0
+    return c, phase * y.conjugate() / r
+
+
+def _schur(a):
+    """(T, Z): the complex Schur form T = Z^H a Z (T upper triangular, Z unitary)."""
+    h, z = _hessenberg(a)
+    n = len(h)
+    eps, hi, stuck = sys.float_info.epsilon, n - 1, 0
+    scale = _max((_abs(v) for row in h for v in row), default=0.0)
+    while hi > 0:
+        lo = hi
+        while lo > 0 and _abs(h[lo][lo - 1]) > eps * (_abs(h[lo][lo]) + _abs(h[lo - 1][lo - 1])
+                                                      or scale):
+            lo -= 1
+        if lo == hi:  # h[hi][hi] has split off: an eigenvalue
+            if hi > 0:
+                h[hi][hi - 1] = 0j
+            hi, stuck = hi - 1, 0
+            continue
+        if lo > 0:
+            h[lo][lo - 1] = 0j
+        stuck += 1
+        if stuck > 30 * n:
+            raise LinAlgError("eig: the QR iteration did not converge")
+        shift = _wilkinson(h, hi) if stuck % 11 else h[hi][hi] + _abs(h[hi][hi - 1])
+        _shifted_sweep(h, z, lo, hi, shift)
+    return h, z
+
+
+def _wilkinson(h, hi):
+    """The eigenvalue of the trailing 2x2 block nearer its last diagonal entry."""
+    a, b, c, d = h[hi - 1][hi - 1], h[hi - 1][hi], h[hi][hi - 1], h[hi][hi]
+    half, det = (a + d) / 2.0, a * d - b * c
+    root = cmath.sqrt(half * half - det)
+    one, two = half + root, half - root
+    return one if _abs(one - d) <= _abs(two - d) else two
+
+
+def _shifted_sweep(h, z, lo, hi, shift):
+    """H - shift I = QR on rows and columns lo..hi (Givens rotations), then RQ + shift I,
+    applied to the whole of H (rows to the right, columns above) and to Z."""
+    n = len(h)
+    for k in range(lo, hi + 1):
+        h[k][k] -= shift
+    rotations = []
+    for k in range(lo, hi):  # R = G_{hi-1} ... G_lo (H - shift I)
+        c, s = _givens(h[k][k], h[k + 1][k])
+        rotations.append((c, s))
+        for j in range(k, n):
+            x, y = h[k][j], h[k + 1][j]
+            h[k][j], h[k + 1][j] = c * x + s * y, -s.conjugate() * x + c * y
+    for k, (c, s) in zip(range(lo, hi), rotations):  # R Q: columns k, k+1 by G^H
+        for m, rows in ((h, range(0, _min(k + 2, hi) + 1)), (z, range(n))):
+            for i in rows:
+                x, y = m[i][k], m[i][k + 1]
+                m[i][k], m[i][k + 1] = c * x + s.conjugate() * y, -s * x + c * y
+    for k in range(lo, hi + 1):
+        h[k][k] += shift
+
+
+def _eig_of(m):
+    """Row 0: the eigenvalues of m (complex); rows 1..n: its eigenvectors as columns."""
+    n = len(m)
+    if not all(cmath.isfinite(v) for row in m for v in row):
+        return [[complex(nan, nan)] * n for _ in range(n + 1)]
+    t, z = _schur(m)
+    values = [t[k][k] for k in range(n)]
+    smallest = sys.float_info.epsilon * _max((_abs(v) for row in t for v in row), default=1.0)
+    vectors = []
+    for k in range(n):  # (T - w_k I) y = 0 with y_k = 1, y_j = 0 below
+        y = [0j] * n
+        y[k] = 1.0 + 0j
+        for j in range(k - 1, -1, -1):
+            d = t[j][j] - values[k]
+            d = d if _abs(d) > smallest else (smallest or 1e-300)
+            y[j] = -_sum(t[j][l] * y[l] for l in range(j + 1, k + 1)) / d
+        x = [_sum(z[i][l] * y[l] for l in range(k + 1)) for i in range(n)]
+        big = _max(x, key=_abs)
+        size = math.sqrt(_sum(_abs(v) ** 2 for v in x))
+        phase = big / _abs(big) if big else 1.0
+        vectors.append([v / phase / size for v in x])
+    if not any(v.imag for row in m for v in row):  # a real matrix: real or conjugate pairs
+        values, vectors = _as_conjugate_pairs(values, vectors, 100.0 * n * smallest)
+    return [values] + [[vectors[k][i] for k in range(n)] for i in range(n)]
+
+
+def _as_conjugate_pairs(values, vectors, tol):
+    """For a real matrix, as LAPACK's dgeev gives them: an eigenvalue within rounding of
+    the real axis real (its vector too), the others in exact conjugate pairs, the one with
+    the positive imaginary part first, their vectors conjugates."""
+    order, done = [], set()
+    for k, w in enumerate(values):
+        if k in done:
+            continue
+        done.add(k)
+        if _abs(w.imag) <= tol:
+            order.append((complex(w.real), [complex(v.real) for v in vectors[k]]))
+            continue
+        partner = _min((j for j in range(len(values)) if j not in done),
+                       key=lambda j: _abs(values[j] - w.conjugate()), default=None)
+        if partner is not None:
+            done.add(partner)
+        if w.imag < 0.0:
+            w, vector = w.conjugate(), [v.conjugate() for v in vectors[k]]
+        else:
+            vector = vectors[k]
+        order += [(w, vector), (w.conjugate(), [v.conjugate() for v in vector])]
+    return [w for w, _ in order], [vector for _, vector in order]
+
+
+def eig_lists(a, shape):
+    """For each square matrix, its eigenvalues in row 0 and its eigenvectors as the columns
+    of rows 1..n, complex numbers: nested lists of shape batch + (n + 1, n)."""
+    return _each_matrix(lambda m, which: _eig_of(m), a, shape)
 
 
 # ---- The discrete Fourier transform (rax.fft, chapter 5i) -----------------------------------

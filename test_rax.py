@@ -10497,7 +10497,7 @@ def test_complex_gradients_are_jax_gradients(name, rax_loss, jax_loss, values):
     z = Tensor(values)
     got = rax.grad(lambda z: rax_loss(rax, z))(z)
     want = jax.grad(lambda z: jax_loss(jnp, z))(jnp.array(values, dtype=jnp.complex128))
-    assert got.dtype == "complex128"
+    assert got.dtype == "complex128" and _dtypes_hold(got)
     for g, w in zip(got.tolist(), [complex(v) for v in want.tolist()]):
         assert abs(g - w) <= 1e-10 * (1 + abs(w)), (name, g, w)
     rax.check_grads(lambda z: rax_loss(rax, z), (z,), atol=1e-5, rtol=1e-5)
@@ -10671,7 +10671,7 @@ def test_fft_gradients_are_jax_gradients(name, norm, n):
     want = jax.grad(lambda t: (jnp.abs(getattr(jnp.fft, name)(t, **kwargs) * w) ** 2).sum())(
         jnp.asarray(x))
     assert np.allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-9)
-    assert str(got.dtype) == str(np.asarray(want).dtype)
+    assert str(got.dtype) == str(np.asarray(want).dtype) and _dtypes_hold(got)
     ops = {t.op for t in rax._topological_order(got)}
     assert ops & {"fft", "ifft", "rfft"}
 
@@ -10818,3 +10818,138 @@ def test_spectrum_lesson_finds_the_peaks_and_fits_below_a_bin():
     assert all(abs(p[0] - f) <= 0.25 for p, f in zip(result["peaks"], true))
     assert all(abs(g - f) < 0.03 for g, f in zip(result["params"]["f"].tolist(), true))
     assert result["losses"][-1] < 0.3 < result["losses"][0]
+
+
+# ---- rax.linalg.eig and eigvals; inv, solve, det, norm, var of complex input ----------------
+
+def _same_multiset(got, want, tol=1e-9):
+    """Whether two lists of complex numbers are equal as multisets, within tol (the
+    eigenvalues' order is the algorithm's, which NumPy does not promise either)."""
+    want = list(want)
+    for x in got:
+        k = min(range(len(want)), key=lambda i: abs(want[i] - x))
+        if abs(want[k] - x) > tol * max(1.0, abs(x)):
+            return False
+        want.pop(k)
+    return True
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13])
+@pytest.mark.parametrize("kind", ["real", "complex", "symmetric", "batch"])
+def test_eig_values_are_numpys_and_vectors_solve_the_problem(n, kind):
+    """eig and eigvals of real, complex, symmetric and batched matrices: NumPy's eigenvalues
+    (as a multiset, to 1e-9), A v = w v to 1e-12 of |A|, unit vectors with their largest
+    entry real and positive; a real matrix's complex eigenvalues in exact conjugate pairs,
+    the positive imaginary part first."""
+    np = _np()
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(2, n, n) if kind == "batch" else (n, n))
+    if kind == "complex":
+        a = a + 1j * rng.normal(size=a.shape)
+    if kind == "symmetric":
+        a = a + a.T
+    w, v = rax.linalg.eig(Tensor(a))
+    assert w.dtype == "complex128" and v.dtype == "complex128"
+    for m, wm, vm in (zip(a, np.asarray(w), np.asarray(v)) if kind == "batch"
+                      else [(a, np.asarray(w), np.asarray(v))]):
+        assert _same_multiset(wm.tolist(), np.linalg.eigvals(m).tolist())
+        assert np.abs(m @ vm - vm * wm).max() <= 1e-12 * max(1.0, np.abs(m).max()) * n
+        assert np.allclose(np.linalg.norm(vm, axis=0), 1.0)
+        top = vm[np.abs(vm).argmax(axis=0), range(n)]
+        assert np.allclose(top.imag, 0.0) and (top.real > 0).all()
+        if kind != "complex":
+            complex_ones = [x for x in wm.tolist() if x.imag != 0]
+            assert complex_ones[::2] == [x.conjugate() for x in complex_ones[1::2]]
+            assert all(x.imag > 0 for x in complex_ones[::2])
+    assert np.array_equal(np.asarray(rax.linalg.eigvals(Tensor(a))), np.asarray(w))
+
+
+def test_eig_gradients_as_autograd_and_jax():
+    """The gradient of eig (distinct eigenvalues): HIPS autograd's checks (|w| and |v| of a
+    real and of a complex matrix, by central differences along 1 and 1j, and at second
+    order for eigvals), and JAX's gradient of a symmetric function of the eigenvalues."""
+    np = _np()
+    jax, jnp = _jax64()
+    rng = np.random.default_rng(7)
+    weights = Tensor(rng.normal(size=(4, 4)))
+
+    def fun(x):
+        w, v = rax.linalg.eig(x)
+        return (rax.abs(w) * Tensor([1.0, 2.0, 3.0, 4.0])).sum() + (rax.abs(v) * weights).sum()
+    a = rng.normal(size=(4, 4))
+    ac = a + 1j * rng.normal(size=(4, 4))
+    for x in (a, ac):
+        rax.check_grads(fun, (Tensor(x),), atol=1e-5, rtol=1e-4)
+    rax.check_grads(lambda x: rax.real(rax.exp(rax.linalg.eigvals(x)).sum()), (Tensor(ac),),
+                    order=2, atol=1e-4, rtol=1e-4)
+    symmetric = lambda m, x: m.real((m.linalg.eigvals(x) ** 3).sum() * (1 - 2j))  # noqa: E731
+    for x in (a, ac):
+        got = rax.grad(lambda x: symmetric(rax, x))(Tensor(x))
+        want = jax.grad(lambda x: symmetric(jnp, x))(jnp.asarray(x))
+        assert np.allclose(np.asarray(got), np.asarray(want), atol=1e-9)
+
+
+def test_linalg_and_statistics_of_complex_input():
+    """inv, solve, det, norm (those of |x|), var and std of complex input: NumPy's values;
+    the gradients of inv, det and solve are JAX's; a singular complex matrix's det is 0j;
+    norm's ord=2 of a complex matrix (singular values) is a TypeError."""
+    np = _np()
+    jax, jnp = _jax64()
+    z = np.array([[1 + 2j, 3 - 1j], [2, -1 + 1j]])
+    t = Tensor(z)
+    assert np.allclose(np.asarray(rax.linalg.inv(t)), np.linalg.inv(z))
+    assert np.allclose(rax.linalg.det(t).item(), np.linalg.det(z))
+    assert np.allclose(np.asarray(rax.linalg.solve(t, Tensor([1.0, 2j]))),
+                       np.linalg.solve(z, [1.0, 2j]))
+    assert np.allclose(np.asarray(rax.var(t, axis=0)), np.var(z, axis=0))
+    assert np.isclose(rax.std(t).item(), np.std(z)) and rax.std(t).dtype == "float64"
+    for ord_ in (None, "fro", 1, -1, np.inf):
+        assert np.isclose(rax.linalg.norm(t, ord_).item(), np.linalg.norm(z, ord_))
+    assert np.allclose(np.asarray(rax.linalg.norm(t, axis=1)), np.linalg.norm(z, axis=1))
+    with pytest.raises(TypeError, match="singular values"):
+        rax.linalg.norm(t, 2)
+    assert rax.linalg.det(Tensor([[1j, 1j], [1j, 1j]])).item() == 0j
+    for f in (lambda m, a: (m.abs(m.linalg.inv(a)) ** 2).sum(),
+              lambda m, a: m.abs(m.linalg.det(a)) ** 2,
+              lambda m, a: (m.abs(m.linalg.solve(a, a[0])) ** 2).sum()):
+        got = rax.grad(lambda a: f(rax, a))(t)
+        want = jax.grad(lambda a: f(jnp, a))(jnp.asarray(z))
+        assert np.allclose(np.asarray(got), np.asarray(want), atol=1e-10)
+
+
+def _dtypes_hold(root):
+    """Whether every node of root's graph holds Python values of its dtype (complex numbers
+    in a complex128 tensor, floats in a float64 one): no op may mislabel its output."""
+    kinds = {"float64": float, "complex128": complex, "bool": bool}
+    return all(all(type(v) is kinds[str(t.dtype)] for v in rax._flat(t.data, t.ndim))
+               for t in rax._topological_order(root))
+
+
+_C_MOVEMENT = [
+    ("slices", lambda z: z[::-1, 1:] * 2.0), ("integer indices", lambda z: z[[0, 0, 1]]),
+    ("mask", lambda z: z[Tensor([[True, False, True], [False, True, True]])]),
+    ("take", lambda z: rax.take(z, [2, 0, 2], axis=1)),
+    ("take_along_axis", lambda z: rax.take_along_axis(z, Tensor([[0, 2], [1, 1]]), 1)),
+    ("reshape, transpose", lambda z: z.reshape(3, 2).T), ("flip, roll", lambda z: rax.roll(
+        rax.flip(z, 0), 1, 1)), ("broadcast_to", lambda z: rax.broadcast_to(z[0], (4, 3))),
+    ("concatenate, stack", lambda z: rax.stack([rax.concatenate([z, z * 1j], 1),
+                                                rax.concatenate([z, z], 1)])),
+    ("tile, repeat", lambda z: rax.repeat(rax.tile(z, 2), 2, axis=0)),
+    ("tril, triu, diag", lambda z: rax.tril(z) + rax.triu(z) + rax.diag(z[:, :2]).sum()),
+    ("where, squeeze", lambda z: rax.squeeze(rax.where(rax.real(z) > 0, z, -z)[None])),
+    ("cumsum, cumprod", lambda z: rax.cumsum(z, 1) + rax.cumprod(z, 0)),
+    ("split, moveaxis", lambda z: rax.moveaxis(rax.split(z, 3, axis=1)[1], 0, 1)),
+]
+
+
+@pytest.mark.parametrize("name, f", _C_MOVEMENT, ids=[row[0] for row in _C_MOVEMENT])
+def test_complex_movement_gradients_are_jax_gradients_and_keep_their_dtype(name, f):
+    """Each movement and indexing op on a complex tensor: the gradient of a real loss of it
+    agrees with central differences along 1 and 1j (check_grads, first and second order),
+    and every node of the gradient graph holds complex numbers where it says complex128."""
+    z = Tensor([[1 + 2j, -0.5j, 3.0], [0.5 - 1j, 2 + 0.25j, -1 + 1j]])
+    w = Tensor([[0.3 - 1j] * 3] * 2)
+    loss = lambda z: (rax.abs(f(z) * (1 + 0.5j)) ** 2).sum() + rax.real(f(z * w)).sum()  # noqa
+    g = rax.grad(loss)(z)
+    assert g.dtype == "complex128" and _dtypes_hold(g)
+    rax.check_grads(loss, (z,), order=2, atol=1e-5, rtol=1e-5)
