@@ -6535,6 +6535,11 @@ def _params_and_grads(op, params, grads):
                             f"params, and pass them to the model by closure or as an argument")
         if _is_bool(g):
             raise TypeError(f"{op}: the gradient of {_path('params', keys)} is a bool tensor")
+        if iscomplexobj(p) or iscomplexobj(g):
+            raise TypeError(f"{op}: {_path('params', keys)} or its gradient is complex128: "
+                            f"optimizers take real params (rax's gradient of z = x + iy is "
+                            f"df/dx - i df/dy, JAX's, so descent steps along its conjugate); "
+                            f"keep x and y as float params, or step z - lr * conj(g) yourself")
         p, g = _as_tensor(p, op), _as_tensor(g, op)
         if p.shape != g.shape:
             raise ValueError(f"{op}: {_path('params', keys)} has shape {p.shape}, "
@@ -7654,11 +7659,15 @@ def _push_forward(op, out, vjp_fn):
     """tangents -> J tangents, from f's result and pullback: one backward pass from a
     cotangent variable u, made once, then one backward pass per call, from <J^T u, v> back
     to u, whose gradient is J v (the value of u never matters: all of it is linear in u)."""
-    u = [_leaf(_full_lists(o.shape, 0.0), o.shape) for _, o in _output_tensors(op, out)]
+    u = [_leaf(_full_lists(o.shape, _ZERO_OF[o.dtype] if o.dtype is complex128 else 0.0),
+               o.shape, o.dtype if o.dtype is complex128 else float64)
+         for _, o in _output_tensors(op, out)]
     cotangents = tree_leaves(vjp_fn(_rebuild(out, iter(u))))  # tensors, built from u
 
     def push_forward(tangents):
-        inner = _sum_of_products(cotangents, tree_leaves(tangents)) if cotangents \
+        # With complex numbers the pullback is only real-linear in u: the pairing is
+        # Re <J^T u, v> = Re <u, J v>, whose gradient in u is J v (JAX's convention, 5h).
+        inner = real(_sum_of_products(cotangents, tree_leaves(tangents))) if cotangents \
             else _constant(0.0)
         g = _GradientGraph(inner, _constant(1.0), frozenset(u)).node(inner)
         return _rebuild(out, iter([g[ui] for ui in u]))
@@ -7695,12 +7704,16 @@ def _jacobian(op, f, argnums):
             return f(*full, **kwargs)
 
         wrt = tuple(args[p] for p in positions)
-        inputs = [_as_tensor(leaf, op) for leaf in tree_leaves(wrt)]
+        inputs = [_as_num(leaf, op) for leaf in tree_leaves(wrt)]
         out, vjp_fn = _vjp(op, f_of, wrt)
         outputs = [o for _, o in _output_tensors(op, out)]
         if any(o.dtype is bool_ for o in outputs):
             raise TypeError(f"{op}: f returns a bool tensor: no derivative flows through bools "
                             f"(as JAX's jacrev); return floats")
+        if any(t.dtype is complex128 for t in inputs + outputs):  # a real Jacobian only
+            raise TypeError(f"{op}: complex128 inputs or outputs: the Jacobian of a function "
+                            f"of complex numbers needs JAX's holomorphic=True, which rax's "
+                            f"{op} does not have (as jax.jacrev without it); use grad or jvp")
         if _sum(o.size for o in outputs) <= _sum(x.size for x in inputs):
             blocks = _jacobian_rows(out, outputs, inputs, vjp_fn)
         else:
@@ -8603,6 +8616,8 @@ def _testing_tensors(shape=None, elements=None, dtype="float64"):
     shape = shape if hasattr(shape, "example") else st.just(_as_shape("tensors", shape))
     if elements is None:
         elements = st.booleans() if dtype is bool_ else _testing_floats(-10.0, 10.0)
+        if dtype is complex128:  # both parts drawn
+            elements = st.builds(complex, elements, elements)
 
     @st.composite
     def tensors(draw):
@@ -8610,7 +8625,7 @@ def _testing_tensors(shape=None, elements=None, dtype="float64"):
         n = math.prod(sides)
         flat = draw(st.lists(elements, min_size=n, max_size=n))
         if 0 in sides:  # no values: the data of an empty shape, made as rax makes it
-            return _leaf(_full_lists(sides, False if dtype is bool_ else 0.0), sides, dtype)
+            return _leaf(_full_lists(sides, _ZERO_OF[dtype]), sides, dtype)
         t = Tensor(_fold(flat, sides))  # checks the values, and reads them as floats
         return t if t.dtype is dtype else t.astype(dtype)
     return tensors()
@@ -8637,10 +8652,16 @@ def _cotangents(shape, rng=0):
 
 
 def _cotangents_like(tree, rng=0):
-    """Random cotangents shaped like a tensor or like each tensor of a tree (see cotangents)."""
+    """Random cotangents shaped like a tensor or like each tensor of a tree (see cotangents);
+    complex ones, both parts normal, for a complex tensor."""
     rng = _as_rng(rng)
-    return tree_map(lambda leaf: _cotangents(_as_tensor(leaf, "cotangents_like").shape, rng),
-                    tree)
+    return tree_map(lambda leaf: _cotangent_like(_as_num(leaf, "cotangents_like"), rng), tree)
+
+
+def _cotangent_like(t, rng):
+    if t.dtype is not complex128:
+        return _cotangents(t.shape, rng)
+    return _complex(_cotangents(t.shape, rng), _cotangents(t.shape, rng))
 
 
 def _assert_allclose(actual, expected, rtol=1e-7, atol=0.0, equal_nan=True, err_msg="", *,
@@ -8745,8 +8766,8 @@ def _broadcast_pairs(path, a, e, err_msg):
         raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{path}: shapes {a[1]} and "
                              f"{e[1]} mismatch")
     shape = a[1] or e[1]
-    flat = [[float(v) for v in _flat(broadcast_lists(d, s, shape), len(shape))]
-            for d, s, _ in (a, e)]
+    flat = [[v if type(v) is complex else float(v)  # (a complex pair: |x - y| below)
+             for v in _flat(broadcast_lists(d, s, shape), len(shape))] for d, s, _ in (a, e)]
     return shape, list(zip(*flat))
 
 
@@ -8773,9 +8794,9 @@ def _check_vjp(f, f_vjp, args, cotangent=None, rtol=1e-7, atol=1e-12):
         except AssertionError as error:
             text = str(error)
 
-            def contracted(*a):  # <f(*a), cotangent>: a loss whose gradient is the vjp
+            def contracted(*a):  # Re <f(*a), cotangent>: a loss whose gradient is the vjp
                 pairs = zip(tree_leaves(f(*a)), tree_leaves(cotangent))
-                return _sum((o * c).sum() for o, c in pairs)
+                return real(_sum((o * c).sum() for o, c in pairs))
             raise AssertionError(f"{text}. {_verdict(contracted, args)}") from None
 
 
@@ -8797,7 +8818,7 @@ def _check_jvp(f, f_jvp, args, tangents=None, rtol=1e-7, atol=1e-12):
         w = _cotangents_like(expected)
 
         def contracted(*a):
-            return _sum((o * c).sum() for o, c in zip(tree_leaves(f(*a)), tree_leaves(w)))
+            return real(_sum((o * c).sum() for o, c in zip(tree_leaves(f(*a)), tree_leaves(w))))
         raise AssertionError(f"{text}. {_verdict(contracted, args)}") from None
 
 

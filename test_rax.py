@@ -10953,3 +10953,44 @@ def test_complex_movement_gradients_are_jax_gradients_and_keep_their_dtype(name,
     g = rax.grad(loss)(z)
     assert g.dtype == "complex128" and _dtypes_hold(g)
     rax.check_grads(loss, (z,), order=2, atol=1e-5, rtol=1e-5)
+
+
+def test_complex_forward_mode_is_jaxs():
+    """jvp of functions of complex numbers, holomorphic or not (exp, abs, conj, real, angle,
+    fft of conj), and of a real input with a complex output: JAX's tangents; the Jacobian
+    of a function of complex numbers is a TypeError (rax has no holomorphic=True there)."""
+    np = _np()
+    jax, jnp = _jax64()
+    z, t = np.array([1 + 2j, -0.5 + 0.3j]), np.array([0.3 - 1j, 2 + 0.5j])
+    for f in (lambda m, z: m.exp(z), lambda m, z: m.abs(z), lambda m, z: m.conj(z) * z,
+              lambda m, z: m.real(z) * z, lambda m, z: m.angle(z),
+              lambda m, z: m.fft.fft(m.conj(z)), lambda m, z: m.exp(m.real(z)) * z ** 2):
+        _, got = rax.jvp(lambda z: f(rax, z), (Tensor(z),), (Tensor(t),))
+        _, want = jax.jvp(lambda z: f(jnp, z), (jnp.asarray(z),), (jnp.asarray(t),))
+        assert np.allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
+    _, got = rax.jvp(lambda x: rax.exp(x * 1j), (Tensor([0.5, -1.0]),), (Tensor([1.0, 2.0]),))
+    assert np.allclose(np.asarray(got), 1j * np.exp(1j * np.array([0.5, -1.0])) * [1, 2])
+    with pytest.raises(TypeError, match="holomorphic"):
+        rax.jacobian(lambda z: z * z)(Tensor([1j]))
+    with pytest.raises(TypeError, match="holomorphic"):
+        rax.jacobian(lambda x: x * 1j)(Tensor([1.0]))
+
+
+@settings(max_examples=20)
+@given(rt.tensors(shapes(max_rank=3), dtype="complex128"))
+def test_rax_testing_checks_complex_rules(z):
+    """rax.testing draws complex tensors (both parts drawn, empty shapes complex too);
+    check_vjp and check_jvp accept a right hand rule of complex input (JAX's convention)
+    and catch one that conjugates where it should not, naming both values; assert_allclose
+    compares complex numbers; optimizers refuse complex params, saying why."""
+    assert z.dtype == "complex128" and _dtypes_hold(z)
+    rt.check_vjp(lambda z: rax.real(z * rax.conj(z)), lambda c, z: 2.0 * c * rax.conj(z), (z,),
+                 atol=1e-9)
+    rt.check_jvp(lambda z: z * z, lambda t, z: 2.0 * z * t[0], (z,), atol=1e-9)
+    rt.assert_allclose(z, z + 1e-13 * z)
+    if any(v.imag for v in rax._flat(z.data, z.ndim)) and all(
+            math.isfinite(abs(v)) and abs(v) < 1e3 for v in rax._flat(z.data, z.ndim)):
+        with pytest.raises(AssertionError, match="rax's"):
+            rt.check_vjp(lambda z: z * 2.0, lambda c, z: rax.conj(c) * 2.0, (z,))
+    with pytest.raises(TypeError, match="optimizers take real params"):
+        rax.sgd({"z": z}, {"z": z}, 0.1)
