@@ -9946,6 +9946,13 @@ def _array_source(program, backend):
                         folded.get(v, v).data is not None else name(v)
                         for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
+    return _array_module(backend, params, constants, lines)
+
+
+def _array_module(backend, params, constants, lines):
+    """The whole text of a backend's program: imports, the helpers its lines use, its
+    constants (made once, when it is loaded) and the function."""
+    table = _BACKENDS[backend]
     head = (f"# rax program as {backend} code; every array is float64, or bool where a "
             f"comparison made it.\n"
             f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
