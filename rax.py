@@ -9885,14 +9885,11 @@ _BACKENDS = {
 
 def _array_source(program, backend):
     """The source of the program in the library of `backend` (see _BACKENDS)."""
-    table = _BACKENDS[backend]
-    names, taken, lines = {}, set(), []
-    params = []
+    table, names, taken, lines, params = _BACKENDS[backend], {}, set(), [], []
     for var in program.inputs:
         names[var] = _identifier(var.path, taken)
         taken.add(names[var])
         params.append(names[var])
-
     folded, constants = _folded(program), []  # see _folded; constants: made once, on top
     depth = {}  # var -> the operators of the expression it is written as (see below)
 
@@ -9910,9 +9907,8 @@ def _array_source(program, backend):
     for eq in program.equations:
         for v in eq.inputs:
             users.setdefault(v, []).append(eq)
-    outputs = set(program.outputs)
-    actual = {}  # var -> the shape of its array, where a broadcast was left to numpy
-    for i, eq in enumerate(program.equations):
+    outputs, actual = set(program.outputs), {}  # actual: var -> its array's shape, where a
+    for eq in program.equations:  # broadcast was left to the library
         if getattr(eq.forward, "made_by_primitive", False) or (
                 eq.op not in table.ops and eq.op != "pow_scalar"):
             raise ValueError(f"Program.source({backend!r}): op {eq.op!r} is a primitive of "
