@@ -605,9 +605,9 @@ def _binary(forward, x, y, rule, vjps, dtype=None):
     op = forward.__name__
     if dtype is None:  # (tested here, not in a call: a speed device, 4% of W4)
         if type(x) is not Tensor or x.dtype is not float64:
-            x = _as_tensor(x, op)
+            x = _constant(x) if type(x) is float else _as_tensor(x, op)
         if type(y) is not Tensor or y.dtype is not float64:
-            y = _as_tensor(y, op)
+            y = _constant(y) if type(y) is float else _as_tensor(y, op)
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
