@@ -7142,11 +7142,22 @@ def hvp(f, primals, tangents):
 # ---- 8a. vmap and loops: JAX's other transformations, eagerly --------------------------------
 #
 # vmap maps f over an axis of its arguments; scan, fori_loop, while_loop and cond are
-# jax.lax's loops and branch, with its semantics and trees for carries and outputs. Here they
-# are written with Python loops over rax's ops: eagerly they build the graph as any Python
-# loop does, so gradients, jit and trace go through them (a traced loop is unrolled, one
-# equation an op per step; a traced cond takes both branches and picks with where, as
-# lax.cond's select). vmap calls f once per example and stacks the results.
+# jax.lax's loops and branch, with its semantics and trees for carries and outputs.
+#
+# vmap works as JAX teaches: f is traced once, on the first example, and its program is run
+# on the whole batch, each equation by its op's batching rule (the table _BATCHING below):
+# an elementwise op broadcasts a batch against an unbatched operand by itself, a reduction
+# shifts its axes past the batch axis, a matmul batches, and so on. A batched value carries
+# its batch on axis 0; what depends on no mapped argument is computed once. An op without a
+# rule (one of your primitives) runs once per example and is stacked. The rules are rax's
+# ops, so gradients flow through the batched computation (vmap of grad, grad of vmap) and a
+# trace records it (jit of vmap). When f cannot be traced (it branches in Python on values)
+# or is given a mapped mask (a static argument), vmap calls f once per example instead.
+#
+# The loops are written with Python loops over rax's ops: eagerly they build the graph as
+# any Python loop does, so gradients, jit and trace go through them (a traced loop is
+# unrolled, one equation an op per step; a traced cond takes both branches and picks with
+# where, as lax.cond's select).
 
 def vmap(f, in_axes=0, out_axes=0):
     """f mapped over an axis of its arguments, as jax.vmap: vmap(f)(xs) stacks f(x) for each
@@ -7155,10 +7166,11 @@ def vmap(f, in_axes=0, out_axes=0):
     like that argument); keyword arguments are mapped along axis 0. out_axes is likewise a
     tree prefix of f's result. Every mapped axis must have the same size (a ValueError
     names the arguments that differ); negative axes count from the end. Composes with grad,
-    jacobian, jit and itself.
+    jacobian, jit and itself. f runs once, on the batch (see above), or once per example if
+    it cannot be traced.
 
     >>> vmap(lambda x, w: (x * w).sum(), in_axes=(0, None))(ones((3, 2)), Tensor([1.0, 2.0]))
-    Tensor([3.0, 3.0, 3.0], op='concatenate')
+    Tensor([3.0, 3.0, 3.0], op='sum')
     """
     _check_function("vmap", f)
 
@@ -7177,10 +7189,153 @@ def vmap(f, in_axes=0, out_axes=0):
         n = next(iter(sizes))
         if n == 0:
             raise ValueError("vmap: an axis of size 0 has no example to call f on")
+        batched = _vmap_batched(f, args, kwargs, in_axes, out_axes, specs, n)
+        if batched is not _UNBATCHABLE:
+            return batched
         results = [f(*_example(args, in_axes, i), **_example(kwargs, 0, i)) for i in range(n)]
         return _stacked("vmap", results, out_axes)
     mapped.__name__ = mapped.__qualname__ = f"vmap({getattr(f, '__name__', 'f')})"
     return mapped
+
+
+_UNBATCHABLE = object()  # what _vmap_batched gives when f must be called per example
+
+
+def _vmap_batched(f, args, kwargs, in_axes, out_axes, specs, n):
+    """f's program on the first example, run on the whole batch by the batching rules (see
+    above): f's result, each output stacked along its out_axes; _UNBATCHABLE if f cannot be
+    traced or a mapped argument is static (a mask)."""
+    if any(axis is not None and _is_bool(leaf) for _, leaf, axis in specs):
+        return _UNBATCHABLE
+    try:
+        program = _trace(f, _example(args, in_axes, 0), _example(kwargs, 0, 0), immediate=True)
+    except TraceError:
+        return _UNBATCHABLE
+    values = {}
+    inputs = iter(program.inputs)
+    for _, leaf, axis in specs:
+        if _is_input(leaf):
+            t = _as_any(leaf, "vmap")
+            values[next(inputs)] = (t, False) if axis is None else (
+                moveaxis(t, _normalize_axis("vmap", axis, t.ndim), 0), True)
+    for v in program.constants:
+        source = program._sources.get(v)
+        values[v] = (source if source is not None else _leaf(v.data, v.shape, v.dtype), False)
+    for eq in program.equations:
+        operands = [values[v] for v in eq.inputs]
+        if not any(b for _, b in operands):  # the same for every example: computed once
+            values[eq.output] = (eq.forward(*[t for t, _ in operands], **eq.attrs), False)
+        else:
+            values[eq.output] = (_batch_rule(eq)(eq, operands, n), True)
+    outputs = []
+    axes = [axis for _, leaf, axis in _prefix_leaves(out_axes, program._result, ("out",))
+            if leaf is _INPUT]
+    for v, axis in zip(program.outputs, axes):
+        t, is_batched = values[v]
+        if axis is None:
+            if is_batched:
+                t = _stacked("vmap", [t[i] for i in range(n)], None)
+            outputs.append(t)
+            continue
+        if not is_batched:
+            t = broadcast_to(t, (n,) + t.shape)
+        outputs.append(moveaxis(t, 0, _normalize_axis("vmap", axis, t.ndim)))
+    return program._in_structure(outputs)
+
+
+def _batch_rule(eq):
+    """The batching rule of eq's op: its entry in _BATCHING, the elementwise rule for an
+    elementwise op, or one call per example."""
+    rule = _BATCHING.get(eq.kind)
+    if rule is None and eq.kind is not None and isinstance(_rule_of(eq), _Elementwise):
+        rule = _batch_as_is
+    return rule or _batch_by_loop
+
+
+def _batch_by_loop(eq, operands, n):
+    """No rule: the op on each example, stacked (correct for any op, but a call each)."""
+    return stack([eq.forward(*[t[i] if b else t for t, b in operands], **eq.attrs)
+                  for i in range(n)])
+
+
+def _batch_as_is(eq, operands, n):
+    """An op that broadcasts its operands (elementwise) or maps over leading axes (a
+    stack of matrices): an unbatched operand's shape is the example's, which lines up with
+    the batched ones' from the right."""
+    return eq.forward(*[t for t, _ in operands], **eq.attrs)
+
+
+def _batch_all_batched(eq, operands, n):
+    """An op over stacks of matrices, with every operand batched (else one call each)."""
+    if all(b for _, b in operands):
+        return _batch_as_is(eq, operands, n)
+    return _batch_by_loop(eq, operands, n)
+
+
+def _batch_axis_attrs(eq, operands, n):
+    """An op along axes (a reduction, cumsum, argsort, concatenate, take): its axes move
+    past the batch axis; an unbatched operand is broadcast to the batch first."""
+    axis = eq.attrs.get("axis")
+    if eq.kind == "take" and operands[1][1]:
+        return _batch_take(eq, operands, n)
+    if axis is None:
+        return _batch_by_loop(eq, operands, n)
+    shifted = tuple(a + 1 for a in axis) if isinstance(axis, tuple) else axis + 1
+    tensors = [t if b or eq.kind == "take" else broadcast_to(t, (n,) + t.shape)
+               for t, b in operands]
+    return eq.forward(*tensors, **dict(eq.attrs, axis=shifted))
+
+
+def _batch_take(eq, operands, n):
+    """take(x, indices, axis=0) with batched indices (sort's, x[indices]'s): the batch of
+    x flattened into its axis 0, each example's indices checked and moved to its rows."""
+    (x, bx), (indices, _) = operands
+    if eq.attrs["axis"] != 0:
+        return _batch_by_loop(eq, operands, n)
+    m = eq.inputs[0].shape[0]
+    x = x if bx else broadcast_to(x, (n,) + x.shape)
+    indices = _checked_indices(indices, m)
+    offsets = (arange(float(n)) * float(m)).reshape((n,) + (1,) * (indices.ndim - 1))
+    return take(x.reshape((n * m,) + x.shape[2:]), indices + offsets, 0)
+
+
+def _batch_matmul(eq, operands, n):
+    """x @ y with a batch axis in front of either: each example's operand made at least
+    2-D, the batched and unbatched ones brought to one rank by axes of 1 after the batch
+    axis, so matmul's own broadcasting of leading axes does the batching."""
+    (x, bx), (y, by) = operands
+    ex, ey = eq.inputs[0].shape, eq.inputs[1].shape  # the example's shapes
+    if len(ey) == 2 and not by:  # the batch is more rows of x: one matmul (W3a: 3x faster)
+        return matmul(x.reshape((-1, ey[0])), y).reshape((n,) + eq.output.shape)
+    if len(ex) <= 2 and len(ey) == 2 and not bx:  # more columns of y
+        columns = moveaxis(y, 0, 1).reshape((ey[0], n * ey[1]))
+        return moveaxis((x @ columns).reshape(ex[:-1] + (n, ey[1])), -2, 0)
+    x2 = x if len(ex) > 1 else (x.reshape(x.shape[:-1] + (1,) + x.shape[-1:]))
+    y2 = y if len(ey) > 1 else (y.reshape(y.shape + (1,)))
+    rank = _max(_max(len(ex), 2), _max(len(ey), 2)) + 1
+    x2 = x2.reshape((x2.shape[0],) + (1,) * (rank - x2.ndim) + x2.shape[1:]) if bx else x2
+    y2 = y2.reshape((y2.shape[0],) + (1,) * (rank - y2.ndim) + y2.shape[1:]) if by else y2
+    return matmul(x2, y2).reshape((n,) + eq.output.shape)
+
+
+_BATCHING = {  # op -> rule(eq, [(tensor, batched)], n): the batched output, batch on axis 0
+    "broadcast_to": lambda eq, operands, n: broadcast_to(
+        operands[0][0].reshape((n,) + (1,) * (len(eq.output.shape) - len(eq.inputs[0].shape))
+                               + eq.inputs[0].shape), (n,) + eq.output.shape),
+    "reshape": lambda eq, operands, n: operands[0][0].reshape((n,) + eq.output.shape),
+    "transpose": lambda eq, operands, n: operands[0][0].transpose(
+        (0,) + tuple(a + 1 for a in eq.attrs["axes"])),
+    "getitem": lambda eq, operands, n: eq.forward(
+        operands[0][0], index=(slice(None),) + tuple(eq.attrs["index"])),
+    "matmul": _batch_matmul,
+    "astype": _batch_as_is, "identity": _batch_as_is, "stop_gradient": _batch_as_is,
+    "checked_indices": _batch_as_is,
+    **dict.fromkeys(("sum", "max", "min", "prod", "any", "all", "argmax", "argmin",
+                     "logsumexp", "cumsum", "cumprod", "argsort", "concatenate", "take"),
+                    _batch_axis_attrs),
+    **dict.fromkeys(("cholesky", "inv", "det", "logabsdet", "sign_of_det", "cofactors",
+                     "eigh", "solve"), _batch_all_batched),
+}
 
 
 def _axis_specs(op, in_axes, args):
@@ -8206,10 +8361,11 @@ class _Trace:
     backward pass, for the listing), and the argument leaves; `outer` is the trace that was
     recording when this one began (a trace inside a traced function)."""
 
-    __slots__ = ("nodes", "backward", "arguments", "outer")
+    __slots__ = ("nodes", "backward", "arguments", "outer", "immediate")
 
     def __init__(self, arguments, outer):
         self.nodes, self.backward, self.arguments, self.outer = [], set(), arguments, outer
+        self.immediate = False  # see _trace
 
 
 def _depends_on_arguments(t):
@@ -8323,7 +8479,10 @@ def _static_key(leaf):
     return leaf
 
 
-def _trace(f, args, kwargs):
+def _trace(f, args, kwargs, immediate=False):
+    """The Program of f on these arguments. immediate: the program is run at once on the
+    tensors it was traced from (vmap's), so a constant may depend on an enclosing trace's
+    arguments: it is read from its tensor, not frozen."""
     global _traces_running
     items = _leaves_with_keys((args, kwargs), "trace", "args")
     inputs, leaves = [], []
@@ -8338,6 +8497,7 @@ def _trace(f, args, kwargs):
         leaves.append(leaf)
     new_args, new_kwargs = _rebuild((args, kwargs), iter(leaves))
     state = _Trace({leaf for _, leaf in inputs}, _current_trace())
+    state.immediate = immediate
     with _traces_lock:
         _traces_running += 1
     _this_thread.trace = state
@@ -8450,7 +8610,8 @@ class Program:
             inputs_ = []
             for x in t.inputs:
                 if x not in var_of:  # a constant: not recorded, or a leaf made in f
-                    _check_constant(x)
+                    if not state.immediate:
+                        _check_constant(x)
                     var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data,
                                     dtype=x.dtype)
                     constants.append(var_of[x])
@@ -8470,9 +8631,11 @@ class Program:
                                                         if x not in order])
         for t in outputs:
             if t not in var_of:  # an output that is a constant
-                _check_constant(t)
+                if not state.immediate:
+                    _check_constant(t)
                 var_of[t] = Var(_letters(len(var_of)), t.shape, data=t.data, dtype=t.dtype)
                 constants.append(var_of[t])
+                self._sources[var_of[t]] = t
         self.constants, self.equations = tuple(constants), tuple(equations)
         self.outputs = tuple(var_of[t] for t in outputs)
         self._compiled = {}
@@ -10374,6 +10537,10 @@ def transpose_lists(x, shape, axes):
         return x
     if 0 in shape:
         return _full_lists(tuple(shape[a] for a in axes), 0.0)
+    if [a for a in axes if shape[a] != 1] == sorted(a for a in axes if shape[a] != 1):
+        # Only sides of 1 move: the elements keep their order, so it is a reshape (a
+        # batched vector's transpose, (100, 1, 16) -> (100, 16, 1): 4x faster).
+        return _fold(_flat(x, len(shape)), tuple(shape[a] for a in axes))
     if len(axes) == 2:  # a matrix: zip(*x) at once, not two calls a row (W5: 137 -> 135 ms)
         return [list(column) for column in zip(*x)]
     front = axes[0]

@@ -10075,6 +10075,98 @@ def test_vmap_matches_jax_for_every_axes_form_and_composes_with_grad_and_jit():
         rax.vmap(f)(A, B)
 
 
+_CUBE = rax.primitive("cube", lambda x: x * x * x, [lambda g, out, x: g * 3.0 * x * x])
+
+# Functions of one example x (rank >= 1) and an unbatched w of x's shape, one or more for
+# each family of primitives; True marks those whose gradient is checked too.
+_VMAP_CASES = {
+    "unary": (lambda x, w: rax.tanh(rax.exp(x) * w) + rax.sqrt(abs(x) + 1.0) - x ** 2, True),
+    "where": (lambda x, w: rax.where(x > 0.0, x, w) + rax.maximum(x, w), True),
+    "compare": (lambda x, w: (x >= w) | rax.isnan(x), False),
+    "sum": (lambda x, w: x.sum(axis=-1) + (x * w).mean(), True),
+    "max": (lambda x, w: x.max(axis=0) + rax.logsumexp(x, axis=-1).sum(), True),
+    "cumsum": (lambda x, w: rax.cumsum(x, axis=0) * w, True),
+    "sort": (lambda x, w: rax.sort(x, axis=-1) + rax.argsort(x, axis=0), True),
+    "argmax": (lambda x, w: rax.argmax(x, axis=-1), False),
+    "reshape": (lambda x, w: x.reshape(-1) * 2.0 + w.reshape(-1), True),
+    "transpose": (lambda x, w: x.T + w.T, True),
+    "index": (lambda x, w: x[0] * w[-1] + x[..., ::-1][0], True),
+    "concatenate": (lambda x, w: rax.concatenate([x, w], axis=0) + 0.0, True),
+    "stack": (lambda x, w: rax.stack([x, w * x], axis=-1), True),
+    "broadcast": (lambda x, w: rax.broadcast_to(x, (2,) + x.shape) * w, True),
+    "matmul": (lambda x, w: x @ rax.swapaxes(w, -1, -2) if x.ndim > 1 else x @ w, True),
+    "vecmat": (lambda x, w: w.reshape(-1) @ rax.ones((w.size, 2)) * x.sum(), True),
+    "take": (lambda x, w: rax.take(x, [0, 0], axis=0) * rax.take(w, [0, 0], axis=0), True),
+    "primitive": (lambda x, w: _CUBE(x) + w, True),
+}
+
+
+def _same_values(a, b):
+    """Equal shapes and values, nan equal to nan and each zero's sign seen."""
+    return a.shape == b.shape and a.dtype == b.dtype and all(
+        (u != u and v != v) or (u == v and math.copysign(1, u) == math.copysign(1, v))
+        for u, v in zip(rax.ravel(a).tolist(), rax.ravel(b).tolist()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(_VMAP_CASES)), st.data())
+def test_vmap_by_batching_rules_equals_a_loop_and_a_stack(case, data):
+    """vmap of every family of primitives (with a primitive of one's own, which has no rule)
+    against calling f per example and stacking: the same values (inf, nan, signed zeros,
+    ranks up to 5 with the batch), any mapped axis and out_axes; and gradients through it:
+    grad of vmap equals the sum of per-example gradients, vmap of grad their stack."""
+    f, differentiable = _VMAP_CASES[case]
+    shape = data.draw(rt.shapes(min_rank=1, max_rank=4, min_side=1, max_side=3), "shape")
+    n = data.draw(st.integers(1, 3), "n")
+    special = data.draw(st.booleans(), "special")
+    values = rt.floats(-2.0, 2.0, special=special)
+    xs = data.draw(rt.tensors((n,) + shape, elements=values), "xs")
+    w = data.draw(rt.tensors(shape, elements=st.floats(-2.0, 2.0)), "w")
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape)), "in axis")
+    out_axis = data.draw(st.sampled_from([0, -1]), "out axis")
+    moved = rax.moveaxis(xs, 0, axis)
+    mapped = rax.vmap(f, in_axes=(axis, None), out_axes=out_axis)
+    loop = rax.stack([f(xs[i], w) for i in range(n)])
+    assert _same_values(mapped(moved, w), rax.moveaxis(loop, 0, out_axis))
+    assert _same_values(rax.jit(mapped)(moved, w), rax.moveaxis(loop, 0, out_axis))
+    if differentiable and not special:
+        total = lambda w: f(xs[0], w).sum()  # noqa: E731
+        g = rax.grad(lambda w: rax.vmap(f, (0, None))(xs, w).sum())(w)
+        g_loop = sum((rax.grad(lambda w: f(xs[i], w).sum())(w) for i in range(n)), 0.0 * w)
+        assert rax.allclose(g, g_loop, rtol=1e-12, atol=1e-12)
+        per = rax.vmap(rax.grad(lambda x, w: f(x, w).sum()), (0, None))(xs, w)
+        assert rax.allclose(per, rax.stack([rax.grad(lambda x: f(x, w).sum())(xs[i])
+                                            for i in range(n)]), rtol=1e-12, atol=1e-12)
+        assert total(w).shape == ()
+
+
+def test_vmap_runs_f_once_on_the_batch_and_falls_back_to_a_loop_when_it_must():
+    """A traceable f is called once (on the first example, to trace it), whatever the batch;
+    an f that branches in Python on values, or a mapped mask, is called per example, with
+    the same answers; a closure over a differentiated tensor keeps its gradient; unbatched
+    outputs are broadcast, and out_axes None takes an output the same for every example."""
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x * 2.0
+    xs = rax.arange(12.0).reshape((4, 3))
+    assert rax.vmap(f)(xs).tolist() == (xs * 2.0).tolist() and len(calls) == 1
+    branchy = lambda x: x * 2.0 if float(x.sum()) > 10.0 else -x  # noqa: E731
+    assert rax.vmap(branchy)(xs).tolist() == [branchy(xs[i]).tolist() for i in range(4)]
+    masks = xs > 4.0
+    assert rax.vmap(lambda x, m: x[m].sum())(xs, masks).tolist() == [
+        xs[i][masks[i]].sum().item() for i in range(4)]
+    w = Tensor([1.0, 2.0, 3.0])
+    g = rax.grad(lambda w: rax.vmap(lambda x: (x * w).sum())(xs).sum())(w)
+    assert g.tolist() == xs.sum(axis=0).tolist()
+    both = rax.vmap(lambda x: (x.sum(), w * 2.0), out_axes=(0, None))(xs)
+    assert both[0].tolist() == [3.0, 12.0, 21.0, 30.0] and both[1].tolist() == [2.0, 4.0, 6.0]
+    assert rax.vmap(lambda x: w)(xs).shape == (4, 3)
+    with pytest.raises(ValueError, match="out_axes is None"):
+        rax.vmap(lambda x: x, out_axes=None)(xs)
+
+
 def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
     """scan (forward and reverse, an RNN's carry and outputs), fori_loop, while_loop and cond
     against jax.lax's, values and gradients; while_loop under grad is a TypeError naming
