@@ -2017,7 +2017,10 @@ def _advanced_index(x, key):
         raise IndexError(f"too many indices for tensor: tensor is {x.ndim}-dimensional, but "
                          f"{len(arrays)} were indexed")
     tensors = [_as_tensor(a, "x[indices]") for a in arrays]
-    shape = _broadcast_shapes("x[indices]", *(t.shape for t in tensors))
+    try:
+        shape = _broadcast_shapes("x[indices]", *(t.shape for t in tensors))
+    except ValueError as error:  # NumPy's kind of error, for an index
+        raise IndexError(str(error)) from None
     position = None
     for t, n in zip(tensors, x.shape):
         checked = _broadcast(_checked_indices(t, n), shape)

@@ -393,6 +393,16 @@ def workloads(quick):
                  lambda p=params: hand_step_mse(p, points, targets, 0.1),
                  lambda p=rparams: item_first(step(p, rpoints, rtargets)), None))
 
+    # vmap: per-example gradients of W3a's MLP, the loop of grad as the hand-written code.
+    def per_example_loss(p, x, y):
+        return ((rax_mlp(p, x) - y) ** 2).mean()
+    per_example = rax.vmap(rax.grad(per_example_loss), in_axes=(None, 0, 0))
+    rows.append(("W3a-vmap", "vmap(grad) over W3a's 100 points; hand = a loop of rax.grad "
+                 "and a stack", 0.2, lambda p=rparams: rax.tree_map(
+                     lambda *g: rax.stack(g), *[rax.grad(per_example_loss)(
+                         p, rpoints[i], rtargets[i]) for i in range(len(points))]),
+                 lambda p=rparams: per_example(p, rpoints, rtargets), None))
+
     params = mlp_params(rng, (64, 128, 128, 10))
     batch = random_matrix(rng, 64, 64)
     labels = [rng.randrange(10) for _ in range(64)]
