@@ -10182,6 +10182,73 @@ def test_vmap_runs_f_once_on_the_batch_and_falls_back_to_a_loop_when_it_must():
         rax.vmap(lambda x: x, out_axes=None)(xs)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 3), st.booleans(), st.booleans(), st.data())
+def test_a_traced_scan_is_one_equation_equal_to_the_python_loop(n, d, reverse, tree, data):
+    """In a traced function scan is ONE equation whose body is a program (listed nested),
+    whatever n; replayed, compiled, and in each backend it gives the Python loop's values,
+    and its gradients (carry, xs and the tensors the body closes over; second order too)
+    are the loop's to rounding."""
+    w = data.draw(rt.tensors((d, d), elements=st.floats(-1.0, 1.0)), "w")
+    xs = data.draw(rt.tensors((n, d), elements=st.floats(-2.0, 2.0)), "xs")
+
+    def rnn(w, xs, h0):
+        def cell(carry, x):
+            h = rax.tanh(carry["h"] @ w + x) if tree else rax.tanh(carry @ w + x)
+            new = {"h": h, "n": carry["n"] + 1.0} if tree else h
+            return new, ((h * h).sum(), h * 2.0)
+        return rax.scan(cell, {"h": h0, "n": rax.zeros(())} if tree else h0, xs,
+                        reverse=reverse)
+
+    def loss(w, xs, h0):
+        carry, (a, b) = rnn(w, xs, h0)
+        return a.sum() + (b * b).mean() + sum(t.sum() for t in rax.tree_leaves(carry))
+    h0 = rax.full((d,), 0.25)
+    program = rax.trace(rnn)(w, xs, h0)
+    assert [eq.op for eq in program.equations].count("scan") == 1
+    assert "scan[body={ lambda" in str(program) and len(program.equations) < 12
+    want = rax.tree_leaves(rnn(w, xs, h0))
+    close = lambda a, b: rax.allclose(a, b, rtol=1e-12, atol=1e-12)  # noqa: E731
+    for got in (program(w, xs, h0), program.compile()(w, xs, h0)):
+        assert all(close(a, b) for a, b in zip(rax.tree_leaves(got), want))
+    grads = rax.grad(loss, argnums=(0, 1, 2))(w, xs, h0)
+    jitted = rax.jit(rax.grad(loss, argnums=(0, 1, 2)))(w, xs, h0)
+    assert all(close(a, b) for a, b in zip(jitted, grads))
+    second = rax.grad(lambda w: rax.grad(loss)(w, xs, h0).sum())
+    assert close(rax.jit(second)(w), second(w))
+    if importlib.util.find_spec("numpy"):
+        np = _np()
+        arrays = rax.trace(rax.grad(loss))(w, xs, h0).compile("numpy")(
+            np.array(w.tolist()), np.array(xs.tolist()), np.array(h0.tolist()))
+        assert np.allclose(arrays, np.array(grads[0].tolist()), rtol=1e-12, atol=1e-12)
+
+
+def test_fori_loop_traced_is_one_scan_and_falls_back_to_unrolling_when_it_must():
+    """A traced fori_loop is one scan over i (a tensor, as JAX's traced i), compiled in
+    milliseconds for 100,000 steps; a body that reads a value with Python (float(x)) or a
+    bool carry is unrolled instead, with the same answers; a carry whose shape changes is
+    still a TypeError."""
+    chain = lambda x, n: rax.fori_loop(0, n, lambda i, y: y * 1.0001 + 0.0001 * i, x)  # noqa
+    program = rax.trace(lambda x: chain(x, 100_000))(Tensor([0.5]))
+    assert [eq.op for eq in program.equations].count("scan") == 1
+    assert len(str(program).splitlines()) < 20
+    small = rax.trace(lambda x: chain(x, 50))(Tensor([0.5]))
+    assert small.compile()(Tensor([0.25])).tolist() == pytest.approx(
+        chain(Tensor([0.25]), 50).tolist(), rel=1e-14)
+    assert rax.jit(rax.grad(lambda x: chain(x, 50).sum()))(Tensor([0.5])).item() == \
+        pytest.approx(1.0001 ** 50, rel=1e-13)
+    branchy = rax.trace(lambda x: rax.fori_loop(
+        0, 3, lambda i, y: y * 2.0 if float(i) < 5 else y, x))(Tensor(1.0))
+    assert "scan" not in [eq.op for eq in branchy.equations]  # unrolled: i is an int there
+    assert branchy(Tensor(1.5)).item() == 12.0
+    flags = rax.trace(lambda x: rax.scan(lambda c, v: (c, v * 2.0), Tensor(True), x))(
+        Tensor([1.0, 2.0]))
+    assert "scan" not in [eq.op for eq in flags.equations]
+    with pytest.raises(TypeError, match="carry"):
+        rax.trace(lambda x: rax.fori_loop(0, 2, lambda i, y: rax.concatenate([y, y]), x))(
+            Tensor([1.0]))
+
+
 def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
     """scan (forward and reverse, an RNN's carry and outputs), fori_loop, while_loop and cond
     against jax.lax's, values and gradients; while_loop under grad is a TypeError naming
