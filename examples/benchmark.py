@@ -28,6 +28,11 @@ import time
 import tracemalloc
 from operator import add, mul
 
+# NumPy's rows run with one BLAS thread, as the targets assume (set before NumPy is imported;
+# a value already in the environment wins, and the table says which it was).
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 # rax.py sits one folder up: put it first on the path (also under `python -I`, from any folder).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import rax  # noqa: E402
@@ -364,6 +369,12 @@ def workloads(quick):
     rows.append(("W2", f"(X + b) * X, X {side}x{side}, b ({side},)", 1.55,
                  lambda: [list(map(mul, map(add, row, bias), row)) for row in x],
                  lambda: (tx + tbias) * tx, None))
+    # An eager library cannot fuse: next to the best unfused code (one map per op), the
+    # ratio shows rax's own overhead rather than the cost of an extra pass.
+    rows.append(("W2-map", "the same, against one map(op) pass per op by hand", 1.1,
+                 lambda: [list(map(mul, s, row)) for s, row in
+                          zip([list(map(add, row, bias)) for row in x], x)],
+                 lambda: (tx + tbias) * tx, None))
     fused = jitted("W2-jit", lambda x, b: (x + b) * x)
     rows.append(("W2-jit", "the same, rax.jit", 1.0,
                  lambda: [list(map(mul, map(add, row, bias), row)) for row in x],
@@ -383,6 +394,16 @@ def workloads(quick):
     rows.append(("W3a-jit", "the same, rax.jit", 0.8,
                  lambda p=params: hand_step_mse(p, points, targets, 0.1),
                  lambda p=rparams: item_first(step(p, rpoints, rtargets)), None))
+
+    # vmap: per-example gradients of W3a's MLP, the loop of grad as the hand-written code.
+    def per_example_loss(p, x, y):
+        return ((rax_mlp(p, x) - y) ** 2).mean()
+    per_example = rax.vmap(rax.grad(per_example_loss), in_axes=(None, 0, 0))
+    rows.append(("W3a-vmap", "vmap(grad) over W3a's 100 points; hand = a loop of rax.grad "
+                 "and a stack", 0.2, lambda p=rparams: rax.tree_map(
+                     lambda *g: rax.stack(g), *[rax.grad(per_example_loss)(
+                         p, rpoints[i], rtargets[i]) for i in range(len(points))]),
+                 lambda p=rparams: per_example(p, rpoints, rtargets), None))
 
     params = mlp_params(rng, (64, 128, 128, 10))
     batch = random_matrix(rng, 64, 64)
@@ -521,12 +542,24 @@ def array_backends(quick):
         print("NumPy is not installed: no row for the array backends")
         return {}
     seconds = 0.2 if quick else 2.0
-    print(f"\n{'id':<9} {'numpy ms':>10} {'rax ms':>10} {'rax/numpy':>9} {'target':>7} "
-          f"{'met':>4} {'python/rax':>10} {'jax ms':>8} {'torch ms':>8}   workload")
+    print(f"\nNumPy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
+          f": rax.jit(f, backend='numpy') against the same NumPy code by hand")
+    print(f"{'id':<9} {'numpy ms':>10} {'rax ms':>10} {'rax/numpy':>9} {'target':>7} "
+          f"{'met':>4}   workload")
     rng = random.Random(0)
     results = {}
-    for name, sizes, n, target, cross_entropy in (("W3a-np", (2, 16, 16, 1), 100, 2.0, False),
-                                                  ("W3b-np", (64, 128, 128, 10), 64, 1.5,
+    for name, target, f, arrays in small_array_workloads(np, rng):
+        fast = rax.jit(f, backend="numpy")
+        check_same(name, float(fast(*arrays).sum()), float(f(*arrays).sum()))
+        times = median_times([lambda: f(*arrays), lambda: fast(*arrays)], seconds,
+                             least=3 if quick else 11)
+        results[name] = ratio = times[1] / times[0]
+        print(f"{name:<9} {times[0] * 1e3:>10.4f} {times[1] * 1e3:>10.4f} {ratio:>9.2f} "
+              f"{target_cells(ratio, target)}   {f.__doc__}")
+    print(f"\n{'id':<9} {'numpy ms':>10} {'rax ms':>10} {'rax/numpy':>9} {'target':>7} "
+          f"{'met':>4} {'python/rax':>10} {'jax ms':>8} {'torch ms':>8}   workload")
+    for name, sizes, n, target, cross_entropy in (("W3a-np", (2, 16, 16, 1), 100, 1.3, False),
+                                                  ("W3b-np", (64, 128, 128, 10), 64, 1.2,
                                                    True)):
         params = mlp_params(rng, sizes)
         x = random_matrix(rng, n, sizes[0])
@@ -573,6 +606,25 @@ def array_backends(quick):
               f"{target_cells(ratio, target)} {times[2] / times[1]:>10.1f} {others[0]:>8} "
               f"{others[1]:>8}   MLP {'-'.join(map(str, sizes))} step, compiled to NumPy")
     return results
+
+
+def small_array_workloads(np, rng):
+    """(id, target, f, arrays): W1 and W2 as NumPy arrays, where a call's fixed cost shows.
+    Each f is NumPy code by hand and rax code alike (@, + and * are both libraries')."""
+    rows = []
+    for n, target in ((16, 4.0), (64, 1.4)):
+        def matmul(a, b):
+            return a @ b
+        matmul.__doc__ = f"A @ B, {n}x{n}"
+        arrays = (np.array(random_matrix(rng, n, n)), np.array(random_matrix(rng, n, n)))
+        rows.append((f"W1/{n}-np", target, matmul, arrays))
+
+    def bias_times(x, b):
+        """(X + b) * X, X 256x256"""
+        return (x + b) * x
+    x = np.array(random_matrix(rng, 256, 256))
+    rows.append(("W2-np", 1.2, bias_times, (x, np.array(random_matrix(rng, 1, 256)[0]))))
+    return rows
 
 
 def cross_entropy_loss(params, x, labels):
