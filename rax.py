@@ -638,7 +638,10 @@ def _binary(forward, x, y, rule, vjps, dtype=None):
     op = forward.__name__
     if dtype is None and (type(x) is not Tensor or x.dtype is not float64 or  # (tested here,
                           type(y) is not Tensor or y.dtype is not float64):  # 4% of W4)
-        x, y, rule, dtype = _promoted(op, x, y, rule)
+        if type(y) is float and type(x) is Tensor and x.dtype is float64:  # x * 2.0: 4.5%
+            y = _constant(y)
+        else:
+            x, y, rule, dtype = _promoted(op, x, y, rule)
     if x.shape != y.shape:
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
@@ -4868,6 +4871,8 @@ def _promoted(op, x, y, rule):
     complex twin, as NumPy promotes; else float64 (see _as_tensor)."""
     x = _constant(x) if type(x) is float else x  # (a speed device: W4 eager, 1.8% of Ir)
     y = _constant(y) if type(y) is float else y
+    if type(x) is Tensor and x.dtype is float64 and type(y) is Tensor and y.dtype is float64:
+        return x, y, rule, None  # (the common case, as 2.0 * x, tested first)
     if rule.on_complex is None:
         return _as_tensor(x, op), _as_tensor(y, op), rule, None
     x, y = _as_num(x, op), _as_num(y, op)
@@ -12932,10 +12937,11 @@ _constants = {}
 
 def _constant(value):
     """The constant leaf for the float (or bool, or complex) `value`."""
-    if type(value) is bool:  # not shared: True == 1.0 would find 1.0's constant
-        return _node(None, None, value, (), (), (), _CONSTANT, bool_)
-    if type(value) is complex:  # nor complex numbers: 1+0j == 1.0
-        return _node(None, None, value, (), (), (), _CONSTANT, complex128)
+    if type(value) is not float:  # (one test for a float: W4 eager, 1% of Ir)
+        if type(value) is bool:  # not shared: True == 1.0 would find 1.0's constant
+            return _node(None, None, value, (), (), (), _CONSTANT, bool_)
+        if type(value) is complex:  # nor complex numbers: 1+0j == 1.0
+            return _node(None, None, value, (), (), (), _CONSTANT, complex128)
     constant = _constants.get(value)
     if constant is None:
         constant = _node(None, None, value, (), (), (), _CONSTANT)
