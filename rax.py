@@ -8116,11 +8116,11 @@ def _scan_equation(f, init, xs, n, reverse):
     if any(t.dtype is not float64 for t in leaves):
         return None
     k = len(tree_leaves(init))
-    first = None if xs is None else _rebuild(xs, iter([t[0] for t in leaves[k:]]))
     try:
-        body, captured = _trace(f, (init, first), {}, immediate=True, capture=True)
+        body, captured, used = _scan_body(f, init, xs, leaves[k:])
     except (TypeError, IndexError):  # TraceError too: f is run as a Python loop instead
         return None
+    leaves = leaves[:k] + [leaves[k + j] for j in used]
     result = body._result
     if not (isinstance(result, tuple) and len(result) == 2) or any(
             leaf is not _INPUT for leaf in tree_leaves(
@@ -8134,6 +8134,31 @@ def _scan_equation(f, init, xs, n, reverse):
     carry, ys = op.unpack(out)
     return (_rebuild(init, iter(carry)),
             None if result[1] is None else _rebuild(result[1], iter(ys)))
+
+
+def _scan_body(f, init, xs, x_leaves):
+    """(body, captured, used): f traced on init and xs's first example, with only the
+    leaves of xs that it reads (by index, `used`) as inputs, so that the loop neither
+    passes nor slices the others (fori_loop's i, when the body ignores it: a speed device,
+    no O(n) constant of indices in the program; and a gradient's scans skip what they
+    do not read)."""
+    firsts = [t[0] for t in x_leaves]
+    body, captured = _trace(f, (init, None if xs is None else _rebuild(xs, iter(firsts))),
+                            {}, immediate=True, capture=True)
+    k, read = len(tree_leaves(init)), {v for eq in body.equations for v in eq.inputs}
+    read |= set(body.outputs)
+    used = [j for j, v in enumerate(body.inputs[k:k + len(x_leaves)]) if v in read]
+    if len(used) == len(x_leaves):
+        return body, captured, used
+
+    def reading(carry, kept):  # f with the unread leaves of x fixed (they are not read)
+        full = list(firsts)
+        for j, leaf in zip(used, kept or ()):
+            full[j] = leaf
+        return f(carry, _rebuild(xs, iter(full)))
+    kept = tuple(firsts[j] for j in used) if used else None
+    body, captured = _trace(reading, (init, kept), {}, immediate=True, capture=True)
+    return body, captured, used
 
 
 class _ScanOp:
@@ -8228,10 +8253,11 @@ class _ScanOp:
         outputs = self.body._with_ops(list(carry) + list(x) + list(captured))
         return tuple(t for t in tree_leaves(outputs) if isinstance(t, Tensor))  # (ys None)
 
-    def backward(self, g, inputs):
+    def backward(self, g, inputs, with_xs):
         """Every input's gradient for the cotangent g of the output: the carries before each
         step are scanned again, then a scan the other way runs the body's vjp at each step,
-        carrying the carry's cotangent and adding up the closed-over tensors'."""
+        carrying the carry's cotangent and adding up the closed-over tensors'. xs's are
+        stacked only when asked for (with_xs; otherwise None)."""
         k, m = self.k, self.m
         carry, xs, captured = inputs[:k], inputs[k:k + m], inputs[k + m:]
         g_carry, g_ys = self.unpack(g)
@@ -8242,17 +8268,21 @@ class _ScanOp:
             (g_c, g_captured), (c, x_t, g_y) = state, x
             _, pullback = vjp(lambda c, x_t, cap: self.step(c, x_t, cap), c, x_t, captured)
             d_c, d_x, d_captured = pullback(tuple(g_c) + tuple(g_y))
-            return (d_c, tuple(a + b for a, b in zip(g_captured, d_captured))), d_x
+            return (d_c, tuple(a + b for a, b in zip(g_captured, d_captured))), (
+                d_x if with_xs else None)
         (g_init, g_closed), g_xs = scan(
             back, (tuple(g_carry), tuple(zeros_like(t) for t in captured)),
             (befores, tuple(xs), tuple(g_ys)), length=self.n, reverse=not self.reverse)
-        return list(g_init) + list(g_xs or ()) + list(g_closed)
+        return list(g_init) + list(g_xs or [None] * m) + list(g_closed)
 
     def rule(self, i):
+        with_xs = self.k <= i < self.k + self.m
+
         def rule(g, out, *inputs):
             key, grads = self._last  # the engine asks for each input in turn, with one g
-            if key is None or key[0] is not g or key[1] is not out:
-                grads = self.backward(g, inputs)
+            if key is None or key[0] is not g or key[1] is not out or (
+                    with_xs and grads[i] is None):
+                grads = self.backward(g, inputs, with_xs)
                 self._last = ((g, out), grads)
             return grads[i]
         return rule

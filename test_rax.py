@@ -10255,6 +10255,37 @@ def test_fori_loop_traced_is_one_scan_and_falls_back_to_unrolling_when_it_must()
             Tensor([1.0]))
 
 
+def test_a_scan_passes_only_the_xs_its_body_reads():
+    """The leaves of xs the body never reads are not inputs of the scan equation (a
+    fori_loop that ignores i has no constant of indices: its program holds no list of
+    100,000 numbers), and their gradient is zero; a gradient asked for the xs after the
+    carry's (as backward() reads them, one by one) is the loop's, eagerly and compiled."""
+    program = rax.trace(lambda x: rax.fori_loop(0, 100_000, lambda i, y: y * 1.0001, x))(
+        Tensor([0.5]))
+    (scan_eq,) = [eq for eq in program.equations if eq.op == "scan"]
+    assert len(scan_eq.inputs) == 1 and all(v.size < 10 for v in program.constants)
+
+    def f(h, xs):
+        return rax.scan(lambda c, x: (rax.tanh(c * x[1]), c + x[1]), h, xs)[1].sum()
+    h, xs = Tensor([0.3, -0.2]), (Tensor([[1.0, 2.0]] * 4), Tensor([[0.5, -1.5]] * 4))
+
+    def by_loop(h, xs):
+        total = 0.0
+        for i in range(4):
+            total, h = total + (h + xs[1][i]).sum(), rax.tanh(h * xs[1][i])
+        return total
+    want = rax.grad(by_loop, argnums=(0, 1))(h, xs)
+    for transform in (lambda g: g, rax.jit):
+        got = transform(rax.grad(f, argnums=(0, 1)))(h, xs)
+        assert got[1][0].tolist() == [[0.0, 0.0]] * 4
+        for a, b in zip(rax.tree_leaves(got), rax.tree_leaves(want)):
+            rt.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    loss = rax.jit(f)(h, xs)  # a jitted call is a node: backward reads h's, then xs's
+    g = loss.backward()
+    rt.assert_allclose(g[h], want[0], rtol=1e-13)
+    rt.assert_allclose(g[xs[1]], want[1][1], rtol=1e-13)
+
+
 def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
     """scan (forward and reverse, an RNN's carry and outputs), fori_loop, while_loop and cond
     against jax.lax's, values and gradients; while_loop under grad is a TypeError naming

@@ -458,6 +458,13 @@ def workloads(quick):
     rows.append(("W4-vg-jit", "value and d/dx of the same on a (1,) tensor, rax.jit", 0.5,
                  lambda: hand_chain_value_and_grad(0.5, steps),
                  lambda: value_and_grad_items(both(x1)), None))
+    # The same chain as one loop (a traced fori_loop is one scan equation, whatever the
+    # number of steps): compiled in milliseconds, run as generated Python for loops.
+    looped = jitted("W4-fori", rax.value_and_grad(lambda x: rax.fori_loop(
+        0, steps, lambda i, y: y * 1.0001 + 0.0001, x)))
+    rows.append(("W4-fori", "the same as rax.fori_loop on 0-d, jit(value_and_grad)", 1.5,
+                 lambda: hand_chain_value_and_grad(0.5, steps),
+                 lambda: value_and_grad_items(looped(x0)), None))
     return rows + fft_rows(rng, quick)
 
 
@@ -494,7 +501,8 @@ def hand_chain_value_and_grad(x, steps):
 
 
 def value_and_grad_items(pair):
-    """(value, derivative) as floats from value_and_grad's (value, gradient) of a (1,) x."""
+    """(value, derivative) as floats from value_and_grad's (value, gradient) of a 0-d or
+    (1,) x."""
     return pair[0].item(), pair[1].item()
 
 
