@@ -3971,17 +3971,21 @@ _cofactors_vjps = (lambda g, out, a: (
 
 def slogdet(a):
     """(sign, logabsdet) of each matrix's determinant, as numpy.linalg.slogdet: det(a) =
-    sign * exp(logabsdet), without overflow; (0.0, -inf) for a singular matrix. The sign has
-    no gradient.   d logabsdet / da = inv(a)^T, which a singular matrix has not: there the
-    gradient raises LinAlgError (log |det| is -inf, with no derivative).
+    sign * exp(logabsdet), without overflow; (0.0, -inf) for a singular matrix. A complex
+    matrix's sign is det / |det|, complex128 (0j if singular); logabsdet is real always.
+    d logabsdet / da = inv(a)^T, which a singular matrix has not: there the gradient raises
+    LinAlgError (log |det| is -inf, with no derivative). A real sign has no gradient; a
+    complex one moves as d sign = i sign imag(tr(inv(a) da)), so its cotangent passes to a
+    as i imag(g sign) inv(a)^T (JAX's convention, 5h).
 
     >>> sign, logabsdet = slogdet(Tensor([[-1e200, 0], [0, 1e200]]))
     >>> sign.item(), logabsdet.item()
     (-1.0, 921.0340371976183)
     """
-    a = _square("slogdet", a)
+    a = _square("slogdet", a, complex_ok=True)
     sign = _node("sign_of_det", _sign_of_det, sign_of_det_lists(a.data, a.shape),
-                 a.shape[:-2], (a,), (None,))
+                 a.shape[:-2], (a,), _complex_sign_vjps if a.dtype is complex128 else (None,),
+                 _NO_ATTRS, a.dtype)
     return sign, _node("logabsdet", _logabsdet, logabsdet_lists(a.data, a.shape),
                        a.shape[:-2], (a,), _logabsdet_vjps)
 
@@ -3997,25 +4001,31 @@ def _logabsdet(a):
 _RULES["sign_of_det"] = _Kernel("sign_of_det_lists", lambda shapes, attrs, shape: (shapes[0],))
 _RULES["logabsdet"] = _Kernel("logabsdet_lists", lambda shapes, attrs, shape: (shapes[0],))
 _logabsdet_vjps = (lambda g, out, a: g.reshape(g.shape + (1, 1)) * _mT(inv(a)),)
+_complex_sign_vjps = (lambda g, out, a: _complex(0.0, imag(g * out)).reshape(g.shape + (1, 1))
+                      * _mT(inv(a)),)
 
 
 def cholesky(a, upper=False):
     """The lower-triangular L with L @ L^T = a for each symmetric positive-definite matrix,
     as numpy.linalg.cholesky: only the lower triangle of a is read (the upper with upper=True,
-    which returns L^T). Not positive definite: LinAlgError.
+    which returns L^T). Not positive definite: LinAlgError. A complex a is Hermitian: L @ L^H
+    = a, L's diagonal real (held as complex128), the imaginary parts of a's diagonal not
+    read (as LAPACK); upper=True returns L^H.
 
     d/da (Murray, 2016): with P = Phi(L^T g), Phi the lower triangle with its diagonal
     halved, and S = L^-T P L^-1, the gradient is S + S^T below the diagonal and S on it: the
-    derivative with respect to the entries that are read (those above it are not: 0).
+    derivative with respect to the entries that are read (those above it are not: 0). For
+    complex a (JAX's convention, 5h): S = L^-T P conj(L)^-1, S + S^H below the diagonal and
+    real(S) on it.
 
     >>> cholesky(Tensor([[4, 2], [2, 5]])).tolist()
     [[2.0, 0.0], [1.0, 2.0]]
     """
-    a = _square("cholesky", a)
+    a = _square("cholesky", a, complex_ok=True)
     if upper:
-        return _mT(cholesky(_mT(a)))
+        return conj(_mT(cholesky(conj(_mT(a)))))  # (conj of a real tensor is itself)
     return _node("cholesky", cholesky, cholesky_lists(a.data, a.shape), a.shape, (a,),
-                 _cholesky_vjps)
+                 _cholesky_vjps, _NO_ATTRS, a.dtype)
 
 
 _RULES["cholesky"] = _Kernel("cholesky_lists", lambda shapes, attrs, shape: (shapes[0],))
@@ -4024,8 +4034,8 @@ _RULES["cholesky"] = _Kernel("cholesky_lists", lambda shapes, attrs, shape: (sha
 def _cholesky_vjp(g, out, a):
     halve_diagonal = 1.0 - 0.5 * eye(a.shape[-1])
     p = tril(_mT(out) @ g) * halve_diagonal
-    s = _mT(solve(_mT(out), _mT(solve(_mT(out), p))))
-    return tril(s + _mT(s)) * halve_diagonal
+    s = _mT(solve(conj(_mT(out)), _mT(solve(_mT(out), p))))  # conj: a complex L's only
+    return tril(s + conj(_mT(s))) * halve_diagonal
 
 
 _cholesky_vjps = (_cholesky_vjp,)
@@ -11821,18 +11831,25 @@ def det_lists(a, shape):
 
 
 def _slogdet_of(m):
+    is_complex = bool(m) and type(m[0][0]) is complex
     factors = _lu(m)
     if factors is None:
-        return 0.0, -inf
+        return 0j if is_complex else 0.0, -inf
     lu, _, sign = factors
     pivots = [lu[i][i] for i in range(len(m))]
+    if is_complex:  # the product of the pivots' phases (NumPy's: each pivot / |pivot|)
+        sign = complex(sign)
+        for v in pivots:  # (none is 0: _lu stops there)
+            sign = sign * (v / _abs(v))
+        return sign, math.fsum(_log(_abs(v)) for v in pivots)
     for v in pivots:
         sign = sign if v > 0.0 else -sign if v < 0.0 else nan  # nan: a nan on the diagonal
     return sign, math.fsum(_log(_abs(v)) for v in pivots)
 
 
 def sign_of_det_lists(a, shape):
-    """The sign of each matrix's determinant: 1.0, -1.0, or 0.0 for a singular one."""
+    """The sign of each matrix's determinant: 1.0, -1.0, or 0.0 for a singular one; for a
+    complex matrix, det / |det| (0j for a singular one)."""
     return _each_matrix(lambda m, which: _slogdet_of(m)[0], a, shape)
 
 
@@ -11864,21 +11881,47 @@ def cofactors_lists(a, shape):
 
 def _cholesky_of(m, which):
     n = len(m)
+    if n and type(m[0][0]) is complex:
+        return _hermitian_cholesky_of(m, which)
     low = [[0.0] * n for _ in range(n)]
     for j in range(n):
         s = m[j][j] - math.fsum(v * v for v in low[j][:j])
         if not s > 0.0:  # also a nan
-            raise LinAlgError(f"cholesky: matrix{which} is not positive definite (pivot {j} "
-                              f"is {s})")
+            raise _not_positive_definite(which, j, s)
         low[j][j] = d = math.sqrt(s)
         for i in range(j + 1, n):
             low[i][j] = (m[i][j] - math.fsum(map(operator.mul, low[i][:j], low[j][:j]))) / d
     return low
 
 
+def _hermitian_cholesky_of(m, which):
+    """The complex case: L L^H = m, from m's lower triangle and the real parts of its
+    diagonal (as LAPACK's zpotrf); L's diagonal is real, held as complex numbers."""
+    n = len(m)
+    low = [[0j] * n for _ in range(n)]
+    for j in range(n):
+        s = m[j][j].real - math.fsum(v.real * v.real + v.imag * v.imag for v in low[j][:j])
+        if not s > 0.0:  # also a nan
+            raise _not_positive_definite(which, j, s)
+        d = math.sqrt(s)
+        low[j][j] = complex(d)
+        for i in range(j + 1, n):
+            products = [x * y.conjugate() for x, y in zip(low[i][:j], low[j][:j])]
+            total = complex(math.fsum(p.real for p in products),
+                            math.fsum(p.imag for p in products))
+            low[i][j] = (m[i][j] - total) / d
+    return low
+
+
+def _not_positive_definite(which, j, pivot):
+    return LinAlgError(f"cholesky: matrix{which} is not positive definite (pivot {j} is "
+                       f"{pivot})")
+
+
 def cholesky_lists(a, shape):
-    """The lower Cholesky factor of each matrix, from its lower triangle; LinAlgError if a
-    matrix is not positive definite.
+    """The lower Cholesky factor of each matrix, from its lower triangle (L L^H = a for a
+    complex one, whose diagonal's real part is read); LinAlgError if a matrix is not
+    positive definite.
 
     >>> cholesky_lists([[4.0, 2.0], [2.0, 5.0]], (2, 2))
     [[2.0, 0.0], [1.0, 2.0]]

@@ -11177,3 +11177,85 @@ def test_rax_testing_checks_complex_rules(z):
             rt.check_vjp(lambda z: z * 2.0, lambda c, z: rax.conj(c) * 2.0, (z,))
     with pytest.raises(TypeError, match="optimizers take real params"):
         rax.sgd({"z": z}, {"z": z}, 0.1)
+
+
+# ---- rax.linalg of complex input: slogdet, cholesky, eigh, svd ------------------------------
+
+_C_LINALG_SHAPES = [(1, 1), (2, 2), (3, 3), (4, 4), (2, 3, 3)]
+
+
+def _complex_normal(rng, shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def _hermitian_part(m, a):
+    """a + a^H, in the library m (rax, NumPy or jax.numpy)."""
+    return a + m.conj(m.swapaxes(a, -1, -2))
+
+
+def _same_as_jax(loss, a, atol=1e-9):
+    """rax.grad of loss(rax, a) is jax.grad of loss(jnp, a) (JAX's convention: 5h)."""
+    np = _np()
+    jax, jnp = _jax64()
+    got = rax.grad(lambda a: loss(rax, a))(Tensor(a))
+    want = jax.grad(lambda a: loss(jnp, a))(jnp.asarray(a))
+    assert got.dtype == "complex128" and _dtypes_hold(got)
+    assert np.allclose(np.asarray(got), np.asarray(want), rtol=1e-8, atol=atol), (got, want)
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES, ids=str)
+def test_complex_slogdet_is_numpys_with_jax_gradients(shape):
+    """slogdet of complex matrices: NumPy's sign (complex128, |sign| = 1) and logabsdet
+    (float64); the gradients of logabsdet and of the complex sign are JAX's, and agree with
+    central differences along 1 and 1j; a singular complex matrix gives (0j, -inf)."""
+    np = _np()
+    rng = np.random.default_rng(sum(shape))
+    a = _complex_normal(rng, shape)
+    sign, logabsdet = rax.linalg.slogdet(Tensor(a))
+    want_sign, want_log = np.linalg.slogdet(a)
+    assert sign.dtype == "complex128" and logabsdet.dtype == "float64"
+    assert np.allclose(np.asarray(sign), want_sign, rtol=1e-12, atol=1e-12)
+    assert np.allclose(np.abs(np.asarray(sign)), 1.0, rtol=1e-14)
+    assert np.allclose(np.asarray(logabsdet), want_log, rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=shape[:-2])
+    _same_as_jax(lambda m, a: (m.linalg.slogdet(a)[1] * w).sum(), a)
+    _same_as_jax(lambda m, a: m.real(m.linalg.slogdet(a)[0] * (0.5 - 2j)).sum(), a)
+    loss = lambda a: (rax.linalg.slogdet(a)[1] * Tensor(w)).sum() + rax.imag(  # noqa: E731
+        rax.linalg.slogdet(a)[0]).sum()
+    rax.check_grads(loss, (Tensor(a),), order=2, atol=1e-5, rtol=1e-4)
+    sign, logabsdet = rax.linalg.slogdet(Tensor([[1j, 2j], [1 + 0j, 2 + 0j]]))
+    assert sign.item() == 0j and logabsdet.item() == -math.inf
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES, ids=str)
+def test_complex_cholesky_is_numpys_with_jax_gradients(shape):
+    """cholesky of Hermitian positive-definite matrices (A + A^H + c I, c > 2 |A|): NumPy's
+    L (lower, real diagonal, L L^H = a) and upper=True's L^H; only the lower (upper)
+    triangle and the real part of the diagonal are read; gradients of |L| and real(L) sums
+    are JAX's through A + A^H, and agree with central differences (second order too) on the
+    raw matrix."""
+    np = _np()
+    rng = np.random.default_rng(10 + sum(shape))
+    n = shape[-1]
+    a = _complex_normal(rng, shape)
+    c = n + 2.0 * np.abs(a).sum()  # more than |A + A^H|'s largest eigenvalue
+    h = _hermitian_part(np, a) + c * np.eye(n)
+    low, up = rax.linalg.cholesky(Tensor(h)), rax.linalg.cholesky(Tensor(h), upper=True)
+    assert low.dtype == "complex128" and up.dtype == "complex128" and _dtypes_hold(low)
+    assert np.allclose(np.asarray(low), np.linalg.cholesky(h), rtol=1e-12, atol=1e-12)
+    assert np.allclose(np.asarray(up), np.linalg.cholesky(h, upper=True), rtol=1e-12,
+                       atol=1e-12)
+    assert np.all(np.asarray(rax.imag(rax.diagonal(low, 0, -2, -1))) == 0.0)
+    garbage = np.triu(np.full((n, n), 5 - 7j), 1) + 3j * np.eye(n)  # not read
+    assert np.array_equal(np.asarray(rax.linalg.cholesky(Tensor(h + garbage))), np.asarray(low))
+    assert np.array_equal(np.asarray(rax.linalg.cholesky(Tensor(h + np.swapaxes(
+        garbage, -1, -2)), upper=True)), np.asarray(up))
+    w = rng.normal(size=shape)
+    spd = lambda m, a: _hermitian_part(m, a) + c * m.eye(n)  # noqa: E731
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.cholesky(spd(m, a))) * w).sum(), a)
+    _same_as_jax(lambda m, a: (m.real(m.linalg.cholesky(spd(m, a)) * (1 + 2j)) * w).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.cholesky(spd(m, a), upper=True)) ** 2 * w).sum(),
+                 a)
+    for upper in (False, True):
+        loss = lambda x: (rax.abs(rax.linalg.cholesky(x, upper=upper)) * Tensor(w)).sum()  # noqa
+        rax.check_grads(loss, (Tensor(h),), order=2, atol=1e-5, rtol=1e-4)
