@@ -4045,10 +4045,15 @@ def eigh(a, UPLO="L"):
     """(eigenvalues, eigenvectors) of each symmetric matrix, as numpy.linalg.eigh: the
     eigenvalues ascending, the eigenvectors the columns of an orthogonal matrix, each scaled
     so that its entry of largest magnitude is positive. Only the lower triangle of a is read
-    (the upper with UPLO="U"); nan everywhere for a matrix with an inf or nan.
+    (the upper with UPLO="U"); nan everywhere for a matrix with an inf or nan. A complex a is
+    Hermitian: the eigenvalues real (float64), the eigenvectors the columns of a unitary
+    matrix (complex128), each with its entry of largest magnitude real and positive (NumPy's
+    are the same up to a phase); the imaginary parts of a's diagonal are not read.
 
     The gradient is the standard one, V (diag(gw) + F * (V^T gV)) V^T with F[i][j] =
-    1 / (w[j] - w[i]), taken on the triangle that is read (as HIPS autograd). At repeated
+    1 / (w[j] - w[i]), taken on the triangle that is read (as HIPS autograd). For complex a
+    it is conj(V) (...) V^T (JAX's convention, 5h; as JAX's, it is right for what does not
+    depend on the phase of each eigenvector, which no choice of phase fixes). At repeated
     eigenvalues the eigenvectors are not unique: the pairs of equal eigenvalues (within n
     ulps of the largest, as rounding splits a repeated one) are left out of F, so the
     gradient is right for the eigenvalues and for what depends only on the eigenspaces (a
@@ -4059,26 +4064,27 @@ def eigh(a, UPLO="L"):
     ['1.000000000000', '3.000000000000']
     """
     both = _eigh_packed(a, UPLO)  # one node holds both: row 0, then V
-    return both[..., 0, :], both[..., 1:, :]
+    return real(both[..., 0, :]), both[..., 1:, :]  # (real: the values of a complex one)
 
 
 def _eigh_packed(a, UPLO):
     """The eigenvalues in row 0 and the eigenvectors below: eigh's one node, whose vjp takes
-    the gradients of both at once."""
-    a = _square("eigh", a)
+    the gradients of both at once (complex128 for a Hermitian a, the values' imaginary
+    parts 0)."""
+    a = _square("eigh", a, complex_ok=True)
     if UPLO not in ("L", "U"):
         raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     n = a.shape[-1]
     return _node("eigh", _eigh_packed, eigh_lists(a.data, a.shape, UPLO),
-                 a.shape[:-2] + (n + 1, n), (a,), _eigh_vjps, {"UPLO": UPLO})
+                 a.shape[:-2] + (n + 1, n), (a,), _eigh_vjps, {"UPLO": UPLO}, a.dtype)
 
 
 _RULES["eigh"] = _Kernel("eigh_lists", lambda shapes, attrs, shape: (shapes[0], attrs["UPLO"]))
 
 
 def _eigh_vjp(g, out, a):
-    w, v = out[..., 0, :], out[..., 1:, :]
-    gw, gv = g[..., 0, :], g[..., 1:, :]
+    w, v = real(out[..., 0, :]), out[..., 1:, :]
+    gw, gv = real(g[..., 0, :]), g[..., 1:, :]  # (w is real: only real(gw) moves the loss)
     n = a.shape[-1]
     gaps = expand_dims(w, -2) - expand_dims(w, -1)  # [i][j] = w[j] - w[i]
     # Eigenvalues within rounding of each other (n ulps of the largest) count as equal.
@@ -4086,9 +4092,9 @@ def _eigh_vjp(g, out, a):
     tied = less_equal(abs(gaps), (n * sys.float_info.epsilon) * largest)
     f = where(tied, 0.0, 1.0 / where(tied, 1.0, gaps))
     middle = expand_dims(gw, -1) * eye(n) + f * (_mT(v) @ gv)
-    full = v @ middle @ _mT(v)
+    full = conj(v) @ middle @ _mT(v)  # (conj, and real below: a Hermitian a's only)
     below = tril(ones((n, n)), -1) if out.attrs["UPLO"] == "L" else triu(ones((n, n)), 1)
-    return full * eye(n) + (full + _mT(full)) * below
+    return real(full) * eye(n) + (full + conj(_mT(full))) * below
 
 
 _eigh_vjps = (_eigh_vjp,)
@@ -10674,7 +10680,6 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
 })
 _JAX_OPS = dict(_ARRAY_OPS, **{
     "stop_gradient": "jax.lax.stop_gradient({0})",
-    "scatter": "jnp.zeros({shape}).at[{index}].set({0})",
     "take": "take_or_empty({0}, index_array({1}, {n}), {axis})",
 })
 
@@ -10742,12 +10747,13 @@ def cofactors(a):
 
 def eigh_packed(a, uplo):
     """rax's eigh: the eigenvalues (ascending) in row 0, the eigenvectors below, each
-    scaled so that its first entry of largest magnitude is positive."""
+    scaled so that its first entry of largest magnitude is positive (divided by its phase,
+    which is its sign for a real matrix: -1.0 or 1.0, exactly)."""
     w, v = {eigh}
     first = {xp}.argmax({xp}.abs(v), {dim}=-2)
     mask = {xp}.arange(v.shape[-1])[:, None] == first[..., None, :]
     picked = {sum}(v * mask, {dim}=-2, {keepdim}=True)
-    return {cat}([w[..., None, :], {xp}.where(picked < 0.0, -v, v)], {dim}=-2)
+    return {cat}([w[..., None, :], v / (picked / {xp}.abs(picked))], {dim}=-2)
 
 
 def logsumexp(x, axis, shape):
@@ -10803,6 +10809,12 @@ def one_hot(labels, n):
 _JAX_HELPERS = _ARRAY_HELPERS + '''
 
 from jax.scipy.special import erf  # noqa: E402
+
+
+def scatter(g, index, shape):
+    """Zeros of shape, of g's dtype, with g written at [index] (the gradient of indexing)."""
+    g = jnp.asarray(g)
+    return jnp.zeros(shape, g.dtype).at[index].set(g)
 
 
 def take_or_empty(x, indices, axis):
@@ -11933,7 +11945,9 @@ def _jacobi(s):
     """The eigenvalues and eigenvectors (columns) of a symmetric matrix, by Jacobi's cyclic
     iteration: each rotation zeroes one off-diagonal pair, and sweeps repeat until none is
     left. From the fourth sweep on, an entry too small to change either diagonal entry it
-    pairs is set to 0 (Numerical Recipes' rule), which ends the iteration in a few sweeps."""
+    pairs is set to 0 (Numerical Recipes' rule), which ends the iteration in a few sweeps.
+    A Hermitian matrix (complex off the diagonal, real on it) is done the same way, with a
+    phase on column q before each rotation that makes the pair real (_make_real)."""
     n = len(s)
     a, v = [row[:] for row in s], _unit_matrix(n)
     for sweep in range(64):
@@ -11948,6 +11962,8 @@ def _jacobi(s):
                 if sweep > 3 and _abs(app) + big == _abs(app) and _abs(aqq) + big == _abs(aqq):
                     a[p][q] = a[q][p] = 0.0
                     continue
+                if type(apq) is complex:
+                    apq = _make_real(a, v, p, q)
                 h = aqq - app
                 if _abs(h) + big == _abs(h):
                     t = apq / h
@@ -11967,12 +11983,35 @@ def _jacobi(s):
     return [a[i][i] for i in range(n)], v
 
 
+def _make_real(a, v, p, q):
+    """The unitary step of a Hermitian Jacobi rotation: column q of a and v times u =
+    conj(a[p][q]) / |a[p][q]|, row q of a times conj(u), which leaves a[p][q] = a[q][p] =
+    |a[p][q]| (returned) and the diagonal as it was, for the real rotation to zero."""
+    size, aqq = _abs(a[p][q]), a[q][q]
+    u = a[p][q].conjugate() / size
+    for rows in (a, v):
+        for row in rows:
+            row[q] *= u
+    a[q] = [x * u.conjugate() for x in a[q]]
+    a[p][q] = a[q][p] = size
+    a[q][q] = aqq
+    return size
+
+
 def _eigh_of(m, uplo):
+    """Row 0: the eigenvalues, ascending; rows 1..n: the eigenvectors as columns, each with
+    its (first) largest entry positive, or, for a Hermitian m (complex numbers throughout,
+    the eigenvalues' imaginary parts 0), real and positive."""
     n = len(m)
-    lower = uplo == "L"
-    s = [[float(m[i][j] if (i >= j) == lower else m[j][i]) for j in range(n)] for i in range(n)]
-    if not all(math.isfinite(x) for row in s for x in row):
-        return [[nan] * n for _ in range(n + 1)]
+    lower, hermitian = uplo == "L", bool(m) and type(m[0][0]) is complex
+    if hermitian:  # the other triangle's conjugates, and the diagonal's real parts
+        s = [[m[i][i].real if i == j else m[i][j] if (i > j) == lower else
+              m[j][i].conjugate() for j in range(n)] for i in range(n)]
+    else:
+        s = [[float(m[i][j] if (i >= j) == lower else m[j][i]) for j in range(n)]
+             for i in range(n)]
+    if not all(cmath.isfinite(x) for row in s for x in row):
+        return [[complex(nan, nan) if hermitian else nan] * n for _ in range(n + 1)]
     scale = _max([_abs(x) for row in s for x in row], default=0.0) or 1.0
     w, v = _jacobi([[x / scale for x in row] for row in s])  # scaled: no overflow inside
     w = [x * scale for x in w]
@@ -11981,8 +12020,13 @@ def _eigh_of(m, uplo):
     for i in order:
         column = [row[i] for row in v]
         biggest = _max(column, key=_abs)  # the first of equal magnitudes
-        columns.append([-x for x in column] if biggest < 0.0 else column)
-    return [[w[i] for i in order]] + [list(row) for row in zip(*columns)]
+        if hermitian:
+            phase = biggest / _abs(biggest)  # (no column is 0: v is unitary)
+            columns.append([complex(x) / phase for x in column])
+        else:
+            columns.append([-x for x in column] if biggest < 0.0 else column)
+    values = [complex(w[i]) if hermitian else w[i] for i in order]
+    return [values] + [list(row) for row in zip(*columns)]
 
 
 def eigh_lists(a, shape, uplo):

@@ -11259,3 +11259,44 @@ def test_complex_cholesky_is_numpys_with_jax_gradients(shape):
     for upper in (False, True):
         loss = lambda x: (rax.abs(rax.linalg.cholesky(x, upper=upper)) * Tensor(w)).sum()  # noqa
         rax.check_grads(loss, (Tensor(h),), order=2, atol=1e-5, rtol=1e-4)
+
+
+def _same_up_to_phase(got, want, atol=1e-10):
+    """Whether two stacks of matrices have the same columns up to a phase per column."""
+    np = _np()
+    overlap = np.sum(np.conj(want) * got, axis=-2, keepdims=True)
+    return np.allclose(got, want * overlap / np.abs(overlap), atol=atol)
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES + [(6, 6)], ids=str)
+def test_complex_eigh_is_numpys_with_jax_gradients(shape):
+    """eigh of Hermitian matrices (A + A^H), both UPLOs: NumPy's eigenvalues (float64,
+    ascending) and eigenvectors up to a phase per column (complex128, unitary, each largest
+    entry real and positive); only one triangle and the diagonal's real parts are read;
+    gradients of weighted eigenvalues and of |V|, |V|**2 sums are JAX's, and agree with
+    central differences (second order too) on the raw matrix; eigvalsh is eigh's first."""
+    np = _np()
+    rng = np.random.default_rng(20 + sum(shape))
+    n = shape[-1]
+    a = _complex_normal(rng, shape)
+    h = _hermitian_part(np, a)
+    garbage = np.triu(np.full((n, n), 5 - 7j), 1) + 3j * np.eye(n)  # not read
+    for uplo, given in (("L", h + garbage), ("U", h + np.swapaxes(garbage, -1, -2))):
+        w, v = rax.linalg.eigh(Tensor(given), uplo)
+        want_w, want_v = np.linalg.eigh(h, uplo)
+        assert w.dtype == "float64" and v.dtype == "complex128" and _dtypes_hold(v)
+        assert np.allclose(np.asarray(w), want_w, rtol=1e-12, atol=1e-12 * n)
+        assert _same_up_to_phase(np.asarray(v), want_v)
+        vs = np.asarray(v)
+        assert np.allclose(np.conj(np.swapaxes(vs, -1, -2)) @ vs, np.eye(n), atol=1e-12)
+        top = np.take_along_axis(vs, np.abs(vs).argmax(-2)[..., None, :], -2)
+        assert np.allclose(top.imag, 0.0, atol=1e-15) and (top.real > 0).all()
+        assert np.array_equal(np.asarray(rax.linalg.eigvalsh(Tensor(given), uplo)), np.asarray(w))
+    ww, wv = rng.normal(size=shape[:-1]), rng.normal(size=shape)
+    _same_as_jax(lambda m, a: (m.linalg.eigh(_hermitian_part(m, a))[0] * ww).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.eigh(_hermitian_part(m, a))[1]) * wv).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.eigh(_hermitian_part(m, a), "U")[1]) ** 2
+                               * wv).sum(), a)
+    loss = lambda x: (rax.linalg.eigh(x)[0] * Tensor(ww)).sum() + (rax.abs(  # noqa: E731
+        rax.linalg.eigh(x, "U")[1]) ** 2 * Tensor(wv)).sum()
+    rax.check_grads(loss, (Tensor(h),), order=2, atol=1e-5, rtol=1e-4)
