@@ -3868,7 +3868,9 @@ def _einsum_sublists(arguments):
 # Their vjp rules are the textbook ones, written with rax's ops (inv and solve among them),
 # so second derivatives come for free; svd, pinv and norm are made of them. Like NumPy, a
 # matrix that elimination finds singular (a pivot of exactly 0) raises LinAlgError, a
-# ValueError.
+# ValueError. Each takes complex input too (eig always gives complex results): cholesky and
+# eigh then read a Hermitian matrix, and the rules add the conjugates of JAX's convention
+# (5h), written so that conj of a real tensor (itself) leaves the real rules as they were.
 
 class LinAlgError(ValueError):
     """A matrix that a linalg function cannot take: singular (inv, solve), not positive
@@ -4171,11 +4173,16 @@ def svd(a, full_matrices=True, compute_uv=True):
     Each column of v has a positive sum with the weights 1 / (k + pi), k its row (any SVD
     may flip a pair of columns of u and v; LAPACK's signs are its own).
 
+    A complex a: a = u @ diag(s) @ vh with u, vh unitary (complex128), s real, from the
+    Hermitian [[0, a], [a^H, 0]]; that weighted sum of each column of v is real and positive
+    (LAPACK's phases are its own: a pair of columns of u and v may share any phase). The
+    gradient is eigh's, right for what does not depend on those phases, as JAX's.
+
     >>> u, s, vh = svd(Tensor([[3, 0], [0, -4]]))
     >>> [f"{e:.12f}" for e in s.tolist()]
     ['4.000000000000', '3.000000000000']
     """
-    a = _as_tensor(a, "svd")
+    a = _as_num(a, "svd")
     if a.ndim < 2:
         raise ValueError(f"svd: needs matrices in the last two axes, got shape {a.shape}")
     m, n = a.shape[-2:]
@@ -4186,21 +4193,31 @@ def svd(a, full_matrices=True, compute_uv=True):
     scale = where(equal(largest, 0.0), 1.0, largest)  # a / scale: no overflow, no underflow
     scaled = a / scale
     both = concatenate([concatenate([zeros(a.shape[:-2] + (m, m)), scaled], -1),
-                        concatenate([_mT(scaled), zeros(a.shape[:-2] + (n, n))], -1)], -2)
+                        concatenate([conj(_mT(scaled)), zeros(a.shape[:-2] + (n, n))], -1)], -2)
     w, q = eigh(both)
     s = abs(flip(w[..., m:], -1)) * scale[..., 0]  # the n largest, descending
     if not compute_uv:
         return s
     u, v = (flip(part, -1) * math.sqrt(2.0) for part in (q[..., :m, m:], q[..., m:, m:]))
-    # Signs: each column of v has a positive sum with the weights 1 / (k + pi). A rule on
-    # the largest entry would flip between entries of equal size, which integer matrices
-    # make often ((1, 1) / sqrt(2)); no simple matrix makes this sum 0.
-    weights = Tensor([1.0 / (k + math.pi) for k in range(n)]).reshape((n, 1))
-    signs = stop_gradient(where(less((v * weights).sum(-2, keepdims=True), 0.0), -1.0, 1.0))
+    signs = _svd_signs(v)
     u, v = u * signs, v * signs
-    if full_matrices and m > n:  # complete u: the eigenvectors of I - u u^T of eigenvalue 1
-        u = concatenate([u, eigh(eye(m) - u @ _mT(u))[1][..., n:]], -1)
-    return u, s, _mT(v)
+    if full_matrices and m > n:  # complete u: the eigenvectors of I - u u^H of eigenvalue 1
+        u = concatenate([u, eigh(eye(m) - u @ conj(_mT(u)))[1][..., n:]], -1)
+    return u, s, conj(_mT(v))
+
+
+def _svd_signs(v):
+    """The sign (a phase, for complex v) that makes each column of v have a real positive
+    sum with the weights 1 / (k + pi), k its row. A rule on the largest entry would flip
+    between entries of equal size, which integer matrices make often ((1, 1) / sqrt(2)); no
+    simple matrix makes this sum 0. No gradient passes through the choice."""
+    weights = Tensor([1.0 / (k + math.pi) for k in range(v.shape[-2])]).reshape((-1, 1))
+    total = (v * weights).sum(-2, keepdims=True)
+    if v.dtype is not complex128:
+        return stop_gradient(where(less(total, 0.0), -1.0, 1.0))
+    size = abs(total)
+    return stop_gradient(where(equal(size, 0.0), 1.0, conj(total) / where(equal(size, 0.0),
+                                                                         1.0, size)))
 
 
 def pinv(a, rcond=1e-15):
@@ -4209,11 +4226,12 @@ def pinv(a, rcond=1e-15):
     u, s, vh = svd(a, full_matrices=False)
     kept = greater(s, rcond * s.max(-1, keepdims=True))
     inverse = where(kept, 1.0 / where(kept, s, 1.0), 0.0)
-    return _mT(vh) @ (expand_dims(inverse, -1) * _mT(u))
+    return conj(_mT(vh)) @ (expand_dims(inverse, -1) * conj(_mT(u)))  # (a complex a's: ^H)
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
-    """A vector or matrix norm, as numpy.linalg.norm (complex input: the norm of |x|).
+    """A vector or matrix norm, as numpy.linalg.norm (complex input: the norm of |x|, or
+    for ord 2, -2 and "nuc" of a matrix, from its singular values).
 
     axis None: x flattened with ord None (the 2-norm), else x must be 1-D (a vector norm) or
     2-D (a matrix norm). axis an int: vector norms along it; a pair: matrix norms over it.
@@ -4231,12 +4249,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     """
     op = "norm"
     x = _as_num(x, op)
-    if x.dtype is complex128:  # a norm of |x|, unless it needs singular values
-        if ord in (2, -2, "nuc") and (axis is None and x.ndim == 2 or isinstance(
-                axis, (tuple, list)) and len(axis) == 2):
-            raise TypeError(f"norm: ord={ord!r} of a complex matrix needs its singular "
-                            f"values, which rax computes for real matrices only")
-        x = abs(x)
+    if x.dtype is complex128 and not (ord in (2, -2, "nuc") and (
+            axis is None and x.ndim == 2 or isinstance(axis, (tuple, list)) and len(axis) == 2)):
+        x = abs(x)  # a norm of |x|, unless it needs singular values (those of x)
     if not (ord is None or isinstance(ord, (str, numbers.Real))):
         raise TypeError(f"norm: ord must be None, a number, inf, 'fro' or 'nuc', got "
                         f"{ord!r:.60} ({type(ord).__name__})")
