@@ -3871,7 +3871,9 @@ def _einsum_sublists(arguments):
 # Their vjp rules are the textbook ones, written with rax's ops (inv and solve among them),
 # so second derivatives come for free; svd, pinv and norm are made of them. Like NumPy, a
 # matrix that elimination finds singular (a pivot of exactly 0) raises LinAlgError, a
-# ValueError.
+# ValueError. Each takes complex input too (eig always gives complex results): cholesky and
+# eigh then read a Hermitian matrix, and the rules add the conjugates of JAX's convention
+# (5h), written so that conj of a real tensor (itself) leaves the real rules as they were.
 
 class LinAlgError(ValueError):
     """A matrix that a linalg function cannot take: singular (inv, solve), not positive
@@ -3974,17 +3976,21 @@ _cofactors_vjps = (lambda g, out, a: (
 
 def slogdet(a):
     """(sign, logabsdet) of each matrix's determinant, as numpy.linalg.slogdet: det(a) =
-    sign * exp(logabsdet), without overflow; (0.0, -inf) for a singular matrix. The sign has
-    no gradient.   d logabsdet / da = inv(a)^T, which a singular matrix has not: there the
-    gradient raises LinAlgError (log |det| is -inf, with no derivative).
+    sign * exp(logabsdet), without overflow; (0.0, -inf) for a singular matrix. A complex
+    matrix's sign is det / |det|, complex128 (0j if singular); logabsdet is real always.
+    d logabsdet / da = inv(a)^T, which a singular matrix has not: there the gradient raises
+    LinAlgError (log |det| is -inf, with no derivative). A real sign has no gradient; a
+    complex one moves as d sign = i sign imag(tr(inv(a) da)), so its cotangent passes to a
+    as i imag(g sign) inv(a)^T (JAX's convention, 5h).
 
     >>> sign, logabsdet = slogdet(Tensor([[-1e200, 0], [0, 1e200]]))
     >>> sign.item(), logabsdet.item()
     (-1.0, 921.0340371976183)
     """
-    a = _square("slogdet", a)
+    a = _square("slogdet", a, complex_ok=True)
     sign = _node("sign_of_det", _sign_of_det, sign_of_det_lists(a.data, a.shape),
-                 a.shape[:-2], (a,), (None,))
+                 a.shape[:-2], (a,), _complex_sign_vjps if a.dtype is complex128 else (None,),
+                 _NO_ATTRS, a.dtype)
     return sign, _node("logabsdet", _logabsdet, logabsdet_lists(a.data, a.shape),
                        a.shape[:-2], (a,), _logabsdet_vjps)
 
@@ -4000,25 +4006,31 @@ def _logabsdet(a):
 _RULES["sign_of_det"] = _Kernel("sign_of_det_lists", lambda shapes, attrs, shape: (shapes[0],))
 _RULES["logabsdet"] = _Kernel("logabsdet_lists", lambda shapes, attrs, shape: (shapes[0],))
 _logabsdet_vjps = (lambda g, out, a: g.reshape(g.shape + (1, 1)) * _mT(inv(a)),)
+_complex_sign_vjps = (lambda g, out, a: _complex(0.0, imag(g * out)).reshape(g.shape + (1, 1))
+                      * _mT(inv(a)),)
 
 
 def cholesky(a, upper=False):
     """The lower-triangular L with L @ L^T = a for each symmetric positive-definite matrix,
     as numpy.linalg.cholesky: only the lower triangle of a is read (the upper with upper=True,
-    which returns L^T). Not positive definite: LinAlgError.
+    which returns L^T). Not positive definite: LinAlgError. A complex a is Hermitian: L @ L^H
+    = a, L's diagonal real (held as complex128), the imaginary parts of a's diagonal not
+    read (as LAPACK); upper=True returns L^H.
 
     d/da (Murray, 2016): with P = Phi(L^T g), Phi the lower triangle with its diagonal
     halved, and S = L^-T P L^-1, the gradient is S + S^T below the diagonal and S on it: the
-    derivative with respect to the entries that are read (those above it are not: 0).
+    derivative with respect to the entries that are read (those above it are not: 0). For
+    complex a (JAX's convention, 5h): S = L^-T P conj(L)^-1, S + S^H below the diagonal and
+    real(S) on it.
 
     >>> cholesky(Tensor([[4, 2], [2, 5]])).tolist()
     [[2.0, 0.0], [1.0, 2.0]]
     """
-    a = _square("cholesky", a)
+    a = _square("cholesky", a, complex_ok=True)
     if upper:
-        return _mT(cholesky(_mT(a)))
+        return conj(_mT(cholesky(conj(_mT(a)))))  # (conj of a real tensor is itself)
     return _node("cholesky", cholesky, cholesky_lists(a.data, a.shape), a.shape, (a,),
-                 _cholesky_vjps)
+                 _cholesky_vjps, _NO_ATTRS, a.dtype)
 
 
 _RULES["cholesky"] = _Kernel("cholesky_lists", lambda shapes, attrs, shape: (shapes[0],))
@@ -4027,8 +4039,8 @@ _RULES["cholesky"] = _Kernel("cholesky_lists", lambda shapes, attrs, shape: (sha
 def _cholesky_vjp(g, out, a):
     halve_diagonal = 1.0 - 0.5 * eye(a.shape[-1])
     p = tril(_mT(out) @ g) * halve_diagonal
-    s = _mT(solve(_mT(out), _mT(solve(_mT(out), p))))
-    return tril(s + _mT(s)) * halve_diagonal
+    s = _mT(solve(conj(_mT(out)), _mT(solve(_mT(out), p))))  # conj: a complex L's only
+    return tril(s + conj(_mT(s))) * halve_diagonal
 
 
 _cholesky_vjps = (_cholesky_vjp,)
@@ -4038,10 +4050,15 @@ def eigh(a, UPLO="L"):
     """(eigenvalues, eigenvectors) of each symmetric matrix, as numpy.linalg.eigh: the
     eigenvalues ascending, the eigenvectors the columns of an orthogonal matrix, each scaled
     so that its entry of largest magnitude is positive. Only the lower triangle of a is read
-    (the upper with UPLO="U"); nan everywhere for a matrix with an inf or nan.
+    (the upper with UPLO="U"); nan everywhere for a matrix with an inf or nan. A complex a is
+    Hermitian: the eigenvalues real (float64), the eigenvectors the columns of a unitary
+    matrix (complex128), each with its entry of largest magnitude real and positive (NumPy's
+    are the same up to a phase); the imaginary parts of a's diagonal are not read.
 
     The gradient is the standard one, V (diag(gw) + F * (V^T gV)) V^T with F[i][j] =
-    1 / (w[j] - w[i]), taken on the triangle that is read (as HIPS autograd). At repeated
+    1 / (w[j] - w[i]), taken on the triangle that is read (as HIPS autograd). For complex a
+    it is conj(V) (...) V^T (JAX's convention, 5h; as JAX's, it is right for what does not
+    depend on the phase of each eigenvector, which no choice of phase fixes). At repeated
     eigenvalues the eigenvectors are not unique: the pairs of equal eigenvalues (within n
     ulps of the largest, as rounding splits a repeated one) are left out of F, so the
     gradient is right for the eigenvalues and for what depends only on the eigenspaces (a
@@ -4052,26 +4069,27 @@ def eigh(a, UPLO="L"):
     ['1.000000000000', '3.000000000000']
     """
     both = _eigh_packed(a, UPLO)  # one node holds both: row 0, then V
-    return both[..., 0, :], both[..., 1:, :]
+    return real(both[..., 0, :]), both[..., 1:, :]  # (real: the values of a complex one)
 
 
 def _eigh_packed(a, UPLO):
     """The eigenvalues in row 0 and the eigenvectors below: eigh's one node, whose vjp takes
-    the gradients of both at once."""
-    a = _square("eigh", a)
+    the gradients of both at once (complex128 for a Hermitian a, the values' imaginary
+    parts 0)."""
+    a = _square("eigh", a, complex_ok=True)
     if UPLO not in ("L", "U"):
         raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     n = a.shape[-1]
     return _node("eigh", _eigh_packed, eigh_lists(a.data, a.shape, UPLO),
-                 a.shape[:-2] + (n + 1, n), (a,), _eigh_vjps, {"UPLO": UPLO})
+                 a.shape[:-2] + (n + 1, n), (a,), _eigh_vjps, {"UPLO": UPLO}, a.dtype)
 
 
 _RULES["eigh"] = _Kernel("eigh_lists", lambda shapes, attrs, shape: (shapes[0], attrs["UPLO"]))
 
 
 def _eigh_vjp(g, out, a):
-    w, v = out[..., 0, :], out[..., 1:, :]
-    gw, gv = g[..., 0, :], g[..., 1:, :]
+    w, v = real(out[..., 0, :]), out[..., 1:, :]
+    gw, gv = real(g[..., 0, :]), g[..., 1:, :]  # (w is real: only real(gw) moves the loss)
     n = a.shape[-1]
     gaps = expand_dims(w, -2) - expand_dims(w, -1)  # [i][j] = w[j] - w[i]
     # Eigenvalues within rounding of each other (n ulps of the largest) count as equal.
@@ -4079,9 +4097,9 @@ def _eigh_vjp(g, out, a):
     tied = less_equal(abs(gaps), (n * sys.float_info.epsilon) * largest)
     f = where(tied, 0.0, 1.0 / where(tied, 1.0, gaps))
     middle = expand_dims(gw, -1) * eye(n) + f * (_mT(v) @ gv)
-    full = v @ middle @ _mT(v)
+    full = conj(v) @ middle @ _mT(v)  # (conj, and real below: a Hermitian a's only)
     below = tril(ones((n, n)), -1) if out.attrs["UPLO"] == "L" else triu(ones((n, n)), 1)
-    return full * eye(n) + (full + _mT(full)) * below
+    return real(full) * eye(n) + (full + conj(_mT(full))) * below
 
 
 _eigh_vjps = (_eigh_vjp,)
@@ -4158,11 +4176,16 @@ def svd(a, full_matrices=True, compute_uv=True):
     Each column of v has a positive sum with the weights 1 / (k + pi), k its row (any SVD
     may flip a pair of columns of u and v; LAPACK's signs are its own).
 
+    A complex a: a = u @ diag(s) @ vh with u, vh unitary (complex128), s real, from the
+    Hermitian [[0, a], [a^H, 0]]; that weighted sum of each column of v is real and positive
+    (LAPACK's phases are its own: a pair of columns of u and v may share any phase). The
+    gradient is eigh's, right for what does not depend on those phases, as JAX's.
+
     >>> u, s, vh = svd(Tensor([[3, 0], [0, -4]]))
     >>> [f"{e:.12f}" for e in s.tolist()]
     ['4.000000000000', '3.000000000000']
     """
-    a = _as_tensor(a, "svd")
+    a = _as_num(a, "svd")
     if a.ndim < 2:
         raise ValueError(f"svd: needs matrices in the last two axes, got shape {a.shape}")
     m, n = a.shape[-2:]
@@ -4173,21 +4196,31 @@ def svd(a, full_matrices=True, compute_uv=True):
     scale = where(equal(largest, 0.0), 1.0, largest)  # a / scale: no overflow, no underflow
     scaled = a / scale
     both = concatenate([concatenate([zeros(a.shape[:-2] + (m, m)), scaled], -1),
-                        concatenate([_mT(scaled), zeros(a.shape[:-2] + (n, n))], -1)], -2)
+                        concatenate([conj(_mT(scaled)), zeros(a.shape[:-2] + (n, n))], -1)], -2)
     w, q = eigh(both)
     s = abs(flip(w[..., m:], -1)) * scale[..., 0]  # the n largest, descending
     if not compute_uv:
         return s
     u, v = (flip(part, -1) * math.sqrt(2.0) for part in (q[..., :m, m:], q[..., m:, m:]))
-    # Signs: each column of v has a positive sum with the weights 1 / (k + pi). A rule on
-    # the largest entry would flip between entries of equal size, which integer matrices
-    # make often ((1, 1) / sqrt(2)); no simple matrix makes this sum 0.
-    weights = Tensor([1.0 / (k + math.pi) for k in range(n)]).reshape((n, 1))
-    signs = stop_gradient(where(less((v * weights).sum(-2, keepdims=True), 0.0), -1.0, 1.0))
+    signs = _svd_signs(v)
     u, v = u * signs, v * signs
-    if full_matrices and m > n:  # complete u: the eigenvectors of I - u u^T of eigenvalue 1
-        u = concatenate([u, eigh(eye(m) - u @ _mT(u))[1][..., n:]], -1)
-    return u, s, _mT(v)
+    if full_matrices and m > n:  # complete u: the eigenvectors of I - u u^H of eigenvalue 1
+        u = concatenate([u, eigh(eye(m) - u @ conj(_mT(u)))[1][..., n:]], -1)
+    return u, s, conj(_mT(v))
+
+
+def _svd_signs(v):
+    """The sign (a phase, for complex v) that makes each column of v have a real positive
+    sum with the weights 1 / (k + pi), k its row. A rule on the largest entry would flip
+    between entries of equal size, which integer matrices make often ((1, 1) / sqrt(2)); no
+    simple matrix makes this sum 0. No gradient passes through the choice."""
+    weights = Tensor([1.0 / (k + math.pi) for k in range(v.shape[-2])]).reshape((-1, 1))
+    total = (v * weights).sum(-2, keepdims=True)
+    if v.dtype is not complex128:
+        return stop_gradient(where(less(total, 0.0), -1.0, 1.0))
+    size = abs(total)
+    return stop_gradient(where(equal(size, 0.0), 1.0, conj(total) / where(equal(size, 0.0),
+                                                                         1.0, size)))
 
 
 def pinv(a, rcond=1e-15):
@@ -4196,11 +4229,12 @@ def pinv(a, rcond=1e-15):
     u, s, vh = svd(a, full_matrices=False)
     kept = greater(s, rcond * s.max(-1, keepdims=True))
     inverse = where(kept, 1.0 / where(kept, s, 1.0), 0.0)
-    return _mT(vh) @ (expand_dims(inverse, -1) * _mT(u))
+    return conj(_mT(vh)) @ (expand_dims(inverse, -1) * conj(_mT(u)))  # (a complex a's: ^H)
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
-    """A vector or matrix norm, as numpy.linalg.norm (complex input: the norm of |x|).
+    """A vector or matrix norm, as numpy.linalg.norm (complex input: the norm of |x|, or
+    for ord 2, -2 and "nuc" of a matrix, from its singular values).
 
     axis None: x flattened with ord None (the 2-norm), else x must be 1-D (a vector norm) or
     2-D (a matrix norm). axis an int: vector norms along it; a pair: matrix norms over it.
@@ -4218,12 +4252,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     """
     op = "norm"
     x = _as_num(x, op)
-    if x.dtype is complex128:  # a norm of |x|, unless it needs singular values
-        if ord in (2, -2, "nuc") and (axis is None and x.ndim == 2 or isinstance(
-                axis, (tuple, list)) and len(axis) == 2):
-            raise TypeError(f"norm: ord={ord!r} of a complex matrix needs its singular "
-                            f"values, which rax computes for real matrices only")
-        x = abs(x)
+    if x.dtype is complex128 and not (ord in (2, -2, "nuc") and (
+            axis is None and x.ndim == 2 or isinstance(axis, (tuple, list)) and len(axis) == 2)):
+        x = abs(x)  # a norm of |x|, unless it needs singular values (those of x)
     if not (ord is None or isinstance(ord, (str, numbers.Real))):
         raise TypeError(f"norm: ord must be None, a number, inf, 'fro' or 'nuc', got "
                         f"{ord!r:.60} ({type(ord).__name__})")
@@ -10699,7 +10730,6 @@ _TORCH_OPS = dict(_ARRAY_OPS, **{
 })
 _JAX_OPS = dict(_ARRAY_OPS, **{
     "stop_gradient": "jax.lax.stop_gradient({0})",
-    "scatter": "jnp.zeros({shape}).at[{index}].set({0})",
     "take": "take_or_empty({0}, index_array({1}, {n}), {axis})",
 })
 
@@ -10767,12 +10797,13 @@ def cofactors(a):
 
 def eigh_packed(a, uplo):
     """rax's eigh: the eigenvalues (ascending) in row 0, the eigenvectors below, each
-    scaled so that its first entry of largest magnitude is positive."""
+    scaled so that its first entry of largest magnitude is positive (divided by its phase,
+    which is its sign for a real matrix: -1.0 or 1.0, exactly)."""
     w, v = {eigh}
     first = {xp}.argmax({xp}.abs(v), {dim}=-2)
     mask = {xp}.arange(v.shape[-1])[:, None] == first[..., None, :]
     picked = {sum}(v * mask, {dim}=-2, {keepdim}=True)
-    return {cat}([w[..., None, :], {xp}.where(picked < 0.0, -v, v)], {dim}=-2)
+    return {cat}([w[..., None, :], v / (picked / {xp}.abs(picked))], {dim}=-2)
 
 
 def logsumexp(x, axis, shape):
@@ -10828,6 +10859,12 @@ def one_hot(labels, n):
 _JAX_HELPERS = _ARRAY_HELPERS + '''
 
 from jax.scipy.special import erf  # noqa: E402
+
+
+def scatter(g, index, shape):
+    """Zeros of shape, of g's dtype, with g written at [index] (the gradient of indexing)."""
+    g = jnp.asarray(g)
+    return jnp.zeros(shape, g.dtype).at[index].set(g)
 
 
 def take_or_empty(x, indices, axis):
@@ -11856,18 +11893,25 @@ def det_lists(a, shape):
 
 
 def _slogdet_of(m):
+    is_complex = bool(m) and type(m[0][0]) is complex
     factors = _lu(m)
     if factors is None:
-        return 0.0, -inf
+        return 0j if is_complex else 0.0, -inf
     lu, _, sign = factors
     pivots = [lu[i][i] for i in range(len(m))]
+    if is_complex:  # the product of the pivots' phases (NumPy's: each pivot / |pivot|)
+        sign = complex(sign)
+        for v in pivots:  # (none is 0: _lu stops there)
+            sign = sign * (v / _abs(v))
+        return sign, math.fsum(_log(_abs(v)) for v in pivots)
     for v in pivots:
         sign = sign if v > 0.0 else -sign if v < 0.0 else nan  # nan: a nan on the diagonal
     return sign, math.fsum(_log(_abs(v)) for v in pivots)
 
 
 def sign_of_det_lists(a, shape):
-    """The sign of each matrix's determinant: 1.0, -1.0, or 0.0 for a singular one."""
+    """The sign of each matrix's determinant: 1.0, -1.0, or 0.0 for a singular one; for a
+    complex matrix, det / |det| (0j for a singular one)."""
     return _each_matrix(lambda m, which: _slogdet_of(m)[0], a, shape)
 
 
@@ -11899,21 +11943,47 @@ def cofactors_lists(a, shape):
 
 def _cholesky_of(m, which):
     n = len(m)
+    if n and type(m[0][0]) is complex:
+        return _hermitian_cholesky_of(m, which)
     low = [[0.0] * n for _ in range(n)]
     for j in range(n):
         s = m[j][j] - math.fsum(v * v for v in low[j][:j])
         if not s > 0.0:  # also a nan
-            raise LinAlgError(f"cholesky: matrix{which} is not positive definite (pivot {j} "
-                              f"is {s})")
+            raise _not_positive_definite(which, j, s)
         low[j][j] = d = math.sqrt(s)
         for i in range(j + 1, n):
             low[i][j] = (m[i][j] - math.fsum(map(operator.mul, low[i][:j], low[j][:j]))) / d
     return low
 
 
+def _hermitian_cholesky_of(m, which):
+    """The complex case: L L^H = m, from m's lower triangle and the real parts of its
+    diagonal (as LAPACK's zpotrf); L's diagonal is real, held as complex numbers."""
+    n = len(m)
+    low = [[0j] * n for _ in range(n)]
+    for j in range(n):
+        s = m[j][j].real - math.fsum(v.real * v.real + v.imag * v.imag for v in low[j][:j])
+        if not s > 0.0:  # also a nan
+            raise _not_positive_definite(which, j, s)
+        d = math.sqrt(s)
+        low[j][j] = complex(d)
+        for i in range(j + 1, n):
+            products = [x * y.conjugate() for x, y in zip(low[i][:j], low[j][:j])]
+            total = complex(math.fsum(p.real for p in products),
+                            math.fsum(p.imag for p in products))
+            low[i][j] = (m[i][j] - total) / d
+    return low
+
+
+def _not_positive_definite(which, j, pivot):
+    return LinAlgError(f"cholesky: matrix{which} is not positive definite (pivot {j} is "
+                       f"{pivot})")
+
+
 def cholesky_lists(a, shape):
-    """The lower Cholesky factor of each matrix, from its lower triangle; LinAlgError if a
-    matrix is not positive definite.
+    """The lower Cholesky factor of each matrix, from its lower triangle (L L^H = a for a
+    complex one, whose diagonal's real part is read); LinAlgError if a matrix is not
+    positive definite.
 
     >>> cholesky_lists([[4.0, 2.0], [2.0, 5.0]], (2, 2))
     [[2.0, 0.0], [1.0, 2.0]]
@@ -11925,7 +11995,9 @@ def _jacobi(s):
     """The eigenvalues and eigenvectors (columns) of a symmetric matrix, by Jacobi's cyclic
     iteration: each rotation zeroes one off-diagonal pair, and sweeps repeat until none is
     left. From the fourth sweep on, an entry too small to change either diagonal entry it
-    pairs is set to 0 (Numerical Recipes' rule), which ends the iteration in a few sweeps."""
+    pairs is set to 0 (Numerical Recipes' rule), which ends the iteration in a few sweeps.
+    A Hermitian matrix (complex off the diagonal, real on it) is done the same way, with a
+    phase on column q before each rotation that makes the pair real (_make_real)."""
     n = len(s)
     a, v = [row[:] for row in s], _unit_matrix(n)
     for sweep in range(64):
@@ -11940,6 +12012,8 @@ def _jacobi(s):
                 if sweep > 3 and _abs(app) + big == _abs(app) and _abs(aqq) + big == _abs(aqq):
                     a[p][q] = a[q][p] = 0.0
                     continue
+                if type(apq) is complex:
+                    apq = _make_real(a, v, p, q)
                 h = aqq - app
                 if _abs(h) + big == _abs(h):
                     t = apq / h
@@ -11959,12 +12033,35 @@ def _jacobi(s):
     return [a[i][i] for i in range(n)], v
 
 
+def _make_real(a, v, p, q):
+    """The unitary step of a Hermitian Jacobi rotation: column q of a and v times u =
+    conj(a[p][q]) / |a[p][q]|, row q of a times conj(u), which leaves a[p][q] = a[q][p] =
+    |a[p][q]| (returned) and the diagonal as it was, for the real rotation to zero."""
+    size, aqq = _abs(a[p][q]), a[q][q]
+    u = a[p][q].conjugate() / size
+    for rows in (a, v):
+        for row in rows:
+            row[q] *= u
+    a[q] = [x * u.conjugate() for x in a[q]]
+    a[p][q] = a[q][p] = size
+    a[q][q] = aqq
+    return size
+
+
 def _eigh_of(m, uplo):
+    """Row 0: the eigenvalues, ascending; rows 1..n: the eigenvectors as columns, each with
+    its (first) largest entry positive, or, for a Hermitian m (complex numbers throughout,
+    the eigenvalues' imaginary parts 0), real and positive."""
     n = len(m)
-    lower = uplo == "L"
-    s = [[float(m[i][j] if (i >= j) == lower else m[j][i]) for j in range(n)] for i in range(n)]
-    if not all(math.isfinite(x) for row in s for x in row):
-        return [[nan] * n for _ in range(n + 1)]
+    lower, hermitian = uplo == "L", bool(m) and type(m[0][0]) is complex
+    if hermitian:  # the other triangle's conjugates, and the diagonal's real parts
+        s = [[m[i][i].real if i == j else m[i][j] if (i > j) == lower else
+              m[j][i].conjugate() for j in range(n)] for i in range(n)]
+    else:
+        s = [[float(m[i][j] if (i >= j) == lower else m[j][i]) for j in range(n)]
+             for i in range(n)]
+    if not all(cmath.isfinite(x) for row in s for x in row):
+        return [[complex(nan, nan) if hermitian else nan] * n for _ in range(n + 1)]
     scale = _max([_abs(x) for row in s for x in row], default=0.0) or 1.0
     w, v = _jacobi([[x / scale for x in row] for row in s])  # scaled: no overflow inside
     w = [x * scale for x in w]
@@ -11973,8 +12070,13 @@ def _eigh_of(m, uplo):
     for i in order:
         column = [row[i] for row in v]
         biggest = _max(column, key=_abs)  # the first of equal magnitudes
-        columns.append([-x for x in column] if biggest < 0.0 else column)
-    return [[w[i] for i in order]] + [list(row) for row in zip(*columns)]
+        if hermitian:
+            phase = biggest / _abs(biggest)  # (no column is 0: v is unitary)
+            columns.append([complex(x) / phase for x in column])
+        else:
+            columns.append([-x for x in column] if biggest < 0.0 else column)
+    values = [complex(w[i]) if hermitian else w[i] for i in order]
+    return [values] + [list(row) for row in zip(*columns)]
 
 
 def eigh_lists(a, shape, uplo):

@@ -11106,7 +11106,7 @@ def test_eig_gradients_as_autograd_and_jax():
 def test_linalg_and_statistics_of_complex_input():
     """inv, solve, det, norm (those of |x|), var and std of complex input: NumPy's values;
     the gradients of inv, det and solve are JAX's; a singular complex matrix's det is 0j;
-    norm's ord=2 of a complex matrix (singular values) is a TypeError."""
+    norm's ord 2, -2 and "nuc" of a complex matrix are those of its singular values."""
     np = _np()
     jax, jnp = _jax64()
     z = np.array([[1 + 2j, 3 - 1j], [2, -1 + 1j]])
@@ -11120,8 +11120,8 @@ def test_linalg_and_statistics_of_complex_input():
     for ord_ in (None, "fro", 1, -1, np.inf):
         assert np.isclose(rax.linalg.norm(t, ord_).item(), np.linalg.norm(z, ord_))
     assert np.allclose(np.asarray(rax.linalg.norm(t, axis=1)), np.linalg.norm(z, axis=1))
-    with pytest.raises(TypeError, match="singular values"):
-        rax.linalg.norm(t, 2)
+    for ord_ in (2, -2, "nuc"):  # from the singular values of z, not of |z|
+        assert np.isclose(rax.linalg.norm(t, ord_).item(), np.linalg.norm(z, ord_))
     assert rax.linalg.det(Tensor([[1j, 1j], [1j, 1j]])).item() == 0j
     for f in (lambda m, a: (m.abs(m.linalg.inv(a)) ** 2).sum(),
               lambda m, a: m.abs(m.linalg.det(a)) ** 2,
@@ -11208,3 +11208,235 @@ def test_rax_testing_checks_complex_rules(z):
             rt.check_vjp(lambda z: z * 2.0, lambda c, z: rax.conj(c) * 2.0, (z,))
     with pytest.raises(TypeError, match="optimizers take real params"):
         rax.sgd({"z": z}, {"z": z}, 0.1)
+
+
+# ---- rax.linalg of complex input: slogdet, cholesky, eigh, svd ------------------------------
+
+_C_LINALG_SHAPES = [(1, 1), (2, 2), (3, 3), (4, 4), (2, 3, 3)]
+
+
+def _complex_normal(rng, shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def _hermitian_part(m, a):
+    """a + a^H, in the library m (rax, NumPy or jax.numpy)."""
+    return a + m.conj(m.swapaxes(a, -1, -2))
+
+
+def _same_as_jax(loss, a, atol=1e-9):
+    """rax.grad of loss(rax, a) is jax.grad of loss(jnp, a) (JAX's convention: 5h)."""
+    np = _np()
+    jax, jnp = _jax64()
+    got = rax.grad(lambda a: loss(rax, a))(Tensor(a))
+    want = jax.grad(lambda a: loss(jnp, a))(jnp.asarray(a))
+    assert got.dtype == "complex128" and _dtypes_hold(got)
+    assert np.allclose(np.asarray(got), np.asarray(want), rtol=1e-8, atol=atol), (got, want)
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES, ids=str)
+def test_complex_slogdet_is_numpys_with_jax_gradients(shape):
+    """slogdet of complex matrices: NumPy's sign (complex128, |sign| = 1) and logabsdet
+    (float64); the gradients of logabsdet and of the complex sign are JAX's, and agree with
+    central differences along 1 and 1j; a singular complex matrix gives (0j, -inf)."""
+    np = _np()
+    rng = np.random.default_rng(sum(shape))
+    a = _complex_normal(rng, shape)
+    sign, logabsdet = rax.linalg.slogdet(Tensor(a))
+    want_sign, want_log = np.linalg.slogdet(a)
+    assert sign.dtype == "complex128" and logabsdet.dtype == "float64"
+    assert np.allclose(np.asarray(sign), want_sign, rtol=1e-12, atol=1e-12)
+    assert np.allclose(np.abs(np.asarray(sign)), 1.0, rtol=1e-14)
+    assert np.allclose(np.asarray(logabsdet), want_log, rtol=1e-12, atol=1e-12)
+    w = rng.normal(size=shape[:-2])
+    _same_as_jax(lambda m, a: (m.linalg.slogdet(a)[1] * w).sum(), a)
+    _same_as_jax(lambda m, a: m.real(m.linalg.slogdet(a)[0] * (0.5 - 2j)).sum(), a)
+    loss = lambda a: (rax.linalg.slogdet(a)[1] * Tensor(w)).sum() + rax.imag(  # noqa: E731
+        rax.linalg.slogdet(a)[0]).sum()
+    rax.check_grads(loss, (Tensor(a),), modes=("rev", "fwd"), order=2, atol=1e-5,
+                    rtol=1e-4)
+    sign, logabsdet = rax.linalg.slogdet(Tensor([[1j, 2j], [1 + 0j, 2 + 0j]]))
+    assert sign.item() == 0j and logabsdet.item() == -math.inf
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES, ids=str)
+def test_complex_cholesky_is_numpys_with_jax_gradients(shape):
+    """cholesky of Hermitian positive-definite matrices (A + A^H + c I, c > 2 |A|): NumPy's
+    L (lower, real diagonal, L L^H = a) and upper=True's L^H; only the lower (upper)
+    triangle and the real part of the diagonal are read; gradients of |L| and real(L) sums
+    are JAX's through A + A^H, and agree with central differences (second order too) on the
+    raw matrix."""
+    np = _np()
+    rng = np.random.default_rng(10 + sum(shape))
+    n = shape[-1]
+    a = _complex_normal(rng, shape)
+    c = n + 2.0 * np.abs(a).sum()  # more than |A + A^H|'s largest eigenvalue
+    h = _hermitian_part(np, a) + c * np.eye(n)
+    low, up = rax.linalg.cholesky(Tensor(h)), rax.linalg.cholesky(Tensor(h), upper=True)
+    assert low.dtype == "complex128" and up.dtype == "complex128" and _dtypes_hold(low)
+    assert np.allclose(np.asarray(low), np.linalg.cholesky(h), rtol=1e-12, atol=1e-12)
+    assert np.allclose(np.asarray(up), np.linalg.cholesky(h, upper=True), rtol=1e-12,
+                       atol=1e-12)
+    assert np.all(np.asarray(rax.imag(rax.diagonal(low, 0, -2, -1))) == 0.0)
+    garbage = np.triu(np.full((n, n), 5 - 7j), 1) + 3j * np.eye(n)  # not read
+    assert np.array_equal(np.asarray(rax.linalg.cholesky(Tensor(h + garbage))), np.asarray(low))
+    assert np.array_equal(np.asarray(rax.linalg.cholesky(Tensor(h + np.swapaxes(
+        garbage, -1, -2)), upper=True)), np.asarray(up))
+    w = rng.normal(size=shape)
+    spd = lambda m, a: _hermitian_part(m, a) + c * m.eye(n)  # noqa: E731
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.cholesky(spd(m, a))) * w).sum(), a)
+    _same_as_jax(lambda m, a: (m.real(m.linalg.cholesky(spd(m, a)) * (1 + 2j)) * w).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.cholesky(spd(m, a), upper=True)) ** 2 * w).sum(),
+                 a)
+    for upper in (False, True):
+        loss = lambda x: (rax.abs(rax.linalg.cholesky(x, upper=upper)) * Tensor(w)).sum()  # noqa
+        rax.check_grads(loss, (Tensor(h),), modes=("rev", "fwd"), order=2, atol=1e-5,
+                        rtol=1e-4)
+
+
+def _same_up_to_phase(got, want, atol=1e-10):
+    """Whether two stacks of matrices have the same columns up to a phase per column."""
+    np = _np()
+    overlap = np.sum(np.conj(want) * got, axis=-2, keepdims=True)
+    return np.allclose(got, want * overlap / np.abs(overlap), atol=atol)
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES + [(6, 6)], ids=str)
+def test_complex_eigh_is_numpys_with_jax_gradients(shape):
+    """eigh of Hermitian matrices (A + A^H), both UPLOs: NumPy's eigenvalues (float64,
+    ascending) and eigenvectors up to a phase per column (complex128, unitary, each largest
+    entry real and positive); only one triangle and the diagonal's real parts are read;
+    gradients of weighted eigenvalues and of |V|, |V|**2 sums are JAX's, and agree with
+    central differences (second order too) on the raw matrix; eigvalsh is eigh's first."""
+    np = _np()
+    rng = np.random.default_rng(20 + sum(shape))
+    n = shape[-1]
+    a = _complex_normal(rng, shape)
+    h = _hermitian_part(np, a)
+    garbage = np.triu(np.full((n, n), 5 - 7j), 1) + 3j * np.eye(n)  # not read
+    for uplo, given in (("L", h + garbage), ("U", h + np.swapaxes(garbage, -1, -2))):
+        w, v = rax.linalg.eigh(Tensor(given), uplo)
+        want_w, want_v = np.linalg.eigh(h, uplo)
+        assert w.dtype == "float64" and v.dtype == "complex128" and _dtypes_hold(v)
+        assert np.allclose(np.asarray(w), want_w, rtol=1e-12, atol=1e-12 * n)
+        assert _same_up_to_phase(np.asarray(v), want_v)
+        vs = np.asarray(v)
+        assert np.allclose(np.conj(np.swapaxes(vs, -1, -2)) @ vs, np.eye(n), atol=1e-12)
+        top = np.take_along_axis(vs, np.abs(vs).argmax(-2)[..., None, :], -2)
+        assert np.allclose(top.imag, 0.0, atol=1e-15) and (top.real > 0).all()
+        assert np.array_equal(np.asarray(rax.linalg.eigvalsh(Tensor(given), uplo)), np.asarray(w))
+    ww, wv = rng.normal(size=shape[:-1]), rng.normal(size=shape)
+    _same_as_jax(lambda m, a: (m.linalg.eigh(_hermitian_part(m, a))[0] * ww).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.eigh(_hermitian_part(m, a))[1]) * wv).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.eigh(_hermitian_part(m, a), "U")[1]) ** 2
+                               * wv).sum(), a)
+    loss = lambda x: (rax.linalg.eigh(x)[0] * Tensor(ww)).sum() + (rax.abs(  # noqa: E731
+        rax.linalg.eigh(x, "U")[1]) ** 2 * Tensor(wv)).sum()
+    rax.check_grads(loss, (Tensor(h),), modes=("rev", "fwd"), order=2, atol=1e-5,
+                    rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", _C_LINALG_SHAPES + [(4, 2), (2, 4), (2, 3, 2)], ids=str)
+def test_complex_svd_is_numpys_with_jax_gradients(shape):
+    """svd of complex matrices, square, tall, wide and batched, full_matrices either way:
+    NumPy's singular values (float64, as compute_uv=False gives) and singular vectors up to
+    a phase shared by each pair of columns (complex128, unitary u and vh, u s vh = a, the
+    weighted sum of each column of v real and positive, of conj(u) for a wide a); pinv and
+    norm's 2, -2, "nuc" are NumPy's; gradients of sum(s) and of |u|**2, |vh| sums are JAX's,
+    and agree with central differences (second order too)."""
+    np = _np()
+    rng = np.random.default_rng(30 + sum(shape))
+    a = _complex_normal(rng, shape)
+    k = min(shape[-2:])
+    for full in (True, False):
+        u, s, vh = rax.linalg.svd(Tensor(a), full_matrices=full)
+        want_u, want_s, want_vh = np.linalg.svd(a, full_matrices=full)
+        assert (u.dtype, s.dtype, vh.dtype) == ("complex128", "float64", "complex128")
+        assert u.shape == want_u.shape and vh.shape == want_vh.shape and _dtypes_hold(u)
+        us, ss, vhs = (np.asarray(t) for t in (u, s, vh))
+        assert np.allclose(ss, want_s, rtol=1e-12, atol=1e-12)
+        assert np.allclose((us[..., :k] * ss[..., None, :]) @ vhs[..., :k, :], a, atol=1e-12)
+        for q in (us, np.conj(np.swapaxes(vhs, -1, -2))):
+            assert np.allclose(np.conj(np.swapaxes(q, -1, -2)) @ q, np.eye(q.shape[-1]),
+                               atol=1e-12)
+        v, want_v = (np.conj(np.swapaxes(x[..., :k, :], -1, -2)) for x in (vhs, want_vh))
+        overlap = np.sum(np.conj(want_v) * v, axis=-2, keepdims=True)
+        phase = overlap / np.abs(overlap)  # one per pair of columns of u and v
+        assert np.allclose(v, want_v * phase, atol=1e-10)
+        assert np.allclose(us[..., :k], want_u[..., :k] * phase, atol=1e-10)
+        fixed = v if shape[-2] >= shape[-1] else np.conj(us[..., :k])  # (a wide a's: a^T's v)
+        weighted = (fixed / (np.arange(fixed.shape[-2]) + np.pi)[:, None]).sum(-2)
+        assert np.allclose(weighted.imag, 0.0, atol=1e-12) and (weighted.real > 0).all()
+    assert np.array_equal(np.asarray(rax.linalg.svd(Tensor(a), compute_uv=False)), ss)
+    assert np.allclose(np.asarray(rax.linalg.pinv(Tensor(a))), np.linalg.pinv(a), atol=1e-12)
+    if len(shape) == 2:
+        for ord_ in (2, -2, "nuc"):
+            assert np.isclose(rax.linalg.norm(Tensor(a), ord_).item(), np.linalg.norm(a, ord_))
+    wu, wv = rng.normal(size=shape[:-1] + (k,)), rng.normal(size=shape[:-2] + (k,) + shape[-1:])
+    _same_as_jax(lambda m, a: m.linalg.svd(a, compute_uv=False).sum(), a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.svd(a, full_matrices=False)[0]) ** 2 * wu).sum(),
+                 a)
+    _same_as_jax(lambda m, a: (m.abs(m.linalg.svd(a, full_matrices=False)[2]) * wv).sum(), a)
+    loss = lambda x: rax.linalg.svd(x, compute_uv=False).sum() + (rax.abs(  # noqa: E731
+        rax.linalg.svd(x, full_matrices=False)[0]) ** 2 * Tensor(wu)).sum()
+    rax.check_grads(loss, (Tensor(a),), modes=("rev", "fwd"), order=2, atol=1e-5,
+                    rtol=1e-4)
+
+
+def test_complex_linalg_errors_name_the_problem():
+    """Complex input to eigh, svd, cholesky and slogdet: a non-square (or 1-D) input, a bad
+    UPLO, a matrix that is not positive definite raise clear errors (none says that complex
+    numbers have no order); an empty matrix is fine; a nan gives nan, not an exception."""
+    bad = [(lambda: rax.linalg.eigh(rax.ones((2, 3)) * 1j), ValueError,
+            r"eigh: needs square matrices .* shape \(2, 3\)"),
+           (lambda: rax.linalg.cholesky(rax.ones((3, 2)) * 1j), ValueError,
+            r"cholesky: needs square matrices .* shape \(3, 2\)"),
+           (lambda: rax.linalg.slogdet(rax.ones(3) * 1j), ValueError,
+            r"slogdet: needs square matrices .* shape \(3,\)"),
+           (lambda: rax.linalg.svd(rax.ones(3) * 1j), ValueError,
+            r"svd: needs matrices in the last two axes, got shape \(3,\)"),
+           (lambda: rax.linalg.eigh(rax.eye(2) * 1j, UPLO="X"), ValueError, "UPLO must be"),
+           (lambda: rax.linalg.cholesky(Tensor([[1, 2j], [-2j, 1]])), rax.LinAlgError,
+            "cholesky: matrix is not positive definite"),
+           (lambda: rax.linalg.cholesky(Tensor([[[4, 0j], [0, 1]], [[-1, 0j], [0, 1]]])),
+            rax.LinAlgError, r"matrix \(1,\) of the batch\) is not positive definite")]
+    for call, error, message in bad:
+        with pytest.raises(error, match=message) as caught:
+            call()
+        assert "no order" not in str(caught.value)
+    empty = rax.zeros((0, 0)) * 1j
+    assert rax.linalg.eigh(empty)[1].shape == (0, 0) and rax.linalg.svd(empty)[1].shape == (0,)
+    assert rax.linalg.cholesky(empty).shape == (0, 0)
+    assert rax.linalg.slogdet(empty)[0].item() == 1 + 0j
+    w, v = rax.linalg.eigh(Tensor([[complex(nan, 0), 1j], [-1j, 2]]))
+    assert all(math.isnan(x) for x in w.tolist())
+    assert all(cmath.isnan(x) for row in v.tolist() for x in row)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
+def test_complex_linalg_programs_compile_to_each_backend(backend):
+    """slogdet, cholesky (both triangles), eigh (both UPLOs) and svd of a complex matrix,
+    and their gradients, traced and compiled to each library: rax's values within 1e-12 of
+    the largest (the libraries choose their own phases; eigh_packed makes them rax's)."""
+    np = _np()
+    _backend_module(backend)  # (or a skip)
+    rng = np.random.default_rng(3)
+    a = _complex_normal(rng, (3, 3))
+    x = Tensor(_hermitian_part(np, a) + (3 + 2 * np.abs(a).sum()) * np.eye(3))
+    w3 = Tensor(rng.normal(size=(3, 3)))
+
+    def f(x):
+        sign, logabsdet = rax.linalg.slogdet(x)
+        out = logabsdet + rax.real(sign * (1 - 1j)) + rax.abs(rax.linalg.cholesky(x)).sum()
+        out = out + (rax.abs(rax.linalg.cholesky(x, upper=True)) ** 2 * w3).sum()
+        for uplo in "LU":
+            w, v = rax.linalg.eigh(x, uplo)
+            out = out + (w * w3[0]).sum() + (rax.abs(v) ** 2 * w3).sum()
+        u, s, vh = rax.linalg.svd(x[:, :2])
+        return out + s.sum() + (rax.abs(u) ** 2 * w3).sum() + rax.abs(vh).sum()
+    g = rax.value_and_grad(f)
+    got = rax.trace(g)(x).compile(backend)(x)
+    for e, h in zip(rax.tree_leaves(g(x)), rax.tree_leaves(got)):
+        h = np.asarray(h.numpy() if backend == "torch" else h)
+        assert h.dtype == np.dtype(str(e.dtype)), (backend, h.dtype, e.dtype)
+        assert np.allclose(h, np.asarray(e), rtol=1e-12, atol=1e-12 * np.abs(h).max())
