@@ -8216,7 +8216,7 @@ class _ScanOp:
             return _node("scan", scan, data, (len(data),), tensors, self.vjps,
                          {"body": body, "length": length, "reverse": reverse})
         scan.made_by_primitive = True  # computed by its own code, not a rule of _RULES
-        scan.scan_op = self
+        scan.traced_op = self  # (unrolled for a backend: see _loops_unrolled)
         self.forward = scan
 
     def data(self, inputs):
@@ -8261,11 +8261,7 @@ class _ScanOp:
 
     def unpack(self, out):
         """(the carry's leaves, the ys' leaves) cut from the flat output (or a cotangent)."""
-        parts, start = [], 0
-        for shape in self.shapes:
-            size = math.prod(shape)
-            parts.append(out[start:start + size].reshape(shape))
-            start += size
+        parts = _unflattened(out, self.shapes)
         return parts[:self.k], parts[self.k:]
 
     def unrolled(self, tensors):
@@ -8319,6 +8315,17 @@ class _ScanOp:
         return rule
 
 
+def _unflattened(out, shapes):
+    """Tensors of these shapes cut from a flat tensor, one after another (a traced loop's
+    or cond's one output)."""
+    parts, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        parts.append(out[start:start + size].reshape(shape))
+        start += size
+    return parts
+
+
 def _same_carry(op, before, after):
     """The carry keeps its structure and shapes, as JAX requires of a loop's carry."""
     difference = _structure_difference(before, after, "carry", ("the carry in", "out"))
@@ -8353,8 +8360,8 @@ def fori_loop(lower, upper, body_fun, init_val):
 def while_loop(cond_fun, body_fun, init_val):
     """jax.lax.while_loop: val = body_fun(val) while cond_fun(val) is true. Forward only, as
     JAX's: under grad (of a value that init_val depends on) it is a TypeError saying to use
-    fori_loop or scan, whose trip counts are fixed. In a traced function the condition may
-    not depend on the arguments (its value would be frozen).
+    fori_loop or scan, whose trip counts are fixed. Traced (jit), it is one equation whose
+    condition and body are programs, so the trip count is decided on each call.
 
     >>> while_loop(lambda x: x < 10.0, lambda x: x * 2.0, Tensor(1.0)).item()
     16.0
@@ -8365,6 +8372,10 @@ def while_loop(cond_fun, body_fun, init_val):
         raise TypeError("while_loop: reverse-mode differentiation does not work for "
                         "while_loop (its trip count depends on values), as in JAX; use "
                         "fori_loop or scan, which have a fixed trip count")
+    if _current_trace() is not None:
+        traced = _while_equation(cond_fun, body_fun, init_val)
+        if traced is not None:
+            return traced
     val = init_val
     while bool(cond_fun(val)):
         before, val = val, body_fun(val)
@@ -8372,12 +8383,91 @@ def while_loop(cond_fun, body_fun, init_val):
     return val
 
 
+def _while_equation(cond_fun, body_fun, init_val):
+    """while_loop in a traced function as ONE equation whose condition and body are
+    programs (see _WhileOp), so that the trip count is the arguments'; None where either
+    cannot be traced or the carry holds other than float tensors (then it runs as Python,
+    and a condition that depends on the arguments is a TraceError)."""
+    leaves = [_as_any(leaf, "while_loop") for leaf in tree_leaves(init_val)]
+    if not leaves or any(t.dtype is not float64 for t in leaves):
+        return None
+    try:
+        test, test_captured = _trace(cond_fun, (init_val,), {}, immediate=True, capture=True)
+        body, body_captured = _trace(body_fun, (init_val,), {}, immediate=True, capture=True)
+    except (TypeError, IndexError):  # TraceError too
+        return None
+    if len(test.outputs) != 1 or math.prod(test.outputs[0].shape) != 1 or any(
+            leaf is not _INPUT for leaf in tree_leaves((test._result, body._result))) or any(
+            len(p.inputs) != len(leaves) + len(c) for p, c in ((test, test_captured),
+                                                               (body, body_captured))):
+        return None
+    _same_carry("while_loop", init_val, _rebuild(body._result, iter(
+        [_leaf(_full_lists(v.shape, 0.0), v.shape, v.dtype) for v in body.outputs])))
+    op = _WhileOp(test, body, len(leaves))
+    out = op.forward(*leaves, *test_captured, *body_captured, cond=test, body=body)
+    return _rebuild(init_val, iter(op.unpack(out)))
+
+
+class _WhileOp:
+    """One traced while_loop: its condition and its body, programs of the carry's leaves
+    and then the tensors each closes over. Its node's inputs are the carry's leaves, the
+    condition's closures, the body's; its output is the final carry, flattened (cut apart
+    by unpack). Forward only, as JAX's: its vjp rules raise."""
+
+    def __init__(self, test, body, k):
+        self.test, self.body, self.k = test, body, k
+        self.count = len(test.inputs) - k  # the condition's closures
+        self.shapes = [v.shape for v in body.outputs]
+
+        def while_loop(*tensors, cond, body):  # the node's forward, as ops call it
+            if getattr(_this_thread, "unroll_loops", False):
+                raise ValueError("Program.source: a traced while_loop runs as many steps as "
+                                 "its condition says: it has no NumPy, JAX or PyTorch code "
+                                 "in rax yet (compile it to Python, or use fori_loop or scan)")
+            data = [value for d, shape in zip(self.data(tensors), self.shapes)
+                    for value in _flat(d, len(shape))]
+            return _node("while_loop", while_loop, data, (len(data),), tensors,
+                         (_while_vjp,) * len(tensors), {"cond": cond, "body": body})
+        while_loop.made_by_primitive = True  # computed by its own code, not a rule of _RULES
+        while_loop.traced_op = self
+        self.forward = while_loop
+
+    def data(self, tensors):
+        """The final carry's data: the compiled body while the compiled condition holds
+        (the whole loop again with the IEEE-safe twins if a C function raises)."""
+        k, count = self.k, self.count
+        carry = [t.data for t in tensors[:k]]
+        test_closures = [t.data for t in tensors[k:k + count]]
+        body_closures = [t.data for t in tensors[k + count:]]
+        for safe in (False, True):
+            test = self.test._compiled.get(safe) or self.test._compile(safe)
+            body = self.body._compiled.get(safe) or self.body._compile(safe)
+            try:
+                values = carry
+                while _flat(test(*values, *test_closures)[0], len(self.test.outputs[0].shape))[0]:
+                    values = body(*values, *body_closures)
+                return values
+            except (ArithmeticError, ValueError):
+                if safe:
+                    raise
+
+    def unpack(self, out):
+        """The carry's leaves cut from the flat output."""
+        return _unflattened(out, self.shapes)
+
+
+def _while_vjp(g, out, *inputs):
+    raise TypeError("while_loop: reverse-mode differentiation does not work for while_loop "
+                    "(its trip count depends on values), as in JAX; use fori_loop or scan, "
+                    "which have a fixed trip count")
+
+
 def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands); pred is a bool or
     a number (nonzero is true), or a tensor of one element. The branch taken gets the
-    gradient. In a traced function where pred depends on the arguments, both branches run
-    and where picks between their results, as lax.cond's select (they must then have the
-    same structure and shapes).
+    gradient. In a traced function where pred depends on the arguments, it is one equation
+    whose branches are programs (they must have the same structure and shapes), and only
+    the branch taken runs; compiled to NumPy, JAX or PyTorch, both run and where picks.
 
     >>> cond(Tensor(2.0) > 1.0, lambda x: x * 10.0, lambda x: -x, Tensor(3.0)).item()
     30.0
@@ -8388,10 +8478,118 @@ def cond(pred, true_fun, false_fun, *operands):
     if p.size != 1:
         raise ValueError(f"cond: pred must have one element, got shape {p.shape}")
     if _current_trace() is not None and _depends_on_arguments(p):
-        yes, no = true_fun(*operands), false_fun(*operands)
+        traced = _cond_equation(p.reshape(()), true_fun, false_fun, operands)
+        if traced is not None:
+            return traced
+        yes, no = true_fun(*operands), false_fun(*operands)  # a branch that is not a program
         _same_carry("cond", yes, no)
         return tree_map(lambda a, b: where(p.reshape(()), a, b), yes, no)
     return true_fun(*operands) if bool(p.item()) else false_fun(*operands)
+
+
+def _cond_equation(pred, true_fun, false_fun, operands):
+    """cond in a traced function, pred depending on its arguments, as ONE equation whose
+    branches are programs (see _CondOp), so that only the branch taken runs and is
+    differentiated, as lax.cond; None where a branch cannot be traced or does not return
+    float tensors (then both run and where picks, the select lax.cond is under vmap)."""
+    leaves = [_as_any(leaf, "cond") for leaf in tree_leaves(operands)]
+    if any(t.dtype is not float64 for t in leaves):
+        return None
+    try:
+        branches = [_trace(fun, tuple(operands), {}, immediate=True, capture=True)
+                    for fun in (false_fun, true_fun)]
+    except (TypeError, IndexError):  # TraceError too
+        return None
+    for body, captured in branches:
+        if len(body.inputs) != len(leaves) + len(captured) or not body.outputs or any(
+                leaf is not _INPUT for leaf in tree_leaves(body._result)) or any(
+                v.dtype is not float64 for v in body.outputs):
+            return None
+    no, yes = (_rebuild(body._result, iter([_leaf(_full_lists(v.shape, 0.0), v.shape)
+                                            for v in body.outputs])) for body, _ in branches)
+    _same_carry("cond", yes, no)
+    op = _CondOp([body for body, _ in branches], len(leaves))
+    out = op.forward(pred, *leaves, *branches[0][1], *branches[1][1],
+                     false=branches[0][0], true=branches[1][0])
+    return _rebuild(branches[1][0]._result, iter(op.unpack(out)))
+
+
+class _CondOp:
+    """One traced cond: its branches (false's program, then true's, so that a bool picks),
+    each a program of the operands' leaves and then the tensors it closes over. Its node's
+    inputs are pred (0-d), the operands' leaves, false's closures, true's; its output
+    holds the branch's outputs flattened one after another (cut apart by unpack)."""
+
+    def __init__(self, branches, n):
+        self.branches, self.n, self.vjps, self._last = branches, n, None, (None, None)
+        self.count = len(branches[0].inputs) - n  # false's closures
+        self.shapes = [v.shape for v in branches[0].outputs]
+
+        def cond(pred, *tensors, false, true):  # the node's forward, as ops call it
+            if getattr(_this_thread, "unroll_loops", False):
+                return self.unrolled(pred, tensors)
+            taken = bool(pred.data)
+            body, inputs = branches[taken], self.inputs(taken, tensors)
+            try:
+                outputs = (body._compiled.get(False) or body._compile(False))(
+                    *[t.data for t in inputs])
+            except (ArithmeticError, ValueError):  # as a compiled program redoes it safely
+                outputs = (body._compiled.get(True) or body._compile(True))(
+                    *[t.data for t in inputs])
+            data = [value for d, shape in zip(outputs, self.shapes)
+                    for value in _flat(d, len(shape))]
+            if self.vjps is None:
+                self.vjps = (None,) + tuple(self.rule(i) for i in range(len(tensors)))
+            return _node("cond", cond, data, (len(data),), (pred,) + tensors, self.vjps,
+                         {"false": false, "true": true})
+        cond.made_by_primitive = True  # computed by its own code, not a rule of _RULES
+        cond.traced_op = self
+        self.forward = cond
+
+    def inputs(self, taken, tensors):
+        """The branch's inputs: the operands' leaves and its own closures."""
+        n, count = self.n, self.count
+        return list(tensors[:n]) + list(tensors[n + count:] if taken else
+                                        tensors[n:n + count])
+
+    def unpack(self, out):
+        """The outputs' tensors cut from the flat output (or a cotangent)."""
+        return _unflattened(out, self.shapes)
+
+    def run(self, taken, inputs):
+        """The branch as ops on its inputs: its outputs, as a tuple."""
+        outputs = self.branches[taken]._with_ops(list(inputs))
+        return tuple(t for t in tree_leaves(outputs) if isinstance(t, Tensor))
+
+    def unrolled(self, pred, tensors):
+        """Both branches as ops, where picking (for a backend's code, see _array_source)."""
+        return concatenate([ravel(where(pred, a, b)) for a, b in zip(
+            self.run(True, self.inputs(True, tensors)),
+            self.run(False, self.inputs(False, tensors)))])
+
+    def backward(self, g, inputs):
+        """The gradients of the operands and of both branches' closures (zeros for the
+        branch not taken): a cond whose branches are the branches' vjps."""
+        pred, tensors, g_out = inputs[0], inputs[1:], tuple(self.unpack(g))
+
+        def vjp_of(taken):
+            def grads(tensors):
+                mine = self.inputs(taken, tensors)
+                _, pullback = vjp(lambda *t: self.run(taken, t), *mine)
+                d = list(pullback(g_out))
+                others = [zeros_like(t) for t in self.inputs(not taken, tensors)[self.n:]]
+                return d[:self.n] + (others + d[self.n:] if taken else d[self.n:] + others)
+            return grads
+        return [None] + list(cond(pred, vjp_of(True), vjp_of(False), tuple(tensors)))
+
+    def rule(self, i):
+        def rule(g, out, pred, *inputs):
+            key, grads = self._last  # the engine asks for each input in turn, with one g
+            if key is None or key[0] is not g or key[1] is not out:
+                grads = self.backward(g, (pred,) + inputs)
+                self._last = ((g, out), grads)
+            return grads[i + 1]
+        return rule
 
 
 __all__ += ["vmap", "scan", "fori_loop", "while_loop", "cond"]
@@ -11114,7 +11312,7 @@ def _array_module(backend, params, constants, lines):
 def _loops_unrolled(program):
     """The program with each scan equation replaced by its steps, traced again: a backend's
     code writes a loop out step by step (a lax.scan for JAX is left to do)."""
-    if not any(getattr(eq.forward, "scan_op", None) for eq in program.equations):
+    if not any(getattr(eq.forward, "traced_op", None) for eq in program.equations):
         return program
     shapes = iter([v.shape for v in program.inputs])
     arguments = _rebuild(program._arguments, (

@@ -10286,6 +10286,63 @@ def test_a_scan_passes_only_the_xs_its_body_reads():
     rt.assert_allclose(g[xs[1]], want[1][1], rtol=1e-13)
 
 
+@settings(max_examples=40)
+@given(st.floats(-1e3, 1e3) | st.sampled_from([0.0, -0.0, 1e-300, -1e-300, math.inf,
+                                                -math.inf, math.nan]))
+def test_a_traced_cond_is_one_equation_that_runs_and_differentiates_the_branch_taken(x):
+    """Traced, cond whose pred depends on the arguments is one equation with the branches
+    as programs: jit's value and jit(grad)'s gradient are eager rax's (and lax.cond's: the
+    branch not taken gives no nan, as where's gradient would: sqrt'(-1) * 0 is nan), also
+    for a tensor the branches close over, inside a traced scan, and under vmap."""
+    def f(x):
+        return rax.cond(x > 0.0, lambda x: rax.sqrt(x) * w, lambda x: x * 0.0 - w, x)
+    w = Tensor(3.0)
+    x = Tensor(x)
+    program = rax.trace(f)(x)
+    assert [eq.op for eq in program.equations].count("cond") == 1
+    assert "where" not in [eq.op for eq in program.equations]
+    same = lambda a, b: a.tolist() == b.tolist() or all(  # noqa: E731: bits, nan as nan
+        math.isnan(v) for v in (a.item(), b.item()))
+    assert same(rax.jit(f)(x), f(x))
+    assert same(rax.jit(rax.grad(f))(x), rax.grad(f)(x))
+    by_w = lambda w_: rax.cond(x > 0.0, lambda x: rax.sqrt(x) * w_, lambda x: x - w_, x)  # noqa
+    assert same(rax.jit(rax.grad(by_w))(w), rax.grad(by_w)(w))
+
+    def walk(h):  # a cond inside a traced scan's body, its pred on the carry
+        return rax.scan(lambda c, s: (rax.cond(c > 1.0, lambda c: c * 0.5, lambda c: c * s,
+                                               c), c), h, Tensor([3.0, 3.0, 3.0]))[0]
+    if math.isfinite(x.item()):
+        assert same(rax.jit(walk)(x), walk(x))
+        assert same(rax.jit(rax.grad(walk))(x), rax.grad(walk)(x))
+        xs = Tensor([x.item(), -x.item(), 2.0])
+        assert rax.vmap(rax.jit(f))(xs).tolist() == [f(Tensor(v)).item() for v in xs.tolist()]
+
+
+def test_a_traced_while_loop_is_one_equation_whose_trip_count_is_each_calls():
+    """jit of a while_loop whose condition depends on the arguments (a Newton iteration,
+    counting its steps) is one equation, run as long as the condition holds on each call;
+    under vmap each example stops on its own; under grad it is JAX's TypeError; NumPy, JAX
+    or PyTorch code of it is a ValueError saying so (no silent fixed count)."""
+    def newton(a):
+        return rax.while_loop(lambda s: rax.abs(s[0] * s[0] - a) > 1e-12 * a,
+                              lambda s: (0.5 * (s[0] + a / s[0]), s[1] + 1.0),
+                              (a, Tensor(0.0)))
+    program = rax.trace(newton)(Tensor(2.0))
+    assert [eq.op for eq in program.equations].count("while_loop") == 1
+    fast = rax.jit(newton)
+    for a in (2.0, 100.0, 1e6, 1.0):
+        root, steps = fast(Tensor(a))
+        want_root, want_steps = newton(Tensor(a))
+        assert (root.item(), steps.item()) == (want_root.item(), want_steps.item())
+        assert root.item() == pytest.approx(math.sqrt(a), rel=1e-12)
+    roots, counts = rax.vmap(fast)(Tensor([2.0, 1e6]))
+    assert counts.tolist() == [newton(Tensor(2.0))[1].item(), newton(Tensor(1e6))[1].item()]
+    with pytest.raises(TypeError, match="fori_loop or scan"):
+        rax.jit(rax.grad(lambda a: newton(a)[0]))(Tensor(2.0))
+    with pytest.raises(ValueError, match="while_loop"):
+        program.source("numpy")
+
+
 def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
     """scan (forward and reverse, an RNN's carry and outputs), fori_loop, while_loop and cond
     against jax.lax's, values and gradients; while_loop under grad is a TypeError naming
