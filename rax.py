@@ -7854,9 +7854,12 @@ def hvp(f, primals, tangents):
 # or is given a mapped mask (a static argument), vmap calls f once per example instead.
 #
 # The loops are written with Python loops over rax's ops: eagerly they build the graph as
-# any Python loop does, so gradients, jit and trace go through them (a traced loop is
-# unrolled, one equation an op per step; a traced cond takes both branches and picks with
-# where, as lax.cond's select).
+# any Python loop does, so gradients go through them. Traced (jit, trace, or inside a grad
+# that is traced), each loop and each cond on a traced value is ONE equation whose body,
+# condition or branches are programs, traced once: a scan runs as a generated for loop
+# (_ScanOp), a while_loop as long as its condition holds (_WhileOp), a cond only the
+# branch taken (_CondOp); NumPy and PyTorch code gets Python loops around functions of
+# the programs, JAX's gets jax.lax.scan, while_loop and cond.
 
 def vmap(f, in_axes=0, out_axes=0):
     """f mapped over an axis of its arguments, as jax.vmap: vmap(f)(xs) stacks f(x) for each
@@ -8208,15 +8211,13 @@ class _ScanOp:
         self.vjps, self._last, self.loops = None, (None, None), {}
 
         def scan(*tensors, body, length, reverse):  # the node's forward, as ops call it
-            if getattr(_this_thread, "unroll_loops", False):
-                return self.unrolled(tensors)
             data = self.data([t.data for t in tensors])
             if self.vjps is None:
                 self.vjps = tuple(self.rule(i) for i in range(len(tensors)))
             return _node("scan", scan, data, (len(data),), tensors, self.vjps,
                          {"body": body, "length": length, "reverse": reverse})
         scan.made_by_primitive = True  # computed by its own code, not a rule of _RULES
-        scan.traced_op = self  # (unrolled for a backend: see _loops_unrolled)
+        scan.traced_op = self  # (its code in a backend: see _traced_op_lines)
         self.forward = scan
 
     def data(self, inputs):
@@ -8263,17 +8264,6 @@ class _ScanOp:
         """(the carry's leaves, the ys' leaves) cut from the flat output (or a cotangent)."""
         parts = _unflattened(out, self.shapes)
         return parts[:self.k], parts[self.k:]
-
-    def unrolled(self, tensors):
-        """The output as ops, step by step (for a backend's code, see _array_source)."""
-        k, m = self.k, self.m
-        carry, xs, captured = tensors[:k], tensors[k:k + m], tensors[k + m:]
-        ys = [None] * self.n
-        for i in (range(self.n - 1, -1, -1) if self.reverse else range(self.n)):
-            outputs = self.step(carry, [x[i] for x in xs], captured)
-            carry, ys[i] = outputs[:k], outputs[k:]
-        stacked = [stack([y[j] for y in ys]) for j in range(len(self.shapes) - k)]
-        return concatenate([ravel(t) for t in list(carry) + stacked])
 
     def step(self, carry, x, captured):
         """The body as ops on tensors: the new carry's leaves and a y's, as a tuple."""
@@ -8420,10 +8410,6 @@ class _WhileOp:
         self.shapes = [v.shape for v in body.outputs]
 
         def while_loop(*tensors, cond, body):  # the node's forward, as ops call it
-            if getattr(_this_thread, "unroll_loops", False):
-                raise ValueError("Program.source: a traced while_loop runs as many steps as "
-                                 "its condition says: it has no NumPy, JAX or PyTorch code "
-                                 "in rax yet (compile it to Python, or use fori_loop or scan)")
             data = [value for d, shape in zip(self.data(tensors), self.shapes)
                     for value in _flat(d, len(shape))]
             return _node("while_loop", while_loop, data, (len(data),), tensors,
@@ -8526,8 +8512,6 @@ class _CondOp:
         self.shapes = [v.shape for v in branches[0].outputs]
 
         def cond(pred, *tensors, false, true):  # the node's forward, as ops call it
-            if getattr(_this_thread, "unroll_loops", False):
-                return self.unrolled(pred, tensors)
             taken = bool(pred.data)
             body, inputs = branches[taken], self.inputs(taken, tensors)
             try:
@@ -8560,12 +8544,6 @@ class _CondOp:
         """The branch as ops on its inputs: its outputs, as a tuple."""
         outputs = self.branches[taken]._with_ops(list(inputs))
         return tuple(t for t in tree_leaves(outputs) if isinstance(t, Tensor))
-
-    def unrolled(self, pred, tensors):
-        """Both branches as ops, where picking (for a backend's code, see _array_source)."""
-        return concatenate([ravel(where(pred, a, b)) for a, b in zip(
-            self.run(True, self.inputs(True, tensors)),
-            self.run(False, self.inputs(False, tensors)))])
 
     def backward(self, g, inputs):
         """The gradients of the operands and of both branches' closures (zeros for the
@@ -11225,14 +11203,18 @@ _BACKENDS = {
 
 def _array_source(program, backend):
     """The source of the program in the library of `backend` (see _BACKENDS)."""
-    program = _loops_unrolled(program)
-    table, names, taken, lines, params = _BACKENDS[backend], {}, set(), [], []
-    for var in program.inputs:
-        names[var] = _identifier(var.path, taken)
-        taken.add(names[var])
-        params.append(names[var])
-    folded, constants = _folded(program), []  # see _folded; constants: made once, on top
-    depth = {}  # var -> the operators of the expression it is written as (see below)
+    defs, constants = [], []
+    params, lines = _array_lines(program, backend, "", defs, constants)
+    return _array_module(backend, params, constants, defs, lines)
+
+
+def _array_lines(program, backend, prefix, defs, constants):
+    """(params, lines) of the function of the program in the library of `backend`: its
+    constants are added to `constants` (named with the prefix: made once, on top), and
+    the functions of a loop's or cond's programs to `defs` (see _traced_op_lines)."""
+    table, names, lines = _BACKENDS[backend], {}, []
+    params = _input_names(program, names)
+    folded, depth = _folded(program), {}  # depth: var -> its expression's operators (below)
 
     def name(var):
         var = folded.get(var, var)
@@ -11240,13 +11222,17 @@ def _array_source(program, backend):
             text = _array_constant(var, backend)
             if not var.shape:  # a 0-d constant: its value, written where it is used
                 return text
-            names[var] = f"c{len(names)}"
+            names[var] = f"{prefix}c{len(names)}"
             constants.append(f"{names[var]} = {text}")
         return names[var]
 
     users = _users_of(program)
     outputs, actual = set(program.outputs), {}  # actual: var -> its array's shape, where a
     for eq in program.equations:  # broadcast was left to the library
+        if getattr(eq.forward, "traced_op", None) is not None:  # a loop or a cond
+            lines += _traced_op_lines(eq, [name(v) for v in eq.inputs], backend,
+                                      _array_name(eq, names), defs, constants)
+            continue
         if getattr(eq.forward, "made_by_primitive", False) or (
                 eq.op not in table.ops and eq.op != "pow_scalar"):
             raise ValueError(f"Program.source({backend!r}): op {eq.op!r} is a primitive of "
@@ -11281,7 +11267,73 @@ def _array_source(program, backend):
                         folded.get(v, v).data is not None else name(v)
                         for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
-    return _array_module(backend, params, constants, lines)
+    return params, lines
+
+
+def _input_names(program, names):
+    """The program's parameters: identifiers made from its inputs' paths, into names."""
+    taken = set()
+    for var in program.inputs:
+        names[var] = _identifier(var.path, taken)
+        taken.add(names[var])
+    return [names[var] for var in program.inputs]
+
+
+def _traced_op_lines(eq, operands, backend, out, defs, constants):
+    """The lines of a traced scan, while_loop or cond: each of its programs a function of
+    the module (in `defs`), called from a Python loop or if (NumPy, PyTorch) or from
+    jax.lax.scan, while_loop or cond (JAX); `out` is the flat output, as rax's node."""
+    op, table = eq.forward.traced_op, _BACKENDS[backend]
+
+    def function(program, what):  # the program as a function of the module: its name
+        name = f"_{what}{len(defs)}"
+        defs.append(None)  # (its place, before the functions its own loops add)
+        params, lines = _array_lines(program, backend, name + "_", defs, constants)
+        defs[defs.index(None)] = f"def {name}({', '.join(params)}):\n" + "\n".join(lines)
+        return name
+    flat = f"{table.words['cat']}([{table.xp}.ravel(as_array(v)) for v in {{}}])"
+    if isinstance(op, _ScanOp):
+        return _scan_lines(op, operands, backend, out, function(op.body, "scan_body"), flat)
+    if isinstance(op, _CondOp):
+        pred, tensors = operands[0], operands[1:]
+        true, false = (f"{function(op.branches[b], ('false', 'true')[b])}"
+                       f"({', '.join(op.inputs(b, tensors))})" for b in (True, False))
+        if backend == "jax":  # lax.cond's values: float64 arrays, not weakly typed
+            return [f"    {out}_o = jax.lax.cond({pred} != 0, lambda: {_strong(true)}, "
+                    f"lambda: {_strong(false)})", f"    {out} = {flat.format(out + '_o')}"]
+        return [f"    {out}_o = {true} if bool({pred}) else {false}",
+                f"    {out} = {flat.format(out + '_o')}"]
+    k, count = op.k, op.count
+    test = f"{function(op.test, 'while_cond')}(*c{_more(operands[k:k + count])})[0]"
+    body = f"{function(op.body, 'while_body')}(*c{_more(operands[k + count:])})"
+    if backend == "jax":
+        return [f"    {out}_c = jax.lax.while_loop(lambda c: jnp.reshape({test}, ()) != 0, "
+                f"lambda c: {_strong(body)}, {_strong(_tuple(operands[:k]))})",
+                f"    {out} = {flat.format(out + '_c')}"]
+    return [f"    c = {_tuple(operands[:k])}", f"    while bool({test}):", f"        c = {body}",
+            f"    {out} = {flat.format('c')}"]
+
+
+def _scan_lines(op, operands, backend, out, body, flat):
+    """A traced scan's lines (see _traced_op_lines): a Python for loop, or jax.lax.scan."""
+    k, m = op.k, op.m
+    carry, xs, closed = operands[:k], operands[k:k + m], operands[k + m:]
+    if backend == "jax":
+        return [f"    def {out}_step(c, x):",
+                f"        o = {body}(*c, *x{_more(closed)})",
+                f"        return {_strong(f'o[:{k}]')}, {_strong(f'o[{k}:]')}",
+                f"    {out}_c, {out}_ys = jax.lax.scan({out}_step, {_strong(_tuple(carry))}, "
+                f"{_tuple(xs)}, length={op.n}, reverse={op.reverse})",
+                f"    {out} = jnp.concatenate([jnp.ravel(v) for v in {out}_c + {out}_ys])"]
+    order = f"range({op.n - 1}, -1, -1)" if op.reverse else f"range({op.n})"
+    step = ", ".join([f"*{out}_c"] + [f"{x}[{out}_i]" for x in xs] + closed)
+    stacked = (f"{out}_c + tuple({_BACKENDS[backend].xp}.stack([as_array(v) for v in y]) "
+               f"for y in zip(*{out}_ys))")
+    return [f"    {out}_c, {out}_ys = {_tuple(carry)}, [None] * {op.n}",
+            f"    for {out}_i in {order}:",
+            f"        {out}_o = {body}({step})",
+            f"        {out}_c, {out}_ys[{out}_i] = {out}_o[:{k}], {out}_o[{k}:]",
+            f"    {out} = {flat.format(stacked)}"]
 
 
 def _users_of(program):
@@ -11293,39 +11345,36 @@ def _users_of(program):
     return users
 
 
-def _array_module(backend, params, constants, lines):
+def _tuple(names):
+    """A tuple's code: (a,) or (a, b) or ()."""
+    return f"({', '.join(names)},)" if names else "()"
+
+
+def _more(names):
+    """More arguments of a call: ', a, b', or ''."""
+    return "".join(", " + name for name in names)
+
+
+def _strong(code):
+    """The values of `code` (a tuple) as float64 arrays (for JAX: not weakly typed)."""
+    return f"tuple(as_array(v) for v in {code})"
+
+
+def _array_module(backend, params, constants, defs, lines):
     """The whole text of a backend's program: imports, the helpers its lines use, its
-    constants (made once, when it is loaded) and the function."""
+    constants (made once, when it is loaded), its loops' and conds' functions and the
+    function."""
     table = _BACKENDS[backend]
     head = (f"# rax program as {backend} code; every array is float64, or bool where a "
             f"comparison made it, or complex128.\n"
             f"import math\nfrom math import inf, nan\n\n{table.imports}\n"
-            f"\n\n{_helpers_used(table.helpers, lines + constants)}\n\n\n"
+            f"\n\n{_helpers_used(table.helpers, lines + constants + defs)}\n\n\n"
             + "".join(line + "\n" for line in constants) + ("\n\n" if constants else "")
-            + f"def program({', '.join(params)}):")
+            + "".join(d + "\n\n\n" for d in defs) + f"def program({', '.join(params)}):")
     if backend == "numpy":  # 1/0 and log(0) are inf here, as in rax: no warnings
         head += "\n    with np.errstate(all=\"ignore\"):\n        return _program(" + \
                 ", ".join(params) + ")\n\n\ndef _program(" + ", ".join(params) + "):"
     return head + "\n" + "\n".join(lines) + "\n"
-
-
-def _loops_unrolled(program):
-    """The program with each scan equation replaced by its steps, traced again: a backend's
-    code writes a loop out step by step (a lax.scan for JAX is left to do)."""
-    if not any(getattr(eq.forward, "traced_op", None) for eq in program.equations):
-        return program
-    shapes = iter([v.shape for v in program.inputs])
-    arguments = _rebuild(program._arguments, (
-        zeros(next(shapes)) if leaf is _INPUT else leaf for leaf in program._traced_leaves))
-
-    def replay(*args, **kwargs):
-        return program._with_ops([leaf for leaf in tree_leaves((args, kwargs))
-                                  if isinstance(leaf, Tensor) and _is_input(leaf)])
-    _this_thread.unroll_loops = True
-    try:
-        return _trace(replay, arguments[0], arguments[1])
-    finally:
-        _this_thread.unroll_loops = False
 
 
 def _written_in_its_user(eq, users, outputs, depth):
