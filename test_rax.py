@@ -10379,6 +10379,22 @@ def test_loops_and_conds_in_each_backend_are_loops_and_conds(backend):
             assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-300)
 
 
+def test_second_derivatives_through_a_traced_scan_are_jaxs():
+    """jit(hessian) of a loss through a scan (its gradient a scan, differentiated again:
+    the gradient's scan of the body's vjp has a vjp of its own) is jax.hessian's through
+    lax.scan, and eager rax's."""
+    (jax, jnp), np = _jax64(), _np()
+
+    def loss(m, scan, x, s):
+        c, ys = scan(lambda c, s: (m.sin(c * s) + c, c * c * s), x, s)
+        return (c * c).sum() + ys.sum()
+    x, s = np.array([0.3, -0.4]), np.array([0.5, 1.5, -0.7])
+    want = jax.hessian(lambda x: loss(jnp, jax.lax.scan, x, s))(x)
+    f = lambda x: loss(rax, rax.scan, x, Tensor(s))  # noqa: E731
+    for got in (rax.jit(rax.hessian(f))(Tensor(x)), rax.hessian(f)(Tensor(x))):
+        assert np.allclose(np.asarray(got), np.asarray(want), rtol=1e-13, atol=1e-15)
+
+
 def test_scan_fori_while_and_cond_match_jax_lax_with_gradients():
     """scan (forward and reverse, an RNN's carry and outputs), fori_loop, while_loop and cond
     against jax.lax's, values and gradients; while_loop under grad is a TypeError naming
