@@ -646,8 +646,14 @@ def _binary(forward, x, y, rule, vjps, dtype=None):
         shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
         x, y = _broadcast(x, shape), _broadcast(y, shape)
     operands, ndim = (x.data, y.data), len(x.shape)
-    data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
-        rowwise(rule.rows, operands, ndim)  # rule(operands, ndim), as in _unary
+    if ndim or rule.rows is not None:
+        data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
+            rowwise(rule.rows, operands, ndim)  # rule(operands, ndim), as in _unary
+    else:  # two numbers: elementwise's first case, written out (W4 eager: -5% instructions)
+        try:
+            data = rule.fn(*operands)
+        except (ArithmeticError, ValueError):
+            data = elementwise(rule.fn, operands, 0, rule.safe_fn)
     return _node(op, forward, data, x.shape, (x, y), vjps, _NO_ATTRS, dtype)
 
 
