@@ -158,24 +158,8 @@ __all__ = [
     "reshape", "transpose", "broadcast_to", "flatten", "concatenate", "stack",
     # autodiff
     "backward", "grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp",
-    # trees and optimizers
-    "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "save",
-    "load", "constant_schedule", "linear_schedule", "exponential_decay",
-    "cosine_decay_schedule", "warmup_cosine_decay_schedule", "warmup_cosine_decay",
-    "piecewise_constant_schedule", "global_norm", "clip_by_global_norm", "clip_by_value",
-    "minimize", "OptimizeResult",
-    # tools
-    "primitive", "check_grads", "draw", "to_dot",
-    # programs
-    "trace", "jit", "Program", "Var", "Equation", "TraceError",
-    # kernels: nested lists in, nested lists out (for the forward of a primitive of one's own)
-    "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
-    "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
-    "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
-    "checked_indices_lists", "im2col_lists", "col2im_lists", "cumsum_lists",
-    "cumprod_lists",
-    "argsort_lists", "inv_lists", "solve_lists", "det_lists", "sign_of_det_lists",
-    "logabsdet_lists", "cofactors_lists", "cholesky_lists", "eigh_lists",
+    # and the names of chapters 7 (trees, optimizers), 9 (tools), 10 (programs) and appendix
+    # A (kernels), each listed where it begins
 ]
 
 
@@ -5888,6 +5872,14 @@ def _summarised(data, shape, budget):
 # place; save and load write such a tree as exact, readable JSON and read it back.
 # ============================================================================================
 
+__all__ += [
+    "tree_map", "tree_leaves", "sgd", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "save",
+    "load", "constant_schedule", "linear_schedule", "exponential_decay",
+    "cosine_decay_schedule", "warmup_cosine_decay_schedule", "warmup_cosine_decay",
+    "piecewise_constant_schedule", "global_norm", "clip_by_global_norm", "clip_by_value",
+    "minimize", "OptimizeResult"]
+
+
 def tree_leaves(tree):
     """The leaves of a tree, in order (dict keys sorted).
 
@@ -8587,6 +8579,9 @@ __all__ += ["vmap", "scan", "fori_loop", "while_loop", "cond"]
 # draw and to_dot picture a graph and its gradient graph.
 # ============================================================================================
 
+__all__ += ["primitive", "check_grads", "draw", "to_dot"]
+
+
 def primitive(op, forward, vjps):
     """A new primitive op, made from a forward function and one vjp rule per input.
 
@@ -9435,6 +9430,9 @@ __all__ += ["testing"]
 # Python written by hand: it has no per-op overhead, fuses chains of elementwise ops (and
 # the bias and activation after a matmul) into one comprehension, and reuses names.
 # ============================================================================================
+
+__all__ += ["trace", "jit", "Program", "Var", "Equation", "TraceError"]
+
 
 class _Name(str):
     """A name in generated code, such as a kernel's argument that is one of rax's functions
@@ -11512,6 +11510,16 @@ def _nested_literal(data):
 # check shapes and values first, so a kernel given what no op would give it (data of
 # another shape, a string) may raise a raw Python error or cut operands short by zip.
 # ============================================================================================
+
+# Nested lists in, nested lists out (for the forward of a primitive of one's own).
+__all__ += [
+    "elementwise", "rowwise", "broadcast_lists", "reduce_lists", "matmul_lists",
+    "reshape_lists", "transpose_lists", "index_lists", "scatter_lists", "concatenate_lists",
+    "logsumexp_lists", "one_hot_lists", "take_lists", "take_backward_lists",
+    "checked_indices_lists", "im2col_lists", "col2im_lists", "cumsum_lists",
+    "cumprod_lists", "argsort_lists", "inv_lists", "solve_lists", "det_lists",
+    "sign_of_det_lists", "logabsdet_lists", "cofactors_lists", "cholesky_lists", "eigh_lists"]
+
 
 def _full_lists(shape, value):
     """Nested lists of the given shape, every element `value` (rows shared, not copied)."""
