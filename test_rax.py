@@ -10379,6 +10379,35 @@ def test_loops_and_conds_in_each_backend_are_loops_and_conds(backend):
             assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize("in_axes", [0, (0, None), (None, 0), (0, 1)])
+def test_jit_of_vmap_of_a_scan_is_a_batched_scan(in_axes):
+    """jit(vmap(f)) of an RNN whose scan reads a batched or unbatched carry and sequence
+    (the sequence mapped on axis 0 or 1) holds as many scan equations as f's program on
+    one example (not one an example), each with the step batched as its body, and gives
+    the values and gradients of f on each example, bit for bit."""
+    np = _np()
+    rng = np.random.default_rng(3)
+    w = Tensor(rng.normal(size=(2, 2)) * 0.5)
+
+    def rnn(h, xs):
+        c, ys = rax.scan(lambda c, x: (rax.tanh(c @ w + x), (c * c).sum()), h, xs,
+                         reverse=True)
+        return c.sum() + ys.sum()
+    axes = (in_axes, in_axes) if isinstance(in_axes, int) else in_axes
+    h = Tensor(rng.normal(size=(4, 2) if axes[0] is not None else (2,)))
+    xs = Tensor(rng.normal(size={0: (4, 5, 2), 1: (5, 4, 2), None: (5, 2)}[axes[1]]))
+    example = lambda t, axis, i: t if axis is None else rax.moveaxis(t, axis, 0)[i]  # noqa
+    for f in (rnn, rax.grad(rnn, argnums=(0, 1))):
+        scans = lambda p: [eq.op for eq in p.equations].count("scan")  # noqa: E731
+        one = rax.trace(f)(example(h, axes[0], 0), example(xs, axes[1], 0))
+        assert scans(rax.trace(rax.vmap(f, in_axes=in_axes))(h, xs)) == scans(one)
+        got = rax.jit(rax.vmap(f, in_axes=in_axes))(h, xs)
+        for i in range(4):
+            want = f(example(h, axes[0], i), example(xs, axes[1], i))
+            for a, b in zip(rax.tree_leaves(got), rax.tree_leaves(want)):
+                assert a[i].tolist() == b.tolist()
+
+
 def test_second_derivatives_through_a_traced_scan_are_jaxs():
     """jit(hessian) of a loss through a scan (its gradient a scan, differentiated again:
     the gradient's scan of the body's vjp has a vjp of its own) is jax.hessian's through
