@@ -8302,12 +8302,18 @@ class _ScanOp:
         k, m = self.k, self.m
         carry, xs, captured = inputs[:k], inputs[k:k + m], inputs[k + m:]
         g_carry, g_ys = self.unpack(g)
+        reached = _reached_parts(g, self.shapes)[k:]  # the ys no cotangent reached: left out
+        g_ys = [g_y for g_y, r in zip(g_ys, reached) if r]
         _, befores = scan(lambda c, x: (self.step(c, x, captured)[:k], c), tuple(carry),
                           tuple(xs), length=self.n, reverse=self.reverse)
 
+        def outputs(c, x_t, cap):  # the body's new carry, and its ys that the cotangent has
+            out = self.step(c, x_t, cap)
+            return out[:k] + tuple(y for y, r in zip(out[k:], reached) if r)
+
         def back(state, x):
             (g_c, g_captured), (c, x_t, g_y) = state, x
-            _, pullback = vjp(lambda c, x_t, cap: self.step(c, x_t, cap), c, x_t, captured)
+            _, pullback = vjp(outputs, c, x_t, captured)
             d_c, d_x, d_captured = pullback(tuple(g_c) + tuple(g_y))
             return (d_c, tuple(a + b for a, b in zip(g_captured, d_captured))), (
                 d_x if with_xs else None)
@@ -8327,6 +8333,30 @@ class _ScanOp:
                 self._last = ((g, out), grads)
             return grads[i]
         return rule
+
+
+def _reached_parts(g, shapes):
+    """For each part of a traced loop's or cond's flat output (see _unflattened), whether
+    the cotangent g may be nonzero there: False where g is made by scatter (the vjp of
+    the slices that unpack the output) into other parts only, or a sum of such. The vjp
+    leaves such a part out, as JAX's symbolic zeros do: the zero would otherwise meet the
+    part's derivative, and 0 * inf is nan where the answer is the other parts' alone."""
+    def ranges(t):  # [(start, stop)] of g that contributions reached; None: anywhere
+        if t.op == "scatter" and len(t.shape) == 1 and len(t.attrs["index"]) == 1 and \
+                isinstance(t.attrs["index"][0], slice):
+            start, stop, step = t.attrs["index"][0].indices(t.shape[0])
+            return [(start, stop)] if step == 1 else None
+        if t.op == "add" and t.shape == g.shape:
+            parts = [ranges(x) for x in t.inputs]
+            return None if None in parts else parts[0] + parts[1]
+        return None
+    reached, start = ranges(g), 0
+    flags = []
+    for shape in shapes:
+        size = math.prod(shape)
+        flags.append(reached is None or any(a < start + size and b > start for a, b in reached))
+        start += size
+    return flags
 
 
 def _unflattened(out, shapes):
@@ -8572,12 +8602,15 @@ class _CondOp:
     def backward(self, g, inputs):
         """The gradients of the operands and of both branches' closures (zeros for the
         branch not taken): a cond whose branches are the branches' vjps."""
-        pred, tensors, g_out = inputs[0], inputs[1:], tuple(self.unpack(g))
+        pred, tensors = inputs[0], inputs[1:]
+        reached = _reached_parts(g, self.shapes)  # outputs no cotangent reached: left out
+        g_out = tuple(part for part, r in zip(self.unpack(g), reached) if r)
 
         def vjp_of(taken):
             def grads(tensors):
                 mine = self.inputs(taken, tensors)
-                _, pullback = vjp(lambda *t: self.run(taken, t), *mine)
+                _, pullback = vjp(lambda *t: tuple(o for o, r in zip(
+                    self.run(taken, t), reached) if r), *mine)
                 d = list(pullback(g_out))
                 others = [zeros_like(t) for t in self.inputs(not taken, tensors)[self.n:]]
                 return d[:self.n] + (others + d[self.n:] if taken else d[self.n:] + others)
@@ -11279,7 +11312,7 @@ def _array_lines(program, backend, prefix, defs, constants):
             names[eq.output] = operands[0]
             actual[eq.output] = actual.get(eq.inputs[0], eq.inputs[0].shape)
             continue
-        if all(re.fullmatch(r"-?(inf|nan|[0-9.e+-]+)", text) for text in operands):
+        if all(_NUMBER.fullmatch(text) for text in operands):
             operands[0] = f"as_array({operands[0]})"  # numbers only: Python's 1.0 / 0.0 raises
         expression = _array_expression(eq, operands, table)
         rule = _rule_of(eq)
@@ -11292,12 +11325,20 @@ def _array_lines(program, backend, prefix, defs, constants):
                 names[eq.output] = f"({expression})"
                 continue
         lines.append(f"    {_array_name(eq, names)} = {expression}")
-    # A constant output is copied: the caller may write into the array it gets.
+    # A constant output is copied (the caller may write into it); a number made an array.
     outputs = ", ".join(table.words["copy"].format(name(v)) if folded.get(v, v).shape and
-                        folded.get(v, v).data is not None else name(v)
+                        folded.get(v, v).data is not None else _as_array_code(name(v))
                         for v in program.outputs)
     lines.append(f"    return ({outputs}{',' if len(program.outputs) == 1 else ''})")
     return params, lines
+
+
+_NUMBER = re.compile(r"-?(inf|nan|[0-9.e+-]+)")  # a number's literal in generated code
+
+
+def _as_array_code(text):
+    """The code of an operand, a number's literal made an array (helpers index arrays)."""
+    return f"as_array({text})" if _NUMBER.fullmatch(text) else text
 
 
 def _input_names(program, names):
@@ -11314,6 +11355,7 @@ def _traced_op_lines(eq, operands, backend, out, defs, constants):
     the module (in `defs`), called from a Python loop or if (NumPy, PyTorch) or from
     jax.lax.scan, while_loop or cond (JAX); `out` is the flat output, as rax's node."""
     op, table = eq.forward.traced_op, _BACKENDS[backend]
+    operands = [_as_array_code(text) for text in operands]  # a body's arguments: arrays
 
     def function(program, what):  # the program as a function of the module: its name
         name = f"_{what}{len(defs)}"

@@ -10408,6 +10408,30 @@ def test_jit_of_vmap_of_a_scan_is_a_batched_scan(in_axes):
                 assert a[i].tolist() == b.tolist()
 
 
+@pytest.mark.parametrize("backend", ["python", "numpy", "jax", "torch"])
+def test_outputs_of_a_traced_loop_or_cond_that_nothing_reads_add_no_nan(backend):
+    """The ys of a scan, or an output of a cond, that the loss never reads contribute no
+    0 * inf to the gradient (JAX's symbolic zeros): with w = inf multiplying only an unread
+    output, the gradient is the read outputs' alone, eager and compiled, as jax.grad's;
+    and a carry that starts as a number compiles to every backend."""
+    if backend != "python":
+        pytest.importorskip(backend)
+    jit = lambda f: rax.jit(f, backend=backend)  # noqa: E731
+
+    def unread_ys(x, w):
+        return rax.scan(lambda c, s: (c * 2.0, c * w), x, rax.zeros((2,)))[0]
+
+    def unread_branch_output(x, w):
+        return rax.cond(x > 0.0, lambda x: (x * 2.0, x * w), lambda x: (x, x), x)[0]
+    x, w = Tensor(1.0), Tensor(math.inf)
+    for f, want in ((unread_ys, 4.0), (unread_branch_output, 2.0)):
+        assert rax.grad(f)(x, w).item() == want
+        assert float(jit(rax.grad(f))(x, w)) == want
+    q = Tensor([1.0, 2.0, 3.0])
+    f = lambda q: rax.scan(lambda c, x: (q[0], x), Tensor(0.0), q)[1].sum()  # noqa: E731
+    assert [float(v) for v in jit(rax.grad(f))(q)] == [1.0, 1.0, 1.0]
+
+
 def test_second_derivatives_through_a_traced_scan_are_jaxs():
     """jit(hessian) of a loss through a scan (its gradient a scan, differentiated again:
     the gradient's scan of the body's vjp has a vjp of its own) is jax.hessian's through
