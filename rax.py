@@ -8160,7 +8160,8 @@ def scan(f, init, xs=None, length=None, reverse=False):
     if n == 0:  # no steps: f's ys say their shapes when f is called on zeros, unused
         probe = f(init, None if xs is None else _rebuild(xs, iter(
             [zeros(t.shape[1:]) for t in leaves])))[1]
-        return carry, tree_map(lambda y: zeros((0,) + _as_tensor(y, "scan").shape), probe)
+        return carry, tree_map(lambda y: None if y is None else zeros(
+            (0,) + _as_any(y, "scan").shape), probe)
     if ys[0] is None:
         return carry, None
     return carry, _stacked("scan", ys, 0)
