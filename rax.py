@@ -8137,7 +8137,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
     (6.0, [0.0, 2.0, 9.0])
     """
     _check_function("scan", f)
-    leaves = [_as_any(leaf, "scan") for leaf in tree_leaves(xs)]
+    leaves = [] if xs is None else [_as_any(leaf, "scan") for leaf in tree_leaves(xs)]
     sizes = {t.shape[0] if t.ndim else None for t in leaves}
     if None in sizes or len(sizes) > 1 or (length is not None and sizes and
                                             sizes != {length}):
@@ -8171,7 +8171,7 @@ def _scan_equation(f, init, xs, n, reverse):
     """scan in a traced function as ONE equation whose body is f's program (see _ScanOp):
     (carry, ys) unpacked from its output; None when it must be unrolled instead (a bool
     carry or x, an f that cannot be traced or whose result is not (carry, ys) of tensors)."""
-    leaves = [_as_any(leaf, "scan") for leaf in tree_leaves((init, xs))]
+    leaves = [_as_any(leaf, "scan") for leaf in tree_leaves(init if xs is None else (init, xs))]
     if any(t.dtype is not float64 for t in leaves):
         return None
     k = len(tree_leaves(init))
@@ -8298,30 +8298,60 @@ class _ScanOp:
     def backward(self, g, inputs, with_xs):
         """Every input's gradient for the cotangent g of the output: the carries before each
         step are scanned again, then a scan the other way runs the body's vjp at each step,
-        carrying the carry's cotangent and adding up the closed-over tensors'. xs's are
-        stacked only when asked for (with_xs; otherwise None)."""
+        carrying the live carries' cotangent (see live) and adding up the closed-over
+        tensors'. xs's are stacked only when asked for (with_xs; otherwise None)."""
         k, m = self.k, self.m
         carry, xs, captured = inputs[:k], inputs[k:k + m], inputs[k + m:]
         g_carry, g_ys = self.unpack(g)
-        reached = _reached_parts(g, self.shapes)[k:]  # the ys no cotangent reached: left out
-        g_ys = [g_y for g_y, r in zip(g_ys, reached) if r]
+        live, reached = self.live(_reached_parts(g, self.shapes))
+        if not any(live) and not any(reached):
+            return [zeros_like(t) for t in inputs]
         _, befores = scan(lambda c, x: (self.step(c, x, captured)[:k], c), tuple(carry),
                           tuple(xs), length=self.n, reverse=self.reverse)
 
-        def outputs(c, x_t, cap):  # the body's new carry, and its ys that the cotangent has
+        def outputs(c, x_t, cap):  # the body's live carries, and its ys that g reached
             out = self.step(c, x_t, cap)
-            return out[:k] + tuple(y for y, r in zip(out[k:], reached) if r)
+            return tuple(o for o, r in zip(out, live + reached) if r)
 
         def back(state, x):
             (g_c, g_captured), (c, x_t, g_y) = state, x
             _, pullback = vjp(outputs, c, x_t, captured)
             d_c, d_x, d_captured = pullback(tuple(g_c) + tuple(g_y))
-            return (d_c, tuple(a + b for a, b in zip(g_captured, d_captured))), (
-                d_x if with_xs else None)
-        (g_init, g_closed), g_xs = scan(
-            back, (tuple(g_carry), tuple(zeros_like(t) for t in captured)),
-            (befores, tuple(xs), tuple(g_ys)), length=self.n, reverse=not self.reverse)
-        return list(g_init) + list(g_xs or [None] * m) + list(g_closed)
+            return (tuple(d for d, r in zip(d_c, live) if r), tuple(
+                a + b for a, b in zip(g_captured, d_captured))), (d_x if with_xs else None)
+        (g_live, g_closed), g_xs = scan(
+            back, (tuple(d for d, r in zip(g_carry, live) if r), tuple(
+                zeros_like(t) for t in captured)), (befores, tuple(xs), tuple(
+                    y for y, r in zip(g_ys, reached) if r)), length=self.n,
+            reverse=not self.reverse)
+        g_live = iter(g_live)
+        return [next(g_live) if r else zeros_like(c) for c, r in zip(carry, live)] + list(
+            g_xs or [None] * m) + list(g_closed)
+
+    def live(self, reached):
+        """(live, reached ys): a carry leaf is live if the cotangent reached it at the end or
+        the body makes a live carry or a reached y from it (a fixpoint). The vjp runs on
+        live carries and reached ys only, as JAX drops the rest (a symbolic zero would
+        otherwise meet a derivative: 0 * inf is nan where the answer is the others')."""
+        k, depends = self.k, self.depends()
+        live, ys = list(reached[:k]), list(reached[k:])
+        changed = True
+        while changed:
+            changed = False
+            for out, r in zip(depends, live + ys):
+                for i in out:
+                    if r and i < k and not live[i]:
+                        live[i] = changed = True
+        return live, ys
+
+    def depends(self):
+        """For each output of the body, the inputs it depends on (their positions)."""
+        if getattr(self, "_depends", None) is None:
+            deps = {v: {i} for i, v in enumerate(self.body.inputs)}
+            for eq in self.body.equations:
+                deps[eq.output] = set().union(*[deps.get(v, set()) for v in eq.inputs])
+            self._depends = [deps.get(v, set()) for v in self.body.outputs]
+        return self._depends
 
     def rule(self, i):
         with_xs = self.k <= i < self.k + self.m
@@ -8605,6 +8635,8 @@ class _CondOp:
         branch not taken): a cond whose branches are the branches' vjps."""
         pred, tensors = inputs[0], inputs[1:]
         reached = _reached_parts(g, self.shapes)  # outputs no cotangent reached: left out
+        if not any(reached):
+            return [None] + [zeros_like(t) for t in tensors]
         g_out = tuple(part for part, r in zip(self.unpack(g), reached) if r)
 
         def vjp_of(taken):

@@ -10410,10 +10410,12 @@ def test_jit_of_vmap_of_a_scan_is_a_batched_scan(in_axes):
 
 @pytest.mark.parametrize("backend", ["python", "numpy", "jax", "torch"])
 def test_outputs_of_a_traced_loop_or_cond_that_nothing_reads_add_no_nan(backend):
-    """The ys of a scan, or an output of a cond, that the loss never reads contribute no
-    0 * inf to the gradient (JAX's symbolic zeros): with w = inf multiplying only an unread
-    output, the gradient is the read outputs' alone, eager and compiled, as jax.grad's;
-    and a carry that starts as a number compiles to every backend."""
+    """The ys of a scan, a carry that never reaches the loss, or an output of a cond,
+    that the loss never reads contribute no 0 * inf to the gradient (JAX drops them): with
+    w = inf multiplying only an unread output, the gradient is the read outputs' alone,
+    eager and compiled, as jax.grad's; a carry that starts as a number compiles to every
+    backend; a scan of `length` steps without xs, and a cond of empty tensors, compile and
+    differentiate."""
     if backend != "python":
         pytest.importorskip(backend)
     jit = lambda f: rax.jit(f, backend=backend)  # noqa: E731
@@ -10423,13 +10425,26 @@ def test_outputs_of_a_traced_loop_or_cond_that_nothing_reads_add_no_nan(backend)
 
     def unread_branch_output(x, w):
         return rax.cond(x > 0.0, lambda x: (x * 2.0, x * w), lambda x: (x, x), x)[0]
+    def unread_carry(x, w):  # b never reaches a: JAX drops it, so does the vjp
+        return rax.scan(lambda c, q: ((c[0] * 2.0, c[0] * w), None), (x, x),
+                        rax.zeros((2,)))[0][0]
+
+    def unread_fori_carry(x, w):
+        return rax.fori_loop(0, 2, lambda i, c: (c[0] * 2.0, c[0] * w), (x, x))[0]
     x, w = Tensor(1.0), Tensor(math.inf)
-    for f, want in ((unread_ys, 4.0), (unread_branch_output, 2.0)):
+    for f, want in ((unread_ys, 4.0), (unread_branch_output, 2.0), (unread_carry, 4.0),
+                    (unread_fori_carry, 4.0)):
         assert rax.grad(f)(x, w).item() == want
         assert float(jit(rax.grad(f))(x, w)) == want
     q = Tensor([1.0, 2.0, 3.0])
     f = lambda q: rax.scan(lambda c, x: (q[0], x), Tensor(0.0), q)[1].sum()  # noqa: E731
     assert [float(v) for v in jit(rax.grad(f))(q)] == [1.0, 1.0, 1.0]
+    steps = lambda c: rax.scan(lambda c, x: (c * 2.0, None), c, length=3)[0]  # noqa: E731
+    assert (float(jit(steps)(Tensor(1.0))), float(jit(rax.grad(steps))(Tensor(1.0)))) == (
+        8.0, 8.0)  # xs None: `length` steps, as lax.scan
+    empty = lambda x, e: rax.cond(x > 0, lambda p: p * 2.0, lambda p: p, e).sum() + x  # noqa
+    got = jit(rax.grad(empty, argnums=(0, 1)))(Tensor(1.0), rax.zeros((0,)))
+    assert float(got[0]) == 1.0 and tuple(got[1].shape) == (0,)
 
 
 def test_second_derivatives_through_a_traced_scan_are_jaxs():
