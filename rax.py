@@ -8444,9 +8444,7 @@ def while_loop(cond_fun, body_fun, init_val):
     _check_function("while_loop", cond_fun)
     _check_function("while_loop", body_fun)
     if _differentiated([leaf for leaf in tree_leaves(init_val) if isinstance(leaf, Tensor)]):
-        raise TypeError("while_loop: reverse-mode differentiation does not work for "
-                        "while_loop (its trip count depends on values), as in JAX; use "
-                        "fori_loop or scan, which have a fixed trip count")
+        _while_vjp(None, None)
     if _current_trace() is not None:
         traced = _while_equation(cond_fun, body_fun, init_val)
         if traced is not None:
@@ -8530,7 +8528,8 @@ class _WhileOp:
 def _while_vjp(g, out, *inputs):
     raise TypeError("while_loop: reverse-mode differentiation does not work for while_loop "
                     "(its trip count depends on values), as in JAX; use fori_loop or scan, "
-                    "which have a fixed trip count")
+                    "which have a fixed trip count. (Forward mode neither: rax's jvp is "
+                    "made of two vjps, where JAX's jvp of a while_loop works)")
 
 
 def cond(pred, true_fun, false_fun, *operands):
