@@ -325,15 +325,25 @@ def check_same(name, got, expected):
 
 def median_times(functions, seconds, least=11):
     """Median seconds of each function, run in turns so that noise hits them alike, as many
-    turns as fit in about `seconds` (at least `least`)."""
+    turns as fit in about `seconds` (at least `least`).
+
+    What is alive before the timing (every workload's data, compiled programs, modules) is
+    frozen out of the cycle collector (gc.freeze) while it runs, so that a workload pays
+    for collecting its own objects only, not for the data of the workloads around it in
+    this process: without it, W4 (30,000 graph nodes a run) measured 204x the hand loop
+    here, with it 143x, and alone in a fresh process 160-168x."""
     times = [[] for _ in functions]
     gc.collect()
-    started = time.perf_counter()
-    while len(times[0]) < least or time.perf_counter() - started < seconds:
-        for i, f in enumerate(functions):
-            start = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - start)
+    gc.freeze()
+    try:
+        started = time.perf_counter()
+        while len(times[0]) < least or time.perf_counter() - started < seconds:
+            for i, f in enumerate(functions):
+                start = time.perf_counter()
+                f()
+                times[i].append(time.perf_counter() - start)
+    finally:
+        gc.unfreeze()
     return [statistics.median(t) for t in times]
 
 
