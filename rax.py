@@ -10627,8 +10627,8 @@ class _PythonWriter:
                    "from itertools import repeat"]
         if self.helpers:
             imports.append(f"from {__name__} import {', '.join(sorted(self.helpers))}")
-        constants = [f"# {name}: {'your primitive' if callable(value) else 'a constant'}, "
-                     f"bound when compiled" for name, value in self.bound.items()]
+        constants = [f"# {name}: {_bound_kind(value)}, bound when compiled"
+                     for name, value in self.bound.items()]
         return "\n".join(imports + [""] + constants + head + self.lines) + "\n"
 
     def leaves_of(self, eq):
@@ -10694,14 +10694,21 @@ def _folded(program):
 
 
 def _primitive_call(eq):
-    """A primitive of your own as a function of data, as compiled code calls it."""
+    """A primitive of your own, or a traced loop or cond, as a function of data, as
+    compiled code calls it."""
     forward, attrs = eq.forward, eq.attrs
     shapes = [(v.shape, v.dtype) for v in eq.inputs]
 
     def call(*data):
         return forward(*[_leaf(d, *s) for d, s in zip(data, shapes)], **attrs).data
-
+    call.kind = (f"a traced {eq.op} (its programs compiled on their own)"
+                 if getattr(forward, "traced_op", None) else "your primitive")
     return call
+
+
+def _bound_kind(value):
+    """What a name bound in compiled code is, as its comment says."""
+    return value.kind if callable(value) else "a constant"
 
 
 def _only_element(data, shape):
