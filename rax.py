@@ -11907,8 +11907,9 @@ def _scaled_rows_sum(coefficients, rows):
     for one (`in`, at C speed) costs less than half as much as the addition.
     """
     total = list(map(operator.mul, rows[0], itertools.repeat(coefficients[0])))
-    for c, row in zip(coefficients[1:], rows[1:]):
-        total = list(map(operator.add, total, map(operator.mul, row, itertools.repeat(c))))
+    if len(rows) > 1:  # (an outer product has one: vmap(grad) of W3a, -4.6% instructions)
+        for c, row in zip(coefficients[1:], rows[1:]):
+            total = list(map(operator.add, total, map(operator.mul, row, itertools.repeat(c))))
     if 0.0 in total:  # == finds -0.0 too
         total = list(map(operator.add, total, itertools.repeat(0.0)))
     return total
