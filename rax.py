@@ -7957,7 +7957,7 @@ def _batch_rule(eq):
 def _batch_scan(eq, operands, n):
     """A traced scan on a batch, inside a trace (jit of vmap): ONE scan whose step is the
     body's step under vmap, the carry and the mapped xs batched on axis 1 of the loop's
-    axis 0 (so the program holds one loop, not one a example). Outside a trace, each
+    axis 0 (so the program holds one loop, not one per example). Outside a trace, each
     example runs the scan's compiled loop (faster than batched ops a step, eagerly)."""
     if _current_trace() is None:
         return _batch_by_loop(eq, operands, n)
@@ -8171,8 +8171,8 @@ def _scan_equation(f, init, xs, n, reverse):
     """scan in a traced function as ONE equation whose body is f's program (see _ScanOp):
     (carry, ys) unpacked from its output; None when it must be unrolled instead (a bool
     carry or x, an f that cannot be traced or whose result is not (carry, ys) of tensors)."""
-    leaves = [_as_any(leaf, "scan") for leaf in tree_leaves(init if xs is None else (init, xs))]
-    if any(t.dtype is not float64 for t in leaves):
+    leaves = _float_tensors(init if xs is None else (init, xs), "scan")
+    if leaves is None:
         return None
     k = len(tree_leaves(init))
     try:
@@ -8226,14 +8226,15 @@ class _ScanOp:
     direction and how many leaves the carry (k) and xs (m) have. Its node's inputs are the
     carry's leaves, xs's leaves and the closed-over tensors; its output holds the final
     carry and the stacked ys, flattened one after another (one node, one output), which
-    unpack cuts apart. The data come from a Python loop around the body's compiled code;
-    the vjp is itself a scan, in the other direction (see backward)."""
+    unpack cuts apart. The data come from one generated for statement around the body's
+    compiled statements (see loop); the vjp is itself a scan, in the other direction (see
+    backward, which calls the module's scan, not the node's forward named so here)."""
 
     def __init__(self, body, n, reverse, k, m):
         self.body, self.n, self.reverse, self.k, self.m = body, n, reverse, k, m
         self.shapes = [v.shape for v in body.outputs[:k]] + [
             (n,) + v.shape for v in body.outputs[k:]]
-        self.vjps, self._last, self.loops = None, (None, None), {}
+        self.vjps, self._last, self.loops, self._depends = None, (None, None), {}, None
 
         def scan(*tensors, body, length, reverse):  # the node's forward, as ops call it
             data = self.data([t.data for t in tensors])
@@ -8266,8 +8267,8 @@ class _ScanOp:
         params, _, lines = rest.partition("):\n")
         params = params.split(", ") if params else []
         lines = lines.rstrip("\n").split("\n")
-        outputs = [o for o in lines.pop().strip()[len("return ("):-1].split(", ") if o]
-        outputs[-1] = outputs[-1].rstrip(",")
+        outputs = [o.rstrip(",") for o in lines.pop().strip()[len("return ("):-1].split(", ")
+                   if o]  # (none: a gradient's scan that carries nothing and stacks nothing)
         stacks, ys = [f"_xs{j}" for j in range(m)], [f"_ys{j}" for j in range(len(outputs) - k)]
         loop = [f"def loop(_order, {', '.join(params[:k] + stacks + params[k + m:])}):"]
         loop += [f"    {y} = [None] * {self.n}" for y in ys] + ["    for _i in _order:"]
@@ -8276,7 +8277,8 @@ class _ScanOp:
         if outputs:  # at once: a y may be a carry from before the step
             loop.append(f"        {', '.join(params[:k] + [f'{y}[_i]' for y in ys])}, = "
                         f"{', '.join(outputs)},")
-        loop.append(f"    return ({', '.join(params[:k] + ys)},)")
+        loop.append("        pass")  # (a step may have nothing to do: see backward)
+        loop.append(f"    return {_tuple(params[:k] + ys)}")
         text = head + "\n" + "\n".join(loop) + "\n"
         namespace = {"__name__": "rax_program", **bound}
         filename = f"<rax scan {id(self):x}{' safe' if safe else ''}>"
@@ -8334,19 +8336,19 @@ class _ScanOp:
         live carries and reached ys only, as JAX drops the rest (a symbolic zero would
         otherwise meet a derivative: 0 * inf is nan where the answer is the others')."""
         k, depends = self.k, self.depends()
-        live, ys = list(reached[:k]), list(reached[k:])
+        live, reached_ys = list(reached[:k]), list(reached[k:])
         changed = True
         while changed:
             changed = False
-            for out, r in zip(depends, live + ys):
+            for out, r in zip(depends, live + reached_ys):
                 for i in out:
                     if r and i < k and not live[i]:
                         live[i] = changed = True
-        return live, ys
+        return live, reached_ys
 
     def depends(self):
         """For each output of the body, the inputs it depends on (their positions)."""
-        if getattr(self, "_depends", None) is None:
+        if self._depends is None:
             deps = {v: {i} for i, v in enumerate(self.body.inputs)}
             for eq in self.body.equations:
                 deps[eq.output] = set().union(*[deps.get(v, set()) for v in eq.inputs])
@@ -8390,6 +8392,16 @@ def _reached_parts(g, shapes):
     return flags
 
 
+def _float_tensors(tree, op):
+    """The leaves of a loop's carry or a cond's operands as float64 tensors; None where one
+    is None, bool or complex (the loop or cond then runs as Python over rax's ops)."""
+    leaves = tree_leaves(tree)
+    if any(leaf is None for leaf in leaves):
+        return None
+    leaves = [_as_any(leaf, op) for leaf in leaves]
+    return None if any(t.dtype is not float64 for t in leaves) else leaves
+
+
 def _unflattened(out, shapes):
     """Tensors of these shapes cut from a flat tensor, one after another (a traced loop's
     or cond's one output)."""
@@ -8404,7 +8416,8 @@ def _unflattened(out, shapes):
 def _same_carry(op, before, after):
     """The carry keeps its structure and shapes, as JAX requires of a loop's carry."""
     difference = _structure_difference(before, after, "carry", ("the carry in", "out"))
-    shapes = [(_as_any(a, op).shape, _as_any(b, op).shape)
+    shapes = [(None if a is None else _as_any(a, op).shape,  # None: an empty tree, as JAX's
+               None if b is None else _as_any(b, op).shape)
               for a, b in zip(tree_leaves(before), tree_leaves(after))]
     if difference or any(a != b for a, b in shapes):
         raise TypeError(f"{op}: the body must return a carry of the structure and shapes it "
@@ -8453,6 +8466,8 @@ def while_loop(cond_fun, body_fun, init_val):
     while bool(cond_fun(val)):
         before, val = val, body_fun(val)
         _same_carry("while_loop", before, val)
+    if _differentiated([leaf for leaf in tree_leaves(val) if isinstance(leaf, Tensor)]):
+        _while_vjp(None, None)  # through a tensor the body closes over: as traced, as JAX
     return val
 
 
@@ -8461,8 +8476,8 @@ def _while_equation(cond_fun, body_fun, init_val):
     programs (see _WhileOp), so that the trip count is the arguments'; None where either
     cannot be traced or the carry holds other than float tensors (then it runs as Python,
     and a condition that depends on the arguments is a TraceError)."""
-    leaves = [_as_any(leaf, "while_loop") for leaf in tree_leaves(init_val)]
-    if not leaves or any(t.dtype is not float64 for t in leaves):
+    leaves = _float_tensors(init_val, "while_loop")
+    if not leaves:
         return None
     try:
         test, test_captured = _trace(cond_fun, (init_val,), {}, immediate=True, capture=True)
@@ -8537,7 +8552,7 @@ def cond(pred, true_fun, false_fun, *operands):
     a number (nonzero is true), or a tensor of one element. The branch taken gets the
     gradient. In a traced function where pred depends on the arguments, it is one equation
     whose branches are programs (they must have the same structure and shapes), and only
-    the branch taken runs; compiled to NumPy, JAX or PyTorch, both run and where picks.
+    the branch taken runs, in Python and in NumPy, JAX or PyTorch code alike.
 
     >>> cond(Tensor(2.0) > 1.0, lambda x: x * 10.0, lambda x: -x, Tensor(3.0)).item()
     30.0
@@ -8562,8 +8577,9 @@ def _cond_equation(pred, true_fun, false_fun, operands):
     branches are programs (see _CondOp), so that only the branch taken runs and is
     differentiated, as lax.cond; None where a branch cannot be traced or does not return
     float tensors (then both run and where picks, the select lax.cond is under vmap)."""
-    leaves = [_as_any(leaf, "cond") for leaf in tree_leaves(operands)]
-    if any(t.dtype is not float64 for t in leaves):
+    leaves = _float_tensors([leaf for leaf in tree_leaves(operands) if leaf is not None],
+                            "cond")  # (a None operand is no input of the branches' programs)
+    if leaves is None:
         return None
     try:
         branches = [_trace(fun, tuple(operands), {}, immediate=True, capture=True)
@@ -8591,8 +8607,9 @@ class _CondOp:
     holds the branch's outputs flattened one after another (cut apart by unpack)."""
 
     def __init__(self, branches, n):
-        self.branches, self.n, self.vjps, self._last = branches, n, None, (None, None)
-        self.count = len(branches[0].inputs) - n  # false's closures
+        self.branches, self.n_operands = branches, n
+        self.vjps, self._last = None, (None, None)
+        self.n_false = len(branches[0].inputs) - n  # how many tensors false closes over
         self.shapes = [v.shape for v in branches[0].outputs]
 
         def cond(pred, *tensors, false, true):  # the node's forward, as ops call it
@@ -8616,7 +8633,7 @@ class _CondOp:
 
     def inputs(self, taken, tensors):
         """The branch's inputs: the operands' leaves and its own closures."""
-        n, count = self.n, self.count
+        n, count = self.n_operands, self.n_false
         return list(tensors[:n]) + list(tensors[n + count:] if taken else
                                         tensors[n:n + count])
 
@@ -8644,8 +8661,9 @@ class _CondOp:
                 _, pullback = vjp(lambda *t: tuple(o for o, r in zip(
                     self.run(taken, t), reached) if r), *mine)
                 d = list(pullback(g_out))
-                others = [zeros_like(t) for t in self.inputs(not taken, tensors)[self.n:]]
-                return d[:self.n] + (others + d[self.n:] if taken else d[self.n:] + others)
+                n, others = self.n_operands, [zeros_like(t) for t in self.inputs(
+                    not taken, tensors)[self.n_operands:]]
+                return d[:n] + (others + d[n:] if taken else d[n:] + others)
             return grads
         return [None] + list(cond(pred, vjp_of(True), vjp_of(False), tuple(tensors)))
 
@@ -10737,8 +10755,9 @@ def _identifier(text, taken):
     name = re.sub(r"^kwargs_", "", name)
     if name[0].isdigit():
         name = "arg" + name
-    while (name in taken or name in _RESERVED or name in globals()
-           or hasattr(builtins, name) or re.fullmatch(r"[tcv][0-9]+(_[0-9]+)?", name)):
+    if re.fullmatch(r"[tcv][0-9]+(_\w*)?", name):  # the generated code's own names: t3, v3_c
+        name = "arg_" + name
+    while name in taken or name in _RESERVED or name in globals() or hasattr(builtins, name):
         name += "_"  # not a name the generated code uses for anything else
     return name
 
@@ -11420,15 +11439,16 @@ def _traced_op_lines(eq, operands, backend, out, defs, constants):
                     f"lambda: {_strong(false)})", f"    {out} = {flat.format(out + '_o')}"]
         return [f"    {out}_o = {true} if bool({pred}) else {false}",
                 f"    {out} = {flat.format(out + '_o')}"]
-    k, count = op.k, op.count
-    test = f"{function(op.test, 'while_cond')}(*c{_more(operands[k:k + count])})[0]"
-    body = f"{function(op.body, 'while_body')}(*c{_more(operands[k + count:])})"
+    k, count, c = op.k, op.count, f"{out}_c"  # (names of the form v3_c: never a parameter's)
+    test = f"{function(op.test, 'while_cond')}(*{c}{_more(operands[k:k + count])})[0]"
+    body = f"{function(op.body, 'while_body')}(*{c}{_more(operands[k + count:])})"
     if backend == "jax":
-        return [f"    {out}_c = jax.lax.while_loop(lambda c: jnp.reshape({test}, ()) != 0, "
-                f"lambda c: {_strong(body)}, {_strong(_tuple(operands[:k]))})",
-                f"    {out} = {flat.format(out + '_c')}"]
-    return [f"    c = {_tuple(operands[:k])}", f"    while bool({test}):", f"        c = {body}",
-            f"    {out} = {flat.format('c')}"]
+        return [f"    def {out}_cond({c}):", f"        return jnp.reshape({test}, ()) != 0",
+                f"    def {out}_body({c}):", f"        return {_strong(body)}",
+                f"    {c} = jax.lax.while_loop({out}_cond, {out}_body, "
+                f"{_strong(_tuple(operands[:k]))})", f"    {out} = {flat.format(c)}"]
+    return [f"    {c} = {_tuple(operands[:k])}", f"    while bool({test}):",
+            f"        {c} = {body}", f"    {out} = {flat.format(c)}"]
 
 
 def _scan_lines(op, operands, backend, out, body, flat):
@@ -11436,9 +11456,10 @@ def _scan_lines(op, operands, backend, out, body, flat):
     k, m = op.k, op.m
     carry, xs, closed = operands[:k], operands[k:k + m], operands[k + m:]
     if backend == "jax":
-        return [f"    def {out}_step(c, x):",
-                f"        o = {body}(*c, *x{_more(closed)})",
-                f"        return {_strong(f'o[:{k}]')}, {_strong(f'o[{k}:]')}",
+        c, x, o = f"{out}_c", f"{out}_x", f"{out}_o"  # (never a parameter's name)
+        return [f"    def {out}_step({c}, {x}):",
+                f"        {o} = {body}(*{c}, *{x}{_more(closed)})",
+                f"        return {_strong(f'{o}[:{k}]')}, {_strong(f'{o}[{k}:]')}",
                 f"    {out}_c, {out}_ys = jax.lax.scan({out}_step, {_strong(_tuple(carry))}, "
                 f"{_tuple(xs)}, length={op.n}, reverse={op.reverse})",
                 f"    {out} = jnp.concatenate([jnp.ravel(v) for v in {out}_c + {out}_ys])"]

@@ -10447,6 +10447,55 @@ def test_outputs_of_a_traced_loop_or_cond_that_nothing_reads_add_no_nan(backend)
     assert float(got[0]) == 1.0 and tuple(got[1].shape) == (0,)
 
 
+@pytest.mark.parametrize("backend", ["python", "numpy", "jax", "torch"])
+def test_traced_loops_and_conds_keep_to_their_own_names_and_operands(backend):
+    """Arguments named c or x (as generated loop code might name its own variables) keep
+    their values in each backend's code; a cond with None among its operands is one
+    equation under jit, as it runs eagerly (JAX's None is an empty tree); a while_loop's
+    gradient through a tensor its body closes over is the TypeError, eagerly and compiled
+    alike (JAX's)."""
+    if backend != "python":
+        pytest.importorskip(backend)
+
+    def f(x, c):
+        return rax.while_loop(lambda s: s < 10.0 * c, lambda s: s * 2.0 + c, x) + rax.scan(
+            lambda h, q: (h * q + c, h), x, Tensor([1.0, 2.0]))[0]
+    got = rax.jit(lambda **k: f(**k), backend=backend)(x=Tensor(1.0), c=Tensor(1.0))
+    assert float(got) == f(Tensor(1.0), Tensor(1.0)).item() == 20.0
+    pick = lambda x: rax.cond(x.sum() > 0, lambda a, b: rax.sqrt(a).sum(),  # noqa: E731
+                              lambda a, b: a.sum(), x, None)
+    x = Tensor([1.0, -2.0])
+    assert [eq.op for eq in rax.trace(pick)(x).equations].count("cond") == 1
+    assert [float(v) for v in rax.jit(rax.grad(pick), backend=backend)(x)] == [1.0, 1.0]
+    w = Tensor(3.0)
+    grow = lambda w: rax.while_loop(lambda s: s < 10.0, lambda s: s * w, Tensor(2.0))  # noqa
+    for f in (rax.grad(grow), rax.jit(rax.grad(grow), backend=backend),
+              rax.grad(rax.jit(grow, backend=backend))):
+        with pytest.raises(TypeError, match="fori_loop or scan"):
+            f(w)
+
+
+def test_a_scan_whose_gradient_scan_carries_nothing_and_the_map_idiom():
+    """A scan whose carry never reaches the loss: its gradient's scan carries and stacks
+    nothing, under jit, vmap and a jitted jvp, with eager rax's (and JAX's) answer; JAX's
+    map idiom, scan(f, None, xs), and a None carry of fori_loop work as in JAX."""
+    f = lambda c, xs: rax.scan(lambda c, x: (c, x * 2.0), c, xs)[1].sum()  # noqa: E731
+    c, xs = Tensor(1.0), Tensor([1.0, 2.0])
+    assert rax.jit(rax.grad(f))(c, xs).item() == rax.grad(f)(c, xs).item() == 0.0
+    assert rax.vmap(rax.grad(f))(Tensor([1.0, 2.0]), Tensor([[1.0, 2.0], [3.0, 4.0]])
+                                 ).tolist() == [0.0, 0.0]
+    g = lambda c, xs: rax.scan(lambda c, x: (c, x + c), c, xs)[0]  # noqa: E731
+    value, tangent = rax.jit(lambda c, xs, tc, tx: rax.jvp(g, (c, xs), (tc, tx)))(
+        c, xs, Tensor(1.0), Tensor([1.0, 1.0]))
+    assert (value.item(), tangent.item()) == (1.0, 1.0)
+    doubled = lambda xs: rax.scan(lambda _, x: (None, x * x), None, xs)  # noqa: E731
+    for transform in (lambda h: h, rax.jit):
+        carry, ys = transform(doubled)(xs)
+        assert carry is None and ys.tolist() == [1.0, 4.0]
+    assert rax.jit(rax.grad(lambda xs: doubled(xs)[1].sum()))(xs).tolist() == [2.0, 4.0]
+    assert rax.fori_loop(0, 2, lambda i, c: c, None) is None
+
+
 def test_second_derivatives_through_a_traced_scan_are_jaxs():
     """jit(hessian) of a loss through a scan (its gradient a scan, differentiated again:
     the gradient's scan of the body's vjp has a vjp of its own) is jax.hessian's through
