@@ -8550,7 +8550,7 @@ def _while_vjp(g, out, *inputs):
 def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands); pred is a bool or
     a number (nonzero is true), or a tensor of one element. The branch taken gets the
-    gradient. In a traced function where pred depends on the arguments, it is one equation
+    gradient; numbers it returns come back as tensors (as JAX's arrays). In a traced function where pred depends on the arguments, it is one equation
     whose branches are programs (they must have the same structure and shapes), and only
     the branch taken runs, in Python and in NumPy, JAX or PyTorch code alike.
 
@@ -8569,7 +8569,9 @@ def cond(pred, true_fun, false_fun, *operands):
         yes, no = true_fun(*operands), false_fun(*operands)  # a branch that is not a program
         _same_carry("cond", yes, no)
         return tree_map(lambda a, b: where(p.reshape(()), a, b), yes, no)
-    return true_fun(*operands) if bool(p.item()) else false_fun(*operands)
+    taken = true_fun(*operands) if bool(p.item()) else false_fun(*operands)
+    return tree_map(lambda v: _as_any(v, "cond") if isinstance(v, numbers.Number) else v,
+                    taken)  # numbers as tensors, as JAX's arrays and as where gives them traced
 
 
 def _cond_equation(pred, true_fun, false_fun, operands):
