@@ -8550,9 +8550,10 @@ def _while_vjp(g, out, *inputs):
 def cond(pred, true_fun, false_fun, *operands):
     """jax.lax.cond: true_fun(*operands) if pred else false_fun(*operands); pred is a bool or
     a number (nonzero is true), or a tensor of one element. The branch taken gets the
-    gradient; numbers it returns come back as tensors (as JAX's arrays). In a traced function where pred depends on the arguments, it is one equation
-    whose branches are programs (they must have the same structure and shapes), and only
-    the branch taken runs, in Python and in NumPy, JAX or PyTorch code alike.
+    gradient; numbers it returns come back as tensors (as JAX's arrays). In a traced
+    function where pred depends on the arguments, it is one equation whose branches are
+    programs (they must have the same structure and shapes), and only the branch taken
+    runs, in Python and in NumPy, JAX or PyTorch code alike.
 
     >>> cond(Tensor(2.0) > 1.0, lambda x: x * 10.0, lambda x: -x, Tensor(3.0)).item()
     30.0
