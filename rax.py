@@ -106,6 +106,7 @@ import builtins
 import cmath
 import collections
 import functools
+import gc
 import importlib
 import inspect
 import itertools
@@ -9835,25 +9836,7 @@ class Program:
         order = {t: i for i, t in enumerate(state.nodes)}
         made = self._reachable(outputs, var_of, order)
         self._sources = {}  # each constant's tensor
-        constants, equations, merged = [], [], {}
-        for t in sorted(made, key=order.__getitem__):
-            inputs_ = []
-            for x in t.inputs:
-                if x not in var_of:  # a constant: not recorded, or a leaf made in f
-                    if not state.immediate:
-                        _check_constant(x)
-                    var_of[x] = Var(_letters(len(var_of)), x.shape, data=x.data,
-                                    dtype=x.dtype)
-                    constants.append(var_of[x])
-                    self._sources[var_of[x]] = x  # (what a jitted call's node reads)
-                inputs_.append(var_of[x])
-            key = (t.op, t.forward, tuple(map(id, inputs_)), _attrs_key(t.attrs))
-            if key in merged:  # the same op on the same inputs: the same value
-                var_of[t] = merged[key]
-                continue
-            var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape, dtype=t.dtype)
-            equations.append(Equation(t.op, tuple(inputs_), var_of[t], dict(t.attrs),
-                                      t.forward, t in state.backward))
+        constants, equations = self._equations(state, made, var_of)
         # A constant computed from a grad's argument (a closure of a jitted f inside grad):
         # jit then runs f itself, or the gradient through the constant would be lost.
         self._from_grad = _differentiated(
@@ -9869,6 +9852,43 @@ class Program:
         self.constants, self.equations = tuple(constants), tuple(equations)
         self.outputs = tuple(var_of[t] for t in outputs)
         self._compiled = {}
+
+    def _equations(self, state, made, var_of):
+        """The constants and the equations of the nodes `made`, in the order they ran. An
+        equation that repeats an earlier one (op, inputs and attrs) is not kept: its output
+        is the earlier one's. The data that an equation on constants alone had in the trace
+        is kept, None where the trace's data is not what folding keeps (a broadcast, maybe
+        large; your primitive's, not run early): _folded reads it rather than compute it
+        again, and skips all the others (W4's first call -6%)."""
+        constants, equations, merged, self._constant_data = [], [], {}, {}
+        for t in state.nodes:  # (not sorted(made, ...): the nodes are in order)
+            if t not in made:
+                continue
+            inputs, known = [], True
+            for x in t.inputs:
+                v = var_of.get(x)
+                if v is None:  # a constant: not recorded, or a leaf made in f
+                    if not state.immediate:
+                        _check_constant(x)
+                    v = var_of[x] = Var(_letters(len(var_of)), x.shape, None, x.data, x.dtype)
+                    constants.append(v)
+                    self._sources[v] = x  # (what a jitted call's node reads)
+                elif known and v.data is None and v not in self._constant_data:
+                    known = False
+                inputs.append(v)
+            inputs = tuple(inputs)
+            key = (t.op, t.forward, inputs, _attrs_key(t.attrs) if t.attrs else ())
+            v = merged.get(key)
+            if v is not None:  # the same op on the same inputs: the same value
+                var_of[t] = v
+                continue
+            v = var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape, None, None,
+                                              t.dtype)
+            eq = Equation(t.op, inputs, v, dict(t.attrs), t.forward, t in state.backward)
+            equations.append(eq)
+            if known:
+                self._constant_data[v] = None if eq.kind in (None, "broadcast_to") else t.data
+        return constants, equations
 
     @staticmethod
     def _reachable(outputs, var_of, order):
@@ -10162,16 +10182,18 @@ def _attrs_key(attrs):
     else (an array given to a primitive of your own, say) by identity."""
     if not attrs:  # most ops' (a speed device: W4's trace -15%)
         return ()
+    return tuple([(name, _attr_key(value)) for name, value in sorted(attrs.items())])
 
-    def key(value):
-        if isinstance(value, tuple):  # a shape or axes, most often: itself
-            if all(type(v) is int for v in value):
-                return value
-            return tuple(map(key, value))
-        if value is None or isinstance(value, (bool, int, float, str, slice)):
-            return repr(value)
-        return ("object", id(value))
-    return tuple((name, key(value)) for name, value in sorted(attrs.items()))
+
+def _attr_key(value):
+    if isinstance(value, tuple):  # a shape or axes, most often: itself
+        for v in value:
+            if type(v) is not int:
+                return tuple(map(_attr_key, value))
+        return value
+    if value is None or isinstance(value, (bool, int, float, str, slice)):
+        return repr(value)
+    return ("object", id(value))
 
 
 def _check_constant(t):
@@ -10265,10 +10287,12 @@ def jit(f, backend="python", cache_size=64):
             return f(*args, **kwargs)
         entry = cache.get(key)
         if entry is None:
-            program = _trace(f, args, kwargs)
-            if program._from_grad:  # f closes over a tensor being differentiated
+            with _collector_paused():
+                program = _trace(f, args, kwargs)
+                code = None if program._from_grad else program.compile(backend)
+            if code is None:  # f closes over a tensor being differentiated
                 return f(*args, **kwargs)
-            entry = program, program.compile(backend), _JitNode(jitted.__name__, program)
+            entry = program, code, _JitNode(jitted.__name__, program)
             _count_trace(f, cache, (args, kwargs))
             cache.add(key, entry)
         cache.remember(args, kwargs, key)
@@ -10395,6 +10419,22 @@ class _JitCache:
 _RETRACE_WARNING = 20  # traces of one jitted function before it warns, once
 
 
+class _collector_paused:
+    """Python's cycle collector paused, then restored as it was: a speed device for jit's
+    first call with a signature. Tracing and compiling make tens of thousands of objects
+    (the graph, the program, the code) that the collector walks again and again, in vain:
+    a graph holds no cycles (see _node). Paused, W4's first call under jit takes 0.45 s
+    instead of 0.60 s. (timeit pauses it too.)"""
+
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *error):
+        if self.was:
+            gc.enable()
+
+
 def _count_trace(f, counts, arguments):
     """Count a trace of a jitted f (in its _JitCache); at the _RETRACE_WARNING-th, warn once,
     naming the arguments whose shapes or static values differ from the previous trace's."""
@@ -10496,6 +10536,12 @@ _MAX_DEPTH = 120
 _INDEX_LETTERS = "ijklmnopqrstuvwxyz"
 
 
+def _all_elementwise(users):
+    """Whether a value has users, all elementwise equations (an output's user is None)."""
+    return bool(users) and all(u is not None and isinstance(_rule_of(u), _Elementwise)
+                               for u in users)
+
+
 def _python_source(program, safe=False):
     """(the source text, the names it needs bound: its constants and your primitives)."""
     writer = _PythonWriter(program, safe)
@@ -10518,27 +10564,26 @@ class _PythonWriter:
         self.producer = {eq.output: eq for eq in program.equations}
         self.inlined, self.virtual, depth = set(), set(), {}
         self.swapped = set()  # 2-D transposes that only matmuls read: never materialised
-        outputs = set(program.outputs)
+        outputs, no_users = set(program.outputs), ()
         for eq in program.equations:
-            rule = _rule_of(eq)
-            users = self.uses.get(eq.output, [])
-            elementwise_users = users and all(
-                u is not None and isinstance(_rule_of(u), _Elementwise) for u in users)
             if eq.output in self.alias:
                 continue
+            rule, users = _rule_of(eq), self.uses.get(eq.output, no_users)
             if isinstance(rule, _Kernel) and rule.name is None:
                 self.alias[eq.output] = eq.inputs[0]
-            elif eq.kind == "broadcast_to" and elementwise_users and eq.output not in outputs:
+            elif eq.kind == "broadcast_to" and eq.output not in outputs and _all_elementwise(
+                    users):
                 self.virtual.add(eq.output)
             elif (eq.kind == "transpose" and len(eq.output.shape) == 2 and users
                   and eq.output not in outputs
                   and all(u is not None and self._fusable_matmul(u) for u in users)):
                 self.swapped.add(eq.output)
             elif isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
-                d = _max((depth.get(v, 0) for v in eq.inputs), default=0) + (
-                    2 + rule.expr.count("(") if isinstance(rule, _Elementwise) else 3)
-                if (len(users) == 1 and elementwise_users and eq.output not in outputs
-                        and d < _MAX_DEPTH and (rule is not None)):
+                if len(users) != 1 or eq.output in outputs or not _all_elementwise(users):
+                    continue  # materialised
+                d = 2 + rule.expr.count("(") if isinstance(rule, _Elementwise) else 3
+                d += _max([depth.get(v, 0) for v in eq.inputs])
+                if d < _MAX_DEPTH:
                     self.inlined.add(eq.output)
                     depth[eq.output] = d
         self._one_matmul_a_group()
@@ -10627,7 +10672,7 @@ class _PythonWriter:
         steps = [eq for eq in program.equations
                  if eq.output not in self.inlined and eq.output not in self.virtual
                  and eq.output not in self.alias and eq.output not in self.swapped]
-        reads = [{self.resolve(v) for v in self.leaves_of(eq)} for eq in steps]
+        reads = [set(self.leaves_of(eq)) for eq in steps]
         for i, leaves in enumerate(reads):
             for v in leaves:
                 last_use[v] = i
@@ -10653,17 +10698,22 @@ class _PythonWriter:
         return "\n".join(imports + [""] + constants + head + self.lines) + "\n"
 
     def leaves_of(self, eq):
-        """The materialised values that the statement of eq reads, through what it fuses."""
-        if (eq.output in self.virtual or isinstance(_rule_of(eq), _Elementwise)
-                or self._fusable_matmul(eq)):
-            return [w for v in eq.inputs for w in self._leaf_vars(v)]
-        return [self.resolve(v) for v in eq.inputs]
-
-    def _leaf_vars(self, v):
-        v = self.resolve(v)
-        if v in self.inlined or v in self.virtual or v in self.swapped:
-            return self.leaves_of(self.producer[v])
-        return [v]
+        """The materialised values that the statement of eq reads, through what it fuses
+        (a walk with a stack: a group may fuse a hundred equations)."""
+        leaves, stack = [], [eq]
+        while stack:
+            eq = stack.pop()
+            if not (eq.output in self.virtual or isinstance(_rule_of(eq), _Elementwise)
+                    or self._fusable_matmul(eq)):
+                leaves += [self.resolve(v) for v in eq.inputs]
+                continue
+            for v in eq.inputs:
+                v = self.resolve(v)
+                if v in self.inlined or v in self.virtual or v in self.swapped:
+                    stack.append(self.producer[v])
+                else:
+                    leaves.append(v)
+        return leaves
 
     def statement(self, eq):
         """The right-hand side that computes eq's output (with what it fuses)."""
@@ -10694,18 +10744,23 @@ def _folded(program):
     0.93 -> 0.40 of the hand loop in instructions, with one-element groups as expressions).
     Your primitives are not run early."""
     folded, spread = {}, set()  # spread: folded broadcasts that repeat values
+    known = program._constant_data  # what the trace computed (see Program._equations)
     for eq in program.equations:
-        inputs = [folded.get(v, v) for v in eq.inputs]
-        if any(v.data is None for v in inputs) or _rule_of(eq) is None:
+        if eq.output not in known:  # it depends on an input
             continue
-        try:
-            data = _run_equation(eq, [v.data for v in inputs])
-        except (ArithmeticError, ValueError):  # left to the code, which raises as eager rax
-            continue
+        data = known[eq.output]
+        if data is None:
+            inputs = [folded.get(v, v) for v in eq.inputs]
+            if any(v.data is None for v in inputs) or _rule_of(eq) is None:
+                continue
+            try:
+                data = _run_equation(eq, [v.data for v in inputs])
+            except (ArithmeticError, ValueError):  # left to the code, which raises as eager
+                continue
         folded[eq.output] = Var(eq.output.name, eq.output.shape, data=data,
                                 dtype=eq.output.dtype)
         if eq.kind == "broadcast_to" and math.prod(eq.output.shape) > math.prod(
-                inputs[0].shape):
+                eq.inputs[0].shape):
             spread.add(eq.output)
     read = set(program.outputs).union(*[eq.inputs for eq in program.equations
                                         if eq.output not in folded])
@@ -10837,16 +10892,19 @@ class _Comprehension:
         operands = [self.expression(v) for v in eq.inputs]
         if eq.kind == "pow_scalar":
             operands.append(_literal(eq.attrs["exponent"]))
-        for name in _called_names(template):
-            if name.startswith("_"):
-                writer.helpers[name] = globals()[name]
+        helpers, repeated = _template_facts(template)
+        for name in helpers:
+            writer.helpers[name] = globals()[name]
         texts = []
         for i, text in enumerate(operands):
-            if template.count("{%d}" % i) > 1 and not _is_atom(text):
+            if _is_atom(text):
+                texts.append(text)
+            elif i in repeated:
                 bound = self.writer.fresh(f"v{self.writer.count}_{len(self.bindings)}")
                 self.bindings.append((bound, text))
-                text = bound
-            texts.append(text if _is_atom(text) else f"({text})")
+                texts.append(bound)
+            else:
+                texts.append(f"({text})")
         return template.format(*texts)
 
     def loops(self, expr):
@@ -10936,9 +10994,14 @@ def _for_clause(targets, iterables, side):
 
 
 @functools.lru_cache(maxsize=None)
-def _called_names(template):
-    """The names of the functions an elementwise rule's template calls (once per rule)."""
-    return tuple(re.findall(r"[A-Za-z_]\w*(?=\()", template))
+@functools.lru_cache(maxsize=None)  # (one entry per rule: W4's first call -4%)
+def _template_facts(template):
+    """What code needs to know of an elementwise rule's template: the helpers of rax's that
+    it calls (_exp, say), and the operands it reads more than once (bound to a name)."""
+    helpers = tuple(name for name in re.findall(r"[A-Za-z_]\w*(?=\()", template)
+                    if name.startswith("_"))
+    return helpers, frozenset(i for i in range(template.count("{"))
+                              if template.count("{%d}" % i) > 1)
 
 
 _ATOM = re.compile(r"[\w.\x00\x01]+|[A-Za-z_]\w*\([^()]*\)|\([^()]*\)")

@@ -11666,3 +11666,43 @@ def test_complex_linalg_programs_compile_to_each_backend(backend):
         h = np.asarray(h.numpy() if backend == "torch" else h)
         assert h.dtype == np.dtype(str(e.dtype)), (backend, h.dtype, e.dtype)
         assert np.allclose(h, np.asarray(e), rtol=1e-12, atol=1e-12 * np.abs(h).max())
+
+
+def test_jits_first_call_pauses_the_collector_and_restores_it_as_it_was():
+    # jit pauses Python's cycle collector while it traces and compiles (a speed device):
+    # afterwards it is as it was, enabled or not, after an error too.
+    assert gc.isenabled()
+    seen = []
+
+    def f(x):
+        seen.append(gc.isenabled())
+        return x * 2.0
+    assert rax.jit(f)(rax.Tensor([1.0])).tolist() == [2.0]
+    assert seen == [False] and gc.isenabled()
+
+    def bad(x):
+        return x @ x  # a 0-d tensor has no matmul
+    with pytest.raises(ValueError):
+        rax.jit(bad)(rax.Tensor(1.0))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert rax.jit(f)(rax.Tensor([3.0])).tolist() == [6.0]
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_program_folds_what_depends_on_no_input_with_the_traces_own_data():
+    # The equations on constants alone are folded into the code with the data the trace
+    # computed (eager rax's, bit for bit), not run again; the listing keeps them.
+    program = rax.trace(lambda x: x * (rax.Tensor([2.0]) ** 0.5 + 1.0))(rax.Tensor([1.0]))
+    assert "pow_scalar" in str(program)
+    [pow_eq] = [eq for eq in program.equations if eq.op == "pow_scalar"]
+    assert program._constant_data[pow_eq.output] == [2.0 ** 0.5]
+    body = program.source().split("def program")[1]
+    assert "** 0.5" not in body and "sqrt" not in body
+    assert repr(2.0 ** 0.5 + 1.0) in body
+    for x in (0.0, -0.0, 3.5, math.inf):
+        expected = rax.Tensor([x]) * (rax.Tensor([2.0]) ** 0.5 + 1.0)
+        assert _bits(program.compile()(rax.Tensor([x])).tolist()) == _bits(expected.tolist())
