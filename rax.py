@@ -628,8 +628,11 @@ def _binary(forward, x, y, rule, vjps, dtype=None):
         else:
             x, y, rule, dtype = _promoted(op, x, y, rule)
     if x.shape != y.shape:
-        shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
-        x, y = _broadcast(x, shape), _broadcast(y, shape)
+        if not y.shape:  # x * 2.0: the number is spread over x (W4 on a (1,) tensor: -4%)
+            y = _broadcast(y, x.shape)
+        else:
+            shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
+            x, y = _broadcast(x, shape), _broadcast(y, shape)
     operands, ndim = (x.data, y.data), len(x.shape)
     if ndim or rule.rows is not None:
         data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
@@ -9758,7 +9761,10 @@ class Var:
     __slots__ = ("name", "shape", "path", "data", "dtype")
 
     def __init__(self, name, shape, path=None, data=None, dtype=float64):
-        self.name, self.shape, self.path, self.data = name, shape, path, data
+        self.name = name
+        self.shape = shape
+        self.path = path
+        self.data = data
         self.dtype = dtype
 
     def __repr__(self):
@@ -9774,8 +9780,15 @@ class Equation:
     __slots__ = ("op", "inputs", "output", "attrs", "forward", "backward", "kind", "rule")
 
     def __init__(self, op, inputs, output, attrs, forward, backward):
-        self.op, self.inputs, self.output, self.attrs = op, inputs, output, attrs
-        self.forward, self.backward, self.rule = forward, backward, False  # see _rule_of
+        # (One assignment a line: W4's program makes 30,000 equations, and packing the
+        # values into a tuple to unpack them costs a third of the time.)
+        self.op = op
+        self.inputs = inputs
+        self.output = output
+        self.attrs = attrs
+        self.forward = forward
+        self.backward = backward
+        self.rule = False  # see _rule_of
         # The op, if it is rax's: a primitive of your own may have the name of one of them.
         self.kind = None if getattr(forward, "made_by_primitive", False) else op
 
@@ -9877,14 +9890,16 @@ class Program:
                     known = False
                 inputs.append(v)
             inputs = tuple(inputs)
-            key = (t.op, t.forward, inputs, _attrs_key(t.attrs) if t.attrs else ())
+            attrs = t.attrs
+            key = (t.op, t.forward, inputs, _attrs_key(attrs) if attrs else ())
             v = merged.get(key)
             if v is not None:  # the same op on the same inputs: the same value
                 var_of[t] = v
                 continue
             v = var_of[t] = merged[key] = Var(_letters(len(var_of)), t.shape, None, None,
                                               t.dtype)
-            eq = Equation(t.op, inputs, v, dict(t.attrs), t.forward, t in state.backward)
+            eq = Equation(t.op, inputs, v, dict(attrs) if attrs else {}, t.forward,
+                          t in state.backward)
             equations.append(eq)
             if known:
                 self._constant_data[v] = None if eq.kind in (None, "broadcast_to") else t.data
@@ -9899,7 +9914,9 @@ class Program:
             if t in made:
                 continue
             made.add(t)
-            stack += [x for x in t.inputs if x.op is not None and x in order and x not in var_of]
+            for x in t.inputs:
+                if x.op is not None and x not in made and x in order and x not in var_of:
+                    stack.append(x)
         return made
 
     def __repr__(self):
@@ -10182,6 +10199,9 @@ def _attrs_key(attrs):
     else (an array given to a primitive of your own, say) by identity."""
     if not attrs:  # most ops' (a speed device: W4's trace -15%)
         return ()
+    if len(attrs) == 1:  # a broadcast's shape, most often (W4's first call -1%)
+        [(name, value)] = attrs.items()
+        return ((name, _attr_key(value)),)
     return tuple([(name, _attr_key(value)) for name, value in sorted(attrs.items())])
 
 
@@ -10231,12 +10251,15 @@ def _rule_of(eq):
     call, 30,000 equations, -6% of its instructions)."""
     if eq.rule is not False:  # (False: not looked up yet)
         return eq.rule
-    if getattr(eq.forward, "made_by_primitive", False):
+    if eq.kind is None:  # (made by primitive)
         rule = None
     else:
         rule = _power_rule(eq.attrs["exponent"]) if eq.op == "pow_scalar" else _RULES[eq.op]
-        if getattr(rule, "on_complex", None) and any(v.dtype is complex128 for v in eq.inputs):
-            rule = rule.on_complex  # the complex twin (see the dtypes in chapter 1)
+        if getattr(rule, "on_complex", None):
+            for v in eq.inputs:
+                if v.dtype is complex128:
+                    rule = rule.on_complex  # the complex twin (see the dtypes in chapter 1)
+                    break
     eq.rule = rule
     return rule
 
@@ -10564,6 +10587,7 @@ class _PythonWriter:
         self.producer = {eq.output: eq for eq in program.equations}
         self.inlined, self.virtual, depth = set(), set(), {}
         self.swapped = set()  # 2-D transposes that only matmuls read: never materialised
+        self.literals = {}  # var -> its literal, for a value the same at every element
         outputs, no_users = set(program.outputs), ()
         for eq in program.equations:
             if eq.output in self.alias:
@@ -10579,9 +10603,10 @@ class _PythonWriter:
                   and all(u is not None and self._fusable_matmul(u) for u in users)):
                 self.swapped.add(eq.output)
             elif isinstance(rule, _Elementwise) or self._fusable_matmul(eq):
-                if len(users) != 1 or eq.output in outputs or not _all_elementwise(users):
+                if (len(users) != 1 or eq.output in outputs or users[0] is None
+                        or not isinstance(_rule_of(users[0]), _Elementwise)):
                     continue  # materialised
-                d = 2 + rule.expr.count("(") if isinstance(rule, _Elementwise) else 3
+                d = 2 + _template_facts(rule.expr)[2] if isinstance(rule, _Elementwise) else 3
                 d += _max([depth.get(v, 0) for v in eq.inputs])
                 if d < _MAX_DEPTH:
                     self.inlined.add(eq.output)
@@ -10862,16 +10887,22 @@ class _Comprehension:
 
     def expression(self, var, top=False):
         writer = self.writer
-        var = writer.resolve(var)
+        literal = writer.literals.get(var)  # (found before: W4 reads 1.0001 10,000 times)
+        if literal is not None:
+            return literal
+        read, var = var, writer.resolve(var)
         if var.data is not None and math.prod(var.shape) == 1:  # the same at every element
-            return _literal(_only_element(var.data, var.shape))
+            literal = writer.literals[read] = _literal(_only_element(var.data, var.shape))
+            return literal
         if not top and var not in writer.inlined and var not in writer.virtual:
             return self.operand(var, var.shape)
         eq = writer.producer[var]
         if eq.kind == "broadcast_to":  # virtual: its source, read where it has the side
             source = writer.resolve(eq.inputs[0])
             if source.data is not None and math.prod(source.shape) == 1:
-                return _literal(_only_element(source.data, source.shape))
+                literal = writer.literals[read] = _literal(_only_element(source.data,
+                                                                         source.shape))
+                return literal
             if source in writer.inlined or source in writer.virtual:
                 return self.expression(source)
             return self.operand(source, source.shape)
@@ -10892,7 +10923,7 @@ class _Comprehension:
         operands = [self.expression(v) for v in eq.inputs]
         if eq.kind == "pow_scalar":
             operands.append(_literal(eq.attrs["exponent"]))
-        helpers, repeated = _template_facts(template)
+        helpers, repeated, _ = _template_facts(template)
         for name in helpers:
             writer.helpers[name] = globals()[name]
         texts = []
@@ -10997,11 +11028,12 @@ def _for_clause(targets, iterables, side):
 @functools.lru_cache(maxsize=None)  # (one entry per rule: W4's first call -4%)
 def _template_facts(template):
     """What code needs to know of an elementwise rule's template: the helpers of rax's that
-    it calls (_exp, say), and the operands it reads more than once (bound to a name)."""
+    it calls (_exp, say), the operands it reads more than once (bound to a name), and the
+    parentheses it opens (see _MAX_DEPTH)."""
     helpers = tuple(name for name in re.findall(r"[A-Za-z_]\w*(?=\()", template)
                     if name.startswith("_"))
     return helpers, frozenset(i for i in range(template.count("{"))
-                              if template.count("{%d}" % i) > 1)
+                              if template.count("{%d}" % i) > 1), template.count("(")
 
 
 _ATOM = re.compile(r"[\w.\x00\x01]+|[A-Za-z_]\w*\([^()]*\)|\([^()]*\)")
