@@ -11706,3 +11706,45 @@ def test_a_program_folds_what_depends_on_no_input_with_the_traces_own_data():
     for x in (0.0, -0.0, 3.5, math.inf):
         expected = rax.Tensor([x]) * (rax.Tensor([2.0]) ** 0.5 + 1.0)
         assert _bits(program.compile()(rax.Tensor([x])).tolist()) == _bits(expected.tolist())
+
+
+def test_jits_shortcut_for_trees_of_float_tensors_gives_the_slow_paths_answers():
+    """Params as a list of dicts of float tensors take jit's shortcut too: the same
+    results and counts as the full path (the dict's keys in another order are the same
+    structure, as in tree_leaves), a new trace for another structure (a tuple for a list,
+    other keys), and the full path's errors for what the shortcut does not take (a list
+    inside itself); keys that are not str take the full path."""
+    calls = []
+
+    def step(params, x):
+        calls.append(1)
+        loss = sum(((x @ layer["w"] + layer["b"]) ** 2).sum() for layer in params)
+        return loss, [{k: v * 0.5 for k, v in layer.items()} for layer in params]
+    params = [{"w": rax.randn((2, 3), rng=1), "b": rax.randn((3,), rng=2)},
+              {"w": rax.randn((2, 3), rng=3), "b": rax.randn((3,), rng=4)}]
+    x = rax.randn((4, 2), rng=5)
+    fast = rax.jit(step)
+    expected = step(params, x)
+    for _ in range(3):
+        loss, new = fast(params, x)
+        assert loss.tolist() == expected[0].tolist()
+        assert [{k: v.tolist() for k, v in d.items()} for d in new] == \
+            [{k: v.tolist() for k, v in d.items()} for d in expected[1]]
+        assert [list(d) for d in new] == [["b", "w"], ["b", "w"]]  # (sorted, as JAX's)
+    assert fast.cache_info().misses == 1 and fast.cache_info().hits == 2
+    other = [{"b": d["b"] * 2.0, "w": d["w"]} for d in params]  # keys in another order
+    loss, new = fast(other, x)
+    assert loss.tolist() == step(other, x)[0].tolist()
+    assert [list(d) for d in new] == [["b", "w"], ["b", "w"]]
+    assert fast.cache_info().misses == 1
+    fast(tuple(params), x)
+    assert fast.cache_info().misses == 2
+    with pytest.raises(KeyError):  # another structure, traced: f itself fails on it
+        fast([{"w": params[0]["w"]}], x)
+    looped = [x]
+    looped.append(looped)
+    with pytest.raises(ValueError, match="contains itself"):
+        rax.jit(lambda t: t[0] * 2.0)(looped)
+    numbered = rax.jit(lambda d: d[1] * 2.0 + d[2])
+    assert numbered({1: x, 2: x}).tolist() == (x * 2.0 + x).tolist()
+    assert numbered({1: x, 2: x}).tolist() == (x * 2.0 + x).tolist()
