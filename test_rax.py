@@ -11748,3 +11748,27 @@ def test_jits_shortcut_for_trees_of_float_tensors_gives_the_slow_paths_answers()
     numbered = rax.jit(lambda d: d[1] * 2.0 + d[2])
     assert numbered({1: x, 2: x}).tolist() == (x * 2.0 + x).tolist()
     assert numbered({1: x, 2: x}).tolist() == (x * 2.0 + x).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 3), st.integers(1, 3), st.data())
+def test_compiled_dot_products_add_as_eager_matmul_written_out_or_not(k, n, m, data):
+    """Compiled code writes a dot product of up to _DOT_TERMS terms out, (0.0 + row0 *
+    column0 + ...), before Python 3.12 (whose sum() compensates); either way each element
+    is eager matmul's, bit for bit, signed zeros, infinities and overflow included."""
+    values = st.sampled_from([0.0, -0.0, 1.0, -1.5, 1e308, -1e308, 5e-324, math.inf,
+                              -math.inf]) | st.floats(-1e3, 1e3)
+    x = data.draw(st.lists(st.lists(values, min_size=k, max_size=k), min_size=n, max_size=n))
+    y = data.draw(st.lists(st.lists(values, min_size=m, max_size=m), min_size=k, max_size=k))
+
+    def f(a, b):
+        return rax.relu(a @ b) * 2.0, a @ b
+    a, b = Tensor(x), Tensor(y)
+    program = rax.trace(f)(a, b)
+    got = [t.tolist() for t in program.compile()(a, b)]
+    want = [t.tolist() for t in f(a, b)]
+    as_bits = lambda rows: [struct.pack("<d", v) for r in rows for v in r]  # noqa: E731
+    assert [as_bits(t) for t in got] == [as_bits(t) for t in want]
+    written_out = f"row{k - 1} * column{k - 1}" in program.source()
+    assert written_out == (k <= rax._DOT_TERMS), (k, rax._DOT_TERMS)
+    assert rax._DOT_TERMS == (64 if sys.version_info < (3, 12) else 2)
