@@ -11668,27 +11668,39 @@ def test_complex_linalg_programs_compile_to_each_backend(backend):
         assert np.allclose(h, np.asarray(e), rtol=1e-12, atol=1e-12 * np.abs(h).max())
 
 
-def test_jits_first_call_pauses_the_collector_and_restores_it_as_it_was():
-    # jit pauses Python's cycle collector while it traces and compiles (a speed device):
-    # afterwards it is as it was, enabled or not, after an error too.
+def test_jits_first_call_pauses_the_collector_and_restores_it_as_it_was(monkeypatch):
+    # jit pauses Python's cycle collector while it builds and compiles a program (a speed
+    # device), not while f runs; afterwards it is as it was, enabled or not, after an
+    # error too.
     assert gc.isenabled()
-    seen = []
+    seen, compiling = [], []
+    compile_ = rax.Program.compile
+
+    def watched(self, *args, **kwargs):
+        compiling.append(gc.isenabled())
+        return compile_(self, *args, **kwargs)
+    monkeypatch.setattr(rax.Program, "compile", watched)
 
     def f(x):
         seen.append(gc.isenabled())
         return x * 2.0
     assert rax.jit(f)(rax.Tensor([1.0])).tolist() == [2.0]
-    assert seen == [False] and gc.isenabled()
+    assert seen == [True] and compiling == [False] and gc.isenabled()
 
     def bad(x):
         return x @ x  # a 0-d tensor has no matmul
     with pytest.raises(ValueError):
         rax.jit(bad)(rax.Tensor(1.0))
     assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError):
+        with rax._collector_paused():
+            assert not gc.isenabled()
+            1 / 0
+    assert gc.isenabled()
     gc.disable()
     try:
         assert rax.jit(f)(rax.Tensor([3.0])).tolist() == [6.0]
-        assert not gc.isenabled()
+        assert not gc.isenabled() and seen[-1] is False
     finally:
         gc.enable()
 
