@@ -11948,14 +11948,25 @@ def astype_lists(x, ndim, dtype):
 def reduce_lists(x, shape, axes, fn, new_shape=None):
     """Reduce nested list x over the sorted `axes` with fn (a sequence of floats -> a float).
 
-    The reduced axes are removed from the result, or kept as sides of 1 when new_shape,
-    the result's shape, says so (keepdims). With no axes, each element is reduced on its
-    own, as NumPy does: the sum of -0.0 over axis=() is 0.0, as over any other axis.
+    fn gets the elements of each result in row-major order (as ravel lists them), over one
+    axis, several or all: so the sum of each example of a batch, reduced over every axis but
+    the batch's (as vmap does), adds as the sum of that example alone. The reduced axes are
+    removed from the result, or kept as sides of 1 when new_shape, the result's shape, says
+    so (keepdims). With no axes, each element is reduced on its own, as NumPy does: the
+    sum of -0.0 over axis=() is 0.0, as over any other axis.
 
     >>> reduce_lists([[1.0, 2.0], [3.0, 4.0]], (2, 2), (0,), _sum_of)
     [4.0, 6.0]
     """
     ndim = len(shape)
+    if 1 < len(axes) < ndim and 0 not in shape:  # the reduced axes moved last, as one
+        kept = tuple(a for a in range(ndim) if a not in axes)
+        moved = tuple(shape[a] for a in kept + tuple(axes))
+        merged = moved[:len(kept)] + (math.prod(moved[len(kept):]),)
+        x = reshape_lists(transpose_lists(x, shape, kept + tuple(axes)), moved, merged)
+        x = _reduce_axis(x, merged, len(kept), fn)
+        return x if new_shape is None or len(new_shape) < ndim else \
+            reshape_lists(x, merged[:-1], new_shape)
     if len(axes) == ndim:
         x = fn(_flat(x, ndim))
     elif not axes:
