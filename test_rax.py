@@ -6714,6 +6714,9 @@ def test_random_programs_compiled_to_each_backend_match_rax(backend, data):
     assume(all(not math.isfinite(v) or abs(v) < 1e200 for v in values))
     if backend == "jax":
         assume(all(v == 0.0 or not math.isfinite(v) or abs(v) >= 2.3e-308 for v in values))
+        # XLA rearranges products: jnp.power(x * 1e308, 2.0) is nan at x = 0 under jax.jit,
+        # where 0 * 1e308 squared is 0. Programs with that literal are left to the others.
+        assume("1e+308" not in "".join(case.lines))
     f = case.make()
     expected = f(*args)
     program = rax.trace(f)(*args)
@@ -10658,9 +10661,10 @@ _C_UNARY = ["exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh", "
             "expm1", "exp2", "square", "abs", "angle", "conj", "real", "imag", "negative"]
 
 
-def _c_same(got, want, z=0j, rel=1e-14):
-    """got equals want (complex or float): nan where nan, each part within rel (and the
-    smallest subnormal), signs of zeros compared only where z, the input, is finite."""
+def _c_same(got, want, z=0j, rel=1e-14, scale=None):
+    """got equals want (complex or float): nan where nan, each part within rel of itself
+    (or of scale: a product's magnitude, where its parts cancel) and the smallest
+    subnormal, signs of zeros compared only where z, the input, is finite."""
     for a, b in ((complex(got).real, complex(want).real), (complex(got).imag, complex(want).imag)):
         if a != a or b != b:
             if not (a != a and b != b):
@@ -10669,7 +10673,7 @@ def _c_same(got, want, z=0j, rel=1e-14):
             if a == 0.0 and math.copysign(1, a) != math.copysign(1, b) and \
                     math.isfinite(z.real) and math.isfinite(z.imag):
                 return False
-        elif not abs(a - b) <= rel * abs(b) + 1e-322:
+        elif not abs(a - b) <= rel * (abs(b) if scale is None else scale) + 1e-322:
             return False
     return True
 
@@ -10792,8 +10796,9 @@ def test_each_complex_rule_says_one_computation():
 @given(broadcastable_shapes(2), st.data())
 def test_complex_arithmetic_broadcasts_as_numpy(shapes_pair, data):
     """Complex tensors of rank 0-5 with zero sides and broadcasting, special values in both
-    parts: +, -, * and exp, log, sqrt give NumPy's values (products to 4 ulps, since NumPy's
-    may use FMA; at infinities or nans a product's parts are the machine's, not compared)."""
+    parts: +, -, * and exp, log, sqrt give NumPy's values (a product's parts to 1e-13 of
+    its magnitude, since NumPy's may use FMA: (a + ai)**2's real part is 0.0 here and 2e-33
+    there; at infinities or nans a product's parts are the machine's, not compared)."""
     np = _np()
     (s1, s2) = shapes_pair
     a = data.draw(st.lists(complex_numbers, min_size=math.prod(s1), max_size=math.prod(s1)))
@@ -10808,7 +10813,8 @@ def test_complex_arithmetic_broadcasts_as_numpy(shapes_pair, data):
         for g, w in zip(np.asarray(got).ravel().tolist(), want.ravel().tolist()):
             if k == 2 and not (math.isfinite(abs(g)) and math.isfinite(abs(w))):
                 continue
-            assert _c_same(g, w, (w if k == 2 else 0j), rel=1e-13), (k, g, w)
+            assert _c_same(g, w, (w if k == 2 else 0j), rel=1e-13,
+                           scale=abs(w) if k == 2 else None), (k, g, w)
 
 
 @given(shapes(), st.data())
