@@ -8282,9 +8282,10 @@ def test_numpy_names_match_numpy_with_special_values_and_broadcasting(name, data
         return  # no gradient, or a step function
     smooth = [data.draw(arrays(s, st.floats(0.2, 2.0))) for s in shape_list]
     if name in ("fmax", "fmin") and len(smooth) == 2 and any(
-            a == b for a, b in zip(_broadcast_flat(smooth[0], broadcast_shape(*shape_list)),
-                                   _broadcast_flat(smooth[1], broadcast_shape(*shape_list)))):
-        return  # a tie: no derivative
+            abs(a - b) < 1e-3 for a, b in zip(
+                _broadcast_flat(smooth[0], broadcast_shape(*shape_list)),
+                _broadcast_flat(smooth[1], broadcast_shape(*shape_list)))):
+        return  # a tie, or so near one that central differences straddle it (EPS 1e-5)
     if all(len(x.flat) for x in smooth) and sum(len(x.flat) for x in smooth) <= 16:
         out_shape = broadcast_shape(*shape_list)
         w = Tensor(fold([math.cos(k) for k in range(math.prod(out_shape))], out_shape))
@@ -10808,13 +10809,22 @@ def test_complex_arithmetic_broadcasts_as_numpy(shapes_pair, data):
     with np.errstate(all="ignore"):
         cases = [(x + y, xa + ya), (x - y, xa - ya), (x * y, xa * ya), (rax.exp(x), np.exp(xa)),
                  (rax.log(y), np.log(ya)), (rax.sqrt(x), np.sqrt(xa))]
+    pairs = list(zip(*(v.ravel().tolist() for v in np.broadcast_arrays(xa, ya))))
     for k, (got, want) in enumerate(cases):
         assert got.shape == want.shape and got.dtype == "complex128"
-        for g, w in zip(np.asarray(got).ravel().tolist(), want.ravel().tolist()):
-            if k == 2 and not (math.isfinite(abs(g)) and math.isfinite(abs(w))):
+        for (u, v), g, w in zip(pairs, np.asarray(got).ravel().tolist(), want.ravel().tolist()):
+            size = math.hypot(w.real, w.imag)  # (abs() of a complex raises past 1.8e308)
+            if k == 2 and not (math.isfinite(math.hypot(g.real, g.imag)) and
+                               math.isfinite(size)):
                 continue
-            assert _c_same(g, w, (w if k == 2 else 0j), rel=1e-13,
-                           scale=abs(w) if k == 2 else None), (k, g, w)
+            z = w if k == 2 else 0j
+            if k == 3 and u.real == -math.inf and not math.isfinite(u.imag):
+                z = complex(math.nan, math.nan)  # exp: C99 leaves the signs of 0 open
+            if k == 2 and any(p and q for p, q in ((u.real, v.real), (u.imag, v.imag),
+                                                  (u.real, v.imag), (u.imag, v.real))):
+                z = complex(math.nan, math.nan)  # a zero part made of nonzero factors (that
+            assert _c_same(g, w, z, rel=1e-13,  # cancel or underflow): its sign is FMA's
+                           scale=size if k == 2 else None), (k, g, w)
 
 
 @given(shapes(), st.data())
