@@ -10425,14 +10425,29 @@ class _JitCache:
     def shortcut(self, args):
         """(the entry, the input leaves in the program's order) of a call like one before."""
         leaves = []
-        key = self.shortcuts.get(self.shape(args, leaves))
+        key = self.shortcuts.get(self.shapes(args, leaves))
         entry = None if key is None else self.get(key)  # (None: evicted since)
         return None if entry is None else (entry, leaves)
 
     def remember(self, args, kwargs, key):
-        shapes = self.shape(args, [])
+        shapes = self.shapes(args, [])
         if not kwargs and shapes is not None:
             self.shortcuts[shapes] = key
+
+    def shapes(self, args, leaves):
+        """shape() of each argument (a float tensor's written out: the common case), or
+        None if one has none."""
+        shapes = []
+        for a in args:
+            if type(a) is Tensor and a.dtype is float64:
+                leaves.append(a)
+                shapes.append(a.shape)
+            else:
+                shape = self.shape(a, leaves, 1)
+                if shape is None:
+                    return None
+                shapes.append(shape)
+        return tuple(shapes)
 
     def shape(self, a, leaves, depth=0):
         """What of a float tensor (or array), or of a list, tuple or dict (str keys) of
