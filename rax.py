@@ -627,12 +627,10 @@ def _binary(forward, x, y, rule, vjps, dtype=None):
             y = _constant(y)
         else:
             x, y, rule, dtype = _promoted(op, x, y, rule)
-    if x.shape != y.shape:
-        if not y.shape:  # x * 2.0: the number is spread over x (W4 on a (1,) tensor: -4%)
-            y = _broadcast(y, x.shape)
-        else:
-            shape = _check_size(op, _broadcast_shapes(op, x.shape, y.shape))
-            x, y = _broadcast(x, shape), _broadcast(y, shape)
+    if x.shape != y.shape:  # (x * 2.0 spreads the number, with no shapes to reconcile)
+        shape = x.shape if not y.shape else _check_size(
+            op, _broadcast_shapes(op, x.shape, y.shape))
+        x, y = _broadcast(x, shape), _broadcast(y, shape)
     operands, ndim = (x.data, y.data), len(x.shape)
     if ndim or rule.rows is not None:
         data = elementwise(rule.fn, operands, ndim, rule.safe_fn) if rule.rows is None else \
